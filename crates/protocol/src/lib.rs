@@ -1,0 +1,36 @@
+//! The shout application protocol, with no I/O at all (sans-io).
+//!
+//! shout's protocol is the textbook one: a client sends text, the server answers
+//! with the same text in upper case. This crate holds everything both ends must
+//! agree on, and nothing that touches a socket:
+//!
+//! - [`Uppercaser`]: the streaming transform a TCP server applies to a byte
+//!   stream arriving in chunks of any size.
+//! - [`uppercase_datagram`]: the one-datagram-in, one-datagram-out rule for UDP,
+//!   with its size limit.
+//! - [`LineReader`]: a line reader with a maximum line length, for clients that
+//!   read sentences from a keyboard or a pipe.
+//! - Shared constants: [`DEFAULT_PORT`], [`MAX_DATAGRAM_PAYLOAD`].
+//!
+//! It is *not* for opening sockets, event loops or retries: those belong to
+//! `shout-socket`, `shout-server` and `shout-client`. The specification in prose
+//! is `docs/PROTOCOL.md`.
+
+#![deny(missing_docs)]
+
+mod datagram;
+mod line;
+mod transform;
+
+pub use datagram::{DatagramError, MAX_DATAGRAM_PAYLOAD, uppercase_datagram};
+pub use line::{DEFAULT_MAX_LINE, LineError, LineReader};
+pub use transform::{Uppercaser, uppercase, uppercased_len};
+
+/// The port both ends use when none is given: the lecture's 12000.
+pub const DEFAULT_PORT: u16 = 12000;
+
+/// The largest number of bytes the uppercase of one byte can grow to, per input
+/// byte. Unicode's full mapping turns some 2-byte characters into 6 bytes
+/// (`ΐ` U+0390 → `Ϊ́`, three characters), so a reply is at most three times
+/// its request. This is the UDP amplification bound.
+pub const MAX_EXPANSION: usize = 3;

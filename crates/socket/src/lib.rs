@@ -1,0 +1,311 @@
+//! Socket construction for shout: the only crate that calls `socket2`.
+//!
+//! `std::net` binds with fixed choices (a listen backlog of 128, no
+//! `SO_REUSEPORT`, the system's `IPV6_V6ONLY`). A server meant for thousands of
+//! clients needs to choose them, so this crate offers two builders that return
+//! plain `std::net` sockets, ready for `mio` or for blocking use:
+//!
+//! - [`TcpListenerBuilder`]: `SO_REUSEADDR` on by default (a restarted server
+//!   rebinds at once although old connections linger in `TIME_WAIT`),
+//!   `SO_REUSEPORT` opt-in (several workers on one port), dual-stack by
+//!   default (`[::]` serves IPv4 too, falling back to `0.0.0.0` where the host
+//!   has no IPv6), a backlog of 1024, buffer sizes, non-blocking mode.
+//! - [`UdpSocketBuilder`]: the same for datagrams.
+//! - [`connect_tcp`]: a client connection with a timeout and `TCP_NODELAY`.
+//!
+//! Every failure is a [`SocketError`] whose message names the address and the
+//! likely cause. This crate is not for reading or writing: callers own the
+//! sockets it returns.
+
+#![deny(missing_docs)]
+
+mod error;
+
+pub use error::{SocketError, SocketOperation};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::time::Duration;
+
+/// The listen backlog [`TcpListenerBuilder`] asks for: far above std's 128 so
+/// that a burst of thousands of connects is queued, not dropped. The kernel
+/// caps it at `net.core.somaxconn` (4096 on current Linux).
+pub const DEFAULT_BACKLOG: i32 = 1024;
+
+/// Options that TCP listeners and UDP sockets share.
+#[derive(Debug, Clone)]
+struct CommonOptions {
+    reuse_address: bool,
+    reuse_port: bool,
+    only_v6: bool,
+    ipv4_fallback: bool,
+    nonblocking: bool,
+    recv_buffer_size: Option<usize>,
+    send_buffer_size: Option<usize>,
+}
+
+impl CommonOptions {
+    fn new(reuse_address: bool) -> Self {
+        Self {
+            reuse_address,
+            reuse_port: false,
+            only_v6: false,
+            ipv4_fallback: true,
+            nonblocking: false,
+            recv_buffer_size: None,
+            send_buffer_size: None,
+        }
+    }
+
+    /// Creates a socket of `kind` bound to `addr` with these options. Where
+    /// `addr` is the IPv6 wildcard and the host has no IPv6, binds the IPv4
+    /// wildcard on the same port instead.
+    fn bind(
+        &self,
+        addr: SocketAddr,
+        kind: Type,
+        protocol: Protocol,
+    ) -> Result<Socket, SocketError> {
+        match self.bind_exactly(addr, kind, protocol) {
+            Err(error) if self.ipv4_fallback && is_ipv6_wildcard(addr) && error.means_no_ipv6() => {
+                let ipv4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, addr.port()));
+                self.bind_exactly(ipv4, kind, protocol)
+            }
+            result => result,
+        }
+    }
+
+    fn bind_exactly(
+        &self,
+        addr: SocketAddr,
+        kind: Type,
+        protocol: Protocol,
+    ) -> Result<Socket, SocketError> {
+        let fail = |operation| move |source| SocketError::new(operation, addr, protocol, source);
+        let socket = Socket::new(Domain::for_address(addr), kind, Some(protocol))
+            .map_err(fail(SocketOperation::Create))?;
+        let configure = || -> io::Result<()> {
+            socket.set_reuse_address(self.reuse_address)?;
+            if self.reuse_port {
+                socket.set_reuse_port(true)?;
+            }
+            if addr.is_ipv6() {
+                socket.set_only_v6(self.only_v6)?;
+            }
+            if let Some(size) = self.recv_buffer_size {
+                socket.set_recv_buffer_size(size)?;
+            }
+            if let Some(size) = self.send_buffer_size {
+                socket.set_send_buffer_size(size)?;
+            }
+            socket.set_nonblocking(self.nonblocking)
+        };
+        configure().map_err(fail(SocketOperation::Configure))?;
+        socket
+            .bind(&SockAddr::from(addr))
+            .map_err(fail(SocketOperation::Bind))?;
+        Ok(socket)
+    }
+}
+
+fn is_ipv6_wildcard(addr: SocketAddr) -> bool {
+    matches!(addr, SocketAddr::V6(v6) if v6.ip().is_unspecified())
+}
+
+/// Builds a listening TCP socket.
+///
+/// ```
+/// use shout_socket::TcpListenerBuilder;
+///
+/// let listener = TcpListenerBuilder::new("127.0.0.1:0".parse().unwrap())
+///     .nonblocking(true)
+///     .bind()
+///     .unwrap();
+/// assert_ne!(listener.local_addr().unwrap().port(), 0);
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `bind` is called"]
+pub struct TcpListenerBuilder {
+    addr: SocketAddr,
+    options: CommonOptions,
+    backlog: i32,
+}
+
+impl TcpListenerBuilder {
+    /// A listener for `addr` with shout's defaults: `SO_REUSEADDR` on,
+    /// `SO_REUSEPORT` off, dual-stack, backlog [`DEFAULT_BACKLOG`], blocking.
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            options: CommonOptions::new(true),
+            backlog: DEFAULT_BACKLOG,
+        }
+    }
+
+    /// `SO_REUSEADDR`: lets a restarted server bind while connections of the
+    /// previous one sit in `TIME_WAIT`. On by default.
+    pub fn reuse_address(mut self, on: bool) -> Self {
+        self.options.reuse_address = on;
+        self
+    }
+
+    /// `SO_REUSEPORT`: lets several sockets (each with this option) bind the
+    /// same address; the kernel spreads new connections among them. Off by
+    /// default, so that a second server on a taken port fails loudly.
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.options.reuse_port = on;
+        self
+    }
+
+    /// `IPV6_V6ONLY` for IPv6 addresses. Off by default: `[::]` then accepts
+    /// IPv4 clients too, as IPv4-mapped addresses (`::ffff:127.0.0.1`).
+    pub fn only_v6(mut self, on: bool) -> Self {
+        self.options.only_v6 = on;
+        self
+    }
+
+    /// Whether binding `[::]` on a host without IPv6 falls back to `0.0.0.0`
+    /// on the same port. On by default.
+    pub fn ipv4_fallback(mut self, on: bool) -> Self {
+        self.options.ipv4_fallback = on;
+        self
+    }
+
+    /// The listen backlog: how many finished handshakes the kernel queues
+    /// before the server accepts them.
+    pub fn backlog(mut self, backlog: i32) -> Self {
+        self.backlog = backlog;
+        self
+    }
+
+    /// `SO_RCVBUF` for the listener; accepted connections inherit it.
+    pub fn recv_buffer_size(mut self, bytes: usize) -> Self {
+        self.options.recv_buffer_size = Some(bytes);
+        self
+    }
+
+    /// `SO_SNDBUF` for the listener; accepted connections inherit it.
+    pub fn send_buffer_size(mut self, bytes: usize) -> Self {
+        self.options.send_buffer_size = Some(bytes);
+        self
+    }
+
+    /// Non-blocking mode, as an event loop needs. Off by default.
+    pub fn nonblocking(mut self, on: bool) -> Self {
+        self.options.nonblocking = on;
+        self
+    }
+
+    /// Creates, configures, binds and listens.
+    pub fn bind(&self) -> Result<TcpListener, SocketError> {
+        let socket = self.options.bind(self.addr, Type::STREAM, Protocol::TCP)?;
+        socket.listen(self.backlog).map_err(|source| {
+            let addr = local_addr_or(&socket, self.addr);
+            SocketError::new(SocketOperation::Listen, addr, Protocol::TCP, source)
+        })?;
+        Ok(socket.into())
+    }
+}
+
+/// Builds a bound UDP socket.
+///
+/// `SO_REUSEADDR` is off by default here: on Linux it would let two UDP
+/// servers share a port silently, each receiving part of the traffic.
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `bind` is called"]
+pub struct UdpSocketBuilder {
+    addr: SocketAddr,
+    options: CommonOptions,
+}
+
+impl UdpSocketBuilder {
+    /// A UDP socket for `addr`: no address or port reuse, dual-stack,
+    /// blocking.
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            options: CommonOptions::new(false),
+        }
+    }
+
+    /// `SO_REUSEADDR`; see the type's documentation for why it is off.
+    pub fn reuse_address(mut self, on: bool) -> Self {
+        self.options.reuse_address = on;
+        self
+    }
+
+    /// `SO_REUSEPORT`: several sockets on one address, datagrams spread among
+    /// them by source address. Off by default.
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.options.reuse_port = on;
+        self
+    }
+
+    /// `IPV6_V6ONLY` for IPv6 addresses; off by default (dual-stack).
+    pub fn only_v6(mut self, on: bool) -> Self {
+        self.options.only_v6 = on;
+        self
+    }
+
+    /// Whether `[::]` falls back to `0.0.0.0` on a host without IPv6. On by
+    /// default.
+    pub fn ipv4_fallback(mut self, on: bool) -> Self {
+        self.options.ipv4_fallback = on;
+        self
+    }
+
+    /// `SO_RCVBUF`: how many bytes of datagrams queue before the kernel drops
+    /// new ones. Worth raising for bursts.
+    pub fn recv_buffer_size(mut self, bytes: usize) -> Self {
+        self.options.recv_buffer_size = Some(bytes);
+        self
+    }
+
+    /// `SO_SNDBUF`.
+    pub fn send_buffer_size(mut self, bytes: usize) -> Self {
+        self.options.send_buffer_size = Some(bytes);
+        self
+    }
+
+    /// Non-blocking mode. Off by default.
+    pub fn nonblocking(mut self, on: bool) -> Self {
+        self.options.nonblocking = on;
+        self
+    }
+
+    /// Creates, configures and binds.
+    pub fn bind(&self) -> Result<UdpSocket, SocketError> {
+        Ok(self
+            .options
+            .bind(self.addr, Type::DGRAM, Protocol::UDP)?
+            .into())
+    }
+}
+
+/// Connects to `addr`, waiting at most `timeout` (or the system's own limit
+/// when `None`), and sets `TCP_NODELAY` so that short requests leave at once
+/// instead of waiting on Nagle's algorithm.
+pub fn connect_tcp(addr: SocketAddr, timeout: Option<Duration>) -> Result<TcpStream, SocketError> {
+    let fail = |operation| move |source| SocketError::new(operation, addr, Protocol::TCP, source);
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        .map_err(fail(SocketOperation::Create))?;
+    let target = SockAddr::from(addr);
+    match timeout {
+        Some(timeout) => socket.connect_timeout(&target, timeout),
+        None => socket.connect(&target),
+    }
+    .map_err(fail(SocketOperation::Connect))?;
+    socket
+        .set_tcp_nodelay(true)
+        .map_err(fail(SocketOperation::Configure))?;
+    Ok(socket.into())
+}
+
+fn local_addr_or(socket: &Socket, fallback: SocketAddr) -> SocketAddr {
+    socket
+        .local_addr()
+        .ok()
+        .and_then(|addr| addr.as_socket())
+        .unwrap_or(fallback)
+}
