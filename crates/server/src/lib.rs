@@ -1,1 +1,44 @@
-//! placeholder
+//! shout's server: a `mio` event loop that serves thousands of TCP
+//! connections and UDP datagrams on one thread per worker, with bounded
+//! memory, limits and a graceful shutdown.
+//!
+//! The loop is not tied to uppercasing. It runs any [`StreamService`] (TCP:
+//! a session per connection, bytes in, bytes out) and any
+//! [`DatagramService`] (UDP: one datagram in, at most one out); [`Uppercase`]
+//! is shout's own. `examples/rot13.rs` runs another service in a few lines.
+//!
+//! ```no_run
+//! use shout_server::{ServerBuilder, Uppercase};
+//!
+//! let server = ServerBuilder::new(Uppercase, Uppercase)
+//!     .tcp("[::]:12000".parse().unwrap())
+//!     .udp("[::]:12000".parse().unwrap())
+//!     .build()?;
+//! let handle = server.handle(); // addresses, counters, shutdown()
+//! server.run()?; // on this thread, until handle.shutdown()
+//! # Ok::<(), shout_server::ServerError>(())
+//! ```
+//!
+//! This crate is not for parsing command lines or installing signal
+//! handlers: the `shoutd` binary (`src/main.rs`) does that over this library.
+//! How the loop works is told in `worker.rs`, and in docs/ARCHITECTURE.md.
+//!
+//! # Portability
+//! Linux first: the loop relies on edge-triggered readiness (epoll, or kqueue
+//! through mio) and on `SO_REUSEPORT` for several workers.
+
+#![deny(missing_docs)]
+
+mod connection;
+mod handle;
+mod idle;
+mod server;
+mod service;
+mod worker;
+
+pub use handle::{Handle, Stats};
+pub use server::{
+    DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_PENDING_OUTPUT, Server, ServerBuilder, ServerError,
+};
+pub use service::{DatagramReply, DatagramService, StreamService, Uppercase};

@@ -1,2 +1,189 @@
-//! placeholder
-fn main() {}
+//! `shoutd`: the shout server. Argument parsing, logging and signals over
+//! the `shout_server` library, which does the real work.
+
+use clap::{ArgAction, Parser};
+use shout_protocol::DEFAULT_PORT;
+use shout_server::{
+    DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Handle, ServerBuilder,
+    ServerError, Uppercase,
+};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use std::io::Write;
+use std::net::{Ipv6Addr, SocketAddr};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Exit status when a socket cannot be bound or a setting is invalid.
+const EXIT_SETUP: u8 = 2;
+/// Exit status when the event loop fails while serving.
+const EXIT_RUNTIME: u8 = 1;
+
+const EXAMPLES: &str = "\
+Examples:
+  shoutd                                  serve TCP and UDP on [::]:12000 (IPv4 too)
+  shoutd --tcp 127.0.0.1:0                TCP only, on a free port (printed on stdout)
+  shoutd --tcp [::]:7000 --udp [::]:7001  TCP and UDP on different ports
+  shoutd --workers 2 --max-connections 50000
+  RUST_LOG=debug shoutd                   log every connection
+
+On start-up shoutd prints one line per socket to stdout, e.g.
+  listening tcp 127.0.0.1:40123
+with the real port when 0 was asked. Logs go to stderr.
+SIGINT or SIGTERM stops it gracefully: no new clients, answers to what was
+received are sent (up to --drain-timeout), then a summary is logged. A second
+signal exits at once.
+
+Exit status: 0 after a graceful stop, 2 when a socket cannot be bound or a
+setting is invalid, 1 when serving fails.";
+
+/// The shout server: uppercases every line (every byte, really) it gets over
+/// TCP and UDP, for thousands of clients at once.
+#[derive(Debug, Parser)]
+#[command(version, after_help = EXAMPLES)]
+struct Args {
+    /// Serve TCP on ADDR (repeatable). Giving --tcp or --udp replaces the
+    /// default of both on [::]:12000.
+    #[arg(long, value_name = "ADDR")]
+    tcp: Vec<SocketAddr>,
+
+    /// Serve UDP on ADDR (repeatable).
+    #[arg(long, value_name = "ADDR")]
+    udp: Vec<SocketAddr>,
+
+    /// Event-loop threads, each with its own sockets on the same port
+    /// (SO_REUSEPORT). More than one helps only when one core is saturated.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    workers: usize,
+
+    /// Open TCP connections allowed at once; beyond it, clients wait in the
+    /// listen backlog until one closes.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS, value_name = "N")]
+    max_connections: usize,
+
+    /// Close connections idle this long (0: never).
+    #[arg(long, default_value_t = DEFAULT_IDLE_TIMEOUT.as_secs(), value_name = "SECS")]
+    idle_timeout: u64,
+
+    /// On SIGINT/SIGTERM, wait this long at most for answers to be sent.
+    #[arg(long, default_value_t = DEFAULT_DRAIN_TIMEOUT.as_secs_f64(), value_name = "SECS")]
+    drain_timeout: f64,
+
+    /// More logging: -v debug, -vv trace.
+    #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+
+    /// Less logging: -q warnings and errors only, -qq errors only.
+    #[arg(short, long, action = ArgAction::Count)]
+    quiet: u8,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(args.verbose, args.quiet);
+    let handle = match start(&args) {
+        Ok(started) => started,
+        Err(error) => {
+            eprintln!("shoutd: {error}");
+            return ExitCode::from(EXIT_SETUP);
+        }
+    };
+    let (server, handle) = handle;
+    if let Err(error) = stop_on_signals(handle) {
+        eprintln!("shoutd: cannot install signal handlers: {error}");
+        return ExitCode::from(EXIT_SETUP);
+    }
+    match server.run() {
+        Ok(stats) => {
+            log::info!("stopped: {stats}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("shoutd: {error}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+type UppercaseServer = shout_server::Server<Uppercase, Uppercase>;
+
+/// Binds every socket and announces them on stdout.
+fn start(args: &Args) -> Result<(UppercaseServer, Handle), ServerError> {
+    let drain_timeout = Duration::try_from_secs_f64(args.drain_timeout).map_err(|_| {
+        ServerError::InvalidSetting("--drain-timeout must be a number of seconds >= 0")
+    })?;
+    let (tcp, udp) = if args.tcp.is_empty() && args.udp.is_empty() {
+        let default = SocketAddr::from((Ipv6Addr::UNSPECIFIED, DEFAULT_PORT));
+        (vec![default], vec![default])
+    } else {
+        (args.tcp.clone(), args.udp.clone())
+    };
+    let mut builder = ServerBuilder::new(Uppercase, Uppercase)
+        .workers(args.workers)
+        .max_connections(args.max_connections)
+        .idle_timeout((args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout)))
+        .drain_timeout(drain_timeout);
+    for addr in tcp {
+        builder = builder.tcp(addr);
+    }
+    for addr in udp {
+        builder = builder.udp(addr);
+    }
+    let server = builder.build()?;
+    let handle = server.handle();
+    announce(&handle).map_err(ServerError::EventLoop)?;
+    log::info!(
+        "serving with {} worker(s), at most {} connections, idle timeout {}",
+        args.workers,
+        args.max_connections,
+        if args.idle_timeout > 0 {
+            format!("{} s", args.idle_timeout)
+        } else {
+            "off".into()
+        }
+    );
+    Ok((server, handle))
+}
+
+/// The start-up contract: one `listening PROTO ADDR` line per socket on
+/// stdout, flushed, once every socket is bound.
+fn announce(handle: &Handle) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    for addr in handle.tcp_addrs() {
+        writeln!(stdout, "listening tcp {addr}")?;
+    }
+    for addr in handle.udp_addrs() {
+        writeln!(stdout, "listening udp {addr}")?;
+    }
+    stdout.flush()
+}
+
+/// First SIGINT/SIGTERM: graceful stop. Second: exit at once.
+fn stop_on_signals(handle: Handle) -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new()
+        .name("shoutd-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if handle.is_shutting_down() {
+                    log::warn!("second signal ({signal}): exiting without finishing the drain");
+                    std::process::exit(i32::from(EXIT_RUNTIME));
+                }
+                log::info!("signal {signal}: stopping gracefully");
+                handle.shutdown();
+            }
+        })?;
+    Ok(())
+}
+
+fn init_logging(verbose: u8, quiet: u8) {
+    let level = match (verbose, quiet) {
+        (0, 0) => "info",
+        (1, _) => "debug",
+        (v, _) if v >= 2 => "trace",
+        (_, 1) => "warn",
+        _ => "error",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        .format_timestamp_millis()
+        .init();
+}

@@ -1,0 +1,168 @@
+//! The running server seen from outside: its addresses, its counters, and a
+//! way to stop it from any thread.
+
+use mio::Waker;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Counters one worker updates; read by [`Handle::stats`] from any thread.
+///
+/// Each worker has its own, so no cache line is shared between workers on the
+/// hot path; `Relaxed` suffices because readers only want totals.
+#[derive(Debug, Default)]
+pub(crate) struct WorkerStats {
+    pub(crate) connections_accepted: AtomicU64,
+    pub(crate) connections_closed: AtomicU64,
+    pub(crate) connections_shed: AtomicU64,
+    pub(crate) idle_timeouts: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) datagrams_in: AtomicU64,
+    pub(crate) datagrams_out: AtomicU64,
+    pub(crate) datagrams_dropped: AtomicU64,
+}
+
+impl WorkerStats {
+    pub(crate) fn add(counter: &AtomicU64, amount: u64) {
+        counter.fetch_add(amount, Ordering::Relaxed);
+    }
+}
+
+/// A snapshot of the server's counters, summed over workers.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// TCP connections accepted and served.
+    pub connections_accepted: u64,
+    /// TCP connections closed, for any reason.
+    pub connections_closed: u64,
+    /// Connections accepted and closed at once because the process was out
+    /// of file descriptors.
+    pub connections_shed: u64,
+    /// Connections closed by the idle timeout.
+    pub idle_timeouts: u64,
+    /// TCP bytes received.
+    pub bytes_in: u64,
+    /// TCP bytes sent.
+    pub bytes_out: u64,
+    /// Datagrams received.
+    pub datagrams_in: u64,
+    /// Replies sent.
+    pub datagrams_out: u64,
+    /// Datagrams not answered: the service declined, the reply did not fit,
+    /// or the send queue was full.
+    pub datagrams_dropped: u64,
+}
+
+impl Stats {
+    /// Connections open now.
+    pub fn connections_open(&self) -> u64 {
+        self.connections_accepted
+            .saturating_sub(self.connections_closed)
+    }
+
+    fn sum(workers: &[Arc<WorkerStats>]) -> Self {
+        let mut total = Self::default();
+        for worker in workers {
+            let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+            total.connections_accepted += read(&worker.connections_accepted);
+            total.connections_closed += read(&worker.connections_closed);
+            total.connections_shed += read(&worker.connections_shed);
+            total.idle_timeouts += read(&worker.idle_timeouts);
+            total.bytes_in += read(&worker.bytes_in);
+            total.bytes_out += read(&worker.bytes_out);
+            total.datagrams_in += read(&worker.datagrams_in);
+            total.datagrams_out += read(&worker.datagrams_out);
+            total.datagrams_dropped += read(&worker.datagrams_dropped);
+        }
+        total
+    }
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} connections ({} shed, {} idle timeouts), {} bytes in, {} bytes out, \
+             {} datagrams in, {} out, {} dropped",
+            self.connections_accepted,
+            self.connections_shed,
+            self.idle_timeouts,
+            self.bytes_in,
+            self.bytes_out,
+            self.datagrams_in,
+            self.datagrams_out,
+            self.datagrams_dropped
+        )
+    }
+}
+
+/// The stop request, shared by the handle and every worker.
+#[derive(Debug)]
+pub(crate) struct ShutdownSignal {
+    requested: AtomicBool,
+    wakers: Vec<Waker>,
+}
+
+impl ShutdownSignal {
+    pub(crate) fn new(wakers: Vec<Waker>) -> Self {
+        Self {
+            requested: AtomicBool::new(false),
+            wakers,
+        }
+    }
+
+    pub(crate) fn is_requested(&self) -> bool {
+        self.requested.load(Ordering::Acquire)
+    }
+
+    fn request(&self) {
+        self.requested.store(true, Ordering::Release);
+        for waker in &self.wakers {
+            if let Err(error) = waker.wake() {
+                // The worker still sees the flag on its next timer or event.
+                log::warn!("could not wake a worker for shutdown: {error}");
+            }
+        }
+    }
+}
+
+/// A cheap, cloneable, thread-safe view of a built server.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    pub(crate) tcp_addrs: Vec<SocketAddr>,
+    pub(crate) udp_addrs: Vec<SocketAddr>,
+    pub(crate) shutdown: Arc<ShutdownSignal>,
+    pub(crate) stats: Vec<Arc<WorkerStats>>,
+}
+
+impl Handle {
+    /// The TCP addresses being served, with real ports where 0 was asked.
+    pub fn tcp_addrs(&self) -> &[SocketAddr] {
+        &self.tcp_addrs
+    }
+
+    /// The UDP addresses being served, with real ports where 0 was asked.
+    pub fn udp_addrs(&self) -> &[SocketAddr] {
+        &self.udp_addrs
+    }
+
+    /// Asks the server to stop: it stops accepting, answers what it has
+    /// received, flushes output for up to the drain timeout, and then
+    /// [`Server::run`](crate::Server::run) returns. Returns at once; calling
+    /// it again is harmless.
+    pub fn shutdown(&self) {
+        self.shutdown.request();
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.is_requested()
+    }
+
+    /// The counters so far, summed over workers.
+    pub fn stats(&self) -> Stats {
+        Stats::sum(&self.stats)
+    }
+}

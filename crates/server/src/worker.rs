@@ -1,0 +1,764 @@
+//! The event loop: one thread, one `mio::Poll`, many sockets.
+//!
+//! # The readiness contract, and how this loop keeps it
+//! Sockets are registered once, edge-triggered, for reading and writing.
+//! An event says a socket *became* ready; the loop remembers that in the
+//! connection (`readable`, `writable`) and forgets it only when the kernel
+//! says so (`WouldBlock`, or a short read or write, which means the same
+//! thing one syscall earlier). So output never costs a re-registration, and a
+//! request costs one read and one write.
+//!
+//! # Fairness
+//! Work per turn is bounded: a few reads per connection, a batch of accepts,
+//! a batch of datagrams. A source that still had work is put on the `hot`
+//! list and served again after everyone else's events, with a zero poll
+//! timeout, because an edge-triggered source will not raise a new event for
+//! readiness it already reported.
+//!
+//! # Limits
+//! - Output per connection is bounded: past `max_pending_output` the loop
+//!   stops reading that connection (the client's sending then blocks in TCP
+//!   flow control) until its output drains.
+//! - At `max_connections` the listeners are deregistered until a connection
+//!   closes: no events, no spinning; clients wait in the backlog.
+//! - Out of file descriptors, a spare descriptor is given up to accept and
+//!   close the waiting connection, so it is refused instead of hanging.
+
+use crate::connection::{Connection, Phase};
+use crate::handle::{ShutdownSignal, WorkerStats};
+use crate::idle::IdleList;
+use crate::service::{DatagramReply, DatagramService, StreamService};
+use mio::net::{TcpListener, UdpSocket};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, Read};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Tokens at or above this are not connections.
+const FIRST_LISTENER: usize = 1 << 40;
+const FIRST_UDP: usize = 1 << 41;
+pub(crate) const WAKER: Token = Token(usize::MAX);
+
+/// Reads per connection per turn: 16 × 64 KiB = 1 MiB before others get a turn.
+const READS_PER_TURN: usize = 16;
+/// Accepts per listener per turn.
+const ACCEPTS_PER_TURN: usize = 256;
+/// Datagrams per UDP socket per turn.
+const DATAGRAMS_PER_TURN: usize = 256;
+/// Replies queued per UDP socket when the socket would block.
+const UDP_QUEUE_DATAGRAMS: usize = 1024;
+/// Largest datagram that can arrive: the UDP length field's limit.
+const DATAGRAM_BUFFER: usize = 65_536;
+/// How long to stop accepting when even the spare descriptor is gone.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Settings one worker runs with.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub(crate) max_connections: usize,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) max_pending_output: usize,
+    pub(crate) read_buffer_size: usize,
+}
+
+struct Listener {
+    socket: TcpListener,
+    registered: bool,
+}
+
+struct UdpEndpoint {
+    socket: UdpSocket,
+    queue: VecDeque<(SocketAddr, Vec<u8>)>,
+    writable: bool,
+}
+
+/// A source of events, decoded from its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Connection(usize),
+    Listener(usize),
+    Udp(usize),
+    Waker,
+}
+
+impl Source {
+    fn from_token(token: Token) -> Self {
+        match token.0 {
+            usize::MAX => Source::Waker,
+            n if n >= FIRST_UDP => Source::Udp(n - FIRST_UDP),
+            n if n >= FIRST_LISTENER => Source::Listener(n - FIRST_LISTENER),
+            n => Source::Connection(n),
+        }
+    }
+
+    fn token(self) -> Token {
+        Token(match self {
+            Source::Connection(key) => key,
+            Source::Listener(index) => FIRST_LISTENER + index,
+            Source::Udp(index) => FIRST_UDP + index,
+            Source::Waker => usize::MAX,
+        })
+    }
+}
+
+/// Everything one event-loop thread owns.
+pub(crate) struct Worker<S: StreamService, D: DatagramService> {
+    pub(crate) id: usize,
+    pub(crate) poll: Poll,
+    listeners: Vec<Listener>,
+    udp: Vec<UdpEndpoint>,
+    connections: Slab<Connection<S::Session>>,
+    idle: IdleList,
+    stream_service: Arc<S>,
+    datagram_service: Arc<D>,
+    limits: Limits,
+    shutdown: Arc<ShutdownSignal>,
+    stats: Arc<WorkerStats>,
+    /// One read buffer for every connection of this worker.
+    read_buffer: Box<[u8]>,
+    /// Where a service writes its answer before it goes to the socket.
+    scratch: Vec<u8>,
+    hot: Vec<Source>,
+    /// A descriptor held in reserve for accepting (and closing) one
+    /// connection when the process has no descriptor left.
+    spare_descriptor: Option<File>,
+    out_of_descriptors: bool,
+    accept_paused_until: Option<Instant>,
+    drain_deadline: Option<Instant>,
+    now: Instant,
+}
+
+impl<S: StreamService, D: DatagramService> Worker<S, D> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        id: usize,
+        poll: Poll,
+        tcp: Vec<std::net::TcpListener>,
+        udp: Vec<std::net::UdpSocket>,
+        stream_service: Arc<S>,
+        datagram_service: Arc<D>,
+        limits: Limits,
+        shutdown: Arc<ShutdownSignal>,
+        stats: Arc<WorkerStats>,
+    ) -> io::Result<Self> {
+        let registry = poll.registry();
+        let mut listeners = Vec::with_capacity(tcp.len());
+        for (index, listener) in tcp.into_iter().enumerate() {
+            let mut socket = TcpListener::from_std(listener);
+            registry.register(
+                &mut socket,
+                Source::Listener(index).token(),
+                Interest::READABLE,
+            )?;
+            listeners.push(Listener {
+                socket,
+                registered: true,
+            });
+        }
+        let mut endpoints = Vec::with_capacity(udp.len());
+        for (index, socket) in udp.into_iter().enumerate() {
+            let mut socket = UdpSocket::from_std(socket);
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            registry.register(&mut socket, Source::Udp(index).token(), interest)?;
+            endpoints.push(UdpEndpoint {
+                socket,
+                queue: VecDeque::new(),
+                writable: true,
+            });
+        }
+        let read_buffer = vec![0; limits.read_buffer_size.max(DATAGRAM_BUFFER)].into_boxed_slice();
+        Ok(Self {
+            id,
+            poll,
+            listeners,
+            udp: endpoints,
+            connections: Slab::new(),
+            idle: IdleList::new(),
+            stream_service,
+            datagram_service,
+            limits,
+            shutdown,
+            stats,
+            read_buffer,
+            scratch: Vec::new(),
+            hot: Vec::new(),
+            spare_descriptor: open_spare_descriptor(),
+            out_of_descriptors: false,
+            accept_paused_until: None,
+            drain_deadline: None,
+            now: Instant::now(),
+        })
+    }
+
+    /// Runs until shutdown is requested and the drain is over.
+    pub(crate) fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(error) = self.poll.poll(&mut events, timeout) {
+                if error.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(error);
+            }
+            self.now = Instant::now();
+            for event in events.iter() {
+                match Source::from_token(event.token()) {
+                    Source::Connection(key) => {
+                        if let Some(connection) = self.connections.get_mut(key) {
+                            // Readiness is a hint: remember it, let the
+                            // syscalls tell the truth.
+                            connection.readable |=
+                                event.is_readable() || event.is_read_closed() || event.is_error();
+                            connection.writable |=
+                                event.is_writable() || event.is_write_closed() || event.is_error();
+                            connection.peer_hung_up |= event.is_read_closed();
+                            self.drive_connection(key);
+                        }
+                    }
+                    Source::Listener(index) => self.accept(index),
+                    Source::Udp(index) => {
+                        if event.is_writable() {
+                            self.udp[index].writable = true;
+                        }
+                        self.serve_datagrams(index);
+                    }
+                    Source::Waker => {}
+                }
+            }
+            self.serve_hot();
+            self.expire_idle();
+            self.resume_accepting_after_backoff();
+            if self.shutdown.is_requested() && self.drain_deadline.is_none() {
+                self.begin_drain();
+            }
+            if let Some(deadline) = self.drain_deadline {
+                if self.connections.is_empty() || self.now >= deadline {
+                    self.finish_drain();
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// How long the next poll may sleep: not past the next timer, not at
+    /// all when a source still has work.
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.hot.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let idle = self
+            .limits
+            .idle_timeout
+            .and_then(|timeout| self.idle.next_deadline(timeout));
+        [idle, self.drain_deadline, self.accept_paused_until]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+    }
+
+    fn serve_hot(&mut self) {
+        for source in std::mem::take(&mut self.hot) {
+            match source {
+                Source::Connection(key) if self.connections.contains(key) => {
+                    self.drive_connection(key)
+                }
+                Source::Listener(index) => self.accept(index),
+                Source::Udp(index) => self.serve_datagrams(index),
+                Source::Connection(_) | Source::Waker => {}
+            }
+        }
+    }
+
+    // ----- accepting -----
+
+    fn accept(&mut self, index: usize) {
+        if self.drain_deadline.is_some() || self.accept_paused_until.is_some() {
+            return;
+        }
+        for _ in 0..ACCEPTS_PER_TURN {
+            if self.connections.len() >= self.limits.max_connections {
+                self.pause_listeners();
+                return;
+            }
+            match self.listeners[index].socket.accept() {
+                Ok((stream, peer)) => {
+                    self.out_of_descriptors = false;
+                    self.register_connection(stream, peer);
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                Err(error) if is_out_of_descriptors(&error) => {
+                    if !self.shed_one_connection(index, &error) {
+                        return;
+                    }
+                }
+                // The client gave up between handshake and accept, or the
+                // call was interrupted: neither concerns other clients.
+                Err(error) if is_transient_accept_error(&error) => {}
+                Err(error) => {
+                    log::error!("worker {}: accept failed: {error}", self.id);
+                    return;
+                }
+            }
+        }
+        self.hot.push(Source::Listener(index));
+    }
+
+    fn register_connection(&mut self, mut stream: mio::net::TcpStream, peer: SocketAddr) {
+        if let Err(error) = stream.set_nodelay(true) {
+            log::debug!("{peer}: TCP_NODELAY not set: {error}");
+        }
+        let entry = self.connections.vacant_entry();
+        let key = entry.key();
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(error) =
+            self.poll
+                .registry()
+                .register(&mut stream, Source::Connection(key).token(), interest)
+        {
+            log::warn!("{peer}: cannot watch the connection, closing it: {error}");
+            return;
+        }
+        let session = self.stream_service.open(peer);
+        entry.insert(Connection::new(stream, peer, session));
+        self.idle.touch(key, self.now);
+        WorkerStats::add(&self.stats.connections_accepted, 1);
+        log::debug!("{peer}: connected");
+    }
+
+    /// Out of descriptors: frees the spare to accept one waiting connection
+    /// and close it, so it is refused rather than left hanging. Returns
+    /// whether accepting may go on.
+    fn shed_one_connection(&mut self, index: usize, error: &io::Error) -> bool {
+        if !self.out_of_descriptors {
+            self.out_of_descriptors = true;
+            log::warn!(
+                "worker {}: out of file descriptors ({error}) with {} connections open; \
+                 refusing new connections until some close",
+                self.id,
+                self.connections.len()
+            );
+        }
+        let Some(spare) = self.spare_descriptor.take() else {
+            self.pause_accepting_for(ACCEPT_BACKOFF);
+            return false;
+        };
+        drop(spare);
+        let shed = self.listeners[index].socket.accept();
+        self.spare_descriptor = open_spare_descriptor();
+        match shed {
+            Ok((stream, peer)) => {
+                drop(stream);
+                WorkerStats::add(&self.stats.connections_shed, 1);
+                log::debug!("{peer}: closed at once, no descriptor to serve it");
+                true
+            }
+            Err(_) => {
+                // Someone else took the freed descriptor: back off a little.
+                self.pause_accepting_for(ACCEPT_BACKOFF);
+                false
+            }
+        }
+    }
+
+    fn pause_accepting_for(&mut self, backoff: Duration) {
+        self.accept_paused_until = Some(self.now + backoff);
+    }
+
+    fn resume_accepting_after_backoff(&mut self) {
+        if self
+            .accept_paused_until
+            .is_some_and(|until| self.now >= until)
+        {
+            self.accept_paused_until = None;
+            self.spare_descriptor = self.spare_descriptor.take().or_else(open_spare_descriptor);
+            self.hot
+                .extend((0..self.listeners.len()).map(Source::Listener));
+        }
+    }
+
+    /// At the connection limit: stop listening for events entirely, so a
+    /// burst of waiting clients costs no CPU.
+    fn pause_listeners(&mut self) {
+        for listener in self
+            .listeners
+            .iter_mut()
+            .filter(|listener| listener.registered)
+        {
+            if let Err(error) = self.poll.registry().deregister(&mut listener.socket) {
+                log::warn!("worker {}: cannot pause a listener: {error}", self.id);
+            }
+            listener.registered = false;
+        }
+        log::info!(
+            "worker {}: {} connections, the limit: new clients wait until one closes",
+            self.id,
+            self.connections.len()
+        );
+    }
+
+    /// Re-registers paused listeners; registering a socket that already has
+    /// connections waiting raises an event for it at once.
+    fn resume_listeners(&mut self) {
+        if self.drain_deadline.is_some() {
+            return;
+        }
+        for (index, listener) in self.listeners.iter_mut().enumerate() {
+            if listener.registered {
+                continue;
+            }
+            let token = Source::Listener(index).token();
+            match self
+                .poll
+                .registry()
+                .register(&mut listener.socket, token, Interest::READABLE)
+            {
+                Ok(()) => listener.registered = true,
+                Err(error) => log::warn!("worker {}: cannot resume a listener: {error}", self.id),
+            }
+        }
+    }
+
+    // ----- connections -----
+
+    /// Does all a connection can do now: write, read and answer, finish.
+    fn drive_connection(&mut self, key: usize) {
+        match self.step_connection(key) {
+            Ok(true) => {}
+            Ok(false) => self.close_connection(key, None),
+            Err(error) => self.close_connection(key, Some(error)),
+        }
+    }
+
+    /// Returns `Ok(false)` when the connection is done and should close.
+    fn step_connection(&mut self, key: usize) -> io::Result<bool> {
+        let Self {
+            connections,
+            stream_service,
+            read_buffer,
+            scratch,
+            stats,
+            limits,
+            hot,
+            idle,
+            now,
+            ..
+        } = self;
+        let connection = &mut connections[key];
+        let mut active = stats_add_out(stats, connection.flush()?) > 0;
+
+        let mut reads = 0;
+        while connection.readable && !connection.input_ended {
+            if connection.pending_output() >= limits.max_pending_output {
+                // Backpressure: stay readable, resume when output drains.
+                break;
+            }
+            if reads == READS_PER_TURN {
+                hot.push(Source::Connection(key));
+                break;
+            }
+            reads += 1;
+            let wanted = match connection.phase {
+                Phase::Draining { remaining } if remaining < read_buffer.len() => remaining,
+                _ => read_buffer.len(),
+            };
+            let read = match connection.stream.read(&mut read_buffer[..wanted]) {
+                Ok(read) => read,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    connection.readable = false;
+                    break;
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
+            };
+            active = true;
+            scratch.clear();
+            if read == 0 {
+                connection.input_ended = true;
+                if matches!(connection.phase, Phase::Serving | Phase::Draining { .. }) {
+                    stream_service.end(&mut connection.session, scratch);
+                }
+            } else {
+                WorkerStats::add(&stats.bytes_in, read as u64);
+                match &mut connection.phase {
+                    Phase::Serving => {
+                        stream_service.data(&mut connection.session, &read_buffer[..read], scratch)
+                    }
+                    Phase::Draining { remaining } => {
+                        stream_service.data(&mut connection.session, &read_buffer[..read], scratch);
+                        *remaining -= read;
+                        if *remaining == 0 {
+                            stream_service.end(&mut connection.session, scratch);
+                            connection.phase = Phase::Finishing;
+                        }
+                    }
+                    // Discarded: nothing after the drain point is answered.
+                    Phase::Finishing | Phase::Lingering => {}
+                }
+                // A short read emptied the receive queue; new data raises a
+                // new event. Unless the peer hung up: then read on to the 0.
+                if read < wanted && !connection.peer_hung_up {
+                    connection.readable = false;
+                }
+            }
+            if !scratch.is_empty() {
+                stats_add_out(stats, connection.send(scratch)?);
+            }
+        }
+
+        if active {
+            idle.touch(key, *now);
+        }
+        if connection.pending_output() > 0 {
+            return Ok(true);
+        }
+        // Everything answered has been sent.
+        match connection.phase {
+            Phase::Serving | Phase::Draining { .. } if connection.input_ended => Ok(false),
+            Phase::Serving | Phase::Draining { .. } => Ok(true),
+            Phase::Finishing => {
+                connection.stream.shutdown(Shutdown::Write)?;
+                connection.phase = Phase::Lingering;
+                Ok(!connection.input_ended)
+            }
+            Phase::Lingering => Ok(!connection.input_ended),
+        }
+    }
+
+    fn close_connection(&mut self, key: usize, error: Option<io::Error>) {
+        let mut connection = self.connections.remove(key);
+        self.idle.remove(key);
+        // Deregistering is optional (closing the descriptor does it), but
+        // keeps the registry exact if a descriptor is ever shared.
+        let _ = self.poll.registry().deregister(&mut connection.stream);
+        WorkerStats::add(&self.stats.connections_closed, 1);
+        match error {
+            Some(error) => log::debug!("{}: closed on error: {error}", connection.peer),
+            None => log::debug!("{}: closed", connection.peer),
+        }
+        if self.listeners.iter().any(|listener| !listener.registered)
+            && self.connections.len() < self.limits.max_connections
+        {
+            self.resume_listeners();
+        }
+    }
+
+    fn expire_idle(&mut self) {
+        let Some(timeout) = self.limits.idle_timeout else {
+            return;
+        };
+        while let Some(key) = self.idle.expired(self.now, timeout) {
+            log::debug!(
+                "{}: idle for {timeout:?}, closing",
+                self.connections[key].peer
+            );
+            WorkerStats::add(&self.stats.idle_timeouts, 1);
+            self.close_connection(key, None);
+        }
+    }
+
+    // ----- datagrams -----
+
+    fn serve_datagrams(&mut self, index: usize) {
+        let Self {
+            udp,
+            datagram_service,
+            read_buffer,
+            scratch,
+            stats,
+            hot,
+            ..
+        } = self;
+        // The sockets close when a drain starts; a stale event may still name one.
+        let Some(endpoint) = udp.get_mut(index) else {
+            return;
+        };
+        endpoint.flush_queue(stats);
+        for _ in 0..DATAGRAMS_PER_TURN {
+            let (len, peer) = match endpoint
+                .socket
+                .recv_from(&mut read_buffer[..DATAGRAM_BUFFER])
+            {
+                Ok(received) => received,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    // An ICMP error for an earlier reply, for instance: it
+                    // concerns one peer, not the socket.
+                    log::debug!("udp {}: receive error: {error}", endpoint.local_addr());
+                    continue;
+                }
+            };
+            WorkerStats::add(&stats.datagrams_in, 1);
+            scratch.clear();
+            match datagram_service.datagram(&read_buffer[..len], peer, scratch) {
+                DatagramReply::Send => endpoint.send(peer, scratch, stats),
+                DatagramReply::Drop => WorkerStats::add(&stats.datagrams_dropped, 1),
+            }
+        }
+        hot.push(Source::Udp(index));
+    }
+
+    // ----- shutdown -----
+
+    fn begin_drain(&mut self) {
+        self.drain_deadline = Some(self.now + self.limits.drain_timeout);
+        log::info!(
+            "worker {}: stopping: {} connections to drain, {:?} at most",
+            self.id,
+            self.connections.len(),
+            self.limits.drain_timeout
+        );
+        // New connections are refused from now on (the listeners close).
+        for mut listener in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut listener.socket);
+        }
+        // Datagrams already queued are answered once, then the sockets close.
+        for index in 0..self.udp.len() {
+            self.serve_datagrams(index);
+        }
+        self.hot
+            .retain(|source| matches!(source, Source::Connection(_)));
+        self.udp.clear();
+        let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            let connection = &mut self.connections[key];
+            let remaining = shout_socket::unread_bytes(&connection.stream).unwrap_or(0);
+            connection.phase = if remaining > 0 {
+                Phase::Draining { remaining }
+            } else {
+                Phase::Finishing
+            };
+            if connection.phase == Phase::Finishing && !connection.input_ended {
+                // The end of the answer (a held partial character, say) is
+                // due now: no more input will be read.
+                self.scratch.clear();
+                self.stream_service
+                    .end(&mut connection.session, &mut self.scratch);
+                if let Ok(written) = connection.send(&self.scratch) {
+                    stats_add_out(&self.stats, written);
+                }
+            }
+            // Reading may be due (bytes waiting) even without a new event.
+            connection.readable = true;
+            self.drive_connection(key);
+        }
+    }
+
+    fn finish_drain(&mut self) {
+        let cut = self.connections.len();
+        if cut > 0 {
+            log::warn!(
+                "worker {}: drain timeout: closing {cut} connections still open",
+                self.id
+            );
+        }
+        let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.close_connection(key, None);
+        }
+    }
+}
+
+impl UdpEndpoint {
+    fn local_addr(&self) -> String {
+        self.socket
+            .local_addr()
+            .map_or_else(|_| "socket".into(), |addr| addr.to_string())
+    }
+
+    /// Sends a reply, or queues it (bounded) if the socket would block.
+    fn send(&mut self, peer: SocketAddr, reply: &[u8], stats: &WorkerStats) {
+        if self.queue.is_empty() && self.writable {
+            match self.socket.send_to(reply, peer) {
+                Ok(_) => {
+                    WorkerStats::add(&stats.datagrams_out, 1);
+                    return;
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Err(error) => {
+                    log::debug!("udp reply to {peer} failed: {error}");
+                    WorkerStats::add(&stats.datagrams_dropped, 1);
+                    return;
+                }
+            }
+        }
+        if self.queue.len() < UDP_QUEUE_DATAGRAMS {
+            self.queue.push_back((peer, reply.to_vec()));
+        } else {
+            WorkerStats::add(&stats.datagrams_dropped, 1);
+        }
+    }
+
+    fn flush_queue(&mut self, stats: &WorkerStats) {
+        while self.writable {
+            let Some((peer, reply)) = self.queue.front() else {
+                break;
+            };
+            match self.socket.send_to(reply, *peer) {
+                Ok(_) => WorkerStats::add(&stats.datagrams_out, 1),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    self.writable = false;
+                    break;
+                }
+                Err(error) => {
+                    log::debug!("udp reply to {peer} failed: {error}");
+                    WorkerStats::add(&stats.datagrams_dropped, 1);
+                }
+            }
+            self.queue.pop_front();
+        }
+        if self.queue.is_empty() {
+            self.queue.shrink_to(0);
+        }
+    }
+}
+
+fn stats_add_out(stats: &WorkerStats, written: usize) -> usize {
+    WorkerStats::add(&stats.bytes_out, written as u64);
+    written
+}
+
+fn open_spare_descriptor() -> Option<File> {
+    File::open("/dev/null").ok()
+}
+
+fn is_out_of_descriptors(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+fn is_transient_accept_error(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::Interrupted
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    ) || matches!(error.raw_os_error(), Some(libc::EPROTO | libc::EPERM))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip() {
+        for source in [
+            Source::Connection(0),
+            Source::Connection(123_456),
+            Source::Listener(3),
+            Source::Udp(2),
+            Source::Waker,
+        ] {
+            assert_eq!(Source::from_token(source.token()), source);
+        }
+    }
+}
