@@ -1,1 +1,43 @@
-//! placeholder
+//! The blocking shout client: talk to a shout server (or the lecture's
+//! Python servers) over TCP and UDP, and measure round trips.
+//!
+//! shout's protocol is the textbook one: the client sends text, the server
+//! answers with its uppercase. This crate is the client side with std's
+//! blocking sockets, one thread at most per conversation:
+//!
+//! - [`Target`]: `HOST:PORT` as typed, resolved to every address;
+//!   [`Connector`] tries them in order until one accepts a [`Connection`].
+//! - [`LineSession`]: TCP one line at a time, for a person at a keyboard;
+//!   reads back exactly the reply's length, reconnects when the server closed.
+//! - [`shout_stream`]: TCP piped mode, sending and receiving at once in
+//!   constant memory, for inputs of any size.
+//! - [`UdpClient`]: one datagram per line, with timeout, retries and late
+//!   replies told apart from the current one.
+//! - [`ping`]: ping-like round-trip measurement over either transport.
+//!
+//! Every failure is a [`ClientError`] with a one-line message and an
+//! [`ErrorCategory`] that the `shout` binary maps to exit codes.
+//!
+//! It is *not* an async client, nor a server: no event loop, no runtime. The
+//! protocol rules themselves live in `shout-protocol`, socket construction in
+//! `shout-socket`.
+
+#![deny(missing_docs)]
+
+mod connect;
+mod error;
+mod lines;
+mod ping;
+mod session;
+mod stream;
+mod target;
+mod udp;
+
+pub use connect::{Connection, Connector};
+pub use error::{ClientError, ErrorCategory, Transport};
+pub use lines::LinesReport;
+pub use ping::{PingOptions, PingSummary, RttStats, ping};
+pub use session::{Exchange, LineSession};
+pub use stream::{StreamTotals, shout_stream};
+pub use target::{Target, TargetError};
+pub use udp::UdpClient;

@@ -1,2 +1,292 @@
-//! placeholder
-fn main() {}
+//! `shout`: the command-line client. Parses arguments, runs one subcommand of
+//! the `shout_client` library, and turns its outcome into one line on
+//! standard error and an exit code.
+
+use clap::{Args, Parser, Subcommand};
+use shout_client::{
+    ClientError, Connector, ErrorCategory, LineSession, LinesReport, PingOptions, Target,
+    Transport, UdpClient, ping, shout_stream,
+};
+use std::fmt;
+use std::io::{self, IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+const AFTER_HELP: &str = "\
+Examples:
+  shout tcp                            type lines, get them back in upper case (localhost:12000)
+  shout tcp example.org:12000 < in.txt > out.txt
+                                       stream a file of any size through the server
+  printf 'one\\ntwo\\n' | shout udp [::1]:12000 --timeout 0.5 --retries 5
+  shout ping localhost:12000           round trips over one TCP connection
+  shout ping --new-connection -c 10 localhost:12000
+                                       a handshake per probe: about twice the time
+  shout ping --udp -i 200 localhost:12000
+
+Exit status:
+  0  success
+  1  other error: input or output failed, lines not sent (too long)
+  2  usage error
+  3  the host name does not resolve
+  4  connection refused (TCP reset, or ICMP port unreachable for UDP)
+  5  timeout: connecting, waiting for a reply, no UDP reply after every
+     retry, or no ping probe answered
+  6  the connection broke or the network failed otherwise
+
+Logging: -v shows connections and retries, -vv every dropped stale datagram;
+RUST_LOG (e.g. RUST_LOG=debug) overrides both.";
+
+/// How a server is named; in a help attribute, since rustdoc would take the
+/// brackets for a link.
+const TARGET_HELP: &str = "The server, as HOST:PORT, [IPV6]:PORT or HOST (port 12000)";
+
+/// Talk to a shout server: send lines, get them back in upper case.
+#[derive(Debug, Parser)]
+#[command(name = "shout", version, after_help = AFTER_HELP)]
+struct Cli {
+    /// More messages on standard error: -v connections and retries, -vv late replies dropped.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Errors only on standard error.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Seconds a TCP handshake may take, per address.
+    #[arg(long, global = true, value_name = "SECS", default_value = "5", value_parser = seconds)]
+    connect_timeout: Duration,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Over TCP. From a terminal: a prompt, one reply per line. From a pipe:
+    /// streams all input, writes exactly its uppercase.
+    ///
+    /// Piped input of any size is sent while the reply is received, in
+    /// constant memory; at the end of input the sending side is shut down and
+    /// shout exits once the server has answered every byte. A server that
+    /// closes before that is an error (status 6).
+    Tcp(TcpArgs),
+    /// Over UDP: each input line is one datagram (without its newline); each
+    /// reply is printed on its own line.
+    ///
+    /// A lost datagram is sent again after --timeout, up to --retries times; a
+    /// late reply to an earlier line is recognised and dropped. A line too long
+    /// for one datagram (or whose reply would be) is skipped with a warning,
+    /// the other lines are still sent, and the exit status is then 1.
+    Udp(UdpArgs),
+    /// Measures round trips, like ping: per probe a line, then a summary.
+    ///
+    /// Over TCP the handshake is timed apart from the request and reply:
+    /// one connection for all probes costs about one round trip per probe,
+    /// --new-connection about two. The exit status is 5 when no probe was
+    /// answered.
+    Ping(PingArgs),
+}
+
+#[derive(Debug, Args)]
+struct TcpArgs {
+    #[arg(value_name = "HOST:PORT", default_value = "localhost:12000", help = TARGET_HELP)]
+    target: Target,
+    /// Seconds to wait for a reply (interactive), or for the rest of the
+    /// reply once all input is sent (piped).
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
+    timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+struct UdpArgs {
+    #[arg(value_name = "HOST:PORT", default_value = "localhost:12000", help = TARGET_HELP)]
+    target: Target,
+    /// Seconds to wait for each reply before sending again.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = seconds)]
+    timeout: Duration,
+    /// How many times to send a line again when no reply comes.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    retries: u32,
+}
+
+#[derive(Debug, Args)]
+struct PingArgs {
+    #[arg(value_name = "HOST:PORT", help = TARGET_HELP)]
+    target: Target,
+    /// Probe with UDP datagrams instead of over a TCP connection.
+    #[arg(long, conflicts_with = "new_connection")]
+    udp: bool,
+    /// How many probes to send.
+    #[arg(short, long, value_name = "N", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    count: u32,
+    /// Milliseconds from one probe to the next.
+    #[arg(short, long, value_name = "MS", default_value_t = 1000)]
+    interval: u64,
+    /// Seconds to wait for each reply.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = seconds)]
+    timeout: Duration,
+    /// Open a new TCP connection for every probe, to see the handshake's cost.
+    #[arg(long)]
+    new_connection: bool,
+}
+
+/// Why the program failed, beyond a library error.
+#[derive(Debug)]
+enum Failure {
+    Client(ClientError),
+    LinesSkipped(u64),
+    NoProbeAnswered(u32),
+}
+
+impl From<ClientError> for Failure {
+    fn from(error: ClientError) -> Self {
+        Failure::Client(error)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Client(error) => error.fmt(f),
+            Failure::LinesSkipped(1) => f.write_str("1 line was not sent (see above)"),
+            Failure::LinesSkipped(count) => write!(f, "{count} lines were not sent (see above)"),
+            Failure::NoProbeAnswered(sent) => write!(f, "none of the {sent} probes was answered"),
+        }
+    }
+}
+
+impl Failure {
+    /// The exit status documented in `--help`.
+    fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Client(error) => match error.category() {
+                ErrorCategory::Local => 1,
+                ErrorCategory::Resolve => 3,
+                ErrorCategory::Refused => 4,
+                ErrorCategory::Timeout => 5,
+                ErrorCategory::Connection => 6,
+            },
+            Failure::LinesSkipped(_) => 1,
+            Failure::NoProbeAnswered(_) => 5,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        // Output closed early (`shout tcp < big | head`): the reader has what
+        // it wanted, as ripgrep and friends treat it.
+        Err(Failure::Client(ClientError::Output(error)))
+            if error.kind() == io::ErrorKind::BrokenPipe =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            eprintln!("shout: {failure}");
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let connect_timeout = Some(cli.connect_timeout);
+    match cli.command {
+        Command::Tcp(args) => {
+            let connector = Connector::resolve(&args.target, connect_timeout)?;
+            if io::stdin().is_terminal() {
+                let mut session = LineSession::new(connector, Some(args.timeout));
+                let peer = session.connect()?.peer();
+                if !cli.quiet {
+                    eprintln!("shout: connected to tcp {peer}; type lines, end with Ctrl-D");
+                }
+                let report = session.run(
+                    io::stdin().lock(),
+                    &mut io::stdout().lock(),
+                    Some(&mut io::stderr()),
+                )?;
+                check_skipped(report)
+            } else {
+                let totals = shout_stream(
+                    connector.connect()?,
+                    io::stdin(),
+                    &mut io::stdout().lock(),
+                    Some(args.timeout),
+                )?;
+                log::info!("sent {} bytes, received {}", totals.sent, totals.received);
+                Ok(())
+            }
+        }
+        Command::Udp(args) => {
+            let mut client = UdpClient::new(&args.target, args.timeout, args.retries)?;
+            let stdin = io::stdin();
+            let mut stderr = io::stderr();
+            let prompt = stdin.is_terminal().then_some(&mut stderr as &mut dyn Write);
+            let report = client.run(stdin.lock(), &mut io::stdout().lock(), prompt)?;
+            check_skipped(report)
+        }
+        Command::Ping(args) => {
+            let options = PingOptions {
+                transport: if args.udp {
+                    Transport::Udp
+                } else {
+                    Transport::Tcp
+                },
+                count: args.count,
+                interval: Duration::from_millis(args.interval),
+                timeout: args.timeout,
+                connect_timeout,
+                new_connection: args.new_connection,
+            };
+            let summary = ping(&args.target, &options, &mut io::stdout().lock())?;
+            if summary.received == 0 {
+                return Err(Failure::NoProbeAnswered(summary.sent));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn check_skipped(report: LinesReport) -> Result<(), Failure> {
+    match report.skipped {
+        0 => Ok(()),
+        skipped => Err(Failure::LinesSkipped(skipped)),
+    }
+}
+
+/// Messages go to standard error as `shout: …`; `-v`/`-q` set the level and
+/// `RUST_LOG`, when set, overrides it.
+fn init_logging(cli: &Cli) {
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => log::LevelFilter::Error,
+        (false, 0) => log::LevelFilter::Warn,
+        (false, 1) => log::LevelFilter::Info,
+        (false, 2) => log::LevelFilter::Debug,
+        (false, _) => log::LevelFilter::Trace,
+    };
+    env_logger::Builder::new()
+        .filter_level(level)
+        .parse_default_env()
+        .format(|buf, record| match record.level() {
+            log::Level::Error => writeln!(buf, "shout: {}", record.args()),
+            log::Level::Warn => writeln!(buf, "shout: warning: {}", record.args()),
+            level => writeln!(
+                buf,
+                "shout: {}: {}",
+                level.as_str().to_lowercase(),
+                record.args()
+            ),
+        })
+        .init();
+}
+
+/// Parses a positive number of seconds, fractions allowed (`0.25`).
+fn seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if secs.is_nan() || secs <= 0.0 {
+        return Err("must be more than 0 seconds".into());
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{text} seconds is too long"))
+}

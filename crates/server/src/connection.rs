@@ -14,9 +14,6 @@ use std::net::SocketAddr;
 pub(crate) enum Phase {
     /// Reading requests and answering them.
     Serving,
-    /// The server is stopping: answer the `remaining` bytes that had arrived
-    /// when it was asked to, then finish.
-    Draining { remaining: usize },
     /// Nothing more will be answered: send what is pending, then close.
     Finishing,
     /// Our side is shut down after the last byte; we read and discard until

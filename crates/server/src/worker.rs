@@ -53,6 +53,10 @@ const DATAGRAMS_PER_TURN: usize = 256;
 const UDP_QUEUE_DATAGRAMS: usize = 1024;
 /// Largest datagram that can arrive: the UDP length field's limit.
 const DATAGRAM_BUFFER: usize = 65_536;
+/// While stopping, a connection with no traffic for this long is done: its
+/// answer is sent and its stream ended. Long enough for bytes in flight on a
+/// LAN to land, short enough that a stop is quick.
+const DRAIN_QUIET_PERIOD: Duration = Duration::from_millis(200);
 /// How long to stop accepting when even the spare descriptor is gone.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -232,7 +236,11 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
                 }
             }
             self.serve_hot();
-            self.expire_idle();
+            if self.drain_deadline.is_some() {
+                self.finish_quiet_connections();
+            } else {
+                self.expire_idle();
+            }
             self.resume_accepting_after_backoff();
             if self.shutdown.is_requested() && self.drain_deadline.is_none() {
                 self.begin_drain();
@@ -252,10 +260,11 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
         if !self.hot.is_empty() {
             return Some(Duration::ZERO);
         }
-        let idle = self
-            .limits
-            .idle_timeout
-            .and_then(|timeout| self.idle.next_deadline(timeout));
+        let idle_timeout = match self.drain_deadline {
+            Some(_) => Some(DRAIN_QUIET_PERIOD),
+            None => self.limits.idle_timeout,
+        };
+        let idle = idle_timeout.and_then(|timeout| self.idle.next_deadline(timeout));
         [idle, self.drain_deadline, self.accept_paused_until]
             .into_iter()
             .flatten()
@@ -350,14 +359,18 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
             return false;
         };
         drop(spare);
-        let shed = self.listeners[index].socket.accept();
+        // The accepted stream is dropped (closed) inside this statement, so
+        // its descriptor is free again when the spare is reopened below.
+        let shed = self.listeners[index]
+            .socket
+            .accept()
+            .map(|(_stream, peer)| peer);
         self.spare_descriptor = open_spare_descriptor();
         match shed {
-            Ok((stream, peer)) => {
-                drop(stream);
+            Ok(peer) => {
                 WorkerStats::add(&self.stats.connections_shed, 1);
                 log::debug!("{peer}: closed at once, no descriptor to serve it");
-                true
+                self.spare_descriptor.is_some()
             }
             Err(_) => {
                 // Someone else took the freed descriptor: back off a little.
@@ -464,11 +477,7 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
                 break;
             }
             reads += 1;
-            let wanted = match connection.phase {
-                Phase::Draining { remaining } if remaining < read_buffer.len() => remaining,
-                _ => read_buffer.len(),
-            };
-            let read = match connection.stream.read(&mut read_buffer[..wanted]) {
+            let read = match connection.stream.read(read_buffer) {
                 Ok(read) => read,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                     connection.readable = false;
@@ -481,29 +490,18 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
             scratch.clear();
             if read == 0 {
                 connection.input_ended = true;
-                if matches!(connection.phase, Phase::Serving | Phase::Draining { .. }) {
+                if connection.phase == Phase::Serving {
                     stream_service.end(&mut connection.session, scratch);
                 }
             } else {
                 WorkerStats::add(&stats.bytes_in, read as u64);
-                match &mut connection.phase {
-                    Phase::Serving => {
-                        stream_service.data(&mut connection.session, &read_buffer[..read], scratch)
-                    }
-                    Phase::Draining { remaining } => {
-                        stream_service.data(&mut connection.session, &read_buffer[..read], scratch);
-                        *remaining -= read;
-                        if *remaining == 0 {
-                            stream_service.end(&mut connection.session, scratch);
-                            connection.phase = Phase::Finishing;
-                        }
-                    }
-                    // Discarded: nothing after the drain point is answered.
-                    Phase::Finishing | Phase::Lingering => {}
+                // In the later phases input is discarded: the answer is over.
+                if connection.phase == Phase::Serving {
+                    stream_service.data(&mut connection.session, &read_buffer[..read], scratch);
                 }
                 // A short read emptied the receive queue; new data raises a
                 // new event. Unless the peer hung up: then read on to the 0.
-                if read < wanted && !connection.peer_hung_up {
+                if read < read_buffer.len() && !connection.peer_hung_up {
                     connection.readable = false;
                 }
             }
@@ -520,8 +518,7 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
         }
         // Everything answered has been sent.
         match connection.phase {
-            Phase::Serving | Phase::Draining { .. } if connection.input_ended => Ok(false),
-            Phase::Serving | Phase::Draining { .. } => Ok(true),
+            Phase::Serving => Ok(!connection.input_ended),
             Phase::Finishing => {
                 connection.stream.shutdown(Shutdown::Write)?;
                 connection.phase = Phase::Lingering;
@@ -626,27 +623,40 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
         self.hot
             .retain(|source| matches!(source, Source::Connection(_)));
         self.udp.clear();
-        let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
-        for key in keys {
-            let connection = &mut self.connections[key];
-            let remaining = shout_socket::unread_bytes(&connection.stream).unwrap_or(0);
-            connection.phase = if remaining > 0 {
-                Phase::Draining { remaining }
-            } else {
-                Phase::Finishing
-            };
-            if connection.phase == Phase::Finishing && !connection.input_ended {
-                // The end of the answer (a held partial character, say) is
-                // due now: no more input will be read.
-                self.scratch.clear();
-                self.stream_service
-                    .end(&mut connection.session, &mut self.scratch);
-                if let Ok(written) = connection.send(&self.scratch) {
-                    stats_add_out(&self.stats, written);
+        self.finish_quiet_connections();
+    }
+
+    /// While stopping, ends every connection that has been quiet for
+    /// [`DRAIN_QUIET_PERIOD`]: its answer is complete, so it gets the rest of
+    /// its output and then an end of stream. Connections still exchanging
+    /// data are served on, until they go quiet or the drain deadline.
+    fn finish_quiet_connections(&mut self) {
+        while let Some(key) = self.idle.expired(self.now, DRAIN_QUIET_PERIOD) {
+            self.idle.remove(key);
+            let Self {
+                connections,
+                stream_service,
+                scratch,
+                stats,
+                ..
+            } = self;
+            let connection = &mut connections[key];
+            if connection.phase != Phase::Serving {
+                continue;
+            }
+            connection.phase = Phase::Finishing;
+            if !connection.input_ended {
+                // The end of the answer (a held partial character, say).
+                scratch.clear();
+                stream_service.end(&mut connection.session, scratch);
+                if let Err(error) = connection
+                    .send(scratch)
+                    .map(|written| stats_add_out(stats, written))
+                {
+                    self.close_connection(key, Some(error));
+                    continue;
                 }
             }
-            // Reading may be due (bytes waiting) even without a new event.
-            connection.readable = true;
             self.drive_connection(key);
         }
     }

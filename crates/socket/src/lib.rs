@@ -26,7 +26,6 @@ pub use error::{SocketError, SocketOperation};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 /// The listen backlog [`TcpListenerBuilder`] asks for: far above std's 128 so
@@ -309,18 +308,4 @@ fn local_addr_or(socket: &Socket, fallback: SocketAddr) -> SocketAddr {
         .ok()
         .and_then(|addr| addr.as_socket())
         .unwrap_or(fallback)
-}
-
-/// How many received bytes wait unread in a TCP socket's receive queue
-/// (`FIONREAD`). A server that shuts down gracefully uses it to answer exactly
-/// what had arrived when the stop was asked, and no more.
-pub fn unread_bytes(socket: &impl AsFd) -> io::Result<usize> {
-    let mut unread: libc::c_int = 0;
-    // SAFETY: the descriptor is valid for the borrow's lifetime, and FIONREAD
-    // writes one c_int through the pointer, which points to a live c_int.
-    let status = unsafe { libc::ioctl(socket.as_fd().as_raw_fd(), libc::FIONREAD, &mut unread) };
-    if status == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(usize::try_from(unread).unwrap_or(0))
 }

@@ -172,21 +172,3 @@ fn nonblocking_listener_would_block() {
         std::io::ErrorKind::WouldBlock
     );
 }
-
-#[test]
-fn unread_bytes_counts_the_receive_queue() {
-    let listener = TcpListenerBuilder::new(loopback_v4()).bind().unwrap();
-    let mut client = connect_tcp(listener.local_addr().unwrap(), Some(TIMEOUT)).unwrap();
-    let (mut served, _) = listener.accept().unwrap();
-    assert_eq!(shout_socket::unread_bytes(&served).unwrap(), 0);
-    client.write_all(b"hello").unwrap();
-    let mut waited = 0;
-    while shout_socket::unread_bytes(&served).unwrap() < 5 && waited < 500 {
-        std::thread::sleep(Duration::from_millis(10));
-        waited += 1;
-    }
-    assert_eq!(shout_socket::unread_bytes(&served).unwrap(), 5);
-    let mut buf = [0; 5];
-    served.read_exact(&mut buf).unwrap();
-    assert_eq!(shout_socket::unread_bytes(&served).unwrap(), 0);
-}

@@ -1,0 +1,352 @@
+//! Round-trip measurement, ping's way: probes at an interval, one line per
+//! reply, then loss and min/avg/max/mdev.
+//!
+//! Over TCP the handshake is timed apart from the request and reply: a
+//! persistent connection costs one round trip per probe, a new connection per
+//! probe (`new_connection`) about two, the lecture's non-persistent HTTP.
+
+use crate::{ClientError, Connector, ErrorCategory, LineSession, Target, Transport, UdpClient};
+use std::fmt;
+use std::io::Write;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How to ping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PingOptions {
+    /// TCP or UDP.
+    pub transport: Transport,
+    /// How many probes to send.
+    pub count: u32,
+    /// From the start of one probe to the start of the next.
+    pub interval: Duration,
+    /// How long to wait for each reply.
+    pub timeout: Duration,
+    /// How long a TCP handshake may take (the system's limit when `None`).
+    pub connect_timeout: Option<Duration>,
+    /// Over TCP, whether each probe opens its own connection.
+    pub new_connection: bool,
+}
+
+impl Default for PingOptions {
+    /// Five TCP probes a second apart, each waiting a second for its reply,
+    /// over one connection.
+    fn default() -> Self {
+        Self {
+            transport: Transport::Tcp,
+            count: 5,
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            connect_timeout: Some(Duration::from_secs(5)),
+            new_connection: false,
+        }
+    }
+}
+
+/// Times in milliseconds: count, minimum, average, maximum and mean
+/// deviation (ping's `mdev`, the standard deviation).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RttStats {
+    count: u32,
+    sum: f64,
+    sum_of_squares: f64,
+    min: f64,
+    max: f64,
+}
+
+impl RttStats {
+    /// Adds one sample.
+    pub fn add(&mut self, time: Duration) {
+        let ms = time.as_secs_f64() * 1e3;
+        if self.count == 0 || ms < self.min {
+            self.min = ms;
+        }
+        if self.count == 0 || ms > self.max {
+            self.max = ms;
+        }
+        self.count += 1;
+        self.sum += ms;
+        self.sum_of_squares += ms * ms;
+    }
+
+    /// How many samples.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// The smallest sample in ms (0 when there are none).
+    pub fn min_ms(&self) -> f64 {
+        self.min
+    }
+
+    /// The largest sample in ms (0 when there are none).
+    pub fn max_ms(&self) -> f64 {
+        self.max
+    }
+
+    /// The mean in ms (0 when there are none).
+    pub fn avg_ms(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.sum / f64::from(self.count)
+        }
+    }
+
+    /// The standard deviation in ms, as ping computes it:
+    /// `sqrt(mean(x²) − mean(x)²)`.
+    pub fn mdev_ms(&self) -> f64 {
+        if self.count == 0 {
+            return 0.0;
+        }
+        let avg = self.avg_ms();
+        (self.sum_of_squares / f64::from(self.count) - avg * avg)
+            .max(0.0)
+            .sqrt()
+    }
+}
+
+impl fmt::Display for RttStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "min/avg/max/mdev = {:.3}/{:.3}/{:.3}/{:.3} ms",
+            self.min_ms(),
+            self.avg_ms(),
+            self.max_ms(),
+            self.mdev_ms()
+        )
+    }
+}
+
+/// The outcome of a ping run.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PingSummary {
+    /// Probes sent.
+    pub sent: u32,
+    /// Probes answered.
+    pub received: u32,
+    /// Per answered probe, the handshake (if it made one) plus the exchange.
+    pub time: RttStats,
+    /// Handshakes made during probes (new-connection mode, reconnections).
+    pub connect: RttStats,
+    /// Request-and-reply times alone.
+    pub rtt: RttStats,
+}
+
+impl PingSummary {
+    /// The share of probes unanswered, in percent.
+    pub fn loss_percent(&self) -> f64 {
+        if self.sent == 0 {
+            0.0
+        } else {
+            f64::from(self.sent - self.received) * 100.0 / f64::from(self.sent)
+        }
+    }
+}
+
+impl fmt::Display for PingSummary {
+    /// ping's summary: `5 sent, 4 received, 20% loss, min/avg/max/mdev = …`,
+    /// and over new connections the handshake and exchange apart.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let loss = self.loss_percent();
+        write!(f, "{} sent, {} received, ", self.sent, self.received)?;
+        if loss.fract() == 0.0 {
+            write!(f, "{loss:.0}% loss")?;
+        } else {
+            write!(f, "{loss:.1}% loss")?;
+        }
+        if self.received > 0 {
+            write!(f, ", {}", self.time)?;
+        }
+        if self.connect.count() > 0 {
+            write!(f, "\nconnect {}\nrtt {}", self.connect, self.rtt)?;
+        }
+        Ok(())
+    }
+}
+
+/// One answered probe.
+struct Probe {
+    bytes: usize,
+    from: std::net::SocketAddr,
+    connect: Option<Duration>,
+    rtt: Duration,
+}
+
+/// The two ways to probe.
+enum Prober {
+    Tcp(LineSession),
+    Udp(UdpClient),
+}
+
+impl Prober {
+    fn probe(&mut self, seq: u32) -> Result<Probe, ClientError> {
+        match self {
+            Prober::Tcp(session) => {
+                let exchange = session.shout(format!("shout ping seq={seq}\n").as_bytes())?;
+                Ok(Probe {
+                    bytes: exchange.reply.len(),
+                    from: exchange.peer,
+                    connect: exchange.connect_time,
+                    rtt: exchange.rtt,
+                })
+            }
+            Prober::Udp(client) => {
+                let started = Instant::now();
+                let bytes = client
+                    .shout(format!("shout ping seq={seq}").as_bytes())?
+                    .len();
+                Ok(Probe {
+                    bytes,
+                    from: client.peer(),
+                    connect: None,
+                    rtt: started.elapsed(),
+                })
+            }
+        }
+    }
+}
+
+/// Pings `target`, writing a header, one line per probe and the summary to
+/// `out`, and returns the summary.
+///
+/// Each probe is the text `shout ping seq=N`, so a late reply to an earlier
+/// probe is told apart and dropped. A probe that gets no reply in time, or
+/// whose connection breaks, is lost and the run goes on. An error before any
+/// probe was answered that no later probe could change (the name does not
+/// resolve, the server refuses) ends the run with that error.
+pub fn ping(
+    target: &Target,
+    options: &PingOptions,
+    out: &mut dyn Write,
+) -> Result<PingSummary, ClientError> {
+    let output = ClientError::Output;
+    let mut prober = match options.transport {
+        Transport::Udp => {
+            writeln!(out, "SHOUT PING {target} over udp").map_err(output)?;
+            Prober::Udp(UdpClient::new(target, options.timeout, 0)?)
+        }
+        Transport::Tcp => {
+            let connector = Connector::resolve(target, options.connect_timeout)?;
+            let mut session = LineSession::new(connector, Some(options.timeout));
+            if options.new_connection {
+                writeln!(
+                    out,
+                    "SHOUT PING {target} over tcp, a new connection per probe"
+                )
+                .map_err(output)?;
+            } else {
+                let connection = session.connect()?;
+                writeln!(
+                    out,
+                    "SHOUT PING {target} over tcp: connected to {} in {:.3} ms",
+                    connection.peer(),
+                    ms(connection.connect_time())
+                )
+                .map_err(output)?;
+            }
+            Prober::Tcp(session)
+        }
+    };
+    let mut summary = PingSummary::default();
+    for seq in 1..=options.count {
+        let started = Instant::now();
+        if let Prober::Tcp(session) = &mut prober
+            && options.new_connection
+        {
+            session.disconnect();
+        }
+        summary.sent += 1;
+        match prober.probe(seq) {
+            Ok(probe) => {
+                summary.received += 1;
+                summary.rtt.add(probe.rtt);
+                let mut line = format!("{} bytes from {}: seq={seq}", probe.bytes, probe.from);
+                match probe.connect {
+                    Some(connect) => {
+                        summary.connect.add(connect);
+                        summary.time.add(connect + probe.rtt);
+                        line += &format!(
+                            " connect={:.3} ms rtt={:.3} ms time={:.3} ms",
+                            ms(connect),
+                            ms(probe.rtt),
+                            ms(connect + probe.rtt)
+                        );
+                    }
+                    None => {
+                        summary.time.add(probe.rtt);
+                        line += &format!(" time={:.3} ms", ms(probe.rtt));
+                    }
+                }
+                writeln!(out, "{line}").map_err(output)?;
+            }
+            Err(error)
+                if summary.received == 0
+                    && matches!(
+                        error.category(),
+                        ErrorCategory::Resolve | ErrorCategory::Refused | ErrorCategory::Local
+                    ) =>
+            {
+                return Err(error);
+            }
+            Err(
+                ClientError::NoReply { timeout, .. } | ClientError::ReplyTimeout { timeout, .. },
+            ) => {
+                writeln!(out, "seq={seq}: no reply within {}s", timeout.as_secs_f64())
+                    .map_err(output)?;
+            }
+            Err(error) => writeln!(out, "seq={seq}: {error}").map_err(output)?,
+        }
+        out.flush().map_err(output)?;
+        if seq < options.count {
+            thread::sleep(options.interval.saturating_sub(started.elapsed()));
+        }
+    }
+    writeln!(out, "--- {target} shout ping statistics ---\n{summary}").map_err(output)?;
+    Ok(summary)
+}
+
+fn ms(time: Duration) -> f64 {
+    time.as_secs_f64() * 1e3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_like_ping() {
+        let mut stats = RttStats::default();
+        assert_eq!(
+            stats.to_string(),
+            "min/avg/max/mdev = 0.000/0.000/0.000/0.000 ms"
+        );
+        for ms in [1, 2, 3, 4] {
+            stats.add(Duration::from_millis(ms));
+        }
+        assert_eq!(stats.count(), 4);
+        assert_eq!(
+            stats.to_string(),
+            "min/avg/max/mdev = 1.000/2.500/4.000/1.118 ms"
+        );
+    }
+
+    #[test]
+    fn summary_loss() {
+        let mut summary = PingSummary {
+            sent: 3,
+            received: 2,
+            ..PingSummary::default()
+        };
+        summary.time.add(Duration::from_millis(1));
+        summary.time.add(Duration::from_millis(1));
+        assert_eq!(
+            summary.to_string(),
+            "3 sent, 2 received, 33.3% loss, min/avg/max/mdev = 1.000/1.000/1.000/0.000 ms"
+        );
+        summary.received = 0;
+        summary.sent = 4;
+        assert_eq!(summary.to_string(), "4 sent, 0 received, 100% loss");
+    }
+}

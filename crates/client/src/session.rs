@@ -1,0 +1,230 @@
+//! TCP request and reply, one line at a time: what a person at a keyboard
+//! and a TCP ping need.
+//!
+//! The protocol has no framing: the reply to a request is its uppercase, so
+//! the client knows how many bytes to wait for
+//! ([`shout_protocol::uppercased_len`]) and reads exactly that many.
+
+use crate::lines::{LineOutcome, run_lines};
+use crate::{ClientError, Connection, Connector, LinesReport, Transport};
+use shout_protocol::{DEFAULT_MAX_LINE, uppercased_len};
+use std::io::{self, BufRead, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// A TCP conversation of requests and their replies over one connection,
+/// opened on first use and opened again when the server has closed it.
+///
+/// The lecture's server answers one request per connection and closes; this
+/// session notices a connection that closed before any reply byte arrived,
+/// reconnects once and sends the request again, so such a server works for
+/// many lines too.
+#[derive(Debug)]
+pub struct LineSession {
+    connector: Connector,
+    reply_timeout: Option<Duration>,
+    connection: Option<Connection>,
+    reply: Vec<u8>,
+}
+
+/// One answered request.
+#[derive(Debug, Clone, Copy)]
+pub struct Exchange<'a> {
+    /// The reply: exactly as many bytes as the uppercase of the request.
+    pub reply: &'a [u8],
+    /// The server's address.
+    pub peer: SocketAddr,
+    /// The handshake time when this exchange had to open a connection.
+    pub connect_time: Option<Duration>,
+    /// From the first byte sent to the last byte of the reply received.
+    pub rtt: Duration,
+}
+
+/// How an exchange on an open connection failed.
+enum Failure {
+    /// The connection closed or was reset; `received` reply bytes had come.
+    Closed { received: usize },
+    /// No byte came within the timeout.
+    Timeout,
+    /// Another error while doing `action`.
+    Io {
+        action: &'static str,
+        error: io::Error,
+    },
+}
+
+impl LineSession {
+    /// A session that connects with `connector` and waits at most
+    /// `reply_timeout` for each reply (forever when `None`).
+    pub fn new(connector: Connector, reply_timeout: Option<Duration>) -> Self {
+        Self {
+            connector,
+            reply_timeout,
+            connection: None,
+            reply: Vec::new(),
+        }
+    }
+
+    /// Connects now unless connected: to fail early, before a person types.
+    pub fn connect(&mut self) -> Result<&Connection, ClientError> {
+        let connection = match self.connection.take() {
+            Some(connection) => connection,
+            None => self.open()?,
+        };
+        Ok(self.connection.insert(connection))
+    }
+
+    /// Closes the connection, if any; the next request opens a new one.
+    pub fn disconnect(&mut self) {
+        self.connection = None;
+    }
+
+    /// Sends `request` as it is (a line's newline included) and reads back
+    /// exactly its uppercase's length.
+    ///
+    /// On any error the connection is closed: bytes of a late reply could
+    /// otherwise be taken for the reply to the next request.
+    pub fn shout(&mut self, request: &[u8]) -> Result<Exchange<'_>, ClientError> {
+        let expected = uppercased_len(request);
+        let (mut connection, mut connect_time, reused) = match self.connection.take() {
+            Some(connection) => (connection, None, true),
+            None => {
+                let connection = self.open()?;
+                let connect_time = connection.connect_time();
+                (connection, Some(connect_time), false)
+            }
+        };
+        let mut outcome = exchange(&connection, request, expected, &mut self.reply);
+        if reused && matches!(outcome, Err(Failure::Closed { received: 0 })) {
+            log::info!(
+                "tcp {} closed the connection before this request; reconnecting",
+                connection.peer()
+            );
+            connection = self.open()?;
+            connect_time = Some(connection.connect_time());
+            outcome = exchange(&connection, request, expected, &mut self.reply);
+        }
+        let peer = connection.peer();
+        match outcome {
+            Ok(rtt) => {
+                self.connection = Some(connection);
+                Ok(Exchange {
+                    reply: &self.reply,
+                    peer,
+                    connect_time,
+                    rtt,
+                })
+            }
+            // The connection is dropped, and so closed, on every failure.
+            Err(failure) => Err(match failure {
+                Failure::Closed { received } => ClientError::ClosedEarly {
+                    addr: peer,
+                    received: received as u64,
+                    expected: expected as u64,
+                },
+                Failure::Timeout => ClientError::ReplyTimeout {
+                    addr: peer,
+                    timeout: self.reply_timeout.unwrap_or_default(),
+                },
+                Failure::Io { action, error } => ClientError::Network {
+                    action,
+                    transport: Transport::Tcp,
+                    addr: peer,
+                    source: error,
+                },
+            }),
+        }
+    }
+
+    /// The interactive loop: for each line of `input` (at most
+    /// [`DEFAULT_MAX_LINE`] bytes; longer ones are skipped with a warning),
+    /// sends it with a newline, writes the reply to `output` and flushes.
+    /// With `prompt`, writes `> ` there before each line.
+    ///
+    /// Stops at the end of input, or at the first error.
+    pub fn run<R, W>(
+        &mut self,
+        input: R,
+        output: &mut W,
+        prompt: Option<&mut dyn Write>,
+    ) -> Result<LinesReport, ClientError>
+    where
+        R: BufRead,
+        W: Write + ?Sized,
+    {
+        let mut request = Vec::new();
+        run_lines(
+            input,
+            DEFAULT_MAX_LINE,
+            output,
+            prompt,
+            |_, line, output| {
+                request.clear();
+                request.extend_from_slice(line);
+                request.push(b'\n');
+                let exchange = self.shout(&request)?;
+                output
+                    .write_all(exchange.reply)
+                    .map_err(ClientError::Output)?;
+                Ok(LineOutcome::Answered)
+            },
+        )
+    }
+
+    fn open(&self) -> Result<Connection, ClientError> {
+        let connection = self.connector.connect()?;
+        let stream = connection.stream();
+        stream
+            .set_read_timeout(self.reply_timeout)
+            .and_then(|()| stream.set_write_timeout(self.reply_timeout))
+            .map_err(|source| ClientError::Network {
+                action: "setting timeouts for",
+                transport: Transport::Tcp,
+                addr: connection.peer(),
+                source,
+            })?;
+        Ok(connection)
+    }
+}
+
+/// Writes `request` and reads `expected` bytes into `reply`.
+fn exchange(
+    connection: &Connection,
+    request: &[u8],
+    expected: usize,
+    reply: &mut Vec<u8>,
+) -> Result<Duration, Failure> {
+    let mut stream = connection.stream();
+    let started = Instant::now();
+    if let Err(error) = stream.write_all(request) {
+        return Err(classify(error, "sending to", 0));
+    }
+    reply.clear();
+    reply.resize(expected, 0);
+    let mut received = 0;
+    while received < expected {
+        match stream.read(&mut reply[received..]) {
+            Ok(0) => {
+                reply.truncate(received);
+                return Err(Failure::Closed { received });
+            }
+            Ok(n) => received += n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => {
+                reply.truncate(received);
+                return Err(classify(error, "receiving from", received));
+            }
+        }
+    }
+    Ok(started.elapsed())
+}
+
+fn classify(error: io::Error, action: &'static str, received: usize) -> Failure {
+    match error.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Failure::Timeout,
+        io::ErrorKind::BrokenPipe
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted => Failure::Closed { received },
+        _ => Failure::Io { action, error },
+    }
+}

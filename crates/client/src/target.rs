@@ -1,0 +1,194 @@
+//! Where to send: a `HOST:PORT` as a person types it, and its resolution to
+//! socket addresses.
+
+use crate::ClientError;
+use shout_protocol::DEFAULT_PORT;
+use std::fmt;
+use std::net::{Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::str::FromStr;
+
+/// A server to talk to: a host (a name, an IPv4 or an IPv6 literal) and a
+/// port.
+///
+/// Parsed from `HOST:PORT`, `HOST` alone (port [`DEFAULT_PORT`]),
+/// `[IPV6]:PORT`, `[IPV6]` or a bare IPv6 literal such as `::1`.
+///
+/// ```
+/// use shout_client::Target;
+///
+/// let target: Target = "[::1]:8080".parse().unwrap();
+/// assert_eq!((target.host(), target.port()), ("::1", 8080));
+/// assert_eq!(target.to_string(), "[::1]:8080");
+/// let default: Target = "localhost".parse().unwrap();
+/// assert_eq!(default.port(), 12000);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Target {
+    host: String,
+    port: u16,
+}
+
+/// Why a text is not a `HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid address {text:?}: {reason}")]
+pub struct TargetError {
+    text: String,
+    reason: &'static str,
+}
+
+impl Target {
+    /// The target `host:port`. `host` is a name or an IP literal without
+    /// brackets.
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        Self {
+            host: host.into(),
+            port,
+        }
+    }
+
+    /// The host, as given (an IPv6 literal without its brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Every address the host resolves to, in the resolver's order (the order
+    /// in which to try them).
+    pub fn resolve(&self) -> Result<Vec<SocketAddr>, ClientError> {
+        let resolve_error = |source| ClientError::Resolve {
+            host: self.host.clone(),
+            source,
+        };
+        let addrs: Vec<SocketAddr> = (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .map_err(resolve_error)?
+            .collect();
+        if addrs.is_empty() {
+            return Err(resolve_error(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the name has no addresses",
+            )));
+        }
+        log::debug!("{self} resolves to {addrs:?}");
+        Ok(addrs)
+    }
+}
+
+impl Default for Target {
+    /// `localhost:12000`, where a server started without options listens.
+    fn default() -> Self {
+        Self::new("localhost", DEFAULT_PORT)
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl FromStr for Target {
+    type Err = TargetError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let fail = |reason| TargetError {
+            text: text.to_owned(),
+            reason,
+        };
+        let parse_port = |port: &str| {
+            port.parse::<u16>()
+                .map_err(|_| fail("the port is not a number from 0 to 65535"))
+        };
+        if let Some(bracketed) = text.strip_prefix('[') {
+            let (host, rest) = bracketed
+                .split_once(']')
+                .ok_or_else(|| fail("an IPv6 address opened with '[' needs its ']'"))?;
+            if host.parse::<Ipv6Addr>().is_err() {
+                return Err(fail("only an IPv6 address goes between brackets"));
+            }
+            let port = match rest {
+                "" => DEFAULT_PORT,
+                _ => parse_port(
+                    rest.strip_prefix(':')
+                        .ok_or_else(|| fail("expected ':PORT' after ']'"))?,
+                )?,
+            };
+            return Ok(Self::new(host, port));
+        }
+        if text.parse::<Ipv6Addr>().is_ok() {
+            return Ok(Self::new(text, DEFAULT_PORT));
+        }
+        let (host, port) = match text.rsplit_once(':') {
+            Some((host, port)) => (host, parse_port(port)?),
+            None => (text, DEFAULT_PORT),
+        };
+        if host.is_empty() {
+            return Err(fail("the host is missing"));
+        }
+        if host.contains(':') {
+            return Err(fail("write an IPv6 address with a port as [ADDRESS]:PORT"));
+        }
+        Ok(Self::new(host, port))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<(String, u16), TargetError> {
+        text.parse::<Target>()
+            .map(|target| (target.host().to_owned(), target.port()))
+    }
+
+    #[test]
+    fn accepted_forms() {
+        let ok = |host: &str, port| Ok((host.to_owned(), port));
+        assert_eq!(parse("localhost:12000"), ok("localhost", 12000));
+        assert_eq!(parse("example.com"), ok("example.com", DEFAULT_PORT));
+        assert_eq!(parse("127.0.0.1:80"), ok("127.0.0.1", 80));
+        assert_eq!(parse("[::1]:12000"), ok("::1", 12000));
+        assert_eq!(parse("[::1]"), ok("::1", DEFAULT_PORT));
+        assert_eq!(parse("::1"), ok("::1", DEFAULT_PORT));
+        assert_eq!(parse("fe80::1"), ok("fe80::1", DEFAULT_PORT));
+    }
+
+    #[test]
+    fn refused_forms_say_why() {
+        for (text, reason) in [
+            ("", "host is missing"),
+            (":12000", "host is missing"),
+            ("host:port", "not a number"),
+            ("host:70000", "not a number"),
+            ("[::1", "needs its ']'"),
+            ("[::1]x", "':PORT'"),
+            ("[name]:1", "only an IPv6"),
+            ("::1:zz", "not a number"),
+            ("fe80::1::2:80", "[ADDRESS]:PORT"),
+        ] {
+            let error = parse(text).unwrap_err().to_string();
+            assert!(error.contains(reason), "{text:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for text in ["localhost:1", "[::1]:12000", "10.0.0.1:5"] {
+            assert_eq!(text.parse::<Target>().unwrap().to_string(), text);
+        }
+    }
+
+    #[test]
+    fn literals_resolve_without_a_resolver() {
+        let addrs = Target::new("::1", 7).resolve().unwrap();
+        assert_eq!(addrs, vec!["[::1]:7".parse().unwrap()]);
+    }
+}

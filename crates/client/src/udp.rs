@@ -1,0 +1,250 @@
+//! UDP: one datagram per request, with a timeout, retries, and recognition
+//! of replies that arrive too late.
+//!
+//! The protocol has no request ids, but it needs none: the client knows the
+//! reply it expects, the uppercase of what it sent. A datagram that differs
+//! is a late reply to an earlier request (or not from the server at all) and
+//! is dropped while the client keeps waiting. Two equal requests in a row
+//! have equal replies, so confusing them is harmless.
+
+use crate::lines::{LineOutcome, run_lines};
+use crate::{ClientError, LinesReport, Target, Transport};
+use shout_protocol::{DatagramError, MAX_DATAGRAM_PAYLOAD, uppercase_datagram, uppercased_len};
+use shout_socket::UdpSocketBuilder;
+use std::io::{self, BufRead, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+/// Room for any datagram: larger than [`MAX_DATAGRAM_PAYLOAD`], so that an
+/// oversize one is seen whole (and dropped as not the expected reply).
+const RECV_BUFFER: usize = 64 * 1024;
+
+/// A UDP client that sends one request at a time and waits for its reply.
+///
+/// The socket is connected to the server's address, so the kernel delivers
+/// only that address's datagrams, and an ICMP port-unreachable comes back as
+/// a refusal. When the server's host refuses, the next resolved address is
+/// tried (a name such as `localhost` may resolve to `::1` before
+/// `127.0.0.1`, and a server may listen on only one of them).
+#[derive(Debug)]
+pub struct UdpClient {
+    target: Target,
+    addrs: Vec<SocketAddr>,
+    current: usize,
+    socket: UdpSocket,
+    timeout: Duration,
+    retries: u32,
+    expected: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+/// How one datagram's wait ended.
+enum Wait {
+    Reply(usize),
+    TimedOut,
+}
+
+impl UdpClient {
+    /// Resolves `target` and opens a socket connected to its first usable
+    /// address. Each request is sent up to `1 + retries` times, waiting
+    /// `timeout` for the reply after each.
+    ///
+    /// A zero `timeout` is raised to one millisecond.
+    pub fn new(target: &Target, timeout: Duration, retries: u32) -> Result<Self, ClientError> {
+        let addrs = target.resolve()?;
+        let (current, socket) = open_from(&addrs, 0)?;
+        Ok(Self {
+            target: target.clone(),
+            addrs,
+            current,
+            socket,
+            timeout: timeout.max(Duration::from_millis(1)),
+            retries,
+            expected: Vec::new(),
+            buf: vec![0; RECV_BUFFER],
+        })
+    }
+
+    /// The target as given.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The server address in use.
+    pub fn peer(&self) -> SocketAddr {
+        self.addrs[self.current]
+    }
+
+    /// Sends `request` as one datagram and returns the reply: the datagram
+    /// that equals the request's uppercase. Other datagrams are dropped
+    /// (logged at debug level). Resends after each timeout, `retries` times.
+    ///
+    /// A request whose uppercase (or itself) exceeds
+    /// [`MAX_DATAGRAM_PAYLOAD`] is refused before sending with
+    /// [`ClientError::DatagramTooLarge`]: the server would not answer it.
+    pub fn shout(&mut self, request: &[u8]) -> Result<&[u8], ClientError> {
+        if let Err(error) = uppercase_datagram(request, &mut self.expected) {
+            let reply_len = match error {
+                DatagramError::ReplyTooLarge { len } => len,
+                DatagramError::RequestTooLarge { .. } => uppercased_len(request),
+            };
+            return Err(ClientError::DatagramTooLarge {
+                request_len: request.len(),
+                reply_len,
+            });
+        }
+        let attempts = self.retries.saturating_add(1);
+        let mut attempt = 1;
+        while attempt <= attempts {
+            match self.attempt(request) {
+                Ok(Wait::Reply(len)) => return Ok(&self.buf[..len]),
+                Ok(Wait::TimedOut) => {
+                    if attempt < attempts {
+                        log::info!(
+                            "no reply from udp {} within {}s; sending again ({} of {attempts})",
+                            self.peer(),
+                            self.timeout.as_secs_f64(),
+                            attempt + 1
+                        );
+                    }
+                    attempt += 1;
+                }
+                Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => {
+                    let refused = self.peer();
+                    log::info!("udp {refused} refused the datagram");
+                    let Some((current, socket)) = (self.current + 1 < self.addrs.len())
+                        .then(|| open_from(&self.addrs, self.current + 1).ok())
+                        .flatten()
+                    else {
+                        return Err(ClientError::UdpRefused { addr: refused });
+                    };
+                    self.current = current;
+                    self.socket = socket;
+                    attempt = 1;
+                }
+                Err(error) => {
+                    return Err(ClientError::Network {
+                        action: "exchanging datagrams with",
+                        transport: Transport::Udp,
+                        addr: self.peer(),
+                        source: error,
+                    });
+                }
+            }
+        }
+        Err(ClientError::NoReply {
+            addr: self.peer(),
+            attempts,
+            timeout: self.timeout,
+        })
+    }
+
+    /// For each line of `input` (without its terminator), sends it as one
+    /// datagram and writes the reply and a newline to `output`. With
+    /// `prompt`, writes `> ` there before each line.
+    ///
+    /// A line too long for a datagram, or whose reply would be, is skipped
+    /// with a warning and the run goes on; [`LinesReport::skipped`] counts
+    /// them. Any other error stops the run.
+    pub fn run<R, W>(
+        &mut self,
+        input: R,
+        output: &mut W,
+        prompt: Option<&mut dyn Write>,
+    ) -> Result<LinesReport, ClientError>
+    where
+        R: BufRead,
+        W: Write + ?Sized,
+    {
+        run_lines(
+            input,
+            MAX_DATAGRAM_PAYLOAD,
+            output,
+            prompt,
+            |number, line, output| match self.shout(line) {
+                Ok(reply) => {
+                    output
+                        .write_all(reply)
+                        .and_then(|()| output.write_all(b"\n"))
+                        .map_err(ClientError::Output)?;
+                    Ok(LineOutcome::Answered)
+                }
+                Err(error @ ClientError::DatagramTooLarge { .. }) => {
+                    log::warn!("line {number} {error}");
+                    Ok(LineOutcome::Skipped)
+                }
+                Err(error) => Err(error),
+            },
+        )
+    }
+
+    /// Sends once and waits up to the timeout for the expected reply.
+    fn attempt(&mut self, request: &[u8]) -> io::Result<Wait> {
+        self.socket.send(request)?;
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(Wait::TimedOut);
+            }
+            self.socket.set_read_timeout(Some(left))?;
+            match self.socket.recv(&mut self.buf) {
+                Ok(len) if self.buf[..len] == self.expected[..] => return Ok(Wait::Reply(len)),
+                Ok(len) => log::debug!(
+                    "dropped a stale or foreign datagram of {len} bytes from udp {}: not the reply to this request",
+                    self.peer()
+                ),
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(Wait::TimedOut);
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}
+
+/// Opens a socket connected to the first address from `first` on that can
+/// have one (a host without IPv6 cannot open one for `::1`).
+fn open_from(addrs: &[SocketAddr], first: usize) -> Result<(usize, UdpSocket), ClientError> {
+    let mut last_error = None;
+    for (index, &addr) in addrs.iter().enumerate().skip(first) {
+        let local = match addr.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
+        let opened = UdpSocketBuilder::new(SocketAddr::new(local, 0))
+            .bind()
+            .map_err(ClientError::from)
+            .and_then(|socket| {
+                socket
+                    .connect(addr)
+                    .map(|()| socket)
+                    .map_err(|source| ClientError::Network {
+                        action: "connecting to",
+                        transport: Transport::Udp,
+                        addr,
+                        source,
+                    })
+            });
+        match opened {
+            Ok(socket) => {
+                log::info!("sending to udp {addr}");
+                return Ok((index, socket));
+            }
+            Err(error) => {
+                log::info!("{error}");
+                last_error = Some(error);
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| ClientError::Resolve {
+        host: String::new(),
+        source: io::Error::new(io::ErrorKind::NotFound, "no addresses"),
+    }))
+}

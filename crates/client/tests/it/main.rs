@@ -1,0 +1,9 @@
+//! Behaviour of the `shout` client through its binary and its library, on
+//! real loopback sockets: one test binary, one module per area.
+
+mod cli;
+mod errors;
+mod ping;
+mod support;
+mod tcp;
+mod udp;

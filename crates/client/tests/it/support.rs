@@ -1,0 +1,314 @@
+//! Test servers on loopback and a runner for the `shout` binary, every wait
+//! bounded in time.
+
+use shout_protocol::Uppercaser;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The longest any one run of the binary or wait for a server may take.
+pub(crate) const DEADLINE: Duration = Duration::from_secs(20);
+
+/// What a run of the binary produced.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) stderr: String,
+}
+
+impl Outcome {
+    pub(crate) fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+/// The `shout` binary, with logging left to its flags.
+pub(crate) fn shout() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shout"));
+    command.env_remove("RUST_LOG");
+    command
+}
+
+/// Runs `shout ARGS` with `stdin` as its input, killing it after
+/// [`DEADLINE`].
+pub(crate) fn run(args: &[&str], stdin: &[u8]) -> Outcome {
+    let mut child = shout()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the shout binary starts");
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_vec();
+    // A broken pipe here means the child stopped reading, which its exit
+    // status will show.
+    let writer = thread::spawn(move || drop(input.write_all(&stdin)));
+    let stdout = read_in_background(child.stdout.take().unwrap());
+    let stderr = read_in_background(child.stderr.take().unwrap());
+    let code = wait_bounded(&mut child, args);
+    writer.join().unwrap();
+    Outcome {
+        code,
+        stdout: stdout.join().unwrap(),
+        stderr: String::from_utf8_lossy(&stderr.join().unwrap()).into_owned(),
+    }
+}
+
+fn read_in_background(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        bytes
+    })
+}
+
+/// Waits for `child` at most [`DEADLINE`], killing it and failing after.
+pub(crate) fn wait_bounded(child: &mut Child, what: &[&str]) -> Option<i32> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if started.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("shout {what:?} still running after {DEADLINE:?}");
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A TCP server that streams back the uppercase of what it receives and
+/// closes after the client's half-close: the shoutd contract.
+pub(crate) struct UppercaseServer {
+    pub(crate) addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+}
+
+impl UppercaseServer {
+    /// Listens on 127.0.0.1, on a port of the system's choosing.
+    pub(crate) fn start() -> Self {
+        Self::start_on("127.0.0.1:0".parse().unwrap()).expect("loopback listens")
+    }
+
+    /// Listens on `addr`; `None` if it cannot be bound (no IPv6, say).
+    pub(crate) fn start_on(addr: SocketAddr) -> Option<Self> {
+        let listener = TcpListener::bind(addr).ok()?;
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&connections);
+        thread::spawn(move || {
+            // Bounded: no test opens this many connections.
+            for stream in listener.incoming().take(64) {
+                let Ok(stream) = stream else { continue };
+                counted.fetch_add(1, Ordering::SeqCst);
+                thread::spawn(move || serve_uppercase(stream));
+            }
+        });
+        Some(Self { addr, connections })
+    }
+
+    /// How many connections it accepted.
+    pub(crate) fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+fn serve_uppercase(mut stream: TcpStream) {
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut upper = Uppercaser::new();
+    let mut buf = vec![0; 32 * 1024];
+    let mut out = Vec::new();
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                out.clear();
+                upper.feed(&buf[..n], &mut out);
+                if stream.write_all(&out).is_err() {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
+    out.clear();
+    upper.finish(&mut out);
+    let _ = stream.write_all(&out);
+}
+
+/// A TCP server that accepts and reads but never answers, nor closes.
+pub(crate) fn start_mute_tcp() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming().take(8) {
+            let Ok(mut stream) = stream else { continue };
+            thread::spawn(move || {
+                stream.set_read_timeout(Some(DEADLINE)).unwrap();
+                let mut buf = [0; 1024];
+                while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+                // Keeps the connection open past the client's half-close,
+                // answering nothing, until the client gives up.
+                thread::sleep(Duration::from_secs(5));
+            });
+        }
+    });
+    addr
+}
+
+/// A UDP server that drops every other datagram (the first, third, …) and,
+/// before each reply, sends the previous reply again: a late reply to an
+/// earlier request, which a client must not take for the current one.
+pub(crate) struct LossyUdpServer {
+    pub(crate) addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Vec<u8>>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl LossyUdpServer {
+    pub(crate) fn start() -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = socket.local_addr().unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (seen, stopped) = (Arc::clone(&requests), Arc::clone(&stop));
+        thread::spawn(move || {
+            let started = Instant::now();
+            let mut buf = vec![0; 65_536];
+            let mut previous: Option<Vec<u8>> = None;
+            while !stopped.load(Ordering::SeqCst) && started.elapsed() < DEADLINE {
+                let Ok((len, client)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                let mut requests = seen.lock().unwrap();
+                requests.push(buf[..len].to_vec());
+                if requests.len() % 2 == 1 {
+                    continue;
+                }
+                if let Some(stale) = &previous {
+                    socket.send_to(stale, client).unwrap();
+                }
+                let mut reply = Vec::new();
+                shout_protocol::uppercase(&buf[..len], &mut reply);
+                socket.send_to(&reply, client).unwrap();
+                previous = Some(reply);
+            }
+        });
+        Self {
+            addr,
+            requests,
+            stop,
+        }
+    }
+
+    /// Every datagram received so far, in order.
+    pub(crate) fn requests(&self) -> Vec<Vec<u8>> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for LossyUdpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1, for servers that take a
+/// port number rather than reporting the one they got.
+pub(crate) fn free_port() -> u16 {
+    for _ in 0..16 {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        // The Python servers bind the number for one transport; make sure it
+        // is free for both, whichever the test starts.
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both TCP and UDP in 16 tries");
+}
+
+/// One of the lecture's Python servers, stopped when dropped.
+pub(crate) struct PythonPeer {
+    child: Child,
+    pub(crate) port: u16,
+}
+
+impl PythonPeer {
+    /// Starts `script` (`tcp_server.py` or `udp_server.py`) from
+    /// `<workspace>/../shared/peers/seed-python` and waits until it says it is
+    /// ready. `None`, with a note, when the peers or python3 are missing.
+    pub(crate) fn start(script: &str) -> Option<Self> {
+        let dir = peers_dir();
+        let path = dir.join(script);
+        if !path.is_file() {
+            eprintln!(
+                "note: {} not found; skipping the test against the lecture's server",
+                path.display()
+            );
+            return None;
+        }
+        let port = free_port();
+        let mut child = match Command::new("python3")
+            .arg(&path)
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(error) => {
+                eprintln!("note: python3 does not start ({error}); skipping");
+                return None;
+            }
+        };
+        let mut stdout = child.stdout.take().unwrap();
+        let (ready, is_ready) = mpsc::channel();
+        thread::spawn(move || {
+            let mut line = Vec::new();
+            let mut byte = [0];
+            while matches!(stdout.read(&mut byte), Ok(1)) && byte[0] != b'\n' {
+                line.push(byte[0]);
+            }
+            let _ = ready.send(line);
+        });
+        let peer = Self { child, port };
+        let line = is_ready
+            .recv_timeout(DEADLINE)
+            .expect("the python server reports readiness");
+        assert_eq!(
+            String::from_utf8_lossy(&line),
+            "The server is ready to receive"
+        );
+        Some(peer)
+    }
+
+    /// `localhost:PORT`: the name, so that resolution is exercised too.
+    pub(crate) fn target(&self) -> String {
+        format!("localhost:{}", self.port)
+    }
+}
+
+impl Drop for PythonPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn peers_dir() -> PathBuf {
+    // crates/client → the workspace root → shared/ beside it.
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peers/seed-python")
+}

@@ -1,0 +1,57 @@
+//! A second service on the same event loop, to show it is not tied to
+//! uppercasing: ROT13 over TCP and UDP.
+//!
+//! ```text
+//! cargo run -p shout-server --example rot13 -- 127.0.0.1:7000
+//! printf 'hello' | nc -N 127.0.0.1 7000     # uryyb
+//! ```
+
+use shout_server::{DatagramReply, DatagramService, ServerBuilder, StreamService};
+use std::net::SocketAddr;
+
+/// ROT13 is stateless and byte-wise, so a session is empty.
+struct Rot13;
+
+fn rot13(byte: u8) -> u8 {
+    match byte {
+        b'a'..=b'z' => (byte - b'a' + 13) % 26 + b'a',
+        b'A'..=b'Z' => (byte - b'A' + 13) % 26 + b'A',
+        other => other,
+    }
+}
+
+impl StreamService for Rot13 {
+    type Session = ();
+
+    fn open(&self, _peer: SocketAddr) {}
+
+    fn data(&self, _session: &mut (), input: &[u8], output: &mut Vec<u8>) {
+        output.extend(input.iter().copied().map(rot13));
+    }
+}
+
+impl DatagramService for Rot13 {
+    fn datagram(&self, request: &[u8], _peer: SocketAddr, reply: &mut Vec<u8>) -> DatagramReply {
+        reply.extend(request.iter().copied().map(rot13));
+        DatagramReply::Send
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let addr: SocketAddr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:7000".into())
+        .parse()?;
+    let server = ServerBuilder::new(Rot13, Rot13)
+        .tcp(addr)
+        .udp(addr)
+        .build()?;
+    let handle = server.handle();
+    println!(
+        "rot13 on tcp {:?} and udp {:?}; Ctrl-C to stop",
+        handle.tcp_addrs(),
+        handle.udp_addrs()
+    );
+    server.run()?;
+    Ok(())
+}

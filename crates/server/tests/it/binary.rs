@@ -1,0 +1,262 @@
+//! The `shoutd` binary: start-up contract, exit statuses, signals, and the
+//! lecture's Python clients as real peers.
+
+use crate::support::{TIMEOUT, read_to_end, wait_until};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running `shoutd`, killed on drop if still running.
+struct Shoutd {
+    child: Child,
+    tcp: Option<SocketAddr>,
+    udp: Option<SocketAddr>,
+}
+
+impl Shoutd {
+    fn start(args: &[&str]) -> Self {
+        Self::start_with(Command::new(env!("CARGO_BIN_EXE_shoutd")).args(args))
+    }
+
+    fn start_with(command: &mut Command) -> Self {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("shoutd starts");
+        let stdout = child.stdout.take().unwrap();
+        let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut shoutd = Self {
+            child,
+            tcp: None,
+            udp: None,
+        };
+        // The contract: one `listening PROTO ADDR` line per socket.
+        let expected = command
+            .get_args()
+            .filter(|a| *a == "--tcp" || *a == "--udp")
+            .count();
+        for _ in 0..expected {
+            let line = lines_rx.recv_timeout(TIMEOUT).expect("a `listening` line");
+            let mut words = line.split(' ');
+            assert_eq!(words.next(), Some("listening"), "{line}");
+            let proto = words.next().unwrap();
+            let addr: SocketAddr = words.next().unwrap().parse().unwrap();
+            assert_ne!(addr.port(), 0);
+            match proto {
+                "tcp" => shoutd.tcp = Some(addr),
+                "udp" => shoutd.udp = Some(addr),
+                other => panic!("unknown protocol {other}"),
+            }
+        }
+        shoutd
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with a pid we spawned and own; no memory involved.
+        let status = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(status, 0);
+    }
+
+    /// Waits for the exit (bounded) and returns status code and stderr.
+    fn wait(mut self) -> (Option<i32>, String) {
+        wait_until("shoutd to exit", || {
+            self.child.try_wait().unwrap().is_some()
+        });
+        let status = self.child.wait().unwrap();
+        let mut stderr = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        (status.code(), stderr)
+    }
+}
+
+impl Drop for Shoutd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn peers_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peers/seed-python");
+    dir.is_dir().then_some(dir)
+}
+
+/// Runs a lecture client with `input` on stdin and returns its stdout.
+fn run_python_client(script: &str, addr: SocketAddr, input: &[u8]) -> Option<String> {
+    let Some(dir) = peers_dir() else {
+        eprintln!("skipped: the lecture's programs are not at ../shared/peers/seed-python");
+        return None;
+    };
+    let mut child = Command::new("python3")
+        .arg(dir.join(script))
+        .arg(addr.ip().to_string())
+        .arg(addr.port().to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    wait_until("the python client to finish", || {
+        child.try_wait().unwrap().is_some()
+    });
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{script} failed");
+    Some(String::from_utf8(output.stdout).unwrap())
+}
+
+#[test]
+fn lecture_python_clients_are_served() {
+    let shoutd = Shoutd::start(&["--tcp", "127.0.0.1:0", "--udp", "127.0.0.1:0"]);
+    if let Some(out) = run_python_client(
+        "tcp_client.py",
+        shoutd.tcp.unwrap(),
+        "hello straße\n".as_bytes(),
+    ) {
+        assert_eq!(out, "Input lowercase sentence:From Server: HELLO STRASSE\n");
+    }
+    if let Some(out) =
+        run_python_client("udp_client.py", shoutd.udp.unwrap(), "ﬁne day\n".as_bytes())
+    {
+        assert_eq!(out, "Input lowercase sentence:FINE DAY\n");
+    }
+}
+
+#[test]
+fn port_in_use_exits_2_with_a_clear_message() {
+    let first = Shoutd::start(&["--tcp", "127.0.0.1:0"]);
+    let taken = first.tcp.unwrap().to_string();
+    let output = Command::new(env!("CARGO_BIN_EXE_shoutd"))
+        .args(["--tcp", &taken])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.trim(),
+        format!("shoutd: tcp {taken} is already in use — is another shoutd running?")
+    );
+}
+
+#[test]
+fn bad_arguments_exit_2_without_a_panic() {
+    let output = Command::new(env!("CARGO_BIN_EXE_shoutd"))
+        .args(["--tcp", "not-an-address"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("invalid value 'not-an-address'"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn sigterm_drains_every_answer_then_exits_0() {
+    let shoutd = Shoutd::start(&["--tcp", "127.0.0.1:0", "--drain-timeout", "5"]);
+    let addr = shoutd.tcp.unwrap();
+    let text = "every byte counts: grüße ".repeat(20_000);
+    let mut clients: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+            stream.write_all(text.as_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    // Each client has its first answer, so the server is mid-stream on all.
+    for stream in &mut clients {
+        let mut first = [0; 5];
+        stream.read_exact(&mut first).unwrap();
+        assert_eq!(&first, b"EVERY");
+    }
+    shoutd.signal(libc::SIGTERM);
+    let expected = text.to_uppercase();
+    for stream in &mut clients {
+        let rest = read_to_end(stream);
+        assert_eq!(
+            rest.len(),
+            expected.len() - 5,
+            "an answer was lost in the drain"
+        );
+        assert!(rest == expected.as_bytes()[5..]);
+    }
+    let (code, stderr) = shoutd.wait();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("stopped: 20 connections"), "{stderr}");
+}
+
+#[test]
+fn out_of_descriptors_sheds_new_clients_keeps_old_ones_and_recovers() {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shoutd"));
+    command.args(["--tcp", "127.0.0.1:0", "-q"]);
+    // SAFETY: setrlimit is async-signal-safe and touches no shared state;
+    // it runs in the child between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 32,
+                rlim_max: 32,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let shoutd = Shoutd::start_with(&mut command);
+    let addr = shoutd.tcp.unwrap();
+    let connect = || {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        stream
+    };
+    let ask = |stream: &mut TcpStream| -> Option<Vec<u8>> {
+        stream.write_all(b"hi").ok()?;
+        let mut buf = [0; 2];
+        stream.read_exact(&mut buf).ok().map(|()| buf.to_vec())
+    };
+    // Far more clients than descriptors: some are served, the rest are
+    // refused (closed at once), none hangs.
+    let mut served = Vec::new();
+    let mut refused = 0;
+    for _ in 0..60 {
+        let mut stream = connect();
+        match ask(&mut stream) {
+            Some(reply) => {
+                assert_eq!(reply, b"HI");
+                served.push(stream);
+            }
+            None => refused += 1,
+        }
+    }
+    assert!(refused > 0, "the limit was never reached");
+    assert!(!served.is_empty());
+    // The old clients are still served...
+    for stream in &mut served {
+        assert_eq!(ask(stream).as_deref(), Some(&b"HI"[..]));
+    }
+    // ...and when descriptors free up, new clients are served again.
+    served.truncate(served.len() / 2);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut fresh = connect();
+    assert_eq!(ask(&mut fresh).as_deref(), Some(&b"HI"[..]));
+}

@@ -1,0 +1,8 @@
+//! The server's behaviour through its public API and its binary, over real
+//! loopback sockets. One test binary, one module per concern.
+
+mod binary;
+mod limits;
+mod support;
+mod tcp;
+mod udp;

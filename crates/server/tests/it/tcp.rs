@@ -1,0 +1,163 @@
+//! TCP: correctness under concurrency, pipelining, streaming and half-close.
+
+use crate::support::{TIMEOUT, connect, read_exactly, read_to_end, round_trip, start, wait_until};
+use std::io::{Read, Write};
+use std::net::Shutdown;
+
+#[test]
+fn answers_a_chunk_without_waiting_for_a_newline() {
+    // The lecture's Python client sends no newline and calls recv once.
+    let server = start(|b| b);
+    let mut stream = connect(server.tcp());
+    stream.write_all(b"hello").unwrap();
+    assert_eq!(read_exactly(&mut stream, 5), b"HELLO");
+}
+
+#[test]
+fn two_hundred_concurrent_clients_each_get_their_own_answers() {
+    let server = start(|b| b);
+    let addr = server.tcp();
+    let clients: Vec<_> = (0..200)
+        .map(|id| {
+            std::thread::spawn(move || {
+                let mut stream = connect(addr);
+                for line in 0..5 {
+                    round_trip(
+                        &mut stream,
+                        &format!("client {id} line {line}: grüße ﬁn ǰ\n"),
+                    );
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("client saw a wrong or missing answer");
+    }
+    wait_until("all 200 connections to close", || {
+        server.handle.stats().connections_open() == 0
+    });
+    let stats = server.stop();
+    assert_eq!(stats.connections_accepted, 200);
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let server = start(|b| b);
+    let mut stream = connect(server.tcp());
+    let requests: String = (0..1000).map(|i| format!("request {i}\n")).collect();
+    stream.write_all(requests.as_bytes()).unwrap();
+    let reply = read_exactly(&mut stream, requests.len());
+    assert_eq!(reply, requests.to_uppercase().as_bytes());
+}
+
+#[test]
+fn sixteen_mib_stream_with_unicode_cut_at_odd_places() {
+    let server = start(|b| b);
+    let mut stream = connect(server.tcp());
+    let unit = "a ß é 日本 🦀 ΐ ǰ ﬁ\n";
+    let text = unit.repeat((16 << 20) / unit.len());
+    let expected = text.to_uppercase();
+    let mut writer = stream.try_clone().unwrap();
+    let input = text.clone();
+    // Write in odd-sized pieces that cut characters, while reading.
+    let sender = std::thread::spawn(move || {
+        for piece in input.as_bytes().chunks(7919) {
+            writer.write_all(piece).unwrap();
+        }
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let reply = read_to_end(&mut stream);
+    sender.join().unwrap();
+    assert_eq!(reply.len(), expected.len());
+    assert!(
+        reply == expected.as_bytes(),
+        "16 MiB reply differs from the uppercase"
+    );
+}
+
+#[test]
+fn half_close_sends_the_rest_then_closes() {
+    let server = start(|b| b);
+    let mut stream = connect(server.tcp());
+    // Ends with the first byte of `é`: only end of stream flushes it.
+    stream.write_all(b"last words \xC3").unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_end(&mut stream), b"LAST WORDS \xC3");
+}
+
+#[test]
+fn invalid_utf8_passes_through() {
+    let server = start(|b| b);
+    let mut stream = connect(server.tcp());
+    stream
+        .write_all(b"ok \xFF\xC0\xAF \xED\xA0\x80 done")
+        .unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(
+        read_to_end(&mut stream),
+        b"OK \xFF\xC0\xAF \xED\xA0\x80 DONE"
+    );
+}
+
+#[test]
+fn a_client_that_never_reads_is_held_back_and_others_are_unaffected() {
+    let max_pending = 64 * 1024;
+    let server = start(|b| b.max_pending_output(max_pending));
+    let mut hog = connect(server.tcp());
+    hog.set_write_timeout(Some(std::time::Duration::from_millis(200)))
+        .unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    // Write until TCP flow control stops us: the server stopped reading.
+    let mut sent = 0usize;
+    for _ in 0..2000 {
+        match hog.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(_) => break,
+        }
+    }
+    assert!(
+        sent < 2000 * chunk.len(),
+        "the server kept reading from a client that never reads"
+    );
+    let received = server.handle.stats().bytes_in;
+    // What the server took is its output cap plus one read and socket
+    // buffers, nowhere near everything the client tried to send.
+    assert!(
+        received < 32 << 20,
+        "server read {received} bytes from a client that never reads"
+    );
+
+    let mut other = connect(server.tcp());
+    round_trip(&mut other, "still served\n");
+
+    // And once the hog reads, its answers come, in order.
+    hog.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut first = [0; 4];
+    hog.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"XXXX");
+}
+
+#[test]
+fn handle_shutdown_from_another_thread_answers_what_was_received() {
+    let server = start(|b| b);
+    let mut stream = connect(server.tcp());
+    round_trip(&mut stream, "before\n");
+    let text = "sent before the stop ".repeat(5000);
+    stream.write_all(text.as_bytes()).unwrap();
+    let expected_in = (7 + text.len()) as u64;
+    wait_until("the server to receive everything", || {
+        server.handle.stats().bytes_in == expected_in
+    });
+    let handle = server.handle.clone();
+    std::thread::spawn(move || handle.shutdown())
+        .join()
+        .unwrap();
+    // Everything received before the stop is answered, then the server
+    // ends the stream.
+    let reply = read_to_end(&mut stream);
+    assert_eq!(reply, text.to_uppercase().as_bytes());
+    let stats = server.stop();
+    assert_eq!(stats.bytes_out, stats.bytes_in);
+    // New connections are refused once it stopped.
+    assert!(std::net::TcpStream::connect(stream.peer_addr().unwrap()).is_err());
+}
