@@ -1,1 +1,11 @@
-//! x
+//! The shout-client library against the shout-server library over real
+//! loopback sockets: behaviour that only shows when both crates meet. One
+//! test binary, one module per concern; the shared support is the
+//! `shout_tests` library (`tests/lib.rs`).
+
+mod addresses;
+mod concurrency;
+mod ping;
+mod stream;
+mod tcp;
+mod udp;

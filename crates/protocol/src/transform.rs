@@ -14,9 +14,11 @@
 /// The largest UTF-8 sequence, in bytes.
 const MAX_UTF8_LEN: usize = 4;
 
-/// Block size of the ASCII fast path. Large enough that checking a block is a
-/// few vector instructions, small enough that a non-ASCII byte is found soon.
-const ASCII_BLOCK: usize = 32;
+/// Block size of the ASCII fast path: four 16-byte words checked with one
+/// branch. Short enough that a non-ASCII byte is found soon.
+const ASCII_BLOCK: usize = 64;
+/// The high bit of every byte of a 16-byte word: set only by non-ASCII bytes.
+const HIGH_BITS: u128 = u128::from_ne_bytes([0x80; 16]);
 
 /// Uppercases a byte stream that arrives in chunks of any size.
 ///
@@ -64,28 +66,33 @@ impl Uppercaser {
             input = self.complete_held(input, out);
         }
         out.reserve(input.len());
-        loop {
-            match std::str::from_utf8(input) {
-                Ok(text) => {
-                    uppercase_str(text, out);
-                    return;
+        let mut at = 0;
+        while let Some(&byte) = input.get(at) {
+            if byte.is_ascii() {
+                // Bulk conversion pays off only for a run: a lone ASCII byte
+                // between accented letters is cheaper pushed as it is.
+                if is_ascii_word(&input[at..]) {
+                    at += uppercase_ascii_prefix(&input[at..], out);
+                } else {
+                    out.push(byte.to_ascii_uppercase());
+                    at += 1;
                 }
-                Err(error) => {
-                    let (valid, rest) = input.split_at(error.valid_up_to());
-                    // `valid_up_to` vouches for this prefix, so the fallback never runs.
-                    uppercase_str(std::str::from_utf8(valid).unwrap_or_default(), out);
-                    match error.error_len() {
-                        Some(invalid_len) => {
-                            out.extend_from_slice(&rest[..invalid_len]);
-                            input = &rest[invalid_len..];
-                        }
-                        None => {
-                            // A valid prefix cut by the end of the chunk: keep it.
-                            self.held[..rest.len()].copy_from_slice(rest);
-                            self.held_len = rest.len() as u8;
-                            return;
-                        }
-                    }
+                continue;
+            }
+            match decode(&input[at..]) {
+                Decoded::Char(c, len) => {
+                    push_uppercase(c, &input[at..at + len], out);
+                    at += len;
+                }
+                Decoded::Invalid(len) => {
+                    out.extend_from_slice(&input[at..at + len]);
+                    at += len;
+                }
+                Decoded::Incomplete => {
+                    let rest = &input[at..];
+                    self.held[..rest.len()].copy_from_slice(rest);
+                    self.held_len = rest.len() as u8;
+                    return;
                 }
             }
         }
@@ -98,34 +105,35 @@ impl Uppercaser {
         self.held_len = 0;
     }
 
-    /// Feeds bytes into the held prefix until it becomes a character, turns out
-    /// invalid, or the input ends. Returns the input not consumed.
-    fn complete_held<'a>(&mut self, mut input: &'a [u8], out: &mut Vec<u8>) -> &'a [u8] {
-        while let Some((&next, rest)) = input.split_first() {
-            let held_len = usize::from(self.held_len);
-            if !continues_sequence(&self.held[..held_len], next) {
-                // The held bytes were an invalid run; `next` starts afresh.
-                out.extend_from_slice(&self.held[..held_len]);
-                self.held_len = 0;
-                return input;
+    /// Completes the held prefix with the first bytes of `input`: into a
+    /// character, an invalid run, or a longer held prefix when the input is
+    /// too short to tell. Returns the input not consumed.
+    fn complete_held<'a>(&mut self, input: &'a [u8], out: &mut Vec<u8>) -> &'a [u8] {
+        let held_len = usize::from(self.held_len);
+        let mut joined = [0; 2 * MAX_UTF8_LEN];
+        let taken = input.len().min(MAX_UTF8_LEN);
+        joined[..held_len].copy_from_slice(&self.held[..held_len]);
+        joined[held_len..held_len + taken].copy_from_slice(&input[..taken]);
+        let joined = &joined[..held_len + taken];
+        // The held bytes are a valid prefix, so whatever `decode` decides
+        // spans all of them: `len >= held_len` below.
+        let len = match decode(joined) {
+            Decoded::Char(c, len) => {
+                push_uppercase(c, &joined[..len], out);
+                len
             }
-            self.held[held_len] = next;
-            self.held_len += 1;
-            input = rest;
-            let candidate = &self.held[..held_len + 1];
-            if candidate.len() == sequence_len(candidate[0]) {
-                if let Ok(text) = std::str::from_utf8(candidate) {
-                    uppercase_str(text, out);
-                } else {
-                    // Unreachable by construction of `continues_sequence`, but a
-                    // wrong answer here must still not lose bytes.
-                    out.extend_from_slice(candidate);
-                }
-                self.held_len = 0;
-                return input;
+            Decoded::Invalid(len) => {
+                out.extend_from_slice(&joined[..len]);
+                len
             }
-        }
-        input
+            Decoded::Incomplete => {
+                self.held[..joined.len()].copy_from_slice(joined);
+                self.held_len = joined.len() as u8;
+                return &[];
+            }
+        };
+        self.held_len = 0;
+        &input[len.saturating_sub(held_len)..]
     }
 }
 
@@ -160,40 +168,127 @@ pub fn uppercased_len(input: &[u8]) -> usize {
     len
 }
 
-/// Appends the uppercase of valid text, with a fast path for ASCII runs.
-fn uppercase_str(text: &str, out: &mut Vec<u8>) {
-    let mut rest = text;
-    loop {
-        let ascii = ascii_prefix_len(rest.as_bytes());
-        // A plain map over a slice: the compiler vectorises this loop.
-        out.extend(rest.as_bytes()[..ascii].iter().map(u8::to_ascii_uppercase));
-        rest = &rest[ascii..];
-        let non_ascii = rest.find(|c: char| c.is_ascii()).unwrap_or(rest.len());
-        if non_ascii == 0 {
-            return;
-        }
-        let mut buf = [0; MAX_UTF8_LEN];
-        for c in rest[..non_ascii].chars().flat_map(char::to_uppercase) {
-            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-        }
-        rest = &rest[non_ascii..];
-    }
+/// Uppercases the ASCII bytes at the start of `bytes` and returns how many
+/// there were.
+///
+/// This is the path that must run at memory speed, so it does no
+/// per-character decoding: one pass finds the ASCII run a 16-byte word at a
+/// time, and one plain map over the run converts it, which the compiler
+/// turns into vector instructions writing straight into the vector.
+fn uppercase_ascii_prefix(bytes: &[u8], out: &mut Vec<u8>) -> usize {
+    let run = ascii_prefix_len(bytes);
+    out.extend(bytes[..run].iter().map(u8::to_ascii_uppercase));
+    run
 }
 
-/// How many bytes at the start of `bytes` are ASCII, checked a block at a time.
+/// Whether `bytes` starts with 16 ASCII bytes.
+fn is_ascii_word(bytes: &[u8]) -> bool {
+    bytes
+        .first_chunk::<16>()
+        .is_some_and(|word| u128::from_ne_bytes(*word) & HIGH_BITS == 0)
+}
+
+/// How many bytes at the start of `bytes` are ASCII.
 fn ascii_prefix_len(bytes: &[u8]) -> usize {
     let mut len = 0;
     for block in bytes.chunks_exact(ASCII_BLOCK) {
-        if !block.is_ascii() {
+        // OR-ing the words first leaves one branch per block.
+        let word = block
+            .chunks_exact(16)
+            .map(|word| word.try_into().map_or(u128::MAX, u128::from_ne_bytes))
+            .fold(0, |all, word| all | word);
+        if word & HIGH_BITS != 0 {
             break;
         }
         len += ASCII_BLOCK;
     }
-    len + bytes[len..].iter().take_while(|b| b.is_ascii()).count()
+    len + bytes[len..]
+        .iter()
+        .take_while(|byte| byte.is_ascii())
+        .count()
 }
 
-/// The length of the UTF-8 sequence a lead byte announces (1 for anything
-/// that cannot lead one: such a byte is never held).
+/// Appends the upper case of `c`, whose UTF-8 encoding in the input is `raw`.
+fn push_uppercase(c: char, raw: &[u8], out: &mut Vec<u8>) {
+    let mut upper = c.to_uppercase();
+    if upper.len() == 1 {
+        match upper.next() {
+            // Most non-ASCII characters (CJK, symbols, capitals) map to
+            // themselves: copy their bytes instead of re-encoding.
+            Some(same) if same == c => match raw {
+                // As in `push_char`: constant lengths copy faster.
+                [a, b] => out.extend_from_slice(&[*a, *b]),
+                [a, b, c] => out.extend_from_slice(&[*a, *b, *c]),
+                _ => out.extend_from_slice(raw),
+            },
+            Some(other) => push_char(other, out),
+            None => out.extend_from_slice(raw),
+        }
+    } else {
+        upper.for_each(|upper| push_char(upper, out));
+    }
+}
+
+fn push_char(c: char, out: &mut Vec<u8>) {
+    let mut buf = [0; MAX_UTF8_LEN];
+    let len = c.encode_utf8(&mut buf).len();
+    // Constant lengths let each copy compile to a move, not a memcpy call.
+    match len {
+        1 => out.push(buf[0]),
+        2 => out.extend_from_slice(&buf[..2]),
+        3 => out.extend_from_slice(&buf[..3]),
+        _ => out.extend_from_slice(&buf),
+    }
+}
+
+/// One step of UTF-8 decoding at a non-ASCII byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decoded {
+    /// A well-formed character of this many bytes.
+    Char(char, usize),
+    /// An ill-formed run of this many bytes (a maximal subpart): pass it on.
+    Invalid(usize),
+    /// A valid prefix cut by the end of the input.
+    Incomplete,
+}
+
+/// Decodes the sequence at the start of `bytes` by the rules of
+/// `std::str::from_utf8`, so that a split or a whole input decode alike.
+fn decode(bytes: &[u8]) -> Decoded {
+    let lead = bytes[0];
+    let len = sequence_len(lead);
+    if len == 1 {
+        // A continuation byte or a byte that never leads (C0, C1, F5..FF).
+        return Decoded::Invalid(1);
+    }
+    let mut code_point = u32::from(lead) & (0x7F >> len);
+    // Straight-line for the common case: the whole sequence is here and
+    // well formed. Anything else takes the careful walk below.
+    if let Some(sequence) = bytes.get(..len) {
+        if continues_sequence(lead, 1, sequence[1])
+            && sequence[2..].iter().all(|&byte| byte & 0xC0 == 0x80)
+        {
+            for &byte in &sequence[1..] {
+                code_point = (code_point << 6) | u32::from(byte & 0x3F);
+            }
+            return char::from_u32(code_point)
+                .map_or(Decoded::Invalid(len), |c| Decoded::Char(c, len));
+        }
+    }
+    for index in 1..len {
+        let Some(&next) = bytes.get(index) else {
+            return Decoded::Incomplete;
+        };
+        if !continues_sequence(lead, index, next) {
+            return Decoded::Invalid(index);
+        }
+    }
+    // Every byte present continued the sequence, so one was missing.
+    Decoded::Incomplete
+}
+
+/// The length of the UTF-8 sequence a lead byte announces; 1 for a byte that
+/// cannot lead one.
 fn sequence_len(lead: u8) -> usize {
     match lead {
         0xC2..=0xDF => 2,
@@ -203,24 +298,20 @@ fn sequence_len(lead: u8) -> usize {
     }
 }
 
-/// Whether `next` may follow the valid, unfinished prefix `held`.
+/// Whether `next` may stand at `index` (1 to 3) of a sequence led by `lead`.
 ///
 /// The second byte of some sequences has a narrower range than 0x80..=0xBF:
 /// this excludes overlong forms (E0, F0), surrogates (ED) and code points
 /// beyond U+10FFFF (F4), exactly as `from_utf8` does.
-fn continues_sequence(held: &[u8], next: u8) -> bool {
-    let second_byte_range = match held[0] {
-        0xE0 => 0xA0..=0xBF,
-        0xED => 0x80..=0x9F,
-        0xF0 => 0x90..=0xBF,
-        0xF4 => 0x80..=0x8F,
+fn continues_sequence(lead: u8, index: usize, next: u8) -> bool {
+    let range = match (lead, index) {
+        (0xE0, 1) => 0xA0..=0xBF,
+        (0xED, 1) => 0x80..=0x9F,
+        (0xF0, 1) => 0x90..=0xBF,
+        (0xF4, 1) => 0x80..=0x8F,
         _ => 0x80..=0xBF,
     };
-    if held.len() == 1 {
-        second_byte_range.contains(&next)
-    } else {
-        (0x80..=0xBF).contains(&next)
-    }
+    range.contains(&next)
 }
 
 #[cfg(test)]
