@@ -8,4 +8,5 @@ mod concurrency;
 mod ping;
 mod stream;
 mod tcp;
+mod tidy;
 mod udp;
