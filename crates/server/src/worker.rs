@@ -132,6 +132,7 @@ pub(crate) struct Worker<S: StreamService, D: DatagramService> {
     /// connection when the process has no descriptor left.
     spare_descriptor: Option<File>,
     out_of_descriptors: bool,
+    limit_reported: bool,
     accept_paused_until: Option<Instant>,
     drain_deadline: Option<Instant>,
     now: Instant,
@@ -193,6 +194,7 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
             hot: Vec::new(),
             spare_descriptor: open_spare_descriptor(),
             out_of_descriptors: false,
+            limit_reported: false,
             accept_paused_until: None,
             drain_deadline: None,
             now: Instant::now(),
@@ -409,7 +411,16 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
             }
             listener.registered = false;
         }
-        log::info!(
+        // Reported once at warning level; a server that lives at its limit
+        // would otherwise log every time a client leaves and another enters.
+        let level = if self.limit_reported {
+            log::Level::Debug
+        } else {
+            log::Level::Warn
+        };
+        self.limit_reported = true;
+        log::log!(
+            level,
             "worker {}: {} connections, the limit: new clients wait until one closes",
             self.id,
             self.connections.len()

@@ -1,0 +1,60 @@
+//! `cargo xtask ci`: the whole CI, the same locally and on the CI machine.
+//!
+//! Steps, in order, stopping at the first failure: `cargo fmt --check`,
+//! `cargo clippy -D warnings` on every target, every test (with
+//! `cargo nextest` when it is installed, plus the doctests it does not run;
+//! `cargo test` otherwise), then `cargo xtask e2e`. The peer tools the e2e
+//! scenarios use (python3, nc, ncat, socat) are installed by the CI script,
+//! never by this task.
+
+use crate::{cargo, e2e, run_inherited, show};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// Runs every step; the error names the step that failed.
+pub(crate) fn run(root: &Path) -> Result<(), String> {
+    let started = Instant::now();
+    step(cargo(root).args(["fmt", "--all", "--", "--check"]))?;
+    step(cargo(root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    if nextest_available(root) {
+        step(cargo(root).args(["nextest", "run", "--workspace"]))?;
+        // nextest does not run doctests.
+        step(cargo(root).args(["test", "--workspace", "--doc"]))?;
+    } else {
+        println!("ci: cargo-nextest not found, using cargo test");
+        step(cargo(root).args(["test", "--workspace"]))?;
+    }
+    println!("==> cargo xtask e2e");
+    e2e::run(root, &e2e::Options::default())?;
+    println!(
+        "ci: all steps passed in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Runs one step with its output shown, announcing it first.
+fn step(command: &mut Command) -> Result<(), String> {
+    println!("==> {}", show(command));
+    let started = Instant::now();
+    run_inherited(command)?;
+    println!("    ok ({:.1} s)", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn nextest_available(root: &Path) -> bool {
+    cargo(root)
+        .args(["nextest", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}

@@ -1,0 +1,425 @@
+//! `cargo xtask e2e`: the real binaries as whole processes.
+//!
+//! The task builds `shoutd` and `shout` (release, so that the 100 MiB stream
+//! is quick), then runs each scenario in turn. Every scenario starts its own
+//! processes on 127.0.0.1 with port 0 (shoutd prints the ports it got) or on
+//! a port just found free (the Python servers), so runs never collide with a
+//! shoutd already on 12000 nor with each other. All traffic stays on
+//! loopback.
+//!
+//! Bounds: each scenario has a deadline; past it, everything it started is
+//! killed and it fails, so a hung peer cannot hang the run. Every loop in a
+//! scenario is bounded in count and time, and every socket has timeouts.
+//!
+//! Cleanup: each started process sits in a guard that kills and reaps it
+//! when dropped, on success, failure or panic alike. SIGINT, SIGTERM and
+//! SIGHUP (Ctrl-C) kill every registered process before xtask exits; see
+//! [`process`].
+//!
+//! Output: one line per scenario (`PASS name (1.2 s)`, `SKIP name: why`,
+//! `FAIL name: why`), then `N passed, M failed` alone on a line; a skip counts
+//! as passed. The exit status is non-zero when any scenario failed.
+
+mod gate;
+mod interop;
+mod lifecycle;
+mod load;
+mod process;
+mod text;
+
+use crate::{cargo, run_inherited, show};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// Options of `cargo xtask e2e`.
+#[derive(Debug, Default)]
+pub(crate) struct Options {
+    /// Scenarios to run; all when empty.
+    only: Vec<String>,
+    /// List the scenarios instead of running them.
+    list: bool,
+}
+
+impl Options {
+    /// Parses the arguments after `e2e`.
+    pub(crate) fn parse(args: &[String]) -> Result<Self, String> {
+        let mut options = Self::default();
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--only" => {
+                    let name = args
+                        .next()
+                        .ok_or("`--only` needs a scenario name (see `cargo xtask e2e --list`)")?;
+                    options.only.push(name.clone());
+                }
+                "--list" => options.list = true,
+                other => {
+                    return Err(format!(
+                        "unknown e2e option `{other}` (try `cargo xtask help`)"
+                    ));
+                }
+            }
+        }
+        for name in &options.only {
+            if !SCENARIOS.iter().any(|scenario| scenario.name == name) {
+                return Err(format!(
+                    "no scenario named `{name}`; there are: {}",
+                    SCENARIOS
+                        .iter()
+                        .map(|scenario| scenario.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// One end-to-end scenario.
+struct Scenario {
+    /// Kebab-case name, for `--only` and the report.
+    name: &'static str,
+    /// What passing it proves, for `--list` (docs/TESTING.md says the same).
+    proves: &'static str,
+    /// Past this, the scenario fails and what it started is killed.
+    deadline: Duration,
+    run: fn(&Env) -> Result<Outcome, String>,
+}
+
+/// How a scenario that did not fail ended.
+pub(crate) enum Outcome {
+    /// Passed; the note, if any, is shown after the time.
+    Pass(Option<String>),
+    /// Could not run here (a peer tool is not installed); counts as passed.
+    Skip(String),
+}
+
+const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "shout-vs-shoutd",
+        proves: "shout tcp and shout udp get the uppercase of several lines, Unicode and an empty line included",
+        deadline: Duration::from_secs(30),
+        run: interop::shout_vs_shoutd,
+    },
+    Scenario {
+        name: "python-clients-vs-shoutd",
+        proves: "the lecture's Python TCP and UDP clients work unchanged against shoutd",
+        deadline: Duration::from_secs(30),
+        run: interop::python_clients_vs_shoutd,
+    },
+    Scenario {
+        name: "shout-vs-python-servers",
+        proves: "shout works against the lecture's Python servers, and reports a crashed UDP server cleanly",
+        deadline: Duration::from_secs(60),
+        run: interop::shout_vs_python_servers,
+    },
+    Scenario {
+        name: "stream-100mib",
+        proves: "100 MiB of Unicode text piped through shout tcp comes back uppercased, byte for byte",
+        deadline: Duration::from_secs(180),
+        run: load::stream_100mib,
+    },
+    Scenario {
+        name: "concurrent-500",
+        proves: "500 clients at once each get their own answer",
+        deadline: Duration::from_secs(60),
+        run: load::concurrent_500,
+    },
+    Scenario {
+        name: "standard-tools",
+        proves: "nc, ncat and socat (those installed) talk to shoutd over TCP and UDP",
+        deadline: Duration::from_secs(60),
+        run: interop::standard_tools,
+    },
+    Scenario {
+        name: "restart",
+        proves: "after kill -9 under load, shoutd restarts on the same port at once and clients recover",
+        deadline: Duration::from_secs(60),
+        run: lifecycle::restart,
+    },
+    Scenario {
+        name: "graceful-stop",
+        proves: "on SIGTERM, 50 streaming clients get every byte they sent answered and shoutd exits 0 in time",
+        deadline: Duration::from_secs(60),
+        run: lifecycle::graceful_stop,
+    },
+    Scenario {
+        name: "port-in-use",
+        proves: "a second shoutd on a taken port exits 2 with a clear message, the first one serves on",
+        deadline: Duration::from_secs(30),
+        run: lifecycle::port_in_use,
+    },
+];
+
+/// What scenarios need from the run: the binaries and the peers.
+pub(crate) struct Env {
+    shoutd: PathBuf,
+    /// The client, or why it is not available (it did not build).
+    shout: Result<PathBuf, String>,
+    /// The lecture's programs: `<workspace>/../shared/peers/seed-python`.
+    peers: PathBuf,
+}
+
+impl Env {
+    /// A command running `shoutd`.
+    pub(crate) fn shoutd(&self) -> Command {
+        Command::new(&self.shoutd)
+    }
+
+    /// A command running `shout`, if it was built.
+    pub(crate) fn shout(&self) -> Result<Command, String> {
+        self.shout.as_ref().map(Command::new).map_err(Clone::clone)
+    }
+
+    /// A command running one of the lecture's Python programs, unbuffered
+    /// and in UTF-8 whatever the locale.
+    pub(crate) fn python(&self, script: &str) -> Result<Command, String> {
+        let path = self.peers.join(script);
+        if !path.is_file() {
+            return Err(format!(
+                "the lecture's {script} is not at {}",
+                path.display()
+            ));
+        }
+        let python = find_in_path("python3").ok_or("python3 is not installed")?;
+        let mut command = Command::new(python);
+        command.arg("-u").arg(path).env("PYTHONIOENCODING", "utf-8");
+        Ok(command)
+    }
+}
+
+/// Builds the binaries and runs the scenarios `options` selects.
+pub(crate) fn run(root: &Path, options: &Options) -> Result<(), String> {
+    if options.list {
+        for scenario in SCENARIOS {
+            println!("{:<26} {}", scenario.name, scenario.proves);
+        }
+        return Ok(());
+    }
+    process::kill_on_interrupt();
+    let env = Arc::new(build(root)?);
+    let mut passed = 0;
+    let mut failed = 0;
+    for scenario in SCENARIOS.iter().filter(|scenario| {
+        options.only.is_empty() || options.only.iter().any(|name| name == scenario.name)
+    }) {
+        let started = Instant::now();
+        let seconds = || started.elapsed().as_secs_f64();
+        match run_bounded(scenario, &env) {
+            Ok(Outcome::Pass(None)) => {
+                passed += 1;
+                println!("PASS {} ({:.1} s)", scenario.name, seconds());
+            }
+            Ok(Outcome::Pass(Some(note))) => {
+                passed += 1;
+                println!("PASS {} ({:.1} s; {note})", scenario.name, seconds());
+            }
+            Ok(Outcome::Skip(why)) => {
+                passed += 1;
+                println!("SKIP {}: {why}", scenario.name);
+            }
+            Err(why) => {
+                failed += 1;
+                println!("FAIL {}: {why}", scenario.name);
+            }
+        }
+        let _ = std::io::stdout().flush();
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(format!("e2e: {failed} scenario(s) failed"))
+    }
+}
+
+/// Runs a scenario on its own thread and gives up on it at its deadline,
+/// killing what it started so that its blocked calls return.
+fn run_bounded(scenario: &Scenario, env: &Arc<Env>) -> Result<Outcome, String> {
+    let (sender, receiver) = mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name(scenario.name.into())
+        .spawn({
+            let env = Arc::clone(env);
+            let run = scenario.run;
+            move || {
+                let _ = sender.send(run(&env));
+            }
+        })
+        .map_err(|error| format!("cannot start a thread: {error}"))?;
+    match receiver.recv_timeout(scenario.deadline) {
+        Ok(result) => {
+            let _ = thread.join();
+            result
+        }
+        Err(RecvTimeoutError::Disconnected) => Err(match thread.join() {
+            Err(panic) => format!("panicked: {}", panic_message(panic.as_ref())),
+            Ok(()) => "ended without a result".into(),
+        }),
+        Err(RecvTimeoutError::Timeout) => {
+            process::kill_all();
+            Err(format!(
+                "did not finish within its {} s deadline (everything it started was killed)",
+                scenario.deadline.as_secs()
+            ))
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|message| (*message).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+/// Builds shoutd and shout in release mode. shoutd is required; when only
+/// the client fails to build, the scenarios that need it fail and say why.
+fn build(root: &Path) -> Result<Env, String> {
+    let bin_dir = target_dir(root)?.join("release");
+    let peers = root
+        .join("..")
+        .join("shared")
+        .join("peers")
+        .join("seed-python");
+    let both = [
+        "build",
+        "--release",
+        "-p",
+        "shout-server",
+        "-p",
+        "shout-client",
+    ];
+    println!("==> {}", show(cargo(root).args(both)));
+    let shout = match run_inherited(cargo(root).args(both)) {
+        Ok(()) => Ok(bin_dir.join("shout")),
+        Err(error) => {
+            println!("e2e: the client did not build ({error}); building shoutd alone");
+            run_inherited(cargo(root).args(["build", "--release", "-p", "shout-server"]))?;
+            Err("shout did not build (see the cargo output above)".to_owned())
+        }
+    };
+    Ok(Env {
+        shoutd: bin_dir.join("shoutd"),
+        shout,
+        peers,
+    })
+}
+
+/// Cargo's target directory, as `cargo metadata` reports it (this honours
+/// `CARGO_TARGET_DIR` and `build.target-dir`).
+fn target_dir(root: &Path) -> Result<PathBuf, String> {
+    let mut command = cargo(root);
+    command
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .stderr(Stdio::inherit());
+    let Output { status, stdout, .. } = command
+        .output()
+        .map_err(|error| format!("cannot run `{}`: {error}", show(&command)))?;
+    if !status.success() {
+        return Err(format!("`{}` failed ({status})", show(&command)));
+    }
+    json_string_field(&String::from_utf8_lossy(&stdout), "target_directory")
+        .map(PathBuf::from)
+        .ok_or_else(|| format!("no target_directory in the output of `{}`", show(&command)))
+}
+
+/// The value of the first string field `name` in a JSON text: enough for
+/// `cargo metadata`, without a JSON parser.
+fn json_string_field(json: &str, name: &str) -> Option<String> {
+    let start = json.find(&format!("\"{name}\":\""))? + name.len() + 4;
+    let mut value = String::new();
+    let mut chars = json[start..].chars();
+    loop {
+        match chars.next()? {
+            '"' => return Some(value),
+            '\\' => match chars.next()? {
+                'n' => value.push('\n'),
+                't' => value.push('\t'),
+                'u' => {
+                    let code: String = chars.by_ref().take(4).collect();
+                    value.push(char::from_u32(u32::from_str_radix(&code, 16).ok()?)?);
+                }
+                escaped => value.push(escaped),
+            },
+            c => value.push(c),
+        }
+    }
+}
+
+/// The first executable named `name` on `PATH`.
+pub(crate) fn find_in_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|path| {
+            path.metadata()
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenario_names_are_unique_kebab_case() {
+        for (index, scenario) in SCENARIOS.iter().enumerate() {
+            assert!(
+                scenario
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+                "{}",
+                scenario.name
+            );
+            assert!(
+                SCENARIOS[..index]
+                    .iter()
+                    .all(|other| other.name != scenario.name),
+                "{} twice",
+                scenario.name
+            );
+        }
+    }
+
+    #[test]
+    fn testing_doc_names_every_scenario() {
+        let doc = std::fs::read_to_string(crate::workspace_root().join("docs/TESTING.md"))
+            .expect("docs/TESTING.md exists");
+        for scenario in SCENARIOS {
+            assert!(
+                doc.contains(&format!("`{}`", scenario.name)),
+                "docs/TESTING.md does not document `{}`",
+                scenario.name
+            );
+        }
+    }
+
+    #[test]
+    fn only_accepts_known_names() {
+        let args = |list: &[&str]| list.iter().map(|arg| (*arg).to_owned()).collect::<Vec<_>>();
+        let options = Options::parse(&args(&["--only", "restart"])).unwrap();
+        assert_eq!(options.only, ["restart"]);
+        assert!(Options::parse(&args(&["--only", "nope"])).is_err());
+        assert!(Options::parse(&args(&["--only"])).is_err());
+        assert!(Options::parse(&args(&["--fast"])).is_err());
+    }
+
+    #[test]
+    fn reads_a_string_field_of_cargo_metadata() {
+        let json = r#"{"packages":[],"target_directory":"/w/a \"b\"\\c","version":1}"#;
+        assert_eq!(
+            json_string_field(json, "target_directory").as_deref(),
+            Some(r#"/w/a "b"\c"#)
+        );
+        assert_eq!(json_string_field(json, "workspace_root"), None);
+    }
+}

@@ -1,0 +1,292 @@
+//! Scenarios where shout's programs meet other programs: each other, the
+//! lecture's Python clients and servers, and the standard tools nc, ncat
+//! and socat.
+
+use super::process::{
+    Shoutd, Spawned, Transport, lines_of, one_line_tail, quote, run_with_input, start_python_server,
+};
+use super::{Env, Outcome, find_in_path};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Time a client process gets to answer a few lines.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The prompt the lecture's clients print before reading their line.
+const PYTHON_PROMPT: &str = "Input lowercase sentence:";
+
+/// `shout udp ADDR` with bounded waiting: at most `(retries + 1) * timeout`.
+fn shout_udp(
+    env: &Env,
+    addr: SocketAddr,
+    timeout_secs: u32,
+    retries: u32,
+) -> Result<Command, String> {
+    let mut command = env.shout()?;
+    command.args([
+        "udp".to_owned(),
+        addr.to_string(),
+        "--timeout".to_owned(),
+        timeout_secs.to_string(),
+        "--retries".to_owned(),
+        retries.to_string(),
+    ]);
+    Ok(command)
+}
+
+/// `shout tcp ADDR`.
+fn shout_tcp(env: &Env, addr: SocketAddr) -> Result<Command, String> {
+    let mut command = env.shout()?;
+    command.arg("tcp").arg(addr.to_string());
+    Ok(command)
+}
+
+/// shout tcp and shout udp against shoutd: several lines, Unicode, an empty line.
+pub(crate) fn shout_vs_shoutd(env: &Env) -> Result<Outcome, String> {
+    let shoutd = Shoutd::start(env)?;
+
+    // TCP is a byte stream: the last line has no newline on purpose, its
+    // answer must not gain one.
+    let input = "hello, world\nstraße — ﬁne ǆ ΐ 日本語 🎉\n\nlast line, no newline";
+    run_with_input(
+        "shout tcp",
+        &mut shout_tcp(env, shoutd.tcp)?,
+        input.as_bytes(),
+        CLIENT_TIMEOUT,
+    )?
+    .expect("shout tcp", input.to_uppercase().as_bytes())?;
+
+    // UDP: one datagram per line (the empty one too), one reply line each.
+    let input = "hello, udp\nçà ÿ σίσυφος ŉ ᾳ\n\nend\n";
+    run_with_input(
+        "shout udp",
+        &mut shout_udp(env, shoutd.udp, 2, 2)?,
+        input.as_bytes(),
+        CLIENT_TIMEOUT,
+    )?
+    .expect("shout udp", input.to_uppercase().as_bytes())?;
+    Ok(Outcome::Pass(None))
+}
+
+/// The lecture's tcp_client.py and udp_client.py against shoutd.
+pub(crate) fn python_clients_vs_shoutd(env: &Env) -> Result<Outcome, String> {
+    let shoutd = Shoutd::start(env)?;
+    let line = "hello from python — straße ﬁ";
+    let expected = format!("From Server: {}", line.to_uppercase());
+    python_client(env, "tcp_client.py", shoutd.tcp.port(), line, &expected)?;
+    let line = "hello over udp — çà ÿ";
+    python_client(
+        env,
+        "udp_client.py",
+        shoutd.udp.port(),
+        line,
+        &line.to_uppercase(),
+    )?;
+    Ok(Outcome::Pass(None))
+}
+
+/// Runs one of the lecture's clients against 127.0.0.1:`port` with `line`
+/// as its input, and checks it printed `expected` after its prompt.
+fn python_client(
+    env: &Env,
+    script: &str,
+    port: u16,
+    line: &str,
+    expected: &str,
+) -> Result<(), String> {
+    let mut client = env.python(script)?;
+    client.args(["127.0.0.1".to_owned(), port.to_string()]);
+    run_with_input(
+        script,
+        &mut client,
+        format!("{line}\n").as_bytes(),
+        CLIENT_TIMEOUT,
+    )?
+    .expect(script, format!("{PYTHON_PROMPT}{expected}\n").as_bytes())
+}
+
+/// shout against the lecture's tcp_server.py and udp_server.py, quirks
+/// included: the TCP server answers one recv(1024) and closes, so one short
+/// line is sent; the UDP server dies on invalid UTF-8, which shout must
+/// report as "no reply" with a non-zero exit, promptly.
+pub(crate) fn shout_vs_python_servers(env: &Env) -> Result<Outcome, String> {
+    let localhost = |port| SocketAddr::from(([127, 0, 0, 1], port));
+
+    let (_tcp_server, port) = start_python_server(env, "tcp_server.py", Transport::Tcp)?;
+    let line = "hello lecture — straße\n";
+    run_with_input(
+        "shout tcp",
+        &mut shout_tcp(env, localhost(port))?,
+        line.as_bytes(),
+        CLIENT_TIMEOUT,
+    )?
+    .expect("shout tcp vs tcp_server.py", line.to_uppercase().as_bytes())?;
+
+    let (mut udp_server, port) = start_python_server(env, "udp_server.py", Transport::Udp)?;
+    let line = "hello lecture over udp — ÿ\n";
+    run_with_input(
+        "shout udp",
+        &mut shout_udp(env, localhost(port), 1, 1)?,
+        line.as_bytes(),
+        CLIENT_TIMEOUT,
+    )?
+    .expect("shout udp vs udp_server.py", line.to_uppercase().as_bytes())?;
+
+    // 1 s timeout, 1 retry: shout should give up after about 2 s.
+    let finished = run_with_input(
+        "shout udp",
+        &mut shout_udp(env, localhost(port), 1, 1)?,
+        b"\xff\xfe not utf-8\n",
+        Duration::from_secs(15),
+    )?;
+    if finished.status.success() || finished.stderr.trim().is_empty() || !finished.stdout.is_empty()
+    {
+        return Err(format!(
+            "shout udp with invalid UTF-8 to udp_server.py: expected no output, a message on \
+             stderr and a non-zero exit, got {} with stdout {} and stderr: {}",
+            finished.status,
+            quote(&finished.stdout),
+            one_line_tail(&finished.stderr, 300)
+        ));
+    }
+    let crashed = udp_server.wait_timeout(Duration::from_secs(2)).is_ok();
+    Ok(Outcome::Pass(Some(format!(
+        "no reply reported in {:.1} s: {}{}",
+        finished.elapsed.as_secs_f64(),
+        one_line_tail(&finished.stderr, 120),
+        if crashed {
+            ""
+        } else {
+            " (udp_server.py did not crash?)"
+        }
+    ))))
+}
+
+/// nc, ncat and socat, those installed, send a line over TCP and over UDP.
+pub(crate) fn standard_tools(env: &Env) -> Result<Outcome, String> {
+    let installed: Vec<&str> = ["nc", "ncat", "socat"]
+        .into_iter()
+        .filter(|tool| find_in_path(tool).is_some())
+        .collect();
+    if installed.is_empty() {
+        return Ok(Outcome::Skip(
+            "none of nc, ncat, socat is installed (CI installs them)".into(),
+        ));
+    }
+    let shoutd = Shoutd::start(env)?;
+    let (host, tcp_port, udp_port) = (
+        shoutd.tcp.ip().to_string(),
+        shoutd.tcp.port().to_string(),
+        shoutd.udp.port().to_string(),
+    );
+    let mut checked = Vec::new();
+    for tool in &installed {
+        let flavor = if *tool == "nc" {
+            nc_flavor()?
+        } else {
+            NcFlavor::Ncat
+        };
+        let mut tcp = Command::new(tool);
+        let mut udp = Command::new(tool);
+        match (*tool, flavor) {
+            // OpenBSD nc keeps the socket open after EOF unless told -N.
+            ("nc", NcFlavor::OpenBsd) => tcp.arg("-N").args([&host, &tcp_port]),
+            // Traditional netcat: quit a second after EOF.
+            ("nc", NcFlavor::Traditional) => tcp.args(["-q", "1"]).args([&host, &tcp_port]),
+            // ncat half-closes on EOF by default.
+            ("socat", _) => tcp.args(["-t", "5", "-", &format!("TCP:{host}:{tcp_port}")]),
+            _ => tcp.args([&host, &tcp_port]),
+        };
+        match *tool {
+            "socat" => udp.args(["-".to_owned(), format!("UDP:{host}:{udp_port}")]),
+            _ => udp.args(["-u", &host, &udp_port]),
+        };
+
+        let line = format!("hello from {tool} — straße\n");
+        run_with_input(tool, &mut tcp, line.as_bytes(), CLIENT_TIMEOUT)?
+            .expect(&format!("{tool} over TCP"), line.to_uppercase().as_bytes())?;
+
+        let line = format!("{tool} datagram — ÿ\n");
+        let reply = udp_exchange(tool, &mut udp, &line, Duration::from_secs(5))?;
+        if reply != line.to_uppercase() {
+            return Err(format!(
+                "{tool} over UDP: expected {}, got {}",
+                quote(line.to_uppercase().as_bytes()),
+                quote(reply.as_bytes())
+            ));
+        }
+        checked.push(*tool);
+    }
+    let missing: Vec<&str> = ["nc", "ncat", "socat"]
+        .into_iter()
+        .filter(|tool| !installed.contains(tool))
+        .collect();
+    Ok(Outcome::Pass(Some(if missing.is_empty() {
+        format!("checked {}", checked.join(", "))
+    } else {
+        format!(
+            "checked {}; not installed: {}",
+            checked.join(", "),
+            missing.join(", ")
+        )
+    })))
+}
+
+#[derive(Debug, Clone, Copy)]
+enum NcFlavor {
+    OpenBsd,
+    Ncat,
+    Traditional,
+}
+
+/// Which netcat `nc` is: they differ in how to end after EOF.
+fn nc_flavor() -> Result<NcFlavor, String> {
+    let help = run_with_input(
+        "nc -h",
+        Command::new("nc").arg("-h"),
+        b"",
+        Duration::from_secs(5),
+    )?;
+    let text = format!("{}{}", String::from_utf8_lossy(&help.stdout), help.stderr);
+    Ok(
+        if text.contains("OpenBSD") || text.contains("-N\t") || text.contains("[-46CDdFhklNn") {
+            NcFlavor::OpenBsd
+        } else if text.contains("Ncat") {
+            NcFlavor::Ncat
+        } else {
+            NcFlavor::Traditional
+        },
+    )
+}
+
+/// Sends `line` through a UDP-mode tool and returns the first line it
+/// prints. Standard input stays open until the reply is in: tools differ on
+/// whether they wait for replies after EOF, and this way none has to.
+fn udp_exchange(
+    name: &str,
+    command: &mut Command,
+    line: &str,
+    timeout: Duration,
+) -> Result<String, String> {
+    command.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut process = Spawned::start(name, command)?;
+    let mut stdin = process.take_stdin().expect("stdin is piped");
+    let lines = lines_of(process.take_stdout().expect("stdout is piped"));
+    stdin
+        .write_all(line.as_bytes())
+        .and_then(|()| stdin.flush())
+        .map_err(|error| format!("cannot write to {name}: {error}"))?;
+    let reply = lines.recv_timeout(timeout).map_err(|_| {
+        format!(
+            "{name} over UDP: no reply within {} s ({}); {}",
+            timeout.as_secs(),
+            crate::show(command),
+            process.stderr_tail()
+        )
+    });
+    drop(stdin);
+    process.kill();
+    reply
+}
