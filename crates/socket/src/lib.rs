@@ -113,6 +113,27 @@ fn is_ipv6_wildcard(addr: SocketAddr) -> bool {
     matches!(addr, SocketAddr::V6(v6) if v6.ip().is_unspecified())
 }
 
+/// Builds a socket of kind `K`: a [`TcpListenerBuilder`] or a
+/// [`UdpSocketBuilder`]. The options both kinds share are set here; each kind
+/// adds its own (the TCP backlog) and its `bind`.
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `bind` is called"]
+pub struct SocketBuilder<K> {
+    addr: SocketAddr,
+    options: CommonOptions,
+    kind: K,
+}
+
+/// The TCP listener kind of [`SocketBuilder`].
+#[derive(Debug, Clone)]
+pub struct Listener {
+    backlog: i32,
+}
+
+/// The UDP kind of [`SocketBuilder`].
+#[derive(Debug, Clone)]
+pub struct Datagram;
+
 /// Builds a listening TCP socket.
 ///
 /// ```
@@ -124,41 +145,33 @@ fn is_ipv6_wildcard(addr: SocketAddr) -> bool {
 ///     .unwrap();
 /// assert_ne!(listener.local_addr().unwrap().port(), 0);
 /// ```
-#[derive(Debug, Clone)]
-#[must_use = "a builder does nothing until `bind` is called"]
-pub struct TcpListenerBuilder {
-    addr: SocketAddr,
-    options: CommonOptions,
-    backlog: i32,
-}
+pub type TcpListenerBuilder = SocketBuilder<Listener>;
 
-impl TcpListenerBuilder {
-    /// A listener for `addr` with shout's defaults: `SO_REUSEADDR` on,
-    /// `SO_REUSEPORT` off, dual-stack, backlog [`DEFAULT_BACKLOG`], blocking.
-    pub fn new(addr: SocketAddr) -> Self {
-        Self {
-            addr,
-            options: CommonOptions::new(true),
-            backlog: DEFAULT_BACKLOG,
-        }
-    }
+/// Builds a bound UDP socket.
+///
+/// `SO_REUSEADDR` is off by default here: on Linux it would let two UDP
+/// servers share a port silently, each receiving part of the traffic.
+pub type UdpSocketBuilder = SocketBuilder<Datagram>;
 
-    /// `SO_REUSEADDR`: lets a restarted server bind while connections of the
-    /// previous one sit in `TIME_WAIT`. On by default.
+impl<K> SocketBuilder<K> {
+    /// `SO_REUSEADDR`. For TCP listeners (on by default) it lets a restarted
+    /// server bind while connections of the previous one sit in `TIME_WAIT`.
+    /// For UDP it is off by default: see [`UdpSocketBuilder`].
     pub fn reuse_address(mut self, on: bool) -> Self {
         self.options.reuse_address = on;
         self
     }
 
     /// `SO_REUSEPORT`: lets several sockets (each with this option) bind the
-    /// same address; the kernel spreads new connections among them. Off by
-    /// default, so that a second server on a taken port fails loudly.
+    /// same address; the kernel spreads connections, or datagrams by source
+    /// address, among them. Off by default, so that a second server on a
+    /// taken port fails loudly.
     pub fn reuse_port(mut self, on: bool) -> Self {
         self.options.reuse_port = on;
         self
     }
 
-    /// `IPV6_V6ONLY` for IPv6 addresses. Off by default: `[::]` then accepts
+    /// `IPV6_V6ONLY` for IPv6 addresses. Off by default: `[::]` then serves
     /// IPv4 clients too, as IPv4-mapped addresses (`::ffff:127.0.0.1`).
     pub fn only_v6(mut self, on: bool) -> Self {
         self.options.only_v6 = on;
@@ -172,20 +185,15 @@ impl TcpListenerBuilder {
         self
     }
 
-    /// The listen backlog: how many finished handshakes the kernel queues
-    /// before the server accepts them.
-    pub fn backlog(mut self, backlog: i32) -> Self {
-        self.backlog = backlog;
-        self
-    }
-
-    /// `SO_RCVBUF` for the listener; accepted connections inherit it.
+    /// `SO_RCVBUF`. Accepted TCP connections inherit it from their listener;
+    /// for UDP it is how many bytes of datagrams queue before the kernel
+    /// drops new ones, worth raising for bursts.
     pub fn recv_buffer_size(mut self, bytes: usize) -> Self {
         self.options.recv_buffer_size = Some(bytes);
         self
     }
 
-    /// `SO_SNDBUF` for the listener; accepted connections inherit it.
+    /// `SO_SNDBUF`. Accepted TCP connections inherit it from their listener.
     pub fn send_buffer_size(mut self, bytes: usize) -> Self {
         self.options.send_buffer_size = Some(bytes);
         self
@@ -196,27 +204,38 @@ impl TcpListenerBuilder {
         self.options.nonblocking = on;
         self
     }
+}
+
+impl TcpListenerBuilder {
+    /// A listener for `addr` with shout's defaults: `SO_REUSEADDR` on,
+    /// `SO_REUSEPORT` off, dual-stack, backlog [`DEFAULT_BACKLOG`], blocking.
+    pub fn new(addr: SocketAddr) -> Self {
+        let kind = Listener {
+            backlog: DEFAULT_BACKLOG,
+        };
+        Self {
+            addr,
+            options: CommonOptions::new(true),
+            kind,
+        }
+    }
+
+    /// The listen backlog: how many finished handshakes the kernel queues
+    /// before the server accepts them.
+    pub fn backlog(mut self, backlog: i32) -> Self {
+        self.kind.backlog = backlog;
+        self
+    }
 
     /// Creates, configures, binds and listens.
     pub fn bind(&self) -> Result<TcpListener, SocketError> {
         let socket = self.options.bind(self.addr, Type::STREAM, Protocol::TCP)?;
-        socket.listen(self.backlog).map_err(|source| {
+        socket.listen(self.kind.backlog).map_err(|source| {
             let addr = local_addr_or(&socket, self.addr);
             SocketError::new(SocketOperation::Listen, addr, Protocol::TCP, source)
         })?;
         Ok(socket.into())
     }
-}
-
-/// Builds a bound UDP socket.
-///
-/// `SO_REUSEADDR` is off by default here: on Linux it would let two UDP
-/// servers share a port silently, each receiving part of the traffic.
-#[derive(Debug, Clone)]
-#[must_use = "a builder does nothing until `bind` is called"]
-pub struct UdpSocketBuilder {
-    addr: SocketAddr,
-    options: CommonOptions,
 }
 
 impl UdpSocketBuilder {
@@ -226,52 +245,8 @@ impl UdpSocketBuilder {
         Self {
             addr,
             options: CommonOptions::new(false),
+            kind: Datagram,
         }
-    }
-
-    /// `SO_REUSEADDR`; see the type's documentation for why it is off.
-    pub fn reuse_address(mut self, on: bool) -> Self {
-        self.options.reuse_address = on;
-        self
-    }
-
-    /// `SO_REUSEPORT`: several sockets on one address, datagrams spread among
-    /// them by source address. Off by default.
-    pub fn reuse_port(mut self, on: bool) -> Self {
-        self.options.reuse_port = on;
-        self
-    }
-
-    /// `IPV6_V6ONLY` for IPv6 addresses; off by default (dual-stack).
-    pub fn only_v6(mut self, on: bool) -> Self {
-        self.options.only_v6 = on;
-        self
-    }
-
-    /// Whether `[::]` falls back to `0.0.0.0` on a host without IPv6. On by
-    /// default.
-    pub fn ipv4_fallback(mut self, on: bool) -> Self {
-        self.options.ipv4_fallback = on;
-        self
-    }
-
-    /// `SO_RCVBUF`: how many bytes of datagrams queue before the kernel drops
-    /// new ones. Worth raising for bursts.
-    pub fn recv_buffer_size(mut self, bytes: usize) -> Self {
-        self.options.recv_buffer_size = Some(bytes);
-        self
-    }
-
-    /// `SO_SNDBUF`.
-    pub fn send_buffer_size(mut self, bytes: usize) -> Self {
-        self.options.send_buffer_size = Some(bytes);
-        self
-    }
-
-    /// Non-blocking mode. Off by default.
-    pub fn nonblocking(mut self, on: bool) -> Self {
-        self.options.nonblocking = on;
-        self
     }
 
     /// Creates, configures and binds.
