@@ -5,6 +5,8 @@
 
 mod addresses;
 mod concurrency;
+mod fuzz_corpus;
+mod no_newline;
 mod ping;
 mod stream;
 mod tcp;

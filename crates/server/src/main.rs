@@ -88,8 +88,14 @@ fn main() -> ExitCode {
         }
     };
     let (server, handle) = handle;
-    if let Err(error) = stop_on_signals(handle) {
+    // Handlers first, then the `listening` lines: a supervisor may send
+    // SIGTERM the moment it reads them, and must get a graceful stop.
+    if let Err(error) = stop_on_signals(handle.clone()) {
         eprintln!("shoutd: cannot install signal handlers: {error}");
+        return ExitCode::from(EXIT_SETUP);
+    }
+    if let Err(error) = announce(&handle) {
+        eprintln!("shoutd: {}", ServerError::EventLoop(error));
         return ExitCode::from(EXIT_SETUP);
     }
     match server.run() {
@@ -106,7 +112,7 @@ fn main() -> ExitCode {
 
 type UppercaseServer = shout_server::Server<Uppercase, Uppercase>;
 
-/// Binds every socket and announces them on stdout.
+/// Binds every socket; `main` announces them once signals are handled.
 fn start(args: &Args) -> Result<(UppercaseServer, Handle), ServerError> {
     let drain_timeout = Duration::try_from_secs_f64(args.drain_timeout).map_err(|_| {
         ServerError::InvalidSetting("--drain-timeout must be a number of seconds >= 0")
@@ -130,7 +136,6 @@ fn start(args: &Args) -> Result<(UppercaseServer, Handle), ServerError> {
     }
     let server = builder.build()?;
     let handle = server.handle();
-    announce(&handle).map_err(ServerError::EventLoop)?;
     log::info!(
         "serving with {} worker(s), at most {} connections, idle timeout {}",
         args.workers,

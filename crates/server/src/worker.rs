@@ -275,7 +275,14 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
     }
 
     fn serve_hot(&mut self) {
-        for source in std::mem::take(&mut self.hot) {
+        let mut hot = std::mem::take(&mut self.hot);
+        // A source that was hot and had an event too this turn was pushed
+        // twice. Served once: otherwise a source that stays busy (a UDP
+        // flood, a bulk stream) gains one more share every turn and crowds
+        // out everyone else.
+        hot.sort_unstable_by_key(|source| source.token().0);
+        hot.dedup();
+        for source in hot {
             match source {
                 Source::Connection(key) if self.connections.contains(key) => {
                     self.drive_connection(key)

@@ -1,96 +1,12 @@
 //! The `shoutd` binary: start-up contract, exit statuses, signals, and the
 //! lecture's Python clients as real peers.
 
-use crate::support::{TIMEOUT, read_to_end, wait_until};
-use std::io::{BufRead, BufReader, Read, Write};
+use crate::support::{Shoutd, TIMEOUT, read_to_end, wait_until};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
-
-/// A running `shoutd`, killed on drop if still running.
-struct Shoutd {
-    child: Child,
-    tcp: Option<SocketAddr>,
-    udp: Option<SocketAddr>,
-}
-
-impl Shoutd {
-    fn start(args: &[&str]) -> Self {
-        Self::start_with(Command::new(env!("CARGO_BIN_EXE_shoutd")).args(args))
-    }
-
-    fn start_with(command: &mut Command) -> Self {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("shoutd starts");
-        let stdout = child.stdout.take().unwrap();
-        let (lines_tx, lines_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if lines_tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut shoutd = Self {
-            child,
-            tcp: None,
-            udp: None,
-        };
-        // The contract: one `listening PROTO ADDR` line per socket.
-        let expected = command
-            .get_args()
-            .filter(|a| *a == "--tcp" || *a == "--udp")
-            .count();
-        for _ in 0..expected {
-            let line = lines_rx.recv_timeout(TIMEOUT).expect("a `listening` line");
-            let mut words = line.split(' ');
-            assert_eq!(words.next(), Some("listening"), "{line}");
-            let proto = words.next().unwrap();
-            let addr: SocketAddr = words.next().unwrap().parse().unwrap();
-            assert_ne!(addr.port(), 0);
-            match proto {
-                "tcp" => shoutd.tcp = Some(addr),
-                "udp" => shoutd.udp = Some(addr),
-                other => panic!("unknown protocol {other}"),
-            }
-        }
-        shoutd
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) with a pid we spawned and own; no memory involved.
-        let status = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
-        assert_eq!(status, 0);
-    }
-
-    /// Waits for the exit (bounded) and returns status code and stderr.
-    fn wait(mut self) -> (Option<i32>, String) {
-        wait_until("shoutd to exit", || {
-            self.child.try_wait().unwrap().is_some()
-        });
-        let status = self.child.wait().unwrap();
-        let mut stderr = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
-        (status.code(), stderr)
-    }
-}
-
-impl Drop for Shoutd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn peers_dir() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peers/seed-python");
@@ -259,4 +175,16 @@ fn out_of_descriptors_sheds_new_clients_keeps_old_ones_and_recovers() {
     std::thread::sleep(Duration::from_millis(200));
     let mut fresh = connect();
     assert_eq!(ask(&mut fresh).as_deref(), Some(&b"HI"[..]));
+}
+
+#[test]
+fn sigterm_right_after_the_listening_line_is_a_graceful_stop() {
+    // A supervisor may stop shoutd the moment it said it is listening: the
+    // signal handlers must be in place by then, or SIGTERM kills it.
+    for attempt in 0..20 {
+        let shoutd = Shoutd::start(&["--tcp", "127.0.0.1:0"]);
+        shoutd.signal(libc::SIGTERM);
+        let (code, stderr) = shoutd.wait();
+        assert_eq!(code, Some(0), "attempt {attempt}: {stderr}");
+    }
 }
