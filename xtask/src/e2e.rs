@@ -24,7 +24,7 @@ mod gate;
 mod interop;
 mod lifecycle;
 mod load;
-mod process;
+pub(crate) mod process;
 mod text;
 
 use crate::{cargo, run_inherited, show};
@@ -167,6 +167,15 @@ pub(crate) struct Env {
 }
 
 impl Env {
+    /// The binaries at these paths and the lecture's programs in `peers`.
+    pub(crate) fn new(shoutd: PathBuf, shout: PathBuf, peers: PathBuf) -> Self {
+        Self {
+            shoutd,
+            shout: Ok(shout),
+            peers,
+        }
+    }
+
     /// A command running `shoutd`.
     pub(crate) fn shoutd(&self) -> Command {
         Command::new(&self.shoutd)
@@ -284,11 +293,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// the client fails to build, the scenarios that need it fail and say why.
 fn build(root: &Path) -> Result<Env, String> {
     let bin_dir = target_dir(root)?.join("release");
-    let peers = root
-        .join("..")
-        .join("shared")
-        .join("peers")
-        .join("seed-python");
+    let peers = peers_dir(root);
     let both = [
         "build",
         "--release",
@@ -313,9 +318,17 @@ fn build(root: &Path) -> Result<Env, String> {
     })
 }
 
+/// Where the lecture's programs are: `<workspace>/../shared/peers/seed-python`.
+pub(crate) fn peers_dir(root: &Path) -> PathBuf {
+    root.join("..")
+        .join("shared")
+        .join("peers")
+        .join("seed-python")
+}
+
 /// Cargo's target directory, as `cargo metadata` reports it (this honours
 /// `CARGO_TARGET_DIR` and `build.target-dir`).
-fn target_dir(root: &Path) -> Result<PathBuf, String> {
+pub(crate) fn target_dir(root: &Path) -> Result<PathBuf, String> {
     let mut command = cargo(root);
     command
         .args(["metadata", "--format-version", "1", "--no-deps"])

@@ -6,9 +6,13 @@
 //!   then `e2e`.
 //! - `e2e`: the real binaries as whole processes, against each other, the
 //!   lecture's Python programs and standard tools.
+//! - `bench`: shoutd measured against a tokio reference server, the
+//!   lecture's Python servers and the load generator's own ceiling; writes
+//!   docs/BENCHMARKS.md and docs/benchmarks.svg. Not part of `ci`.
 //!
 //! `cargo xtask help` lists the options.
 
+mod bench;
 mod ci;
 mod e2e;
 
@@ -23,9 +27,15 @@ Tasks:
   e2e                end-to-end scenarios with the real binaries
     --only NAME      run only this scenario (repeatable)
     --list           list the scenarios and what each proves
+  bench              shoutd against tokio, Python and the load generator's
+                     ceiling; writes docs/BENCHMARKS.md and docs/benchmarks.svg
+    --quick          short measurements, one run (a minute or two)
+    --runs N         runs to take the median of (default 3; 1 with --quick)
+    --only NAME      one workload (repeatable); the docs are then not written
   help               this text
 
-The scenarios are documented in docs/TESTING.md.";
+The scenarios are documented in docs/TESTING.md, the benchmarks in
+docs/BENCHMARKS.md.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -34,6 +44,9 @@ fn main() -> ExitCode {
         Some("ci") => no_options("ci", &args[1..]).and_then(|()| ci::run(&root)),
         Some("e2e") => {
             e2e::Options::parse(&args[1..]).and_then(|options| e2e::run(&root, &options))
+        }
+        Some("bench") => {
+            bench::Options::parse(&args[1..]).and_then(|options| bench::run(&root, &options))
         }
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");

@@ -14,16 +14,21 @@
 //! - [`UdpClient`]: one datagram per line, with timeout, retries and late
 //!   replies told apart from the current one.
 //! - [`ping`]: ping-like round-trip measurement over either transport.
+//! - [`bench`]: the load generator behind `shout bench`: thousands of
+//!   connections, pipelined requests, every reply checked, latency
+//!   percentiles. The one part with an event loop (`mio`), on threads of its
+//!   own; it never touches the blocking API above.
 //!
 //! Every failure is a [`ClientError`] with a one-line message and an
 //! [`ErrorCategory`] that the `shout` binary maps to exit codes.
 //!
-//! It is *not* an async client, nor a server: no event loop, no runtime. The
-//! protocol rules themselves live in `shout-protocol`, socket construction in
-//! `shout-socket`.
+//! It is *not* an async client, nor a server: no runtime, and no event loop
+//! outside the load generator. The protocol rules themselves live in
+//! `shout-protocol`, socket construction in `shout-socket`.
 
 #![deny(missing_docs)]
 
+mod bench;
 mod connect;
 mod error;
 mod lines;
@@ -33,6 +38,7 @@ mod stream;
 mod target;
 mod udp;
 
+pub use bench::{BenchOptions, BenchReport, Held, Stop, bench};
 pub use connect::{Connection, Connector};
 pub use error::{ClientError, ErrorCategory, Transport};
 pub use lines::LinesReport;

@@ -4,8 +4,8 @@
 
 use clap::{Args, Parser, Subcommand};
 use shout_client::{
-    ClientError, Connector, ErrorCategory, LineSession, LinesReport, PingOptions, Target,
-    Transport, UdpClient, ping, shout_stream,
+    BenchOptions, BenchReport, ClientError, Connector, ErrorCategory, LineSession, LinesReport,
+    PingOptions, Stop, Target, Transport, UdpClient, bench, ping, shout_stream,
 };
 use std::fmt;
 use std::io::{self, IsTerminal, Write};
@@ -22,6 +22,12 @@ Examples:
   shout ping --new-connection -c 10 localhost:12000
                                        a handshake per probe: about twice the time
   shout ping --udp -i 200 localhost:12000
+  shout bench -c 100 -d 16 --duration 10 localhost:12000
+                                       100 connections, 16 requests in flight on each
+  shout bench --udp -c 50 --rate 20000 --duration 10 localhost:12000
+                                       50 UDP clients, 20,000 datagrams/s in all
+  shout bench --hold 10000 localhost:12000
+                                       10,000 idle connections, then one request each
 
 Exit status:
   0  success
@@ -30,7 +36,7 @@ Exit status:
   3  the host name does not resolve
   4  connection refused (TCP reset, or ICMP port unreachable for UDP)
   5  timeout: connecting, waiting for a reply, no UDP reply after every
-     retry, or no ping probe answered
+     retry, or no ping probe answered (bench: no reply at all)
   6  the connection broke or the network failed otherwise
 
 Logging: -v shows connections and retries, -vv every dropped stale datagram;
@@ -82,6 +88,21 @@ enum Command {
     /// --new-connection about two. The exit status is 5 when no probe was
     /// answered.
     Ping(PingArgs),
+    /// Load generator: many connections, requests pipelined on each, every
+    /// reply checked byte for byte, latency percentiles.
+    ///
+    /// Requests are lowercase ASCII of --size bytes, so each reply is known
+    /// and checked. A progress line goes to standard error every second; the
+    /// summary (replies/s, MiB/s, latency p50/p90/p99/p99.9/max, errors) to
+    /// standard output, as JSON with --json. Exit status 1 when any reply
+    /// was wrong or a connection failed; lost UDP datagrams are reported,
+    /// not failures.
+    ///
+    /// Closed loop by default: each connection keeps --depth requests in
+    /// flight. With --rate, requests are due on a fixed schedule whatever
+    /// the server does, and latency runs from when each was due (as wrk2
+    /// measures it), so a stalled server shows in the percentiles.
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -128,12 +149,96 @@ struct PingArgs {
     new_connection: bool,
 }
 
+#[derive(Debug, Args)]
+struct BenchArgs {
+    #[arg(value_name = "HOST:PORT", help = TARGET_HELP)]
+    target: Target,
+    /// UDP: each of --connections is a socket with --depth datagrams in flight.
+    #[arg(long)]
+    udp: bool,
+    /// Connections (or UDP sockets) at once.
+    #[arg(short, long, value_name = "C", default_value_t = 1)]
+    connections: usize,
+    /// Requests in flight on each connection (pipelining); with --rate, the
+    /// most in flight.
+    #[arg(short, long, value_name = "D", default_value_t = 1)]
+    depth: usize,
+    /// Bytes per request (and per reply).
+    #[arg(short, long, value_name = "BYTES", default_value_t = 64)]
+    size: usize,
+    /// Seconds to measure for.
+    #[arg(long, value_name = "SECS", value_parser = seconds,
+          required_unless_present_any = ["requests", "hold"], conflicts_with = "requests")]
+    duration: Option<Duration>,
+    /// Requests to measure (in all), then stop.
+    #[arg(short = 'n', long, value_name = "N")]
+    requests: Option<u64>,
+    /// Seconds run before measuring: replies checked, not counted.
+    #[arg(long, value_name = "SECS", value_parser = seconds_or_zero, default_value = "0")]
+    warmup: Duration,
+    /// Open loop: requests per second in all, on a fixed schedule.
+    #[arg(long, value_name = "R")]
+    rate: Option<f64>,
+    /// A new TCP connection for every request: connect, send, half-close,
+    /// read to the end, close. Latency includes the handshake.
+    #[arg(long, conflicts_with_all = ["udp", "hold", "rate"])]
+    new_connection: bool,
+    /// The C10K test: open C idle connections, hold them --idle seconds,
+    /// then send one request on each.
+    #[arg(long, value_name = "C", conflicts_with_all = ["udp", "duration", "requests"])]
+    hold: Option<usize>,
+    /// Seconds held connections stay idle before they are used.
+    #[arg(long, value_name = "SECS", value_parser = seconds_or_zero, default_value = "1",
+          requires = "hold")]
+    idle: Duration,
+    /// Event-loop threads sharing the connections.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    threads: usize,
+    /// Seconds without a reply after which a connection has failed, or a
+    /// datagram is lost.
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = seconds)]
+    timeout: Duration,
+    /// The summary as one JSON object (latencies in microseconds).
+    #[arg(long)]
+    json: bool,
+}
+
+impl BenchArgs {
+    fn options(&self, connect_timeout: Duration) -> BenchOptions {
+        BenchOptions {
+            transport: if self.udp {
+                Transport::Udp
+            } else {
+                Transport::Tcp
+            },
+            connections: self.connections,
+            depth: self.depth,
+            size: self.size,
+            stop: match (self.requests, self.duration) {
+                (Some(requests), _) => Stop::Requests(requests),
+                (None, Some(duration)) => Stop::Duration(duration),
+                (None, None) => Stop::Requests(1),
+            },
+            warmup: self.warmup,
+            rate: self.rate,
+            new_connection: self.new_connection,
+            hold: self.hold,
+            idle: self.idle,
+            threads: self.threads,
+            timeout: self.timeout,
+            connect_timeout,
+        }
+    }
+}
+
 /// Why the program failed, beyond a library error.
 #[derive(Debug)]
 enum Failure {
     Client(ClientError),
     LinesSkipped(u64),
     NoProbeAnswered(u32),
+    BenchErrors(u64, String),
+    NoReply,
 }
 
 impl From<ClientError> for Failure {
@@ -149,6 +254,14 @@ impl fmt::Display for Failure {
             Failure::LinesSkipped(1) => f.write_str("1 line was not sent (see above)"),
             Failure::LinesSkipped(count) => write!(f, "{count} lines were not sent (see above)"),
             Failure::NoProbeAnswered(sent) => write!(f, "none of the {sent} probes was answered"),
+            Failure::BenchErrors(count, first) => {
+                write!(
+                    f,
+                    "{count} error{} during the benchmark; the first: {first}",
+                    if *count == 1 { "" } else { "s" }
+                )
+            }
+            Failure::NoReply => f.write_str("no reply came during the benchmark"),
         }
     }
 }
@@ -164,8 +277,8 @@ impl Failure {
                 ErrorCategory::Timeout => 5,
                 ErrorCategory::Connection => 6,
             },
-            Failure::LinesSkipped(_) => 1,
-            Failure::NoProbeAnswered(_) => 5,
+            Failure::LinesSkipped(_) | Failure::BenchErrors(..) => 1,
+            Failure::NoProbeAnswered(_) | Failure::NoReply => 5,
         }
     }
 }
@@ -244,7 +357,38 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
+        Command::Bench(args) => {
+            let options = args.options(cli.connect_timeout);
+            let mut stderr = io::stderr();
+            let progress = (!cli.quiet).then_some(&mut stderr as &mut dyn Write);
+            let report = bench(&args.target, &options, progress)?;
+            print_report(&report, args.json)?;
+            check_bench(&report)
+        }
     }
+}
+
+fn print_report(report: &BenchReport, json: bool) -> Result<(), Failure> {
+    let mut stdout = io::stdout().lock();
+    let written = if json {
+        writeln!(stdout, "{}", report.to_json())
+    } else {
+        write!(stdout, "{report}")
+    };
+    written
+        .and_then(|()| stdout.flush())
+        .map_err(|error| Failure::Client(ClientError::Output(error)))
+}
+
+fn check_bench(report: &BenchReport) -> Result<(), Failure> {
+    if report.errors() > 0 {
+        let first = report.first_error().unwrap_or("(not recorded)").to_owned();
+        return Err(Failure::BenchErrors(report.errors(), first));
+    }
+    if report.messages() == 0 && report.latency(1.0).is_zero() {
+        return Err(Failure::NoReply);
+    }
+    Ok(())
 }
 
 fn check_skipped(report: LinesReport) -> Result<(), Failure> {
@@ -278,6 +422,14 @@ fn init_logging(cli: &Cli) {
             ),
         })
         .init();
+}
+
+/// Parses a number of seconds that may be zero.
+fn seconds_or_zero(text: &str) -> Result<Duration, String> {
+    if text.trim().parse::<f64>() == Ok(0.0) {
+        return Ok(Duration::ZERO);
+    }
+    seconds(text)
 }
 
 /// Parses a positive number of seconds, fractions allowed (`0.25`).

@@ -9,8 +9,9 @@
 //! run. The table is a static array of atomics because that is all a signal
 //! handler may touch.
 //!
-//! [`Shoutd`] and [`start_python_server`] start servers and wait, bounded,
-//! until they say they are ready; [`run_with_input`] runs a client to the end
+//! [`Shoutd`], [`start_announcing`] (any server that prints shoutd's
+//! `listening` lines) and [`start_python_server`] start servers and wait,
+//! bounded, until they say they are ready; [`run_with_input`] runs a client to the end
 //! with its standard input given and a timeout.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -112,6 +113,11 @@ impl Spawned {
             stderr,
             status: None,
         })
+    }
+
+    /// The child's process id.
+    pub(crate) fn id(&self) -> u32 {
+        self.child.id()
     }
 
     /// The child's standard input, if it was piped and not yet taken.
@@ -272,54 +278,61 @@ impl Shoutd {
         extra: &[&str],
     ) -> Result<Self, String> {
         let mut command = env.shoutd();
-        command
-            .args(["--tcp", tcp, "--udp", udp])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped());
-        let mut process = Spawned::start("shoutd", &mut command)?;
-        let lines = lines_of(process.take_stdout().expect("stdout is piped"));
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let (mut tcp, mut udp) = (None, None);
-        while tcp.is_none() || udp.is_none() {
-            let line = match lines.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(line) => line,
-                Err(RecvTimeoutError::Timeout) => {
-                    return Err(format!(
-                        "shoutd did not print its listening lines within {} s; {}",
-                        READY_TIMEOUT.as_secs(),
-                        process.stderr_tail()
-                    ));
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    let status = process.wait_timeout(Duration::from_secs(2));
-                    return Err(format!(
-                        "shoutd exited before listening ({}); {}",
-                        status.map_or_else(|error| error, |status| status.to_string()),
-                        process.stderr_tail()
-                    ));
-                }
-            };
-            let parsed = |rest: &str| {
-                rest.trim()
-                    .parse::<SocketAddr>()
-                    .map_err(|error| format!("shoutd printed `{}`: {error}", line.trim()))
-            };
-            if let Some(rest) = line.strip_prefix("listening tcp ") {
-                tcp = Some(parsed(rest)?);
-            } else if let Some(rest) = line.strip_prefix("listening udp ") {
-                udp = Some(parsed(rest)?);
-            } else {
-                return Err(format!("unexpected line from shoutd: `{}`", line.trim()));
-            }
-        }
-        Ok(Self {
-            process,
-            tcp: tcp.expect("loop ends when set"),
-            udp: udp.expect("loop ends when set"),
-        })
+        command.args(["--tcp", tcp, "--udp", udp]).args(extra);
+        let (process, tcp, udp) = start_announcing("shoutd", &mut command)?;
+        Ok(Self { process, tcp, udp })
     }
+}
+
+/// Starts a server that keeps shoutd's start-up contract (`listening tcp
+/// ADDR`, then `listening udp ADDR`, on standard output) and waits, bounded,
+/// for both lines. Returns the process and the two addresses.
+pub(crate) fn start_announcing(
+    name: &str,
+    command: &mut Command,
+) -> Result<(Spawned, SocketAddr, SocketAddr), String> {
+    command.stdin(Stdio::null()).stdout(Stdio::piped());
+    let mut process = Spawned::start(name, command)?;
+    let lines = lines_of(process.take_stdout().expect("stdout is piped"));
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let (mut tcp, mut udp) = (None, None);
+    while tcp.is_none() || udp.is_none() {
+        let line = match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => {
+                return Err(format!(
+                    "{name} did not print its listening lines within {} s; {}",
+                    READY_TIMEOUT.as_secs(),
+                    process.stderr_tail()
+                ));
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                let status = process.wait_timeout(Duration::from_secs(2));
+                return Err(format!(
+                    "{name} exited before listening ({}); {}",
+                    status.map_or_else(|error| error, |status| status.to_string()),
+                    process.stderr_tail()
+                ));
+            }
+        };
+        let parsed = |rest: &str| {
+            rest.trim()
+                .parse::<SocketAddr>()
+                .map_err(|error| format!("{name} printed `{}`: {error}", line.trim()))
+        };
+        if let Some(rest) = line.strip_prefix("listening tcp ") {
+            tcp = Some(parsed(rest)?);
+        } else if let Some(rest) = line.strip_prefix("listening udp ") {
+            udp = Some(parsed(rest)?);
+        } else {
+            return Err(format!("unexpected line from {name}: `{}`", line.trim()));
+        }
+    }
+    Ok((
+        process,
+        tcp.expect("loop ends when set"),
+        udp.expect("loop ends when set"),
+    ))
 }
 
 /// Which of the lecture's servers.

@@ -1,6 +1,7 @@
 //! Behaviour of the `shout` client through its binary and its library, on
 //! real loopback sockets: one test binary, one module per area.
 
+mod bench;
 mod cli;
 mod errors;
 mod ping;

@@ -1,0 +1,774 @@
+//! The load generator behind `shout bench`: many connections, requests
+//! pipelined on each, every reply checked byte for byte, every latency in an
+//! HDR histogram.
+//!
+//! It must hold thousands of connections with a thread or two, so it is the
+//! one part of this crate that runs an event loop (`mio`): each thread owns a
+//! share of the connections and a `Poll`, and never blocks but in it. The
+//! calling thread only prints the progress line once a second. The rest of
+//! the library stays blocking.
+//!
+//! Modes:
+//! - closed loop (the default): each connection keeps `depth` requests in
+//!   flight, sending the next as soon as a reply completes;
+//! - open loop (`rate`): requests are due at a fixed rate whatever the
+//!   server does, and latency runs from when each was *due*, as wrk2 measures
+//!   it, so a server stall shows in the percentiles instead of slowing the
+//!   client down with it (coordinated omission);
+//! - new connection per request (`new_connection`): connect, one request,
+//!   half-close, read to the end, close; latency includes the handshake;
+//! - hold (`hold`): open many idle connections, keep them, then use each
+//!   once (the C10K test).
+//!
+//! Over UDP each socket is one client with `depth` datagrams in flight; a
+//! datagram with no reply within `timeout` is counted lost and replaced.
+
+mod payload;
+mod record;
+mod schedule;
+mod tcp;
+mod udp;
+
+use crate::{ClientError, Connector, Target, Transport};
+use record::{Progress, Recorder};
+use std::fmt::{self, Write as _};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+/// When a run ends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Stop {
+    /// After this long (plus the warm-up).
+    Duration(Duration),
+    /// Once this many requests are answered (after the warm-up).
+    Requests(u64),
+}
+
+/// What `shout bench` does. [`Default`] is one TCP connection, one request
+/// in flight, 64 bytes, for ten seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchOptions {
+    /// TCP connections, or UDP sockets.
+    pub transport: Transport,
+    /// Connections (or UDP sockets) at once.
+    pub connections: usize,
+    /// Requests in flight on each connection (pipelining); at a fixed rate,
+    /// the most in flight, beyond which due requests wait (their latency
+    /// still counts from when they were due).
+    pub depth: usize,
+    /// Bytes in each request, and so in each reply.
+    pub size: usize,
+    /// When to stop. Ignored by `hold`, which uses each connection once.
+    pub stop: Stop,
+    /// Requests answered during this first stretch are not counted.
+    pub warmup: Duration,
+    /// Open loop: requests per second in all, on a fixed schedule.
+    pub rate: Option<f64>,
+    /// Over TCP, connect for every request and close after its reply.
+    pub new_connection: bool,
+    /// Open this many idle TCP connections, hold them for `idle`, then send
+    /// one request on each.
+    pub hold: Option<usize>,
+    /// How long held connections stay idle.
+    pub idle: Duration,
+    /// Event-loop threads sharing the connections.
+    pub threads: usize,
+    /// A connection with requests in flight that receives nothing for this
+    /// long has failed; a datagram not answered within it is lost.
+    pub timeout: Duration,
+    /// How long a TCP handshake may take.
+    pub connect_timeout: Duration,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        Self {
+            transport: Transport::Tcp,
+            connections: 1,
+            depth: 1,
+            size: 64,
+            stop: Stop::Duration(Duration::from_secs(10)),
+            warmup: Duration::ZERO,
+            rate: None,
+            new_connection: false,
+            hold: None,
+            idle: Duration::from_secs(1),
+            threads: 1,
+            timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The largest request `bench` sends over UDP: one datagram.
+const MAX_UDP_SIZE: usize = shout_protocol::MAX_DATAGRAM_PAYLOAD;
+
+impl BenchOptions {
+    /// Checks the options make a run; the error says which does not.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.connections == 0 || self.depth == 0 || self.threads == 0 {
+            return Err("connections, depth and threads must be at least 1".into());
+        }
+        if self.size == 0 {
+            return Err("the size must be at least 1 byte, so replies can be checked".into());
+        }
+        if self.transport == Transport::Udp {
+            if self.size > MAX_UDP_SIZE {
+                return Err(format!(
+                    "a datagram holds at most {MAX_UDP_SIZE} bytes, not {}",
+                    self.size
+                ));
+            }
+            if self.new_connection || self.hold.is_some() {
+                return Err("new connections and held connections are TCP only".into());
+            }
+        }
+        if self.new_connection && self.hold.is_some() {
+            return Err("hold keeps connections open; it cannot open one per request".into());
+        }
+        if self.new_connection && self.rate.is_some() {
+            return Err("a fixed rate is for persistent connections or UDP".into());
+        }
+        if self.hold == Some(0) {
+            return Err("hold at least 1 connection".into());
+        }
+        if let Some(rate) = self.rate {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err("the rate must be a positive number of requests per second".into());
+            }
+        }
+        if self.stop == Stop::Requests(0) {
+            return Err("at least 1 request".into());
+        }
+        Ok(())
+    }
+}
+
+/// What a run measured.
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    target: SocketAddr,
+    options: BenchOptions,
+    recorder: Recorder,
+    elapsed: Duration,
+    held: Option<Held>,
+}
+
+/// How the connections of a `hold` run were opened.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Held {
+    /// Connections that opened.
+    pub opened: u64,
+    /// From the first connection attempt until the last one opened.
+    pub open_time: Duration,
+}
+
+impl BenchReport {
+    /// Replies received whole and correct in the measured window.
+    pub fn messages(&self) -> u64 {
+        self.recorder.messages
+    }
+
+    /// The measured window.
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+
+    /// Replies per second.
+    pub fn messages_per_sec(&self) -> f64 {
+        per_second(self.recorder.messages as f64, self.elapsed)
+    }
+
+    /// Reply payload, in MiB per second.
+    pub fn mib_per_sec(&self) -> f64 {
+        per_second(
+            (self.recorder.messages * self.options.size as u64) as f64,
+            self.elapsed,
+        ) / (1024.0 * 1024.0)
+    }
+
+    /// Wrong replies, and connections that failed or broke.
+    pub fn errors(&self) -> u64 {
+        self.recorder.errors
+    }
+
+    /// Datagrams with no reply within the timeout.
+    pub fn lost(&self) -> u64 {
+        self.recorder.lost
+    }
+
+    /// The first error, worded for a person.
+    pub fn first_error(&self) -> Option<&str> {
+        self.recorder.first_error.as_deref()
+    }
+
+    /// The latency below which the fraction `quantile` (0 to 1) of replies
+    /// came, or zero when none came.
+    pub fn latency(&self, quantile: f64) -> Duration {
+        if self.recorder.latency.is_empty() {
+            return Duration::ZERO;
+        }
+        Duration::from_nanos(self.recorder.latency.value_at_quantile(quantile))
+    }
+
+    /// The slowest reply.
+    pub fn max_latency(&self) -> Duration {
+        Duration::from_nanos(self.recorder.latency.max())
+    }
+
+    /// The mean latency.
+    pub fn mean_latency(&self) -> Duration {
+        Duration::from_nanos(self.recorder.latency.mean() as u64)
+    }
+
+    /// For a `hold` run, how the connections opened.
+    pub fn held(&self) -> Option<Held> {
+        self.held
+    }
+
+    fn mode(&self) -> &'static str {
+        match (&self.options, self.held) {
+            (_, Some(_)) => "hold",
+            (options, None) if options.new_connection => "new-connection",
+            (options, None) if options.rate.is_some() => "open-loop",
+            _ => "closed-loop",
+        }
+    }
+
+    /// The report as one JSON object, for scripts (`--json`). Latencies are
+    /// in microseconds.
+    pub fn to_json(&self) -> String {
+        let us = |duration: Duration| duration.as_secs_f64() * 1e6;
+        let mut json = String::from("{");
+        let mut field = |name: &str, value: String| {
+            if json.len() > 1 {
+                json.push(',');
+            }
+            let _ = write!(json, "\"{name}\":{value}");
+        };
+        field("transport", format!("\"{}\"", self.options.transport));
+        field("target", format!("\"{}\"", self.target));
+        field("mode", format!("\"{}\"", self.mode()));
+        field("connections", self.connections().to_string());
+        field("depth", self.options.depth.to_string());
+        field("size", self.options.size.to_string());
+        field(
+            "rate",
+            self.options.rate.map_or("null".into(), |r| r.to_string()),
+        );
+        field("seconds", format!("{:.6}", self.elapsed.as_secs_f64()));
+        field("messages", self.recorder.messages.to_string());
+        field("msgs_per_sec", format!("{:.1}", self.messages_per_sec()));
+        field("mib_per_sec", format!("{:.3}", self.mib_per_sec()));
+        for (name, quantile) in [
+            ("p50_us", 0.5),
+            ("p90_us", 0.9),
+            ("p99_us", 0.99),
+            ("p999_us", 0.999),
+        ] {
+            field(name, format!("{:.1}", us(self.latency(quantile))));
+        }
+        field("max_us", format!("{:.1}", us(self.max_latency())));
+        field("mean_us", format!("{:.1}", us(self.mean_latency())));
+        field("errors", self.recorder.errors.to_string());
+        field("lost", self.recorder.lost.to_string());
+        field("late", self.recorder.late.to_string());
+        match self.held {
+            Some(held) => {
+                field("held", held.opened.to_string());
+                field(
+                    "open_seconds",
+                    format!("{:.6}", held.open_time.as_secs_f64()),
+                );
+            }
+            None => {
+                field("held", "null".into());
+                field("open_seconds", "null".into());
+            }
+        }
+        field(
+            "first_error",
+            self.first_error()
+                .map_or("null".into(), |error| format!("\"{}\"", json_escape(error))),
+        );
+        json.push('}');
+        json
+    }
+
+    fn connections(&self) -> usize {
+        self.options.hold.unwrap_or(self.options.connections)
+    }
+}
+
+impl fmt::Display for BenchReport {
+    /// The summary `shout bench` prints: what ran, throughput, latency
+    /// percentiles, errors.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let options = &self.options;
+        write!(f, "{} {}: ", options.transport, self.target)?;
+        match self.held {
+            Some(held) => writeln!(
+                f,
+                "held {} connections (all open after {}), idle {}, then one request of {} B on each",
+                Count(held.opened),
+                Secs(held.open_time),
+                Secs(options.idle),
+                options.size
+            )?,
+            None => {
+                let unit = match options.transport {
+                    Transport::Tcp if options.new_connection => "connection loop",
+                    Transport::Tcp => "connection",
+                    Transport::Udp => "socket",
+                };
+                let plural = if options.connections == 1 { "" } else { "s" };
+                write!(
+                    f,
+                    "{} {unit}{plural} × depth {} × {} B",
+                    Count(options.connections as u64),
+                    if options.new_connection {
+                        1
+                    } else {
+                        options.depth
+                    },
+                    options.size
+                )?;
+                match options.rate {
+                    Some(rate) => write!(f, ", open loop at {} requests/s", Count(rate as u64))?,
+                    None => write!(f, ", closed loop")?,
+                }
+                if options.new_connection {
+                    write!(f, ", a new connection per request")?;
+                }
+                writeln!(f)?;
+            }
+        }
+        writeln!(
+            f,
+            "  replies  {} in {}: {} msgs/s, {:.2} MiB/s",
+            Count(self.recorder.messages),
+            Secs(self.elapsed),
+            Count(self.messages_per_sec().round() as u64),
+            self.mib_per_sec()
+        )?;
+        writeln!(
+            f,
+            "  latency  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+            Latency(self.latency(0.5)),
+            Latency(self.latency(0.9)),
+            Latency(self.latency(0.99)),
+            Latency(self.latency(0.999)),
+            Latency(self.max_latency())
+        )?;
+        write!(f, "  errors   {}", Count(self.recorder.errors))?;
+        if options.transport == Transport::Udp {
+            write!(
+                f,
+                ", lost {}, late {}",
+                Count(self.recorder.lost),
+                Count(self.recorder.late)
+            )?;
+        }
+        if let Some(error) = self.first_error() {
+            write!(f, " (first: {error})")?;
+        }
+        writeln!(f)
+    }
+}
+
+fn per_second(amount: f64, elapsed: Duration) -> f64 {
+    if elapsed.is_zero() {
+        0.0
+    } else {
+        amount / elapsed.as_secs_f64()
+    }
+}
+
+fn json_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' => escaped.push_str("\\\""),
+            '\\' => escaped.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(escaped, "\\u{:04x}", u32::from(c));
+            }
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// What one thread of a run is given.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub(crate) addr: SocketAddr,
+    pub(crate) payload: payload::Payload,
+    /// This thread's connections (or held connections, or sockets).
+    pub(crate) connections: usize,
+    pub(crate) depth: usize,
+    pub(crate) duration: Option<Duration>,
+    /// This thread's share of the requests.
+    pub(crate) quota: Option<u64>,
+    pub(crate) warmup: Duration,
+    /// This thread's share of the rate.
+    pub(crate) rate: Option<f64>,
+    pub(crate) new_connection: bool,
+    pub(crate) hold: bool,
+    pub(crate) idle: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+}
+
+/// What the threads share: the progress counters, and a barrier so that
+/// all start measuring together once their connections are open.
+pub(crate) struct Shared {
+    pub(crate) progress: Progress,
+    pub(crate) ready: Barrier,
+}
+
+/// What one thread measured.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    pub(crate) recorder: Recorder,
+    pub(crate) elapsed: Duration,
+    pub(crate) held: Option<Held>,
+}
+
+/// Runs a benchmark against `target` and reports; progress lines go to
+/// `progress` once a second (and, with `hold`, once every connection is
+/// open).
+///
+/// Fails only when the run cannot start: the name does not resolve, nothing
+/// accepts a first TCP connection, a socket or event loop cannot be made.
+/// Wrong replies and broken connections during the run are counted in the
+/// report instead.
+pub fn bench(
+    target: &Target,
+    options: &BenchOptions,
+    progress: Option<&mut dyn Write>,
+) -> Result<BenchReport, ClientError> {
+    options.validate().map_err(ClientError::InvalidBench)?;
+    let addr = match options.transport {
+        // One blocking connection first: a server that is not there is one
+        // clear error, not thousands of counted ones.
+        Transport::Tcp => {
+            let connector = Connector::resolve(target, Some(options.connect_timeout))?;
+            connector.connect()?.peer()
+        }
+        Transport::Udp => *target
+            .resolve()?
+            .first()
+            .ok_or_else(|| ClientError::Resolve {
+                host: target.host().to_owned(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the name has no addresses",
+                ),
+            })?,
+    };
+    let plans = plans(addr, options);
+    let threads = plans.len();
+    let shared = Arc::new(Shared {
+        progress: Progress::default(),
+        ready: Barrier::new(threads),
+    });
+    let (done, finished) = mpsc::channel();
+    for plan in plans {
+        let shared = Arc::clone(&shared);
+        let done = done.clone();
+        let transport = options.transport;
+        std::thread::Builder::new()
+            .name("shout-bench".into())
+            .spawn(move || {
+                let outcome = match transport {
+                    Transport::Tcp => tcp::run(&plan, &shared),
+                    Transport::Udp => udp::run(&plan, &shared),
+                };
+                let _ = done.send(outcome);
+            })
+            .map_err(ClientError::Sender)?;
+    }
+    drop(done);
+    let outcomes = watch(options, threads, &shared.progress, &finished, progress)?;
+    let mut recorder = Recorder::new();
+    let mut elapsed = Duration::ZERO;
+    let mut held: Option<Held> = None;
+    for outcome in outcomes {
+        recorder.merge(outcome.recorder);
+        elapsed = elapsed.max(outcome.elapsed);
+        if let Some(part) = outcome.held {
+            let total = held.get_or_insert(Held {
+                opened: 0,
+                open_time: Duration::ZERO,
+            });
+            total.opened += part.opened;
+            total.open_time = total.open_time.max(part.open_time);
+        }
+    }
+    Ok(BenchReport {
+        target: addr,
+        options: options.clone(),
+        recorder,
+        elapsed,
+        held,
+    })
+}
+
+/// Splits the run among the threads: connections, requests and rate.
+fn plans(addr: SocketAddr, options: &BenchOptions) -> Vec<Plan> {
+    let threads = options.threads;
+    let share = |total: u64, index: usize| {
+        total / threads as u64 + u64::from((index as u64) < total % threads as u64)
+    };
+    let connections = options.hold.unwrap_or(options.connections);
+    let payload = payload::Payload::new(options.size);
+    (0..threads)
+        .map(|index| Plan {
+            addr,
+            payload: payload.clone(),
+            connections: share(connections as u64, index) as usize,
+            depth: if options.new_connection || options.hold.is_some() {
+                1
+            } else {
+                options.depth
+            },
+            duration: match options.stop {
+                Stop::Duration(duration) if options.hold.is_none() => Some(duration),
+                _ => None,
+            },
+            quota: match options.stop {
+                _ if options.hold.is_some() => None,
+                Stop::Requests(requests) => Some(share(requests, index)),
+                Stop::Duration(_) => None,
+            },
+            warmup: if options.hold.is_some() {
+                Duration::ZERO
+            } else {
+                options.warmup
+            },
+            rate: options.rate.map(|rate| rate / threads as f64),
+            new_connection: options.new_connection,
+            hold: options.hold.is_some(),
+            idle: options.idle,
+            timeout: options.timeout,
+            connect_timeout: options.connect_timeout,
+        })
+        .filter(|plan| plan.connections > 0)
+        .collect()
+}
+
+/// Waits for the threads, printing a progress line every second; returns
+/// what each measured, or the first thread's error.
+fn watch(
+    options: &BenchOptions,
+    threads: usize,
+    progress: &Progress,
+    finished: &mpsc::Receiver<Result<Outcome, ClientError>>,
+    mut out: Option<&mut dyn Write>,
+) -> Result<Vec<Outcome>, ClientError> {
+    const TICK: Duration = Duration::from_secs(1);
+    let started = Instant::now();
+    let mut next_tick = started + TICK;
+    let mut outcomes = Vec::with_capacity(threads);
+    let mut first_error = None;
+    let mut last = (0, 0, 0);
+    let mut announced_hold = false;
+    while outcomes.len() + usize::from(first_error.is_some()) < threads {
+        // Short waits, so that the moment every held connection is open is
+        // told within a few milliseconds.
+        let wait = next_tick
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(5));
+        match finished.recv_timeout(wait) {
+            Ok(Ok(outcome)) => outcomes.push(outcome),
+            Ok(Err(error)) => {
+                first_error.get_or_insert(error);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        let Some(out) = out.as_deref_mut() else {
+            continue;
+        };
+        let now = Instant::now();
+        if let Some(hold) = options.hold {
+            let open = Progress::get(&progress.open);
+            let failed = Progress::get(&progress.failed);
+            if !announced_hold && open + failed >= hold as u64 {
+                announced_hold = true;
+                let _ = writeln!(
+                    out,
+                    "bench: holding {} connections, all open after {:.3} s{}",
+                    open,
+                    started.elapsed().as_secs_f64(),
+                    if failed > 0 {
+                        format!(" ({failed} failed)")
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+        }
+        if now >= next_tick {
+            let seconds = (now - started).as_secs_f64();
+            let current = (
+                Progress::get(&progress.messages),
+                Progress::get(&progress.errors),
+                Progress::get(&progress.lost),
+            );
+            let span = TICK.as_secs_f64() + (now - next_tick).as_secs_f64();
+            let rate = (current.0 - last.0) as f64 / span;
+            let mut line = format!(
+                "bench: {seconds:.0} s: {} msgs/s, {:.2} MiB/s, {} errors",
+                Count(rate.round() as u64),
+                rate * options.size as f64 / (1024.0 * 1024.0),
+                Count(current.1)
+            );
+            if options.transport == Transport::Udp {
+                let _ = write!(line, ", {} lost", Count(current.2));
+            }
+            if let Some(hold) = options.hold {
+                if !announced_hold {
+                    line = format!(
+                        "bench: {seconds:.0} s: {} of {} connections open",
+                        Count(Progress::get(&progress.open)),
+                        Count(hold as u64)
+                    );
+                }
+            }
+            let _ = writeln!(out, "{line}");
+            last = current;
+            next_tick += TICK;
+        }
+    }
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(outcomes),
+    }
+}
+
+/// A count with thousands separators: `1,234,567`.
+struct Count(u64);
+
+impl fmt::Display for Count {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let digits = self.0.to_string();
+        for (index, digit) in digits.chars().enumerate() {
+            if index > 0 && (digits.len() - index) % 3 == 0 {
+                f.write_char(',')?;
+            }
+            f.write_char(digit)?;
+        }
+        Ok(())
+    }
+}
+
+/// Seconds, to the millisecond: `2.004 s`.
+struct Secs(Duration);
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.3} s", self.0.as_secs_f64())
+    }
+}
+
+/// A latency in the unit that suits it: `12.3 µs`, `4.56 ms`, `1.20 s`.
+struct Latency(Duration);
+
+impl fmt::Display for Latency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let micros = self.0.as_secs_f64() * 1e6;
+        if micros < 1_000.0 {
+            write!(f, "{micros:.1} µs")
+        } else if micros < 1_000_000.0 {
+            write!(f, "{:.2} ms", micros / 1e3)
+        } else {
+            write!(f, "{:.2} s", micros / 1e6)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_latencies_read_well() {
+        assert_eq!(Count(0).to_string(), "0");
+        assert_eq!(Count(999).to_string(), "999");
+        assert_eq!(Count(1_000).to_string(), "1,000");
+        assert_eq!(Count(1_234_567).to_string(), "1,234,567");
+        assert_eq!(Latency(Duration::from_nanos(12_345)).to_string(), "12.3 µs");
+        assert_eq!(Latency(Duration::from_micros(4_560)).to_string(), "4.56 ms");
+        assert_eq!(Latency(Duration::from_millis(1_200)).to_string(), "1.20 s");
+    }
+
+    #[test]
+    fn work_is_shared_among_threads_without_losing_any() {
+        let options = BenchOptions {
+            connections: 10,
+            threads: 3,
+            stop: Stop::Requests(1_000),
+            rate: Some(300.0),
+            ..BenchOptions::default()
+        };
+        let shares = plans("127.0.0.1:1".parse().unwrap(), &options);
+        assert_eq!(shares.len(), 3);
+        assert_eq!(shares.iter().map(|p| p.connections).sum::<usize>(), 10);
+        assert_eq!(shares.iter().map(|p| p.quota.unwrap()).sum::<u64>(), 1_000);
+        assert!(shares.iter().all(|p| p.rate == Some(100.0)));
+        // More threads than connections: the idle ones are not started.
+        let options = BenchOptions {
+            connections: 2,
+            threads: 4,
+            ..BenchOptions::default()
+        };
+        assert_eq!(plans("127.0.0.1:1".parse().unwrap(), &options).len(), 2);
+    }
+
+    #[test]
+    fn options_that_make_no_run_are_refused() {
+        let valid = BenchOptions::default();
+        assert!(valid.validate().is_ok());
+        for invalid in [
+            BenchOptions {
+                size: 0,
+                ..valid.clone()
+            },
+            BenchOptions {
+                depth: 0,
+                ..valid.clone()
+            },
+            BenchOptions {
+                transport: Transport::Udp,
+                size: 70_000,
+                ..valid.clone()
+            },
+            BenchOptions {
+                transport: Transport::Udp,
+                new_connection: true,
+                ..valid.clone()
+            },
+            BenchOptions {
+                rate: Some(0.0),
+                ..valid.clone()
+            },
+            BenchOptions {
+                hold: Some(10),
+                new_connection: true,
+                ..valid.clone()
+            },
+        ] {
+            assert!(invalid.validate().is_err(), "{invalid:?}");
+        }
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_escape("a \"b\"\\\n"), "a \\\"b\\\"\\\\\\u000a");
+    }
+}

@@ -1,0 +1,267 @@
+//! The load generator (`shout bench`) against small servers of the test's
+//! own: every request answered and checked, errors and lost datagrams
+//! counted, each mode ending by itself. Counts are asserted, never times.
+
+use crate::support::{DEADLINE, LossyUdpServer, UppercaseServer, run};
+use shout_client::{BenchOptions, ErrorCategory, Stop, Target, Transport, bench};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
+
+fn target(addr: SocketAddr) -> Target {
+    addr.to_string().parse().unwrap()
+}
+
+fn requests(count: u64) -> BenchOptions {
+    BenchOptions {
+        stop: Stop::Requests(count),
+        timeout: Duration::from_secs(10),
+        ..BenchOptions::default()
+    }
+}
+
+#[test]
+fn pipelined_requests_are_all_answered_and_checked() {
+    let server = UppercaseServer::start();
+    let options = BenchOptions {
+        connections: 4,
+        depth: 8,
+        size: 100,
+        ..requests(2_000)
+    };
+    let report = bench(&target(server.addr), &options, None).unwrap();
+    assert_eq!(report.messages(), 2_000);
+    assert_eq!(report.errors(), 0, "{:?}", report.first_error());
+    assert!(report.latency(0.5) > Duration::ZERO);
+    assert!(report.latency(0.5) <= report.max_latency());
+    // Four connections, and the one that checked the server was there.
+    assert_eq!(server.connections(), 5);
+    let summary = report.to_string();
+    assert!(
+        summary.contains("4 connections × depth 8 × 100 B"),
+        "{summary}"
+    );
+    assert!(summary.contains("2,000"), "{summary}");
+}
+
+#[test]
+fn threads_share_the_work_without_losing_a_request() {
+    let server = UppercaseServer::start();
+    let options = BenchOptions {
+        connections: 5,
+        depth: 3,
+        threads: 2,
+        warmup: Duration::from_millis(50),
+        ..requests(1_001)
+    };
+    let report = bench(&target(server.addr), &options, None).unwrap();
+    assert_eq!(report.messages(), 1_001);
+    assert_eq!(report.errors(), 0, "{:?}", report.first_error());
+}
+
+/// A TCP server that echoes instead of uppercasing.
+fn start_echo_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming().take(8) {
+            let Ok(mut stream) = stream else { continue };
+            thread::spawn(move || {
+                stream.set_read_timeout(Some(DEADLINE)).unwrap();
+                let mut buffer = [0; 4096];
+                while let Ok(read @ 1..) = stream.read(&mut buffer) {
+                    if stream.write_all(&buffer[..read]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_wrong_reply_is_an_error_not_a_message() {
+    let addr = start_echo_server();
+    let options = BenchOptions {
+        connections: 2,
+        ..requests(100)
+    };
+    let report = bench(&target(addr), &options, None).unwrap();
+    assert_eq!(report.messages(), 0);
+    assert_eq!(report.errors(), 2, "one per connection, each then closed");
+    let first = report.first_error().unwrap();
+    assert!(first.contains("wrong reply"), "{first}");
+}
+
+#[test]
+fn a_new_connection_per_request() {
+    let server = UppercaseServer::start();
+    let options = BenchOptions {
+        new_connection: true,
+        connections: 2,
+        ..requests(20)
+    };
+    let report = bench(&target(server.addr), &options, None).unwrap();
+    assert_eq!(report.messages(), 20);
+    assert_eq!(report.errors(), 0, "{:?}", report.first_error());
+    assert_eq!(server.connections(), 21);
+    assert!(report.to_string().contains("a new connection per request"));
+}
+
+#[test]
+fn held_connections_are_opened_then_used_once_each() {
+    let server = UppercaseServer::start();
+    let options = BenchOptions {
+        hold: Some(30),
+        idle: Duration::from_millis(100),
+        ..BenchOptions::default()
+    };
+    let report = bench(&target(server.addr), &options, None).unwrap();
+    let held = report.held().expect("a hold run says how it opened");
+    assert_eq!(held.opened, 30);
+    assert_eq!(report.messages(), 30);
+    assert_eq!(report.errors(), 0, "{:?}", report.first_error());
+    assert_eq!(server.connections(), 31);
+    assert!(report.to_json().contains("\"held\":30"));
+}
+
+#[test]
+fn an_open_loop_never_sends_ahead_of_its_schedule() {
+    let server = UppercaseServer::start();
+    let options = BenchOptions {
+        connections: 2,
+        depth: 4,
+        rate: Some(2_000.0),
+        stop: Stop::Duration(Duration::from_millis(300)),
+        timeout: Duration::from_secs(10),
+        ..BenchOptions::default()
+    };
+    let report = bench(&target(server.addr), &options, None).unwrap();
+    assert_eq!(report.errors(), 0, "{:?}", report.first_error());
+    assert!(report.messages() > 0);
+    // 2,000 a second for 0.3 s: no more can be due.
+    assert!(report.messages() <= 600, "{}", report.messages());
+    assert!(report.to_json().contains("\"mode\":\"open-loop\""));
+}
+
+/// A UDP server that answers every datagram with its uppercase.
+struct UdpUppercase {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl UdpUppercase {
+    fn start() -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = socket.local_addr().unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        thread::spawn(move || {
+            let mut buffer = vec![0; 65_536];
+            let mut reply = Vec::new();
+            while !stopped.load(Ordering::SeqCst) {
+                let Ok((len, peer)) = socket.recv_from(&mut buffer) else {
+                    continue;
+                };
+                reply.clear();
+                shout_protocol::uppercase(&buffer[..len], &mut reply);
+                let _ = socket.send_to(&reply, peer);
+            }
+        });
+        Self { addr, stop }
+    }
+}
+
+impl Drop for UdpUppercase {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn datagrams_in_flight_are_told_apart_by_their_tag() {
+    let server = UdpUppercase::start();
+    let options = BenchOptions {
+        transport: Transport::Udp,
+        connections: 4,
+        depth: 4,
+        size: 3,
+        ..requests(500)
+    };
+    let report = bench(&target(server.addr), &options, None).unwrap();
+    assert_eq!(report.messages(), 500);
+    assert_eq!(report.errors(), 0, "{:?}", report.first_error());
+    assert_eq!(report.lost(), 0);
+}
+
+#[test]
+fn lost_datagrams_are_counted_and_replaced_and_late_replies_ignored() {
+    // Drops every other datagram, and sends each reply twice (once late).
+    let server = LossyUdpServer::start();
+    let options = BenchOptions {
+        transport: Transport::Udp,
+        timeout: Duration::from_millis(100),
+        ..requests(10)
+    };
+    let report = bench(&target(server.addr), &options, None).unwrap();
+    assert_eq!(report.errors(), 0, "{:?}", report.first_error());
+    assert!(report.lost() > 0);
+    assert_eq!(report.messages() + report.lost(), 10);
+    assert!(report.to_string().contains("lost"));
+}
+
+#[test]
+fn a_server_that_is_not_there_is_one_clear_error() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let error = bench(&target(addr), &requests(10), None).unwrap_err();
+    assert_eq!(error.category(), ErrorCategory::Refused);
+}
+
+#[test]
+fn options_that_make_no_run_are_refused_before_connecting() {
+    let options = BenchOptions {
+        size: 0,
+        ..requests(1)
+    };
+    let error = bench(&target("127.0.0.1:9".parse().unwrap()), &options, None).unwrap_err();
+    assert_eq!(error.category(), ErrorCategory::Local);
+    assert!(error.to_string().contains("size"), "{error}");
+}
+
+#[test]
+fn the_binary_prints_a_json_summary_and_progress() {
+    let server = UppercaseServer::start();
+    let addr = server.addr.to_string();
+    let outcome = run(
+        &["bench", "--json", "-c", "2", "-d", "4", "-n", "300", &addr],
+        b"",
+    );
+    assert_eq!(outcome.code, Some(0), "{}", outcome.stderr);
+    let json = outcome.stdout_text();
+    assert!(json.trim_start().starts_with('{') && json.trim_end().ends_with('}'));
+    assert!(json.contains("\"messages\":300"), "{json}");
+    assert!(json.contains("\"errors\":0"), "{json}");
+    assert!(json.contains("\"p99_us\":"), "{json}");
+}
+
+#[test]
+fn the_binary_fails_on_wrong_replies_and_without_a_stop() {
+    let addr = start_echo_server().to_string();
+    let outcome = run(&["bench", "-n", "10", &addr], b"");
+    assert_eq!(outcome.code, Some(1), "{}", outcome.stderr);
+    assert!(outcome.stderr.contains("wrong reply"), "{}", outcome.stderr);
+    let usage = run(&["bench", &addr], b"");
+    assert_eq!(usage.code, Some(2), "{}", usage.stderr);
+}

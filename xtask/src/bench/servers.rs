@@ -1,0 +1,136 @@
+//! The servers under test, and how each is started: every one on loopback,
+//! fresh for every measurement, its ports read from what it prints.
+
+use crate::e2e::Env;
+use crate::e2e::process::{self, Spawned};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// A server the workloads run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Server {
+    /// shoutd with one worker thread (its default).
+    Shoutd1,
+    /// shoutd with two worker threads (`--workers 2`), one per core here.
+    Shoutd2,
+    /// `reference-tokio`: the ordinary tokio server.
+    Tokio,
+    /// `reference-ceiling`: the cheapest correct server; what the load
+    /// generator reaches against it is its own ceiling.
+    Ceiling,
+    /// The lecture's Python servers (`tcp_server.py`, `udp_server.py`).
+    Python,
+}
+
+/// Every server, in table order.
+pub(crate) const ALL: [Server; 5] = [
+    Server::Shoutd1,
+    Server::Shoutd2,
+    Server::Tokio,
+    Server::Ceiling,
+    Server::Python,
+];
+
+impl Server {
+    /// A short name, for tables and the plot's legend.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Server::Shoutd1 => "shoutd-1",
+            Server::Shoutd2 => "shoutd-2",
+            Server::Tokio => "tokio",
+            Server::Ceiling => "ceiling",
+            Server::Python => "python",
+        }
+    }
+
+    /// What it is, in a few words, for docs/BENCHMARKS.md.
+    pub(crate) fn description(self) -> &'static str {
+        match self {
+            Server::Shoutd1 => "shoutd, 1 worker (the default)",
+            Server::Shoutd2 => "shoutd `--workers 2` (one per core)",
+            Server::Tokio => {
+                "`reference-tokio`: tokio multi-thread runtime, a task per connection, `read` then `write_all` (8 KiB buffer), one UDP task"
+            }
+            Server::Ceiling => {
+                "`reference-ceiling`: a bare mio loop per core (`SO_REUSEPORT`) that uppercases ASCII in place; the load generator's own ceiling"
+            }
+            Server::Python => {
+                "the lecture's `tcp_server.py` / `udp_server.py` (one connection at a time, one `recv(1024)`)"
+            }
+        }
+    }
+}
+
+/// The programs to start: built binaries and the lecture's scripts.
+pub(crate) struct Programs {
+    pub(crate) shoutd: PathBuf,
+    pub(crate) shout: PathBuf,
+    pub(crate) tokio: PathBuf,
+    pub(crate) ceiling: PathBuf,
+    /// Gives access to the lecture's Python programs, as e2e does.
+    pub(crate) env: Env,
+}
+
+/// A server running for one measurement; killed when dropped.
+pub(crate) struct Running {
+    pub(crate) process: Spawned,
+    pub(crate) tcp: Option<SocketAddr>,
+    pub(crate) udp: Option<SocketAddr>,
+}
+
+impl Running {
+    /// The server's process id, to read its memory and descriptors.
+    pub(crate) fn pid(&self) -> u32 {
+        self.process.id()
+    }
+}
+
+/// Which of its sockets a measurement needs (the Python servers are one
+/// program per transport).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Need {
+    Tcp,
+    Udp,
+}
+
+/// Starts `server` on loopback, ports of its choosing.
+pub(crate) fn start(programs: &Programs, server: Server, need: Need) -> Result<Running, String> {
+    let loopback = ["--tcp", "127.0.0.1:0", "--udp", "127.0.0.1:0"];
+    let announcing = |name: &str, path: &PathBuf, extra: &[&str]| {
+        let mut command = std::process::Command::new(path);
+        command.args(loopback).args(extra);
+        let (process, tcp, udp) = process::start_announcing(name, &mut command)?;
+        Ok(Running {
+            process,
+            tcp: Some(tcp),
+            udp: Some(udp),
+        })
+    };
+    // Held connections (10,000) must not meet shoutd's own cap: with two
+    // workers each gets half the cap, and the kernel does not split
+    // clients exactly evenly between them.
+    let shoutd = ["--max-connections", "100000", "-q"];
+    match server {
+        Server::Shoutd1 => announcing("shoutd", &programs.shoutd, &shoutd),
+        Server::Shoutd2 => {
+            let mut extra = shoutd.to_vec();
+            extra.extend(["--workers", "2"]);
+            announcing("shoutd", &programs.shoutd, &extra)
+        }
+        Server::Tokio => announcing("reference-tokio", &programs.tokio, &[]),
+        Server::Ceiling => announcing("reference-ceiling", &programs.ceiling, &[]),
+        Server::Python => {
+            let (script, transport) = match need {
+                Need::Tcp => ("tcp_server.py", process::Transport::Tcp),
+                Need::Udp => ("udp_server.py", process::Transport::Udp),
+            };
+            let (process, port) = process::start_python_server(&programs.env, script, transport)?;
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            Ok(Running {
+                process,
+                tcp: (need == Need::Tcp).then_some(addr),
+                udp: (need == Need::Udp).then_some(addr),
+            })
+        }
+    }
+}
