@@ -81,16 +81,11 @@ impl Options {
                 }
                 "--only" => {
                     let name = args.next().ok_or("`--only` needs a workload name")?;
-                    if !WORKLOADS.iter().any(|workload| workload.name == name) {
-                        return Err(format!(
-                            "no workload named `{name}`; there are: {}",
-                            WORKLOADS
-                                .iter()
-                                .map(|w| w.name)
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ));
-                    }
+                    crate::known_name(
+                        "workload",
+                        name,
+                        WORKLOADS.iter().map(|workload| workload.name),
+                    )?;
                     options.only.push(name.clone());
                 }
                 other => {

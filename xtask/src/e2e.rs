@@ -66,16 +66,11 @@ impl Options {
             }
         }
         for name in &options.only {
-            if !SCENARIOS.iter().any(|scenario| scenario.name == name) {
-                return Err(format!(
-                    "no scenario named `{name}`; there are: {}",
-                    SCENARIOS
-                        .iter()
-                        .map(|scenario| scenario.name)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
+            crate::known_name(
+                "scenario",
+                name,
+                SCENARIOS.iter().map(|scenario| scenario.name),
+            )?;
         }
         Ok(options)
     }

@@ -78,6 +78,23 @@ fn no_options(task: &str, args: &[String]) -> Result<(), String> {
 }
 
 /// The workspace root: the parent of this crate's directory.
+/// Checks that `name`, given to `--only`, is one of `known` (the names of
+/// scenarios or workloads, called `what`), with an error that lists them.
+fn known_name<'a>(
+    what: &str,
+    name: &str,
+    known: impl IntoIterator<Item = &'a str>,
+) -> Result<(), String> {
+    let known: Vec<&str> = known.into_iter().collect();
+    if known.contains(&name) {
+        return Ok(());
+    }
+    Err(format!(
+        "no {what} named `{name}`; there are: {}",
+        known.join(", ")
+    ))
+}
+
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
