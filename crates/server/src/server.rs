@@ -104,6 +104,10 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
 
     /// Event-loop threads, each with its own sockets on the same addresses
     /// (`SO_REUSEPORT`); the kernel spreads clients among them. Default 1.
+    ///
+    /// With more than one, another process of the same user that also sets
+    /// `SO_REUSEPORT` could bind the same port and share its traffic; with
+    /// one, a taken port is an error.
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = workers;
         self
