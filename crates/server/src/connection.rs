@@ -26,9 +26,8 @@ pub(crate) struct Connection<Session> {
     pub(crate) stream: TcpStream,
     pub(crate) peer: SocketAddr,
     pub(crate) session: Session,
-    /// Bytes produced but not yet accepted by the socket, from `sent` on.
-    output: Vec<u8>,
-    sent: usize,
+    /// Bytes produced but not yet accepted by the socket.
+    output: PendingOutput,
     /// Last known readiness. Edge-triggered events say when these become
     /// true; a `WouldBlock` (or a short read or write) says when they end.
     pub(crate) readable: bool,
@@ -47,8 +46,7 @@ impl<Session> Connection<Session> {
             stream,
             peer,
             session,
-            output: Vec::new(),
-            sent: 0,
+            output: PendingOutput::default(),
             readable: false,
             writable: false,
             peer_hung_up: false,
@@ -59,44 +57,78 @@ impl<Session> Connection<Session> {
 
     /// Bytes waiting to be sent.
     pub(crate) fn pending_output(&self) -> usize {
-        self.output.len() - self.sent
+        self.output.len()
     }
 
     /// Sends `bytes` after whatever is pending: directly if nothing is
     /// pending and the socket takes them, buffering the rest. Returns the
     /// number of bytes the socket took.
     pub(crate) fn send(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        if self.pending_output() > 0 {
-            self.output.extend_from_slice(bytes);
+        if !self.output.is_empty() {
+            self.output.push(bytes);
             return self.flush();
         }
         let written = write_until_blocked(&mut self.stream, &mut self.writable, bytes)?;
-        if written < bytes.len() {
-            self.output.clear();
-            self.sent = 0;
-            self.output.extend_from_slice(&bytes[written..]);
-        }
+        self.output.push(&bytes[written..]);
         Ok(written)
     }
 
     /// Writes pending output while the socket takes it. Returns the number of
-    /// bytes written; frees the buffer when it empties.
+    /// bytes written.
     pub(crate) fn flush(&mut self) -> io::Result<usize> {
-        if self.pending_output() == 0 {
+        if self.output.is_empty() {
             return Ok(0);
         }
-        let written = write_until_blocked(
-            &mut self.stream,
-            &mut self.writable,
-            &self.output[self.sent..],
-        )?;
-        self.sent += written;
-        if self.sent == self.output.len() {
-            // Give the memory back: an idle connection holds no buffer.
-            self.output = Vec::new();
+        let written =
+            write_until_blocked(&mut self.stream, &mut self.writable, self.output.as_slice())?;
+        self.output.consume(written);
+        Ok(written)
+    }
+}
+
+/// Bytes produced but not yet sent, in order, in memory proportional to
+/// what is pending: sent bytes are given back, and an empty buffer holds no
+/// heap at all (an idle connection costs no buffer).
+#[derive(Debug, Default)]
+struct PendingOutput {
+    bytes: Vec<u8>,
+    /// How many bytes at the front of `bytes` were sent already.
+    sent: usize,
+}
+
+impl PendingOutput {
+    fn len(&self) -> usize {
+        self.bytes.len() - self.sent
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[self.sent..]
+    }
+
+    /// Appends `more`. Sent bytes are dropped from the front once they are
+    /// at least half the buffer: without that, a client that always leaves
+    /// a little unread would make the buffer grow by everything ever sent to
+    /// it. Halving keeps the copying amortised O(1) per byte and the buffer
+    /// under twice what is pending.
+    fn push(&mut self, more: &[u8]) {
+        if self.sent > 0 && self.sent >= self.bytes.len() / 2 {
+            self.bytes.drain(..self.sent);
             self.sent = 0;
         }
-        Ok(written)
+        self.bytes.extend_from_slice(more);
+    }
+
+    /// Marks `sent` bytes from the front as sent; frees the heap when the
+    /// buffer empties.
+    fn consume(&mut self, sent: usize) {
+        self.sent += sent;
+        if self.sent >= self.bytes.len() {
+            *self = Self::default();
+        }
     }
 }
 
@@ -125,4 +157,44 @@ fn write_until_blocked(
         }
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PendingOutput;
+
+    #[test]
+    fn output_that_never_drains_stays_proportional_to_what_is_pending() {
+        let mut output = PendingOutput::default();
+        let chunk = vec![7u8; 64 * 1024];
+        // A client that reads a little less than it is sent, forever: the
+        // pending amount stays near 128 KiB while 64 MiB pass through.
+        output.push(&chunk);
+        for _ in 0..1024 {
+            output.push(&chunk);
+            output.consume(chunk.len() - 1);
+            assert!(output.len() <= 128 * 1024 + 1024);
+            assert!(
+                output.bytes.capacity() <= 4 * (output.len() + chunk.len()),
+                "capacity {}",
+                output.bytes.capacity()
+            );
+        }
+        assert!(output.as_slice().iter().all(|&byte| byte == 7));
+    }
+
+    #[test]
+    fn bytes_come_out_in_order_and_an_empty_buffer_holds_no_heap() {
+        let mut output = PendingOutput::default();
+        output.push(b"hello ");
+        output.consume(2);
+        output.push(b"world");
+        assert_eq!(output.as_slice(), b"llo world");
+        output.consume(3);
+        output.push(b"!");
+        assert_eq!(output.as_slice(), b" world!");
+        output.consume(7);
+        assert_eq!(output.len(), 0);
+        assert_eq!(output.bytes.capacity(), 0);
+    }
 }

@@ -85,8 +85,12 @@ impl IdleList {
     }
 
     /// When the connection idle longest will expire.
+    /// `None` when nothing is listed, or when the deadline is too far to be
+    /// represented (a timeout meaning "practically never").
     pub(crate) fn next_deadline(&self, timeout: Duration) -> Option<Instant> {
-        self.links.get(self.head).map(|link| link.since + timeout)
+        self.links
+            .get(self.head)
+            .and_then(|link| link.since.checked_add(timeout))
     }
 
     fn unlink(&mut self, key: usize) {

@@ -149,6 +149,11 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
         if self.workers == 0 {
             return Err(ServerError::InvalidSetting("workers must be at least 1"));
         }
+        if self.max_pending_output == 0 {
+            return Err(ServerError::InvalidSetting(
+                "max pending output must be at least 1 byte",
+            ));
+        }
         if self.max_connections == 0 {
             return Err(ServerError::InvalidSetting(
                 "max connections must be at least 1",

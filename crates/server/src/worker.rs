@@ -57,6 +57,9 @@ const DATAGRAM_BUFFER: usize = 65_536;
 /// answer is sent and its stream ended. Long enough for bytes in flight on a
 /// LAN to land, short enough that a stop is quick.
 const DRAIN_QUIET_PERIOD: Duration = Duration::from_millis(200);
+/// While stopping, at most this many turns' shares of datagrams already
+/// received are answered before the UDP sockets close.
+const DRAIN_UDP_TURNS: usize = 64;
 /// How long to stop accepting when even the spare descriptor is gone.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -230,7 +233,9 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
                     Source::Listener(index) => self.accept(index),
                     Source::Udp(index) => {
                         if event.is_writable() {
-                            self.udp[index].writable = true;
+                            if let Some(endpoint) = self.udp.get_mut(index) {
+                                endpoint.writable = true;
+                            }
                         }
                         self.serve_datagrams(index);
                     }
@@ -288,7 +293,9 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
                     self.drive_connection(key)
                 }
                 Source::Listener(index) => self.accept(index),
-                Source::Udp(index) => self.serve_datagrams(index),
+                Source::Udp(index) => {
+                    self.serve_datagrams(index);
+                }
                 Source::Connection(_) | Source::Waker => {}
             }
         }
@@ -580,7 +587,10 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
 
     // ----- datagrams -----
 
-    fn serve_datagrams(&mut self, index: usize) {
+    /// Answers up to one turn's share of datagrams. Returns whether more may
+    /// be waiting (the share ran out before the socket was empty); the
+    /// socket is then on the hot list.
+    fn serve_datagrams(&mut self, index: usize) -> bool {
         let Self {
             udp,
             datagram_service,
@@ -592,7 +602,7 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
         } = self;
         // The sockets close when a drain starts; a stale event may still name one.
         let Some(endpoint) = udp.get_mut(index) else {
-            return;
+            return false;
         };
         endpoint.flush_queue(stats);
         for _ in 0..DATAGRAMS_PER_TURN {
@@ -601,7 +611,7 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
                 .recv_from(&mut read_buffer[..DATAGRAM_BUFFER])
             {
                 Ok(received) => received,
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => {
                     // An ICMP error for an earlier reply, for instance: it
@@ -618,12 +628,13 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
             }
         }
         hot.push(Source::Udp(index));
+        true
     }
 
     // ----- shutdown -----
 
     fn begin_drain(&mut self) {
-        self.drain_deadline = Some(self.now + self.limits.drain_timeout);
+        self.drain_deadline = Some(deadline_after(self.now, self.limits.drain_timeout));
         log::info!(
             "worker {}: stopping: {} connections to drain, {:?} at most",
             self.id,
@@ -634,12 +645,22 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
         for mut listener in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut listener.socket);
         }
-        // Datagrams already queued are answered once, then the sockets close.
+        // Datagrams already received are answered, then the sockets close.
+        // Bounded: a flood must not hold the stop up for ever.
         for index in 0..self.udp.len() {
-            self.serve_datagrams(index);
+            for _ in 0..DRAIN_UDP_TURNS {
+                if !self.serve_datagrams(index) {
+                    break;
+                }
+            }
         }
         self.hot
             .retain(|source| matches!(source, Source::Connection(_)));
+        for endpoint in &mut self.udp {
+            endpoint.flush_queue(&self.stats);
+            // Replies the socket would not take now are lost with it: count them.
+            WorkerStats::add(&self.stats.datagrams_dropped, endpoint.queue.len() as u64);
+        }
         self.udp.clear();
         self.finish_quiet_connections();
     }
@@ -660,6 +681,13 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
             } = self;
             let connection = &mut connections[key];
             if connection.phase != Phase::Serving {
+                continue;
+            }
+            if connection.readable && !connection.input_ended {
+                // Quiet only because backpressure stopped reading: request
+                // bytes wait unread, and they are owed an answer. Served on
+                // until they are answered or the drain deadline.
+                self.idle.touch(key, self.now);
                 continue;
             }
             connection.phase = Phase::Finishing;
@@ -751,6 +779,13 @@ impl UdpEndpoint {
 fn stats_add_out(stats: &WorkerStats, written: usize) -> usize {
     WorkerStats::add(&stats.bytes_out, written as u64);
     written
+}
+
+/// `now + after`, or a century from now where `after` is too large to add
+/// (a timeout given as "practically never").
+fn deadline_after(now: Instant, after: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+    now.checked_add(after.min(CENTURY)).unwrap_or(now)
 }
 
 fn open_spare_descriptor() -> Option<File> {

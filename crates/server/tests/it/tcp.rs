@@ -161,3 +161,59 @@ fn handle_shutdown_from_another_thread_answers_what_was_received() {
     // New connections are refused once it stopped.
     assert!(std::net::TcpStream::connect(stream.peer_addr().unwrap()).is_err());
 }
+
+#[test]
+fn a_stop_answers_input_held_back_by_backpressure() {
+    // The client sends far more than the server may buffer, reading nothing
+    // yet: the server stops reading it (backpressure), so the connection
+    // looks quiet. A stop must still answer every byte the client sent.
+    let server = start(|b| b.max_pending_output(16 * 1024));
+    let mut stream = connect(server.tcp());
+    // More than the kernel buffers of both ends absorb on loopback (about
+    // 20 MiB with autotuning), so that the server really stops reading.
+    let text = "held back by backpressure ".repeat(2_000_000); // 52 MB
+    let mut writer = stream.try_clone().unwrap();
+    let input = text.clone();
+    let sender = std::thread::spawn(move || {
+        writer.write_all(input.as_bytes()).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    wait_until("backpressure to hold the client back", || {
+        server.handle.stats().bytes_in > 0
+    });
+    server.handle.shutdown();
+    // Longer than the drain's quiet period: the held-back connection would be
+    // ended here if quiet meant "no traffic" alone.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let reply = read_to_end(&mut stream);
+    sender.join().unwrap();
+    assert_eq!(reply.len(), text.len(), "answers were cut by the stop");
+    assert!(reply == text.to_uppercase().as_bytes());
+}
+
+#[test]
+fn timeouts_meaning_never_neither_panic_nor_hang() {
+    let server = start(|b| {
+        b.idle_timeout(Some(std::time::Duration::MAX))
+            .drain_timeout(std::time::Duration::MAX)
+    });
+    let mut stream = connect(server.tcp());
+    round_trip(&mut stream, "far future\n");
+    drop(stream);
+    wait_until("the connection to close", || {
+        server.handle.stats().connections_open() == 0
+    });
+    let stats = server.stop();
+    assert_eq!(stats.connections_accepted, 1);
+}
+
+#[test]
+fn a_zero_output_cap_is_refused_at_build() {
+    let error = shout_server::ServerBuilder::new(shout_server::Uppercase, shout_server::Uppercase)
+        .tcp("127.0.0.1:0".parse().unwrap())
+        .max_pending_output(0)
+        .build()
+        .err()
+        .expect("a server that could never read must not build");
+    assert!(error.to_string().contains("max pending output"), "{error}");
+}

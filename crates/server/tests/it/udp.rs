@@ -86,3 +86,94 @@ fn burst_from_many_sockets_is_answered() {
     let stats = server.stop();
     assert_eq!((stats.datagrams_in, stats.datagrams_out), (1000, 1000));
 }
+
+/// Uppercase over UDP, except that the datagram `stop` asks the server to
+/// stop and then stalls the loop, so that the datagrams sent meanwhile are
+/// waiting in the socket when the drain begins.
+struct StopOnRequest {
+    handle: std::sync::OnceLock<shout_server::Handle>,
+}
+
+impl shout_server::DatagramService for StopOnRequest {
+    fn datagram(
+        &self,
+        request: &[u8],
+        peer: std::net::SocketAddr,
+        reply: &mut Vec<u8>,
+    ) -> shout_server::DatagramReply {
+        if request == b"stop" {
+            self.handle
+                .get()
+                .expect("handle set before traffic")
+                .shutdown();
+            std::thread::sleep(Duration::from_millis(300));
+            return shout_server::DatagramReply::Drop;
+        }
+        shout_server::Uppercase.datagram(request, peer, reply)
+    }
+}
+
+#[test]
+fn a_stop_answers_every_datagram_already_received() {
+    use shout_server::{ServerBuilder, Uppercase};
+    use std::sync::Arc;
+
+    let service = Arc::new(StopOnRequest {
+        handle: std::sync::OnceLock::new(),
+    });
+    struct Shared(Arc<StopOnRequest>);
+    impl shout_server::DatagramService for Shared {
+        fn datagram(
+            &self,
+            request: &[u8],
+            peer: std::net::SocketAddr,
+            reply: &mut Vec<u8>,
+        ) -> shout_server::DatagramReply {
+            self.0.datagram(request, peer, reply)
+        }
+    }
+    let server = ServerBuilder::new(Uppercase, Shared(Arc::clone(&service)))
+        .udp("127.0.0.1:0".parse().unwrap())
+        .build()
+        .unwrap();
+    let handle = server.handle();
+    service.handle.set(handle.clone()).unwrap();
+    let addr = handle.udp_addrs()[0];
+    let running = std::thread::spawn(move || server.run());
+
+    // More than two turns' shares (256 each) arrive while the loop stalls.
+    const WAITING: usize = 600;
+    // Room for every reply at once: they come in a burst when the loop
+    // resumes, faster than a reader thread is sure to keep up.
+    let socket = shout_socket::UdpSocketBuilder::new("127.0.0.1:0".parse().unwrap())
+        .recv_buffer_size(4 << 20)
+        .bind()
+        .unwrap();
+    socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let receiver = socket.try_clone().unwrap();
+    let replies = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0; 64];
+        while got.len() < WAITING {
+            match receiver.recv(&mut buf) {
+                Ok(len) => got.push(buf[..len].to_vec()),
+                Err(_) => break, // TIMEOUT passed: report what came
+            }
+        }
+        got
+    });
+    socket.send_to(b"stop", addr).unwrap();
+    for n in 0..WAITING {
+        socket
+            .send_to(format!("datagram {n}").as_bytes(), addr)
+            .unwrap();
+    }
+    let stats = running.join().unwrap().unwrap();
+    let got = replies.join().unwrap();
+    assert_eq!(got.len(), WAITING, "{stats:?}");
+    assert_eq!(stats.datagrams_out, WAITING as u64);
+    assert_eq!(
+        got[WAITING - 1],
+        format!("DATAGRAM {}", WAITING - 1).into_bytes()
+    );
+}
