@@ -91,7 +91,8 @@ fn burst_from_many_sockets_is_answered() {
 /// stop and then stalls the loop, so that the datagrams sent meanwhile are
 /// waiting in the socket when the drain begins.
 struct StopOnRequest {
-    handle: std::sync::OnceLock<shout_server::Handle>,
+    /// Set by the test once the server is built, before any traffic.
+    handle: std::sync::Arc<std::sync::OnceLock<shout_server::Handle>>,
 }
 
 impl shout_server::DatagramService for StopOnRequest {
@@ -118,26 +119,16 @@ fn a_stop_answers_every_datagram_already_received() {
     use shout_server::{ServerBuilder, Uppercase};
     use std::sync::Arc;
 
-    let service = Arc::new(StopOnRequest {
-        handle: std::sync::OnceLock::new(),
-    });
-    struct Shared(Arc<StopOnRequest>);
-    impl shout_server::DatagramService for Shared {
-        fn datagram(
-            &self,
-            request: &[u8],
-            peer: std::net::SocketAddr,
-            reply: &mut Vec<u8>,
-        ) -> shout_server::DatagramReply {
-            self.0.datagram(request, peer, reply)
-        }
-    }
-    let server = ServerBuilder::new(Uppercase, Shared(Arc::clone(&service)))
+    let handle_slot = Arc::new(std::sync::OnceLock::new());
+    let service = StopOnRequest {
+        handle: Arc::clone(&handle_slot),
+    };
+    let server = ServerBuilder::new(Uppercase, service)
         .udp("127.0.0.1:0".parse().unwrap())
         .build()
         .unwrap();
     let handle = server.handle();
-    service.handle.set(handle.clone()).unwrap();
+    handle_slot.set(handle.clone()).unwrap();
     let addr = handle.udp_addrs()[0];
     let running = std::thread::spawn(move || server.run());
 
