@@ -2,7 +2,7 @@
 //! own: every request answered and checked, errors and lost datagrams
 //! counted, each mode ending by itself. Counts are asserted, never times.
 
-use crate::support::{DEADLINE, LossyUdpServer, UppercaseServer, run};
+use crate::support::{LossyUdpServer, UppercaseServer, run, start_tcp_server};
 use shout_client::{BenchOptions, ErrorCategory, Stop, Target, Transport, bench};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -64,23 +64,14 @@ fn threads_share_the_work_without_losing_a_request() {
 
 /// A TCP server that echoes instead of uppercasing.
 fn start_echo_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in listener.incoming().take(8) {
-            let Ok(mut stream) = stream else { continue };
-            thread::spawn(move || {
-                stream.set_read_timeout(Some(DEADLINE)).unwrap();
-                let mut buffer = [0; 4096];
-                while let Ok(read @ 1..) = stream.read(&mut buffer) {
-                    if stream.write_all(&buffer[..read]).is_err() {
-                        return;
-                    }
-                }
-            });
+    start_tcp_server(|mut stream| {
+        let mut buffer = [0; 4096];
+        while let Ok(read @ 1..) = stream.read(&mut buffer) {
+            if stream.write_all(&buffer[..read]).is_err() {
+                return;
+            }
         }
-    });
-    addr
+    })
 }
 
 #[test]

@@ -144,24 +144,31 @@ fn serve_uppercase(mut stream: TcpStream) {
     let _ = stream.write_all(&out);
 }
 
-/// A TCP server that accepts and reads but never answers, nor closes.
-pub(crate) fn start_mute_tcp() -> SocketAddr {
+/// Serves TCP on 127.0.0.1 with `serve`, one thread per connection, reads
+/// timing out after [`DEADLINE`]. Bounded: at most 8 connections, more than
+/// any test opens.
+pub(crate) fn start_tcp_server(serve: fn(TcpStream)) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     thread::spawn(move || {
         for stream in listener.incoming().take(8) {
-            let Ok(mut stream) = stream else { continue };
-            thread::spawn(move || {
-                stream.set_read_timeout(Some(DEADLINE)).unwrap();
-                let mut buf = [0; 1024];
-                while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
-                // Keeps the connection open past the client's half-close,
-                // answering nothing, until the client gives up.
-                thread::sleep(Duration::from_secs(5));
-            });
+            let Ok(stream) = stream else { continue };
+            stream.set_read_timeout(Some(DEADLINE)).unwrap();
+            thread::spawn(move || serve(stream));
         }
     });
     addr
+}
+
+/// A TCP server that accepts and reads but never answers, nor closes.
+pub(crate) fn start_mute_tcp() -> SocketAddr {
+    start_tcp_server(|mut stream| {
+        let mut buf = [0; 1024];
+        while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+        // Keeps the connection open past the client's half-close,
+        // answering nothing, until the client gives up.
+        thread::sleep(Duration::from_secs(5));
+    })
 }
 
 /// A UDP server that drops every other datagram (the first, third, …) and,
