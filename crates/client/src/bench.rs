@@ -578,12 +578,17 @@ fn watch(
     let mut last = (0, 0, 0);
     let mut announced_hold = false;
     while outcomes.len() + usize::from(first_error.is_some()) < threads {
-        // Short waits, so that the moment every held connection is open is
-        // told within a few milliseconds.
-        let wait = next_tick
-            .saturating_duration_since(Instant::now())
-            .min(Duration::from_millis(5));
-        match finished.recv_timeout(wait) {
+        let received = match progress_wait(
+            out.is_some(),
+            options.hold.is_some() && !announced_hold,
+            next_tick.saturating_duration_since(Instant::now()),
+        ) {
+            Some(wait) => finished.recv_timeout(wait),
+            None => finished
+                .recv()
+                .map_err(|mpsc::RecvError| RecvTimeoutError::Disconnected),
+        };
+        match received {
             Ok(Ok(outcome)) => outcomes.push(outcome),
             Ok(Err(error)) => {
                 first_error.get_or_insert(error);
@@ -651,6 +656,30 @@ fn watch(
     }
 }
 
+/// How long the watching thread may sleep before it has progress to tell:
+/// `None` when it tells nothing and just waits for the load threads.
+///
+/// The load threads and the server under test share the machine with this
+/// thread, so it must never spin: without progress output there is no tick
+/// to wake for, and with it the wait runs to the next tick, or at most 5 ms
+/// while held connections are still opening (so the moment they are all open
+/// is told within a few milliseconds).
+fn progress_wait(
+    has_output: bool,
+    announcing_hold: bool,
+    until_tick: Duration,
+) -> Option<Duration> {
+    const HOLD_POLL: Duration = Duration::from_millis(5);
+    if !has_output {
+        return None;
+    }
+    Some(if announcing_hold {
+        until_tick.min(HOLD_POLL)
+    } else {
+        until_tick
+    })
+}
+
 /// A count with thousands separators: `1,234,567`.
 struct Count(u64);
 
@@ -705,6 +734,27 @@ mod tests {
         assert_eq!(Latency(Duration::from_nanos(12_345)).to_string(), "12.3 µs");
         assert_eq!(Latency(Duration::from_micros(4_560)).to_string(), "4.56 ms");
         assert_eq!(Latency(Duration::from_millis(1_200)).to_string(), "1.20 s");
+    }
+
+    #[test]
+    fn the_watcher_sleeps_until_it_has_something_to_tell() {
+        let second = Duration::from_secs(1);
+        // Quiet (`-q`, as `cargo xtask bench` runs it): no tick to wake for,
+        // even once the first tick is long past (a spin here once cost the
+        // load generator a third of a core).
+        assert_eq!(progress_wait(false, false, Duration::ZERO), None);
+        assert_eq!(progress_wait(false, true, second), None);
+        // Progress lines: sleep to the next one.
+        assert_eq!(progress_wait(true, false, second), Some(second));
+        // Held connections opening: look every 5 ms, never past the tick.
+        assert_eq!(
+            progress_wait(true, true, second),
+            Some(Duration::from_millis(5))
+        );
+        assert_eq!(
+            progress_wait(true, true, Duration::from_millis(2)),
+            Some(Duration::from_millis(2))
+        );
     }
 
     #[test]

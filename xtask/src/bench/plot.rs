@@ -196,7 +196,8 @@ fn color(server: Server) -> RGBColor {
         Server::Shoutd1 => RGBColor(31, 119, 180),
         Server::Shoutd2 => RGBColor(23, 190, 207),
         Server::Tokio => RGBColor(255, 127, 14),
-        Server::Ceiling => RGBColor(150, 150, 150),
+        Server::Ceiling1 => RGBColor(190, 190, 190),
+        Server::Ceiling2 => RGBColor(130, 130, 130),
         Server::Python => RGBColor(44, 160, 44),
     }
 }

@@ -15,19 +15,23 @@ pub(crate) enum Server {
     Shoutd2,
     /// `reference-tokio`: the ordinary tokio server.
     Tokio,
-    /// `reference-ceiling`: the cheapest correct server; what the load
-    /// generator reaches against it is its own ceiling.
-    Ceiling,
+    /// `reference-ceiling --loops 1`: the cheapest correct server, one
+    /// thread.
+    Ceiling1,
+    /// `reference-ceiling` with a loop per core. The faster of the two
+    /// ceilings is the load generator's own ceiling.
+    Ceiling2,
     /// The lecture's Python servers (`tcp_server.py`, `udp_server.py`).
     Python,
 }
 
 /// Every server, in table order.
-pub(crate) const ALL: [Server; 5] = [
+pub(crate) const ALL: [Server; 6] = [
     Server::Shoutd1,
     Server::Shoutd2,
     Server::Tokio,
-    Server::Ceiling,
+    Server::Ceiling1,
+    Server::Ceiling2,
     Server::Python,
 ];
 
@@ -38,9 +42,15 @@ impl Server {
             Server::Shoutd1 => "shoutd-1",
             Server::Shoutd2 => "shoutd-2",
             Server::Tokio => "tokio",
-            Server::Ceiling => "ceiling",
+            Server::Ceiling1 => "ceiling-1",
+            Server::Ceiling2 => "ceiling-2",
             Server::Python => "python",
         }
+    }
+
+    /// Whether it is one of the ceiling servers, not a server under test.
+    pub(crate) fn is_ceiling(self) -> bool {
+        matches!(self, Server::Ceiling1 | Server::Ceiling2)
     }
 
     /// What it is, in a few words, for docs/BENCHMARKS.md.
@@ -51,8 +61,11 @@ impl Server {
             Server::Tokio => {
                 "`reference-tokio`: tokio multi-thread runtime, a task per connection, `read` then `write_all` (8 KiB buffer), one UDP task"
             }
-            Server::Ceiling => {
-                "`reference-ceiling`: a bare mio loop per core (`SO_REUSEPORT`) that uppercases ASCII in place; the load generator's own ceiling"
+            Server::Ceiling1 => {
+                "`reference-ceiling --loops 1`: one bare mio loop that uppercases ASCII in place"
+            }
+            Server::Ceiling2 => {
+                "`reference-ceiling`: the same, a loop per core (`SO_REUSEPORT`); the faster ceiling is the load generator's own"
             }
             Server::Python => {
                 "the lecture's `tcp_server.py` / `udp_server.py` (one connection at a time, one `recv(1024)`)"
@@ -118,7 +131,8 @@ pub(crate) fn start(programs: &Programs, server: Server, need: Need) -> Result<R
             announcing("shoutd", &programs.shoutd, &extra)
         }
         Server::Tokio => announcing("reference-tokio", &programs.tokio, &[]),
-        Server::Ceiling => announcing("reference-ceiling", &programs.ceiling, &[]),
+        Server::Ceiling1 => announcing("reference-ceiling", &programs.ceiling, &["--loops", "1"]),
+        Server::Ceiling2 => announcing("reference-ceiling", &programs.ceiling, &[]),
         Server::Python => {
             let (script, transport) = match need {
                 Need::Tcp => ("tcp_server.py", process::Transport::Tcp),

@@ -36,13 +36,15 @@ const PERSISTENT: &[Server] = &[
     Server::Shoutd1,
     Server::Shoutd2,
     Server::Tokio,
-    Server::Ceiling,
+    Server::Ceiling1,
+    Server::Ceiling2,
 ];
 const WITH_PYTHON: &[Server] = &[
     Server::Shoutd1,
     Server::Shoutd2,
     Server::Tokio,
-    Server::Ceiling,
+    Server::Ceiling1,
+    Server::Ceiling2,
     Server::Python,
 ];
 
@@ -382,7 +384,8 @@ mod tests {
             );
             assert!(WORKLOADS[..index].iter().all(|w| w.name != workload.name));
             assert!(workload.servers.contains(&Server::Tokio));
-            assert!(workload.servers.contains(&Server::Ceiling));
+            assert!(workload.servers.contains(&Server::Ceiling1));
+            assert!(workload.servers.contains(&Server::Ceiling2));
         }
     }
 }

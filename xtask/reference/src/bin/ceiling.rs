@@ -3,10 +3,12 @@
 //! generator itself can go. A figure of shoutd close to this one measures the
 //! load generator, not shoutd.
 //!
-//! One event loop per core (each its own thread, `mio::Poll`, listener and
-//! UDP socket on the same ports through `SO_REUSEPORT`, as `shoutd
-//! --workers N` does), so that it is a ceiling for one-worker and
-//! many-worker servers alike. Edge-triggered; each read is uppercased in
+//! `--loops N` event loops (default: one per core), each its own thread,
+//! `mio::Poll`, listener and UDP socket on the same ports through
+//! `SO_REUSEPORT`, as `shoutd --workers N` does. The bench runs it with one
+//! loop and with one per core and takes the faster as the ceiling: on a
+//! machine with few cores a second loop takes CPU from the load generator,
+//! on a larger one a single loop is the limit. Edge-triggered; each read is uppercased in
 //! place as ASCII (the benchmark sends lowercase ASCII, so the answer is the
 //! protocol's) and written straight back from the read buffer. No limits, no
 //! idle list, no logging, no counters: none of what makes shoutd a product.
@@ -32,8 +34,16 @@ struct Connection {
 }
 
 fn main() -> io::Result<()> {
-    let addresses = Addresses::from_env("reference-ceiling");
-    let loops = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (loops, rest) = loops_from_args(std::env::args().skip(1)).unwrap_or_else(|message| {
+        eprintln!("reference-ceiling: {message}");
+        std::process::exit(2);
+    });
+    let addresses = Addresses::parse(rest).unwrap_or_else(|message| {
+        eprintln!("reference-ceiling: {message}; or --loops N");
+        std::process::exit(2);
+    });
+    let loops =
+        loops.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     // The first loop binds what was asked (port 0: a free port); the others
     // bind the ports it got.
     let (mut tcp, mut udp) = (addresses.tcp, addresses.udp);
@@ -54,6 +64,27 @@ fn main() -> io::Result<()> {
         thread.join().expect("an event loop panicked")?;
     }
     Ok(())
+}
+
+/// Takes `--loops N` out of the arguments; the rest are the addresses.
+fn loops_from_args(
+    args: impl IntoIterator<Item = String>,
+) -> Result<(Option<usize>, Vec<String>), String> {
+    let mut loops = None;
+    let mut rest = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if arg != "--loops" {
+            rest.push(arg);
+            continue;
+        }
+        let value = args.next().ok_or("`--loops` needs a number")?;
+        match value.parse::<usize>() {
+            Ok(n) if n > 0 => loops = Some(n),
+            _ => return Err(format!("`--loops {value}`: a number of loops, at least 1")),
+        }
+    }
+    Ok((loops, rest))
 }
 
 fn serve_loop(mut listener: TcpListener, mut udp: UdpSocket) -> io::Result<()> {
@@ -205,5 +236,26 @@ fn answer_datagrams(socket: &UdpSocket, buffer: &mut [u8]) {
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
             Err(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|arg| (*arg).to_owned()).collect()
+    }
+
+    #[test]
+    fn loops_are_taken_out_and_the_addresses_left() {
+        let (loops, rest) =
+            loops_from_args(args(&["--tcp", "127.0.0.1:0", "--loops", "1"])).unwrap();
+        assert_eq!(loops, Some(1));
+        assert_eq!(rest, args(&["--tcp", "127.0.0.1:0"]));
+        assert_eq!(loops_from_args(args(&[])).unwrap(), (None, vec![]));
+        assert!(loops_from_args(args(&["--loops"])).is_err());
+        assert!(loops_from_args(args(&["--loops", "0"])).is_err());
+        assert!(loops_from_args(args(&["--loops", "two"])).is_err());
     }
 }
