@@ -210,22 +210,71 @@ fn ascii_prefix_len(bytes: &[u8]) -> usize {
 
 /// Appends the upper case of `c`, whose UTF-8 encoding in the input is `raw`.
 fn push_uppercase(c: char, raw: &[u8], out: &mut Vec<u8>) {
+    match common_uppercase(c) {
+        Some(Common::Unchanged) => return push_raw(raw, out),
+        Some(Common::Shifted(upper)) => return push_char(upper, out),
+        None => {}
+    }
     let mut upper = c.to_uppercase();
     if upper.len() == 1 {
         match upper.next() {
             // Most non-ASCII characters (CJK, symbols, capitals) map to
             // themselves: copy their bytes instead of re-encoding.
-            Some(same) if same == c => match raw {
-                // As in `push_char`: constant lengths copy faster.
-                [a, b] => out.extend_from_slice(&[*a, *b]),
-                [a, b, c] => out.extend_from_slice(&[*a, *b, *c]),
-                _ => out.extend_from_slice(raw),
-            },
+            Some(same) if same == c => push_raw(raw, out),
             Some(other) => push_char(other, out),
             None => out.extend_from_slice(raw),
         }
     } else {
         upper.for_each(|upper| push_char(upper, out));
+    }
+}
+
+/// Copies a character's own bytes: its upper case is itself.
+fn push_raw(raw: &[u8], out: &mut Vec<u8>) {
+    match raw {
+        // As in `push_char`: constant lengths copy faster.
+        [a, b] => out.extend_from_slice(&[*a, *b]),
+        [a, b, c] => out.extend_from_slice(&[*a, *b, *c]),
+        _ => out.extend_from_slice(raw),
+    }
+}
+
+/// The upper case of a character of a common alphabet, when it is one
+/// character found by arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Common {
+    /// The character is its own upper case (a capital, CJK, Hangul...).
+    Unchanged,
+    /// The upper case is this one character.
+    Shifted(char),
+}
+
+/// The upper case of characters of the scripts most text is in (Latin-1,
+/// Greek, Cyrillic, CJK, Hangul) without the table search `char::to_uppercase`
+/// does, which is most of the cost of non-ASCII text. `None` for everything
+/// else, and for the exceptions inside these blocks (`ß` → `SS`, `ÿ` → `Ÿ`,
+/// final sigma...): they take `char::to_uppercase`. A unit test checks every
+/// `Some` against `char::to_uppercase` for all 1,114,112 code points.
+fn common_uppercase(c: char) -> Option<Common> {
+    let code = u32::from(c);
+    let shifted = |by: u32| char::from_u32(code - by).map(Common::Shifted);
+    match code {
+        // Latin-1 capitals and ×.
+        0xC0..=0xDE => Some(Common::Unchanged),
+        // Latin-1 small letters, except ÷ (0xF7), which is not a letter.
+        0xE0..=0xF6 | 0xF8..=0xFE => shifted(0x20),
+        // Greek capitals.
+        0x391..=0x3A9 => Some(Common::Unchanged),
+        // Greek small letters, except final sigma (0x3C2 → Σ, 0x3A3).
+        0x3B1..=0x3C1 | 0x3C3..=0x3CB => shifted(0x20),
+        // Cyrillic capitals.
+        0x400..=0x42F => Some(Common::Unchanged),
+        // Cyrillic small letters а-я, then ѐ-џ.
+        0x430..=0x44F => shifted(0x20),
+        0x450..=0x45F => shifted(0x50),
+        // Kana, CJK symbols and ideographs, Hangul: no case.
+        0x3000..=0x9FFF | 0xAC00..=0xD7A3 => Some(Common::Unchanged),
+        _ => None,
     }
 }
 
@@ -317,6 +366,25 @@ fn continues_sequence(lead: u8, index: usize, next: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn common_alphabets_uppercase_as_unicode_says_for_every_code_point() {
+        let mut covered = 0;
+        for c in (0..=u32::from(char::MAX)).filter_map(char::from_u32) {
+            let Some(common) = common_uppercase(c) else {
+                continue;
+            };
+            covered += 1;
+            let expected: Vec<char> = c.to_uppercase().collect();
+            let got = match common {
+                Common::Unchanged => vec![c],
+                Common::Shifted(upper) => vec![upper],
+            };
+            assert_eq!(got, expected, "U+{:04X}", u32::from(c));
+        }
+        // The fast path is not empty: it covers the blocks it names.
+        assert!(covered > 30_000, "{covered}");
+    }
 
     fn stream(chunks: &[&[u8]]) -> Vec<u8> {
         let mut upper = Uppercaser::new();
