@@ -27,6 +27,7 @@
 //! `shout-protocol`, socket construction in `shout-socket`.
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod bench;
 mod connect;

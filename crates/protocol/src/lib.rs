@@ -17,6 +17,7 @@
 //! is `docs/PROTOCOL.md`.
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod datagram;
 mod line;

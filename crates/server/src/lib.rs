@@ -28,6 +28,7 @@
 //! through mio) and on `SO_REUSEPORT` for several workers.
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod connection;
 mod handle;

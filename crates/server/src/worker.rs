@@ -30,8 +30,8 @@ use crate::idle::IdleList;
 use crate::service::{DatagramReply, DatagramService, StreamService};
 use mio::net::{TcpListener, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
+use shout_socket::batch::{RecvBatch, SendBatch};
 use slab::Slab;
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr};
@@ -47,12 +47,16 @@ pub(crate) const WAKER: Token = Token(usize::MAX);
 const READS_PER_TURN: usize = 16;
 /// Accepts per listener per turn.
 const ACCEPTS_PER_TURN: usize = 256;
-/// Datagrams per UDP socket per turn.
-const DATAGRAMS_PER_TURN: usize = 256;
-/// Replies queued per UDP socket when the socket would block.
+/// Datagrams received with one system call (`recvmmsg` on Linux). Enough
+/// to share the call's cost thinly; each slot is 64 KiB of address space,
+/// of which only the pages datagrams fill become memory.
+const DATAGRAMS_PER_RECEIVE: usize = 16;
+/// Receives per UDP socket per turn: 256 datagrams at most.
+const RECEIVES_PER_TURN: usize = 16;
+/// Replies queued per UDP socket when the socket would block...
 const UDP_QUEUE_DATAGRAMS: usize = 1024;
-/// Largest datagram that can arrive: the UDP length field's limit.
-const DATAGRAM_BUFFER: usize = 65_536;
+/// ...and their bytes: replies past either limit are dropped and counted.
+const UDP_QUEUE_BYTES: usize = 4 * 1024 * 1024;
 /// While stopping, a connection with no traffic for this long is done: its
 /// answer is sent and its stream ended. Long enough for bytes in flight on a
 /// LAN to land, short enough that a stop is quick.
@@ -80,7 +84,9 @@ struct Listener {
 
 struct UdpEndpoint {
     socket: UdpSocket,
-    queue: VecDeque<(SocketAddr, Vec<u8>)>,
+    /// Replies not sent yet, in order: those of the batch being answered,
+    /// then any the socket would not take (bounded).
+    replies: SendBatch,
     writable: bool,
 }
 
@@ -128,6 +134,8 @@ pub(crate) struct Worker<S: StreamService, D: DatagramService> {
     stats: Arc<WorkerStats>,
     /// One read buffer for every connection of this worker.
     read_buffer: Box<[u8]>,
+    /// Datagrams received together, from whichever UDP socket is served.
+    received: RecvBatch,
     /// Where a service writes its answer before it goes to the socket.
     scratch: Vec<u8>,
     hot: Vec<Source>,
@@ -175,11 +183,17 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
             registry.register(&mut socket, Source::Udp(index).token(), interest)?;
             endpoints.push(UdpEndpoint {
                 socket,
-                queue: VecDeque::new(),
+                replies: SendBatch::new(),
                 writable: true,
             });
         }
-        let read_buffer = vec![0; limits.read_buffer_size.max(DATAGRAM_BUFFER)].into_boxed_slice();
+        let read_buffer = vec![0; limits.read_buffer_size].into_boxed_slice();
+        // A TCP-only worker never receives a datagram: one slot, untouched.
+        let received = RecvBatch::new(if endpoints.is_empty() {
+            1
+        } else {
+            DATAGRAMS_PER_RECEIVE
+        });
         Ok(Self {
             id,
             poll,
@@ -193,6 +207,7 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
             shutdown,
             stats,
             read_buffer,
+            received,
             scratch: Vec::new(),
             hot: Vec::new(),
             spare_descriptor: open_spare_descriptor(),
@@ -587,14 +602,16 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
 
     // ----- datagrams -----
 
-    /// Answers up to one turn's share of datagrams. Returns whether more may
-    /// be waiting (the share ran out before the socket was empty); the
-    /// socket is then on the hot list.
+    /// Answers up to one turn's share of datagrams, a batch at a time: the
+    /// waiting datagrams are received with one call, answered, and the
+    /// replies sent with one call. Returns whether more may be waiting (the
+    /// share ran out before the socket was empty); the socket is then on the
+    /// hot list.
     fn serve_datagrams(&mut self, index: usize) -> bool {
         let Self {
             udp,
             datagram_service,
-            read_buffer,
+            received,
             scratch,
             stats,
             hot,
@@ -604,13 +621,10 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
         let Some(endpoint) = udp.get_mut(index) else {
             return false;
         };
-        endpoint.flush_queue(stats);
-        for _ in 0..DATAGRAMS_PER_TURN {
-            let (len, peer) = match endpoint
-                .socket
-                .recv_from(&mut read_buffer[..DATAGRAM_BUFFER])
-            {
-                Ok(received) => received,
+        endpoint.send_replies(stats);
+        for _ in 0..RECEIVES_PER_TURN {
+            match received.recv_from(&endpoint.socket) {
+                Ok(count) => WorkerStats::add(&stats.datagrams_in, count as u64),
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => {
@@ -619,13 +633,15 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
                     log::debug!("udp {}: receive error: {error}", endpoint.local_addr());
                     continue;
                 }
-            };
-            WorkerStats::add(&stats.datagrams_in, 1);
-            scratch.clear();
-            match datagram_service.datagram(&read_buffer[..len], peer, scratch) {
-                DatagramReply::Send => endpoint.send(peer, scratch, stats),
-                DatagramReply::Drop => WorkerStats::add(&stats.datagrams_dropped, 1),
             }
+            for (request, peer) in received.iter() {
+                scratch.clear();
+                match datagram_service.datagram(request, peer, scratch) {
+                    DatagramReply::Send => endpoint.queue_reply(peer, scratch, stats),
+                    DatagramReply::Drop => WorkerStats::add(&stats.datagrams_dropped, 1),
+                }
+            }
+            endpoint.send_replies(stats);
         }
         hot.push(Source::Udp(index));
         true
@@ -657,9 +673,10 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
         self.hot
             .retain(|source| matches!(source, Source::Connection(_)));
         for endpoint in &mut self.udp {
-            endpoint.flush_queue(&self.stats);
+            endpoint.send_replies(&self.stats);
             // Replies the socket would not take now are lost with it: count them.
-            WorkerStats::add(&self.stats.datagrams_dropped, endpoint.queue.len() as u64);
+            let unsent = endpoint.replies.clear();
+            WorkerStats::add(&self.stats.datagrams_dropped, unsent as u64);
         }
         self.udp.clear();
         self.finish_quiet_connections();
@@ -729,49 +746,31 @@ impl UdpEndpoint {
             .map_or_else(|_| "socket".into(), |addr| addr.to_string())
     }
 
-    /// Sends a reply, or queues it (bounded) if the socket would block.
-    fn send(&mut self, peer: SocketAddr, reply: &[u8], stats: &WorkerStats) {
-        if self.queue.is_empty() && self.writable {
-            match self.socket.send_to(reply, peer) {
-                Ok(_) => {
-                    WorkerStats::add(&stats.datagrams_out, 1);
-                    return;
-                }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => self.writable = false,
-                Err(error) => {
-                    log::debug!("udp reply to {peer} failed: {error}");
-                    WorkerStats::add(&stats.datagrams_dropped, 1);
-                    return;
-                }
-            }
-        }
-        if self.queue.len() < UDP_QUEUE_DATAGRAMS {
-            self.queue.push_back((peer, reply.to_vec()));
-        } else {
+    /// Queues a reply to go out with the rest of its batch; past the
+    /// queue's bounds (the socket has been refusing replies for a while) it
+    /// is dropped and counted instead.
+    fn queue_reply(&mut self, peer: SocketAddr, reply: &[u8], stats: &WorkerStats) {
+        if self.replies.len() >= UDP_QUEUE_DATAGRAMS
+            || self.replies.bytes() + reply.len() > UDP_QUEUE_BYTES
+        {
             WorkerStats::add(&stats.datagrams_dropped, 1);
+            return;
         }
+        self.replies.push(peer, reply);
     }
 
-    fn flush_queue(&mut self, stats: &WorkerStats) {
-        while self.writable {
-            let Some((peer, reply)) = self.queue.front() else {
-                break;
-            };
-            match self.socket.send_to(reply, *peer) {
-                Ok(_) => WorkerStats::add(&stats.datagrams_out, 1),
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    self.writable = false;
-                    break;
-                }
-                Err(error) => {
-                    log::debug!("udp reply to {peer} failed: {error}");
-                    WorkerStats::add(&stats.datagrams_dropped, 1);
-                }
-            }
-            self.queue.pop_front();
+    /// Sends queued replies while the socket takes them.
+    fn send_replies(&mut self, stats: &WorkerStats) {
+        if !self.writable || self.replies.is_empty() {
+            return;
         }
-        if self.queue.is_empty() {
-            self.queue.shrink_to(0);
+        let outcome = self.replies.send_to(&self.socket, |peer, error| {
+            log::debug!("udp reply to {peer} failed: {error}");
+        });
+        WorkerStats::add(&stats.datagrams_out, outcome.sent as u64);
+        WorkerStats::add(&stats.datagrams_dropped, outcome.failed as u64);
+        if outcome.would_block {
+            self.writable = false;
         }
     }
 }

@@ -14,11 +14,14 @@
 //! - [`connect_tcp`]: a client connection with a timeout and `TCP_NODELAY`.
 //!
 //! Every failure is a [`SocketError`] whose message names the address and the
-//! likely cause. This crate is not for reading or writing: callers own the
-//! sockets it returns.
+//! likely cause. Callers own the sockets it returns and do their own reading
+//! and writing, with one exception std has no call for: [`batch`], many
+//! datagrams per system call (`recvmmsg`/`sendmmsg`). Every `unsafe` call
+//! into the OS lives here, so the libraries above it forbid `unsafe`.
 
 #![deny(missing_docs)]
 
+pub mod batch;
 mod error;
 
 pub use error::{SocketError, SocketOperation};

@@ -1,0 +1,494 @@
+//! Batched datagram I/O: many datagrams per system call.
+//!
+//! A UDP server answering many clients pays two system calls per datagram
+//! with `recv_from` and `send_to`, and on loopback or a fast network those
+//! calls, not the work, are most of its time. On Linux, [`RecvBatch`] takes
+//! every waiting datagram (up to its slots) with one `recvmmsg`, and
+//! [`SendBatch`] sends queued replies, to any mix of peers, with one
+//! `sendmmsg`. Elsewhere the same types make one call per datagram, so
+//! callers have one code path.
+//!
+//! Both work on any non-blocking datagram socket (`std`, `mio`, `socket2`)
+//! through its descriptor; neither owns the socket.
+
+use std::io;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::os::fd::AsFd;
+
+/// Bytes a receive slot holds: the largest UDP payload (65,507 bytes over
+/// IPv4, 65,527 over IPv6) fits, so no datagram is ever cut short.
+pub const MAX_DATAGRAM: usize = 65_536;
+
+/// Most slots a [`RecvBatch`] has, and most datagrams one `sendmmsg` takes:
+/// past about this many, the system call's own cost is already shared so
+/// thinly that more slots only add memory.
+pub const MAX_BATCH: usize = 32;
+
+/// Datagrams received together, each with its sender.
+///
+/// The slots are allocated zeroed and untouched, so the kernel maps their
+/// memory only as datagrams fill it: small datagrams cost a page per slot
+/// used, not [`MAX_DATAGRAM`].
+pub struct RecvBatch {
+    /// `slots` buffers of [`MAX_DATAGRAM`] bytes, end to end.
+    buffer: Box<[u8]>,
+    /// The datagrams of the last receive, in order.
+    received: Vec<Received>,
+}
+
+/// Where one received datagram is, and who sent it.
+#[derive(Debug, Clone, Copy)]
+struct Received {
+    slot: usize,
+    len: usize,
+    peer: SocketAddr,
+}
+
+impl RecvBatch {
+    /// A batch of `slots` datagrams (1 to [`MAX_BATCH`]; values outside are
+    /// brought into that range).
+    pub fn new(slots: usize) -> Self {
+        let slots = slots.clamp(1, MAX_BATCH);
+        Self {
+            buffer: vec![0; slots * MAX_DATAGRAM].into_boxed_slice(),
+            received: Vec::with_capacity(slots),
+        }
+    }
+
+    /// How many datagrams one receive can take.
+    pub fn slots(&self) -> usize {
+        self.buffer.len() / MAX_DATAGRAM
+    }
+
+    /// Receives the datagrams waiting on `socket`, as many as there are slots,
+    /// with one system call on Linux. Returns how many; `WouldBlock` when
+    /// none was waiting (the socket must be non-blocking). The previous
+    /// batch's datagrams are gone once this is called.
+    ///
+    /// An error other than `WouldBlock` or `Interrupted` may concern one
+    /// earlier datagram (an ICMP report for a reply, say) rather than the
+    /// socket: receiving again is the usual answer.
+    pub fn recv_from(&mut self, socket: &impl AsFd) -> io::Result<usize> {
+        self.received.clear();
+        sys::recv_many(socket, &mut self.buffer, &mut self.received)?;
+        Ok(self.received.len())
+    }
+
+    /// The datagrams of the last receive, each with its sender.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], SocketAddr)> + '_ {
+        self.received.iter().map(|received| {
+            let start = received.slot * MAX_DATAGRAM;
+            (&self.buffer[start..start + received.len], received.peer)
+        })
+    }
+}
+
+impl std::fmt::Debug for RecvBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvBatch")
+            .field("slots", &self.slots())
+            .field("received", &self.received)
+            .finish()
+    }
+}
+
+/// Datagrams waiting to be sent, each to its own peer, in order.
+///
+/// [`SendBatch::send_to`] sends them, up to [`MAX_BATCH`] per system call on
+/// Linux, until the socket would block; what it did not send stays queued,
+/// in order, for the next call.
+#[derive(Debug, Default)]
+pub struct SendBatch {
+    /// The payloads, end to end.
+    bytes: Vec<u8>,
+    /// Each datagram: its payload in `bytes` and its destination.
+    datagrams: Vec<(Range<usize>, SocketAddr)>,
+    /// Datagrams at the front already sent; dropped when the rest are.
+    sent: usize,
+}
+
+/// What one [`SendBatch::send_to`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SendOutcome {
+    /// Datagrams the socket took.
+    pub sent: usize,
+    /// Datagrams refused with an error for that datagram alone (an
+    /// unreachable or invalid destination, say); they were dropped.
+    pub failed: usize,
+    /// Whether the socket would not take more: the rest stay queued until
+    /// it is writable again.
+    pub would_block: bool,
+}
+
+impl SendBatch {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Queues a datagram for `peer`.
+    pub fn push(&mut self, peer: SocketAddr, payload: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(payload);
+        self.datagrams.push((start..self.bytes.len(), peer));
+    }
+
+    /// Datagrams queued and not yet sent.
+    pub fn len(&self) -> usize {
+        self.datagrams.len() - self.sent
+    }
+
+    /// Whether nothing waits to be sent.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Payload bytes queued and not yet sent.
+    pub fn bytes(&self) -> usize {
+        self.datagrams
+            .get(self.sent)
+            .map_or(0, |(range, _)| self.bytes.len() - range.start)
+    }
+
+    /// Sends queued datagrams until none is left or the socket would block.
+    /// A datagram refused with any other error is dropped and counted, and
+    /// sending goes on with the next: one bad destination must not hold up
+    /// everyone else's replies. `failed` is told each such error.
+    pub fn send_to(
+        &mut self,
+        socket: &impl AsFd,
+        mut failed: impl FnMut(SocketAddr, &io::Error),
+    ) -> SendOutcome {
+        let mut outcome = SendOutcome::default();
+        while self.sent < self.datagrams.len() {
+            let pending = &self.datagrams[self.sent..];
+            match sys::send_many(socket, &self.bytes, pending) {
+                Ok(sent) => {
+                    self.sent += sent;
+                    outcome.sent += sent;
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    outcome.would_block = true;
+                    break;
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    // The error is the first pending datagram's own.
+                    failed(pending[0].1, &error);
+                    self.sent += 1;
+                    outcome.failed += 1;
+                }
+            }
+        }
+        self.forget_sent();
+        outcome
+    }
+
+    /// Drops every queued datagram; returns how many were not sent.
+    pub fn clear(&mut self) -> usize {
+        let unsent = self.len();
+        self.sent = self.datagrams.len();
+        self.forget_sent();
+        unsent
+    }
+
+    /// Frees what was sent: all of it once the queue is empty (memory held
+    /// beyond a few large datagrams is given back), else the sent front once
+    /// it is half the queue, so a queue that never empties stays bounded.
+    fn forget_sent(&mut self) {
+        /// Payload capacity kept for reuse by an empty queue.
+        const KEPT_CAPACITY: usize = 4 * MAX_DATAGRAM;
+        if self.sent == self.datagrams.len() {
+            self.bytes.clear();
+            self.datagrams.clear();
+            self.sent = 0;
+            self.bytes.shrink_to(KEPT_CAPACITY);
+            self.datagrams.shrink_to(MAX_BATCH);
+        } else if self.sent > 0 && 2 * self.sent >= self.datagrams.len() {
+            let offset = self.datagrams[self.sent].0.start;
+            self.bytes.drain(..offset);
+            self.datagrams.drain(..self.sent);
+            for (range, _) in &mut self.datagrams {
+                *range = range.start - offset..range.end - offset;
+            }
+            self.sent = 0;
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+use mmsg as sys;
+#[cfg(not(target_os = "linux"))]
+use one_by_one as sys;
+
+#[cfg(target_os = "linux")]
+mod mmsg {
+    //! `recvmmsg` and `sendmmsg`.
+
+    use super::{MAX_BATCH, MAX_DATAGRAM, Received};
+    use socket2::SockAddr;
+    use std::io;
+    use std::mem;
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+    use std::ops::Range;
+    use std::os::fd::{AsFd, AsRawFd};
+
+    pub(super) fn recv_many(
+        socket: &impl AsFd,
+        buffer: &mut [u8],
+        received: &mut Vec<Received>,
+    ) -> io::Result<()> {
+        let slots = (buffer.len() / MAX_DATAGRAM).min(MAX_BATCH);
+        // SAFETY: these are plain C structures, for which all zeros is a
+        // valid value (null pointers, zero lengths).
+        let mut names: [libc::sockaddr_storage; MAX_BATCH] = unsafe { mem::zeroed() };
+        let mut iovecs: [libc::iovec; MAX_BATCH] = unsafe { mem::zeroed() };
+        let mut headers: [libc::mmsghdr; MAX_BATCH] = unsafe { mem::zeroed() };
+        for (slot, chunk) in buffer
+            .chunks_exact_mut(MAX_DATAGRAM)
+            .take(slots)
+            .enumerate()
+        {
+            iovecs[slot] = libc::iovec {
+                iov_base: chunk.as_mut_ptr().cast(),
+                iov_len: chunk.len(),
+            };
+        }
+        for slot in 0..slots {
+            let header = &mut headers[slot].msg_hdr;
+            header.msg_name = (&raw mut names[slot]).cast();
+            header.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            header.msg_iov = &raw mut iovecs[slot];
+            header.msg_iovlen = 1;
+        }
+        // SAFETY: `headers[..slots]` are initialised above; each points at
+        // its own name storage and at one iovec covering a distinct slot of
+        // `buffer`, all of which outlive the call. The kernel writes at most
+        // `msg_namelen` bytes of name and `iov_len` bytes of data.
+        let count = unsafe {
+            libc::recvmmsg(
+                socket.as_fd().as_raw_fd(),
+                headers.as_mut_ptr(),
+                slots as libc::c_uint,
+                0,
+                std::ptr::null_mut(),
+            )
+        };
+        if count < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        for slot in 0..count as usize {
+            let header = &headers[slot];
+            // Only IPv4 and IPv6 senders can reach an IP socket; anything
+            // else is skipped rather than trusted.
+            if let Some(peer) = socket_addr(&names[slot], header.msg_hdr.msg_namelen) {
+                let len = (header.msg_len as usize).min(MAX_DATAGRAM);
+                received.push(Received { slot, len, peer });
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn send_many(
+        socket: &impl AsFd,
+        bytes: &[u8],
+        datagrams: &[(Range<usize>, SocketAddr)],
+    ) -> io::Result<usize> {
+        let count = datagrams.len().min(MAX_BATCH);
+        let names: Vec<SockAddr> = datagrams[..count]
+            .iter()
+            .map(|&(_, peer)| SockAddr::from(peer))
+            .collect();
+        // SAFETY: plain C structures, all zeros valid.
+        let mut iovecs: [libc::iovec; MAX_BATCH] = unsafe { mem::zeroed() };
+        let mut headers: [libc::mmsghdr; MAX_BATCH] = unsafe { mem::zeroed() };
+        for (index, (range, _)) in datagrams[..count].iter().enumerate() {
+            let payload = &bytes[range.clone()];
+            iovecs[index] = libc::iovec {
+                // The kernel only reads through it (sendmmsg).
+                iov_base: payload.as_ptr().cast_mut().cast(),
+                iov_len: payload.len(),
+            };
+        }
+        for index in 0..count {
+            let header = &mut headers[index].msg_hdr;
+            header.msg_name = names[index].as_ptr().cast_mut().cast();
+            header.msg_namelen = names[index].len();
+            header.msg_iov = &raw mut iovecs[index];
+            header.msg_iovlen = 1;
+        }
+        // SAFETY: `headers[..count]` are initialised above and point at
+        // names and payloads that outlive the call; sendmmsg reads them and
+        // writes only each header's `msg_len`.
+        let sent = unsafe {
+            libc::sendmmsg(
+                socket.as_fd().as_raw_fd(),
+                headers.as_mut_ptr(),
+                count as libc::c_uint,
+                0,
+            )
+        };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(sent as usize)
+    }
+
+    /// The IPv4 or IPv6 address the kernel wrote, if it is one.
+    fn socket_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+        let len = len as usize;
+        match libc::c_int::from(storage.ss_family) {
+            libc::AF_INET if len >= mem::size_of::<libc::sockaddr_in>() => {
+                // SAFETY: the family says the storage holds a `sockaddr_in`;
+                // `sockaddr_storage` is larger and at least as aligned.
+                let addr = unsafe { &*(&raw const *storage).cast::<libc::sockaddr_in>() };
+                Some(SocketAddr::V4(SocketAddrV4::new(
+                    Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr)),
+                    u16::from_be(addr.sin_port),
+                )))
+            }
+            libc::AF_INET6 if len >= mem::size_of::<libc::sockaddr_in6>() => {
+                // SAFETY: as above, for `sockaddr_in6`.
+                let addr = unsafe { &*(&raw const *storage).cast::<libc::sockaddr_in6>() };
+                Some(SocketAddr::V6(SocketAddrV6::new(
+                    Ipv6Addr::from(addr.sin6_addr.s6_addr),
+                    u16::from_be(addr.sin6_port),
+                    addr.sin6_flowinfo,
+                    addr.sin6_scope_id,
+                )))
+            }
+            _ => None,
+        }
+    }
+}
+
+// Compiled everywhere, so that its tests run on Linux too.
+#[cfg_attr(target_os = "linux", allow(dead_code))]
+mod one_by_one {
+    //! One `recv_from` or `send_to` per datagram, where there is no
+    //! `recvmmsg`.
+
+    use super::{MAX_BATCH, MAX_DATAGRAM, Received};
+    use socket2::{SockAddr, SockRef};
+    use std::io;
+    use std::mem::MaybeUninit;
+    use std::net::SocketAddr;
+    use std::ops::Range;
+    use std::os::fd::AsFd;
+
+    pub(super) fn recv_many(
+        socket: &impl AsFd,
+        buffer: &mut [u8],
+        received: &mut Vec<Received>,
+    ) -> io::Result<()> {
+        let socket = SockRef::from(socket);
+        for (slot, chunk) in buffer
+            .chunks_exact_mut(MAX_DATAGRAM)
+            .take(MAX_BATCH)
+            .enumerate()
+        {
+            // SAFETY: `recv_from` only writes initialised bytes into it.
+            let uninit = unsafe { &mut *(chunk as *mut [u8] as *mut [MaybeUninit<u8>]) };
+            match socket.recv_from(uninit) {
+                Ok((len, peer)) => match peer.as_socket() {
+                    Some(peer) => received.push(Received { slot, len, peer }),
+                    None => continue,
+                },
+                Err(error) if received.is_empty() => return Err(error),
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn send_many(
+        socket: &impl AsFd,
+        bytes: &[u8],
+        datagrams: &[(Range<usize>, SocketAddr)],
+    ) -> io::Result<usize> {
+        let socket = SockRef::from(socket);
+        let mut sent = 0;
+        for (range, peer) in datagrams.iter().take(MAX_BATCH) {
+            match socket.send_to(&bytes[range.clone()], &SockAddr::from(*peer)) {
+                Ok(_) => sent += 1,
+                Err(error) if sent == 0 => return Err(error),
+                Err(_) => break,
+            }
+        }
+        Ok(sent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_that_never_empties_gives_back_what_was_sent() {
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut queue = SendBatch::new();
+        for index in 0..4u8 {
+            queue.push(peer, &[index; 10]);
+        }
+        // As if one send took the first three and then the socket blocked.
+        queue.sent = 3;
+        queue.forget_sent();
+        assert_eq!(queue.sent, 0);
+        assert_eq!(queue.len(), 1);
+        assert_eq!(queue.bytes(), 10);
+        assert_eq!(queue.bytes.len(), 10);
+        let (range, _) = &queue.datagrams[0];
+        assert_eq!(&queue.bytes[range.clone()], &[3; 10]);
+        // Less than half sent: kept as it is until more goes.
+        queue.push(peer, &[4; 10]);
+        queue.push(peer, &[5; 10]);
+        queue.sent = 1;
+        queue.forget_sent();
+        assert_eq!((queue.sent, queue.len(), queue.bytes()), (1, 2, 20));
+    }
+
+    /// The portable path, which Linux builds do not use, on real sockets.
+    #[test]
+    fn one_call_per_datagram_where_there_is_no_recvmmsg() {
+        use std::net::UdpSocket;
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        server.set_nonblocking(true).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        for payload in [&b"one"[..], b"two"] {
+            client
+                .send_to(payload, server.local_addr().unwrap())
+                .unwrap();
+        }
+        let mut buffer = vec![0; 4 * MAX_DATAGRAM];
+        let mut received = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while received.len() < 2 && std::time::Instant::now() < deadline {
+            match one_by_one::recv_many(&server, &mut buffer, &mut received) {
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) => panic!("{error}"),
+            }
+        }
+        assert_eq!(received.len(), 2);
+        for (received, expected) in received.iter().zip([&b"one"[..], b"two"]) {
+            let start = received.slot * MAX_DATAGRAM;
+            assert_eq!(&buffer[start..start + received.len], expected);
+            assert_eq!(received.peer, client.local_addr().unwrap());
+        }
+        let to = client.local_addr().unwrap();
+        let datagrams = [(0..3, to), (3..6, to)];
+        assert_eq!(
+            one_by_one::send_many(&server, b"ONETWO", &datagrams).unwrap(),
+            2
+        );
+        let mut reply = [0; 8];
+        for expected in [&b"ONE"[..], b"TWO"] {
+            let (len, _) = client.recv_from(&mut reply).unwrap();
+            assert_eq!(&reply[..len], expected);
+        }
+    }
+}
