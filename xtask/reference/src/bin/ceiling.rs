@@ -13,12 +13,15 @@
 //! protocol's) and written straight back from the read buffer. No limits, no
 //! idle list, no logging, no counters: none of what makes shoutd a product.
 //! A partial write is kept and the connection is not read again until it
-//! drains, so no byte is ever lost; a UDP reply that would block is dropped.
+//! drains, so no byte is ever lost. Datagrams are received and answered in
+//! batches (`recvmmsg`/`sendmmsg`), as shoutd does them; a UDP reply that
+//! would block is dropped.
 //! Its listen backlog is shoutd's (1024), so neither queues more.
 
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
 use shout_reference::{Addresses, announce};
+use shout_socket::batch::{MAX_BATCH, RecvBatch, SendBatch};
 use slab::Slab;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, Read, Write};
@@ -95,6 +98,11 @@ fn serve_loop(mut listener: TcpListener, mut udp: UdpSocket) -> io::Result<()> {
         .register(&mut udp, DATAGRAMS, Interest::READABLE)?;
     let mut connections = Slab::new();
     let mut buffer = vec![0; 64 * 1024];
+    let mut datagrams = Datagrams {
+        received: RecvBatch::new(MAX_BATCH),
+        replies: SendBatch::new(),
+        answer: Vec::new(),
+    };
     let mut events = Events::with_capacity(1024);
     loop {
         if let Err(error) = poll.poll(&mut events, None) {
@@ -106,7 +114,7 @@ fn serve_loop(mut listener: TcpListener, mut udp: UdpSocket) -> io::Result<()> {
         for event in &events {
             match event.token() {
                 LISTENER => accept(&poll, &listener, &mut connections),
-                DATAGRAMS => answer_datagrams(&udp, &mut buffer),
+                DATAGRAMS => answer_datagrams(&udp, &mut datagrams),
                 Token(key) => {
                     let open = match connections.get_mut(key) {
                         Some(connection) => serve(connection, &mut buffer).unwrap_or(false),
@@ -225,13 +233,28 @@ fn flush(stream: &mut TcpStream, unsent: &mut Vec<u8>) -> io::Result<bool> {
     result
 }
 
-fn answer_datagrams(socket: &UdpSocket, buffer: &mut [u8]) {
+/// Datagram buffers, reused: what is waiting is received with one
+/// `recvmmsg` and answered with one `sendmmsg`, as shoutd does.
+struct Datagrams {
+    received: RecvBatch,
+    replies: SendBatch,
+    answer: Vec<u8>,
+}
+
+fn answer_datagrams(socket: &UdpSocket, datagrams: &mut Datagrams) {
     loop {
-        match socket.recv_from(buffer) {
-            Ok((len, peer)) => {
-                let answer = &mut buffer[..len];
-                answer.make_ascii_uppercase();
-                let _ = socket.send_to(answer, peer);
+        match datagrams.received.recv_from(socket) {
+            Ok(_) => {
+                for (request, peer) in datagrams.received.iter() {
+                    datagrams.answer.clear();
+                    datagrams
+                        .answer
+                        .extend(request.iter().map(u8::to_ascii_uppercase));
+                    datagrams.replies.push(peer, &datagrams.answer);
+                }
+                datagrams.replies.send_to(socket, |_, _| {});
+                // What the socket would not take is dropped.
+                datagrams.replies.clear();
             }
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
             Err(_) => {}
