@@ -623,8 +623,8 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
         };
         endpoint.send_replies(stats);
         for _ in 0..RECEIVES_PER_TURN {
-            match received.recv_from(&endpoint.socket) {
-                Ok(count) => WorkerStats::add(&stats.datagrams_in, count as u64),
+            let count = match received.recv_from(&endpoint.socket) {
+                Ok(count) => count,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => {
@@ -633,7 +633,8 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
                     log::debug!("udp {}: receive error: {error}", endpoint.local_addr());
                     continue;
                 }
-            }
+            };
+            WorkerStats::add(&stats.datagrams_in, count as u64);
             for (request, peer) in received.iter() {
                 scratch.clear();
                 match datagram_service.datagram(request, peer, scratch) {
@@ -642,6 +643,16 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
                 }
             }
             endpoint.send_replies(stats);
+            if count < received.slots() {
+                // The kernel stopped short of the slots because the socket
+                // ran dry (the other reason, an ICMP error, is not reported
+                // on an unconnected socket without IP_RECVERR). A datagram
+                // arriving from now on raises a new edge, so asking again
+                // now would only cost a call that finds nothing: at moderate
+                // rates, where batches are small, that call was most of
+                // what batching cost.
+                return false;
+            }
         }
         hot.push(Source::Udp(index));
         true

@@ -11,6 +11,7 @@
 //! Both work on any non-blocking datagram socket (`std`, `mio`, `socket2`)
 //! through its descriptor; neither owns the socket.
 
+use socket2::SockAddr;
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -66,6 +67,10 @@ impl RecvBatch {
     /// none was waiting (the socket must be non-blocking). The previous
     /// batch's datagrams are gone once this is called.
     ///
+    /// Fewer than [`slots`](Self::slots) means the socket had no more
+    /// waiting at that moment, or an error stopped the receive early (the
+    /// next call reports it).
+    ///
     /// An error other than `WouldBlock` or `Interrupted` may concern one
     /// earlier datagram (an ICMP report for a reply, say) rather than the
     /// socket: receiving again is the usual answer.
@@ -103,9 +108,18 @@ pub struct SendBatch {
     /// The payloads, end to end.
     bytes: Vec<u8>,
     /// Each datagram: its payload in `bytes` and its destination.
-    datagrams: Vec<(Range<usize>, SocketAddr)>,
+    datagrams: Vec<Outgoing>,
     /// Datagrams at the front already sent; dropped when the rest are.
     sent: usize,
+}
+
+/// One queued datagram: where its payload is, and where it goes, also in
+/// the form the system call takes (converted once, when queued).
+#[derive(Debug, Clone)]
+struct Outgoing {
+    payload: Range<usize>,
+    peer: SocketAddr,
+    name: SockAddr,
 }
 
 /// What one [`SendBatch::send_to`] did.
@@ -131,7 +145,11 @@ impl SendBatch {
     pub fn push(&mut self, peer: SocketAddr, payload: &[u8]) {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(payload);
-        self.datagrams.push((start..self.bytes.len(), peer));
+        self.datagrams.push(Outgoing {
+            payload: start..self.bytes.len(),
+            peer,
+            name: SockAddr::from(peer),
+        });
     }
 
     /// Datagrams queued and not yet sent.
@@ -148,7 +166,7 @@ impl SendBatch {
     pub fn bytes(&self) -> usize {
         self.datagrams
             .get(self.sent)
-            .map_or(0, |(range, _)| self.bytes.len() - range.start)
+            .map_or(0, |datagram| self.bytes.len() - datagram.payload.start)
     }
 
     /// Sends queued datagrams until none is left or the socket would block.
@@ -175,7 +193,7 @@ impl SendBatch {
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => {
                     // The error is the first pending datagram's own.
-                    failed(pending[0].1, &error);
+                    failed(pending[0].peer, &error);
                     self.sent += 1;
                     outcome.failed += 1;
                 }
@@ -206,15 +224,26 @@ impl SendBatch {
             self.bytes.shrink_to(KEPT_CAPACITY);
             self.datagrams.shrink_to(MAX_BATCH);
         } else if self.sent > 0 && 2 * self.sent >= self.datagrams.len() {
-            let offset = self.datagrams[self.sent].0.start;
+            let offset = self.datagrams[self.sent].payload.start;
             self.bytes.drain(..offset);
             self.datagrams.drain(..self.sent);
-            for (range, _) in &mut self.datagrams {
+            for datagram in &mut self.datagrams {
+                let range = &mut datagram.payload;
                 *range = range.start - offset..range.end - offset;
             }
             self.sent = 0;
         }
     }
+}
+
+/// Receives one datagram into `slot`: its length and sender, or `None`
+/// for a sender that is not an IP address (which an IP socket never has).
+fn recv_one(socket: &impl AsFd, slot: &mut [u8]) -> io::Result<Option<(usize, SocketAddr)>> {
+    // SAFETY: the cast only forgets that the bytes are initialised, and
+    // `recv_from` writes nothing but initialised bytes into them.
+    let uninit = unsafe { &mut *(slot as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
+    let (len, peer) = socket2::SockRef::from(socket).recv_from(uninit)?;
+    Ok(peer.as_socket().map(|peer| (len, peer)))
 }
 
 #[cfg(target_os = "linux")]
@@ -225,13 +254,15 @@ use one_by_one as sys;
 #[cfg(target_os = "linux")]
 mod mmsg {
     //! `recvmmsg` and `sendmmsg`.
+    //!
+    //! The C structures are built on the stack for each call, only as many
+    //! as the call uses: zeroing all [`MAX_BATCH`] of them would cost more
+    //! than a lone datagram saves.
 
-    use super::{MAX_BATCH, MAX_DATAGRAM, Received};
-    use socket2::SockAddr;
+    use super::{MAX_BATCH, MAX_DATAGRAM, Outgoing, Received};
     use std::io;
-    use std::mem;
+    use std::mem::{self, MaybeUninit};
     use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-    use std::ops::Range;
     use std::os::fd::{AsFd, AsRawFd};
 
     pub(super) fn recv_many(
@@ -239,37 +270,68 @@ mod mmsg {
         buffer: &mut [u8],
         received: &mut Vec<Received>,
     ) -> io::Result<()> {
-        let slots = (buffer.len() / MAX_DATAGRAM).min(MAX_BATCH);
-        // SAFETY: these are plain C structures, for which all zeros is a
-        // valid value (null pointers, zero lengths).
-        let mut names: [libc::sockaddr_storage; MAX_BATCH] = unsafe { mem::zeroed() };
-        let mut iovecs: [libc::iovec; MAX_BATCH] = unsafe { mem::zeroed() };
-        let mut headers: [libc::mmsghdr; MAX_BATCH] = unsafe { mem::zeroed() };
+        // The first datagram alone: `recvfrom` costs less than `recvmmsg`'s
+        // per-message header copying, and at moderate rates most batches
+        // hold one datagram. Only when one was there is the rest asked for.
+        let Some((first, rest)) = buffer.split_at_mut_checked(MAX_DATAGRAM) else {
+            return Ok(());
+        };
+        if let Some((len, peer)) = super::recv_one(socket, first)? {
+            received.push(Received { slot: 0, len, peer });
+        }
+        if let Err(error) = recv_mmsg(socket, rest, 1, received) {
+            if received.is_empty() {
+                return Err(error);
+            }
+            // `WouldBlock`: that was all. Anything else concerns the next
+            // datagram, and the next call reports it.
+        }
+        Ok(())
+    }
+
+    /// Receives into the slots of `buffer`, numbering them from `first_slot`.
+    fn recv_mmsg(
+        socket: &impl AsFd,
+        buffer: &mut [u8],
+        first_slot: usize,
+        received: &mut Vec<Received>,
+    ) -> io::Result<()> {
+        let mut names = [MaybeUninit::<libc::sockaddr_storage>::uninit(); MAX_BATCH];
+        let mut iovecs = [MaybeUninit::<libc::iovec>::uninit(); MAX_BATCH];
+        let mut headers = [MaybeUninit::<libc::mmsghdr>::uninit(); MAX_BATCH];
+        let mut slots = 0;
         for (slot, chunk) in buffer
             .chunks_exact_mut(MAX_DATAGRAM)
-            .take(slots)
+            .take(MAX_BATCH - first_slot)
             .enumerate()
         {
-            iovecs[slot] = libc::iovec {
+            // SAFETY (both zeroed): plain C structures, for which all zeros
+            // is a valid value (null pointers, zero lengths); the fields
+            // that matter are set here.
+            let name = names[slot].write(unsafe { mem::zeroed() });
+            let iovec = iovecs[slot].write(libc::iovec {
                 iov_base: chunk.as_mut_ptr().cast(),
                 iov_len: chunk.len(),
-            };
-        }
-        for slot in 0..slots {
-            let header = &mut headers[slot].msg_hdr;
-            header.msg_name = (&raw mut names[slot]).cast();
+            });
+            let header = &mut headers[slot].write(unsafe { mem::zeroed() }).msg_hdr;
+            header.msg_name = (name as *mut libc::sockaddr_storage).cast();
             header.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            header.msg_iov = &raw mut iovecs[slot];
+            header.msg_iov = iovec;
             header.msg_iovlen = 1;
+            slots = slot + 1;
+        }
+        if slots == 0 {
+            return Ok(());
         }
         // SAFETY: `headers[..slots]` are initialised above; each points at
         // its own name storage and at one iovec covering a distinct slot of
         // `buffer`, all of which outlive the call. The kernel writes at most
-        // `msg_namelen` bytes of name and `iov_len` bytes of data.
+        // `msg_namelen` bytes of name and `iov_len` bytes of data, and
+        // returns how many headers it filled in.
         let count = unsafe {
             libc::recvmmsg(
                 socket.as_fd().as_raw_fd(),
-                headers.as_mut_ptr(),
+                headers.as_mut_ptr().cast(),
                 slots as libc::c_uint,
                 0,
                 std::ptr::null_mut(),
@@ -278,13 +340,23 @@ mod mmsg {
         if count < 0 {
             return Err(io::Error::last_os_error());
         }
-        for slot in 0..count as usize {
-            let header = &headers[slot];
+        for slot in 0..(count as usize).min(slots) {
+            // SAFETY: `slot < slots`: initialised above.
+            let (header, name) = unsafe {
+                (
+                    headers[slot].assume_init_ref(),
+                    names[slot].assume_init_ref(),
+                )
+            };
             // Only IPv4 and IPv6 senders can reach an IP socket; anything
             // else is skipped rather than trusted.
-            if let Some(peer) = socket_addr(&names[slot], header.msg_hdr.msg_namelen) {
+            if let Some(peer) = socket_addr(name, header.msg_hdr.msg_namelen) {
                 let len = (header.msg_len as usize).min(MAX_DATAGRAM);
-                received.push(Received { slot, len, peer });
+                received.push(Received {
+                    slot: first_slot + slot,
+                    len,
+                    peer,
+                });
             }
         }
         Ok(())
@@ -293,29 +365,32 @@ mod mmsg {
     pub(super) fn send_many(
         socket: &impl AsFd,
         bytes: &[u8],
-        datagrams: &[(Range<usize>, SocketAddr)],
+        datagrams: &[Outgoing],
     ) -> io::Result<usize> {
+        if let [datagram] = datagrams {
+            // One datagram: `sendto` skips the message-header copying that
+            // `sendmmsg` does for each message, and costs less.
+            let socket = socket2::SockRef::from(socket);
+            return socket
+                .send_to(&bytes[datagram.payload.clone()], &datagram.name)
+                .map(|_| 1);
+        }
         let count = datagrams.len().min(MAX_BATCH);
-        let names: Vec<SockAddr> = datagrams[..count]
-            .iter()
-            .map(|&(_, peer)| SockAddr::from(peer))
-            .collect();
-        // SAFETY: plain C structures, all zeros valid.
-        let mut iovecs: [libc::iovec; MAX_BATCH] = unsafe { mem::zeroed() };
-        let mut headers: [libc::mmsghdr; MAX_BATCH] = unsafe { mem::zeroed() };
-        for (index, (range, _)) in datagrams[..count].iter().enumerate() {
-            let payload = &bytes[range.clone()];
-            iovecs[index] = libc::iovec {
+        let mut iovecs = [MaybeUninit::<libc::iovec>::uninit(); MAX_BATCH];
+        let mut headers = [MaybeUninit::<libc::mmsghdr>::uninit(); MAX_BATCH];
+        for (index, datagram) in datagrams[..count].iter().enumerate() {
+            let payload = &bytes[datagram.payload.clone()];
+            let iovec = iovecs[index].write(libc::iovec {
                 // The kernel only reads through it (sendmmsg).
                 iov_base: payload.as_ptr().cast_mut().cast(),
                 iov_len: payload.len(),
-            };
-        }
-        for index in 0..count {
-            let header = &mut headers[index].msg_hdr;
-            header.msg_name = names[index].as_ptr().cast_mut().cast();
-            header.msg_namelen = names[index].len();
-            header.msg_iov = &raw mut iovecs[index];
+            });
+            // SAFETY: a plain C structure; all zeros is valid, and the
+            // fields that matter are set here.
+            let header = &mut headers[index].write(unsafe { mem::zeroed() }).msg_hdr;
+            header.msg_name = datagram.name.as_ptr().cast_mut().cast();
+            header.msg_namelen = datagram.name.len();
+            header.msg_iov = iovec;
             header.msg_iovlen = 1;
         }
         // SAFETY: `headers[..count]` are initialised above and point at
@@ -324,7 +399,7 @@ mod mmsg {
         let sent = unsafe {
             libc::sendmmsg(
                 socket.as_fd().as_raw_fd(),
-                headers.as_mut_ptr(),
+                headers.as_mut_ptr().cast(),
                 count as libc::c_uint,
                 0,
             )
@@ -364,17 +439,16 @@ mod mmsg {
 }
 
 // Compiled everywhere, so that its tests run on Linux too.
+
+// Compiled everywhere, so that its tests run on Linux too.
 #[cfg_attr(target_os = "linux", allow(dead_code))]
 mod one_by_one {
     //! One `recv_from` or `send_to` per datagram, where there is no
     //! `recvmmsg`.
 
-    use super::{MAX_BATCH, MAX_DATAGRAM, Received};
-    use socket2::{SockAddr, SockRef};
+    use super::{MAX_BATCH, MAX_DATAGRAM, Outgoing, Received};
+    use socket2::SockRef;
     use std::io;
-    use std::mem::MaybeUninit;
-    use std::net::SocketAddr;
-    use std::ops::Range;
     use std::os::fd::AsFd;
 
     pub(super) fn recv_many(
@@ -382,20 +456,17 @@ mod one_by_one {
         buffer: &mut [u8],
         received: &mut Vec<Received>,
     ) -> io::Result<()> {
-        let socket = SockRef::from(socket);
         for (slot, chunk) in buffer
             .chunks_exact_mut(MAX_DATAGRAM)
             .take(MAX_BATCH)
             .enumerate()
         {
-            // SAFETY: `recv_from` only writes initialised bytes into it.
-            let uninit = unsafe { &mut *(chunk as *mut [u8] as *mut [MaybeUninit<u8>]) };
-            match socket.recv_from(uninit) {
-                Ok((len, peer)) => match peer.as_socket() {
-                    Some(peer) => received.push(Received { slot, len, peer }),
-                    None => continue,
-                },
+            match super::recv_one(socket, chunk) {
+                Ok(Some((len, peer))) => received.push(Received { slot, len, peer }),
+                Ok(None) => continue,
                 Err(error) if received.is_empty() => return Err(error),
+                // As recvmmsg: stop at the first error, which the next call
+                // reports.
                 Err(_) => break,
             }
         }
@@ -405,12 +476,12 @@ mod one_by_one {
     pub(super) fn send_many(
         socket: &impl AsFd,
         bytes: &[u8],
-        datagrams: &[(Range<usize>, SocketAddr)],
+        datagrams: &[Outgoing],
     ) -> io::Result<usize> {
         let socket = SockRef::from(socket);
         let mut sent = 0;
-        for (range, peer) in datagrams.iter().take(MAX_BATCH) {
-            match socket.send_to(&bytes[range.clone()], &SockAddr::from(*peer)) {
+        for datagram in datagrams.iter().take(MAX_BATCH) {
+            match socket.send_to(&bytes[datagram.payload.clone()], &datagram.name) {
                 Ok(_) => sent += 1,
                 Err(error) if sent == 0 => return Err(error),
                 Err(_) => break,
@@ -438,8 +509,8 @@ mod tests {
         assert_eq!(queue.len(), 1);
         assert_eq!(queue.bytes(), 10);
         assert_eq!(queue.bytes.len(), 10);
-        let (range, _) = &queue.datagrams[0];
-        assert_eq!(&queue.bytes[range.clone()], &[3; 10]);
+        let payload = queue.datagrams[0].payload.clone();
+        assert_eq!(&queue.bytes[payload], &[3; 10]);
         // Less than half sent: kept as it is until more goes.
         queue.push(peer, &[4; 10]);
         queue.push(peer, &[5; 10]);
@@ -479,12 +550,11 @@ mod tests {
             assert_eq!(&buffer[start..start + received.len], expected);
             assert_eq!(received.peer, client.local_addr().unwrap());
         }
-        let to = client.local_addr().unwrap();
-        let datagrams = [(0..3, to), (3..6, to)];
-        assert_eq!(
-            one_by_one::send_many(&server, b"ONETWO", &datagrams).unwrap(),
-            2
-        );
+        let mut queue = SendBatch::new();
+        queue.push(client.local_addr().unwrap(), b"ONE");
+        queue.push(client.local_addr().unwrap(), b"TWO");
+        let sent = one_by_one::send_many(&server, &queue.bytes, &queue.datagrams).unwrap();
+        assert_eq!(sent, 2);
         let mut reply = [0; 8];
         for expected in [&b"ONE"[..], b"TWO"] {
             let (len, _) = client.recv_from(&mut reply).unwrap();
