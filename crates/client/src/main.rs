@@ -176,7 +176,9 @@ struct BenchArgs {
     /// Seconds run before measuring: replies checked, not counted.
     #[arg(long, value_name = "SECS", value_parser = seconds_or_zero, default_value = "0")]
     warmup: Duration,
-    /// Open loop: requests per second in all, on a fixed schedule.
+    /// Open loop: requests per second in all, on a fixed schedule. Above
+    /// 1,000/s per thread the schedule is kept by polling without sleep,
+    /// which keeps a core busy.
     #[arg(long, value_name = "R")]
     rate: Option<f64>,
     /// A new TCP connection for every request: connect, send, half-close,
