@@ -367,13 +367,10 @@ mod mmsg {
         bytes: &[u8],
         datagrams: &[Outgoing],
     ) -> io::Result<usize> {
-        if let [datagram] = datagrams {
+        if datagrams.len() == 1 {
             // One datagram: `sendto` skips the message-header copying that
             // `sendmmsg` does for each message, and costs less.
-            let socket = socket2::SockRef::from(socket);
-            return socket
-                .send_to(&bytes[datagram.payload.clone()], &datagram.name)
-                .map(|_| 1);
+            return super::one_by_one::send_many(socket, bytes, datagrams);
         }
         let count = datagrams.len().min(MAX_BATCH);
         let mut iovecs = [MaybeUninit::<libc::iovec>::uninit(); MAX_BATCH];
@@ -438,9 +435,8 @@ mod mmsg {
     }
 }
 
-// Compiled everywhere, so that its tests run on Linux too.
-
-// Compiled everywhere, so that its tests run on Linux too.
+// Compiled everywhere: Linux sends a lone datagram with it, and its tests
+// run there too.
 #[cfg_attr(target_os = "linux", allow(dead_code))]
 mod one_by_one {
     //! One `recv_from` or `send_to` per datagram, where there is no
