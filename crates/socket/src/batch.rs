@@ -5,7 +5,7 @@
 //! calls, not the work, are most of its time. On Linux, [`RecvBatch`] takes
 //! every waiting datagram (up to its slots) with one `recvmmsg`, and
 //! [`SendBatch`] sends queued replies, to any mix of peers, with one
-//! `sendmmsg`. Elsewhere the same types make one call per datagram, so
+//! `sendmmsg`. On other Unix systems the same types make one call per datagram, so
 //! callers have one code path.
 //!
 //! Both work on any non-blocking datagram socket (`std`, `mio`, `socket2`)
@@ -36,6 +36,10 @@ pub struct RecvBatch {
     buffer: Box<[u8]>,
     /// The datagrams of the last receive, in order.
     received: Vec<Received>,
+    /// An error that ended a receive after it had got datagrams: reported
+    /// by the next receive, so that it is neither lost nor mistaken for the
+    /// end of those datagrams.
+    deferred: Option<io::Error>,
 }
 
 /// Where one received datagram is, and who sent it.
@@ -54,6 +58,7 @@ impl RecvBatch {
         Self {
             buffer: vec![0; slots * MAX_DATAGRAM].into_boxed_slice(),
             received: Vec::with_capacity(slots),
+            deferred: None,
         }
     }
 
@@ -68,15 +73,18 @@ impl RecvBatch {
     /// batch's datagrams are gone once this is called.
     ///
     /// Fewer than [`slots`](Self::slots) means the socket had no more
-    /// waiting at that moment, or an error stopped the receive early (the
-    /// next call reports it).
+    /// waiting at that moment, or an error stopped the receive early: the
+    /// next call then returns that error, before receiving anything.
     ///
     /// An error other than `WouldBlock` or `Interrupted` may concern one
     /// earlier datagram (an ICMP report for a reply, say) rather than the
     /// socket: receiving again is the usual answer.
     pub fn recv_from(&mut self, socket: &impl AsFd) -> io::Result<usize> {
         self.received.clear();
-        sys::recv_many(socket, &mut self.buffer, &mut self.received)?;
+        if let Some(error) = self.deferred.take() {
+            return Err(error);
+        }
+        self.deferred = sys::recv_many(socket, &mut self.buffer, &mut self.received)?;
         Ok(self.received.len())
     }
 
@@ -94,6 +102,7 @@ impl std::fmt::Debug for RecvBatch {
         f.debug_struct("RecvBatch")
             .field("slots", &self.slots())
             .field("received", &self.received)
+            .field("deferred", &self.deferred)
             .finish()
     }
 }
@@ -103,7 +112,7 @@ impl std::fmt::Debug for RecvBatch {
 /// [`SendBatch::send_to`] sends them, up to [`MAX_BATCH`] per system call on
 /// Linux, until the socket would block; what it did not send stays queued,
 /// in order, for the next call.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct SendBatch {
     /// The payloads, end to end.
     bytes: Vec<u8>,
@@ -111,6 +120,16 @@ pub struct SendBatch {
     datagrams: Vec<Outgoing>,
     /// Datagrams at the front already sent; dropped when the rest are.
     sent: usize,
+}
+
+impl std::fmt::Debug for SendBatch {
+    /// Counts, not payloads: a queue can hold megabytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendBatch")
+            .field("datagrams", &self.len())
+            .field("bytes", &self.bytes())
+            .finish()
+    }
 }
 
 /// One queued datagram: where its payload is, and where it goes, also in
@@ -173,6 +192,11 @@ impl SendBatch {
     /// A datagram refused with any other error is dropped and counted, and
     /// sending goes on with the next: one bad destination must not hold up
     /// everyone else's replies. `failed` is told each such error.
+    ///
+    /// Made for unconnected sockets without `IP_RECVERR`, where an error
+    /// from a send is that datagram's own. On a connected socket, or one
+    /// that queues ICMP errors, a send can report an earlier error that
+    /// belongs to another datagram, and the one being sent is dropped for it.
     pub fn send_to(
         &mut self,
         socket: &impl AsFd,
@@ -213,7 +237,8 @@ impl SendBatch {
 
     /// Frees what was sent: all of it once the queue is empty (memory held
     /// beyond a few large datagrams is given back), else the sent front once
-    /// it is half the queue, so a queue that never empties stays bounded.
+    /// it is half the queue, by count or by bytes, so a queue that never
+    /// empties holds at most about twice what it has not sent.
     fn forget_sent(&mut self) {
         /// Payload capacity kept for reuse by an empty queue.
         const KEPT_CAPACITY: usize = 4 * MAX_DATAGRAM;
@@ -223,7 +248,10 @@ impl SendBatch {
             self.sent = 0;
             self.bytes.shrink_to(KEPT_CAPACITY);
             self.datagrams.shrink_to(MAX_BATCH);
-        } else if self.sent > 0 && 2 * self.sent >= self.datagrams.len() {
+        } else if self.sent > 0
+            && (2 * self.sent >= self.datagrams.len()
+                || 2 * self.datagrams[self.sent].payload.start >= self.bytes.len())
+        {
             let offset = self.datagrams[self.sent].payload.start;
             self.bytes.drain(..offset);
             self.datagrams.drain(..self.sent);
@@ -265,28 +293,29 @@ mod mmsg {
     use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
     use std::os::fd::{AsFd, AsRawFd};
 
+    /// Receives into `received`; an error after some datagrams were
+    /// received is returned inside `Ok`, for the next call to report.
     pub(super) fn recv_many(
         socket: &impl AsFd,
         buffer: &mut [u8],
         received: &mut Vec<Received>,
-    ) -> io::Result<()> {
+    ) -> io::Result<Option<io::Error>> {
         // The first datagram alone: `recvfrom` costs less than `recvmmsg`'s
         // per-message header copying, and at moderate rates most batches
         // hold one datagram. Only when one was there is the rest asked for.
         let Some((first, rest)) = buffer.split_at_mut_checked(MAX_DATAGRAM) else {
-            return Ok(());
+            return Ok(None);
         };
         if let Some((len, peer)) = super::recv_one(socket, first)? {
             received.push(Received { slot: 0, len, peer });
         }
-        if let Err(error) = recv_mmsg(socket, rest, 1, received) {
-            if received.is_empty() {
-                return Err(error);
-            }
-            // `WouldBlock`: that was all. Anything else concerns the next
-            // datagram, and the next call reports it.
+        match recv_mmsg(socket, rest, 1, received) {
+            Ok(()) => Ok(None),
+            Err(error) if received.is_empty() => Err(error),
+            // That was all.
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(error) => Ok(Some(error)),
         }
-        Ok(())
     }
 
     /// Receives into the slots of `buffer`, numbering them from `first_slot`.
@@ -333,7 +362,8 @@ mod mmsg {
                 socket.as_fd().as_raw_fd(),
                 headers.as_mut_ptr().cast(),
                 slots as libc::c_uint,
-                0,
+                // Never wait for more, even on a blocking socket.
+                libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
             )
         };
@@ -398,7 +428,7 @@ mod mmsg {
                 socket.as_fd().as_raw_fd(),
                 headers.as_mut_ptr().cast(),
                 count as libc::c_uint,
-                0,
+                libc::MSG_DONTWAIT,
             )
         };
         if sent < 0 {
@@ -439,19 +469,21 @@ mod mmsg {
 // run there too.
 #[cfg_attr(target_os = "linux", allow(dead_code))]
 mod one_by_one {
-    //! One `recv_from` or `send_to` per datagram, where there is no
-    //! `recvmmsg`.
+    //! One `recv_from` or `send_to` per datagram: the path of systems this
+    //! crate does not batch on (only Linux is), and of lone datagrams.
 
     use super::{MAX_BATCH, MAX_DATAGRAM, Outgoing, Received};
     use socket2::SockRef;
     use std::io;
     use std::os::fd::AsFd;
 
+    /// As the Linux `recv_many`: an error after some datagrams is returned
+    /// inside `Ok`.
     pub(super) fn recv_many(
         socket: &impl AsFd,
         buffer: &mut [u8],
         received: &mut Vec<Received>,
-    ) -> io::Result<()> {
+    ) -> io::Result<Option<io::Error>> {
         for (slot, chunk) in buffer
             .chunks_exact_mut(MAX_DATAGRAM)
             .take(MAX_BATCH)
@@ -461,12 +493,12 @@ mod one_by_one {
                 Ok(Some((len, peer))) => received.push(Received { slot, len, peer }),
                 Ok(None) => continue,
                 Err(error) if received.is_empty() => return Err(error),
-                // As recvmmsg: stop at the first error, which the next call
-                // reports.
-                Err(_) => break,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                // Stop at the first error; the next call reports it.
+                Err(error) => return Ok(Some(error)),
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     pub(super) fn send_many(
@@ -515,6 +547,23 @@ mod tests {
         assert_eq!((queue.sent, queue.len(), queue.bytes()), (1, 2, 20));
     }
 
+    #[test]
+    fn large_sent_replies_are_given_back_though_fewer_than_half() {
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut queue = SendBatch::new();
+        for _ in 0..3 {
+            queue.push(peer, &[7; 1000]);
+        }
+        for _ in 0..4 {
+            queue.push(peer, b"x");
+        }
+        // Three of seven sent: under half by count, nearly all by bytes.
+        queue.sent = 3;
+        queue.forget_sent();
+        assert_eq!((queue.sent, queue.len(), queue.bytes()), (0, 4, 4));
+        assert_eq!(queue.bytes.len(), 4);
+    }
+
     /// The portable path, which Linux builds do not use, on real sockets.
     #[test]
     fn one_call_per_datagram_where_there_is_no_recvmmsg() {
@@ -535,7 +584,8 @@ mod tests {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while received.len() < 2 && std::time::Instant::now() < deadline {
             match one_by_one::recv_many(&server, &mut buffer, &mut received) {
-                Ok(()) => {}
+                Ok(None) => {}
+                Ok(Some(error)) => panic!("{error}"),
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
                 Err(error) => panic!("{error}"),
             }
