@@ -51,8 +51,10 @@ const ACCEPTS_PER_TURN: usize = 256;
 /// to share the call's cost thinly; each slot is 64 KiB of address space,
 /// of which only the pages datagrams fill become memory.
 const DATAGRAMS_PER_RECEIVE: usize = 16;
-/// Receives per UDP socket per turn: 256 datagrams at most.
-const RECEIVES_PER_TURN: usize = 16;
+/// Datagrams per UDP socket per turn, at most.
+const DATAGRAMS_PER_TURN: usize = 256;
+/// Receives per UDP socket per turn: a turn's share of datagrams, in batches.
+const RECEIVES_PER_TURN: usize = DATAGRAMS_PER_TURN / DATAGRAMS_PER_RECEIVE;
 /// Replies queued per UDP socket when the socket would block...
 const UDP_QUEUE_DATAGRAMS: usize = 1024;
 /// ...and their bytes: replies past either limit are dropped and counted.

@@ -90,8 +90,8 @@ impl Results {
     /// The load generator's ceiling in a workload: the faster of the
     /// ceiling servers, by median msgs/s, with which one it was.
     fn ceiling(&self, workload: usize) -> Option<(Server, f64)> {
-        [Server::Ceiling1, Server::Ceiling2]
-            .into_iter()
+        ALL.into_iter()
+            .filter(|server| server.is_ceiling())
             .filter_map(|server| Some((server, self.figure(workload, server, "msgs_per_sec")?)))
             .max_by(|a, b| a.1.total_cmp(&b.1))
     }

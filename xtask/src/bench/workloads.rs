@@ -39,14 +39,8 @@ const PERSISTENT: &[Server] = &[
     Server::Ceiling1,
     Server::Ceiling2,
 ];
-const WITH_PYTHON: &[Server] = &[
-    Server::Shoutd1,
-    Server::Shoutd2,
-    Server::Tokio,
-    Server::Ceiling1,
-    Server::Ceiling2,
-    Server::Python,
-];
+/// Every server: the lecture's Python servers too.
+const WITH_PYTHON: &[Server] = &servers::ALL;
 
 /// Held connections in the idle workload: the C10K test.
 pub(crate) const HELD: usize = 10_000;

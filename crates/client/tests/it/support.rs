@@ -35,16 +35,21 @@ pub(crate) fn shout() -> Command {
     command
 }
 
-/// Runs `shout ARGS` with `stdin` as its input, killing it after
-/// [`DEADLINE`].
-pub(crate) fn run(args: &[&str], stdin: &[u8]) -> Outcome {
-    let mut child = shout()
+/// Starts `shout ARGS` with all three standard streams piped to the test.
+pub(crate) fn spawn_piped(args: &[&str]) -> Child {
+    shout()
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("the shout binary starts");
+        .expect("the shout binary starts")
+}
+
+/// Runs `shout ARGS` with `stdin` as its input, killing it after
+/// [`DEADLINE`].
+pub(crate) fn run(args: &[&str], stdin: &[u8]) -> Outcome {
+    let mut child = spawn_piped(args);
     let mut input = child.stdin.take().unwrap();
     let stdin = stdin.to_vec();
     // A broken pipe here means the child stopped reading, which its exit

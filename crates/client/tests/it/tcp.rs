@@ -1,6 +1,6 @@
 //! TCP: the interactive line logic, and piped streaming at size.
 
-use crate::support::{DEADLINE, PythonPeer, UppercaseServer, run, shout, wait_bounded};
+use crate::support::{DEADLINE, PythonPeer, UppercaseServer, run, spawn_piped, wait_bounded};
 use shout_client::{Connector, LineSession, Target};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -147,13 +147,7 @@ fn piped_64_mib_of_unicode_comes_back_exactly_uppercased() {
     shout_protocol::uppercase(&input, &mut expected);
     assert!(expected.len() > input.len(), "some characters grow");
 
-    let mut child = shout()
-        .args(["tcp", &server.addr.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(&["tcp", &server.addr.to_string()]);
     let mut stdin = child.stdin.take().unwrap();
     let writer = thread::spawn(move || {
         // An odd chunk size: chunk edges fall inside multi-byte characters.
@@ -202,13 +196,7 @@ fn piped_64_mib_of_unicode_comes_back_exactly_uppercased() {
 #[test]
 fn piped_input_that_pauses_is_not_a_timeout() {
     let server = UppercaseServer::start();
-    let mut child = shout()
-        .args(["tcp", &server.addr.to_string(), "--timeout", "0.3"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(&["tcp", &server.addr.to_string(), "--timeout", "0.3"]);
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"first\n").unwrap();
     // Longer than the timeout: the server is silent because the input is.
