@@ -17,18 +17,13 @@
 
 #![deny(missing_docs)]
 
+pub use shout_testkit::{HeavyTest, TIMEOUT, heavy_test, join_within, wait_until};
+
 use shout_client::Target;
 use shout_server::{Handle, ServerBuilder, ServerError, Stats, Uppercase};
-use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
-
-/// The longest any single wait in these tests may take before it fails: a
-/// reply, a connection, a condition polled by [`wait_until`].
-pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The builder [`TestServer::start_with`] hands to its closure: shout's
 /// uppercase service over TCP and UDP.
@@ -113,14 +108,15 @@ impl TestServer {
     /// counters.
     ///
     /// # Panics
-    /// When the server failed or one of its workers panicked.
+    /// When the server failed, one of its workers panicked, or it did not
+    /// stop within [`TIMEOUT`].
     pub fn stop(mut self) -> Stats {
         self.handle.shutdown();
         let thread = self.thread.take().expect("only stop takes the thread");
-        match thread.join() {
-            Ok(Ok(stats)) => stats,
-            Ok(Err(error)) => panic!("the test server failed: {error}"),
-            Err(_) => panic!("the test server's thread panicked"),
+        match join_within(thread, TIMEOUT) {
+            Some(Ok(stats)) => stats,
+            Some(Err(error)) => panic!("the test server failed: {error}"),
+            None => panic!("the test server did not stop within {TIMEOUT:?}, or panicked"),
         }
     }
 }
@@ -131,65 +127,13 @@ impl Drop for TestServer {
             self.handle.shutdown();
             // Drop may run while a failed test unwinds: a second panic here
             // would abort and hide the first failure.
-            let _ = thread.join();
+            let _ = join_within(thread, TIMEOUT);
         }
     }
 }
 
 fn target_of(addr: SocketAddr) -> Target {
     Target::new(addr.ip().to_string(), addr.port())
-}
-
-/// Polls `condition` every few milliseconds until it holds.
-///
-/// # Panics
-/// After [`TIMEOUT`], naming `what` was awaited.
-pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !condition() {
-        assert!(
-            started.elapsed() < TIMEOUT,
-            "timed out after {TIMEOUT:?} waiting for {what}"
-        );
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Held by a test that moves hundreds of MiB or holds thousands of sockets;
-/// see [`heavy_test`].
-#[derive(Debug)]
-pub struct HeavyTest {
-    _lock: File,
-}
-
-/// Waits for the machine-wide lock of heavy tests, so that at most one runs
-/// at a time, whether tests run as threads of one process (`cargo test`) or
-/// as a process each (`cargo nextest`): on a two-core runner they would
-/// otherwise starve each other of CPU and add up their sockets.
-///
-/// The lock is a `flock` on `shout-heavy-tests.lock` in the system's
-/// temporary directory, the same file `shout-server`'s own heavy tests lock:
-/// machine-wide, as the CPU is.
-/// Each call opens the file anew, and locks of two opens exclude each other
-/// even within a process; dropping the value (or the process dying)
-/// releases it.
-///
-/// # Panics
-/// When another test held the lock for ten minutes.
-pub fn heavy_test() -> HeavyTest {
-    let path = std::env::temp_dir().join("shout-heavy-tests.lock");
-    let lock = File::create(&path).expect("the lock file can be created");
-    let started = Instant::now();
-    // SAFETY: flock on a descriptor `lock` owns; no memory involved.
-    while unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "another heavy test held {} for 10 minutes",
-            path.display()
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
-    HeavyTest { _lock: lock }
 }
 
 /// A TCP address on loopback that refuses connections, and is sure to go on

@@ -290,9 +290,9 @@ fn build(root: &Path) -> Result<Programs, String> {
         "build",
         "--release",
         "-p",
-        "shout-server",
+        "shoutd",
         "-p",
-        "shout-client",
+        "shout",
         "-p",
         "shout-reference",
     ]);

@@ -289,20 +289,13 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 fn build(root: &Path) -> Result<Env, String> {
     let bin_dir = target_dir(root)?.join("release");
     let peers = peers_dir(root);
-    let both = [
-        "build",
-        "--release",
-        "-p",
-        "shout-server",
-        "-p",
-        "shout-client",
-    ];
+    let both = ["build", "--release", "-p", "shoutd", "-p", "shout"];
     println!("==> {}", show(cargo(root).args(both)));
     let shout = match run_inherited(cargo(root).args(both)) {
         Ok(()) => Ok(bin_dir.join("shout")),
         Err(error) => {
             println!("e2e: the client did not build ({error}); building shoutd alone");
-            run_inherited(cargo(root).args(["build", "--release", "-p", "shout-server"]))?;
+            run_inherited(cargo(root).args(["build", "--release", "-p", "shoutd"]))?;
             Err("shout did not build (see the cargo output above)".to_owned())
         }
     };

@@ -14,22 +14,17 @@
 //! - [`UdpClient`]: one datagram per line, with timeout, retries and late
 //!   replies told apart from the current one.
 //! - [`ping`]: ping-like round-trip measurement over either transport.
-//! - [`bench`]: the load generator behind `shout bench`: thousands of
-//!   connections, pipelined requests, every reply checked, latency
-//!   percentiles. The one part with an event loop (`mio`), on threads of its
-//!   own; it never touches the blocking API above.
 //!
 //! Every failure is a [`ClientError`] with a one-line message and an
 //! [`ErrorCategory`] that the `shout` binary maps to exit codes.
 //!
-//! It is *not* an async client, nor a server: no runtime, and no event loop
-//! outside the load generator. The protocol rules themselves live in
+//! It is *not* an async client, nor a server, nor a load generator: no
+//! runtime and no event loop (the load generator is `shout-bench`). The protocol rules themselves live in
 //! `shout-protocol`, socket construction in `shout-socket`.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-mod bench;
 mod connect;
 mod error;
 mod lines;
@@ -39,7 +34,6 @@ mod stream;
 mod target;
 mod udp;
 
-pub use bench::{BenchOptions, BenchReport, Held, Stop, bench};
 pub use connect::{Connection, Connector};
 pub use error::{ClientError, ErrorCategory, Transport};
 pub use lines::LinesReport;

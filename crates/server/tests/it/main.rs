@@ -1,11 +1,10 @@
-//! The server's behaviour through its public API and its binary, over real
-//! loopback sockets. One test binary, one module per concern.
+//! The server library's behaviour through its public API, over real
+//! loopback sockets; the `shoutd` binary has its own tests, in
+//! `crates/shoutd`. One test binary, one module per concern.
 
 mod abuse;
 mod bad_input;
-mod binary;
 mod limits;
-mod load;
 mod support;
 mod tcp;
 mod udp;

@@ -11,9 +11,9 @@
 use super::record::{Progress, Recorder};
 use super::schedule::{Pacer, Window, wait_until};
 use super::{Outcome, Plan, Shared};
-use crate::ClientError;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
+use shout_client::ClientError;
 use std::collections::VecDeque;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -73,7 +73,7 @@ impl<'a> Engine<'a> {
         for key in 0..plan.connections {
             let socket_error = |error: io::Error| ClientError::Network {
                 action: "opening a socket for",
-                transport: crate::Transport::Udp,
+                transport: shout_client::Transport::Udp,
                 addr: plan.addr,
                 source: error,
             };

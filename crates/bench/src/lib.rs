@@ -23,14 +23,17 @@
 //! Over UDP each socket is one client with `depth` datagrams in flight; a
 //! datagram with no reply within `timeout` is counted lost and replaced.
 
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
 mod payload;
 mod record;
 mod schedule;
 mod tcp;
 mod udp;
 
-use crate::{ClientError, Connector, Target, Transport};
 use record::{Progress, Recorder};
+use shout_client::{ClientError, Connector, Target, Transport};
 use std::fmt::{self, Write as _};
 use std::io::Write;
 use std::net::SocketAddr;

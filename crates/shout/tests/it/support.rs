@@ -321,6 +321,6 @@ impl Drop for PythonPeer {
 }
 
 fn peers_dir() -> PathBuf {
-    // crates/client → the workspace root → shared/ beside it.
+    // crates/shout → the workspace root → shared/ beside it.
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peers/seed-python")
 }

@@ -15,10 +15,10 @@
 use super::record::{Progress, Recorder};
 use super::schedule::{Pacer, Window, wait_until};
 use super::{Held, Outcome, Plan, Shared};
-use crate::ClientError;
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use shout_client::ClientError;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;

@@ -1,11 +1,12 @@
 //! `shout`: the command-line client. Parses arguments, runs one subcommand of
-//! the `shout_client` library, and turns its outcome into one line on
+//! the `shout_client` and `shout_bench` libraries, and turns its outcome into one line on
 //! standard error and an exit code.
 
 use clap::{Args, Parser, Subcommand};
+use shout_bench::{BenchOptions, BenchReport, Stop, bench};
 use shout_client::{
-    BenchOptions, BenchReport, ClientError, Connector, ErrorCategory, LineSession, LinesReport,
-    PingOptions, Stop, Target, Transport, UdpClient, bench, ping, shout_stream,
+    ClientError, Connector, ErrorCategory, LineSession, LinesReport, PingOptions, Target,
+    Transport, UdpClient, ping, shout_stream,
 };
 use std::fmt;
 use std::io::{self, IsTerminal, Write};

@@ -3,7 +3,8 @@
 //! counted, each mode ending by itself. Counts are asserted, never times.
 
 use crate::support::{LossyUdpServer, UppercaseServer, run, start_tcp_server};
-use shout_client::{BenchOptions, ErrorCategory, Stop, Target, Transport, bench};
+use shout_bench::{BenchOptions, Stop, bench};
+use shout_client::{ErrorCategory, Target, Transport};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;

@@ -1,0 +1,7 @@
+//! The `shoutd` binary as a process: its command line, its start-up
+//! contract, its signals, and its limits under load, over real loopback
+//! sockets. One test binary, one module per concern.
+
+mod binary;
+mod load;
+mod support;

@@ -1,0 +1,121 @@
+//! Blocking TCP helpers for tests: connect with timeouts, read exactly, and
+//! stream or check endless periodic text in constant memory.
+
+use crate::TIMEOUT;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+
+/// Connects to `addr` with read and write timeouts of [`TIMEOUT`].
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connects");
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+    stream
+}
+
+/// Reads exactly `len` bytes (or fails after TIMEOUT).
+pub fn read_exactly(stream: &mut TcpStream, len: usize) -> Vec<u8> {
+    let mut buf = vec![0; len];
+    stream.read_exact(&mut buf).expect("reply arrives in time");
+    buf
+}
+
+/// Sends `text` and checks the reply is its uppercase.
+pub fn round_trip(stream: &mut TcpStream, text: &str) {
+    stream.write_all(text.as_bytes()).unwrap();
+    let expected = text.to_uppercase();
+    let got = read_exactly(stream, expected.len());
+    assert_eq!(String::from_utf8_lossy(&got), expected);
+}
+
+/// Reads until end of stream (or fails after TIMEOUT per read).
+pub fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    stream.read_to_end(&mut all).expect("stream ends in time");
+    all
+}
+
+/// Sets `SO_LINGER` to 0, so that closing `stream` sends a reset (RST)
+/// instead of a FIN, discarding whatever is unsent or unread.
+pub fn set_linger_zero(stream: &TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a descriptor `stream` owns, with a pointer to a
+    // live `linger` and its exact size.
+    let status = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&raw const linger).cast(),
+            size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(status, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
+}
+
+/// Writes bytes `at..to` of the endless stream `unit, unit, unit, …`, as
+/// far as the socket takes them. Returns the position reached and the error
+/// that stopped it early (a write timeout, when the peer pushes back).
+pub fn send_periodic(
+    stream: &mut TcpStream,
+    unit: &[u8],
+    mut at: u64,
+    to: u64,
+) -> (u64, Option<std::io::Error>) {
+    // Every turn of the loop writes at least one byte or returns.
+    while at < to {
+        let offset = (at % unit.len() as u64) as usize;
+        let len = usize::try_from(to - at)
+            .unwrap_or(usize::MAX)
+            .min(unit.len() - offset);
+        match stream.write(&unit[offset..offset + len]) {
+            Ok(0) => return (at, Some(std::io::ErrorKind::WriteZero.into())),
+            Ok(written) => at += written as u64,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return (at, Some(error)),
+        }
+    }
+    (at, None)
+}
+
+/// Reads to end of stream, checking in constant memory that what arrives is
+/// `unit, unit, …` for exactly `len` bytes.
+pub fn expect_periodic(stream: &mut TcpStream, unit: &[u8], len: u64) {
+    let mut buf = vec![0; 64 * 1024];
+    let mut at = 0u64;
+    loop {
+        let read = stream.read(&mut buf).expect("the answer arrives in time");
+        if read == 0 {
+            break;
+        }
+        assert!(at + read as u64 <= len, "more than {len} bytes of answer");
+        // Compared a piece of `unit` at a time: slices, not bytes, so that
+        // hundreds of MiB check quickly even in a debug build.
+        let mut checked = 0;
+        while checked < read {
+            let offset = ((at + checked as u64) % unit.len() as u64) as usize;
+            let piece = (read - checked).min(unit.len() - offset);
+            let got = &buf[checked..checked + piece];
+            if got != &unit[offset..offset + piece] {
+                let wrong = got
+                    .iter()
+                    .zip(&unit[offset..])
+                    .position(|(got, expected)| got != expected)
+                    .unwrap_or(0);
+                panic!(
+                    "byte {} of {len} differs: got {:#04x}, expected {:#04x}",
+                    at + (checked + wrong) as u64,
+                    got[wrong],
+                    unit[offset + wrong]
+                );
+            }
+            checked += piece;
+        }
+        at += read as u64;
+    }
+    assert_eq!(at, len, "the answer is cut short");
+}
