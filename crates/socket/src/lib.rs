@@ -18,13 +18,19 @@
 //! and writing, with one exception std has no call for: [`batch`], many
 //! datagrams per system call (`recvmmsg`/`sendmmsg`). Every `unsafe` call
 //! into the OS lives here, so the libraries above it forbid `unsafe`.
+//!
+//! [`StreamReadiness`] is the readiness bookkeeping of an edge-triggered
+//! stream socket under `mio`, with the reads and writes that keep it true:
+//! the server's connections and the load generator's share it.
 
 #![deny(missing_docs)]
 
 pub mod batch;
 mod error;
+mod readiness;
 
 pub use error::{SocketError, SocketOperation};
+pub use readiness::StreamReadiness;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
