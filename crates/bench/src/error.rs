@@ -5,7 +5,7 @@
 use shout_client::{ClientError, ErrorCategory};
 use std::io;
 
-/// Why a benchmark could not run. Each message says what failed and why,
+/// Says why a benchmark could not run. Each message says what failed and why,
 /// in one line.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

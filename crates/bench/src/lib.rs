@@ -10,7 +10,7 @@
 //! as the server does. It is not a client library: embedders who want to
 //! talk to a server use `shout-client`.
 //!
-//! [`bench`] runs a benchmark and returns a [`BenchReport`]: its `Display`
+//! [`bench()`] runs a benchmark and returns a [`BenchReport`]: its `Display`
 //! is the human summary, [`BenchReport::summary`] the typed [`Summary`] that
 //! `--json` prints. [`BenchError`] says why a run could not start.
 //!
@@ -54,7 +54,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-/// When a run ends.
+/// Says when a run ends.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Stop {
     /// After this long (plus the warm-up).
@@ -63,8 +63,8 @@ pub enum Stop {
     Requests(u64),
 }
 
-/// What `shout bench` does. [`Default`] is one TCP connection, one request
-/// in flight, 64 bytes, for ten seconds.
+/// Describes what `shout bench` does. [`Default`] is one TCP connection,
+/// one request in flight, 64 bytes, for ten seconds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BenchOptions {
     /// TCP connections, or UDP sockets.
@@ -171,7 +171,8 @@ impl BenchOptions {
     }
 }
 
-/// What a run measured.
+/// Holds what a run measured. `Display` prints the summary `shout bench`
+/// shows; [`BenchReport::summary`] gives the typed one.
 #[derive(Debug, Clone)]
 pub struct BenchReport {
     target: SocketAddr,
@@ -181,7 +182,7 @@ pub struct BenchReport {
     held: Option<Held>,
 }
 
-/// How the connections of a `hold` run were opened.
+/// Describes how the connections of a `hold` run opened.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Held {
     /// Connections that opened.
@@ -191,22 +192,23 @@ pub struct Held {
 }
 
 impl BenchReport {
-    /// Replies received whole and correct in the measured window.
+    /// Returns the replies received whole and correct in the measured
+    /// window.
     pub fn messages(&self) -> u64 {
         self.recorder.messages
     }
 
-    /// The measured window.
+    /// Returns the length of the measured window.
     pub fn elapsed(&self) -> Duration {
         self.elapsed
     }
 
-    /// Replies per second.
+    /// Returns the replies per second.
     pub fn messages_per_sec(&self) -> f64 {
         per_second(self.recorder.messages as f64, self.elapsed)
     }
 
-    /// Reply payload, in MiB per second.
+    /// Returns the reply payload, in MiB per second.
     pub fn mib_per_sec(&self) -> f64 {
         per_second(
             (self.recorder.messages * self.options.size as u64) as f64,
@@ -214,23 +216,24 @@ impl BenchReport {
         ) / (1024.0 * 1024.0)
     }
 
-    /// Wrong replies, and connections that failed or broke.
+    /// Returns the count of wrong replies and of connections that failed
+    /// or broke.
     pub fn errors(&self) -> u64 {
         self.recorder.errors
     }
 
-    /// Datagrams with no reply within the timeout.
+    /// Returns the count of datagrams with no reply within the timeout.
     pub fn lost(&self) -> u64 {
         self.recorder.lost
     }
 
-    /// The first error, worded for a person.
+    /// Returns the first error, worded for a person.
     pub fn first_error(&self) -> Option<&str> {
         self.recorder.first_error.as_deref()
     }
 
-    /// The latency below which the fraction `quantile` (0 to 1) of replies
-    /// came, or zero when none came.
+    /// Returns the latency below which the fraction `quantile` (0 to 1) of
+    /// replies came, or zero when none came.
     pub fn latency(&self, quantile: f64) -> Duration {
         if self.recorder.latency.is_empty() {
             return Duration::ZERO;
@@ -238,17 +241,18 @@ impl BenchReport {
         Duration::from_nanos(self.recorder.latency.value_at_quantile(quantile))
     }
 
-    /// The slowest reply.
+    /// Returns the latency of the slowest reply.
     pub fn max_latency(&self) -> Duration {
         Duration::from_nanos(self.recorder.latency.max())
     }
 
-    /// The mean latency.
+    /// Returns the mean latency.
     pub fn mean_latency(&self) -> Duration {
         Duration::from_nanos(self.recorder.latency.mean() as u64)
     }
 
-    /// For a `hold` run, how the connections opened.
+    /// Returns how the connections of a `hold` run opened; `None` for
+    /// other runs.
     pub fn held(&self) -> Option<Held> {
         self.held
     }

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
-/// What a run measured, as `shout bench --json` prints it. Latencies are in
+/// Holds what a run measured, as `shout bench --json` prints it. Latencies are in
 /// microseconds to 0.1 µs; `null` stands for what does not apply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -59,7 +59,7 @@ pub struct Summary {
     pub first_error: Option<String>,
 }
 
-/// How a run issued its requests.
+/// Names how a run issued its requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
