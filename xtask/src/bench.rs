@@ -4,8 +4,8 @@
 //! The task builds the release binaries (`shoutd`, `shout`, and the
 //! reference servers of `xtask/reference`), then for each run, each
 //! workload and each server: starts the server fresh on loopback, runs
-//! `shout bench` against it (the load generator of the client crate) and
-//! reads its JSON summary; for the idle connections it also reads the
+//! `shout bench` against it (the load generator, shout-bench) and reads its
+//! JSON summary into the typed `shout_bench::Summary`; for the idle connections it also reads the
 //! server's memory and descriptors from `/proc`. Runs are interleaved
 //! (every server once per run) so that a noisy minute hurts all alike; each
 //! figure reported is the median over the runs. Then it runs the protocol
@@ -30,6 +30,7 @@ use crate::{cargo, run_inherited, show};
 use machine::{CpuClock, Machine};
 use report::{Context, Results};
 use servers::Programs;
+use shout_bench::format::Count;
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -235,27 +236,27 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<(), String> {
 }
 
 /// One line about a measurement, for the progress of the run.
-fn summary(kind: Kind, result: &Result<workloads::Metrics, String>) -> String {
-    let metrics = match result {
-        Ok(metrics) => metrics,
+fn summary(kind: Kind, result: &Result<workloads::Measurement, String>) -> String {
+    let measurement = match result {
+        Ok(measurement) => measurement,
         Err(error) => return format!("FAILED: {error}"),
     };
-    let get = |name: &str| metrics.get(name).copied().unwrap_or(f64::NAN);
-    let errors = match get("errors") {
-        0.0 => String::new(),
-        errors => format!(", {} errors", report::count(errors)),
+    let figures = &measurement.summary;
+    let errors = match figures.errors {
+        0 => String::new(),
+        errors => format!(", {} errors", Count(errors)),
     };
     match kind {
         Kind::Tcp | Kind::Udp => format!(
             "{:>11} msgs/s  p99 {:>9}{errors}",
-            report::count(get("msgs_per_sec")),
-            report::latency(get("p99_us"))
+            report::count(figures.msgs_per_sec),
+            report::latency(figures.p99_us)
         ),
         Kind::Hold(_) => format!(
             "{} B RSS per connection, all accepted after {}{errors}",
-            report::count(get("rss_per_conn")),
-            metrics
-                .get("accept_s")
+            measurement.rss_per_conn().map_or("–".into(), report::count),
+            measurement
+                .accept_s()
                 .map_or("(not all)".into(), |s| format!("{s:.2} s"))
         ),
     }

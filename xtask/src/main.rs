@@ -77,7 +77,6 @@ fn no_options(task: &str, args: &[String]) -> Result<(), String> {
     }
 }
 
-/// The workspace root: the parent of this crate's directory.
 /// Checks that `name`, given to `--only`, is one of `known` (the names of
 /// scenarios or workloads, called `what`), with an error that lists them.
 fn known_name<'a>(
@@ -95,6 +94,7 @@ fn known_name<'a>(
     ))
 }
 
+/// Returns the workspace root: the parent of this crate's directory.
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

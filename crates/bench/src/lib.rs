@@ -2,11 +2,17 @@
 //! pipelined on each, every reply checked byte for byte, every latency in an
 //! HDR histogram.
 //!
-//! It must hold thousands of connections with a thread or two, so it is the
-//! one part of this crate that runs an event loop (`mio`): each thread owns a
-//! share of the connections and a `Poll`, and never blocks but in it. The
-//! calling thread only prints the progress line once a second. The rest of
-//! the library stays blocking.
+//! It must hold thousands of connections with a thread or two, so each of
+//! its threads owns a share of the connections and a `mio::Poll`, and never
+//! blocks but in it. The calling thread only prints the progress line once a
+//! second. It reaches the target through `shout-client` (resolving, the
+//! first connection) and keeps readiness with `shout_socket::StreamReadiness`,
+//! as the server does. It is not a client library: embedders who want to
+//! talk to a server use `shout-client`.
+//!
+//! [`bench()`] runs a benchmark and returns a [`BenchReport`]: its `Display`
+//! is the human summary, [`BenchReport::summary`] the typed [`Summary`] that
+//! `--json` prints. [`BenchError`] says why a run could not start.
 //!
 //! Modes:
 //! - closed loop (the default): each connection keeps `depth` requests in
@@ -26,12 +32,19 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod error;
+pub mod format;
 mod payload;
 mod record;
 mod schedule;
+mod summary;
 mod tcp;
 mod udp;
 
+pub use error::BenchError;
+pub use summary::{Mode, Summary};
+
+use format::{Count, Latency, Secs};
 use record::{Progress, Recorder};
 use shout_client::{ClientError, Connector, Target, Transport};
 use std::fmt::{self, Write as _};
@@ -41,7 +54,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-/// When a run ends.
+/// Says when a run ends.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Stop {
     /// After this long (plus the warm-up).
@@ -50,8 +63,8 @@ pub enum Stop {
     Requests(u64),
 }
 
-/// What `shout bench` does. [`Default`] is one TCP connection, one request
-/// in flight, 64 bytes, for ten seconds.
+/// Describes what `shout bench` does. [`Default`] is one TCP connection,
+/// one request in flight, 64 bytes, for ten seconds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BenchOptions {
     /// TCP connections, or UDP sockets.
@@ -110,8 +123,16 @@ impl Default for BenchOptions {
 const MAX_UDP_SIZE: usize = shout_protocol::MAX_DATAGRAM_PAYLOAD;
 
 impl BenchOptions {
-    /// Checks the options make a run; the error says which does not.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks that the options make a run.
+    ///
+    /// # Errors
+    /// [`BenchError::InvalidOptions`], naming the option that does not.
+    pub fn validate(&self) -> Result<(), BenchError> {
+        self.check().map_err(BenchError::InvalidOptions)
+    }
+
+    /// Returns why the options make no run, if they do not.
+    fn check(&self) -> Result<(), String> {
         if self.connections == 0 || self.depth == 0 || self.threads == 0 {
             return Err("connections, depth and threads must be at least 1".into());
         }
@@ -150,7 +171,8 @@ impl BenchOptions {
     }
 }
 
-/// What a run measured.
+/// Holds what a run measured. `Display` prints the summary `shout bench`
+/// shows; [`BenchReport::summary`] gives the typed one.
 #[derive(Debug, Clone)]
 pub struct BenchReport {
     target: SocketAddr,
@@ -160,7 +182,7 @@ pub struct BenchReport {
     held: Option<Held>,
 }
 
-/// How the connections of a `hold` run were opened.
+/// Describes how the connections of a `hold` run opened.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Held {
     /// Connections that opened.
@@ -170,22 +192,23 @@ pub struct Held {
 }
 
 impl BenchReport {
-    /// Replies received whole and correct in the measured window.
+    /// Returns the replies received whole and correct in the measured
+    /// window.
     pub fn messages(&self) -> u64 {
         self.recorder.messages
     }
 
-    /// The measured window.
+    /// Returns the length of the measured window.
     pub fn elapsed(&self) -> Duration {
         self.elapsed
     }
 
-    /// Replies per second.
+    /// Returns the replies per second.
     pub fn messages_per_sec(&self) -> f64 {
         per_second(self.recorder.messages as f64, self.elapsed)
     }
 
-    /// Reply payload, in MiB per second.
+    /// Returns the reply payload, in MiB per second.
     pub fn mib_per_sec(&self) -> f64 {
         per_second(
             (self.recorder.messages * self.options.size as u64) as f64,
@@ -193,23 +216,24 @@ impl BenchReport {
         ) / (1024.0 * 1024.0)
     }
 
-    /// Wrong replies, and connections that failed or broke.
+    /// Returns the count of wrong replies and of connections that failed
+    /// or broke.
     pub fn errors(&self) -> u64 {
         self.recorder.errors
     }
 
-    /// Datagrams with no reply within the timeout.
+    /// Returns the count of datagrams with no reply within the timeout.
     pub fn lost(&self) -> u64 {
         self.recorder.lost
     }
 
-    /// The first error, worded for a person.
+    /// Returns the first error, worded for a person.
     pub fn first_error(&self) -> Option<&str> {
         self.recorder.first_error.as_deref()
     }
 
-    /// The latency below which the fraction `quantile` (0 to 1) of replies
-    /// came, or zero when none came.
+    /// Returns the latency below which the fraction `quantile` (0 to 1) of
+    /// replies came, or zero when none came.
     pub fn latency(&self, quantile: f64) -> Duration {
         if self.recorder.latency.is_empty() {
             return Duration::ZERO;
@@ -217,88 +241,68 @@ impl BenchReport {
         Duration::from_nanos(self.recorder.latency.value_at_quantile(quantile))
     }
 
-    /// The slowest reply.
+    /// Returns the latency of the slowest reply.
     pub fn max_latency(&self) -> Duration {
         Duration::from_nanos(self.recorder.latency.max())
     }
 
-    /// The mean latency.
+    /// Returns the mean latency.
     pub fn mean_latency(&self) -> Duration {
         Duration::from_nanos(self.recorder.latency.mean() as u64)
     }
 
-    /// For a `hold` run, how the connections opened.
+    /// Returns how the connections of a `hold` run opened; `None` for
+    /// other runs.
     pub fn held(&self) -> Option<Held> {
         self.held
     }
 
-    fn mode(&self) -> &'static str {
+    fn mode(&self) -> Mode {
         match (&self.options, self.held) {
-            (_, Some(_)) => "hold",
-            (options, None) if options.new_connection => "new-connection",
-            (options, None) if options.rate.is_some() => "open-loop",
-            _ => "closed-loop",
+            (_, Some(_)) => Mode::Hold,
+            (options, None) if options.new_connection => Mode::NewConnection,
+            (options, None) if options.rate.is_some() => Mode::OpenLoop,
+            _ => Mode::ClosedLoop,
         }
     }
 
-    /// The report as one JSON object, for scripts (`--json`). Latencies are
-    /// in microseconds.
+    /// Returns the report as the typed summary `--json` prints.
+    pub fn summary(&self) -> Summary {
+        let us = |duration: Duration| summary::rounded(duration.as_secs_f64() * 1e6, 1);
+        Summary {
+            transport: self.options.transport.to_string(),
+            target: self.target,
+            mode: self.mode(),
+            connections: self.connections(),
+            depth: self.options.depth,
+            size: self.options.size,
+            rate: self.options.rate,
+            seconds: summary::rounded(self.elapsed.as_secs_f64(), 6),
+            messages: self.recorder.messages,
+            msgs_per_sec: summary::rounded(self.messages_per_sec(), 1),
+            mib_per_sec: summary::rounded(self.mib_per_sec(), 3),
+            p50_us: us(self.latency(0.5)),
+            p90_us: us(self.latency(0.9)),
+            p99_us: us(self.latency(0.99)),
+            p999_us: us(self.latency(0.999)),
+            max_us: us(self.max_latency()),
+            mean_us: us(self.mean_latency()),
+            errors: self.recorder.errors,
+            lost: self.recorder.lost,
+            late: self.recorder.late,
+            held: self.held.map(|held| held.opened),
+            open_seconds: self
+                .held
+                .map(|held| summary::rounded(held.open_time.as_secs_f64(), 6)),
+            first_error: self.recorder.first_error.clone(),
+        }
+    }
+
+    /// Returns the report as one line of JSON, for scripts (`--json`): the
+    /// [`Summary`], serialised.
     pub fn to_json(&self) -> String {
-        let us = |duration: Duration| duration.as_secs_f64() * 1e6;
-        let mut json = String::from("{");
-        let mut field = |name: &str, value: String| {
-            if json.len() > 1 {
-                json.push(',');
-            }
-            let _ = write!(json, "\"{name}\":{value}");
-        };
-        field("transport", format!("\"{}\"", self.options.transport));
-        field("target", format!("\"{}\"", self.target));
-        field("mode", format!("\"{}\"", self.mode()));
-        field("connections", self.connections().to_string());
-        field("depth", self.options.depth.to_string());
-        field("size", self.options.size.to_string());
-        field(
-            "rate",
-            self.options.rate.map_or("null".into(), |r| r.to_string()),
-        );
-        field("seconds", format!("{:.6}", self.elapsed.as_secs_f64()));
-        field("messages", self.recorder.messages.to_string());
-        field("msgs_per_sec", format!("{:.1}", self.messages_per_sec()));
-        field("mib_per_sec", format!("{:.3}", self.mib_per_sec()));
-        for (name, quantile) in [
-            ("p50_us", 0.5),
-            ("p90_us", 0.9),
-            ("p99_us", 0.99),
-            ("p999_us", 0.999),
-        ] {
-            field(name, format!("{:.1}", us(self.latency(quantile))));
-        }
-        field("max_us", format!("{:.1}", us(self.max_latency())));
-        field("mean_us", format!("{:.1}", us(self.mean_latency())));
-        field("errors", self.recorder.errors.to_string());
-        field("lost", self.recorder.lost.to_string());
-        field("late", self.recorder.late.to_string());
-        match self.held {
-            Some(held) => {
-                field("held", held.opened.to_string());
-                field(
-                    "open_seconds",
-                    format!("{:.6}", held.open_time.as_secs_f64()),
-                );
-            }
-            None => {
-                field("held", "null".into());
-                field("open_seconds", "null".into());
-            }
-        }
-        field(
-            "first_error",
-            self.first_error()
-                .map_or("null".into(), |error| format!("\"{}\"", json_escape(error))),
-        );
-        json.push('}');
-        json
+        serde_json::to_string(&self.summary())
+            .expect("a summary has only string keys and serialises")
     }
 
     fn connections(&self) -> usize {
@@ -390,21 +394,6 @@ fn per_second(amount: f64, elapsed: Duration) -> f64 {
     }
 }
 
-fn json_escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '"' => escaped.push_str("\\\""),
-            '\\' => escaped.push_str("\\\\"),
-            c if c.is_control() => {
-                let _ = write!(escaped, "\\u{:04x}", u32::from(c));
-            }
-            c => escaped.push(c),
-        }
-    }
-    escaped
-}
-
 /// What one thread of a run is given.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
@@ -445,16 +434,17 @@ pub(crate) struct Outcome {
 /// `progress` once a second (and, with `hold`, once every connection is
 /// open).
 ///
-/// Fails only when the run cannot start: the name does not resolve, nothing
-/// accepts a first TCP connection, a socket or event loop cannot be made.
-/// Wrong replies and broken connections during the run are counted in the
-/// report instead.
+/// # Errors
+/// Only when the run cannot start: the options make no run, the name does
+/// not resolve, nothing accepts a first TCP connection, a socket, event loop
+/// or thread cannot be made. Wrong replies and broken connections during the
+/// run are counted in the report instead.
 pub fn bench(
     target: &Target,
     options: &BenchOptions,
     progress: Option<&mut dyn Write>,
-) -> Result<BenchReport, ClientError> {
-    options.validate().map_err(ClientError::InvalidBench)?;
+) -> Result<BenchReport, BenchError> {
+    options.validate()?;
     let addr = match options.transport {
         // One blocking connection first: a server that is not there is one
         // clear error, not thousands of counted ones.
@@ -493,7 +483,7 @@ pub fn bench(
                 };
                 let _ = done.send(outcome);
             })
-            .map_err(ClientError::Sender)?;
+            .map_err(BenchError::Thread)?;
     }
     drop(done);
     let outcomes = watch(options, threads, &shared.progress, &finished, progress)?;
@@ -570,9 +560,9 @@ fn watch(
     options: &BenchOptions,
     threads: usize,
     progress: &Progress,
-    finished: &mpsc::Receiver<Result<Outcome, ClientError>>,
+    finished: &mpsc::Receiver<Result<Outcome, BenchError>>,
     mut out: Option<&mut dyn Write>,
-) -> Result<Vec<Outcome>, ClientError> {
+) -> Result<Vec<Outcome>, BenchError> {
     const TICK: Duration = Duration::from_secs(1);
     let started = Instant::now();
     let mut next_tick = started + TICK;
@@ -683,61 +673,9 @@ fn progress_wait(
     })
 }
 
-/// A count with thousands separators: `1,234,567`.
-struct Count(u64);
-
-impl fmt::Display for Count {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let digits = self.0.to_string();
-        for (index, digit) in digits.chars().enumerate() {
-            if index > 0 && (digits.len() - index) % 3 == 0 {
-                f.write_char(',')?;
-            }
-            f.write_char(digit)?;
-        }
-        Ok(())
-    }
-}
-
-/// Seconds, to the millisecond: `2.004 s`.
-struct Secs(Duration);
-
-impl fmt::Display for Secs {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:.3} s", self.0.as_secs_f64())
-    }
-}
-
-/// A latency in the unit that suits it: `12.3 µs`, `4.56 ms`, `1.20 s`.
-struct Latency(Duration);
-
-impl fmt::Display for Latency {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let micros = self.0.as_secs_f64() * 1e6;
-        if micros < 1_000.0 {
-            write!(f, "{micros:.1} µs")
-        } else if micros < 1_000_000.0 {
-            write!(f, "{:.2} ms", micros / 1e3)
-        } else {
-            write!(f, "{:.2} s", micros / 1e6)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn counts_and_latencies_read_well() {
-        assert_eq!(Count(0).to_string(), "0");
-        assert_eq!(Count(999).to_string(), "999");
-        assert_eq!(Count(1_000).to_string(), "1,000");
-        assert_eq!(Count(1_234_567).to_string(), "1,234,567");
-        assert_eq!(Latency(Duration::from_nanos(12_345)).to_string(), "12.3 µs");
-        assert_eq!(Latency(Duration::from_micros(4_560)).to_string(), "4.56 ms");
-        assert_eq!(Latency(Duration::from_millis(1_200)).to_string(), "1.20 s");
-    }
 
     #[test]
     fn the_watcher_sleeps_until_it_has_something_to_tell() {
@@ -818,10 +756,5 @@ mod tests {
         ] {
             assert!(invalid.validate().is_err(), "{invalid:?}");
         }
-    }
-
-    #[test]
-    fn json_strings_are_escaped() {
-        assert_eq!(json_escape("a \"b\"\\\n"), "a \\\"b\\\"\\\\\\u000a");
     }
 }

@@ -3,9 +3,10 @@
 //! Each connection keeps its unsent requests in a buffer of its own and its
 //! requests in flight in a queue; a reply is checked as its bytes arrive,
 //! against the uppercase the payload already knows, and completes the
-//! oldest request when its last byte is in. Readiness is remembered per
-//! connection (edge-triggered, as shoutd does) and forgotten only when a
-//! call says `WouldBlock` or a short read says the same.
+//! oldest request when its last byte is in. Readiness is kept per
+//! connection by `shout_socket::StreamReadiness`, the bookkeeping the
+//! server keeps too (edge-triggered: forgotten only when a call says
+//! `WouldBlock` or a short read or write says the same).
 //!
 //! A connection that fails (refused, reset, closed early, a wrong byte, no
 //! byte for `timeout` with requests in flight) counts one error, settles its
@@ -14,13 +15,12 @@
 
 use super::record::{Progress, Recorder};
 use super::schedule::{Pacer, Window, wait_until};
-use super::{Held, Outcome, Plan, Shared};
-use mio::event::Event;
+use super::{BenchError, Held, Outcome, Plan, Shared};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use shout_client::ClientError;
+use shout_socket::StreamReadiness;
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
@@ -33,22 +33,22 @@ const TIMEOUT_SCAN: Duration = Duration::from_millis(50);
 const READ_BUFFER: usize = 64 * 1024;
 
 /// Runs one thread's share of a TCP benchmark.
-pub(crate) fn run(plan: &Plan, shared: &Shared) -> Result<Outcome, ClientError> {
+pub(crate) fn run(plan: &Plan, shared: &Shared) -> Result<Outcome, BenchError> {
     let mut events = Events::with_capacity(1024);
-    let prepared = Engine::new(plan, &shared.progress).and_then(|mut engine| {
+    let prepared = TcpLoad::new(plan, &shared.progress).and_then(|mut load| {
         if !plan.new_connection {
-            engine.open_all(&mut events)?;
+            load.open_all(&mut events)?;
         }
-        Ok(engine)
+        Ok(load)
     });
     // Every thread reaches the barrier, even one that failed, so that none
     // waits there forever.
     shared.ready.wait();
-    let mut engine = prepared?;
+    let mut load = prepared?;
     if plan.hold {
-        engine.idle(&mut events, plan.idle)?;
+        load.idle(&mut events, plan.idle)?;
     }
-    engine.measure(&mut events)
+    load.measure(&mut events)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,9 +72,7 @@ struct Pending {
 struct Conn {
     stream: Option<TcpStream>,
     state: State,
-    readable: bool,
-    writable: bool,
-    hung_up: bool,
+    readiness: StreamReadiness,
     /// Requests not yet taken by the socket: `out[out_at..]`.
     out: Vec<u8>,
     out_at: usize,
@@ -97,9 +95,7 @@ impl Conn {
         Self {
             stream: None,
             state: State::Unopened,
-            readable: false,
-            writable: false,
-            hung_up: false,
+            readiness: StreamReadiness::new(),
             out: Vec::new(),
             out_at: 0,
             half_close: false,
@@ -118,16 +114,19 @@ impl Conn {
     }
 }
 
-/// One thread's connections and what it knows about the run.
-struct Engine<'a> {
-    ctx: Context<'a>,
+/// One thread's share of a TCP benchmark: its connections, and the run
+/// they take part in.
+struct TcpLoad<'a> {
+    run: Run<'a>,
     conns: Vec<Conn>,
     buffer: Vec<u8>,
 }
 
-/// Everything but the connections, so that a connection and the rest can
-/// be borrowed at once.
-struct Context<'a> {
+/// One thread's run, apart from its connections: the plan, the event loop,
+/// the measurement window and the counts. Its methods act on one
+/// connection (`&mut Conn`) and on the run together, which borrowing the
+/// connection out of [`TcpLoad`] allows.
+struct Run<'a> {
     plan: &'a Plan,
     progress: &'a Progress,
     poll: Poll,
@@ -146,14 +145,14 @@ struct Context<'a> {
     holding: bool,
 }
 
-impl<'a> Engine<'a> {
-    fn new(plan: &'a Plan, progress: &'a Progress) -> Result<Self, ClientError> {
+impl<'a> TcpLoad<'a> {
+    fn new(plan: &'a Plan, progress: &'a Progress) -> Result<Self, BenchError> {
         let now = Instant::now();
         Ok(Self {
-            ctx: Context {
+            run: Run {
                 plan,
                 progress,
-                poll: Poll::new().map_err(ClientError::EventLoop)?,
+                poll: Poll::new().map_err(BenchError::EventLoop)?,
                 recorder: Recorder::new(),
                 // Replaced when measuring starts; until then nothing issues.
                 window: Window::new(now, Duration::ZERO, None, Some(0)),
@@ -172,20 +171,20 @@ impl<'a> Engine<'a> {
 
     /// Opens every connection, at most [`MAX_CONNECTING`] handshakes at a
     /// time, and waits until each is open or has failed.
-    fn open_all(&mut self, events: &mut Events) -> Result<(), ClientError> {
+    fn open_all(&mut self, events: &mut Events) -> Result<(), BenchError> {
         let started = Instant::now();
-        self.ctx.open_started = Some(started);
+        self.run.open_started = Some(started);
         let mut next = 0;
         let mut next_scan = started + TIMEOUT_SCAN;
         loop {
-            while self.ctx.connecting < MAX_CONNECTING && next < self.conns.len() {
+            while self.run.connecting < MAX_CONNECTING && next < self.conns.len() {
                 let now = Instant::now();
-                if let Err(what) = self.ctx.open(&mut self.conns[next], next, now) {
-                    self.ctx.fail(&mut self.conns[next], next, what, now);
+                if let Err(what) = self.run.open(&mut self.conns[next], next, now) {
+                    self.run.fail(&mut self.conns[next], next, what, now);
                 }
                 next += 1;
             }
-            if next == self.conns.len() && self.ctx.connecting == 0 {
+            if next == self.conns.len() && self.run.connecting == 0 {
                 break;
             }
             self.poll(events, Some(TIMEOUT_SCAN))?;
@@ -195,18 +194,18 @@ impl<'a> Engine<'a> {
                 next_scan = now + TIMEOUT_SCAN;
             }
         }
-        self.ctx.recorder.publish(self.ctx.progress);
+        self.run.recorder.publish(self.run.progress);
         Ok(())
     }
 
     /// Keeps the connections open and idle for `idle`.
-    fn idle(&mut self, events: &mut Events, idle: Duration) -> Result<(), ClientError> {
+    fn idle(&mut self, events: &mut Events, idle: Duration) -> Result<(), BenchError> {
         let until = Instant::now() + idle;
-        self.ctx.holding = true;
+        self.run.holding = true;
         loop {
             let now = Instant::now();
             if now >= until {
-                self.ctx.holding = false;
+                self.run.holding = false;
                 return Ok(());
             }
             self.poll(events, Some(until - now))?;
@@ -215,8 +214,8 @@ impl<'a> Engine<'a> {
 
     /// The measured run: issues requests until the window closes, drains
     /// the replies still in flight, and reports.
-    fn measure(mut self, events: &mut Events) -> Result<Outcome, ClientError> {
-        let plan = self.ctx.plan;
+    fn measure(mut self, events: &mut Events) -> Result<Outcome, BenchError> {
+        let plan = self.run.plan;
         let now = Instant::now();
         let quota = if plan.hold {
             // One request on each connection still open.
@@ -229,17 +228,17 @@ impl<'a> Engine<'a> {
         } else {
             plan.quota
         };
-        self.ctx.window = Window::new(now, plan.warmup, plan.duration, quota);
+        self.run.window = Window::new(now, plan.warmup, plan.duration, quota);
         let mut pacer = plan.rate.map(|rate| Pacer::new(now, rate));
         for (key, conn) in self.conns.iter_mut().enumerate() {
             // Each request timed from its own start: sending to thousands
             // of connections takes a while.
             let now = Instant::now();
             if plan.new_connection {
-                self.ctx.open_for_request(conn, key, now);
+                self.run.open_for_request(conn, key, now);
             } else if conn.state == State::Open && pacer.is_none() {
-                self.ctx.refill(conn, now);
-                self.ctx.step(conn, key, &mut self.buffer);
+                self.run.refill(conn, now);
+                self.run.step(conn, key, &mut self.buffer);
             }
         }
         let mut next_scan = now + TIMEOUT_SCAN;
@@ -249,19 +248,19 @@ impl<'a> Engine<'a> {
             if let Some(pacer) = pacer.as_mut() {
                 self.pace(pacer, now);
             }
-            if self.ctx.window.tick(now) && drain_until.is_none() {
+            if self.run.window.tick(now) && drain_until.is_none() {
                 drain_until = Some(now + plan.timeout);
             }
             if now >= next_scan {
                 self.scan_timeouts(now);
                 next_scan = now + TIMEOUT_SCAN;
             }
-            self.ctx.recorder.publish(self.ctx.progress);
-            if self.ctx.alive == 0 && !plan.new_connection {
-                self.ctx.window.stop();
+            self.run.recorder.publish(self.run.progress);
+            if self.run.alive == 0 && !plan.new_connection {
+                self.run.window.stop();
             }
-            let done = (!self.ctx.window.issuing() && self.ctx.outstanding == 0)
-                || self.ctx.window.quota_settled();
+            let done = (!self.run.window.issuing() && self.run.outstanding == 0)
+                || self.run.window.quota_settled();
             if done {
                 break;
             }
@@ -270,26 +269,26 @@ impl<'a> Engine<'a> {
                 break;
             }
             let wake = self
-                .ctx
+                .run
                 .window
                 .next_wake(next_scan, pacer.as_ref(), drain_until);
             self.poll(events, Some(wait_until(now, wake)))?;
         }
         let now = Instant::now();
-        let elapsed = self.ctx.window.elapsed(now);
-        self.ctx.recorder.publish(self.ctx.progress);
+        let elapsed = self.run.window.elapsed(now);
+        self.run.recorder.publish(self.run.progress);
         for conn in &mut self.conns {
-            self.ctx.close(conn);
+            self.run.close(conn);
         }
         let held = plan.hold.then(|| Held {
-            opened: self.ctx.opened,
-            open_time: match (self.ctx.open_started, self.ctx.last_opened) {
+            opened: self.run.opened,
+            open_time: match (self.run.open_started, self.run.last_opened) {
                 (Some(started), Some(last)) => last.saturating_duration_since(started),
                 _ => Duration::ZERO,
             },
         });
         Ok(Outcome {
-            recorder: self.ctx.recorder,
+            recorder: self.run.recorder,
             elapsed,
             held,
         })
@@ -297,11 +296,11 @@ impl<'a> Engine<'a> {
 
     /// Open loop: hands every request now due to the next open connection.
     fn pace(&mut self, pacer: &mut Pacer, now: Instant) {
-        while self.ctx.window.issuing() {
+        while self.run.window.issuing() {
             let Some((k, due)) = pacer.take_due(now) else {
                 return;
             };
-            if !self.ctx.window.issue(due) {
+            if !self.run.window.issue(due) {
                 return;
             }
             let count = self.conns.len();
@@ -310,30 +309,30 @@ impl<'a> Engine<'a> {
                 .find(|&key| self.conns[key].state == State::Open);
             let Some(key) = open else {
                 // Nothing left to send on: the request fails with the run.
-                self.ctx.window.settle(due, now);
-                self.ctx.window.stop();
+                self.run.window.settle(due, now);
+                self.run.window.stop();
                 return;
             };
             let conn = &mut self.conns[key];
             conn.due.push_back(due);
-            self.ctx.outstanding += 1;
-            self.ctx.refill(conn, now);
-            self.ctx.step(conn, key, &mut self.buffer);
+            self.run.outstanding += 1;
+            self.run.refill(conn, now);
+            self.run.step(conn, key, &mut self.buffer);
         }
     }
 
     /// Waits for readiness at most `timeout` and serves what is ready.
-    fn poll(&mut self, events: &mut Events, timeout: Option<Duration>) -> Result<(), ClientError> {
-        match self.ctx.poll.poll(events, timeout) {
+    fn poll(&mut self, events: &mut Events, timeout: Option<Duration>) -> Result<(), BenchError> {
+        match self.run.poll.poll(events, timeout) {
             Ok(()) => {}
             Err(error) if error.kind() == io::ErrorKind::Interrupted => return Ok(()),
-            Err(error) => return Err(ClientError::EventLoop(error)),
+            Err(error) => return Err(BenchError::EventLoop(error)),
         }
         for event in events.iter() {
             let key = event.token().0;
             if let Some(conn) = self.conns.get_mut(key) {
-                remember(conn, event);
-                self.ctx.step(conn, key, &mut self.buffer);
+                conn.readiness.note(event);
+                self.run.step(conn, key, &mut self.buffer);
             }
         }
         Ok(())
@@ -342,10 +341,10 @@ impl<'a> Engine<'a> {
     /// Fails connections whose handshake or reply is overdue; in
     /// new-connection mode, retries slots whose connection could not start.
     fn scan_timeouts(&mut self, now: Instant) {
-        let plan = self.ctx.plan;
+        let plan = self.run.plan;
         for (key, conn) in self.conns.iter_mut().enumerate() {
-            if plan.new_connection && conn.state == State::Closed && self.ctx.window.issuing() {
-                self.ctx.open_for_request(conn, key, now);
+            if plan.new_connection && conn.state == State::Closed && self.run.window.issuing() {
+                self.run.open_for_request(conn, key, now);
                 continue;
             }
             let overdue = match conn.state {
@@ -367,14 +366,14 @@ impl<'a> Engine<'a> {
                         conn.inflight.len()
                     )
                 };
-                self.ctx.fail(conn, key, what, now);
+                self.run.fail(conn, key, what, now);
             }
         }
     }
 
     /// At the end of the drain: whatever is still in flight failed.
     fn fail_in_flight(&mut self, now: Instant) {
-        let plan = self.ctx.plan;
+        let plan = self.run.plan;
         for (key, conn) in self.conns.iter_mut().enumerate() {
             if !conn.inflight.is_empty() || !conn.due.is_empty() {
                 let what = format!(
@@ -383,20 +382,13 @@ impl<'a> Engine<'a> {
                     conn.inflight.len(),
                     plan.timeout
                 );
-                self.ctx.fail(conn, key, what, now);
+                self.run.fail(conn, key, what, now);
             }
         }
     }
 }
 
-/// Readiness is a hint: remember it, let the calls tell the truth.
-fn remember(conn: &mut Conn, event: &Event) {
-    conn.readable |= event.is_readable() || event.is_read_closed() || event.is_error();
-    conn.writable |= event.is_writable() || event.is_write_closed() || event.is_error();
-    conn.hung_up |= event.is_read_closed();
-}
-
-impl Context<'_> {
+impl Run<'_> {
     /// Starts a handshake on `conn`, registered as `key`. The error, when
     /// it cannot even start, is for the caller to count.
     fn open(&mut self, conn: &mut Conn, key: usize, now: Instant) -> Result<(), String> {
@@ -455,7 +447,9 @@ impl Context<'_> {
 
     fn try_step(&mut self, conn: &mut Conn, key: usize, buffer: &mut [u8]) -> Result<(), String> {
         if conn.state == State::Connecting {
-            if !(conn.readable || conn.writable) || !self.connected(conn)? {
+            if !(conn.readiness.is_readable() || conn.readiness.is_writable())
+                || !self.connected(conn)?
+            {
                 return Ok(());
             }
             self.on_open(conn, Instant::now());
@@ -483,8 +477,8 @@ impl Context<'_> {
             Ok(_) => Ok(true),
             Err(error) if error.kind() == io::ErrorKind::NotConnected => {
                 // A spurious wake-up: the handshake goes on.
-                conn.readable = false;
-                conn.writable = false;
+                conn.readiness.clear_readable();
+                conn.readiness.clear_writable();
                 Ok(false)
             }
             Err(error) => Err(failed(error)),
@@ -536,22 +530,21 @@ impl Context<'_> {
     /// Sends what the socket takes of `conn.out`.
     fn flush(&mut self, conn: &mut Conn) -> Result<(), String> {
         let addr = self.plan.addr;
-        while conn.writable && conn.out_at < conn.out.len() {
-            let Conn {
-                stream,
-                out,
-                out_at,
-                ..
-            } = conn;
-            let stream = stream.as_mut().expect("an open connection has a stream");
-            match stream.write(&out[*out_at..]) {
-                Ok(0) => return Err(format!("tcp {addr} takes no more bytes")),
-                Ok(written) => *out_at += written,
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => conn.writable = false,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => return Err(format!("sending to tcp {addr} failed: {error}")),
-            }
-        }
+        let Conn {
+            stream,
+            readiness,
+            out,
+            out_at,
+            ..
+        } = conn;
+        let stream = stream.as_mut().expect("an open connection has a stream");
+        *out_at +=
+            readiness
+                .write(stream, &out[*out_at..])
+                .map_err(|error| match error.kind() {
+                    io::ErrorKind::WriteZero => format!("tcp {addr} takes no more bytes"),
+                    _ => format!("sending to tcp {addr} failed: {error}"),
+                })?;
         if conn.out_at == conn.out.len() {
             conn.out.clear();
             conn.out_at = 0;
@@ -568,14 +561,14 @@ impl Context<'_> {
     /// Reads and checks what has arrived, completing requests.
     fn receive(&mut self, conn: &mut Conn, key: usize, buffer: &mut [u8]) -> Result<(), String> {
         let addr = self.plan.addr;
-        while conn.readable && conn.state == State::Open {
-            let read = match conn.stream().read(buffer) {
-                Ok(read) => read,
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    conn.readable = false;
-                    break;
-                }
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+        while conn.state == State::Open {
+            let stream = conn
+                .stream
+                .as_mut()
+                .expect("an open connection has a stream");
+            let read = match conn.readiness.read(stream, buffer) {
+                Ok(Some(read)) => read,
+                Ok(None) => break,
                 Err(error) => return Err(format!("receiving from tcp {addr} failed: {error}")),
             };
             let now = Instant::now();
@@ -585,11 +578,6 @@ impl Context<'_> {
             conn.since = now;
             self.check(conn, &buffer[..read], now)?;
             self.refill(conn, now);
-            // A short read emptied the socket, unless the server hung up:
-            // then read on to the end of stream, which raises no new event.
-            if read < buffer.len() && !conn.hung_up {
-                conn.readable = false;
-            }
         }
         Ok(())
     }

@@ -10,7 +10,7 @@
 
 use super::record::{Progress, Recorder};
 use super::schedule::{Pacer, Window, wait_until};
-use super::{Outcome, Plan, Shared};
+use super::{BenchError, Outcome, Plan, Shared};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use shout_client::ClientError;
@@ -25,8 +25,8 @@ const TIMEOUT_SCAN: Duration = Duration::from_millis(10);
 const RECEIVE_BUFFER: usize = 65_536;
 
 /// Runs one thread's share of a UDP benchmark.
-pub(crate) fn run(plan: &Plan, shared: &Shared) -> Result<Outcome, ClientError> {
-    let prepared = Engine::new(plan, &shared.progress);
+pub(crate) fn run(plan: &Plan, shared: &Shared) -> Result<Outcome, BenchError> {
+    let prepared = UdpLoad::new(plan, &shared.progress);
     shared.ready.wait();
     prepared?.measure()
 }
@@ -50,7 +50,9 @@ struct Sock {
     due: VecDeque<Instant>,
 }
 
-struct Engine<'a> {
+/// One thread's share of a UDP benchmark: its sockets and the run they
+/// take part in.
+struct UdpLoad<'a> {
     plan: &'a Plan,
     progress: &'a Progress,
     poll: Poll,
@@ -62,9 +64,9 @@ struct Engine<'a> {
     datagram: Vec<u8>,
 }
 
-impl<'a> Engine<'a> {
-    fn new(plan: &'a Plan, progress: &'a Progress) -> Result<Self, ClientError> {
-        let poll = Poll::new().map_err(ClientError::EventLoop)?;
+impl<'a> UdpLoad<'a> {
+    fn new(plan: &'a Plan, progress: &'a Progress) -> Result<Self, BenchError> {
+        let poll = Poll::new().map_err(BenchError::EventLoop)?;
         let local: SocketAddr = match plan.addr {
             SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
             SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
@@ -85,7 +87,7 @@ impl<'a> Engine<'a> {
                     Token(key),
                     Interest::READABLE | Interest::WRITABLE,
                 )
-                .map_err(ClientError::EventLoop)?;
+                .map_err(BenchError::EventLoop)?;
             socks.push(Sock {
                 socket,
                 readable: false,
@@ -109,7 +111,7 @@ impl<'a> Engine<'a> {
         })
     }
 
-    fn measure(mut self) -> Result<Outcome, ClientError> {
+    fn measure(mut self) -> Result<Outcome, BenchError> {
         let plan = self.plan;
         let now = Instant::now();
         self.window = Window::new(now, plan.warmup, plan.duration, plan.quota);
@@ -148,7 +150,7 @@ impl<'a> Engine<'a> {
             match self.poll.poll(&mut events, Some(wait_until(now, wake))) {
                 Ok(()) => {}
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                Err(error) => return Err(ClientError::EventLoop(error)),
+                Err(error) => return Err(BenchError::EventLoop(error)),
             }
             let now = Instant::now();
             for event in events.iter() {

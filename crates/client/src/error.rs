@@ -155,12 +155,6 @@ pub enum ClientError {
     /// without a result.
     #[error("the sending thread failed: {0}")]
     Sender(#[source] io::Error),
-    /// Benchmark options that make no run (`shout bench`).
-    #[error("invalid benchmark: {0}")]
-    InvalidBench(String),
-    /// The load generator's event loop could not be made or failed.
-    #[error("the load generator's event loop failed: {0}")]
-    EventLoop(#[source] io::Error),
 }
 
 impl ClientError {
@@ -185,9 +179,7 @@ impl ClientError {
             | ClientError::DatagramTooLarge { .. }
             | ClientError::Input(_)
             | ClientError::Output(_)
-            | ClientError::Sender(_)
-            | ClientError::InvalidBench(_)
-            | ClientError::EventLoop(_) => ErrorCategory::Local,
+            | ClientError::Sender(_) => ErrorCategory::Local,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! standard error and an exit code.
 
 use clap::{Args, Parser, Subcommand};
-use shout_bench::{BenchOptions, BenchReport, Stop, bench};
+use shout_bench::{BenchError, BenchOptions, BenchReport, Stop, bench};
 use shout_client::{
     ClientError, Connector, ErrorCategory, LineSession, LinesReport, PingOptions, Target,
     Transport, UdpClient, ping, shout_stream,
@@ -238,6 +238,7 @@ impl BenchArgs {
 #[derive(Debug)]
 enum Failure {
     Client(ClientError),
+    Bench(BenchError),
     LinesSkipped(u64),
     NoProbeAnswered(u32),
     BenchErrors(u64, String),
@@ -250,10 +251,17 @@ impl From<ClientError> for Failure {
     }
 }
 
+impl From<BenchError> for Failure {
+    fn from(error: BenchError) -> Self {
+        Failure::Bench(error)
+    }
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Client(error) => error.fmt(f),
+            Failure::Bench(error) => error.fmt(f),
             Failure::LinesSkipped(1) => f.write_str("1 line was not sent (see above)"),
             Failure::LinesSkipped(count) => write!(f, "{count} lines were not sent (see above)"),
             Failure::NoProbeAnswered(sent) => write!(f, "none of the {sent} probes was answered"),
@@ -273,16 +281,22 @@ impl Failure {
     /// The exit status documented in `--help`.
     fn exit_code(&self) -> u8 {
         match self {
-            Failure::Client(error) => match error.category() {
-                ErrorCategory::Local => 1,
-                ErrorCategory::Resolve => 3,
-                ErrorCategory::Refused => 4,
-                ErrorCategory::Timeout => 5,
-                ErrorCategory::Connection => 6,
-            },
+            Failure::Client(error) => category_code(error.category()),
+            Failure::Bench(error) => category_code(error.category()),
             Failure::LinesSkipped(_) | Failure::BenchErrors(..) => 1,
             Failure::NoProbeAnswered(_) | Failure::NoReply => 5,
         }
+    }
+}
+
+/// The exit status of a library failure of class `category`.
+fn category_code(category: ErrorCategory) -> u8 {
+    match category {
+        ErrorCategory::Local => 1,
+        ErrorCategory::Resolve => 3,
+        ErrorCategory::Refused => 4,
+        ErrorCategory::Timeout => 5,
+        ErrorCategory::Connection => 6,
     }
 }
 

@@ -233,13 +233,21 @@ mod tests {
         let pid = std::process::id();
         assert!(rss_kib(pid).unwrap() > 0);
         assert!(fd_count(pid).unwrap() >= 3);
-        // Burn a little CPU so that there is some to see.
+        // Burn CPU until the counter moves. It counts in clock ticks
+        // (10 ms), and beside a CPU hog a fixed stretch of wall time may
+        // not add up to one tick of our own; so spin until it does, for
+        // at most 10 s of wall time.
+        let before = process_cpu(pid).unwrap();
         let started = std::time::Instant::now();
         let mut spin = 0u64;
-        while started.elapsed() < Duration::from_millis(30) {
-            spin = std::hint::black_box(spin.wrapping_add(1));
+        let mut after = before;
+        while after == before && started.elapsed() < Duration::from_secs(10) {
+            for _ in 0..100_000 {
+                spin = std::hint::black_box(spin.wrapping_add(1));
+            }
+            after = process_cpu(pid).unwrap();
         }
-        assert!(process_cpu(pid).unwrap() > Duration::ZERO);
+        assert!(after > before, "no CPU time counted in 10 s of spinning");
         assert!(rss_kib(u32::MAX).is_err());
     }
 

@@ -7,7 +7,7 @@
 
 use super::report::{Results, count, cpu_time, latency};
 use super::servers::Server;
-use super::workloads::{Kind, WORKLOADS};
+use super::workloads::{Figure, Kind, Measurement, WORKLOADS};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
@@ -35,11 +35,11 @@ pub(crate) fn draw(path: &Path, results: &Results, runs: usize) -> Result<(), St
     let mut bottom = Vec::new();
     for index in workloads {
         let workload = &WORKLOADS[index];
-        let figure = |name: &str| {
+        let figure = |figure: Figure| {
             workload
                 .servers
                 .iter()
-                .filter_map(|&server| Some((server, *results.median(index, server)?.get(name)?)))
+                .filter_map(|&server| Some((server, results.median(index, server, figure)?)))
                 .collect::<Vec<_>>()
         };
         match workload.kind {
@@ -47,19 +47,19 @@ pub(crate) fn draw(path: &Path, results: &Results, runs: usize) -> Result<(), St
                 top.push(Panel {
                     caption: workload.name.into(),
                     unit: "msgs/s",
-                    bars: figure("msgs_per_sec"),
+                    bars: figure(Measurement::msgs_per_sec),
                     label: count,
                 });
                 middle.push(Panel {
                     caption: String::new(),
                     unit: "p99 latency, µs",
-                    bars: figure("p99_us"),
+                    bars: figure(Measurement::p99_us),
                     label: latency,
                 });
                 bottom.push(Panel {
                     caption: String::new(),
                     unit: "server CPU per message, µs",
-                    bars: figure("server_us_per_msg"),
+                    bars: figure(Measurement::server_us_per_msg),
                     label: cpu_time,
                 });
             }
@@ -67,13 +67,13 @@ pub(crate) fn draw(path: &Path, results: &Results, runs: usize) -> Result<(), St
                 top.push(Panel {
                     caption: workload.name.into(),
                     unit: "server RSS per connection, B",
-                    bars: figure("rss_per_conn"),
+                    bars: figure(Measurement::rss_per_conn),
                     label: count,
                 });
                 middle.push(Panel {
                     caption: String::new(),
                     unit: "all accepted after, ms",
-                    bars: figure("accept_s")
+                    bars: figure(Measurement::accept_s)
                         .into_iter()
                         .map(|(server, seconds)| (server, seconds * 1e3))
                         .collect(),
@@ -82,7 +82,7 @@ pub(crate) fn draw(path: &Path, results: &Results, runs: usize) -> Result<(), St
                 bottom.push(Panel {
                     caption: String::new(),
                     unit: "then one request each: p99, µs",
-                    bars: figure("p99_us"),
+                    bars: figure(Measurement::p99_us),
                     label: latency,
                 });
             }

@@ -1,12 +1,13 @@
 //! From measurements to what people read: medians over the runs, one table
 //! per workload with ratios against tokio and the load generator's ceiling
-//! beside it, the targets of issue 7 met or missed, and the generated part
-//! of docs/BENCHMARKS.md.
+//! beside it, and the generated part of docs/BENCHMARKS.md. What the
+//! figures should be is said in the prose around that part, not here.
 
 use super::machine::{CpuShare, Machine};
 use super::servers::{ALL, Server};
 use super::transform::Transform;
-use super::workloads::{Kind, Metrics, Timing, WORKLOADS, Workload};
+use super::workloads::{Figure, Kind, Measurement, Timing, WORKLOADS, Workload};
+use shout_bench::format::{Count, Latency};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -17,7 +18,7 @@ const NEAR_CEILING: f64 = 0.8;
 /// Every measurement of a run of `cargo xtask bench`.
 #[derive(Debug, Default)]
 pub(crate) struct Results {
-    cells: BTreeMap<(usize, Server), Vec<Result<Metrics, String>>>,
+    cells: BTreeMap<(usize, Server), Vec<Result<Measurement, String>>>,
 }
 
 impl Results {
@@ -26,7 +27,7 @@ impl Results {
         &mut self,
         workload: usize,
         server: Server,
-        result: Result<Metrics, String>,
+        result: Result<Measurement, String>,
     ) {
         self.cells
             .entry((workload, server))
@@ -34,34 +35,23 @@ impl Results {
             .push(result);
     }
 
-    /// Each figure's median over the runs that succeeded; `None` when none
-    /// did (or the pair was not measured).
-    pub(crate) fn median(&self, workload: usize, server: Server) -> Option<Metrics> {
-        let runs: Vec<&Metrics> = self
+    /// The median of `figure` over the runs of the pair that succeeded and
+    /// have it; `None` when none does (or the pair was not measured).
+    pub(crate) fn median(&self, workload: usize, server: Server, figure: Figure) -> Option<f64> {
+        let values = self
             .cells
             .get(&(workload, server))?
             .iter()
-            .filter_map(|run| run.as_ref().ok())
+            .filter_map(|run| figure(run.as_ref().ok()?))
             .collect();
-        if runs.is_empty() {
-            return None;
-        }
-        let mut names: Vec<&'static str> =
-            runs.iter().flat_map(|run| run.keys().copied()).collect();
-        names.sort_unstable();
-        names.dedup();
-        Some(
-            names
-                .into_iter()
-                .filter_map(|name| {
-                    let values: Vec<f64> = runs
-                        .iter()
-                        .filter_map(|run| run.get(name).copied())
-                        .collect();
-                    median(values).map(|value| (name, value))
-                })
-                .collect(),
-        )
+        median(values)
+    }
+
+    /// Whether some run of the pair succeeded.
+    pub(crate) fn measured(&self, workload: usize, server: Server) -> bool {
+        self.cells
+            .get(&(workload, server))
+            .is_some_and(|runs| runs.iter().any(Result::is_ok))
     }
 
     /// Why runs of the pair failed, one line each.
@@ -83,16 +73,17 @@ impl Results {
         numbers
     }
 
-    fn figure(&self, workload: usize, server: Server, name: &str) -> Option<f64> {
-        self.median(workload, server)?.get(name).copied()
-    }
-
     /// The load generator's ceiling in a workload: the faster of the
     /// ceiling servers, by median msgs/s, with which one it was.
     fn ceiling(&self, workload: usize) -> Option<(Server, f64)> {
         ALL.into_iter()
             .filter(|server| server.is_ceiling())
-            .filter_map(|server| Some((server, self.figure(workload, server, "msgs_per_sec")?)))
+            .filter_map(|server| {
+                Some((
+                    server,
+                    self.median(workload, server, Measurement::msgs_per_sec)?,
+                ))
+            })
             .max_by(|a, b| a.1.total_cmp(&b.1))
     }
 }
@@ -144,7 +135,6 @@ pub(crate) fn tables(results: &Results) -> String {
 }
 
 fn workload_table(results: &Results, index: usize, workload: &Workload) -> String {
-    let tokio = results.median(index, Server::Tokio);
     let ceiling = results.ceiling(index);
     let mut table = Table::default();
     match workload.kind {
@@ -164,42 +154,46 @@ fn workload_table(results: &Results, index: usize, workload: &Workload) -> Strin
             ]);
             table.header(&header);
             for &server in workload.servers {
-                let Some(m) = results.median(index, server) else {
+                if !results.measured(index, server) {
                     table.row(vec![server.name().into(), "failed".into()]);
                     continue;
+                }
+                let get = |figure: Figure| results.median(index, server, figure);
+                let versus = |figure: Figure| {
+                    get(figure)
+                        .zip(results.median(index, Server::Tokio, figure))
+                        .map_or("–".into(), |(ours, tokio)| ratio_text(ours / tokio))
                 };
-                let get = |name: &str| m.get(name).copied().unwrap_or(f64::NAN);
-                let versus = |name: &str| {
-                    tokio
-                        .as_ref()
-                        .and_then(|t| t.get(name))
-                        .map_or("–".into(), |&t| ratio_text(get(name) / t))
-                };
-                let note = match ceiling {
-                    Some((fastest, _)) if fastest == server => "load generator ceiling".to_owned(),
-                    Some((_, c)) if get("msgs_per_sec") >= NEAR_CEILING * c => {
-                        format!("{:.0}% of ceiling", 100.0 * get("msgs_per_sec") / c)
+                let msgs_per_sec = get(Measurement::msgs_per_sec);
+                let note = match (ceiling, msgs_per_sec) {
+                    (Some((fastest, _)), _) if fastest == server => {
+                        "load generator ceiling".to_owned()
+                    }
+                    (Some((_, c)), Some(m)) if m >= NEAR_CEILING * c => {
+                        format!("{:.0}% of ceiling", 100.0 * m / c)
                     }
                     _ => String::new(),
                 };
                 let mut row = vec![
                     server.name().into(),
-                    count(get("msgs_per_sec")),
-                    format!("{:.1}", get("mib_per_sec")),
-                    latency(get("p50_us")),
-                    latency(get("p99_us")),
-                    latency(get("p999_us")),
-                    count(get("errors")),
+                    count_of(msgs_per_sec),
+                    get(|m| Some(m.summary.mib_per_sec))
+                        .map_or("–".into(), |mib| format!("{mib:.1}")),
+                    latency_of(get(|m| Some(m.summary.p50_us))),
+                    latency_of(get(Measurement::p99_us)),
+                    latency_of(get(|m| Some(m.summary.p999_us))),
+                    count_of(get(Measurement::errors)),
                 ];
                 if udp {
-                    row.push(count(get("lost")));
+                    row.push(count_of(get(|m| Some(m.summary.lost as f64))));
                 }
                 row.extend([
-                    cores(get("server_cores")),
-                    cpu_time(get("server_us_per_msg")),
-                    versus("msgs_per_sec"),
-                    versus("p99_us"),
-                    versus("server_us_per_msg"),
+                    get(Measurement::server_cores)
+                        .map_or("–".into(), |cores| format!("{cores:.2} cores")),
+                    get(Measurement::server_us_per_msg).map_or("–".into(), cpu_time),
+                    versus(Measurement::msgs_per_sec),
+                    versus(Measurement::p99_us),
+                    versus(Measurement::server_us_per_msg),
                     note,
                 ]);
                 table.row(row);
@@ -217,34 +211,34 @@ fn workload_table(results: &Results, index: usize, workload: &Workload) -> Strin
                 "RSS vs tokio",
             ]);
             for &server in workload.servers {
-                let Some(m) = results.median(index, server) else {
+                if !results.measured(index, server) {
                     table.row(vec![server.name().into(), "failed".into()]);
                     continue;
-                };
-                let get = |name: &str| m.get(name).copied();
-                let rss_versus = tokio
-                    .as_ref()
-                    .and_then(|t| t.get("rss_per_conn"))
-                    .zip(get("rss_per_conn"))
-                    .map_or("–".into(), |(&t, ours)| ratio_text(ours / t));
+                }
+                let get = |figure: Figure| results.median(index, server, figure);
+                let rss = get(Measurement::rss_per_conn);
+                let rss_versus = rss
+                    .zip(results.median(index, Server::Tokio, Measurement::rss_per_conn))
+                    .map_or("–".into(), |(ours, tokio)| ratio_text(ours / tokio));
+                let all_accepted = get(Measurement::accept_s).map_or_else(
+                    || {
+                        format!(
+                            "not all: {} of {} by {}",
+                            count_of(get(|m| Some(m.held?.accepted as f64))),
+                            Count(held as u64),
+                            get(|m| Some(m.held?.accepted_s)).map_or("–".into(), seconds)
+                        )
+                    },
+                    seconds,
+                );
                 table.row(vec![
                     server.name().into(),
-                    get("rss_per_conn").map_or("–".into(), bytes),
-                    get("accept_s").map_or_else(
-                        || {
-                            format!(
-                                "not all: {} of {} by {}",
-                                count(get("accepted").unwrap_or(0.0)),
-                                count(held as f64),
-                                seconds(get("accepted_s").unwrap_or(f64::NAN))
-                            )
-                        },
-                        seconds,
-                    ),
-                    get("open_seconds").map_or("–".into(), seconds),
-                    latency(get("p50_us").unwrap_or(f64::NAN)),
-                    latency(get("p99_us").unwrap_or(f64::NAN)),
-                    count(get("errors").unwrap_or(f64::NAN)),
+                    rss.map_or("–".into(), bytes),
+                    all_accepted,
+                    get(|m| m.summary.open_seconds).map_or("–".into(), seconds),
+                    latency_of(get(|m| Some(m.summary.p50_us))),
+                    latency_of(get(Measurement::p99_us)),
+                    count_of(get(Measurement::errors)),
                     rss_versus,
                 ]);
             }
@@ -267,7 +261,7 @@ fn ceiling_note(results: &Results, index: usize, workload: &Workload) -> String 
         .filter(|&&server| !server.is_ceiling())
         .filter(|&&server| {
             results
-                .figure(index, server, "msgs_per_sec")
+                .median(index, server, Measurement::msgs_per_sec)
                 .is_some_and(|figure| figure >= NEAR_CEILING * ceiling)
         })
         .map(|server| server.name())
@@ -286,111 +280,6 @@ fn ceiling_note(results: &Results, index: usize, workload: &Workload) -> String 
         );
     }
     note
-}
-
-/// The targets of issue 7, each with its figure and verdict.
-pub(crate) fn targets(results: &Results, transform: Option<&Transform>) -> String {
-    let mut table = Table::default();
-    table.header(&["target", "workload", "shoutd-1", "shoutd-2", "verdict"]);
-    let index_of = |name: &str| WORKLOADS.iter().position(|w| w.name == name);
-    let measured = results.workloads();
-    let ratio_of = |index: usize, server: Server, name: &str| {
-        Some(results.figure(index, server, name)? / results.figure(index, Server::Tokio, name)?)
-    };
-    let bound = |index: usize| {
-        let ceiling = results.ceiling(index).map(|(_, ceiling)| ceiling);
-        [Server::Shoutd1, Server::Shoutd2, Server::Tokio]
-            .iter()
-            .all(|&server| {
-                results
-                    .figure(index, server, "msgs_per_sec")
-                    .zip(ceiling)
-                    .is_some_and(|(figure, ceiling)| figure >= NEAR_CEILING * ceiling)
-            })
-    };
-    for workload in WORKLOADS.iter().filter(|w| w.kind == Kind::Tcp) {
-        let Some(index) = index_of(workload.name).filter(|i| measured.contains(i)) else {
-            continue;
-        };
-        for (target, name, at_least) in [
-            ("msgs/s and MiB/s ≥ 1.0× tokio", "msgs_per_sec", true),
-            ("p99 latency ≤ 1.0× tokio", "p99_us", false),
-        ] {
-            let one = ratio_of(index, Server::Shoutd1, name);
-            let two = ratio_of(index, Server::Shoutd2, name);
-            let ok = |ratio: Option<f64>| {
-                ratio.is_some_and(|r| if at_least { r >= 1.0 } else { r <= 1.0 })
-            };
-            let mut verdict = verdict(ok(one), ok(two)).to_owned();
-            if at_least && bound(index) {
-                verdict.push_str(" (all within 20% of the load generator's ceiling)");
-            }
-            table.row(vec![
-                target.into(),
-                workload.name.into(),
-                one.map_or("–".into(), ratio_text),
-                two.map_or("–".into(), ratio_text),
-                verdict,
-            ]);
-        }
-    }
-    if let Some(index) = index_of("idle-10k").filter(|i| measured.contains(i)) {
-        let rss = |server| results.figure(index, server, "rss_per_conn");
-        let ok = |value: Option<f64>, limit: f64| value.is_some_and(|v| v <= limit);
-        let (one, two) = (rss(Server::Shoutd1), rss(Server::Shoutd2));
-        table.row(vec![
-            "≤ 1 KiB server RSS per idle connection".into(),
-            "idle-10k".into(),
-            one.map_or("–".into(), bytes),
-            two.map_or("–".into(), bytes),
-            verdict(ok(one, 1024.0), ok(two, 1024.0)).into(),
-        ]);
-        let accept = |server| results.figure(index, server, "accept_s");
-        let (one, two) = (accept(Server::Shoutd1), accept(Server::Shoutd2));
-        table.row(vec![
-            "10,000 connections accepted within 1 s".into(),
-            "idle-10k".into(),
-            one.map_or("not all".into(), seconds),
-            two.map_or("not all".into(), seconds),
-            verdict(ok(one, 1.0), ok(two, 1.0)).into(),
-        ]);
-    }
-    if let Some(index) = index_of("udp-many").filter(|i| measured.contains(i)) {
-        let one = ratio_of(index, Server::Shoutd1, "msgs_per_sec");
-        let two = ratio_of(index, Server::Shoutd2, "msgs_per_sec");
-        let ok = |ratio: Option<f64>| ratio.is_some_and(|r| r >= 1.5);
-        let mut verdict = verdict(ok(one), ok(two)).to_owned();
-        if bound(index) {
-            verdict.push_str(" (all within 20% of the load generator's ceiling)");
-        }
-        table.row(vec![
-            "datagrams/s ≥ 1.5× tokio, many clients".into(),
-            "udp-many".into(),
-            one.map_or("–".into(), ratio_text),
-            two.map_or("–".into(), ratio_text),
-            verdict,
-        ]);
-    }
-    if let Some(ratio) = transform.and_then(|t| t.ratio("ascii")) {
-        table.row(vec![
-            "transform, ASCII ≥ 5× `str::to_uppercase`".into(),
-            "criterion".into(),
-            ratio_text(ratio),
-            "".into(),
-            if ratio >= 5.0 { "met" } else { "missed" }.into(),
-        ]);
-    }
-    table.markdown()
-}
-
-/// Whether shoutd met a target, with one worker and with two.
-fn verdict(one: bool, two: bool) -> &'static str {
-    match (one, two) {
-        (true, true) => "met",
-        (true, false) => "met with 1 worker",
-        (false, true) => "met with 2 workers",
-        (false, false) => "missed",
-    }
 }
 
 /// The transform microbenchmark's table.
@@ -476,8 +365,6 @@ pub(crate) fn markdown(results: &Results, context: &Context<'_>) -> String {
         out.push_str(&transform_table(transform));
         out.push('\n');
     }
-    out.push_str("### Targets (issue 7), ratios against tokio in the same run\n\n");
-    out.push_str(&targets(results, context.transform));
     out.push_str("\n![Throughput and p99 latency per workload and server](benchmarks.svg)\n");
     out
 }
@@ -533,33 +420,29 @@ impl Table {
     }
 }
 
-/// `1,234,567`, rounded.
+/// A figure as a count, rounded: `1,234,567`; `–` when it is not finite
+/// or negative.
 pub(crate) fn count(value: f64) -> String {
-    if !value.is_finite() {
-        return "–".into();
-    }
-    let digits = format!("{:.0}", value.abs());
-    let mut out = String::new();
-    for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    if value < -0.5 { format!("-{out}") } else { out }
+    count_of(Some(value))
+}
+
+fn count_of(value: Option<f64>) -> String {
+    value
+        .filter(|value| value.is_finite() && *value >= 0.0)
+        .map_or("–".into(), |value| {
+            Count(value.round() as u64).to_string()
+        })
 }
 
 /// A latency given in microseconds, in the unit that suits it.
 pub(crate) fn latency(micros: f64) -> String {
-    if !micros.is_finite() {
-        "–".into()
-    } else if micros < 1_000.0 {
-        format!("{micros:.1} µs")
-    } else if micros < 1_000_000.0 {
-        format!("{:.2} ms", micros / 1e3)
-    } else {
-        format!("{:.2} s", micros / 1e6)
-    }
+    latency_of(Some(micros))
+}
+
+fn latency_of(micros: Option<f64>) -> String {
+    micros
+        .and_then(Latency::from_micros_f64)
+        .map_or("–".into(), |latency| latency.to_string())
 }
 
 /// CPU time per message, given in microseconds: sub-microsecond figures
@@ -569,14 +452,6 @@ pub(crate) fn cpu_time(micros: f64) -> String {
         format!("{micros:.2} µs")
     } else {
         latency(micros)
-    }
-}
-
-fn cores(value: f64) -> String {
-    if value.is_finite() {
-        format!("{value:.2} cores")
-    } else {
-        "–".into()
     }
 }
 
@@ -612,8 +487,12 @@ fn ratio_text(ratio: f64) -> String {
 mod tests {
     use super::*;
 
-    fn metrics(pairs: &[(&'static str, f64)]) -> Metrics {
-        pairs.iter().copied().collect()
+    /// A measurement of `msgs_per_sec` and `p99_us`, the other figures zero.
+    pub(crate) fn measurement(msgs_per_sec: f64, p99_us: f64) -> Measurement {
+        let json = format!(
+            r#"{{"transport":"tcp","target":"127.0.0.1:1","mode":"closed-loop","connections":1,"depth":1,"size":64,"rate":null,"seconds":1.0,"messages":0,"msgs_per_sec":{msgs_per_sec},"mib_per_sec":0.0,"p50_us":0.0,"p90_us":0.0,"p99_us":{p99_us},"p999_us":0.0,"max_us":0.0,"mean_us":0.0,"errors":0,"lost":0,"late":0,"held":null,"open_seconds":null,"first_error":null}}"#
+        );
+        Measurement::of(shout_bench::Summary::from_output(&json).unwrap())
     }
 
     #[test]
@@ -622,36 +501,33 @@ mod tests {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
         let mut results = Results::default();
-        results.record(
-            0,
-            Server::Tokio,
-            Ok(metrics(&[("msgs_per_sec", 10.0), ("p99_us", 5.0)])),
-        );
+        results.record(0, Server::Tokio, Ok(measurement(10.0, 5.0)));
         results.record(0, Server::Tokio, Err("crashed".into()));
-        results.record(
-            0,
-            Server::Tokio,
-            Ok(metrics(&[("msgs_per_sec", 30.0), ("p99_us", 1.0)])),
-        );
-        results.record(
-            0,
-            Server::Tokio,
-            Ok(metrics(&[("msgs_per_sec", 20.0), ("p99_us", 9.0)])),
-        );
-        let median = results.median(0, Server::Tokio).unwrap();
-        assert_eq!(median["msgs_per_sec"], 20.0);
-        assert_eq!(median["p99_us"], 5.0);
+        results.record(0, Server::Tokio, Ok(measurement(30.0, 1.0)));
+        results.record(0, Server::Tokio, Ok(measurement(20.0, 9.0)));
+        let figure = |figure: Figure| results.median(0, Server::Tokio, figure);
+        assert_eq!(figure(Measurement::msgs_per_sec), Some(20.0));
+        assert_eq!(figure(Measurement::p99_us), Some(5.0));
+        // No run read the server's CPU: no figure, rather than a zero.
+        assert_eq!(figure(Measurement::server_us_per_msg), None);
         assert_eq!(results.failures(0, Server::Tokio), ["crashed"]);
-        assert_eq!(results.median(0, Server::Shoutd1), None);
+        assert!(results.measured(0, Server::Tokio));
+        assert!(!results.measured(0, Server::Shoutd1));
+        assert_eq!(
+            results.median(0, Server::Shoutd1, Measurement::p99_us),
+            None
+        );
     }
 
     #[test]
     fn figures_read_well() {
         assert_eq!(count(1_234_567.4), "1,234,567");
         assert_eq!(count(12.0), "12");
+        assert_eq!(count(f64::NAN), "–");
         assert_eq!(latency(16.04), "16.0 µs");
         assert_eq!(latency(6_840.0), "6.84 ms");
         assert_eq!(latency(1_020_000.0), "1.02 s");
+        assert_eq!(latency(f64::INFINITY), "–");
         assert_eq!(cpu_time(0.4234), "0.42 µs");
         assert_eq!(cpu_time(33.21), "33.2 µs");
         assert_eq!(bytes(134.4), "134 B");
@@ -672,7 +548,7 @@ mod tests {
     }
 
     #[test]
-    fn targets_compare_with_tokio() {
+    fn tables_compare_with_tokio_and_the_ceiling() {
         let mut results = Results::default();
         let pipelined = WORKLOADS
             .iter()
@@ -680,23 +556,84 @@ mod tests {
             .unwrap();
         for (server, rate, p99) in [
             (Server::Shoutd1, 120.0, 10.0),
-            (Server::Shoutd2, 90.0, 8.0),
+            (Server::Shoutd2, 850.0, 8.0),
             (Server::Tokio, 100.0, 9.0),
             (Server::Ceiling1, 1000.0, 1.0),
             (Server::Ceiling2, 900.0, 1.0),
         ] {
-            results.record(
-                pipelined,
-                server,
-                Ok(metrics(&[("msgs_per_sec", rate), ("p99_us", p99)])),
-            );
+            results.record(pipelined, server, Ok(measurement(rate, p99)));
         }
-        let text = targets(&results, None);
+        let text = tables(&results);
+        assert!(text.contains("| shoutd-1 "), "{text}");
+        assert!(text.contains("| 1.20×"), "{text}");
+        assert!(text.contains("| 1.11×"), "{text}");
+        assert!(text.contains("load generator ceiling"), "{text}");
+        assert!(text.contains("85% of ceiling"), "{text}");
+        assert!(text.contains("Within 20% of it: shoutd-2"), "{text}");
+    }
+
+    #[test]
+    fn the_generated_part_shows_every_measured_workload() {
+        use super::super::machine::CpuClock;
+        use super::super::workloads::ServerHold;
+        use std::time::Duration;
+        let index_of = |name: &str| WORKLOADS.iter().position(|w| w.name == name).unwrap();
+        let mut results = Results::default();
+        let mut ping = measurement(5_000.0, 250.0);
+        ping.server_cpu = Some(0.5);
+        ping.cpu_wall = 1.0;
+        results.record(index_of("ping-pong"), Server::Shoutd1, Ok(ping));
+        let held = |rss_per_conn: f64, accept_s: Option<f64>| Measurement {
+            held: Some(ServerHold {
+                rss_per_conn,
+                accept_s,
+                accepted: 9_000,
+                accepted_s: 2.5,
+            }),
+            ..measurement(0.0, 40.0)
+        };
+        results.record(
+            index_of("idle-10k"),
+            Server::Shoutd1,
+            Ok(held(512.0, Some(0.4))),
+        );
+        results.record(index_of("idle-10k"), Server::Tokio, Ok(held(2_048.0, None)));
+        let machine = Machine::describe();
+        let context = Context {
+            command: "cargo xtask bench --quick".into(),
+            runs: 1,
+            timing: Timing {
+                warmup: Duration::from_millis(250),
+                duration: Duration::from_secs(1),
+                idle: Duration::from_millis(500),
+            },
+            machine: &machine,
+            cpu: CpuClock::since(&CpuClock::now()),
+            load_after: "0.00 0.00 0.00".into(),
+            transform: None,
+        };
+        let text = markdown(&results, &context);
         assert!(
-            text.contains("| msgs/s and MiB/s ≥ 1.0× tokio | pipelined | 1.20×"),
+            text.starts_with("Generated by `cargo xtask bench --quick`"),
             "{text}"
         );
-        assert!(text.contains("met with 1 worker"), "{text}");
-        assert!(text.contains("met with 2 workers"), "{text}");
+        assert!(text.contains("### `ping-pong`"), "{text}");
+        // 0.5 s of server CPU over 5,000 replies.
+        assert!(
+            text.contains("| 5,000 ") && text.contains("| 100.0 µs "),
+            "{text}"
+        );
+        assert!(text.contains("| 0.50 cores "), "{text}");
+        assert!(text.contains("### `idle-10k`"), "{text}");
+        assert!(
+            text.contains("| 512 B ") && text.contains("| 0.25× "),
+            "{text}"
+        );
+        assert!(
+            text.contains("not all: 9,000 of 10,000 by 2.50 s"),
+            "{text}"
+        );
+        assert!(!text.contains("### `pipelined`"), "{text}");
+        assert!(!text.contains("Targets"), "{text}");
     }
 }

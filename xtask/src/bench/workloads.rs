@@ -5,7 +5,7 @@
 use super::machine;
 use super::servers::{self, Need, Programs, Running, Server};
 use crate::e2e::process::{Spawned, lines_of, one_line_tail};
-use std::collections::BTreeMap;
+use shout_bench::Summary;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -126,25 +126,85 @@ pub(crate) struct Timing {
     pub(crate) idle: Duration,
 }
 
-/// One measurement's figures, by name: what `shout bench --json` reports
-/// (`msgs_per_sec`, `p99_us`, ...) and, for idle connections,
-/// `rss_per_conn` (bytes) and `accept_s`.
-pub(crate) type Metrics = BTreeMap<&'static str, f64>;
+/// One measurement: the load generator's summary, and what was read of
+/// the server meanwhile.
+#[derive(Debug, Clone)]
+pub(crate) struct Measurement {
+    /// What `shout bench --json` printed.
+    pub(crate) summary: Summary,
+    /// The server's CPU time over the measured window, in seconds; `None`
+    /// when `/proc` could not be read or for idle connections.
+    pub(crate) server_cpu: Option<f64>,
+    /// The wall time `server_cpu` was read over, in seconds.
+    pub(crate) cpu_wall: f64,
+    /// Idle connections: the server's memory and descriptors.
+    pub(crate) held: Option<ServerHold>,
+}
 
-/// The `shout bench --json` fields kept.
-const FIELDS: [&str; 11] = [
-    "msgs_per_sec",
-    "mib_per_sec",
-    "p50_us",
-    "p90_us",
-    "p99_us",
-    "p999_us",
-    "max_us",
-    "errors",
-    "lost",
-    "messages",
-    "open_seconds",
-];
+/// What the server showed of the idle connections.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ServerHold {
+    /// Resident memory per held connection, in bytes.
+    pub(crate) rss_per_conn: f64,
+    /// Seconds until it first held them all; `None` if it never did while
+    /// watched.
+    pub(crate) accept_s: Option<f64>,
+    /// The most connections it held, first at `accepted_s` seconds.
+    pub(crate) accepted: usize,
+    pub(crate) accepted_s: f64,
+}
+
+/// A figure of a measurement, for medians, tables and the plot; `None`
+/// when the measurement has no such figure.
+pub(crate) type Figure = fn(&Measurement) -> Option<f64>;
+
+impl Measurement {
+    /// A measurement of `summary` alone, nothing read of the server.
+    pub(crate) fn of(summary: Summary) -> Self {
+        Self {
+            summary,
+            server_cpu: None,
+            cpu_wall: 0.0,
+            held: None,
+        }
+    }
+
+    /// Replies per second.
+    pub(crate) fn msgs_per_sec(&self) -> Option<f64> {
+        Some(self.summary.msgs_per_sec)
+    }
+
+    /// The 99th percentile latency, in microseconds.
+    pub(crate) fn p99_us(&self) -> Option<f64> {
+        Some(self.summary.p99_us)
+    }
+
+    /// Wrong replies and failed connections.
+    pub(crate) fn errors(&self) -> Option<f64> {
+        Some(self.summary.errors as f64)
+    }
+
+    /// The server's CPU time in cores over the measured window.
+    pub(crate) fn server_cores(&self) -> Option<f64> {
+        Some(self.server_cpu? / self.cpu_wall)
+    }
+
+    /// The server's CPU time per reply, in microseconds.
+    pub(crate) fn server_us_per_msg(&self) -> Option<f64> {
+        let messages = self.summary.msgs_per_sec * self.cpu_wall;
+        (messages > 0.0).then_some(self.server_cpu? * 1e6 / messages)
+    }
+
+    /// Server memory per idle connection, in bytes.
+    pub(crate) fn rss_per_conn(&self) -> Option<f64> {
+        Some(self.held?.rss_per_conn)
+    }
+
+    /// Seconds until the server held every idle connection.
+    pub(crate) fn accept_s(&self) -> Option<f64> {
+        self.held?.accept_s
+    }
+}
 
 /// Measures `workload` against a fresh `server`.
 pub(crate) fn measure(
@@ -152,7 +212,7 @@ pub(crate) fn measure(
     workload: &Workload,
     server: Server,
     timing: Timing,
-) -> Result<Metrics, String> {
+) -> Result<Measurement, String> {
     let need = match workload.kind {
         Kind::Udp => Need::Udp,
         Kind::Tcp | Kind::Hold(_) => Need::Tcp,
@@ -163,7 +223,7 @@ pub(crate) fn measure(
         Need::Udp => running.udp,
     }
     .ok_or("the server has no socket for this transport")?;
-    let metrics = match workload.kind {
+    let measurement = match workload.kind {
         Kind::Tcp | Kind::Udp => load(programs, &running, workload, addr, timing)?,
         Kind::Hold(connections) => hold(programs, &running, workload, connections, timing)?,
     };
@@ -174,19 +234,19 @@ pub(crate) fn measure(
             running.process.stderr_tail()
         ));
     }
-    Ok(metrics)
+    Ok(measurement)
 }
 
 /// A throughput workload: `shout bench` for the warm-up and the measured
-/// time, with the CPU time of the server and of the load generator read
-/// over (a little less than) the measured time.
+/// time, with the CPU time of the server read over (a little less than) the
+/// measured time.
 fn load(
     programs: &Programs,
     running: &Running,
     workload: &Workload,
     addr: std::net::SocketAddr,
     timing: Timing,
-) -> Result<Metrics, String> {
+) -> Result<Measurement, String> {
     let mut command = Command::new(&programs.shout);
     command
         .args(["-q", "bench", "--json"])
@@ -204,22 +264,16 @@ fn load(
     // the end of the warm-up are not quite instantaneous.
     let margin = Duration::from_millis(50);
     std::thread::sleep(timing.warmup + margin);
-    let sample = |bench: &Spawned| {
-        Some((
-            machine::process_cpu(running.pid()).ok()?,
-            machine::process_cpu(bench.id()).ok()?,
-            Instant::now(),
-        ))
-    };
-    let before = sample(&bench);
+    let sample = || Some((machine::process_cpu(running.pid()).ok()?, Instant::now()));
+    let before = sample();
     std::thread::sleep(timing.duration.saturating_sub(2 * margin));
-    let after = sample(&bench);
+    let after = sample();
     bench.wait_timeout(timing.duration + Duration::from_secs(30))?;
     let output: String =
         std::iter::from_fn(|| stdout.recv_timeout(Duration::from_secs(5)).ok()).collect();
-    let mut metrics = parse_summary(output.as_bytes()).ok_or_else(|| {
+    let summary = Summary::from_output(&output).map_err(|error| {
         format!(
-            "shout bench printed no summary ({}); {}",
+            "shout bench printed no summary ({error}; {}); {}",
             bench
                 .try_wait()
                 .ok()
@@ -228,32 +282,24 @@ fn load(
             one_line_tail(&bench.stderr(), 300)
         )
     })?;
-    if let (Some((server0, client0, t0)), Some((server1, client1, t1))) = (before, after) {
-        let wall = (t1 - t0).as_secs_f64();
-        let server = (server1.saturating_sub(server0)).as_secs_f64();
-        let client = (client1.saturating_sub(client0)).as_secs_f64();
-        metrics.insert("server_cores", server / wall);
-        metrics.insert("client_cores", client / wall);
-        let messages = metrics["msgs_per_sec"] * wall;
-        if messages > 0.0 {
-            metrics.insert("server_us_per_msg", server * 1e6 / messages);
-        }
+    let mut measurement = Measurement::of(summary);
+    if let (Some((cpu0, t0)), Some((cpu1, t1))) = (before, after) {
+        measurement.server_cpu = Some(cpu1.saturating_sub(cpu0).as_secs_f64());
+        measurement.cpu_wall = (t1 - t0).as_secs_f64();
     }
-    Ok(metrics)
+    Ok(measurement)
 }
 
 /// The idle workload: `shout bench --hold`, while the server's descriptors
 /// are counted (every accepted connection is one) and its resident memory
-/// is read before and while the connections are held. `accept_s` is when
-/// the server first held them all (absent if it never did while watched);
-/// `accepted` the most it held, first at `accepted_s`.
+/// is read before and while the connections are held.
 fn hold(
     programs: &Programs,
     running: &Running,
     workload: &Workload,
     connections: usize,
     timing: Timing,
-) -> Result<Metrics, String> {
+) -> Result<Measurement, String> {
     let pid = running.pid();
     // Let the server finish starting (threads, buffers) before the baseline.
     std::thread::sleep(Duration::from_millis(200));
@@ -305,47 +351,23 @@ fn hold(
     bench.wait_timeout(limit)?;
     let output: String =
         std::iter::from_fn(|| stdout.recv_timeout(Duration::from_secs(5)).ok()).collect();
-    let mut metrics = parse_summary(output.as_bytes()).ok_or_else(|| {
+    let summary = Summary::from_output(&output).map_err(|error| {
         format!(
-            "shout bench --hold printed no summary; {}",
+            "shout bench --hold printed no summary ({error}); {}",
             one_line_tail(&bench.stderr(), 300)
         )
     })?;
     let held_rss =
         held_rss.ok_or("the connections were not held long enough to read the server's memory")?;
-    let per_conn = held_rss.saturating_sub(base_rss) as f64 * 1024.0 / connections as f64;
-    metrics.insert("rss_per_conn", per_conn);
-    metrics.insert("rss_base_kib", base_rss as f64);
-    if let Some(all_accepted) = all_accepted {
-        metrics.insert("accept_s", all_accepted.as_secs_f64());
-    }
-    metrics.insert("accepted", accepted as f64);
-    metrics.insert("accepted_s", accepted_at.as_secs_f64());
-    Ok(metrics)
-}
-
-/// The figures of a `shout bench --json` summary.
-pub(crate) fn parse_summary(stdout: &[u8]) -> Option<Metrics> {
-    let text = String::from_utf8_lossy(stdout);
-    let json = text
-        .lines()
-        .find(|line| line.trim_start().starts_with('{'))?;
-    let mut metrics = Metrics::new();
-    for field in FIELDS {
-        if let Some(value) = json_number(json, field) {
-            metrics.insert(field, value);
-        }
-    }
-    metrics.contains_key("msgs_per_sec").then_some(metrics)
-}
-
-/// The number in field `name` of a flat JSON object; `None` when absent
-/// or `null`.
-fn json_number(json: &str, name: &str) -> Option<f64> {
-    let start = json.find(&format!("\"{name}\":"))? + name.len() + 3;
-    let rest = &json[start..];
-    let end = rest.find([',', '}']).unwrap_or(rest.len());
-    rest[..end].trim().parse().ok()
+    Ok(Measurement {
+        held: Some(ServerHold {
+            rss_per_conn: held_rss.saturating_sub(base_rss) as f64 * 1024.0 / connections as f64,
+            accept_s: all_accepted.map(|at| at.as_secs_f64()),
+            accepted,
+            accepted_s: accepted_at.as_secs_f64(),
+        }),
+        ..Measurement::of(summary)
+    })
 }
 
 fn secs(duration: Duration) -> String {
@@ -355,17 +377,6 @@ fn secs(duration: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_the_summary_of_shout_bench() {
-        let json = br#"{"transport":"tcp","target":"127.0.0.1:1","mode":"closed-loop","connections":1,"depth":1,"size":64,"rate":null,"seconds":2.000000,"messages":10,"msgs_per_sec":5.0,"mib_per_sec":0.000,"p50_us":16.0,"p90_us":17.1,"p99_us":31.8,"p999_us":57.3,"max_us":5530.0,"mean_us":16.5,"errors":0,"lost":0,"late":0,"held":null,"open_seconds":null,"first_error":null}"#;
-        let metrics = parse_summary(json).unwrap();
-        assert_eq!(metrics["msgs_per_sec"], 5.0);
-        assert_eq!(metrics["p99_us"], 31.8);
-        assert_eq!(metrics["errors"], 0.0);
-        assert!(!metrics.contains_key("open_seconds"));
-        assert!(parse_summary(b"shout: refused").is_none());
-    }
 
     #[test]
     fn workload_names_are_unique_kebab_case() {

@@ -3,7 +3,7 @@
 //! counted, each mode ending by itself. Counts are asserted, never times.
 
 use crate::support::{LossyUdpServer, UppercaseServer, run, start_tcp_server};
-use shout_bench::{BenchOptions, Stop, bench};
+use shout_bench::{BenchOptions, Mode, Stop, Summary, bench};
 use shout_client::{ErrorCategory, Target, Transport};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -246,6 +246,46 @@ fn the_binary_prints_a_json_summary_and_progress() {
     assert!(json.contains("\"messages\":300"), "{json}");
     assert!(json.contains("\"errors\":0"), "{json}");
     assert!(json.contains("\"p99_us\":"), "{json}");
+    // The fields scripts read, in the order they have always come.
+    let mut rest = json.as_str();
+    for field in [
+        "transport",
+        "target",
+        "mode",
+        "connections",
+        "depth",
+        "size",
+        "rate",
+        "seconds",
+        "messages",
+        "msgs_per_sec",
+        "mib_per_sec",
+        "p50_us",
+        "p90_us",
+        "p99_us",
+        "p999_us",
+        "max_us",
+        "mean_us",
+        "errors",
+        "lost",
+        "late",
+        "held",
+        "open_seconds",
+        "first_error",
+    ] {
+        let at = rest
+            .find(&format!("\"{field}\":"))
+            .unwrap_or_else(|| panic!("no `{field}` after the fields before it: {json}"));
+        rest = &rest[at..];
+    }
+    let summary = Summary::from_output(&json).unwrap();
+    assert_eq!(summary.mode, Mode::ClosedLoop);
+    assert_eq!(
+        (summary.messages, summary.connections, summary.depth),
+        (300, 2, 4)
+    );
+    assert_eq!(summary.target, server.addr);
+    assert!(summary.p50_us > 0.0 && summary.p50_us <= summary.max_us);
 }
 
 #[test]
