@@ -21,15 +21,18 @@
 //!
 //! [`StreamReadiness`] is the readiness bookkeeping of an edge-triggered
 //! stream socket under `mio`, with the reads and writes that keep it true:
-//! the server's connections and the load generator's share it.
+//! the server's connections and the load generator's share it. It is
+//! behind the `readiness` feature, so that blocking users pay for no `mio`.
 
 #![deny(missing_docs)]
 
 pub mod batch;
 mod error;
+#[cfg(feature = "readiness")]
 mod readiness;
 
 pub use error::{SocketError, SocketOperation};
+#[cfg(feature = "readiness")]
 pub use readiness::StreamReadiness;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
