@@ -1,31 +1,13 @@
 //! The one error type of the client library, worded for the person who reads
 //! it, and the coarse categories a command-line tool turns into exit codes.
 
-use crate::Target;
+use crate::{Target, Transport};
 use shout_protocol::MAX_DATAGRAM_PAYLOAD;
 use shout_socket::SocketError;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
-
-/// The transport a message or a probe went over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// A TCP connection: a byte stream.
-    Tcp,
-    /// UDP datagrams.
-    Udp,
-}
-
-impl fmt::Display for Transport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Transport::Tcp => "tcp",
-            Transport::Udp => "udp",
-        })
-    }
-}
 
 /// What went wrong, in the few classes a caller reacts to differently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

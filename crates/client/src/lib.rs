@@ -32,13 +32,15 @@ mod ping;
 mod session;
 mod stream;
 mod target;
+mod transport;
 mod udp;
 
 pub use connect::{Connection, Connector};
-pub use error::{ClientError, ErrorCategory, Transport};
+pub use error::{ClientError, ErrorCategory};
 pub use lines::LinesReport;
 pub use ping::{PingOptions, PingSummary, RttStats, ping};
 pub use session::{Exchange, LineSession};
 pub use stream::{StreamTotals, shout_stream};
 pub use target::{Target, TargetError};
+pub use transport::Transport;
 pub use udp::UdpClient;
