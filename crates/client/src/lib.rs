@@ -11,6 +11,8 @@
 //!   reads back exactly the reply's length, reconnects when the server closed.
 //! - [`shout_stream`]: TCP piped mode, sending and receiving at once in
 //!   constant memory, for inputs of any size.
+//! - [`LineReader`]: lines from a keyboard or a pipe, each at most a set
+//!   length, so that input without newlines cannot exhaust memory.
 //! - [`UdpClient`]: one datagram per line, with timeout, retries and late
 //!   replies told apart from the current one.
 //! - [`ping`]: ping-like round-trip measurement over either transport.
@@ -37,7 +39,7 @@ mod udp;
 
 pub use connect::{Connection, Connector};
 pub use error::{ClientError, ErrorCategory};
-pub use lines::LinesReport;
+pub use lines::{DEFAULT_MAX_LINE, LineError, LineReader, LinesReport};
 pub use ping::{PingOptions, PingSummary, RttStats, ping};
 pub use session::{Exchange, LineSession};
 pub use stream::{StreamTotals, shout_stream};

@@ -5,9 +5,9 @@
 //! the client knows how many bytes to wait for
 //! ([`shout_protocol::uppercased_len`]) and reads exactly that many.
 
-use crate::lines::{LineOutcome, run_lines};
+use crate::lines::{DEFAULT_MAX_LINE, LineOutcome, run_lines};
 use crate::{ClientError, Connection, Connector, LinesReport, Transport};
-use shout_protocol::{DEFAULT_MAX_LINE, uppercased_len};
+use shout_protocol::uppercased_len;
 use std::io::{self, BufRead, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
