@@ -5,7 +5,8 @@
 //! answers with its uppercase. This crate is the client side with std's
 //! blocking sockets, one thread at most per conversation:
 //!
-//! - [`Target`]: `HOST:PORT` as typed, resolved to every address;
+//! - [`Target`]: `HOST:PORT` as typed, resolved to every address by the
+//!   system's resolver or any other [`Resolve`];
 //!   [`Connector`] tries them in order until one accepts a [`Connection`].
 //! - [`LineSession`]: TCP one line at a time, for a person at a keyboard;
 //!   reads back exactly the reply's length, reconnects when the server closed.
@@ -43,6 +44,6 @@ pub use lines::{DEFAULT_MAX_LINE, LineError, LineReader, LinesReport};
 pub use ping::{PingOptions, PingSummary, RttStats, ping};
 pub use session::{Exchange, LineSession};
 pub use stream::{StreamTotals, shout_stream};
-pub use target::{Target, TargetError};
+pub use target::{Resolve, SystemResolver, Target, TargetError};
 pub use transport::Transport;
 pub use udp::UdpClient;

@@ -8,7 +8,7 @@
 //! have equal replies, so confusing them is harmless.
 
 use crate::lines::{LineOutcome, run_lines};
-use crate::{ClientError, LinesReport, Target, Transport};
+use crate::{ClientError, LinesReport, Resolve, SystemResolver, Target, Transport};
 use shout_protocol::{DatagramError, MAX_DATAGRAM_PAYLOAD, uppercase_datagram, uppercased_len};
 use shout_socket::UdpSocketBuilder;
 use std::io::{self, BufRead, Write};
@@ -45,13 +45,23 @@ enum Wait {
 }
 
 impl UdpClient {
-    /// Resolves `target` and opens a socket connected to its first usable
-    /// address. Each request is sent up to `1 + retries` times, waiting
-    /// `timeout` for the reply after each.
+    /// Resolves `target` by the system's resolver and opens a socket
+    /// connected to its first usable address. Each request is sent up to
+    /// `1 + retries` times, waiting `timeout` for the reply after each.
     ///
     /// A zero `timeout` is raised to one millisecond.
     pub fn new(target: &Target, timeout: Duration, retries: u32) -> Result<Self, ClientError> {
-        let addrs = target.resolve()?;
+        Self::resolve_with(target, &SystemResolver, timeout, retries)
+    }
+
+    /// Resolves `target` by `resolver`, then as [`UdpClient::new`].
+    pub fn resolve_with(
+        target: &Target,
+        resolver: &dyn Resolve,
+        timeout: Duration,
+        retries: u32,
+    ) -> Result<Self, ClientError> {
+        let addrs = target.resolve_with(resolver)?;
         let (current, socket) = open_from(&addrs, 0)?;
         Ok(Self {
             target: target.clone(),

@@ -445,3 +445,51 @@ fn seconds(text: &str) -> Result<Duration, String> {
     }
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{text} seconds is too long"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_category_has_the_exit_status_in_the_help() {
+        let resolve = ClientError::Resolve {
+            host: "nowhere.test".into(),
+            source: io::Error::other("Name or service not known"),
+        };
+        assert_eq!(
+            Failure::Client(resolve).to_string(),
+            "cannot resolve nowhere.test: Name or service not known"
+        );
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let cases = [
+            (ClientError::Input(io::Error::other("x")), 1),
+            (
+                ClientError::Resolve {
+                    host: "nowhere.test".into(),
+                    source: io::Error::other("x"),
+                },
+                3,
+            ),
+            (ClientError::UdpRefused { addr }, 4),
+            (
+                ClientError::ReplyTimeout {
+                    addr,
+                    timeout: Duration::from_secs(1),
+                },
+                5,
+            ),
+            (ClientError::ClosedBeforeInputEnd { addr, sent: 0 }, 6),
+        ];
+        for (error, status) in cases {
+            assert_eq!(
+                AFTER_HELP
+                    .lines()
+                    .filter(|line| line.starts_with(&format!("  {status}  ")))
+                    .count(),
+                1,
+                "status {status} in the help"
+            );
+            assert_eq!(Failure::Client(error).exit_code(), status);
+        }
+    }
+}
