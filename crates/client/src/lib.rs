@@ -46,4 +46,4 @@ pub use session::{Exchange, LineSession};
 pub use stream::{StreamTotals, shout_stream};
 pub use target::{Resolve, SystemResolver, Target, TargetError};
 pub use transport::Transport;
-pub use udp::UdpClient;
+pub use udp::{LATE_REPLY_WINDOW, LATE_REPLY_WINDOW_BYTES, UdpClient};

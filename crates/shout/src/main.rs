@@ -40,7 +40,8 @@ Exit status:
      retry, or no ping probe answered (bench: no reply at all)
   6  the connection broke or the network failed otherwise
 
-Logging: -v shows connections and retries, -vv every dropped stale datagram;
+Logging: -v shows connections, retries and UDP replies that differ from the
+uppercase, -vv every late UDP reply dropped;
 RUST_LOG (e.g. RUST_LOG=debug) overrides both.";
 
 /// How a server is named; in a help attribute, since rustdoc would take the
@@ -78,7 +79,9 @@ enum Command {
     /// reply is printed on its own line.
     ///
     /// A lost datagram is sent again after --timeout, up to --retries times; a
-    /// late reply to an earlier line is recognised and dropped. A line too long
+    /// late reply to an earlier line is recognised and dropped. A reply that
+    /// differs from the line's uppercase is printed as it came (-v says that
+    /// it differs). A line too long
     /// for one datagram (or whose reply would be) is skipped with a warning,
     /// the other lines are still sent, and the exit status is then 1.
     Udp(UdpArgs),

@@ -1,6 +1,6 @@
 //! ping: probe counts, loss, handshake and exchange timed apart.
 
-use crate::support::{LossyUdpServer, UppercaseServer, run};
+use crate::support::{LossyUdpServer, UppercaseServer, run, start_java_udp_server};
 use std::net::UdpSocket;
 
 fn probe_lines(stdout: &str) -> Vec<&str> {
@@ -89,6 +89,38 @@ fn udp_ping_counts_lost_probes() {
     assert!(probes[1].contains("seq=4 "), "{stdout}");
     assert!(stdout.contains("seq=1: no reply within 0.5s"), "{stdout}");
     assert!(stdout.contains("4 sent, 2 received, 50% loss"), "{stdout}");
+}
+
+#[test]
+fn udp_ping_counts_a_padded_reply_as_answered() {
+    let server = start_java_udp_server(true);
+    let target = server.addr.to_string();
+    let outcome = run(
+        &[
+            "ping",
+            "--udp",
+            "-c",
+            "3",
+            "-i",
+            "10",
+            "--timeout",
+            "0.5",
+            &target,
+        ],
+        b"",
+    );
+    let stdout = outcome.stdout_text();
+    assert_eq!(outcome.code, Some(0), "{}", outcome.stderr);
+    let probes = probe_lines(&stdout);
+    assert_eq!(probes.len(), 3, "{stdout}");
+    for (seq, line) in (1..).zip(&probes) {
+        // The late exact reply to the previous probe is not counted.
+        assert!(
+            line.starts_with(&format!("1024 bytes from {target}: seq={seq} time=")),
+            "{line}"
+        );
+    }
+    assert!(stdout.contains("3 sent, 3 received, 0% loss"), "{stdout}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
-//! UDP: retries, late replies, the lecture's server, datagram limits.
+//! UDP: retries, late replies, replies that are not the uppercase, the
+//! lecture's server, datagram limits.
 
-use crate::support::{LossyUdpServer, PythonPeer, run};
+use crate::support::{JAVA_BUFFER, LossyUdpServer, PythonPeer, run, start_java_udp_server};
 
 #[test]
 fn retries_after_loss_and_drops_late_replies() {
@@ -34,12 +35,96 @@ fn retries_after_loss_and_drops_late_replies() {
         outcome.stderr
     );
     assert_eq!(
+        outcome.stderr.matches("dropped a late reply").count(),
+        2,
+        "{}",
+        outcome.stderr
+    );
+}
+
+/// The Java server's answer to `line` sent first: its uppercase, NULs to
+/// 1,024 bytes.
+fn padded(line: &str) -> Vec<u8> {
+    let mut reply = line.to_uppercase().into_bytes();
+    reply.resize(JAVA_BUFFER, 0);
+    reply
+}
+
+#[test]
+fn a_padded_reply_is_printed_as_it_came() {
+    let server = start_java_udp_server(false);
+    let target = server.addr.to_string();
+    let outcome = run(
+        &["-v", "udp", &target, "--timeout", "0.5", "--retries", "1"],
+        b"hello
+world!
+",
+    );
+    assert_eq!(outcome.code, Some(0), "{}", outcome.stderr);
+    let expected = [
+        padded("hello"),
+        b"\n".to_vec(),
+        padded("world!"),
+        b"\n".to_vec(),
+    ]
+    .concat();
+    assert!(outcome.stdout == expected, "{:?}", outcome.stdout_text());
+    assert_eq!(
         outcome
             .stderr
-            .matches("dropped a stale or foreign datagram")
+            .matches(&format!(
+                "the reply from udp {target} differs from the uppercase of the request: 1024 bytes"
+            ))
             .count(),
         2,
         "{}",
+        outcome.stderr
+    );
+    assert!(
+        !outcome.stderr.contains("sending again"),
+        "{}",
+        outcome.stderr
+    );
+}
+
+#[test]
+fn a_late_reply_is_dropped_and_a_differing_one_printed() {
+    // Before each padded answer but the first, the server sends the exact
+    // uppercase of the previous line: a late reply, not this line's.
+    let server = start_java_udp_server(true);
+    let outcome = run(
+        &[
+            "-vv",
+            "udp",
+            &server.addr.to_string(),
+            "--timeout",
+            "0.5",
+            "--retries",
+            "1",
+        ],
+        b"alpha
+bravo
+charlie
+",
+    );
+    assert_eq!(outcome.code, Some(0), "{}", outcome.stderr);
+    let expected = [
+        padded("alpha"),
+        b"\n".to_vec(),
+        padded("bravo"),
+        b"\n".to_vec(),
+        padded("charlie"),
+        b"\n".to_vec(),
+    ]
+    .concat();
+    assert!(outcome.stdout == expected, "{:?}", outcome.stdout_text());
+    assert_eq!(
+        outcome
+            .stderr
+            .matches("dropped a late reply of 5 bytes")
+            .count(),
+        2,
+        "ALPHA and BRAVO, late: {}",
         outcome.stderr
     );
 }
