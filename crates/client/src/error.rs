@@ -76,12 +76,29 @@ pub enum ClientError {
         /// How long each attempt waited.
         timeout: Duration,
     },
-    /// A TCP reply did not come in time.
+    /// No byte of a TCP reply came in time.
     #[error("tcp {addr} sent no reply within {}s", Secs(*.timeout))]
     ReplyTimeout {
         /// The server's address.
         addr: SocketAddr,
         /// How long the client waited without receiving a byte.
+        timeout: Duration,
+    },
+    /// A TCP reply began, then stopped: no further byte came in time.
+    #[error(
+        "tcp {addr} sent {received}{} reply bytes, then nothing for {}s",
+        of_expected(*.expected),
+        Secs(*.timeout)
+    )]
+    ReplyStalled {
+        /// The server's address.
+        addr: SocketAddr,
+        /// The reply bytes that arrived.
+        received: u64,
+        /// The reply bytes the request called for, when known (in piped mode
+        /// it is known once all input is sent).
+        expected: Option<u64>,
+        /// How long the client waited after the last byte.
         timeout: Duration,
     },
     /// The server closed (or reset) the connection before its reply was
@@ -157,9 +174,9 @@ impl ClientError {
                 _ => ErrorCategory::Connection,
             },
             ClientError::UdpRefused { .. } => ErrorCategory::Refused,
-            ClientError::NoReply { .. } | ClientError::ReplyTimeout { .. } => {
-                ErrorCategory::Timeout
-            }
+            ClientError::NoReply { .. }
+            | ClientError::ReplyTimeout { .. }
+            | ClientError::ReplyStalled { .. } => ErrorCategory::Timeout,
             ClientError::ClosedEarly { .. }
             | ClientError::ClosedBeforeInputEnd { .. }
             | ClientError::Network { .. } => ErrorCategory::Connection,
@@ -180,6 +197,10 @@ fn tried_note(tried: usize, target: &Target) -> String {
     } else {
         String::new()
     }
+}
+
+fn of_expected(expected: Option<u64>) -> String {
+    expected.map_or_else(String::new, |expected| format!(" of the {expected}"))
 }
 
 fn plural(count: u64) -> &'static str {
@@ -227,6 +248,17 @@ mod tests {
             reply_len: 120_000,
         };
         assert!(large.to_string().contains("65507-byte datagram limit"));
+        let stalled = ClientError::ReplyStalled {
+            addr,
+            received: 1024,
+            expected: Some(5000),
+            timeout: Duration::from_secs(10),
+        };
+        assert_eq!(
+            stalled.to_string(),
+            "tcp 127.0.0.1:12000 sent 1024 of the 5000 reply bytes, then nothing for 10s"
+        );
+        assert_eq!(stalled.category(), ErrorCategory::Timeout);
         assert_eq!(large.category(), ErrorCategory::Local);
     }
 }

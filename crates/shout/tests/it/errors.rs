@@ -1,6 +1,6 @@
 //! Each failure: one line on standard error, and its own exit status.
 
-use crate::support::{PythonPeer, run, start_mute_tcp};
+use crate::support::{ONE_READ, PythonPeer, run, start_mute_tcp, start_one_read_tcp};
 use shout_client::{Connector, ErrorCategory, Target, UdpClient};
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -95,6 +95,21 @@ fn a_tcp_server_that_never_answers() {
         outcome.stderr,
         format!("shout: tcp {target} sent no reply within 0.3s\n")
     );
+}
+
+#[test]
+fn a_tcp_server_that_answers_part_and_goes_quiet() {
+    let target = start_one_read_tcp().to_string();
+    let input = vec![b'a'; 5000];
+    let outcome = run(&["tcp", &target, "--timeout", "0.3"], &input);
+    assert_eq!(outcome.code, Some(5), "{}", outcome.stderr);
+    assert_eq!(
+        outcome.stderr,
+        format!(
+            "shout: tcp {target} sent {ONE_READ} of the 5000 reply bytes, then nothing for 0.3s\n"
+        )
+    );
+    assert_eq!(outcome.stdout, vec![b'A'; ONE_READ]);
 }
 
 #[test]

@@ -176,6 +176,25 @@ pub(crate) fn start_mute_tcp() -> SocketAddr {
     })
 }
 
+/// How many bytes [`start_one_read_tcp`] answers.
+pub(crate) const ONE_READ: usize = 1024;
+
+/// A TCP server that answers one read of [`ONE_READ`] bytes, as the
+/// lecture's one-line-per-connection server does, and then neither answers
+/// nor closes until the client gives up.
+pub(crate) fn start_one_read_tcp() -> SocketAddr {
+    start_tcp_server(|mut stream| {
+        let mut request = [0; ONE_READ];
+        if stream.read_exact(&mut request).is_err() {
+            return;
+        }
+        let mut reply = Vec::new();
+        shout_protocol::uppercase(&request, &mut reply);
+        let _ = stream.write_all(&reply);
+        thread::sleep(Duration::from_secs(5));
+    })
+}
+
 /// A UDP server on 127.0.0.1 that answers each datagram with the datagrams
 /// `answer` returns for it (none, one, or more), until dropped or
 /// [`DEADLINE`].

@@ -1,7 +1,10 @@
 //! TCP: the interactive line logic, and piped streaming at size.
 
-use crate::support::{DEADLINE, PythonPeer, UppercaseServer, run, spawn_piped, wait_bounded};
-use shout_client::{Connector, LineSession, Target};
+use crate::support::{
+    DEADLINE, ONE_READ, PythonPeer, UppercaseServer, run, spawn_piped, start_one_read_tcp,
+    wait_bounded,
+};
+use shout_client::{ClientError, Connector, LineSession, Target};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -50,6 +53,29 @@ fn one_line_reads_exactly_its_reply_length() {
     assert!(
         second.connect_time.is_none(),
         "the connection is kept between lines"
+    );
+}
+
+#[test]
+fn a_line_answered_in_part_says_how_much_came() {
+    let addr = start_one_read_tcp();
+    let target = Target::new(addr.ip().to_string(), addr.port());
+    let mut session = LineSession::new(
+        Connector::new(target, vec![addr], Some(DEADLINE)),
+        Some(Duration::from_millis(300)),
+    );
+    let line = [vec![b'x'; 2000], b"\n".to_vec()].concat();
+    let error = session.shout(&line).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ClientError::ReplyStalled {
+                received,
+                expected: Some(2001),
+                ..
+            } if received == ONE_READ as u64
+        ),
+        "{error:?}"
     );
 }
 
