@@ -188,9 +188,7 @@ pub(crate) fn start_one_read_tcp() -> SocketAddr {
         if stream.read_exact(&mut request).is_err() {
             return;
         }
-        let mut reply = Vec::new();
-        shout_protocol::uppercase(&request, &mut reply);
-        let _ = stream.write_all(&reply);
+        let _ = stream.write_all(&uppercase(&request));
         thread::sleep(Duration::from_secs(5));
     })
 }
