@@ -62,26 +62,32 @@ fn tcp_ping_with_a_new_connection_per_probe() {
     assert_eq!(server.connections(), 3);
 }
 
-#[test]
-fn udp_ping_counts_lost_probes() {
-    let server = LossyUdpServer::start();
-    let target = server.addr.to_string();
+/// Runs `shout ping --udp -c COUNT` 10 ms apart with a 0.5 s timeout, and
+/// returns its standard output once it has exited 0.
+fn udp_ping(target: &str, count: &str) -> String {
     let outcome = run(
         &[
             "ping",
             "--udp",
             "-c",
-            "4",
+            count,
             "-i",
             "10",
             "--timeout",
             "0.5",
-            &target,
+            target,
         ],
         b"",
     );
-    let stdout = outcome.stdout_text();
     assert_eq!(outcome.code, Some(0), "{}", outcome.stderr);
+    outcome.stdout_text()
+}
+
+#[test]
+fn udp_ping_counts_lost_probes() {
+    let server = LossyUdpServer::start();
+    let target = server.addr.to_string();
+    let stdout = udp_ping(&target, "4");
     let probes = probe_lines(&stdout);
     assert_eq!(probes.len(), 2, "{stdout}");
     assert!(probes[0].contains("seq=2 "), "{stdout}");
@@ -95,22 +101,7 @@ fn udp_ping_counts_lost_probes() {
 fn udp_ping_counts_a_padded_reply_as_answered() {
     let server = start_java_udp_server(true);
     let target = server.addr.to_string();
-    let outcome = run(
-        &[
-            "ping",
-            "--udp",
-            "-c",
-            "3",
-            "-i",
-            "10",
-            "--timeout",
-            "0.5",
-            &target,
-        ],
-        b"",
-    );
-    let stdout = outcome.stdout_text();
-    assert_eq!(outcome.code, Some(0), "{}", outcome.stderr);
+    let stdout = udp_ping(&target, "3");
     let probes = probe_lines(&stdout);
     assert_eq!(probes.len(), 3, "{stdout}");
     for (seq, line) in (1..).zip(&probes) {

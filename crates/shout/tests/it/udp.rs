@@ -42,90 +42,59 @@ fn retries_after_loss_and_drops_late_replies() {
     );
 }
 
-/// The Java server's answer to `line` sent first: its uppercase, NULs to
-/// 1,024 bytes.
-fn padded(line: &str) -> Vec<u8> {
-    let mut reply = line.to_uppercase().into_bytes();
-    reply.resize(JAVA_BUFFER, 0);
-    reply
+/// Sends `lines` with `shout VERBOSITY udp` to the Java-like server, checks
+/// that it exits 0 having printed each line's padded answer as it came, and
+/// returns its standard error and the server's address.
+fn through_java_server(verbosity: &str, late_duplicates: bool, lines: &[&str]) -> (String, String) {
+    let server = start_java_udp_server(late_duplicates);
+    let target = server.addr.to_string();
+    let input: String = lines.iter().map(|line| format!("{line}\n")).collect();
+    let outcome = run(
+        &[
+            verbosity,
+            "udp",
+            &target,
+            "--timeout",
+            "0.5",
+            "--retries",
+            "1",
+        ],
+        input.as_bytes(),
+    );
+    assert_eq!(outcome.code, Some(0), "{}", outcome.stderr);
+    // Each line is no shorter than the one before, so the server's buffer
+    // holds nothing of an earlier line: the answer is the uppercase, then
+    // NULs to 1,024 bytes.
+    let mut expected = Vec::new();
+    for line in lines {
+        let mut reply = line.to_uppercase().into_bytes();
+        reply.resize(JAVA_BUFFER, 0);
+        expected.extend_from_slice(&reply);
+        expected.push(b'\n');
+    }
+    assert!(outcome.stdout == expected, "{:?}", outcome.stdout_text());
+    (outcome.stderr, target)
 }
 
 #[test]
 fn a_padded_reply_is_printed_as_it_came() {
-    let server = start_java_udp_server(false);
-    let target = server.addr.to_string();
-    let outcome = run(
-        &["-v", "udp", &target, "--timeout", "0.5", "--retries", "1"],
-        b"hello
-world!
-",
+    let (stderr, target) = through_java_server("-v", false, &["hello", "world!"]);
+    let differs = format!(
+        "the reply from udp {target} differs from the uppercase of the request: 1024 bytes"
     );
-    assert_eq!(outcome.code, Some(0), "{}", outcome.stderr);
-    let expected = [
-        padded("hello"),
-        b"\n".to_vec(),
-        padded("world!"),
-        b"\n".to_vec(),
-    ]
-    .concat();
-    assert!(outcome.stdout == expected, "{:?}", outcome.stdout_text());
-    assert_eq!(
-        outcome
-            .stderr
-            .matches(&format!(
-                "the reply from udp {target} differs from the uppercase of the request: 1024 bytes"
-            ))
-            .count(),
-        2,
-        "{}",
-        outcome.stderr
-    );
-    assert!(
-        !outcome.stderr.contains("sending again"),
-        "{}",
-        outcome.stderr
-    );
+    assert_eq!(stderr.matches(&differs).count(), 2, "{stderr}");
+    assert!(!stderr.contains("sending again"), "{stderr}");
 }
 
 #[test]
 fn a_late_reply_is_dropped_and_a_differing_one_printed() {
     // Before each padded answer but the first, the server sends the exact
     // uppercase of the previous line: a late reply, not this line's.
-    let server = start_java_udp_server(true);
-    let outcome = run(
-        &[
-            "-vv",
-            "udp",
-            &server.addr.to_string(),
-            "--timeout",
-            "0.5",
-            "--retries",
-            "1",
-        ],
-        b"alpha
-bravo
-charlie
-",
-    );
-    assert_eq!(outcome.code, Some(0), "{}", outcome.stderr);
-    let expected = [
-        padded("alpha"),
-        b"\n".to_vec(),
-        padded("bravo"),
-        b"\n".to_vec(),
-        padded("charlie"),
-        b"\n".to_vec(),
-    ]
-    .concat();
-    assert!(outcome.stdout == expected, "{:?}", outcome.stdout_text());
+    let (stderr, _) = through_java_server("-vv", true, &["alpha", "bravo", "charlie"]);
     assert_eq!(
-        outcome
-            .stderr
-            .matches("dropped a late reply of 5 bytes")
-            .count(),
+        stderr.matches("dropped a late reply of 5 bytes").count(),
         2,
-        "ALPHA and BRAVO, late: {}",
-        outcome.stderr
+        "ALPHA and BRAVO, late: {stderr}"
     );
 }
 
