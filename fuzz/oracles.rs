@@ -6,7 +6,8 @@
 //!
 //! Each function panics when the property does not hold.
 
-use shout_protocol::{LineError, LineReader, MAX_EXPANSION, Uppercaser, uppercase, uppercased_len};
+use shout_client::{LineError, LineReader};
+use shout_protocol::{MAX_EXPANSION, Uppercaser, uppercase, uppercased_len};
 use std::io::BufReader;
 
 /// The uppercase by the standard library alone, invalid bytes kept.
@@ -94,7 +95,7 @@ fn expected_lines(input: &[u8]) -> Vec<&[u8]> {
         .collect()
 }
 
-/// `shout_protocol::LineReader`, the client's line reader.
+/// `shout_client::LineReader`, the client's line reader.
 ///
 /// Input layout: byte 0 chooses the line limit (0 to 63 bytes, so that
 /// too-long lines are common), byte 1 the reader's buffer size (1 to 16

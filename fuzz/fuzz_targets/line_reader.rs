@@ -1,4 +1,4 @@
-//! Fuzz target: `shout_protocol::LineReader`, the client's line reader,
+//! Fuzz target: `shout_client::LineReader`, the client's line reader,
 //! with fuzzer-chosen limits and buffer sizes, against the input split on
 //! `\n` independently. The input layout and the properties checked are
 //! documented on `oracles::check_line_reader`.

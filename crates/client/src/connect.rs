@@ -1,7 +1,7 @@
 //! Opening TCP connections: every resolved address in order until one
 //! accepts.
 
-use crate::{ClientError, Target};
+use crate::{ClientError, Resolve, Target};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -15,10 +15,24 @@ pub struct Connector {
 }
 
 impl Connector {
-    /// Resolves `target`; each later connection attempt to one address waits
-    /// at most `timeout` (the system's own limit when `None`).
+    /// Resolves `target` by the system's resolver; each later connection
+    /// attempt to one address waits at most `timeout` (the system's own limit
+    /// when `None`).
     pub fn resolve(target: &Target, timeout: Option<Duration>) -> Result<Self, ClientError> {
         Ok(Self::new(target.clone(), target.resolve()?, timeout))
+    }
+
+    /// Resolves `target` by `resolver`, then as [`Connector::resolve`].
+    pub fn resolve_with(
+        target: &Target,
+        resolver: &dyn Resolve,
+        timeout: Option<Duration>,
+    ) -> Result<Self, ClientError> {
+        Ok(Self::new(
+            target.clone(),
+            target.resolve_with(resolver)?,
+            timeout,
+        ))
     }
 
     /// A connector for addresses resolved elsewhere, tried in the order given.

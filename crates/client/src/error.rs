@@ -1,31 +1,13 @@
 //! The one error type of the client library, worded for the person who reads
 //! it, and the coarse categories a command-line tool turns into exit codes.
 
-use crate::Target;
+use crate::{Target, Transport};
 use shout_protocol::MAX_DATAGRAM_PAYLOAD;
 use shout_socket::SocketError;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
-
-/// The transport a message or a probe went over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// A TCP connection: a byte stream.
-    Tcp,
-    /// UDP datagrams.
-    Udp,
-}
-
-impl fmt::Display for Transport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Transport::Tcp => "tcp",
-            Transport::Udp => "udp",
-        })
-    }
-}
 
 /// What went wrong, in the few classes a caller reacts to differently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,12 +76,29 @@ pub enum ClientError {
         /// How long each attempt waited.
         timeout: Duration,
     },
-    /// A TCP reply did not come in time.
+    /// No byte of a TCP reply came in time.
     #[error("tcp {addr} sent no reply within {}s", Secs(*.timeout))]
     ReplyTimeout {
         /// The server's address.
         addr: SocketAddr,
         /// How long the client waited without receiving a byte.
+        timeout: Duration,
+    },
+    /// A TCP reply began, then stopped: no further byte came in time.
+    #[error(
+        "tcp {addr} sent {received}{} reply bytes, then nothing for {}s",
+        of_expected(*.expected),
+        Secs(*.timeout)
+    )]
+    ReplyStalled {
+        /// The server's address.
+        addr: SocketAddr,
+        /// The reply bytes that arrived.
+        received: u64,
+        /// The reply bytes the request called for, when known (in piped mode
+        /// it is known once all input is sent).
+        expected: Option<u64>,
+        /// How long the client waited after the last byte.
         timeout: Duration,
     },
     /// The server closed (or reset) the connection before its reply was
@@ -169,9 +168,9 @@ impl ClientError {
                 _ => ErrorCategory::Connection,
             },
             ClientError::UdpRefused { .. } => ErrorCategory::Refused,
-            ClientError::NoReply { .. } | ClientError::ReplyTimeout { .. } => {
-                ErrorCategory::Timeout
-            }
+            ClientError::NoReply { .. }
+            | ClientError::ReplyTimeout { .. }
+            | ClientError::ReplyStalled { .. } => ErrorCategory::Timeout,
             ClientError::ClosedEarly { .. }
             | ClientError::ClosedBeforeInputEnd { .. }
             | ClientError::Network { .. } => ErrorCategory::Connection,
@@ -190,6 +189,10 @@ fn tried_note(tried: usize, target: &Target) -> String {
     } else {
         String::new()
     }
+}
+
+fn of_expected(expected: Option<u64>) -> String {
+    expected.map_or_else(String::new, |expected| format!(" of the {expected}"))
 }
 
 fn plural(count: u64) -> &'static str {
@@ -237,6 +240,17 @@ mod tests {
             reply_len: 120_000,
         };
         assert!(large.to_string().contains("65507-byte datagram limit"));
+        let stalled = ClientError::ReplyStalled {
+            addr,
+            received: 1024,
+            expected: Some(5000),
+            timeout: Duration::from_secs(10),
+        };
+        assert_eq!(
+            stalled.to_string(),
+            "tcp 127.0.0.1:12000 sent 1024 of the 5000 reply bytes, then nothing for 10s"
+        );
+        assert_eq!(stalled.category(), ErrorCategory::Timeout);
         assert_eq!(large.category(), ErrorCategory::Local);
     }
 }

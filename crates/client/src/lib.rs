@@ -5,12 +5,15 @@
 //! answers with its uppercase. This crate is the client side with std's
 //! blocking sockets, one thread at most per conversation:
 //!
-//! - [`Target`]: `HOST:PORT` as typed, resolved to every address;
+//! - [`Target`]: `HOST:PORT` as typed, resolved to every address by the
+//!   system's resolver or any other [`Resolve`];
 //!   [`Connector`] tries them in order until one accepts a [`Connection`].
 //! - [`LineSession`]: TCP one line at a time, for a person at a keyboard;
 //!   reads back exactly the reply's length, reconnects when the server closed.
 //! - [`shout_stream`]: TCP piped mode, sending and receiving at once in
 //!   constant memory, for inputs of any size.
+//! - [`LineReader`]: lines from a keyboard or a pipe, each at most a set
+//!   length, so that input without newlines cannot exhaust memory.
 //! - [`UdpClient`]: one datagram per line, with timeout, retries and late
 //!   replies told apart from the current one.
 //! - [`ping`]: ping-like round-trip measurement over either transport.
@@ -32,13 +35,15 @@ mod ping;
 mod session;
 mod stream;
 mod target;
+mod transport;
 mod udp;
 
 pub use connect::{Connection, Connector};
-pub use error::{ClientError, ErrorCategory, Transport};
-pub use lines::LinesReport;
+pub use error::{ClientError, ErrorCategory};
+pub use lines::{DEFAULT_MAX_LINE, LineError, LineReader, LinesReport};
 pub use ping::{PingOptions, PingSummary, RttStats, ping};
 pub use session::{Exchange, LineSession};
 pub use stream::{StreamTotals, shout_stream};
-pub use target::{Target, TargetError};
-pub use udp::UdpClient;
+pub use target::{Resolve, SystemResolver, Target, TargetError};
+pub use transport::Transport;
+pub use udp::{LATE_REPLY_WINDOW, LATE_REPLY_WINDOW_BYTES, UdpClient};

@@ -5,9 +5,9 @@
 //! the client knows how many bytes to wait for
 //! ([`shout_protocol::uppercased_len`]) and reads exactly that many.
 
-use crate::lines::{LineOutcome, run_lines};
+use crate::lines::{DEFAULT_MAX_LINE, LineOutcome, run_lines};
 use crate::{ClientError, Connection, Connector, LinesReport, Transport};
-use shout_protocol::{DEFAULT_MAX_LINE, uppercased_len};
+use shout_protocol::uppercased_len;
 use std::io::{self, BufRead, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -44,8 +44,9 @@ pub struct Exchange<'a> {
 enum Failure {
     /// The connection closed or was reset; `received` reply bytes had come.
     Closed { received: usize },
-    /// No byte came within the timeout.
-    Timeout,
+    /// No further byte came within the timeout; `received` reply bytes had
+    /// come.
+    Timeout { received: usize },
     /// Another error while doing `action`.
     Io {
         action: &'static str,
@@ -122,8 +123,14 @@ impl LineSession {
                     received: received as u64,
                     expected: expected as u64,
                 },
-                Failure::Timeout => ClientError::ReplyTimeout {
+                Failure::Timeout { received: 0 } => ClientError::ReplyTimeout {
                     addr: peer,
+                    timeout: self.reply_timeout.unwrap_or_default(),
+                },
+                Failure::Timeout { received } => ClientError::ReplyStalled {
+                    addr: peer,
+                    received: received as u64,
+                    expected: Some(expected as u64),
                     timeout: self.reply_timeout.unwrap_or_default(),
                 },
                 Failure::Io { action, error } => ClientError::Network {
@@ -221,7 +228,7 @@ fn exchange(
 
 fn classify(error: io::Error, action: &'static str, received: usize) -> Failure {
     match error.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Failure::Timeout,
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Failure::Timeout { received },
         io::ErrorKind::BrokenPipe
         | io::ErrorKind::ConnectionReset
         | io::ErrorKind::ConnectionAborted => Failure::Closed { received },

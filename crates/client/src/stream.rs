@@ -237,9 +237,21 @@ fn receive<W: Write + ?Sized>(
                 let stuck = sender.progress.writing.load(Ordering::Relaxed)
                     && sender.progress.sent.load(Ordering::Relaxed) == sent_before;
                 if sender.done().is_some() || stuck {
-                    return Err(ClientError::ReplyTimeout {
-                        addr: peer,
-                        timeout: idle_timeout.unwrap_or_default(),
+                    let timeout = idle_timeout.unwrap_or_default();
+                    return Err(if received == 0 {
+                        ClientError::ReplyTimeout {
+                            addr: peer,
+                            timeout,
+                        }
+                    } else {
+                        // Part of the reply came: say how much, or a server
+                        // that answers one read and then waits looks silent.
+                        ClientError::ReplyStalled {
+                            addr: peer,
+                            received,
+                            expected: sender.done().map(|sent| sent.expected_reply),
+                            timeout,
+                        }
                     });
                 }
             }

@@ -1,11 +1,44 @@
 //! Where to send: a `HOST:PORT` as a person types it, and its resolution to
-//! socket addresses.
+//! socket addresses by a resolver the caller may choose.
 
 use crate::ClientError;
 use shout_protocol::DEFAULT_PORT;
 use std::fmt;
+use std::io;
 use std::net::{Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::str::FromStr;
+
+/// Turns a host and a port into socket addresses.
+///
+/// The client asks [`SystemResolver`] unless told otherwise. Another resolver
+/// serves a program with its own name service, and tests that must not send
+/// a DNS query. Any `Fn(&str, u16) -> io::Result<Vec<SocketAddr>>` is one.
+pub trait Resolve {
+    /// Returns every address of `host` with `port`, in the order in which to
+    /// try them. An empty list means the name has no addresses.
+    fn resolve(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>>;
+}
+
+impl<F> Resolve for F
+where
+    F: Fn(&str, u16) -> io::Result<Vec<SocketAddr>>,
+{
+    fn resolve(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+        self(host, port)
+    }
+}
+
+/// The system's resolver, through std's [`ToSocketAddrs`]: IP literals at
+/// once, names by `getaddrinfo` (the hosts file, DNS, whatever the system is
+/// set up to ask).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SystemResolver;
+
+impl Resolve for SystemResolver {
+    fn resolve(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+        Ok((host, port).to_socket_addrs()?.collect())
+    }
+}
 
 /// A server to talk to: a host (a name, an IPv4 or an IPv6 literal) and a
 /// port.
@@ -56,20 +89,26 @@ impl Target {
         self.port
     }
 
-    /// Every address the host resolves to, in the resolver's order (the order
-    /// in which to try them).
+    /// Returns every address the host resolves to by the system's resolver,
+    /// in its order (the order in which to try them).
     pub fn resolve(&self) -> Result<Vec<SocketAddr>, ClientError> {
+        self.resolve_with(&SystemResolver)
+    }
+
+    /// Returns every address `resolver` gives the host, in its order.
+    ///
+    /// A resolver's failure, or an empty list, is [`ClientError::Resolve`].
+    pub fn resolve_with(&self, resolver: &dyn Resolve) -> Result<Vec<SocketAddr>, ClientError> {
         let resolve_error = |source| ClientError::Resolve {
             host: self.host.clone(),
             source,
         };
-        let addrs: Vec<SocketAddr> = (self.host.as_str(), self.port)
-            .to_socket_addrs()
-            .map_err(resolve_error)?
-            .collect();
+        let addrs = resolver
+            .resolve(&self.host, self.port)
+            .map_err(resolve_error)?;
         if addrs.is_empty() {
-            return Err(resolve_error(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
+            return Err(resolve_error(io::Error::new(
+                io::ErrorKind::NotFound,
                 "the name has no addresses",
             )));
         }
@@ -187,8 +226,46 @@ mod tests {
     }
 
     #[test]
-    fn literals_resolve_without_a_resolver() {
+    fn literals_resolve_without_a_name_service() {
         let addrs = Target::new("::1", 7).resolve().unwrap();
         assert_eq!(addrs, vec!["[::1]:7".parse().unwrap()]);
+    }
+
+    #[test]
+    fn the_resolver_given_is_asked_for_the_host_as_typed() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        let resolver = |host: &str, port| {
+            asked.borrow_mut().push((host.to_owned(), port));
+            Ok(vec![SocketAddr::from(([127, 0, 0, 2], port))])
+        };
+        let addrs = Target::new("server.test", 9)
+            .resolve_with(&resolver)
+            .unwrap();
+        assert_eq!(addrs, vec!["127.0.0.2:9".parse().unwrap()]);
+        assert_eq!(asked.into_inner(), vec![("server.test".to_owned(), 9)]);
+    }
+
+    #[test]
+    fn a_failed_or_empty_resolution_is_a_resolve_error() {
+        let target = Target::new("nowhere.test", 1);
+        let failing = |_: &str, _| -> io::Result<Vec<SocketAddr>> {
+            Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "Name or service not known",
+            ))
+        };
+        let error = target.resolve_with(&failing).unwrap_err();
+        assert_eq!(error.category(), crate::ErrorCategory::Resolve);
+        assert_eq!(
+            error.to_string(),
+            "cannot resolve nowhere.test: Name or service not known"
+        );
+        let empty = |_: &str, _| Ok(Vec::new());
+        let error = target.resolve_with(&empty).unwrap_err();
+        assert_eq!(error.category(), crate::ErrorCategory::Resolve);
+        assert_eq!(
+            error.to_string(),
+            "cannot resolve nowhere.test: the name has no addresses"
+        );
     }
 }

@@ -8,23 +8,21 @@
 //!   stream arriving in chunks of any size.
 //! - [`uppercase_datagram`]: the one-datagram-in, one-datagram-out rule for UDP,
 //!   with its size limit.
-//! - [`LineReader`]: a line reader with a maximum line length, for clients that
-//!   read sentences from a keyboard or a pipe.
 //! - Shared constants: [`DEFAULT_PORT`], [`MAX_DATAGRAM_PAYLOAD`].
 //!
 //! It is *not* for opening sockets, event loops or retries: those belong to
-//! `shout-socket`, `shout-server` and `shout-client`. The specification in prose
-//! is `docs/PROTOCOL.md`.
+//! `shout-socket`, `shout-server` and `shout-client`. Nor is it for lines:
+//! the protocol has none over TCP and a datagram is a datagram, so reading
+//! sentences from a keyboard is the client's (`shout_client::LineReader`).
+//! The specification in prose is `docs/PROTOCOL.md`.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod datagram;
-mod line;
 mod transform;
 
 pub use datagram::{DatagramError, MAX_DATAGRAM_PAYLOAD, uppercase_datagram};
-pub use line::{DEFAULT_MAX_LINE, LineError, LineReader};
 pub use transform::{Uppercaser, uppercase, uppercased_len};
 
 /// The port both ends use when none is given: the lecture's 12000.

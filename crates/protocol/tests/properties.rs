@@ -1,9 +1,8 @@
-//! Property tests of the streaming transform and the line reader: whatever
-//! the input and wherever it is cut, the result is what the whole input gives.
+//! Property tests of the streaming transform: whatever the input and wherever
+//! it is cut, the result is what the whole input gives.
 
 use proptest::prelude::*;
-use shout_protocol::{LineError, LineReader, Uppercaser, uppercase};
-use std::io::{BufRead, Read};
+use shout_protocol::{Uppercaser, uppercase};
 
 /// Feeds `input` cut at `cuts` (positions, any order, out-of-range ones
 /// folded in) and returns the streamed output.
@@ -39,31 +38,6 @@ fn mixed_bytes() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(piece, 0..16).prop_map(|pieces| pieces.concat())
 }
 
-/// A reader that hands out at most `step` bytes per `fill_buf`, so lines
-/// straddle buffer boundaries.
-struct Trickle<'a> {
-    data: &'a [u8],
-    step: usize,
-}
-
-impl Read for Trickle<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.fill_buf()?.len().min(buf.len());
-        buf[..n].copy_from_slice(&self.data[..n]);
-        self.consume(n);
-        Ok(n)
-    }
-}
-
-impl BufRead for Trickle<'_> {
-    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        Ok(&self.data[..self.step.min(self.data.len())])
-    }
-    fn consume(&mut self, amount: usize) {
-        self.data = &self.data[amount..];
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2048))]
 
@@ -89,28 +63,5 @@ proptest! {
         let mut out = Vec::new();
         uppercase(&input, &mut out);
         prop_assert_eq!(out, expected);
-    }
-
-    #[test]
-    fn line_reader_gives_back_every_line(
-        lines in prop::collection::vec("[^\n]{0,20}", 0..10),
-        step in 1usize..8,
-        max in 0usize..24,
-    ) {
-        let input = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
-        let mut reader = LineReader::new(Trickle { data: input.as_bytes(), step }, max);
-        let mut line = Vec::new();
-        for expected in &lines {
-            let expected = expected.strip_suffix('\r').unwrap_or(expected);
-            match reader.read_line(&mut line) {
-                Ok(true) => {
-                    prop_assert!(expected.len() <= max);
-                    prop_assert_eq!(&line, expected.as_bytes());
-                }
-                Err(LineError::TooLong { .. }) => prop_assert!(expected.len() > max),
-                other => prop_assert!(false, "unexpected {:?}", other),
-            }
-        }
-        prop_assert!(!reader.read_line(&mut line).unwrap());
     }
 }

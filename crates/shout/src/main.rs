@@ -40,7 +40,8 @@ Exit status:
      retry, or no ping probe answered (bench: no reply at all)
   6  the connection broke or the network failed otherwise
 
-Logging: -v shows connections and retries, -vv every dropped stale datagram;
+Logging: -v shows connections, retries and UDP replies that differ from the
+uppercase, -vv every late UDP reply dropped;
 RUST_LOG (e.g. RUST_LOG=debug) overrides both.";
 
 /// How a server is named; in a help attribute, since rustdoc would take the
@@ -78,7 +79,9 @@ enum Command {
     /// reply is printed on its own line.
     ///
     /// A lost datagram is sent again after --timeout, up to --retries times; a
-    /// late reply to an earlier line is recognised and dropped. A line too long
+    /// late reply to an earlier line is recognised and dropped. A reply that
+    /// differs from the line's uppercase is printed as it came (-v says that
+    /// it differs). A line too long
     /// for one datagram (or whose reply would be) is skipped with a warning,
     /// the other lines are still sent, and the exit status is then 1.
     Udp(UdpArgs),
@@ -458,4 +461,52 @@ fn seconds(text: &str) -> Result<Duration, String> {
         return Err("must be more than 0 seconds".into());
     }
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{text} seconds is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_category_has_the_exit_status_in_the_help() {
+        let resolve = ClientError::Resolve {
+            host: "nowhere.test".into(),
+            source: io::Error::other("Name or service not known"),
+        };
+        assert_eq!(
+            Failure::Client(resolve).to_string(),
+            "cannot resolve nowhere.test: Name or service not known"
+        );
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let cases = [
+            (ClientError::Input(io::Error::other("x")), 1),
+            (
+                ClientError::Resolve {
+                    host: "nowhere.test".into(),
+                    source: io::Error::other("x"),
+                },
+                3,
+            ),
+            (ClientError::UdpRefused { addr }, 4),
+            (
+                ClientError::ReplyTimeout {
+                    addr,
+                    timeout: Duration::from_secs(1),
+                },
+                5,
+            ),
+            (ClientError::ClosedBeforeInputEnd { addr, sent: 0 }, 6),
+        ];
+        for (error, status) in cases {
+            assert_eq!(
+                AFTER_HELP
+                    .lines()
+                    .filter(|line| line.starts_with(&format!("  {status}  ")))
+                    .count(),
+                1,
+                "status {status} in the help"
+            );
+            assert_eq!(Failure::Client(error).exit_code(), status);
+        }
+    }
 }

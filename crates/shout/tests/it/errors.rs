@@ -1,7 +1,10 @@
 //! Each failure: one line on standard error, and its own exit status.
 
-use crate::support::{PythonPeer, run, start_mute_tcp};
-use std::net::{TcpListener, UdpSocket};
+use crate::support::{ONE_READ, PythonPeer, run, start_mute_tcp, start_one_read_tcp};
+use shout_client::{Connector, ErrorCategory, Target, UdpClient};
+use std::io;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::time::Duration;
 
 /// A loopback port with nothing listening.
 fn closed_port() -> u16 {
@@ -12,19 +15,27 @@ fn closed_port() -> u16 {
         .port()
 }
 
+/// A resolver that fails as the system's does for an unknown name, without
+/// asking anyone: no test may send a DNS query off the machine.
+fn unknown_name(_: &str, _: u16) -> io::Result<Vec<SocketAddr>> {
+    Err(io::Error::other("Name or service not known"))
+}
+
 #[test]
 fn a_name_that_does_not_resolve() {
-    for command in ["tcp", "udp"] {
-        let outcome = run(&[command, "nonexistent.invalid:12000"], b"x\n");
-        assert_eq!(outcome.code, Some(3), "{command}: {}", outcome.stderr);
-        assert!(
-            outcome
-                .stderr
-                .starts_with("shout: cannot resolve nonexistent.invalid: "),
-            "{}",
-            outcome.stderr
+    // The binary prints the error as `shout: {error}` and exits with its
+    // category's status; main.rs's unit tests check that mapping (3 for
+    // `Resolve`). Here: both transports come to that error and category.
+    let target = Target::new("nowhere.test", 12000);
+    let tcp = Connector::resolve_with(&target, &unknown_name, None).unwrap_err();
+    let udp =
+        UdpClient::resolve_with(&target, &unknown_name, Duration::from_secs(1), 0).unwrap_err();
+    for error in [tcp, udp] {
+        assert_eq!(error.category(), ErrorCategory::Resolve, "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            "cannot resolve nowhere.test: Name or service not known"
         );
-        assert_eq!(outcome.stderr.lines().count(), 1, "{}", outcome.stderr);
     }
 }
 
@@ -87,6 +98,21 @@ fn a_tcp_server_that_never_answers() {
 }
 
 #[test]
+fn a_tcp_server_that_answers_part_and_goes_quiet() {
+    let target = start_one_read_tcp().to_string();
+    let input = vec![b'a'; 5000];
+    let outcome = run(&["tcp", &target, "--timeout", "0.3"], &input);
+    assert_eq!(outcome.code, Some(5), "{}", outcome.stderr);
+    assert_eq!(
+        outcome.stderr,
+        format!(
+            "shout: tcp {target} sent {ONE_READ} of the 5000 reply bytes, then nothing for 0.3s\n"
+        )
+    );
+    assert_eq!(outcome.stdout, vec![b'A'; ONE_READ]);
+}
+
+#[test]
 fn a_connection_that_closes_before_the_reply_is_complete() {
     let Some(peer) = PythonPeer::start("tcp_server.py") else {
         return;
@@ -123,7 +149,7 @@ fn a_connection_attempt_that_times_out() {
     let addr = listener.local_addr().unwrap();
     let mut queued = Vec::new();
     for _ in 0..8 {
-        match shout_socket::connect_tcp(addr, Some(std::time::Duration::from_millis(200))) {
+        match shout_socket::connect_tcp(addr, Some(Duration::from_millis(200))) {
             Ok(stream) => queued.push(stream),
             Err(_) => break,
         }

@@ -1,6 +1,6 @@
 //! ping: probe counts, loss, handshake and exchange timed apart.
 
-use crate::support::{LossyUdpServer, UppercaseServer, run};
+use crate::support::{LossyUdpServer, UppercaseServer, run, start_java_udp_server};
 use std::net::UdpSocket;
 
 fn probe_lines(stdout: &str) -> Vec<&str> {
@@ -62,26 +62,32 @@ fn tcp_ping_with_a_new_connection_per_probe() {
     assert_eq!(server.connections(), 3);
 }
 
-#[test]
-fn udp_ping_counts_lost_probes() {
-    let server = LossyUdpServer::start();
-    let target = server.addr.to_string();
+/// Runs `shout ping --udp -c COUNT` 10 ms apart with a 0.5 s timeout, and
+/// returns its standard output once it has exited 0.
+fn udp_ping(target: &str, count: &str) -> String {
     let outcome = run(
         &[
             "ping",
             "--udp",
             "-c",
-            "4",
+            count,
             "-i",
             "10",
             "--timeout",
             "0.5",
-            &target,
+            target,
         ],
         b"",
     );
-    let stdout = outcome.stdout_text();
     assert_eq!(outcome.code, Some(0), "{}", outcome.stderr);
+    outcome.stdout_text()
+}
+
+#[test]
+fn udp_ping_counts_lost_probes() {
+    let server = LossyUdpServer::start();
+    let target = server.addr.to_string();
+    let stdout = udp_ping(&target, "4");
     let probes = probe_lines(&stdout);
     assert_eq!(probes.len(), 2, "{stdout}");
     assert!(probes[0].contains("seq=2 "), "{stdout}");
@@ -89,6 +95,23 @@ fn udp_ping_counts_lost_probes() {
     assert!(probes[1].contains("seq=4 "), "{stdout}");
     assert!(stdout.contains("seq=1: no reply within 0.5s"), "{stdout}");
     assert!(stdout.contains("4 sent, 2 received, 50% loss"), "{stdout}");
+}
+
+#[test]
+fn udp_ping_counts_a_padded_reply_as_answered() {
+    let server = start_java_udp_server(true);
+    let target = server.addr.to_string();
+    let stdout = udp_ping(&target, "3");
+    let probes = probe_lines(&stdout);
+    assert_eq!(probes.len(), 3, "{stdout}");
+    for (seq, line) in (1..).zip(&probes) {
+        // The late exact reply to the previous probe is not counted.
+        assert!(
+            line.starts_with(&format!("1024 bytes from {target}: seq={seq} time=")),
+            "{line}"
+        );
+    }
+    assert!(stdout.contains("3 sent, 3 received, 0% loss"), "{stdout}");
 }
 
 #[test]

@@ -176,51 +176,98 @@ pub(crate) fn start_mute_tcp() -> SocketAddr {
     })
 }
 
-/// A UDP server that drops every other datagram (the first, third, …) and,
-/// before each reply, sends the previous reply again: a late reply to an
-/// earlier request, which a client must not take for the current one.
-pub(crate) struct LossyUdpServer {
+/// How many bytes [`start_one_read_tcp`] answers.
+pub(crate) const ONE_READ: usize = 1024;
+
+/// A TCP server that answers one read of [`ONE_READ`] bytes, as the
+/// lecture's one-line-per-connection server does, and then neither answers
+/// nor closes until the client gives up.
+pub(crate) fn start_one_read_tcp() -> SocketAddr {
+    start_tcp_server(|mut stream| {
+        let mut request = [0; ONE_READ];
+        if stream.read_exact(&mut request).is_err() {
+            return;
+        }
+        let _ = stream.write_all(&uppercase(&request));
+        thread::sleep(Duration::from_secs(5));
+    })
+}
+
+/// A UDP server on 127.0.0.1 that answers each datagram with the datagrams
+/// `answer` returns for it (none, one, or more), until dropped or
+/// [`DEADLINE`].
+pub(crate) struct UdpTestServer {
     pub(crate) addr: SocketAddr,
-    requests: Arc<Mutex<Vec<Vec<u8>>>>,
     stop: Arc<AtomicBool>,
 }
 
-impl LossyUdpServer {
-    pub(crate) fn start() -> Self {
+impl UdpTestServer {
+    pub(crate) fn start(mut answer: impl FnMut(&[u8]) -> Vec<Vec<u8>> + Send + 'static) -> Self {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = socket.local_addr().unwrap();
         socket
             .set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
-        let requests = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (seen, stopped) = (Arc::clone(&requests), Arc::clone(&stop));
+        let stopped = Arc::clone(&stop);
         thread::spawn(move || {
             let started = Instant::now();
             let mut buf = vec![0; 65_536];
-            let mut previous: Option<Vec<u8>> = None;
             while !stopped.load(Ordering::SeqCst) && started.elapsed() < DEADLINE {
                 let Ok((len, client)) = socket.recv_from(&mut buf) else {
                     continue;
                 };
-                let mut requests = seen.lock().unwrap();
-                requests.push(buf[..len].to_vec());
-                if requests.len() % 2 == 1 {
-                    continue;
+                for datagram in answer(&buf[..len]) {
+                    socket.send_to(&datagram, client).unwrap();
                 }
-                if let Some(stale) = &previous {
-                    socket.send_to(stale, client).unwrap();
-                }
-                let mut reply = Vec::new();
-                shout_protocol::uppercase(&buf[..len], &mut reply);
-                socket.send_to(&reply, client).unwrap();
-                previous = Some(reply);
             }
         });
+        Self { addr, stop }
+    }
+}
+
+impl Drop for UdpTestServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The uppercase of `request`, by the protocol crate.
+fn uppercase(request: &[u8]) -> Vec<u8> {
+    let mut reply = Vec::new();
+    shout_protocol::uppercase(request, &mut reply);
+    reply
+}
+
+/// A UDP server that drops every other datagram (the first, third, …) and,
+/// before each reply, sends the previous reply again: a late reply to an
+/// earlier request, which a client must not take for the current one.
+pub(crate) struct LossyUdpServer {
+    /// Kept for its drop, which stops the server.
+    _server: UdpTestServer,
+    pub(crate) addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl LossyUdpServer {
+    pub(crate) fn start() -> Self {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&requests);
+        let mut previous: Option<Vec<u8>> = None;
+        let server = UdpTestServer::start(move |request| {
+            let mut requests = seen.lock().unwrap();
+            requests.push(request.to_vec());
+            if requests.len() % 2 == 1 {
+                return Vec::new();
+            }
+            let reply = uppercase(request);
+            let stale = previous.replace(reply.clone());
+            stale.into_iter().chain([reply]).collect()
+        });
         Self {
-            addr,
+            addr: server.addr,
+            _server: server,
             requests,
-            stop,
         }
     }
 
@@ -230,10 +277,27 @@ impl LossyUdpServer {
     }
 }
 
-impl Drop for LossyUdpServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
+/// The size of the textbook Java UDPServer's receive buffer.
+pub(crate) const JAVA_BUFFER: usize = 1024;
+
+/// A UDP server that answers as the textbook Java UDPServer does: it
+/// receives into one 1,024-byte buffer, kept from datagram to datagram, and
+/// sends back the uppercase of the whole buffer, trailing NULs (and what
+/// longer earlier requests left there) included.
+///
+/// With `late_duplicates`, before each answer after the first it also sends
+/// the exact uppercase of the previous request: a late reply the client
+/// must recognise and drop.
+pub(crate) fn start_java_udp_server(late_duplicates: bool) -> UdpTestServer {
+    let mut buffer = [0; JAVA_BUFFER];
+    let mut previous: Option<Vec<u8>> = None;
+    UdpTestServer::start(move |request| {
+        let len = request.len().min(JAVA_BUFFER);
+        buffer[..len].copy_from_slice(&request[..len]);
+        let late = previous.replace(uppercase(request));
+        let late = late.filter(|_| late_duplicates);
+        late.into_iter().chain([uppercase(&buffer)]).collect()
+    })
 }
 
 /// A port that was free a moment ago on 127.0.0.1, for servers that take a
@@ -275,6 +339,9 @@ impl PythonPeer {
         let mut child = match Command::new("python3")
             .arg(&path)
             .arg(port.to_string())
+            // On loopback only: by default the lecture's servers bind every
+            // interface.
+            .arg("127.0.0.1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

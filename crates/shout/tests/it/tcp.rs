@@ -1,7 +1,10 @@
 //! TCP: the interactive line logic, and piped streaming at size.
 
-use crate::support::{DEADLINE, PythonPeer, UppercaseServer, run, spawn_piped, wait_bounded};
-use shout_client::{Connector, LineSession, Target};
+use crate::support::{
+    DEADLINE, ONE_READ, PythonPeer, UppercaseServer, run, spawn_piped, start_one_read_tcp,
+    wait_bounded,
+};
+use shout_client::{ClientError, Connector, LineSession, Target};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -50,6 +53,29 @@ fn one_line_reads_exactly_its_reply_length() {
     assert!(
         second.connect_time.is_none(),
         "the connection is kept between lines"
+    );
+}
+
+#[test]
+fn a_line_answered_in_part_says_how_much_came() {
+    let addr = start_one_read_tcp();
+    let target = Target::new(addr.ip().to_string(), addr.port());
+    let mut session = LineSession::new(
+        Connector::new(target, vec![addr], Some(DEADLINE)),
+        Some(Duration::from_millis(300)),
+    );
+    let line = [vec![b'x'; 2000], b"\n".to_vec()].concat();
+    let error = session.shout(&line).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ClientError::ReplyStalled {
+                received,
+                expected: Some(2001),
+                ..
+            } if received == ONE_READ as u64
+        ),
+        "{error:?}"
     );
 }
 
@@ -143,8 +169,8 @@ fn piped_64_mib_of_unicode_comes_back_exactly_uppercased() {
     const SIZE: usize = 64 << 20;
     let server = UppercaseServer::start();
     let input = unicode_text(SIZE);
-    let mut expected = Vec::new();
-    shout_protocol::uppercase(&input, &mut expected);
+    // The oracle is the standard library's, not the transform under test.
+    let expected = shout_testkit::reference_uppercase(&input);
     assert!(expected.len() > input.len(), "some characters grow");
 
     let mut child = spawn_piped(&["tcp", &server.addr.to_string()]);

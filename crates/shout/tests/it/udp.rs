@@ -1,6 +1,7 @@
-//! UDP: retries, late replies, the lecture's server, datagram limits.
+//! UDP: retries, late replies, replies that are not the uppercase, the
+//! lecture's server, datagram limits.
 
-use crate::support::{LossyUdpServer, PythonPeer, run};
+use crate::support::{JAVA_BUFFER, LossyUdpServer, PythonPeer, run, start_java_udp_server};
 
 #[test]
 fn retries_after_loss_and_drops_late_replies() {
@@ -34,13 +35,66 @@ fn retries_after_loss_and_drops_late_replies() {
         outcome.stderr
     );
     assert_eq!(
-        outcome
-            .stderr
-            .matches("dropped a stale or foreign datagram")
-            .count(),
+        outcome.stderr.matches("dropped a late reply").count(),
         2,
         "{}",
         outcome.stderr
+    );
+}
+
+/// Sends `lines` with `shout VERBOSITY udp` to the Java-like server, checks
+/// that it exits 0 having printed each line's padded answer as it came, and
+/// returns its standard error and the server's address.
+fn through_java_server(verbosity: &str, late_duplicates: bool, lines: &[&str]) -> (String, String) {
+    let server = start_java_udp_server(late_duplicates);
+    let target = server.addr.to_string();
+    let input: String = lines.iter().map(|line| format!("{line}\n")).collect();
+    let outcome = run(
+        &[
+            verbosity,
+            "udp",
+            &target,
+            "--timeout",
+            "0.5",
+            "--retries",
+            "1",
+        ],
+        input.as_bytes(),
+    );
+    assert_eq!(outcome.code, Some(0), "{}", outcome.stderr);
+    // Each line is no shorter than the one before, so the server's buffer
+    // holds nothing of an earlier line: the answer is the uppercase, then
+    // NULs to 1,024 bytes.
+    let mut expected = Vec::new();
+    for line in lines {
+        let mut reply = line.to_uppercase().into_bytes();
+        reply.resize(JAVA_BUFFER, 0);
+        expected.extend_from_slice(&reply);
+        expected.push(b'\n');
+    }
+    assert!(outcome.stdout == expected, "{:?}", outcome.stdout_text());
+    (outcome.stderr, target)
+}
+
+#[test]
+fn a_padded_reply_is_printed_as_it_came() {
+    let (stderr, target) = through_java_server("-v", false, &["hello", "world!"]);
+    let differs = format!(
+        "the reply from udp {target} differs from the uppercase of the request: 1024 bytes"
+    );
+    assert_eq!(stderr.matches(&differs).count(), 2, "{stderr}");
+    assert!(!stderr.contains("sending again"), "{stderr}");
+}
+
+#[test]
+fn a_late_reply_is_dropped_and_a_differing_one_printed() {
+    // Before each padded answer but the first, the server sends the exact
+    // uppercase of the previous line: a late reply, not this line's.
+    let (stderr, _) = through_java_server("-vv", true, &["alpha", "bravo", "charlie"]);
+    assert_eq!(
+        stderr.matches("dropped a late reply of 5 bytes").count(),
+        2,
+        "ALPHA and BRAVO, late: {stderr}"
     );
 }
 
