@@ -275,7 +275,9 @@ impl PythonPeer {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|error| {
-                panic!("python3 is required for the tests (see README.md) and does not start: {error}")
+                panic!(
+                    "python3 is required for the tests (see README.md) and does not start: {error}"
+                )
             });
         let mut stdout = child.stdout.take().unwrap();
         let (ready, is_ready) = mpsc::channel();

@@ -13,7 +13,9 @@ use std::time::Duration;
 /// python3 does not start: the README requires Python 3, and a test that
 /// returned early would pass without running.
 fn run_python_client(script: &str, addr: SocketAddr, input: &[u8]) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../peers").join(script);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../peers")
+        .join(script);
     assert!(path.is_file(), "{} is missing", path.display());
     let mut child = Command::new("python3")
         .arg(path)
