@@ -84,7 +84,7 @@ fn two_workers_hold_the_connection_cap() {
             stream
         })
         .collect();
-    let mut answered = vec![false; CLIENTS];
+    let mut answered = [false; CLIENTS];
     // Bounded: 50 rounds of 12 reads of 20 ms, about 12 s at most; once the
     // cap is reached, 10 more rounds (about 2 s) give a broken cap time to
     // show.
