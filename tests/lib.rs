@@ -17,7 +17,9 @@
 
 #![deny(missing_docs)]
 
-pub use shout_testkit::{HeavyTest, TIMEOUT, heavy_test, join_within, wait_until};
+pub use shout_testkit::{
+    HeavyTest, TIMEOUT, ensure_descriptor_limit, heavy_test, join_within, wait_until,
+};
 
 use shout_client::Target;
 use shout_server::{Handle, ServerBuilder, ServerError, Stats, Uppercase};

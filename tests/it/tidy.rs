@@ -129,3 +129,65 @@ fn every_library_crate_denies_missing_docs() {
         );
     }
 }
+
+/// The highest `rust-version` any dependency declares, for the host
+/// platform, from `cargo metadata` (offline, locked: no network), with the
+/// package that declares it.
+fn dependencies_minimum_rust() -> ((u64, u64), String) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let rustc = std::process::Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .expect("rustc runs");
+    let host = String::from_utf8_lossy(&rustc.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("host: ").map(str::to_owned))
+        .expect("rustc -vV names the host");
+    let output = std::process::Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--offline", "--locked"])
+        .args(["--filter-platform", &host])
+        .current_dir(workspace_root())
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        output.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON");
+    metadata["packages"]
+        .as_array()
+        .expect("a package list")
+        .iter()
+        // Workspace members have no source; they inherit what is checked.
+        .filter(|package| !package["source"].is_null())
+        .filter_map(|package| {
+            let version = parse_rust_version(package["rust_version"].as_str()?)?;
+            Some((version, package["name"].as_str()?.to_owned()))
+        })
+        .max()
+        .expect("some dependency declares a rust-version")
+}
+
+/// `1.86` or `1.86.0` as (1, 86).
+fn parse_rust_version(text: &str) -> Option<(u64, u64)> {
+    let mut parts = text.split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+#[test]
+fn rust_version_is_the_highest_a_dependency_needs_and_the_readme_says_it() {
+    let ((major, minor), package) = dependencies_minimum_rust();
+    let minimum = format!("{major}.{minor}");
+    let manifest = fs::read_to_string(workspace_root().join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains(&format!("rust-version = \"{minimum}\"")),
+        "Cargo.toml's workspace rust-version is not {minimum}, which {package} declares"
+    );
+    let readme = fs::read_to_string(workspace_root().join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("Rust ({minimum} or newer)")),
+        "README.md does not say \"Rust ({minimum} or newer)\" ({package} needs {minimum})"
+    );
+}

@@ -5,7 +5,9 @@
 //! `cargo nextest` when it is installed, plus the doctests it does not run;
 //! `cargo test` otherwise), then `cargo xtask e2e`. The peer tools the e2e
 //! scenarios use (python3, nc, ncat, socat) are installed by the CI script,
-//! never by this task.
+//! never by this task. The last lines name every scenario skipped and why;
+//! under `SHOUT_REQUIRE_PEERS=1` a skip, or a missing cargo-nextest, fails
+//! the run instead.
 
 use crate::{cargo, e2e, run_inherited, show};
 use std::path::Path;
@@ -25,19 +27,40 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         "warnings",
     ]))?;
     if nextest_available(root) {
-        step(cargo(root).args(["nextest", "run", "--workspace"]))?;
+        // The `ci` profile of .config/nextest.toml kills a test that hangs.
+        step(cargo(root).args(["nextest", "run", "--workspace", "--profile", "ci"]))?;
         // nextest does not run doctests.
         step(cargo(root).args(["test", "--workspace", "--doc"]))?;
+    } else if e2e::peers_required() {
+        return Err(
+            "cargo-nextest is not installed, and SHOUT_REQUIRE_PEERS=1: without it no test \
+             is killed when it hangs (install: cargo install cargo-nextest --locked)"
+                .into(),
+        );
     } else {
-        println!("ci: cargo-nextest not found, using cargo test");
+        println!(
+            "ci: WARNING: cargo-nextest not found, using cargo test, which has no per-test \
+             timeout (install: cargo install cargo-nextest --locked)"
+        );
         step(cargo(root).args(["test", "--workspace"]))?;
     }
     println!("==> cargo xtask e2e");
-    e2e::run(root, &e2e::Options::default())?;
+    let skipped = e2e::run_reporting_skips(root, &e2e::Options::default())?;
     println!(
         "ci: all steps passed in {:.0} s",
         started.elapsed().as_secs_f64()
     );
+    if skipped.is_empty() {
+        println!("ci: nothing skipped");
+    } else {
+        println!(
+            "ci: {} skipped (set SHOUT_REQUIRE_PEERS=1 to fail on a skip):",
+            skipped.len()
+        );
+        for skip in &skipped {
+            println!("ci:   {skip}");
+        }
+    }
     Ok(())
 }
 

@@ -16,14 +16,23 @@
 //! SIGHUP (Ctrl-C) kill every registered process before xtask exits; see
 //! [`process`].
 //!
+//! Peers: the project's own lecture-style Python programs (`peers/`) and,
+//! when present, the lecture's programs (`../shared/peers/seed-python`) as
+//! additional real peers. What each scenario needs from the machine is named
+//! in [`needs::NEEDS`]; a scenario whose need is missing is skipped, and
+//! under `SHOUT_REQUIRE_PEERS=1` fails, naming what is missing.
+//!
 //! Output: one line per scenario (`PASS name (1.2 s)`, `SKIP name: why`,
-//! `FAIL name: why`), then `N passed, M failed` alone on a line; a skip counts
-//! as passed. The exit status is non-zero when any scenario failed.
+//! `FAIL name: why`), then `N passed, M skipped, K failed` and one
+//! `skipped: name: why` line per skip. A skip does not fail the run unless
+//! `SHOUT_REQUIRE_PEERS=1`. The exit status is non-zero when any scenario
+//! failed.
 
 mod gate;
 mod interop;
 mod lifecycle;
 mod load;
+mod needs;
 pub(crate) mod process;
 mod text;
 
@@ -84,6 +93,8 @@ struct Scenario {
     proves: &'static str,
     /// Past this, the scenario fails and what it started is killed.
     deadline: Duration,
+    /// What it needs from the machine, by name in [`needs::NEEDS`].
+    needs: &'static [&'static str],
     run: fn(&Env) -> Result<Outcome, String>,
 }
 
@@ -91,7 +102,8 @@ struct Scenario {
 pub(crate) enum Outcome {
     /// Passed; the note, if any, is shown after the time.
     Pass(Option<String>),
-    /// Could not run here (a peer tool is not installed); counts as passed.
+    /// Could not run here (a peer tool is not installed); fails the run
+    /// under `SHOUT_REQUIRE_PEERS=1`.
     Skip(String),
 }
 
@@ -100,65 +112,113 @@ const SCENARIOS: &[Scenario] = &[
         name: "shout-vs-shoutd",
         proves: "shout tcp and shout udp get the uppercase of several lines, Unicode and an empty line included",
         deadline: Duration::from_secs(30),
+        needs: &[],
         run: interop::shout_vs_shoutd,
     },
     Scenario {
         name: "python-clients-vs-shoutd",
-        proves: "the lecture's Python TCP and UDP clients work unchanged against shoutd",
+        proves: "the project's lecture-style Python TCP and UDP clients (peers/) work against shoutd",
         deadline: Duration::from_secs(30),
+        needs: &["python3"],
         run: interop::python_clients_vs_shoutd,
     },
     Scenario {
         name: "shout-vs-python-servers",
-        proves: "shout works against the lecture's Python servers, and reports a crashed UDP server cleanly",
+        proves: "shout works against the project's lecture-style Python servers (peers/), and reports a crashed UDP server cleanly",
         deadline: Duration::from_secs(60),
+        needs: &["python3"],
         run: interop::shout_vs_python_servers,
+    },
+    Scenario {
+        name: "lecture-clients-vs-shoutd",
+        proves: "the lecture's own Python TCP and UDP clients work unchanged against shoutd",
+        deadline: Duration::from_secs(30),
+        needs: &["python3", "lecture peers"],
+        run: interop::lecture_clients_vs_shoutd,
+    },
+    Scenario {
+        name: "shout-vs-lecture-servers",
+        proves: "shout works against the lecture's own Python servers, and reports a crashed UDP server cleanly",
+        deadline: Duration::from_secs(60),
+        needs: &["python3", "lecture peers"],
+        run: interop::shout_vs_lecture_servers,
     },
     Scenario {
         name: "stream-100mib",
         proves: "100 MiB of Unicode text piped through shout tcp comes back uppercased, byte for byte",
         deadline: Duration::from_secs(180),
+        needs: &[],
         run: load::stream_100mib,
     },
     Scenario {
         name: "concurrent-500",
         proves: "500 clients at once each get their own answer",
         deadline: Duration::from_secs(60),
+        needs: &[],
         run: load::concurrent_500,
     },
     Scenario {
-        name: "standard-tools",
-        proves: "nc, ncat and socat (those installed) talk to shoutd over TCP and UDP",
-        deadline: Duration::from_secs(60),
-        run: interop::standard_tools,
+        name: "nc",
+        proves: "nc (OpenBSD, ncat or traditional flavour) talks to shoutd over TCP and UDP",
+        deadline: Duration::from_secs(30),
+        needs: &["nc"],
+        run: interop::nc,
+    },
+    Scenario {
+        name: "ncat",
+        proves: "ncat talks to shoutd over TCP and UDP",
+        deadline: Duration::from_secs(30),
+        needs: &["ncat"],
+        run: interop::ncat,
+    },
+    Scenario {
+        name: "socat",
+        proves: "socat talks to shoutd over TCP and UDP",
+        deadline: Duration::from_secs(30),
+        needs: &["socat"],
+        run: interop::socat,
     },
     Scenario {
         name: "restart",
         proves: "after kill -9 under load, shoutd restarts on the same port at once and clients recover",
         deadline: Duration::from_secs(60),
+        needs: &[],
         run: lifecycle::restart,
     },
     Scenario {
         name: "graceful-stop",
         proves: "on SIGTERM, 50 streaming clients get every byte they sent answered and shoutd exits 0 in time",
         deadline: Duration::from_secs(60),
+        needs: &[],
         run: lifecycle::graceful_stop,
     },
     Scenario {
         name: "port-in-use",
         proves: "a second shoutd on a taken port exits 2 with a clear message, the first one serves on",
         deadline: Duration::from_secs(30),
+        needs: &[],
         run: lifecycle::port_in_use,
     },
 ];
+
+/// Which set of Python peers a scenario runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Peers {
+    /// The project's lecture-style programs, `<workspace>/peers`.
+    Project,
+    /// The lecture's own programs, `<workspace>/../shared/peers/seed-python`.
+    Lecture,
+}
 
 /// What scenarios need from the run: the binaries and the peers.
 pub(crate) struct Env {
     shoutd: PathBuf,
     /// The client, or why it is not available (it did not build).
     shout: Result<PathBuf, String>,
+    /// The project's lecture-style programs: `<workspace>/peers`.
+    project_peers: PathBuf,
     /// The lecture's programs: `<workspace>/../shared/peers/seed-python`.
-    peers: PathBuf,
+    lecture_peers: PathBuf,
 }
 
 impl Env {
@@ -167,7 +227,8 @@ impl Env {
         Self {
             shoutd,
             shout: Ok(shout),
-            peers,
+            project_peers: crate::workspace_root().join("peers"),
+            lecture_peers: peers,
         }
     }
 
@@ -181,15 +242,16 @@ impl Env {
         self.shout.as_ref().map(Command::new).map_err(Clone::clone)
     }
 
-    /// A command running one of the lecture's Python programs, unbuffered
-    /// and in UTF-8 whatever the locale.
-    pub(crate) fn python(&self, script: &str) -> Result<Command, String> {
-        let path = self.peers.join(script);
+    /// A command running one of the Python programs of `peers`,
+    /// unbuffered and in UTF-8 whatever the locale.
+    pub(crate) fn python(&self, peers: Peers, script: &str) -> Result<Command, String> {
+        let (dir, whose) = match peers {
+            Peers::Project => (&self.project_peers, "the project's"),
+            Peers::Lecture => (&self.lecture_peers, "the lecture's"),
+        };
+        let path = dir.join(script);
         if !path.is_file() {
-            return Err(format!(
-                "the lecture's {script} is not at {}",
-                path.display()
-            ));
+            return Err(format!("{whose} {script} is not at {}", path.display()));
         }
         let python = find_in_path("python3").ok_or("python3 is not installed")?;
         let mut command = Command::new(python);
@@ -198,24 +260,49 @@ impl Env {
     }
 }
 
+/// Whether `SHOUT_REQUIRE_PEERS=1` asks that nothing be skipped.
+pub(crate) fn peers_required() -> bool {
+    needs::required()
+}
+
 /// Builds the binaries and runs the scenarios `options` selects.
 pub(crate) fn run(root: &Path, options: &Options) -> Result<(), String> {
+    run_reporting_skips(root, options).map(drop)
+}
+
+/// Builds the binaries, runs the scenarios `options` selects and returns
+/// the skipped ones, each as "name: why".
+pub(crate) fn run_reporting_skips(root: &Path, options: &Options) -> Result<Vec<String>, String> {
     if options.list {
         for scenario in SCENARIOS {
             println!("{:<26} {}", scenario.name, scenario.proves);
         }
-        return Ok(());
+        return Ok(Vec::new());
     }
     process::kill_on_interrupt();
     let env = Arc::new(build(root)?);
+    let require = needs::required();
+    if require {
+        println!(
+            "e2e: {}=1, so a missing peer fails the run",
+            needs::REQUIRE_VAR
+        );
+    }
     let mut passed = 0;
+    let mut skipped = Vec::new();
     let mut failed = 0;
     for scenario in SCENARIOS.iter().filter(|scenario| {
         options.only.is_empty() || options.only.iter().any(|name| name == scenario.name)
     }) {
         let started = Instant::now();
         let seconds = || started.elapsed().as_secs_f64();
-        match run_bounded(scenario, &env) {
+        let missing = needs::missing(&env, scenario.needs);
+        let outcome = if missing.is_empty() {
+            run_bounded(scenario, &env)
+        } else {
+            Ok(Outcome::Skip(format!("missing {}", missing.join(", "))))
+        };
+        match outcome {
             Ok(Outcome::Pass(None)) => {
                 passed += 1;
                 println!("PASS {} ({:.1} s)", scenario.name, seconds());
@@ -224,9 +311,13 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<(), String> {
                 passed += 1;
                 println!("PASS {} ({:.1} s; {note})", scenario.name, seconds());
             }
+            Ok(Outcome::Skip(why)) if require => {
+                failed += 1;
+                println!("FAIL {}: {}=1 and {why}", scenario.name, needs::REQUIRE_VAR);
+            }
             Ok(Outcome::Skip(why)) => {
-                passed += 1;
                 println!("SKIP {}: {why}", scenario.name);
+                skipped.push(format!("{}: {why}", scenario.name));
             }
             Err(why) => {
                 failed += 1;
@@ -235,9 +326,15 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<(), String> {
         }
         let _ = std::io::stdout().flush();
     }
-    println!("{passed} passed, {failed} failed");
+    println!(
+        "{passed} passed, {} skipped, {failed} failed",
+        skipped.len()
+    );
+    for skip in &skipped {
+        println!("skipped: {skip}");
+    }
     if failed == 0 {
-        Ok(())
+        Ok(skipped)
     } else {
         Err(format!("e2e: {failed} scenario(s) failed"))
     }
@@ -288,7 +385,6 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// the client fails to build, the scenarios that need it fail and say why.
 fn build(root: &Path) -> Result<Env, String> {
     let bin_dir = target_dir(root)?.join("release");
-    let peers = peers_dir(root);
     let both = ["build", "--release", "-p", "shoutd", "-p", "shout"];
     println!("==> {}", show(cargo(root).args(both)));
     let shout = match run_inherited(cargo(root).args(both)) {
@@ -302,7 +398,8 @@ fn build(root: &Path) -> Result<Env, String> {
     Ok(Env {
         shoutd: bin_dir.join("shoutd"),
         shout,
-        peers,
+        project_peers: root.join("peers"),
+        lecture_peers: peers_dir(root),
     })
 }
 
@@ -412,6 +509,79 @@ mod tests {
         assert!(Options::parse(&args(&["--only", "nope"])).is_err());
         assert!(Options::parse(&args(&["--only"])).is_err());
         assert!(Options::parse(&args(&["--fast"])).is_err());
+    }
+
+    /// The pid of the child the hung scenario below started.
+    static HUNG_CHILD: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+    /// A scenario that hangs: it reads a child's output that never ends.
+    fn hangs(_: &Env) -> Result<Outcome, String> {
+        use std::io::Read;
+        let mut command = Command::new("sleep");
+        command
+            .arg("60")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        let mut child = process::Spawned::start("sleep", &mut command)?;
+        HUNG_CHILD.store(child.id(), std::sync::atomic::Ordering::SeqCst);
+        let mut output = Vec::new();
+        let _ = child.take_stdout().unwrap().read_to_end(&mut output);
+        Ok(Outcome::Pass(None))
+    }
+
+    #[test]
+    fn a_scenario_past_its_deadline_fails_and_its_processes_are_killed() {
+        let _children = process::CHILDREN_TEST_LOCK
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let scenario = Scenario {
+            name: "hangs",
+            proves: "nothing",
+            deadline: Duration::from_millis(300),
+            needs: &[],
+            run: hangs,
+        };
+        let env = Arc::new(Env::new("shoutd".into(), "shout".into(), "peers".into()));
+        let started = Instant::now();
+        let error = match run_bounded(&scenario, &env) {
+            Err(error) => error,
+            Ok(_) => panic!("a hung scenario passed"),
+        };
+        assert!(error.contains("deadline"), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let pid = HUNG_CHILD.load(std::sync::atomic::Ordering::SeqCst);
+        assert_ne!(pid, 0, "the scenario started its child");
+        let proc_entry = PathBuf::from(format!("/proc/{pid}"));
+        let gone_by = Instant::now() + Duration::from_secs(5);
+        while proc_entry.exists() && Instant::now() < gone_by {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            !proc_entry.exists(),
+            "the hung scenario's child {pid} still runs"
+        );
+    }
+
+    #[test]
+    fn every_need_is_in_the_table_and_used() {
+        for scenario in SCENARIOS {
+            for name in scenario.needs {
+                assert!(
+                    needs::NEEDS.iter().any(|need| need.name == *name),
+                    "{}: `{name}` is not in needs::NEEDS",
+                    scenario.name
+                );
+            }
+        }
+        for need in needs::NEEDS {
+            assert!(
+                SCENARIOS
+                    .iter()
+                    .any(|scenario| scenario.needs.contains(&need.name)),
+                "no scenario needs `{}`",
+                need.name
+            );
+        }
     }
 
     #[test]

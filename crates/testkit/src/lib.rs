@@ -32,7 +32,7 @@ mod stream;
 mod text;
 
 pub use announce::{Listening, ParseListeningError};
-pub use limits::ensure_descriptor_limit;
+pub use limits::{ensure_descriptor_limit, small_datagrams_that_fit};
 pub use lock::{HeavyTest, heavy_test};
 pub use process::{ServerProcess, join_within};
 pub use stream::{

@@ -1,11 +1,12 @@
 //! Scenarios where shout's programs meet other programs: each other, the
-//! lecture's Python clients and servers, and the standard tools nc, ncat
-//! and socat.
+//! project's lecture-style Python peers, the lecture's own Python clients
+//! and servers, and the standard tools nc, ncat and socat.
 
 use super::process::{
-    Shoutd, Spawned, Transport, lines_of, one_line_tail, quote, run_with_input, start_python_server,
+    Shoutd, Spawned, Transport, lines_of, one_line_tail, quote, run_with_input,
+    start_python_server_of,
 };
-use super::{Env, Outcome, find_in_path};
+use super::{Env, Outcome, Peers};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -70,15 +71,33 @@ pub(crate) fn shout_vs_shoutd(env: &Env) -> Result<Outcome, String> {
     Ok(Outcome::Pass(None))
 }
 
-/// The lecture's tcp_client.py and udp_client.py against shoutd.
+/// The project's lecture-style tcp_client.py and udp_client.py against shoutd.
 pub(crate) fn python_clients_vs_shoutd(env: &Env) -> Result<Outcome, String> {
+    clients_vs_shoutd(env, Peers::Project)
+}
+
+/// The lecture's own tcp_client.py and udp_client.py against shoutd.
+pub(crate) fn lecture_clients_vs_shoutd(env: &Env) -> Result<Outcome, String> {
+    clients_vs_shoutd(env, Peers::Lecture)
+}
+
+/// The Python clients of `peers` against shoutd.
+fn clients_vs_shoutd(env: &Env, peers: Peers) -> Result<Outcome, String> {
     let shoutd = Shoutd::start(env)?;
     let line = "hello from python — straße ﬁ";
     let expected = format!("From Server: {}", line.to_uppercase());
-    python_client(env, "tcp_client.py", shoutd.tcp.port(), line, &expected)?;
+    python_client(
+        env,
+        peers,
+        "tcp_client.py",
+        shoutd.tcp.port(),
+        line,
+        &expected,
+    )?;
     let line = "hello over udp — çà ÿ";
     python_client(
         env,
+        peers,
         "udp_client.py",
         shoutd.udp.port(),
         line,
@@ -87,16 +106,17 @@ pub(crate) fn python_clients_vs_shoutd(env: &Env) -> Result<Outcome, String> {
     Ok(Outcome::Pass(None))
 }
 
-/// Runs one of the lecture's clients against 127.0.0.1:`port` with `line`
-/// as its input, and checks it printed `expected` after its prompt.
+/// Runs one of the Python clients of `peers` against 127.0.0.1:`port` with
+/// `line` as its input, and checks it printed `expected` after its prompt.
 fn python_client(
     env: &Env,
+    peers: Peers,
     script: &str,
     port: u16,
     line: &str,
     expected: &str,
 ) -> Result<(), String> {
-    let mut client = env.python(script)?;
+    let mut client = env.python(peers, script)?;
     client.args(["127.0.0.1".to_owned(), port.to_string()]);
     run_with_input(
         script,
@@ -107,14 +127,24 @@ fn python_client(
     .expect(script, format!("{PYTHON_PROMPT}{expected}\n").as_bytes())
 }
 
-/// shout against the lecture's tcp_server.py and udp_server.py, quirks
+/// shout against the project's lecture-style Python servers.
+pub(crate) fn shout_vs_python_servers(env: &Env) -> Result<Outcome, String> {
+    shout_vs_servers(env, Peers::Project)
+}
+
+/// shout against the lecture's own Python servers.
+pub(crate) fn shout_vs_lecture_servers(env: &Env) -> Result<Outcome, String> {
+    shout_vs_servers(env, Peers::Lecture)
+}
+
+/// shout against the tcp_server.py and udp_server.py of `peers`, quirks
 /// included: the TCP server answers one recv(1024) and closes, so one short
 /// line is sent; the UDP server dies on invalid UTF-8, which shout must
 /// report as "no reply" with a non-zero exit, promptly.
-pub(crate) fn shout_vs_python_servers(env: &Env) -> Result<Outcome, String> {
+fn shout_vs_servers(env: &Env, peers: Peers) -> Result<Outcome, String> {
     let localhost = |port| SocketAddr::from(([127, 0, 0, 1], port));
 
-    let (_tcp_server, port) = start_python_server(env, "tcp_server.py", Transport::Tcp)?;
+    let (_tcp_server, port) = start_python_server_of(env, peers, "tcp_server.py", Transport::Tcp)?;
     let line = "hello lecture — straße\n";
     run_with_input(
         "shout tcp",
@@ -124,7 +154,8 @@ pub(crate) fn shout_vs_python_servers(env: &Env) -> Result<Outcome, String> {
     )?
     .expect("shout tcp vs tcp_server.py", line.to_uppercase().as_bytes())?;
 
-    let (mut udp_server, port) = start_python_server(env, "udp_server.py", Transport::Udp)?;
+    let (mut udp_server, port) =
+        start_python_server_of(env, peers, "udp_server.py", Transport::Udp)?;
     let line = "hello lecture over udp — ÿ\n";
     run_with_input(
         "shout udp",
@@ -164,74 +195,67 @@ pub(crate) fn shout_vs_python_servers(env: &Env) -> Result<Outcome, String> {
     ))))
 }
 
-/// nc, ncat and socat, those installed, send a line over TCP and over UDP.
-pub(crate) fn standard_tools(env: &Env) -> Result<Outcome, String> {
-    let installed: Vec<&str> = ["nc", "ncat", "socat"]
-        .into_iter()
-        .filter(|tool| find_in_path(tool).is_some())
-        .collect();
-    if installed.is_empty() {
-        return Ok(Outcome::Skip(
-            "none of nc, ncat, socat is installed (CI installs them)".into(),
-        ));
-    }
+/// nc sends a line over TCP and a datagram over UDP.
+pub(crate) fn nc(env: &Env) -> Result<Outcome, String> {
+    standard_tool(env, "nc")
+}
+
+/// ncat sends a line over TCP and a datagram over UDP.
+pub(crate) fn ncat(env: &Env) -> Result<Outcome, String> {
+    standard_tool(env, "ncat")
+}
+
+/// socat sends a line over TCP and a datagram over UDP.
+pub(crate) fn socat(env: &Env) -> Result<Outcome, String> {
+    standard_tool(env, "socat")
+}
+
+/// `tool` (nc, ncat or socat) sends a line over TCP and a datagram over UDP
+/// to shoutd and reads the uppercase answers.
+fn standard_tool(env: &Env, tool: &str) -> Result<Outcome, String> {
     let shoutd = Shoutd::start(env)?;
     let (host, tcp_port, udp_port) = (
         shoutd.tcp.ip().to_string(),
         shoutd.tcp.port().to_string(),
         shoutd.udp.port().to_string(),
     );
-    let mut checked = Vec::new();
-    for tool in &installed {
-        let flavor = if *tool == "nc" {
-            nc_flavor()?
-        } else {
-            NcFlavor::Ncat
-        };
-        let mut tcp = Command::new(tool);
-        let mut udp = Command::new(tool);
-        match (*tool, flavor) {
-            // OpenBSD nc keeps the socket open after EOF unless told -N.
-            ("nc", NcFlavor::OpenBsd) => tcp.arg("-N").args([&host, &tcp_port]),
-            // Traditional netcat: quit a second after EOF.
-            ("nc", NcFlavor::Traditional) => tcp.args(["-q", "1"]).args([&host, &tcp_port]),
-            // ncat half-closes on EOF by default.
-            ("socat", _) => tcp.args(["-t", "5", "-", &format!("TCP:{host}:{tcp_port}")]),
-            _ => tcp.args([&host, &tcp_port]),
-        };
-        match *tool {
-            "socat" => udp.args(["-".to_owned(), format!("UDP:{host}:{udp_port}")]),
-            _ => udp.args(["-u", &host, &udp_port]),
-        };
-
-        let line = format!("hello from {tool} — straße\n");
-        run_with_input(tool, &mut tcp, line.as_bytes(), CLIENT_TIMEOUT)?
-            .expect(&format!("{tool} over TCP"), line.to_uppercase().as_bytes())?;
-
-        let line = format!("{tool} datagram — ÿ\n");
-        let reply = udp_exchange(tool, &mut udp, &line, Duration::from_secs(5))?;
-        if reply != line.to_uppercase() {
-            return Err(format!(
-                "{tool} over UDP: expected {}, got {}",
-                quote(line.to_uppercase().as_bytes()),
-                quote(reply.as_bytes())
-            ));
-        }
-        checked.push(*tool);
-    }
-    let missing: Vec<&str> = ["nc", "ncat", "socat"]
-        .into_iter()
-        .filter(|tool| !installed.contains(tool))
-        .collect();
-    Ok(Outcome::Pass(Some(if missing.is_empty() {
-        format!("checked {}", checked.join(", "))
+    let flavor = if tool == "nc" {
+        nc_flavor()?
     } else {
-        format!(
-            "checked {}; not installed: {}",
-            checked.join(", "),
-            missing.join(", ")
-        )
-    })))
+        NcFlavor::Ncat
+    };
+    let mut tcp = Command::new(tool);
+    let mut udp = Command::new(tool);
+    match (tool, flavor) {
+        // OpenBSD nc keeps the socket open after EOF unless told -N.
+        ("nc", NcFlavor::OpenBsd) => tcp.arg("-N").args([&host, &tcp_port]),
+        // Traditional netcat: quit a second after EOF.
+        ("nc", NcFlavor::Traditional) => tcp.args(["-q", "1"]).args([&host, &tcp_port]),
+        // ncat half-closes on EOF by default.
+        ("socat", _) => tcp.args(["-t", "5", "-", &format!("TCP:{host}:{tcp_port}")]),
+        _ => tcp.args([&host, &tcp_port]),
+    };
+    match tool {
+        "socat" => udp.args(["-".to_owned(), format!("UDP:{host}:{udp_port}")]),
+        _ => udp.args(["-u", &host, &udp_port]),
+    };
+
+    let line = format!("hello from {tool} — straße\n");
+    run_with_input(tool, &mut tcp, line.as_bytes(), CLIENT_TIMEOUT)?
+        .expect(&format!("{tool} over TCP"), line.to_uppercase().as_bytes())?;
+
+    let line = format!("{tool} datagram — ÿ\n");
+    let reply = udp_exchange(tool, &mut udp, &line, Duration::from_secs(5))?;
+    if reply != line.to_uppercase() {
+        return Err(format!(
+            "{tool} over UDP: expected {}, got {}",
+            quote(line.to_uppercase().as_bytes()),
+            quote(reply.as_bytes())
+        ));
+    }
+    Ok(Outcome::Pass(
+        (tool == "nc").then(|| format!("{flavor:?} flavour")),
+    ))
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -342,12 +342,23 @@ pub(crate) enum Transport {
     Udp,
 }
 
-/// Starts one of the lecture's Python servers on a free port and waits for
-/// its "ready" line. The port is found by binding port 0 and letting it go,
-/// so another program may take it first: then the server exits and we try
-/// another, a few times.
+/// Starts one of the lecture's Python servers on 127.0.0.1, as
+/// [`start_python_server_of`] does.
 pub(crate) fn start_python_server(
     env: &super::Env,
+    script: &str,
+    transport: Transport,
+) -> Result<(Spawned, u16), String> {
+    start_python_server_of(env, super::Peers::Lecture, script, transport)
+}
+
+/// Starts one of the Python servers of `peers` on 127.0.0.1 and a free
+/// port, and waits for its "ready" line. The port is found by binding port
+/// 0 and letting it go, so another program may take it first: then the
+/// server exits and we try another, a few times.
+pub(crate) fn start_python_server_of(
+    env: &super::Env,
+    peers: super::Peers,
     script: &str,
     transport: Transport,
 ) -> Result<(Spawned, u16), String> {
@@ -355,9 +366,9 @@ pub(crate) fn start_python_server(
     let mut last_error = String::new();
     for _ in 0..ATTEMPTS {
         let port = free_port(transport)?;
-        let mut command = env.python(script)?;
+        let mut command = env.python(peers, script)?;
         command
-            .arg(port.to_string())
+            .args([port.to_string().as_str(), "127.0.0.1"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped());
         let mut server = Spawned::start(script, &mut command)?;
@@ -496,13 +507,26 @@ pub(crate) fn join_within<T>(thread: std::thread::JoinHandle<T>, timeout: Durati
     thread.join().ok()
 }
 
+/// Held by every unit test that starts children, because the deadline test
+/// calls [`kill_all`], which would kill the children of tests running beside
+/// it.
+#[cfg(test)]
+pub(crate) static CHILDREN_TEST_LOCK: Mutex<()> = Mutex::new(());
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::path::Path;
 
+    fn lock() -> std::sync::MutexGuard<'static, ()> {
+        CHILDREN_TEST_LOCK
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     #[test]
     fn a_dropped_guard_kills_and_reaps_its_child() {
+        let _children = lock();
         let mut command = Command::new("sleep");
         command.arg("30").stdin(Stdio::null()).stdout(Stdio::null());
         let spawned = Spawned::start("sleep", &mut command).unwrap();
@@ -515,6 +539,7 @@ mod tests {
 
     #[test]
     fn run_with_input_gives_up_at_the_timeout() {
+        let _children = lock();
         let started = Instant::now();
         let result = run_with_input(
             "sleep",
@@ -528,6 +553,7 @@ mod tests {
 
     #[test]
     fn run_with_input_collects_output() {
+        let _children = lock();
         let finished = run_with_input(
             "cat",
             &mut Command::new("cat"),

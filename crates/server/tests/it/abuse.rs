@@ -4,8 +4,8 @@
 //! neither starves the other).
 
 use crate::support::{
-    TIMEOUT, connect, heavy_test, read_exactly, read_to_end, round_trip, set_linger_zero, start,
-    wait_until,
+    TIMEOUT, connect, heavy_test, join_within, read_exactly, read_to_end, round_trip,
+    set_linger_zero, start, wait_until,
 };
 use shout_protocol::Uppercaser;
 use shout_server::{DatagramReply, DatagramService, ServerBuilder, StreamService, Uppercase};
@@ -69,6 +69,8 @@ const FLOOD_SOURCES: usize = 64;
 const FLOOD_THREADS: usize = 2;
 const TCP_CLIENTS: usize = 8;
 const TCP_ROUND_TRIPS: usize = 200;
+/// The longest one TCP round trip may take under the flood.
+const STARVATION_BOUND: Duration = Duration::from_secs(2);
 
 #[test]
 fn a_udp_flood_from_many_sources_does_not_starve_tcp_clients() {
@@ -84,17 +86,24 @@ fn a_udp_flood_from_many_sources_does_not_starve_tcp_clients() {
         .map(|id| {
             thread::spawn(move || {
                 let mut stream = connect(tcp);
+                let mut slowest = Duration::ZERO;
                 for line in 0..TCP_ROUND_TRIPS {
+                    let started = Instant::now();
                     round_trip(&mut stream, &format!("tcp {id} line {line}: ǰ ﬁ ß\n"));
+                    slowest = slowest.max(started.elapsed());
                 }
+                slowest
             })
         })
         .collect();
-    for client in clients {
-        client
-            .join()
-            .expect("a TCP client got a wrong or no answer under the flood");
-    }
+    let slowest = clients
+        .into_iter()
+        .map(|client| {
+            join_within(client, Duration::from_secs(60))
+                .expect("a TCP client got a wrong or no answer under the flood")
+        })
+        .max()
+        .unwrap_or_default();
     let replies_during_tcp = flood.replies() - replies_before;
     let tcp_time = tcp_started.elapsed();
     let (sent, received) = flood.stop();
@@ -105,9 +114,19 @@ fn a_udp_flood_from_many_sources_does_not_starve_tcp_clients() {
         sent - received,
         TCP_CLIENTS * TCP_ROUND_TRIPS
     );
+    // Starved, a TCP client would wait for the flood to end: a round trip
+    // of a few milliseconds may take at most STARVATION_BOUND, generous for
+    // a loaded machine.
     assert!(
-        replies_during_tcp > 0,
-        "UDP answers stopped while TCP clients worked"
+        slowest < STARVATION_BOUND,
+        "a TCP round trip took {slowest:?} under the flood (bound {STARVATION_BOUND:?})"
+    );
+    // Starved the other way, UDP would stop while TCP works: each turn of
+    // the loop serves both, so UDP gets at least as many answers as TCP.
+    assert!(
+        replies_during_tcp >= (TCP_CLIENTS * TCP_ROUND_TRIPS) as u64,
+        "only {replies_during_tcp} UDP answers while TCP clients did {} round trips",
+        TCP_CLIENTS * TCP_ROUND_TRIPS
     );
     // The flood is over: a lone request is answered. (Retried, as a UDP
     // client should: the last of the flood may still fill the queue.)

@@ -1,9 +1,19 @@
 //! UDP: one datagram in, one out; limits; bursts from many sockets.
 
-use crate::support::{TIMEOUT, start, wait_until};
+use crate::support::{TIMEOUT, small_datagrams_that_fit, start, wait_until};
 use shout_protocol::MAX_DATAGRAM_PAYLOAD;
 use std::net::UdpSocket;
 use std::time::Duration;
+
+/// A socket that asks for the receive buffer the server's UDP socket asks
+/// for by default (4 MiB), so that what the kernel grants it is what the
+/// server got.
+fn sized_like_the_server() -> UdpSocket {
+    shout_socket::UdpSocketBuilder::new("127.0.0.1:0".parse().unwrap())
+        .recv_buffer_size(4 << 20)
+        .bind()
+        .unwrap()
+}
 
 fn client() -> UdpSocket {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -62,9 +72,13 @@ fn reply_too_large_is_not_sent_and_is_counted() {
 
 #[test]
 fn burst_from_many_sockets_is_answered() {
+    const CLIENTS: usize = 100;
     let server = start(|b| b);
-    let clients: Vec<UdpSocket> = (0..100).map(|_| client()).collect();
-    for round in 0..10 {
+    // As many rounds as the server's receive buffer holds at once (up to
+    // 10): 4 on a stock kernel, whose rmem_max caps the 4 MiB asked for.
+    let rounds = (small_datagrams_that_fit(&sized_like_the_server()) / CLIENTS).clamp(1, 10);
+    let clients: Vec<UdpSocket> = (0..CLIENTS).map(|_| client()).collect();
+    for round in 0..rounds {
         for (id, socket) in clients.iter().enumerate() {
             socket
                 .send_to(
@@ -74,17 +88,18 @@ fn burst_from_many_sockets_is_answered() {
                 .unwrap();
         }
     }
-    // 1000 datagrams in flight at once fit the socket buffers on loopback,
-    // so each client gets exactly its own ten answers back, in order.
+    // Every datagram in flight fits the server's socket buffer, so each
+    // client gets exactly its own answers back, in order.
     for (id, socket) in clients.iter().enumerate() {
-        for round in 0..10 {
+        for round in 0..rounds {
             let mut buf = [0; 128];
             let (len, _) = socket.recv_from(&mut buf).expect("answer arrives");
             assert_eq!(&buf[..len], format!("CLIENT {id} ROUND {round}").as_bytes());
         }
     }
     let stats = server.stop();
-    assert_eq!((stats.datagrams_in, stats.datagrams_out), (1000, 1000));
+    let sent = (CLIENTS * rounds) as u64;
+    assert_eq!((stats.datagrams_in, stats.datagrams_out), (sent, sent));
 }
 
 /// Uppercase over UDP, except that the datagram `stop` asks the server to
@@ -132,20 +147,23 @@ fn a_stop_answers_every_datagram_already_received() {
     let addr = handle.udp_addrs()[0];
     let running = std::thread::spawn(move || server.run());
 
-    // More than two turns' shares (256 each) arrive while the loop stalls.
-    const WAITING: usize = 600;
     // Room for every reply at once: they come in a burst when the loop
     // resumes, faster than a reader thread is sure to keep up.
-    let socket = shout_socket::UdpSocketBuilder::new("127.0.0.1:0".parse().unwrap())
-        .recv_buffer_size(4 << 20)
-        .bind()
-        .unwrap();
+    let socket = sized_like_the_server();
+    // More than one turn's share (256) arrives while the loop stalls: 600,
+    // over two shares, where the receive buffers hold them (rmem_max of
+    // 1 MiB or more), about 400 on a stock kernel.
+    let waiting = small_datagrams_that_fit(&socket).min(600);
+    assert!(
+        waiting > 256,
+        "the receive buffer holds only {waiting} datagrams; the test needs more than 256"
+    );
     socket.set_read_timeout(Some(TIMEOUT)).unwrap();
     let receiver = socket.try_clone().unwrap();
     let replies = std::thread::spawn(move || {
         let mut got = Vec::new();
         let mut buf = [0; 64];
-        while got.len() < WAITING {
+        while got.len() < waiting {
             match receiver.recv(&mut buf) {
                 Ok(len) => got.push(buf[..len].to_vec()),
                 Err(_) => break, // TIMEOUT passed: report what came
@@ -154,17 +172,17 @@ fn a_stop_answers_every_datagram_already_received() {
         got
     });
     socket.send_to(b"stop", addr).unwrap();
-    for n in 0..WAITING {
+    for n in 0..waiting {
         socket
             .send_to(format!("datagram {n}").as_bytes(), addr)
             .unwrap();
     }
     let stats = running.join().unwrap().unwrap();
     let got = replies.join().unwrap();
-    assert_eq!(got.len(), WAITING, "{stats:?}");
-    assert_eq!(stats.datagrams_out, WAITING as u64);
+    assert_eq!(got.len(), waiting, "{stats:?}");
+    assert_eq!(stats.datagrams_out, waiting as u64);
     assert_eq!(
-        got[WAITING - 1],
-        format!("DATAGRAM {}", WAITING - 1).into_bytes()
+        got[waiting - 1],
+        format!("DATAGRAM {}", waiting - 1).into_bytes()
     );
 }

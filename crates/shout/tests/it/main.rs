@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod errors;
+mod memory;
 mod ping;
 mod support;
 mod tcp;

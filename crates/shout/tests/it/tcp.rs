@@ -82,9 +82,7 @@ fn a_line_answered_in_part_says_how_much_came() {
 #[test]
 fn interactive_mode_reconnects_to_the_lecture_server() {
     // The lecture's server answers one request per connection, then closes.
-    let Some(peer) = PythonPeer::start("tcp_server.py") else {
-        return;
-    };
+    let peer = PythonPeer::start("tcp_server.py");
     let connector = Connector::resolve(&peer.target().parse().unwrap(), Some(DEADLINE)).unwrap();
     let mut session = LineSession::new(connector, Some(DEADLINE));
     let mut output = Vec::new();
@@ -96,9 +94,7 @@ fn interactive_mode_reconnects_to_the_lecture_server() {
 
 #[test]
 fn piped_line_through_the_lecture_server() {
-    let Some(peer) = PythonPeer::start("tcp_server.py") else {
-        return;
-    };
+    let peer = PythonPeer::start("tcp_server.py");
     let outcome = run(&["tcp", &peer.target()], b"hello, lecture\n");
     assert_eq!(outcome.code, Some(0), "{}", outcome.stderr);
     assert_eq!(outcome.stdout, b"HELLO, LECTURE\n");
@@ -108,9 +104,7 @@ fn piped_line_through_the_lecture_server() {
 fn lecture_server_that_answers_part_of_the_input_is_an_error() {
     // One recv(1024) per connection: the rest of a larger input is never
     // answered, and the client must not report success.
-    let Some(peer) = PythonPeer::start("tcp_server.py") else {
-        return;
-    };
+    let peer = PythonPeer::start("tcp_server.py");
     let outcome = run(&["tcp", &peer.target()], &vec![b'a'; 200_000]);
     assert_eq!(outcome.code, Some(6), "{}", outcome.stderr);
     assert!(

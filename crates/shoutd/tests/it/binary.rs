@@ -1,5 +1,5 @@
 //! The `shoutd` binary: start-up contract, exit statuses, signals, and the
-//! lecture's Python clients as real peers.
+//! project's lecture-style Python clients (`peers/`) as real peers.
 
 use crate::support::{Shoutd, TIMEOUT, read_to_end, wait_until};
 use std::io::{Read, Write};
@@ -8,49 +8,45 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn peers_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peers/seed-python");
-    dir.is_dir().then_some(dir)
-}
-
-/// Runs a lecture client with `input` on stdin and returns its stdout.
-fn run_python_client(script: &str, addr: SocketAddr, input: &[u8]) -> Option<String> {
-    let Some(dir) = peers_dir() else {
-        eprintln!("skipped: the lecture's programs are not at ../shared/peers/seed-python");
-        return None;
-    };
+/// Runs one of the project's lecture-style clients (`peers/` at the
+/// workspace root) with `input` on stdin and returns its stdout. Panics when
+/// python3 does not start: the README requires Python 3, and a test that
+/// returned early would pass without running.
+fn run_python_client(script: &str, addr: SocketAddr, input: &[u8]) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../peers")
+        .join(script);
+    assert!(path.is_file(), "{} is missing", path.display());
     let mut child = Command::new("python3")
-        .arg(dir.join(script))
+        .arg(path)
         .arg(addr.ip().to_string())
         .arg(addr.port().to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .expect("python3 runs");
+        .unwrap_or_else(|error| {
+            panic!("python3 is required for the tests (see README.md) and does not start: {error}")
+        });
     child.stdin.take().unwrap().write_all(input).unwrap();
     wait_until("the python client to finish", || {
         child.try_wait().unwrap().is_some()
     });
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "{script} failed");
-    Some(String::from_utf8(output.stdout).unwrap())
+    String::from_utf8(output.stdout).unwrap()
 }
 
 #[test]
-fn lecture_python_clients_are_served() {
+fn lecture_style_python_clients_are_served() {
     let shoutd = Shoutd::start(&["--tcp", "127.0.0.1:0", "--udp", "127.0.0.1:0"]);
-    if let Some(out) = run_python_client(
+    let out = run_python_client(
         "tcp_client.py",
         shoutd.tcp.unwrap(),
         "hello straße\n".as_bytes(),
-    ) {
-        assert_eq!(out, "Input lowercase sentence:From Server: HELLO STRASSE\n");
-    }
-    if let Some(out) =
-        run_python_client("udp_client.py", shoutd.udp.unwrap(), "ﬁne day\n".as_bytes())
-    {
-        assert_eq!(out, "Input lowercase sentence:FINE DAY\n");
-    }
+    );
+    assert_eq!(out, "Input lowercase sentence:From Server: HELLO STRASSE\n");
+    let out = run_python_client("udp_client.py", shoutd.udp.unwrap(), "ﬁne day\n".as_bytes());
+    assert_eq!(out, "Input lowercase sentence:FINE DAY\n");
 }
 
 #[test]

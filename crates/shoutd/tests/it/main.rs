@@ -4,4 +4,6 @@
 
 mod binary;
 mod load;
+mod signals;
 mod support;
+mod workers;

@@ -1,0 +1,119 @@
+//! SIGTERM and SIGINT against the `shoutd` binary when a drain cannot
+//! finish: a client that never reads is cut at `--drain-timeout`, and a
+//! second signal ends the process at once.
+
+use crate::support::{Shoutd, TIMEOUT, summary_figure, wait_until};
+use std::io::{ErrorKind, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// Status shoutd exits with on a second signal (`EXIT_RUNTIME` in
+/// crates/shoutd/src/main.rs).
+const EXIT_SECOND_SIGNAL: i32 = 1;
+
+/// How long past its deadline a stopping shoutd may take to exit: time to
+/// close sockets and log, on a loaded machine.
+const EXIT_MARGIN: Duration = Duration::from_secs(5);
+
+/// Connects to `shoutd` and writes until the connection is full both ways:
+/// the server holds answers it cannot send, because this client never
+/// reads. Returns the stream, kept open.
+fn client_that_never_reads(shoutd: &Shoutd) -> TcpStream {
+    let mut stream = TcpStream::connect(shoutd.tcp.unwrap()).unwrap();
+    stream.set_nonblocking(true).unwrap();
+    let chunk = vec![b'a'; 64 * 1024];
+    let started = Instant::now();
+    let mut written = 0usize;
+    // Until writes have blocked for a while: the server stopped reading
+    // (256 KiB unsent) and every buffer between is full. Bounded in time.
+    let mut blocked_since: Option<Instant> = None;
+    while started.elapsed() < TIMEOUT {
+        match stream.write(&chunk) {
+            Ok(n) => {
+                written += n;
+                blocked_since = None;
+            }
+            Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                let since = *blocked_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_millis(300) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(error) => panic!("write to shoutd: {error}"),
+        }
+    }
+    assert!(
+        blocked_since.is_some() && written > 256 * 1024,
+        "the connection never filled ({written} bytes written)"
+    );
+    stream
+}
+
+/// Stops shoutd with `signal` while a client never reads: exit 0, at the
+/// drain timeout and not long after, with the unsent answer left out of the
+/// summary's bytes out.
+fn a_stop_cuts_a_client_that_never_reads(signal: i32) {
+    const DRAIN: Duration = Duration::from_secs(1);
+    let mut shoutd = Shoutd::start(&["--tcp", "127.0.0.1:0", "--drain-timeout", "1"]);
+    let _stalled = client_that_never_reads(&shoutd);
+    let signalled = Instant::now();
+    shoutd.signal(signal);
+    shoutd
+        .wait_timeout(DRAIN + EXIT_MARGIN)
+        .unwrap_or_else(|error| panic!("{error}"));
+    let took = signalled.elapsed();
+    // Exited: this returns at once, with all of stderr.
+    let (code, stderr) = shoutd.wait();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        took >= DRAIN,
+        "exited after {took:?}, before the drain timeout, with an answer unsent: {stderr}"
+    );
+    let (bytes_in, bytes_out) = (
+        summary_figure(&stderr, "bytes in"),
+        summary_figure(&stderr, "bytes out"),
+    );
+    assert!(
+        bytes_out < bytes_in,
+        "the summary counts every answer as sent ({bytes_in} in, {bytes_out} out): {stderr}"
+    );
+    assert!(
+        stderr.contains("stopped: 1 connections"),
+        "the summary does not count the connection: {stderr}"
+    );
+}
+
+#[test]
+fn sigterm_cuts_a_client_that_never_reads_at_the_drain_timeout() {
+    a_stop_cuts_a_client_that_never_reads(libc::SIGTERM);
+}
+
+#[test]
+fn sigint_stops_like_sigterm() {
+    a_stop_cuts_a_client_that_never_reads(libc::SIGINT);
+}
+
+#[test]
+fn a_second_signal_exits_at_once_with_status_1() {
+    // A drain that would last 60 s, held open by a client that never reads.
+    let mut shoutd = Shoutd::start(&["--tcp", "127.0.0.1:0", "--drain-timeout", "60"]);
+    let _stalled = client_that_never_reads(&shoutd);
+    shoutd.signal(libc::SIGINT);
+    wait_until("shoutd to log the graceful stop", || {
+        shoutd.stderr_so_far().contains("stopping gracefully")
+    });
+    let signalled = Instant::now();
+    shoutd.signal(libc::SIGTERM);
+    shoutd
+        .wait_timeout(EXIT_MARGIN)
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert!(signalled.elapsed() < EXIT_MARGIN);
+    let (code, stderr) = shoutd.wait();
+    assert_eq!(code, Some(EXIT_SECOND_SIGNAL), "{stderr}");
+    assert!(stderr.contains("second signal"), "{stderr}");
+    assert!(
+        !stderr.contains("stopped: "),
+        "no summary after a second signal: {stderr}"
+    );
+}
