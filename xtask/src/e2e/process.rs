@@ -14,6 +14,8 @@
 //! bounded, until they say they are ready; [`run_with_input`] runs a client to the end
 //! with its standard input given and a timeout.
 
+use shout_testkit::Listening;
+pub(crate) use shout_testkit::join_within;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
@@ -295,8 +297,8 @@ pub(crate) fn start_announcing(
     let mut process = Spawned::start(name, command)?;
     let lines = lines_of(process.take_stdout().expect("stdout is piped"));
     let deadline = Instant::now() + READY_TIMEOUT;
-    let (mut tcp, mut udp) = (None, None);
-    while tcp.is_none() || udp.is_none() {
+    let mut listening = Listening::default();
+    while listening.tcp().is_none() || listening.udp().is_none() {
         let line = match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(line) => line,
             Err(RecvTimeoutError::Timeout) => {
@@ -315,19 +317,11 @@ pub(crate) fn start_announcing(
                 ));
             }
         };
-        let parsed = |rest: &str| {
-            rest.trim()
-                .parse::<SocketAddr>()
-                .map_err(|error| format!("{name} printed `{}`: {error}", line.trim()))
-        };
-        if let Some(rest) = line.strip_prefix("listening tcp ") {
-            tcp = Some(parsed(rest)?);
-        } else if let Some(rest) = line.strip_prefix("listening udp ") {
-            udp = Some(parsed(rest)?);
-        } else {
-            return Err(format!("unexpected line from {name}: `{}`", line.trim()));
-        }
+        listening
+            .add_line(&line)
+            .map_err(|error| format!("{name}: {error}"))?;
     }
+    let (tcp, udp) = (listening.tcp(), listening.udp());
     Ok((
         process,
         tcp.expect("loop ends when set"),
@@ -493,18 +487,6 @@ pub(crate) fn run_with_input(
         stderr: process.stderr(),
         elapsed,
     })
-}
-
-/// Joins a thread if it ends within `timeout`.
-pub(crate) fn join_within<T>(thread: std::thread::JoinHandle<T>, timeout: Duration) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    while !thread.is_finished() {
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    thread.join().ok()
 }
 
 /// Held by every unit test that starts children, because the deadline test
