@@ -314,3 +314,44 @@ impl<S: StreamService, D: DatagramService> Server<S, D> {
         result.map(|()| self.handle.stats())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Uppercase;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn a_failed_spawn_stops_and_joins_the_workers_already_started() {
+        let server = ServerBuilder::new(Uppercase, Uppercase)
+            .tcp("127.0.0.1:0".parse().unwrap())
+            .workers(3)
+            .build()
+            .unwrap();
+        let handle = server.handle();
+        let finished = Arc::new(AtomicUsize::new(0));
+        let mut spawned = 0;
+        let result = server.run_spawning(|worker| {
+            spawned += 1;
+            if spawned == 2 {
+                return Err(std::io::Error::other("no thread for you"));
+            }
+            let finished = Arc::clone(&finished);
+            std::thread::Builder::new().spawn(move || {
+                let run = worker.run();
+                finished.fetch_add(1, Ordering::SeqCst);
+                run
+            })
+        });
+        assert!(
+            matches!(result, Err(ServerError::EventLoop(_))),
+            "{result:?}"
+        );
+        assert!(handle.is_shutting_down());
+        assert_eq!(
+            finished.load(Ordering::SeqCst),
+            1,
+            "the started worker is still running after the error"
+        );
+    }
+}

@@ -329,3 +329,122 @@ fn is_transient_accept_error(error: &io::Error) -> bool {
             | io::ErrorKind::ConnectionReset
     )
 }
+
+#[cfg(test)]
+mod tests {
+    //! The accept paths no loopback test can force: a security module's
+    //! `EPERM`, and a spare descriptor that cannot be reopened. The errors
+    //! come in through [`Acceptor::on_error`] and the `open_spare` seam; the
+    //! listener and its waiting connection are real.
+
+    use super::*;
+    use mio::Poll;
+
+    fn acceptor(poll: &Poll) -> (Acceptor, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let waiting = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let slots = Arc::new(ConnectionSlots::new(10, Arc::new(Wakers::new(Vec::new()))));
+        let acceptor = Acceptor::new(poll.registry(), vec![listener], slots).unwrap();
+        (acceptor, waiting)
+    }
+
+    fn context() -> Context {
+        Context {
+            id: 0,
+            stats: Arc::default(),
+            now: Instant::now(),
+            hot: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_accept_error_that_would_repeat_backs_off_and_is_reported_once() {
+        let poll = Poll::new().unwrap();
+        let (mut acceptor, _waiting) = acceptor(&poll);
+        let mut context = context();
+        let denied = io::Error::from_raw_os_error(libc::EPERM);
+        for round in 0..3 {
+            assert!(matches!(
+                acceptor.on_error(0, &denied, &mut context),
+                Accepted::Stop
+            ));
+            assert_eq!(
+                acceptor.backoff_until(),
+                Some(context.now + ACCEPT_BACKOFF),
+                "round {round}: no back-off"
+            );
+            assert!(acceptor.failing, "reported, so the next is not");
+            // Accepting is paused until the back-off ends, then resumes.
+            assert!(matches!(
+                acceptor.accept(0, poll.registry(), &mut context),
+                Accepted::Stop
+            ));
+            context.now += ACCEPT_BACKOFF;
+            acceptor.resume_after_backoff(&mut context);
+            assert_eq!(acceptor.backoff_until(), None);
+            assert_eq!(context.hot, vec![Source::Listener(0)]);
+            context.hot.clear();
+        }
+        let protocol = io::Error::from_raw_os_error(libc::EPROTO);
+        assert!(matches!(
+            acceptor.on_error(0, &protocol, &mut context),
+            Accepted::Stop
+        ));
+        assert!(acceptor.backoff_until().is_some());
+        // A connection accepted ends the episode: the next one is reported.
+        assert!(matches!(
+            acceptor.accept(0, poll.registry(), &mut context),
+            Accepted::Stop
+        ));
+        context.now += ACCEPT_BACKOFF;
+        acceptor.resume_after_backoff(&mut context);
+        assert!(matches!(
+            acceptor.accept(0, poll.registry(), &mut context),
+            Accepted::Connection(..)
+        ));
+        assert!(!acceptor.failing);
+    }
+
+    #[test]
+    fn a_client_that_gave_up_does_not_stop_accepting() {
+        let poll = Poll::new().unwrap();
+        let (mut acceptor, _waiting) = acceptor(&poll);
+        let mut context = context();
+        let aborted = io::Error::from(io::ErrorKind::ConnectionAborted);
+        assert!(matches!(
+            acceptor.on_error(0, &aborted, &mut context),
+            Accepted::Nothing
+        ));
+        assert_eq!(acceptor.backoff_until(), None);
+    }
+
+    #[test]
+    fn a_spare_descriptor_that_cannot_be_reopened_backs_off_and_retries() {
+        let poll = Poll::new().unwrap();
+        let (mut acceptor, _waiting) = acceptor(&poll);
+        acceptor.open_spare = || None;
+        let mut context = context();
+        let exhausted = io::Error::from_raw_os_error(libc::EMFILE);
+        // The waiting connection is shed; the spare is gone for good.
+        assert!(matches!(
+            acceptor.on_error(0, &exhausted, &mut context),
+            Accepted::Stop
+        ));
+        assert_eq!(context.stats.connections_shed.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            acceptor.backoff_until(),
+            Some(context.now + ACCEPT_BACKOFF),
+            "no retry is due: the backlog would wait for a new connection"
+        );
+        context.now += ACCEPT_BACKOFF;
+        acceptor.resume_after_backoff(&mut context);
+        assert_eq!(context.hot, vec![Source::Listener(0)]);
+        // Still no spare: the next exhaustion backs off again.
+        assert!(matches!(
+            acceptor.on_error(0, &exhausted, &mut context),
+            Accepted::Stop
+        ));
+        assert!(acceptor.backoff_until().is_some());
+    }
+}

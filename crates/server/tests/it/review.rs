@@ -75,12 +75,16 @@ fn a_stranger_bound_to_the_udp_port_gets_none_of_its_datagrams() {
     let clients: Vec<UdpSocket> = (0..64)
         .map(|_| {
             let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-            socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
             socket
         })
         .collect();
     for (n, client) in clients.iter().enumerate() {
-        client.send_to(format!("request {n}").as_bytes(), server.udp()).unwrap();
+        client
+            .send_to(format!("request {n}").as_bytes(), server.udp())
+            .unwrap();
     }
     let mut answered = vec![false; clients.len()];
     let deadline = Instant::now() + TIMEOUT;
@@ -99,7 +103,10 @@ fn a_stranger_bound_to_the_udp_port_gets_none_of_its_datagrams() {
     while stranger.recv(&mut buf).is_ok() {
         stolen += 1;
     }
-    assert_eq!(stolen, 0, "the stranger received requests meant for the server");
+    assert_eq!(
+        stolen, 0,
+        "the stranger received requests meant for the server"
+    );
     let unanswered = answered.iter().filter(|&&done| !done).count();
     assert_eq!(unanswered, 0, "requests left unanswered");
 }
@@ -117,7 +124,10 @@ fn a_udp_port_held_by_a_stranger_is_an_error_with_several_workers_too() {
         .build();
     match built {
         Err(ServerError::Bind(error)) => {
-            assert!(error.to_string().contains(&taken.port().to_string()), "{error}");
+            assert!(
+                error.to_string().contains(&taken.port().to_string()),
+                "{error}"
+            );
         }
         Err(error) => panic!("wrong error: {error}"),
         Ok(_) => panic!("bound {taken}, which another socket holds"),
