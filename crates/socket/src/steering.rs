@@ -15,11 +15,14 @@
 //!   port. The kernel numbers members in the order they joined, so a socket
 //!   that joins later is never chosen.
 //!
-//! What is not closed: between the first socket's option and the program
-//! (three system calls), a socket that binds exactly that port would join
-//! among the first members. Nothing else but this crate's own sockets
-//! knows the port by then, unless another program happens to be handed it
-//! by the kernel within those microseconds.
+//! What is not closed:
+//! - between the first socket's option and the program (three system
+//!   calls), a socket that binds exactly that port would join among the
+//!   first members; nothing but this crate knows the port by then, unless
+//!   another program is handed it by the kernel within those microseconds;
+//! - when a member closes, the kernel moves the group's last socket into
+//!   its place: a stranger that joined takes a share from then on. Members
+//!   close when their server stops.
 //!
 //! This module is not for TCP: Linux's choice of a free TCP port counts
 //! `SO_REUSEPORT` listeners as users.

@@ -177,14 +177,8 @@ impl Acceptor {
         } else {
             // EPERM from a security module, EPROTO, or anything not known
             // to concern one client: it would fail again at once.
-            let level = if self.failing {
-                log::Level::Debug
-            } else {
-                log::Level::Warn
-            };
-            self.failing = true;
             log::log!(
-                level,
+                warn_once(&mut self.failing),
                 "worker {}: accept failed: {error}; retrying every {ACCEPT_BACKOFF:?}",
                 context.id
             );
@@ -265,14 +259,8 @@ impl Acceptor {
         }
         // Reported once at warning level; a server that lives at its limit
         // would otherwise log every time a client leaves and another enters.
-        let level = if self.limit_reported {
-            log::Level::Debug
-        } else {
-            log::Level::Warn
-        };
-        self.limit_reported = true;
         log::log!(
-            level,
+            warn_once(&mut self.limit_reported),
             "worker {}: {} connections, the limit: new clients wait until one closes",
             context.id,
             self.slots.max
@@ -308,6 +296,18 @@ impl Acceptor {
             let _ = registry.deregister(&mut listener);
         }
     }
+}
+
+/// Returns the level to log a condition at: a warning the first time,
+/// debug while `reported` stays set.
+fn warn_once(reported: &mut bool) -> log::Level {
+    let level = if *reported {
+        log::Level::Debug
+    } else {
+        log::Level::Warn
+    };
+    *reported = true;
+    level
 }
 
 fn open_spare_descriptor() -> Option<File> {
