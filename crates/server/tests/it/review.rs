@@ -156,8 +156,23 @@ fn the_connection_cap_is_the_servers_not_each_workers() {
     }
     round_trip(&mut idle, "still held\n");
     drop(idle);
+
+    // Both slots held and a third client waiting: closing one, on whichever
+    // worker it is, lets the third in. Over ten rounds, the one closed is
+    // on the other worker than the one the third waits on, almost surely.
+    for round in 0..10 {
+        let mut first = connect(server.tcp());
+        round_trip(&mut first, "first\n");
+        let mut second = connect(server.tcp());
+        round_trip(&mut second, "second\n");
+        let mut third = connect(server.tcp());
+        third.write_all(b"third\n").unwrap();
+        drop(first);
+        let got = read_up_to(&mut third, b"THIRD\n".len());
+        assert_eq!(got, b"THIRD\n", "round {round}: the third was not let in");
+    }
     let stats = server.stop();
-    assert_eq!(stats.connections_accepted, 21);
+    assert_eq!(stats.connections_accepted, 21 + 30);
 }
 
 #[test]
