@@ -3,7 +3,7 @@
 //! once it goes quiet, or is cut at the drain deadline.
 
 use super::streams::{Streams, add_bytes_out};
-use super::{Context, Worker};
+use super::{Context, Source, Worker};
 use crate::connection::Phase;
 use crate::service::{DatagramService, StreamService};
 use mio::Registry;
@@ -41,7 +41,7 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
         }
         context
             .hot
-            .retain(|source| matches!(source, super::Source::Connection(_)));
+            .retain(|source| matches!(source, Source::Connection(_)));
         self.datagrams.close(context);
         self.streams.finish_quiet(registry, context);
     }
