@@ -1,12 +1,13 @@
 //! One TCP connection's state between events.
 //!
-//! Idle, a connection is its socket, its service session, a few flags and an
-//! empty `Vec` (no heap). Output is buffered here only when the socket would
+//! Idle, a connection is its socket, its service session, its readiness, a
+//! few flags and an empty `Vec` (no heap). Output is buffered here only when the socket would
 //! not take all of it; the buffer is freed as soon as it drains, so memory is
 //! spent on connections with pending data, not on connections that exist.
 
 use mio::net::TcpStream;
-use std::io::{self, Write};
+use shout_socket::StreamReadiness;
+use std::io;
 use std::net::SocketAddr;
 
 /// Where a connection is in its life. Transitions only go down this list.
@@ -28,28 +29,28 @@ pub(crate) struct Connection<Session> {
     pub(crate) session: Session,
     /// Bytes produced but not yet accepted by the socket.
     output: PendingOutput,
-    /// Last known readiness. Edge-triggered events say when these become
-    /// true; a `WouldBlock` (or a short read or write) says when they end.
-    pub(crate) readable: bool,
-    pub(crate) writable: bool,
-    /// The kernel said the peer closed its side: read until 0 even after a
-    /// short read, or the end of stream could be missed.
-    pub(crate) peer_hung_up: bool,
+    /// Last known readiness, kept by the reads and writes that go through it.
+    pub(crate) readiness: StreamReadiness,
     /// The client sent its end of stream.
     pub(crate) input_ended: bool,
     pub(crate) phase: Phase,
 }
 
 impl<Session> Connection<Session> {
-    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, session: Session) -> Self {
+    /// Returns a connection whose pending output grows its buffer to at
+    /// most `output_capacity` bytes, unless one answer alone needs more.
+    pub(crate) fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        session: Session,
+        output_capacity: usize,
+    ) -> Self {
         Self {
             stream,
             peer,
             session,
-            output: PendingOutput::default(),
-            readable: false,
-            writable: false,
-            peer_hung_up: false,
+            output: PendingOutput::new(output_capacity),
+            readiness: StreamReadiness::new(),
             input_ended: false,
             phase: Phase::Serving,
         }
@@ -68,7 +69,7 @@ impl<Session> Connection<Session> {
             self.output.push(bytes);
             return self.flush();
         }
-        let written = write_until_blocked(&mut self.stream, &mut self.writable, bytes)?;
+        let written = self.readiness.write(&mut self.stream, bytes)?;
         self.output.push(&bytes[written..]);
         Ok(written)
     }
@@ -79,8 +80,9 @@ impl<Session> Connection<Session> {
         if self.output.is_empty() {
             return Ok(0);
         }
-        let written =
-            write_until_blocked(&mut self.stream, &mut self.writable, self.output.as_slice())?;
+        let written = self
+            .readiness
+            .write(&mut self.stream, self.output.as_slice())?;
         self.output.consume(written);
         Ok(written)
     }
@@ -89,14 +91,27 @@ impl<Session> Connection<Session> {
 /// Bytes produced but not yet sent, in order, in memory proportional to
 /// what is pending: sent bytes are given back, and an empty buffer holds no
 /// heap at all (an idle connection costs no buffer).
-#[derive(Debug, Default)]
+///
+/// The buffer's capacity stays within `capacity_limit` (the most that can
+/// be pending: the cap on pending output plus one read's answer) unless a
+/// single push needs more than that, and then within what is pending.
+#[derive(Debug)]
 struct PendingOutput {
     bytes: Vec<u8>,
     /// How many bytes at the front of `bytes` were sent already.
     sent: usize,
+    capacity_limit: usize,
 }
 
 impl PendingOutput {
+    fn new(capacity_limit: usize) -> Self {
+        Self {
+            bytes: Vec::new(),
+            sent: 0,
+            capacity_limit,
+        }
+    }
+
     fn len(&self) -> usize {
         self.bytes.len() - self.sent
     }
@@ -109,15 +124,26 @@ impl PendingOutput {
         &self.bytes[self.sent..]
     }
 
-    /// Appends `more`. Sent bytes are dropped from the front once they are
-    /// at least half the buffer: without that, a client that always leaves
-    /// a little unread would make the buffer grow by everything ever sent to
-    /// it. Halving keeps the copying amortised O(1) per byte and the buffer
-    /// under twice what is pending.
+    /// Appends `more`. When it does not fit in the capacity, sent bytes are
+    /// dropped from the front first, and the buffer grows only if what is
+    /// pending needs it: doubling, for amortised O(1) copying per byte, but
+    /// never past the limit. Without dropping the sent front, a client that
+    /// always leaves a little unread would make the buffer grow by
+    /// everything ever sent to it.
     fn push(&mut self, more: &[u8]) {
-        if self.sent > 0 && self.sent >= self.bytes.len() / 2 {
-            self.bytes.drain(..self.sent);
-            self.sent = 0;
+        if more.is_empty() {
+            return;
+        }
+        if self.bytes.len() + more.len() > self.bytes.capacity() {
+            if self.sent > 0 {
+                self.bytes.drain(..self.sent);
+                self.sent = 0;
+            }
+            let needed = self.bytes.len() + more.len();
+            if needed > self.bytes.capacity() {
+                let target = (2 * needed).min(self.capacity_limit).max(needed);
+                self.bytes.reserve_exact(target - self.bytes.len());
+            }
         }
         self.bytes.extend_from_slice(more);
     }
@@ -127,56 +153,34 @@ impl PendingOutput {
     fn consume(&mut self, sent: usize) {
         self.sent += sent;
         if self.sent >= self.bytes.len() {
-            *self = Self::default();
+            self.bytes = Vec::new();
+            self.sent = 0;
         }
     }
-}
-
-/// Writes as much of `bytes` as the socket takes, tracking writability.
-fn write_until_blocked(
-    stream: &mut TcpStream,
-    writable: &mut bool,
-    bytes: &[u8],
-) -> io::Result<usize> {
-    let mut written = 0;
-    while *writable && written < bytes.len() {
-        match stream.write(&bytes[written..]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                written += n;
-                // A short write means the send buffer is full: the kernel
-                // will signal when it has room, so skip the write that would
-                // only say WouldBlock.
-                if written < bytes.len() {
-                    *writable = false;
-                }
-            }
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => *writable = false,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(written)
 }
 
 #[cfg(test)]
 mod tests {
     use super::PendingOutput;
 
+    const KIB: usize = 1024;
+    /// The default cap on pending output plus one read's largest answer.
+    const LIMIT: usize = 256 * KIB + 3 * 64 * KIB;
+
     #[test]
     fn output_that_never_drains_stays_proportional_to_what_is_pending() {
-        let mut output = PendingOutput::default();
-        let chunk = vec![7u8; 64 * 1024];
+        let mut output = PendingOutput::new(LIMIT);
+        let chunk = vec![7u8; 64 * KIB];
         // A client that reads a little less than it is sent, forever: the
         // pending amount stays near 128 KiB while 64 MiB pass through.
         output.push(&chunk);
         for _ in 0..1024 {
             output.push(&chunk);
             output.consume(chunk.len() - 1);
-            assert!(output.len() <= 128 * 1024 + 1024);
+            assert!(output.len() <= 128 * KIB + KIB);
             assert!(
-                output.bytes.capacity() <= 4 * (output.len() + chunk.len()),
-                "capacity {}",
+                output.bytes.capacity() <= LIMIT,
+                "{}",
                 output.bytes.capacity()
             );
         }
@@ -184,8 +188,35 @@ mod tests {
     }
 
     #[test]
+    fn capacity_stays_within_the_cap_plus_one_answer() {
+        // The loop's rule: a connection is read (and its answer pushed)
+        // only while less than the cap is pending. Answers of 192 KiB (one
+        // 64 KiB read, tripled) against a client that reads 100 KiB a turn.
+        let cap = 256 * KIB;
+        let answer = vec![b'A'; 3 * 64 * KIB];
+        let mut output = PendingOutput::new(LIMIT);
+        let mut most = 0;
+        for turn in 0..2000 {
+            if output.len() < cap {
+                output.push(&answer);
+            }
+            output.consume(output.len().min(100 * KIB + turn % 7));
+            most = most.max(output.bytes.capacity());
+        }
+        assert!(most <= LIMIT, "capacity reached {most}, above {LIMIT}");
+    }
+
+    #[test]
+    fn a_push_larger_than_the_limit_still_fits_whole() {
+        let mut output = PendingOutput::new(10);
+        output.push(&[1; 25]);
+        assert_eq!(output.len(), 25);
+        assert!(output.bytes.capacity() <= 25 * 2);
+    }
+
+    #[test]
     fn bytes_come_out_in_order_and_an_empty_buffer_holds_no_heap() {
-        let mut output = PendingOutput::default();
+        let mut output = PendingOutput::new(LIMIT);
         output.push(b"hello ");
         output.consume(2);
         output.push(b"world");

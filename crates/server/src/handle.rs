@@ -98,15 +98,35 @@ impl fmt::Display for Stats {
     }
 }
 
+/// One waker per worker: how another thread gets a worker out of its poll.
+#[derive(Debug)]
+pub(crate) struct Wakers(Vec<Waker>);
+
+impl Wakers {
+    pub(crate) fn new(wakers: Vec<Waker>) -> Self {
+        Self(wakers)
+    }
+
+    /// Wakes every worker; `why` is for the log if one cannot be woken.
+    pub(crate) fn wake_all(&self, why: &str) {
+        for waker in &self.0 {
+            if let Err(error) = waker.wake() {
+                // The worker still sees why on its next timer or event.
+                log::warn!("could not wake a worker ({why}): {error}");
+            }
+        }
+    }
+}
+
 /// The stop request, shared by the handle and every worker.
 #[derive(Debug)]
 pub(crate) struct ShutdownSignal {
     requested: AtomicBool,
-    wakers: Vec<Waker>,
+    wakers: Arc<Wakers>,
 }
 
 impl ShutdownSignal {
-    pub(crate) fn new(wakers: Vec<Waker>) -> Self {
+    pub(crate) fn new(wakers: Arc<Wakers>) -> Self {
         Self {
             requested: AtomicBool::new(false),
             wakers,
@@ -119,12 +139,7 @@ impl ShutdownSignal {
 
     fn request(&self) {
         self.requested.store(true, Ordering::Release);
-        for waker in &self.wakers {
-            if let Err(error) = waker.wake() {
-                // The worker still sees the flag on its next timer or event.
-                log::warn!("could not wake a worker for shutdown: {error}");
-            }
-        }
+        self.wakers.wake_all("shutdown");
     }
 }
 

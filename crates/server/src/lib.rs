@@ -20,8 +20,9 @@
 //! ```
 //!
 //! This crate is not for parsing command lines or installing signal
-//! handlers: the `shoutd` binary (`src/main.rs`) does that over this library.
-//! How the loop works is told in `worker.rs`, and in docs/ARCHITECTURE.md.
+//! handlers: the `shoutd` binary (`crates/shoutd`) does that over this library.
+//! How the loop works is told in `worker/mod.rs` and its modules, and in
+//! docs/ARCHITECTURE.md.
 //!
 //! # Portability
 //! Linux first: the loop relies on edge-triggered readiness (epoll, or kqueue

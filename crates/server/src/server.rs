@@ -1,8 +1,8 @@
 //! Building a server: binding its sockets, then running its workers.
 
-use crate::handle::{Handle, ShutdownSignal, WorkerStats};
+use crate::handle::{Handle, ShutdownSignal, Wakers, WorkerStats};
 use crate::service::{DatagramService, StreamService};
-use crate::worker::{Limits, WAKER, Worker};
+use crate::worker::{ConnectionSlots, Limits, MAX_SOCKETS_PER_KIND, WAKER, Worker, WorkerParts};
 use mio::{Poll, Waker};
 use shout_socket::{SocketError, TcpListenerBuilder, UdpSocketBuilder};
 use std::net::SocketAddr;
@@ -105,23 +105,28 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
     /// Event-loop threads, each with its own sockets on the same addresses
     /// (`SO_REUSEPORT`); the kernel spreads clients among them. Default 1.
     ///
-    /// With more than one, another process of the same user that also sets
-    /// `SO_REUSEPORT` could bind the same port and share its traffic; with
-    /// one, a taken port is an error.
+    /// TCP: with more than one, another process of the same user that also
+    /// sets `SO_REUSEPORT` could bind the same port and share its
+    /// connections; with one, a taken port is an error. UDP: a taken port
+    /// is an error, and on Linux no other socket can take a share of the
+    /// port's datagrams (see `UdpSocketBuilder::bind_group` in
+    /// `shout-socket`).
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = workers;
         self
     }
 
-    /// Open TCP connections allowed at once, shared evenly among workers. At
-    /// the limit, new clients wait in the listen backlog until one closes.
+    /// Open TCP connections allowed at once, over all workers. At the limit,
+    /// new clients wait in the listen backlog until one closes, on any
+    /// worker.
     pub fn max_connections(mut self, max: usize) -> Self {
         self.max_connections = max;
         self
     }
 
     /// Closes a connection after this long with no byte read or written;
-    /// `None` never does.
+    /// `None` never does. Zero is refused by [`build`](Self::build): it
+    /// would close every connection on its first turn.
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.idle_timeout = timeout;
         self
@@ -159,14 +164,24 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
                 "max connections must be at least 1",
             ));
         }
+        if self.idle_timeout == Some(Duration::ZERO) {
+            return Err(ServerError::InvalidSetting(
+                "idle timeout must be more than zero (None for no timeout)",
+            ));
+        }
+        if self.tcp.len() > MAX_SOCKETS_PER_KIND || self.udp.len() > MAX_SOCKETS_PER_KIND {
+            return Err(ServerError::InvalidSetting(
+                "at most 4,096 TCP and 4,096 UDP addresses",
+            ));
+        }
         let shared_port = self.workers > 1;
-        let mut sockets_per_worker = Vec::with_capacity(self.workers);
+        let mut sockets_per_worker: Vec<_> = (0..self.workers)
+            .map(|_| (Vec::new(), Vec::new()))
+            .collect();
         // The first worker binds what was asked; the others bind the real
         // addresses it got, so port 0 means one port for all.
         let mut tcp_addrs = self.tcp.clone();
-        let mut udp_addrs = self.udp.clone();
-        for _ in 0..self.workers {
-            let mut tcp = Vec::with_capacity(tcp_addrs.len());
+        for (tcp, _) in &mut sockets_per_worker {
             for addr in &mut tcp_addrs {
                 let listener = TcpListenerBuilder::new(*addr)
                     .reuse_port(shared_port)
@@ -175,17 +190,17 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
                 *addr = listener.local_addr().map_err(ServerError::EventLoop)?;
                 tcp.push(listener);
             }
-            let mut udp = Vec::with_capacity(udp_addrs.len());
-            for addr in &mut udp_addrs {
-                let socket = UdpSocketBuilder::new(*addr)
-                    .reuse_port(shared_port)
-                    .recv_buffer_size(self.udp_recv_buffer)
-                    .nonblocking(true)
-                    .bind()?;
-                *addr = socket.local_addr().map_err(ServerError::EventLoop)?;
+        }
+        let mut udp_addrs = Vec::with_capacity(self.udp.len());
+        for addr in &self.udp {
+            let group = UdpSocketBuilder::new(*addr)
+                .recv_buffer_size(self.udp_recv_buffer)
+                .nonblocking(true)
+                .bind_group(self.workers)?;
+            udp_addrs.push(group[0].local_addr().map_err(ServerError::EventLoop)?);
+            for (socket, (_, udp)) in group.into_iter().zip(&mut sockets_per_worker) {
                 udp.push(socket);
             }
-            sockets_per_worker.push((tcp, udp));
         }
 
         let mut polls = Vec::with_capacity(self.workers);
@@ -195,9 +210,10 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             wakers.push(Waker::new(poll.registry(), WAKER)?);
             polls.push(poll);
         }
-        let shutdown = Arc::new(ShutdownSignal::new(wakers));
+        let wakers = Arc::new(Wakers::new(wakers));
+        let shutdown = Arc::new(ShutdownSignal::new(Arc::clone(&wakers)));
+        let slots = Arc::new(ConnectionSlots::new(self.max_connections, wakers));
         let limits = Limits {
-            max_connections: self.max_connections.div_ceil(self.workers),
             idle_timeout: self.idle_timeout,
             drain_timeout: self.drain_timeout,
             max_pending_output: self.max_pending_output,
@@ -210,17 +226,17 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
         for (id, (poll, (tcp, udp))) in polls.into_iter().zip(sockets_per_worker).enumerate() {
             let worker_stats = Arc::new(WorkerStats::default());
             stats.push(Arc::clone(&worker_stats));
-            workers.push(Worker::new(
-                id,
-                poll,
+            let parts = WorkerParts {
                 tcp,
                 udp,
-                Arc::clone(&stream_service),
-                Arc::clone(&datagram_service),
-                limits.clone(),
-                Arc::clone(&shutdown),
-                worker_stats,
-            )?);
+                stream_service: Arc::clone(&stream_service),
+                datagram_service: Arc::clone(&datagram_service),
+                limits: limits.clone(),
+                slots: Arc::clone(&slots),
+                shutdown: Arc::clone(&shutdown),
+                stats: worker_stats,
+            };
+            workers.push(Worker::new(id, poll, parts)?);
         }
         let handle = Handle {
             tcp_addrs,
@@ -231,6 +247,9 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
         Ok(Server { workers, handle })
     }
 }
+
+/// A worker's thread, and what its loop returned.
+type WorkerThread = std::thread::JoinHandle<std::io::Result<()>>;
 
 /// A server whose sockets are bound, ready to [`run`](Self::run).
 pub struct Server<S: StreamService, D: DatagramService> {
@@ -248,19 +267,39 @@ impl<S: StreamService, D: DatagramService> Server<S, D> {
     /// Serves until [`Handle::shutdown`] is called and the drain is over.
     /// Worker 0 runs on the calling thread, the others on threads of their
     /// own. Returns the final counters.
+    ///
+    /// If a worker's thread cannot be started, the workers already started
+    /// are stopped and joined before the error is returned.
     pub fn run(self) -> Result<crate::Stats, ServerError> {
+        self.run_spawning(|worker| {
+            std::thread::Builder::new()
+                .name(format!("shoutd-worker-{}", worker.id))
+                .spawn(move || worker.run())
+        })
+    }
+
+    /// [`run`](Self::run), with the threads started by `spawn`.
+    fn run_spawning(
+        self,
+        mut spawn: impl FnMut(Worker<S, D>) -> std::io::Result<WorkerThread>,
+    ) -> Result<crate::Stats, ServerError> {
         let mut workers = self.workers.into_iter();
         let first = workers.next().expect("build makes at least one worker");
-        let others: Vec<_> = workers
-            .map(|worker| {
-                let id = worker.id;
-                let thread = std::thread::Builder::new()
-                    .name(format!("shoutd-worker-{id}"))
-                    .spawn(move || worker.run())
-                    .map_err(ServerError::EventLoop)?;
-                Ok((id, thread))
-            })
-            .collect::<Result<_, ServerError>>()?;
+        let mut others = Vec::with_capacity(workers.len());
+        for worker in workers {
+            let id = worker.id;
+            match spawn(worker) {
+                Ok(thread) => others.push((id, thread)),
+                Err(error) => {
+                    // No half a server left running, detached.
+                    self.handle.shutdown();
+                    for (_, thread) in others {
+                        let _ = thread.join();
+                    }
+                    return Err(ServerError::EventLoop(error));
+                }
+            }
+        }
         let mut result = first.run().map_err(ServerError::EventLoop);
         if result.is_err() {
             // Take the others down too rather than leave half a server.
@@ -273,5 +312,46 @@ impl<S: StreamService, D: DatagramService> Server<S, D> {
             }
         }
         result.map(|()| self.handle.stats())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Uppercase;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn a_failed_spawn_stops_and_joins_the_workers_already_started() {
+        let server = ServerBuilder::new(Uppercase, Uppercase)
+            .tcp("127.0.0.1:0".parse().unwrap())
+            .workers(3)
+            .build()
+            .unwrap();
+        let handle = server.handle();
+        let finished = Arc::new(AtomicUsize::new(0));
+        let mut spawned = 0;
+        let result = server.run_spawning(|worker| {
+            spawned += 1;
+            if spawned == 2 {
+                return Err(std::io::Error::other("no thread for you"));
+            }
+            let finished = Arc::clone(&finished);
+            std::thread::Builder::new().spawn(move || {
+                let run = worker.run();
+                finished.fetch_add(1, Ordering::SeqCst);
+                run
+            })
+        });
+        assert!(
+            matches!(result, Err(ServerError::EventLoop(_))),
+            "{result:?}"
+        );
+        assert!(handle.is_shutting_down());
+        assert_eq!(
+            finished.load(Ordering::SeqCst),
+            1,
+            "the started worker is still running after the error"
+        );
     }
 }

@@ -4,7 +4,7 @@
 //! with `recv_from` and `send_to`, and on loopback or a fast network those
 //! calls, not the work, are most of its time. On Linux, [`RecvBatch`] takes
 //! every waiting datagram (up to its slots) with one `recvmmsg`, and
-//! [`SendBatch`] sends queued replies, to any mix of peers, with one
+//! [`SendQueue`] sends queued replies, to any mix of peers, with one
 //! `sendmmsg`. On other Unix systems the same types make one call per datagram, so
 //! callers have one code path.
 //!
@@ -17,9 +17,11 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::os::fd::AsFd;
 
-/// Bytes a receive slot holds: the largest UDP payload (65,507 bytes over
-/// IPv4, 65,527 over IPv6) fits, so no datagram is ever cut short.
-pub const MAX_DATAGRAM: usize = 65_536;
+/// Bytes one [`RecvBatch`] slot holds: a buffer size, not a protocol limit.
+/// The largest UDP payload (65,507 bytes over IPv4, 65,527 over IPv6) fits,
+/// so no datagram is ever cut short; shout's own limit on a request is
+/// `shout_protocol::MAX_DATAGRAM_PAYLOAD`.
+pub const RECEIVE_SLOT_BYTES: usize = 65_536;
 
 /// Most slots a [`RecvBatch`] has, and most datagrams one `sendmmsg` takes:
 /// past about this many, the system call's own cost is already shared so
@@ -30,9 +32,9 @@ pub const MAX_BATCH: usize = 32;
 ///
 /// The slots are allocated zeroed and untouched, so the kernel maps their
 /// memory only as datagrams fill it: small datagrams cost a page per slot
-/// used, not [`MAX_DATAGRAM`].
+/// used, not [`RECEIVE_SLOT_BYTES`].
 pub struct RecvBatch {
-    /// `slots` buffers of [`MAX_DATAGRAM`] bytes, end to end.
+    /// `slots` buffers of [`RECEIVE_SLOT_BYTES`] bytes, end to end.
     buffer: Box<[u8]>,
     /// The datagrams of the last receive, in order.
     received: Vec<Received>,
@@ -56,7 +58,7 @@ impl RecvBatch {
     pub fn new(slots: usize) -> Self {
         let slots = slots.clamp(1, MAX_BATCH);
         Self {
-            buffer: vec![0; slots * MAX_DATAGRAM].into_boxed_slice(),
+            buffer: vec![0; slots * RECEIVE_SLOT_BYTES].into_boxed_slice(),
             received: Vec::with_capacity(slots),
             deferred: None,
         }
@@ -64,7 +66,7 @@ impl RecvBatch {
 
     /// How many datagrams one receive can take.
     pub fn slots(&self) -> usize {
-        self.buffer.len() / MAX_DATAGRAM
+        self.buffer.len() / RECEIVE_SLOT_BYTES
     }
 
     /// Receives the datagrams waiting on `socket`, as many as there are slots,
@@ -91,7 +93,7 @@ impl RecvBatch {
     /// The datagrams of the last receive, each with its sender.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], SocketAddr)> + '_ {
         self.received.iter().map(|received| {
-            let start = received.slot * MAX_DATAGRAM;
+            let start = received.slot * RECEIVE_SLOT_BYTES;
             (&self.buffer[start..start + received.len], received.peer)
         })
     }
@@ -107,13 +109,14 @@ impl std::fmt::Debug for RecvBatch {
     }
 }
 
-/// Datagrams waiting to be sent, each to its own peer, in order.
+/// A queue of datagrams waiting to be sent, each to its own peer, in order.
 ///
-/// [`SendBatch::send_to`] sends them, up to [`MAX_BATCH`] per system call on
-/// Linux, until the socket would block; what it did not send stays queued,
-/// in order, for the next call.
+/// [`push`](Self::push) adds to the back; [`SendQueue::send_to`] sends from
+/// the front, up to [`MAX_BATCH`] per system call on Linux, until the
+/// socket would block; what it did not send stays queued, in order, for the
+/// next call.
 #[derive(Default)]
-pub struct SendBatch {
+pub struct SendQueue {
     /// The payloads, end to end.
     bytes: Vec<u8>,
     /// Each datagram: its payload in `bytes` and its destination.
@@ -122,10 +125,10 @@ pub struct SendBatch {
     sent: usize,
 }
 
-impl std::fmt::Debug for SendBatch {
+impl std::fmt::Debug for SendQueue {
     /// Counts, not payloads: a queue can hold megabytes.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SendBatch")
+        f.debug_struct("SendQueue")
             .field("datagrams", &self.len())
             .field("bytes", &self.bytes())
             .finish()
@@ -141,7 +144,7 @@ struct Outgoing {
     name: SockAddr,
 }
 
-/// What one [`SendBatch::send_to`] did.
+/// What one [`SendQueue::send_to`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SendOutcome {
     /// Datagrams the socket took.
@@ -154,7 +157,7 @@ pub struct SendOutcome {
     pub would_block: bool,
 }
 
-impl SendBatch {
+impl SendQueue {
     /// An empty queue.
     pub fn new() -> Self {
         Self::default()
@@ -241,7 +244,7 @@ impl SendBatch {
     /// empties holds at most about twice what it has not sent.
     fn forget_sent(&mut self) {
         /// Payload capacity kept for reuse by an empty queue.
-        const KEPT_CAPACITY: usize = 4 * MAX_DATAGRAM;
+        const KEPT_CAPACITY: usize = 4 * RECEIVE_SLOT_BYTES;
         if self.sent == self.datagrams.len() {
             self.bytes.clear();
             self.datagrams.clear();
@@ -287,7 +290,7 @@ mod mmsg {
     //! as the call uses: zeroing all [`MAX_BATCH`] of them would cost more
     //! than a lone datagram saves.
 
-    use super::{MAX_BATCH, MAX_DATAGRAM, Outgoing, Received};
+    use super::{MAX_BATCH, Outgoing, RECEIVE_SLOT_BYTES, Received};
     use std::io;
     use std::mem::{self, MaybeUninit};
     use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -303,7 +306,7 @@ mod mmsg {
         // The first datagram alone: `recvfrom` costs less than `recvmmsg`'s
         // per-message header copying, and at moderate rates most batches
         // hold one datagram. Only when one was there is the rest asked for.
-        let Some((first, rest)) = buffer.split_at_mut_checked(MAX_DATAGRAM) else {
+        let Some((first, rest)) = buffer.split_at_mut_checked(RECEIVE_SLOT_BYTES) else {
             return Ok(None);
         };
         if let Some((len, peer)) = super::recv_one(socket, first)? {
@@ -330,7 +333,7 @@ mod mmsg {
         let mut headers = [MaybeUninit::<libc::mmsghdr>::uninit(); MAX_BATCH];
         let mut slots = 0;
         for (slot, chunk) in buffer
-            .chunks_exact_mut(MAX_DATAGRAM)
+            .chunks_exact_mut(RECEIVE_SLOT_BYTES)
             .take(MAX_BATCH - first_slot)
             .enumerate()
         {
@@ -381,7 +384,7 @@ mod mmsg {
             // Only IPv4 and IPv6 senders can reach an IP socket; anything
             // else is skipped rather than trusted.
             if let Some(peer) = socket_addr(name, header.msg_hdr.msg_namelen) {
-                let len = (header.msg_len as usize).min(MAX_DATAGRAM);
+                let len = (header.msg_len as usize).min(RECEIVE_SLOT_BYTES);
                 received.push(Received {
                     slot: first_slot + slot,
                     len,
@@ -472,7 +475,7 @@ mod one_by_one {
     //! One `recv_from` or `send_to` per datagram: the path of systems this
     //! crate does not batch on (only Linux is), and of lone datagrams.
 
-    use super::{MAX_BATCH, MAX_DATAGRAM, Outgoing, Received};
+    use super::{MAX_BATCH, Outgoing, RECEIVE_SLOT_BYTES, Received};
     use socket2::SockRef;
     use std::io;
     use std::os::fd::AsFd;
@@ -485,7 +488,7 @@ mod one_by_one {
         received: &mut Vec<Received>,
     ) -> io::Result<Option<io::Error>> {
         for (slot, chunk) in buffer
-            .chunks_exact_mut(MAX_DATAGRAM)
+            .chunks_exact_mut(RECEIVE_SLOT_BYTES)
             .take(MAX_BATCH)
             .enumerate()
         {
@@ -526,7 +529,7 @@ mod tests {
     #[test]
     fn a_queue_that_never_empties_gives_back_what_was_sent() {
         let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        let mut queue = SendBatch::new();
+        let mut queue = SendQueue::new();
         for index in 0..4u8 {
             queue.push(peer, &[index; 10]);
         }
@@ -550,7 +553,7 @@ mod tests {
     #[test]
     fn large_sent_replies_are_given_back_though_fewer_than_half() {
         let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        let mut queue = SendBatch::new();
+        let mut queue = SendQueue::new();
         for _ in 0..3 {
             queue.push(peer, &[7; 1000]);
         }
@@ -579,7 +582,7 @@ mod tests {
                 .send_to(payload, server.local_addr().unwrap())
                 .unwrap();
         }
-        let mut buffer = vec![0; 4 * MAX_DATAGRAM];
+        let mut buffer = vec![0; 4 * RECEIVE_SLOT_BYTES];
         let mut received = Vec::new();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while received.len() < 2 && std::time::Instant::now() < deadline {
@@ -592,11 +595,11 @@ mod tests {
         }
         assert_eq!(received.len(), 2);
         for (received, expected) in received.iter().zip([&b"one"[..], b"two"]) {
-            let start = received.slot * MAX_DATAGRAM;
+            let start = received.slot * RECEIVE_SLOT_BYTES;
             assert_eq!(&buffer[start..start + received.len], expected);
             assert_eq!(received.peer, client.local_addr().unwrap());
         }
-        let mut queue = SendBatch::new();
+        let mut queue = SendQueue::new();
         queue.push(client.local_addr().unwrap(), b"ONE");
         queue.push(client.local_addr().unwrap(), b"TWO");
         let sent = one_by_one::send_many(&server, &queue.bytes, &queue.datagrams).unwrap();

@@ -12,6 +12,9 @@
 //!   has no IPv6), a backlog of 1024, buffer sizes, non-blocking mode.
 //! - [`UdpSocketBuilder`]: the same for datagrams.
 //! - [`connect_tcp`]: a client connection with a timeout and `TCP_NODELAY`.
+//! - [`UdpSocketBuilder::bind_group`]: several UDP sockets sharing one port
+//!   that no other socket can take a share of (Linux).
+//! - [`keep_urgent_data_inline`]: `SO_OOBINLINE` for accepted connections.
 //!
 //! Every failure is a [`SocketError`] whose message names the address and the
 //! likely cause. Callers own the sockets it returns and do their own reading
@@ -30,6 +33,8 @@ pub mod batch;
 mod error;
 #[cfg(feature = "readiness")]
 mod readiness;
+#[cfg(target_os = "linux")]
+mod steering;
 
 pub use error::{SocketError, SocketOperation};
 #[cfg(feature = "readiness")]
@@ -38,6 +43,7 @@ pub use readiness::StreamReadiness;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 /// The listen backlog [`TcpListenerBuilder`] asks for: far above std's 128 so
@@ -268,6 +274,45 @@ impl UdpSocketBuilder {
             .bind(self.addr, Type::DGRAM, Protocol::UDP)?
             .into())
     }
+
+    /// Binds `count` sockets (at least one) on this address that share its
+    /// port and its datagrams (`SO_REUSEPORT`), the first as configured,
+    /// the others on the port it got. Whatever [`reuse_port`](Self::reuse_port)
+    /// says, a group of more than one shares the port.
+    ///
+    /// On Linux the port is the group's alone: the first socket binds
+    /// without `SO_REUSEPORT` (so port 0 gives a port no socket uses, and a
+    /// taken port is an error), and the group's datagrams go only to its
+    /// first `count` members (a classic BPF program, by source port), so a
+    /// socket that joins later receives none. Elsewhere, the sockets are
+    /// bound with `SO_REUSEPORT` and the system spreads datagrams among any
+    /// that join.
+    pub fn bind_group(&self, count: usize) -> Result<Vec<UdpSocket>, SocketError> {
+        if count <= 1 {
+            return Ok(vec![self.bind()?]);
+        }
+        let first = self.clone().reuse_port(!cfg!(target_os = "linux"));
+        let leader = first.options.bind(self.addr, Type::DGRAM, Protocol::UDP)?;
+        let port_addr = local_addr_or(&leader, self.addr);
+        #[cfg(target_os = "linux")]
+        let configure =
+            |source| SocketError::new(SocketOperation::Configure, port_addr, Protocol::UDP, source);
+        #[cfg(target_os = "linux")]
+        steering::allow_joining(&leader).map_err(configure)?;
+        let mut group = vec![leader];
+        // The others bind the address the first got, fallback included.
+        let mut member = self.clone().reuse_port(true);
+        member.options.ipv4_fallback = false;
+        for _ in 1..count {
+            group.push(member.options.bind(port_addr, Type::DGRAM, Protocol::UDP)?);
+        }
+        #[cfg(target_os = "linux")]
+        {
+            let members = u32::try_from(count).unwrap_or(u32::MAX);
+            steering::steer_to_first_members(&group[0], members).map_err(configure)?;
+        }
+        Ok(group.into_iter().map(UdpSocket::from).collect())
+    }
 }
 
 /// Connects to `addr`, waiting at most `timeout` (or the system's own limit
@@ -287,6 +332,16 @@ pub fn connect_tcp(addr: SocketAddr, timeout: Option<Duration>) -> Result<TcpStr
         .set_tcp_nodelay(true)
         .map_err(fail(SocketOperation::Configure))?;
     Ok(socket.into())
+}
+
+/// Sets `SO_OOBINLINE` on a stream socket: urgent (out-of-band) data stays
+/// in the byte stream, read in its place, instead of being taken out of it
+/// and held apart for a `MSG_OOB` read that a stream server never makes.
+///
+/// # Errors
+/// The `setsockopt` error.
+pub fn keep_urgent_data_inline(socket: &impl AsFd) -> io::Result<()> {
+    socket2::SockRef::from(socket).set_out_of_band_inline(true)
 }
 
 fn local_addr_or(socket: &Socket, fallback: SocketAddr) -> SocketAddr {

@@ -2,7 +2,7 @@
 //! whole, from the right sender, in order, and none is lost or duplicated
 //! when a batch holds fewer or more than are waiting.
 
-use shout_socket::batch::{MAX_BATCH, MAX_DATAGRAM, RecvBatch, SendBatch};
+use shout_socket::batch::{MAX_BATCH, RECEIVE_SLOT_BYTES, RecvBatch, SendQueue};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -115,7 +115,7 @@ fn slot_counts_outside_the_range_are_brought_into_it() {
 fn queued_replies_reach_each_peer_in_order_past_one_batch() {
     let server = nonblocking("127.0.0.1:0");
     let peers: Vec<UdpSocket> = (0..4).map(|_| bound("127.0.0.1:0")).collect();
-    let mut queue = SendBatch::new();
+    let mut queue = SendQueue::new();
     // More than one sendmmsg takes.
     let total = 3 * MAX_BATCH + 5;
     for index in 0..total {
@@ -150,7 +150,7 @@ fn a_refused_destination_is_dropped_and_the_rest_still_sent() {
     let to = peer.local_addr().unwrap();
     // Port 0 cannot be sent to: the kernel refuses that one datagram.
     let nowhere: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let mut queue = SendBatch::new();
+    let mut queue = SendQueue::new();
     queue.push(to, b"first");
     queue.push(nowhere, b"lost");
     queue.push(to, b"second");
@@ -170,11 +170,11 @@ fn a_refused_destination_is_dropped_and_the_rest_still_sent() {
 
 #[test]
 fn clear_drops_and_counts_what_was_not_sent() {
-    let mut queue = SendBatch::new();
+    let mut queue = SendQueue::new();
     let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
-    queue.push(peer, &[0; MAX_DATAGRAM / 2]);
+    queue.push(peer, &[0; RECEIVE_SLOT_BYTES / 2]);
     queue.push(peer, b"x");
-    assert_eq!(queue.bytes(), MAX_DATAGRAM / 2 + 1);
+    assert_eq!(queue.bytes(), RECEIVE_SLOT_BYTES / 2 + 1);
     assert_eq!(queue.clear(), 2);
     assert!(queue.is_empty());
     assert_eq!(queue.clear(), 0);

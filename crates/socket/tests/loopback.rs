@@ -172,3 +172,76 @@ fn nonblocking_listener_would_block() {
         std::io::ErrorKind::WouldBlock
     );
 }
+
+/// Sends one datagram from each of `senders` fresh sockets to `addr`, then
+/// counts what each of `receivers` got (every datagram must arrive).
+fn spread(addr: SocketAddr, senders: usize, receivers: &[std::net::UdpSocket]) -> Vec<usize> {
+    let unspecified: SocketAddr = if addr.is_ipv6() {
+        "[::1]:0".parse().unwrap()
+    } else {
+        loopback_v4()
+    };
+    let clients: Vec<_> = (0..senders)
+        .map(|_| std::net::UdpSocket::bind(unspecified).unwrap())
+        .collect();
+    for client in &clients {
+        client.send_to(b"which?", addr).unwrap();
+    }
+    let mut counts = vec![0; receivers.len()];
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let mut buf = [0; 16];
+    while counts.iter().sum::<usize>() < senders && std::time::Instant::now() < deadline {
+        for (count, receiver) in counts.iter_mut().zip(receivers) {
+            while receiver.recv(&mut buf).is_ok() {
+                *count += 1;
+            }
+        }
+    }
+    counts
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_udp_group_keeps_its_port_and_its_datagrams_to_itself() {
+    for addr in [loopback_v4(), "[::1]:0".parse().unwrap()] {
+        let group = UdpSocketBuilder::new(addr)
+            .nonblocking(true)
+            .bind_group(3)
+            .unwrap();
+        let port = group[0].local_addr().unwrap();
+        assert_ne!(port.port(), 0);
+        for member in &group {
+            assert_eq!(member.local_addr().unwrap(), port);
+        }
+        // A stranger of the same user may still join the port...
+        let stranger = UdpSocketBuilder::new(port)
+            .reuse_port(true)
+            .nonblocking(true)
+            .bind()
+            .unwrap();
+        let mut receivers = group;
+        receivers.push(stranger);
+        let counts = spread(port, 96, &receivers);
+        assert_eq!(counts.iter().sum::<usize>(), 96, "{addr}: {counts:?}");
+        // ...but gets none of the datagrams, which every member shares.
+        assert_eq!(
+            counts[3], 0,
+            "{addr}: the stranger got datagrams: {counts:?}"
+        );
+        assert!(
+            counts[..3].iter().all(|&count| count > 0),
+            "{addr}: a member got none: {counts:?}"
+        );
+    }
+}
+
+#[test]
+fn a_udp_group_refuses_a_port_another_socket_holds() {
+    let holder = UdpSocketBuilder::new(loopback_v4())
+        .reuse_port(true)
+        .bind()
+        .unwrap();
+    let taken = holder.local_addr().unwrap();
+    let error = UdpSocketBuilder::new(taken).bind_group(2).unwrap_err();
+    assert_eq!(error.operation(), SocketOperation::Bind, "{error}");
+}

@@ -5,6 +5,7 @@
 mod abuse;
 mod bad_input;
 mod limits;
+mod review;
 mod support;
 mod tcp;
 mod udp;

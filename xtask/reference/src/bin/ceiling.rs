@@ -21,7 +21,7 @@
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
 use shout_reference::{Addresses, announce};
-use shout_socket::batch::{MAX_BATCH, RecvBatch, SendBatch};
+use shout_socket::batch::{MAX_BATCH, RecvBatch, SendQueue};
 use slab::Slab;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, Read, Write};
@@ -100,7 +100,7 @@ fn serve_loop(mut listener: TcpListener, mut udp: UdpSocket) -> io::Result<()> {
     let mut buffer = vec![0; 64 * 1024];
     let mut datagrams = Datagrams {
         received: RecvBatch::new(MAX_BATCH),
-        replies: SendBatch::new(),
+        replies: SendQueue::new(),
         answer: Vec::new(),
     };
     let mut events = Events::with_capacity(1024);
@@ -237,7 +237,7 @@ fn flush(stream: &mut TcpStream, unsent: &mut Vec<u8>) -> io::Result<bool> {
 /// `recvmmsg` and answered with one `sendmmsg`, as shoutd does.
 struct Datagrams {
     received: RecvBatch,
-    replies: SendBatch,
+    replies: SendQueue,
     answer: Vec<u8>,
 }
 

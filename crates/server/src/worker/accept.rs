@@ -1,0 +1,450 @@
+//! Accepting connections, and the limits on it: the server-wide connection
+//! cap, descriptor exhaustion (the spare descriptor) and the back-off after
+//! an accept error that would repeat.
+//!
+//! This module decides whether a connection may come in; what happens to
+//! it then is [`streams`](super::streams)' business.
+
+use super::{Context, MAX_SOCKETS_PER_KIND, Source};
+use crate::handle::{Wakers, WorkerStats};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Registry};
+use std::fs::File;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long to stop accepting when even the spare descriptor is gone, or
+/// after an accept error that would only repeat.
+pub(super) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The server's open connections against its cap, shared by every worker.
+///
+/// A worker at the cap deregisters its listeners; whoever frees a slot while
+/// a worker is so paused wakes every worker, and a paused one resumes on its
+/// next turn if there is room.
+#[derive(Debug)]
+pub(crate) struct ConnectionSlots {
+    open: AtomicUsize,
+    max: usize,
+    /// Workers whose listeners are paused at the cap.
+    paused: AtomicUsize,
+    wakers: Arc<Wakers>,
+}
+
+impl ConnectionSlots {
+    pub(crate) fn new(max: usize, wakers: Arc<Wakers>) -> Self {
+        Self {
+            open: AtomicUsize::new(0),
+            max,
+            paused: AtomicUsize::new(0),
+            wakers,
+        }
+    }
+
+    /// Takes a slot for a connection about to be accepted. Returns `false`
+    /// at the cap.
+    pub(crate) fn take(&self) -> bool {
+        self.open
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |open| {
+                (open < self.max).then_some(open + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives a slot back, waking the workers if one is paused at the cap.
+    ///
+    /// Both this and [`Acceptor`]'s pause are `SeqCst`: either this sees
+    /// the pause and wakes, or the pausing worker's second look sees the
+    /// room, so a paused worker never sleeps through a free slot.
+    pub(crate) fn give_back(&self) {
+        self.open.fetch_sub(1, Ordering::SeqCst);
+        if self.paused.load(Ordering::SeqCst) > 0 {
+            self.wakers.wake_all("room under the connection cap");
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.open.load(Ordering::SeqCst) < self.max
+    }
+}
+
+/// What one accept gave.
+pub(super) enum Accepted {
+    /// A connection, with its slot under the cap taken.
+    Connection(TcpStream, SocketAddr),
+    /// No connection, but accepting may go on (a client that gave up, a
+    /// connection shed for want of descriptors).
+    Nothing,
+    /// Nothing more this turn: the backlog is empty, or accepting is paused.
+    Stop,
+}
+
+/// A worker's listeners and what limits accepting on them.
+pub(super) struct Acceptor {
+    listeners: Vec<TcpListener>,
+    slots: Arc<ConnectionSlots>,
+    /// A descriptor held in reserve for accepting (and closing) one
+    /// connection when the process has no descriptor left.
+    spare_descriptor: Option<File>,
+    /// Opens the spare; a seam for tests that cannot exhaust descriptors.
+    open_spare: fn() -> Option<File>,
+    out_of_descriptors: bool,
+    /// An accept error that would repeat was reported; cleared by the next
+    /// connection accepted, so a new episode is reported again.
+    failing: bool,
+    limit_reported: bool,
+    /// The listeners are deregistered because the server is at its cap.
+    at_limit: bool,
+    backoff_until: Option<Instant>,
+}
+
+impl Acceptor {
+    pub(super) fn new(
+        registry: &Registry,
+        sockets: Vec<std::net::TcpListener>,
+        slots: Arc<ConnectionSlots>,
+    ) -> io::Result<Self> {
+        debug_assert!(sockets.len() <= MAX_SOCKETS_PER_KIND);
+        let mut listeners = Vec::with_capacity(sockets.len());
+        for (index, listener) in sockets.into_iter().enumerate() {
+            let mut socket = TcpListener::from_std(listener);
+            let token = Source::Listener(index).token();
+            registry.register(&mut socket, token, Interest::READABLE)?;
+            listeners.push(socket);
+        }
+        Ok(Self {
+            listeners,
+            slots,
+            spare_descriptor: open_spare_descriptor(),
+            open_spare: open_spare_descriptor,
+            out_of_descriptors: false,
+            failing: false,
+            limit_reported: false,
+            at_limit: false,
+            backoff_until: None,
+        })
+    }
+
+    /// When accepting resumes after a back-off, if one is on.
+    pub(super) fn backoff_until(&self) -> Option<Instant> {
+        self.backoff_until
+    }
+
+    /// Accepts one connection from listener `index`, within the cap.
+    pub(super) fn accept(
+        &mut self,
+        index: usize,
+        registry: &Registry,
+        context: &mut Context,
+    ) -> Accepted {
+        if self.backoff_until.is_some() || self.at_limit || index >= self.listeners.len() {
+            return Accepted::Stop;
+        }
+        if !self.slots.take() {
+            self.pause_at_limit(registry, context);
+            return Accepted::Stop;
+        }
+        match self.listeners[index].accept() {
+            Ok((stream, peer)) => {
+                self.out_of_descriptors = false;
+                self.failing = false;
+                Accepted::Connection(stream, peer)
+            }
+            Err(error) => {
+                self.slots.give_back();
+                self.on_error(index, &error, context)
+            }
+        }
+    }
+
+    /// Decides what an accept error means for accepting.
+    fn on_error(&mut self, index: usize, error: &io::Error, context: &mut Context) -> Accepted {
+        if error.kind() == io::ErrorKind::WouldBlock {
+            Accepted::Stop
+        } else if is_out_of_descriptors(error) {
+            if self.shed_one_connection(index, error, context) {
+                Accepted::Nothing
+            } else {
+                Accepted::Stop
+            }
+        } else if is_transient_accept_error(error) {
+            // The client gave up between handshake and accept, or the call
+            // was interrupted: neither concerns other clients.
+            Accepted::Nothing
+        } else {
+            // EPERM from a security module, EPROTO, or anything not known
+            // to concern one client: it would fail again at once.
+            log::log!(
+                warn_once(&mut self.failing),
+                "worker {}: accept failed: {error}; retrying every {ACCEPT_BACKOFF:?}",
+                context.id
+            );
+            self.back_off(context);
+            Accepted::Stop
+        }
+    }
+
+    /// Out of descriptors: frees the spare to accept one waiting connection
+    /// and close it, so it is refused rather than left hanging. Returns
+    /// whether accepting may go on; if not, accepting backs off and is
+    /// retried, so the backlog is served again without a new connection.
+    fn shed_one_connection(
+        &mut self,
+        index: usize,
+        error: &io::Error,
+        context: &mut Context,
+    ) -> bool {
+        if !self.out_of_descriptors {
+            self.out_of_descriptors = true;
+            log::warn!(
+                "worker {}: out of file descriptors ({error}); \
+                 refusing new connections until some close",
+                context.id,
+            );
+        }
+        let Some(spare) = self.spare_descriptor.take() else {
+            self.back_off(context);
+            return false;
+        };
+        drop(spare);
+        // The accepted stream is dropped (closed) inside this statement, so
+        // its descriptor is free again when the spare is reopened below.
+        let shed = self.listeners[index].accept().map(|(_stream, peer)| peer);
+        self.spare_descriptor = (self.open_spare)();
+        match shed {
+            Ok(peer) => {
+                WorkerStats::add(&context.stats.connections_shed, 1);
+                log::debug!("{peer}: closed at once, no descriptor to serve it");
+            }
+            // Someone else took the freed descriptor.
+            Err(_) => self.spare_descriptor = None,
+        }
+        if self.spare_descriptor.is_none() {
+            self.back_off(context);
+            return false;
+        }
+        true
+    }
+
+    fn back_off(&mut self, context: &Context) {
+        self.backoff_until = Some(context.now + ACCEPT_BACKOFF);
+    }
+
+    /// Ends a back-off that is over: reopens the spare descriptor if it is
+    /// missing and serves the listeners again.
+    pub(super) fn resume_after_backoff(&mut self, context: &mut Context) {
+        if self.backoff_until.is_some_and(|until| context.now >= until) {
+            self.backoff_until = None;
+            if self.spare_descriptor.is_none() {
+                self.spare_descriptor = (self.open_spare)();
+            }
+            context
+                .hot
+                .extend((0..self.listeners.len()).map(Source::Listener));
+        }
+    }
+
+    /// At the cap: stops listening for events entirely, so a burst of
+    /// waiting clients costs no CPU.
+    fn pause_at_limit(&mut self, registry: &Registry, context: &Context) {
+        self.at_limit = true;
+        self.slots.paused.fetch_add(1, Ordering::SeqCst);
+        for listener in &mut self.listeners {
+            if let Err(error) = registry.deregister(listener) {
+                log::warn!("worker {}: cannot pause a listener: {error}", context.id);
+            }
+        }
+        // Reported once at warning level; a server that lives at its limit
+        // would otherwise log every time a client leaves and another enters.
+        log::log!(
+            warn_once(&mut self.limit_reported),
+            "worker {}: {} connections, the limit: new clients wait until one closes",
+            context.id,
+            self.slots.max
+        );
+        // A slot freed before the pause was counted woke no one: look again.
+        self.resume_if_room(registry, context);
+    }
+
+    /// Re-registers listeners paused at the cap once there is room;
+    /// registering a socket that has connections waiting raises an event
+    /// for it at once.
+    pub(super) fn resume_if_room(&mut self, registry: &Registry, context: &Context) {
+        if !self.at_limit || !self.slots.has_room() {
+            return;
+        }
+        self.at_limit = false;
+        self.slots.paused.fetch_sub(1, Ordering::SeqCst);
+        for (index, listener) in self.listeners.iter_mut().enumerate() {
+            let token = Source::Listener(index).token();
+            if let Err(error) = registry.register(listener, token, Interest::READABLE) {
+                log::warn!("worker {}: cannot resume a listener: {error}", context.id);
+            }
+        }
+    }
+
+    /// Closes the listeners: new connections are refused from now on.
+    pub(super) fn close(&mut self, registry: &Registry) {
+        if self.at_limit {
+            self.at_limit = false;
+            self.slots.paused.fetch_sub(1, Ordering::SeqCst);
+        }
+        for mut listener in self.listeners.drain(..) {
+            let _ = registry.deregister(&mut listener);
+        }
+    }
+}
+
+/// Returns the level to log a condition at: a warning the first time,
+/// debug while `reported` stays set.
+fn warn_once(reported: &mut bool) -> log::Level {
+    let level = if *reported {
+        log::Level::Debug
+    } else {
+        log::Level::Warn
+    };
+    *reported = true;
+    level
+}
+
+fn open_spare_descriptor() -> Option<File> {
+    File::open("/dev/null").ok()
+}
+
+fn is_out_of_descriptors(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+fn is_transient_accept_error(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::Interrupted
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    //! The accept paths no loopback test can force: a security module's
+    //! `EPERM`, and a spare descriptor that cannot be reopened. The errors
+    //! come in through [`Acceptor::on_error`] and the `open_spare` seam; the
+    //! listener and its waiting connection are real.
+
+    use super::*;
+    use mio::Poll;
+
+    fn acceptor(poll: &Poll) -> (Acceptor, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let waiting = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let slots = Arc::new(ConnectionSlots::new(10, Arc::new(Wakers::new(Vec::new()))));
+        let acceptor = Acceptor::new(poll.registry(), vec![listener], slots).unwrap();
+        (acceptor, waiting)
+    }
+
+    fn context() -> Context {
+        Context {
+            id: 0,
+            stats: Arc::default(),
+            now: Instant::now(),
+            hot: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_accept_error_that_would_repeat_backs_off_and_is_reported_once() {
+        let poll = Poll::new().unwrap();
+        let (mut acceptor, _waiting) = acceptor(&poll);
+        let mut context = context();
+        let denied = io::Error::from_raw_os_error(libc::EPERM);
+        for round in 0..3 {
+            assert!(matches!(
+                acceptor.on_error(0, &denied, &mut context),
+                Accepted::Stop
+            ));
+            assert_eq!(
+                acceptor.backoff_until(),
+                Some(context.now + ACCEPT_BACKOFF),
+                "round {round}: no back-off"
+            );
+            assert!(acceptor.failing, "reported, so the next is not");
+            // Accepting is paused until the back-off ends, then resumes.
+            assert!(matches!(
+                acceptor.accept(0, poll.registry(), &mut context),
+                Accepted::Stop
+            ));
+            context.now += ACCEPT_BACKOFF;
+            acceptor.resume_after_backoff(&mut context);
+            assert_eq!(acceptor.backoff_until(), None);
+            assert_eq!(context.hot, vec![Source::Listener(0)]);
+            context.hot.clear();
+        }
+        let protocol = io::Error::from_raw_os_error(libc::EPROTO);
+        assert!(matches!(
+            acceptor.on_error(0, &protocol, &mut context),
+            Accepted::Stop
+        ));
+        assert!(acceptor.backoff_until().is_some());
+        // A connection accepted ends the episode: the next one is reported.
+        assert!(matches!(
+            acceptor.accept(0, poll.registry(), &mut context),
+            Accepted::Stop
+        ));
+        context.now += ACCEPT_BACKOFF;
+        acceptor.resume_after_backoff(&mut context);
+        assert!(matches!(
+            acceptor.accept(0, poll.registry(), &mut context),
+            Accepted::Connection(..)
+        ));
+        assert!(!acceptor.failing);
+    }
+
+    #[test]
+    fn a_client_that_gave_up_does_not_stop_accepting() {
+        let poll = Poll::new().unwrap();
+        let (mut acceptor, _waiting) = acceptor(&poll);
+        let mut context = context();
+        let aborted = io::Error::from(io::ErrorKind::ConnectionAborted);
+        assert!(matches!(
+            acceptor.on_error(0, &aborted, &mut context),
+            Accepted::Nothing
+        ));
+        assert_eq!(acceptor.backoff_until(), None);
+    }
+
+    #[test]
+    fn a_spare_descriptor_that_cannot_be_reopened_backs_off_and_retries() {
+        let poll = Poll::new().unwrap();
+        let (mut acceptor, _waiting) = acceptor(&poll);
+        acceptor.open_spare = || None;
+        let mut context = context();
+        let exhausted = io::Error::from_raw_os_error(libc::EMFILE);
+        // The waiting connection is shed; the spare is gone for good.
+        assert!(matches!(
+            acceptor.on_error(0, &exhausted, &mut context),
+            Accepted::Stop
+        ));
+        assert_eq!(context.stats.connections_shed.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            acceptor.backoff_until(),
+            Some(context.now + ACCEPT_BACKOFF),
+            "no retry is due: the backlog would wait for a new connection"
+        );
+        context.now += ACCEPT_BACKOFF;
+        acceptor.resume_after_backoff(&mut context);
+        assert_eq!(context.hot, vec![Source::Listener(0)]);
+        // Still no spare: the next exhaustion backs off again.
+        assert!(matches!(
+            acceptor.on_error(0, &exhausted, &mut context),
+            Accepted::Stop
+        ));
+        assert!(acceptor.backoff_until().is_some());
+    }
+}

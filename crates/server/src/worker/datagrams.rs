@@ -1,0 +1,184 @@
+//! UDP: each socket's datagrams received in batches, answered, and the
+//! replies sent in batches, with a bounded queue for replies the socket
+//! would not take yet.
+
+use super::{Context, MAX_SOCKETS_PER_KIND, Source};
+use crate::handle::WorkerStats;
+use crate::service::{DatagramReply, DatagramService};
+use mio::net::UdpSocket;
+use mio::{Interest, Registry};
+use shout_socket::batch::{RecvBatch, SendQueue};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Datagrams received with one system call (`recvmmsg` on Linux). Enough
+/// to share the call's cost thinly; each slot is 64 KiB of address space,
+/// of which only the pages datagrams fill become memory.
+const DATAGRAMS_PER_RECEIVE: usize = 16;
+/// Datagrams per UDP socket per turn, at most.
+const DATAGRAMS_PER_TURN: usize = 256;
+/// Receives per UDP socket per turn: a turn's share of datagrams, in batches.
+const RECEIVES_PER_TURN: usize = DATAGRAMS_PER_TURN / DATAGRAMS_PER_RECEIVE;
+/// Replies queued per UDP socket when the socket would block...
+const UDP_QUEUE_DATAGRAMS: usize = 1024;
+/// ...and their bytes: replies past either limit are dropped and counted.
+const UDP_QUEUE_BYTES: usize = 4 * 1024 * 1024;
+
+/// A worker's UDP sockets and what answering them needs.
+pub(super) struct Datagrams<D> {
+    endpoints: Vec<UdpEndpoint>,
+    service: Arc<D>,
+    /// Datagrams received together, from whichever socket is served.
+    received: RecvBatch,
+    /// Where the service writes a reply before it is queued.
+    scratch: Vec<u8>,
+}
+
+struct UdpEndpoint {
+    socket: UdpSocket,
+    /// Replies not sent yet, in order: those of the batch being answered,
+    /// then any the socket would not take (bounded).
+    replies: SendQueue,
+    writable: bool,
+}
+
+impl<D: DatagramService> Datagrams<D> {
+    pub(super) fn new(
+        registry: &Registry,
+        sockets: Vec<std::net::UdpSocket>,
+        service: Arc<D>,
+    ) -> io::Result<Self> {
+        debug_assert!(sockets.len() <= MAX_SOCKETS_PER_KIND);
+        let mut endpoints = Vec::with_capacity(sockets.len());
+        for (index, socket) in sockets.into_iter().enumerate() {
+            let mut socket = UdpSocket::from_std(socket);
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            registry.register(&mut socket, Source::Udp(index).token(), interest)?;
+            endpoints.push(UdpEndpoint {
+                socket,
+                replies: SendQueue::new(),
+                writable: true,
+            });
+        }
+        // A TCP-only worker never receives a datagram: one slot, untouched.
+        let received = RecvBatch::new(if endpoints.is_empty() {
+            1
+        } else {
+            DATAGRAMS_PER_RECEIVE
+        });
+        Ok(Self {
+            endpoints,
+            service,
+            received,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Records that socket `index` takes replies again.
+    pub(super) fn note_writable(&mut self, index: usize) {
+        if let Some(endpoint) = self.endpoints.get_mut(index) {
+            endpoint.writable = true;
+        }
+    }
+
+    /// Answers up to one turn's share of datagrams, a batch at a time: the
+    /// waiting datagrams are received with one call, answered, and the
+    /// replies sent with one call. Returns whether more may be waiting (the
+    /// share ran out before the socket was empty); the socket is then on the
+    /// hot list.
+    pub(super) fn serve(&mut self, index: usize, context: &mut Context) -> bool {
+        // The sockets close when a drain starts; a stale event may still name one.
+        let Some(endpoint) = self.endpoints.get_mut(index) else {
+            return false;
+        };
+        let stats = &context.stats;
+        endpoint.send_replies(stats);
+        for _ in 0..RECEIVES_PER_TURN {
+            let count = match self.received.recv_from(&endpoint.socket) {
+                Ok(count) => count,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    // An ICMP error for an earlier reply, for instance: it
+                    // concerns one peer, not the socket.
+                    log::debug!("udp {}: receive error: {error}", endpoint.local_addr());
+                    continue;
+                }
+            };
+            WorkerStats::add(&stats.datagrams_in, count as u64);
+            for (request, peer) in self.received.iter() {
+                self.scratch.clear();
+                match self.service.datagram(request, peer, &mut self.scratch) {
+                    DatagramReply::Send => endpoint.queue_reply(peer, &self.scratch, stats),
+                    DatagramReply::Drop => WorkerStats::add(&stats.datagrams_dropped, 1),
+                }
+            }
+            endpoint.send_replies(stats);
+            if count < self.received.slots() {
+                // The kernel stopped short of the slots because the socket
+                // ran dry (the other reason, an ICMP error, is not reported
+                // on an unconnected socket without IP_RECVERR). A datagram
+                // arriving from now on raises a new edge, so asking again
+                // now would only cost a call that finds nothing: at moderate
+                // rates, where batches are small, that call was most of
+                // what batching cost.
+                return false;
+            }
+        }
+        context.hot.push(Source::Udp(index));
+        true
+    }
+
+    /// Sends what each socket will take of its queued replies, counts the
+    /// rest as dropped, and closes the sockets.
+    pub(super) fn close(&mut self, context: &Context) {
+        for endpoint in &mut self.endpoints {
+            endpoint.send_replies(&context.stats);
+            // Replies the socket would not take now are lost with it: count them.
+            let unsent = endpoint.replies.clear();
+            WorkerStats::add(&context.stats.datagrams_dropped, unsent as u64);
+        }
+        self.endpoints.clear();
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.endpoints.len()
+    }
+}
+
+impl UdpEndpoint {
+    fn local_addr(&self) -> String {
+        self.socket
+            .local_addr()
+            .map_or_else(|_| "socket".into(), |addr| addr.to_string())
+    }
+
+    /// Queues a reply to go out with the rest of its batch; past the
+    /// queue's bounds (the socket has been refusing replies for a while) it
+    /// is dropped and counted instead.
+    fn queue_reply(&mut self, peer: SocketAddr, reply: &[u8], stats: &WorkerStats) {
+        if self.replies.len() >= UDP_QUEUE_DATAGRAMS
+            || self.replies.bytes() + reply.len() > UDP_QUEUE_BYTES
+        {
+            WorkerStats::add(&stats.datagrams_dropped, 1);
+            return;
+        }
+        self.replies.push(peer, reply);
+    }
+
+    /// Sends queued replies while the socket takes them.
+    fn send_replies(&mut self, stats: &WorkerStats) {
+        if !self.writable || self.replies.is_empty() {
+            return;
+        }
+        let outcome = self.replies.send_to(&self.socket, |peer, error| {
+            log::debug!("udp reply to {peer} failed: {error}");
+        });
+        WorkerStats::add(&stats.datagrams_out, outcome.sent as u64);
+        WorkerStats::add(&stats.datagrams_dropped, outcome.failed as u64);
+        if outcome.would_block {
+            self.writable = false;
+        }
+    }
+}

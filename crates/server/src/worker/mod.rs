@@ -1,0 +1,314 @@
+//! The event loop: one thread, one `mio::Poll`, many sockets.
+//!
+//! This module is the loop itself: it waits for events, hands each to the
+//! part that owns its source, and keeps the turn fair. The parts are
+//! [`accept`] (listeners, the connection cap, descriptor exhaustion and
+//! back-off), [`streams`] (TCP connections), [`datagrams`] (UDP) and
+//! [`drain`] (the stop).
+//!
+//! # The readiness contract, and how this loop keeps it
+//! Sockets are registered once, edge-triggered. An event says a socket
+//! *became* ready; each connection remembers that in its
+//! [`StreamReadiness`](shout_socket::StreamReadiness) and forgets it only
+//! when the kernel says so (`WouldBlock`, or a short read or write, which
+//! means the same thing one syscall earlier; after a hang-up or urgent data,
+//! only `WouldBlock`). So output never costs a re-registration, and an
+//! ordinary request costs one read and one write.
+//!
+//! # Fairness
+//! Work per turn is bounded: a few reads per connection, a batch of accepts,
+//! a batch of datagrams. A source that still had work is put on the `hot`
+//! list and served again after everyone else's events, with a zero poll
+//! timeout, because an edge-triggered source will not raise a new event for
+//! readiness it already reported.
+//!
+//! # Limits
+//! - Output per connection is bounded: past `max_pending_output` the loop
+//!   stops reading that connection (the client's sending then blocks in TCP
+//!   flow control) until its output drains.
+//! - At `max_connections`, counted over all workers, the listeners are
+//!   deregistered until a connection closes on any worker: no events, no
+//!   spinning; clients wait in the backlog.
+//! - Out of file descriptors, a spare descriptor is given up to accept and
+//!   close the waiting connection, so it is refused instead of hanging.
+
+mod accept;
+mod datagrams;
+mod drain;
+mod streams;
+
+pub(crate) use accept::ConnectionSlots;
+
+use crate::handle::{ShutdownSignal, WorkerStats};
+use crate::service::{DatagramService, StreamService};
+use accept::{Accepted, Acceptor};
+use datagrams::Datagrams;
+use mio::{Events, Poll, Token};
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use streams::Streams;
+
+/// Sockets of one kind (listeners, UDP sockets) a worker can have: their
+/// tokens sit just below the waker's, so connection keys have the rest of
+/// the token space on any pointer width.
+pub(crate) const MAX_SOCKETS_PER_KIND: usize = 1 << 12;
+const FIRST_UDP: usize = usize::MAX - MAX_SOCKETS_PER_KIND;
+const FIRST_LISTENER: usize = FIRST_UDP - MAX_SOCKETS_PER_KIND;
+/// The largest connection key that has a token.
+const MAX_CONNECTION_KEY: usize = FIRST_LISTENER - 1;
+pub(crate) const WAKER: Token = Token(usize::MAX);
+
+/// Accepts per listener per turn.
+const ACCEPTS_PER_TURN: usize = 256;
+
+/// Settings one worker runs with.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) max_pending_output: usize,
+    pub(crate) read_buffer_size: usize,
+}
+
+/// A source of events, decoded from its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Connection(usize),
+    Listener(usize),
+    Udp(usize),
+    Waker,
+}
+
+impl Source {
+    fn from_token(token: Token) -> Self {
+        match token.0 {
+            usize::MAX => Source::Waker,
+            n if n >= FIRST_UDP => Source::Udp(n - FIRST_UDP),
+            n if n >= FIRST_LISTENER => Source::Listener(n - FIRST_LISTENER),
+            n => Source::Connection(n),
+        }
+    }
+
+    /// Returns the token of a source; indices and keys are within their
+    /// ranges (the builder and [`Streams::admit`] see to it).
+    fn token(self) -> Token {
+        Token(match self {
+            Source::Connection(key) => key,
+            Source::Listener(index) => FIRST_LISTENER + index,
+            Source::Udp(index) => FIRST_UDP + index,
+            Source::Waker => usize::MAX,
+        })
+    }
+}
+
+/// What every part of the loop updates: the worker's counters, the time of
+/// this turn, and the sources to serve again before sleeping.
+struct Context {
+    id: usize,
+    stats: Arc<WorkerStats>,
+    now: Instant,
+    hot: Vec<Source>,
+}
+
+/// Everything one event-loop thread owns.
+pub(crate) struct Worker<S: StreamService, D: DatagramService> {
+    pub(crate) id: usize,
+    poll: Poll,
+    context: Context,
+    acceptor: Acceptor,
+    streams: Streams<S>,
+    datagrams: Datagrams<D>,
+    shutdown: Arc<ShutdownSignal>,
+    drain_timeout: Duration,
+    drain_deadline: Option<Instant>,
+}
+
+/// The sockets and shared state a worker is built from.
+pub(crate) struct WorkerParts<S, D> {
+    pub(crate) tcp: Vec<std::net::TcpListener>,
+    pub(crate) udp: Vec<std::net::UdpSocket>,
+    pub(crate) stream_service: Arc<S>,
+    pub(crate) datagram_service: Arc<D>,
+    pub(crate) limits: Limits,
+    pub(crate) slots: Arc<ConnectionSlots>,
+    pub(crate) shutdown: Arc<ShutdownSignal>,
+    pub(crate) stats: Arc<WorkerStats>,
+}
+
+impl<S: StreamService, D: DatagramService> Worker<S, D> {
+    pub(crate) fn new(id: usize, poll: Poll, parts: WorkerParts<S, D>) -> io::Result<Self> {
+        let registry = poll.registry();
+        let acceptor = Acceptor::new(registry, parts.tcp, Arc::clone(&parts.slots))?;
+        let datagrams = Datagrams::new(registry, parts.udp, parts.datagram_service)?;
+        let streams = Streams::new(parts.stream_service, &parts.limits, parts.slots);
+        Ok(Self {
+            id,
+            poll,
+            context: Context {
+                id,
+                stats: parts.stats,
+                now: Instant::now(),
+                hot: Vec::new(),
+            },
+            acceptor,
+            streams,
+            datagrams,
+            shutdown: parts.shutdown,
+            drain_timeout: parts.limits.drain_timeout,
+            drain_deadline: None,
+        })
+    }
+
+    /// Runs until shutdown is requested and the drain is over.
+    pub(crate) fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(error) = self.poll.poll(&mut events, timeout) {
+                if error.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(error);
+            }
+            self.context.now = Instant::now();
+            for event in events.iter() {
+                match Source::from_token(event.token()) {
+                    Source::Connection(key) => {
+                        if self.streams.note(key, event) {
+                            self.streams
+                                .drive(key, self.poll.registry(), &mut self.context);
+                        }
+                    }
+                    Source::Listener(index) => self.accept(index),
+                    Source::Udp(index) => {
+                        if event.is_writable() {
+                            self.datagrams.note_writable(index);
+                        }
+                        self.datagrams.serve(index, &mut self.context);
+                    }
+                    // A stop, or room under the connection cap: both are
+                    // looked at below, every turn.
+                    Source::Waker => {}
+                }
+            }
+            self.serve_hot();
+            let registry = self.poll.registry();
+            if self.drain_deadline.is_some() {
+                self.streams.finish_quiet(registry, &mut self.context);
+            } else {
+                self.streams.expire_idle(registry, &mut self.context);
+                self.acceptor.resume_after_backoff(&mut self.context);
+                self.acceptor.resume_if_room(registry, &self.context);
+            }
+            if self.shutdown.is_requested() && self.drain_deadline.is_none() {
+                self.begin_drain();
+            }
+            if let Some(deadline) = self.drain_deadline {
+                if self.streams.is_empty() || self.context.now >= deadline {
+                    self.finish_drain();
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// How long the next poll may sleep: not past the next timer, not at
+    /// all when a source still has work.
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.context.hot.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let idle = match self.drain_deadline {
+            Some(_) => self.streams.next_quiet_deadline(),
+            None => self.streams.next_idle_deadline(),
+        };
+        [idle, self.drain_deadline, self.acceptor.backoff_until()]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+    }
+
+    fn serve_hot(&mut self) {
+        let mut hot = std::mem::take(&mut self.context.hot);
+        // A source that was hot and had an event too this turn was pushed
+        // twice. Served once: otherwise a source that stays busy (a UDP
+        // flood, a bulk stream) gains one more share every turn and crowds
+        // out everyone else.
+        hot.sort_unstable_by_key(|source| source.token().0);
+        hot.dedup();
+        for source in hot {
+            match source {
+                Source::Connection(key) if self.streams.contains(key) => {
+                    self.streams
+                        .drive(key, self.poll.registry(), &mut self.context);
+                }
+                Source::Listener(index) => self.accept(index),
+                Source::Udp(index) => {
+                    self.datagrams.serve(index, &mut self.context);
+                }
+                Source::Connection(_) | Source::Waker => {}
+            }
+        }
+    }
+
+    /// Accepts up to one turn's share of waiting connections on a listener.
+    fn accept(&mut self, index: usize) {
+        if self.drain_deadline.is_some() {
+            return;
+        }
+        let registry = self.poll.registry();
+        for _ in 0..ACCEPTS_PER_TURN {
+            match self.acceptor.accept(index, registry, &mut self.context) {
+                Accepted::Connection(stream, peer) => {
+                    self.streams
+                        .admit(stream, peer, registry, &mut self.context);
+                }
+                Accepted::Nothing => {}
+                Accepted::Stop => return,
+            }
+        }
+        self.context.hot.push(Source::Listener(index));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip() {
+        for source in [
+            Source::Connection(0),
+            Source::Connection(123_456),
+            Source::Listener(3),
+            Source::Udp(2),
+            Source::Waker,
+        ] {
+            assert_eq!(Source::from_token(source.token()), source);
+        }
+    }
+
+    #[test]
+    fn tokens_round_trip_at_the_edges_of_each_range() {
+        let last = MAX_SOCKETS_PER_KIND - 1;
+        for source in [
+            Source::Connection(MAX_CONNECTION_KEY),
+            Source::Listener(0),
+            Source::Listener(last),
+            Source::Udp(0),
+            Source::Udp(last),
+        ] {
+            assert_eq!(Source::from_token(source.token()), source);
+        }
+        assert_eq!(Source::Udp(last).token().0, usize::MAX - 1);
+        assert_eq!(Source::from_token(WAKER), Source::Waker);
+        // Every range lies in the top of the token space, whatever the
+        // pointer width: connections keep all but 2 × 4,096 tokens.
+        assert_eq!(
+            MAX_CONNECTION_KEY,
+            usize::MAX - 2 * MAX_SOCKETS_PER_KIND - 1
+        );
+    }
+}
