@@ -2,9 +2,10 @@
 //! stream or check endless periodic text in constant memory.
 
 use crate::TIMEOUT;
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
 
 /// Connects to `addr` with read and write timeouts of [`TIMEOUT`].
 pub fn connect(addr: SocketAddr) -> TcpStream {
@@ -80,6 +81,47 @@ pub fn send_periodic(
         }
     }
     (at, None)
+}
+
+/// How long a write must make no progress at all before the peer counts as
+/// pushing back. A single timed-out write is not enough: a busy machine can
+/// delay the peer's reads for longer than a short write timeout.
+pub const PUSHBACK_QUIET: Duration = Duration::from_secs(1);
+
+/// Writes bytes `at..to` of the endless stream `unit, unit, …` until the peer
+/// stops taking them: no byte taken for [`PUSHBACK_QUIET`]. Returns the
+/// position reached. Each write waits at most 50 ms, so the stream's write
+/// timeout is replaced.
+///
+/// # Panics
+/// When the peer takes all of `at..to` (it never pushed back), when a write
+/// fails otherwise than by timing out, or after a minute of slow progress.
+pub fn send_until_pushed_back(stream: &mut TcpStream, unit: &[u8], mut at: u64, to: u64) -> u64 {
+    stream
+        .set_write_timeout(Some(Duration::from_millis(50)))
+        .expect("a write timeout can be set");
+    let started = Instant::now();
+    let mut progress_at = Instant::now();
+    loop {
+        let (reached, stopped) = send_periodic(stream, unit, at, to);
+        let Some(error) = stopped else {
+            panic!("the peer took all {to} bytes: it never pushed back");
+        };
+        assert!(
+            matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+            "a write failed at byte {reached}: {error}"
+        );
+        if reached > at {
+            at = reached;
+            progress_at = Instant::now();
+        } else if progress_at.elapsed() >= PUSHBACK_QUIET {
+            return at;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "still taking bytes after a minute (at byte {at})"
+        );
+    }
 }
 
 /// Reads to end of stream, checking in constant memory that what arrives is

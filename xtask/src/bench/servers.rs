@@ -119,9 +119,8 @@ pub(crate) fn start(programs: &Programs, server: Server, need: Need) -> Result<R
             udp: Some(udp),
         })
     };
-    // Held connections (10,000) must not meet shoutd's own cap: with two
-    // workers each gets half the cap, and the kernel does not split
-    // clients exactly evenly between them.
+    // Held connections (10,000) must not meet shoutd's own cap of 10,000:
+    // the load generator's first, checking connection is one more.
     let shoutd = ["--max-connections", "100000", "-q"];
     match server {
         Server::Shoutd1 => announcing("shoutd", &programs.shoutd, &shoutd),

@@ -1,6 +1,9 @@
 //! TCP: correctness under concurrency, pipelining, streaming and half-close.
 
-use crate::support::{TIMEOUT, connect, read_exactly, read_to_end, round_trip, start, wait_until};
+use crate::support::{
+    PUSHBACK_QUIET, TIMEOUT, connect, expect_periodic, read_exactly, read_to_end, round_trip,
+    send_until_pushed_back, start, wait_until,
+};
 use std::io::{Read, Write};
 use std::net::Shutdown;
 
@@ -102,39 +105,37 @@ fn invalid_utf8_passes_through() {
 #[test]
 fn a_client_that_never_reads_is_held_back_and_others_are_unaffected() {
     let max_pending = 64 * 1024;
+    // The server's read buffer: one read's answer may come on top of the cap.
+    let read_size = 64 * 1024;
     let server = start(|b| b.max_pending_output(max_pending));
     let mut hog = connect(server.tcp());
-    hog.set_write_timeout(Some(std::time::Duration::from_millis(200)))
-        .unwrap();
-    let chunk = vec![b'x'; 64 * 1024];
-    // Write until TCP flow control stops us: the server stopped reading.
-    let mut sent = 0usize;
-    for _ in 0..2000 {
-        match hog.write(&chunk) {
-            Ok(n) => sent += n,
-            Err(_) => break,
-        }
-    }
-    assert!(
-        sent < 2000 * chunk.len(),
-        "the server kept reading from a client that never reads"
+    let unit = [b'x'; 4096];
+    let offered = 256 << 20;
+    let sent = send_until_pushed_back(&mut hog, &unit, 0, offered);
+
+    // The server stopped reading: what it took no longer grows, and what it
+    // holds unsent (its answer is as long as what it read) is within its cap
+    // plus one read's answer. The rest waits in the kernel's buffers.
+    let taken = server.handle.stats().bytes_in;
+    std::thread::sleep(PUSHBACK_QUIET);
+    let stats = server.handle.stats();
+    assert_eq!(
+        stats.bytes_in, taken,
+        "the server read on while pushed back"
     );
-    let received = server.handle.stats().bytes_in;
-    // What the server took is its output cap plus one read and socket
-    // buffers, nowhere near everything the client tried to send.
+    let held = stats.bytes_in - stats.bytes_out;
     assert!(
-        received < 32 << 20,
-        "server read {received} bytes from a client that never reads"
+        held <= (max_pending + read_size) as u64,
+        "the server holds {held} unsent bytes, over its cap {max_pending} plus one read {read_size}"
     );
 
     let mut other = connect(server.tcp());
     round_trip(&mut other, "still served\n");
 
-    // And once the hog reads, its answers come, in order.
-    hog.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let mut first = [0; 4];
-    hog.read_exact(&mut first).unwrap();
-    assert_eq!(&first, b"XXXX");
+    // Once the hog reads, its whole answer comes, in order.
+    hog.set_write_timeout(Some(TIMEOUT)).unwrap();
+    hog.shutdown(std::net::Shutdown::Write).unwrap();
+    expect_periodic(&mut hog, &[b'X'; 4096], sent);
 }
 
 #[test]
