@@ -225,7 +225,11 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<(), String> {
     for run in 1..=options.runs {
         for &index in &selected {
             let workload = &WORKLOADS[index];
-            for &server in workload.servers.iter().filter(|&&server| runs_server(server)) {
+            for &server in workload
+                .servers
+                .iter()
+                .filter(|&&server| runs_server(server))
+            {
                 let result = workloads::measure(&programs, workload, server, timing);
                 println!(
                     "run {run}/{} {:<15} {:<9} {}",

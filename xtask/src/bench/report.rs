@@ -148,7 +148,11 @@ fn is_load(index: usize) -> bool {
 /// busy-poll comparison and the idle connections.
 pub(crate) fn tables(results: &Results) -> String {
     let mut out = String::new();
-    let loads: Vec<usize> = results.workloads().into_iter().filter(|&i| is_load(i)).collect();
+    let loads: Vec<usize> = results
+        .workloads()
+        .into_iter()
+        .filter(|&i| is_load(i))
+        .collect();
     for client in Client::ALL {
         let rows: Vec<usize> = loads
             .iter()
@@ -164,7 +168,12 @@ pub(crate) fn tables(results: &Results) -> String {
             PEER.name(),
             client.title()
         );
-        out.push_str(&figure_table(results, &rows, Measurement::msgs_per_sec, true));
+        out.push_str(&figure_table(
+            results,
+            &rows,
+            Measurement::msgs_per_sec,
+            true,
+        ));
         out.push('\n');
     }
     if !loads.is_empty() {
@@ -269,13 +278,17 @@ fn figure_table(results: &Results, rows: &[usize], figure: Figure, latency: bool
         for server in ABSOLUTE {
             row.push(absolute(results.median(index, server, figure)));
             if latency {
-                row.push(latency_of(results.median(index, server, Measurement::p99_us)));
+                row.push(latency_of(results.median(
+                    index,
+                    server,
+                    Measurement::p99_us,
+                )));
             }
         }
         let ceiling = results.ceiling(index).map(|(_, ceiling)| ceiling);
         for &server in &compared {
-            let mut cell = ratio_of(results, index, server, PEER, figure)
-                .map_or("–".into(), ratio_text);
+            let mut cell =
+                ratio_of(results, index, server, PEER, figure).map_or("–".into(), ratio_text);
             let near = ceiling
                 .zip(results.median(index, server, Measurement::msgs_per_sec))
                 .is_some_and(|(ceiling, ours)| ours >= NEAR_CEILING * ceiling);
@@ -346,7 +359,9 @@ fn busy_poll_table(results: &Results) -> String {
             latency_of(results.median(ping, server, Measurement::p99_us)),
             results
                 .median(trickle, server, Measurement::server_cores)
-                .map_or("–".into(), |cores| format!("{:.2}% of a core", cores * 100.0)),
+                .map_or("–".into(), |cores| {
+                    format!("{:.2}% of a core", cores * 100.0)
+                }),
             results
                 .median(trickle, server, Measurement::server_us_per_msg)
                 .map_or("–".into(), cpu_time),
@@ -683,7 +698,11 @@ mod tests {
             (Server::Ceiling2, 900.0, 1.0),
         ] {
             results.record(pipelined, server, Ok(with_cpu(rate, p99, rate / 100.0)));
-            results.record(blocking, server, Ok(with_cpu(rate / 2.0, p99, rate / 400.0)));
+            results.record(
+                blocking,
+                server,
+                Ok(with_cpu(rate / 2.0, p99, rate / 400.0)),
+            );
         }
         let text = tables(&results);
         // One table per client shape, a row per workload.
@@ -699,7 +718,10 @@ mod tests {
         assert!(text.contains("| `blocking-ping-pong` "), "{text}");
         // Thread counts beside every server, ratios to tokio-1.
         assert!(text.contains("| shoutd-1 msgs/s | p99 "), "{text}");
-        assert!(text.contains("| shoutd-1 [1] | shoutd-2 [2] | tokio-mt [2] "), "{text}");
+        assert!(
+            text.contains("| shoutd-1 [1] | shoutd-2 [2] | tokio-mt [2] "),
+            "{text}"
+        );
         assert!(text.contains("| 1.20× "), "{text}");
         assert!(text.contains("| 0.90× "), "{text}");
         // shoutd-2 is within 20% of the faster ceiling.
@@ -731,13 +753,32 @@ mod tests {
     #[test]
     fn busy_poll_is_compared_on_latency_and_idle_cpu() {
         let mut results = Results::default();
-        results.record(index_of("ping-pong"), Server::Shoutd1, Ok(measurement(10.0, 30.0)));
-        results.record(index_of("ping-pong"), Server::ShoutdBusy, Ok(measurement(20.0, 15.0)));
-        results.record(index_of("trickle"), Server::Shoutd1, Ok(with_cpu(100.0, 30.0, 0.001)));
-        results.record(index_of("trickle"), Server::ShoutdBusy, Ok(with_cpu(100.0, 15.0, 0.01)));
+        results.record(
+            index_of("ping-pong"),
+            Server::Shoutd1,
+            Ok(measurement(10.0, 30.0)),
+        );
+        results.record(
+            index_of("ping-pong"),
+            Server::ShoutdBusy,
+            Ok(measurement(20.0, 15.0)),
+        );
+        results.record(
+            index_of("trickle"),
+            Server::Shoutd1,
+            Ok(with_cpu(100.0, 30.0, 0.001)),
+        );
+        results.record(
+            index_of("trickle"),
+            Server::ShoutdBusy,
+            Ok(with_cpu(100.0, 15.0, 0.01)),
+        );
         let text = tables(&results);
         assert!(text.contains("### Busy-poll"), "{text}");
-        assert!(text.contains("| shoutd-busy [1] | 0.0 µs          | 15.0 µs "), "{text}");
+        assert!(
+            text.contains("| shoutd-busy [1] | 0.0 µs          | 15.0 µs "),
+            "{text}"
+        );
         assert!(text.contains("| 1.00% of a core "), "{text}");
         assert!(text.contains("| 0.10% of a core "), "{text}");
     }
@@ -766,7 +807,11 @@ mod tests {
             Server::Shoutd1,
             Ok(held(512.0, Some(0.4))),
         );
-        results.record(index_of("idle-10k"), Server::Tokio1, Ok(held(2_048.0, None)));
+        results.record(
+            index_of("idle-10k"),
+            Server::Tokio1,
+            Ok(held(2_048.0, None)),
+        );
         let machine = Machine::describe();
         let context = Context {
             command: "cargo xtask bench --quick".into(),
@@ -792,7 +837,10 @@ mod tests {
             text.contains("| 5,000 ") && text.contains("| 100.0 µs "),
             "{text}"
         );
-        assert!(text.contains("- `shoutd-1 [1]`: shoutd, 1 worker"), "{text}");
+        assert!(
+            text.contains("- `shoutd-1 [1]`: shoutd, 1 worker"),
+            "{text}"
+        );
         assert!(text.contains("### `idle-10k`"), "{text}");
         assert!(
             text.contains("| 512 B ") && text.contains("| 2.0 KiB "),

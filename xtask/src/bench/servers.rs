@@ -93,7 +93,9 @@ impl Server {
             Server::ShoutdBase => {
                 "an older build's shoutd (`--baseline DIR`), shoutd-1's flags, measured in the same runs"
             }
-            Server::ShoutdBusy => "shoutd-1 with `--busy-poll 50` (50 µs of polling before it sleeps)",
+            Server::ShoutdBusy => {
+                "shoutd-1 with `--busy-poll 50` (50 µs of polling before it sleeps)"
+            }
             Server::Shoutd2 => "shoutd `--workers 2` (one per core)",
             Server::Tokio1 => {
                 "`reference-tokio-1`: tokio one-thread runtime (`current_thread`), a task per connection, `read` then `write_all` (8 KiB buffer), one UDP task"

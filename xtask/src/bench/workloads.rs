@@ -135,7 +135,13 @@ pub(crate) const WORKLOADS: &[Workload] = &[
         kind: Kind::Tcp,
         client: Client::EventLoop,
         args: &["-c", "1", "-d", "1", "-s", "64", "--rate", TRICKLE_RATE],
-        servers: &[Server::Shoutd1, Server::Tokio1, Server::ShoutdBase, Server::ShoutdBusy, Server::Ceiling1],
+        servers: &[
+            Server::Shoutd1,
+            Server::Tokio1,
+            Server::ShoutdBase,
+            Server::ShoutdBusy,
+            Server::Ceiling1,
+        ],
     },
     Workload {
         name: "large",
