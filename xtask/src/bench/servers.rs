@@ -34,15 +34,15 @@ pub(crate) enum Server {
 }
 
 /// Every server, in table order.
-pub(crate) const ALL: [Server; 9] = [
+pub(crate) const ALL: &[Server] = &[
     Server::Shoutd1,
     Server::Tokio1,
     Server::ShoutdBase,
-    Server::ShoutdBusy,
     Server::Shoutd2,
     Server::TokioMt,
     Server::Ceiling1,
     Server::Ceiling2,
+    Server::ShoutdBusy,
     Server::Python,
 ];
 

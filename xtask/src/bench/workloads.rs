@@ -62,26 +62,9 @@ impl Client {
 
 /// The servers of every persistent-connection workload. shoutd-base runs
 /// only with `--baseline`.
-const PERSISTENT: &[Server] = &[
-    Server::Shoutd1,
-    Server::Tokio1,
-    Server::ShoutdBase,
-    Server::Shoutd2,
-    Server::TokioMt,
-    Server::Ceiling1,
-    Server::Ceiling2,
-];
-/// Where busy-polling matters: one connection, one request at a time.
-const WITH_BUSY_POLL: &[Server] = &[
-    Server::Shoutd1,
-    Server::Tokio1,
-    Server::ShoutdBase,
-    Server::ShoutdBusy,
-    Server::Shoutd2,
-    Server::TokioMt,
-    Server::Ceiling1,
-    Server::Ceiling2,
-];
+const PERSISTENT: &[Server] = servers::ALL.split_at(7).0;
+/// Where busy-polling matters: one request at a time.
+const WITH_BUSY_POLL: &[Server] = servers::ALL.split_at(8).0;
 /// The open-loop rate of `fixed-rate`, requests per second. About half
 /// what the slowest persistent server (tokio-mt) answers at 100
 /// connections × depth 16 here, so every server keeps up and only CPU per
@@ -90,17 +73,8 @@ pub(crate) const FIXED_RATE: &str = "100000";
 /// The rate of `trickle`: a nearly idle server, woken 1,000 times a second
 /// (fewer would not show on the CPU clock, which ticks every 10 ms).
 pub(crate) const TRICKLE_RATE: &str = "1000";
-/// Every server but the busy-polling one: the lecture's Python servers too.
-const WITH_PYTHON: &[Server] = &[
-    Server::Shoutd1,
-    Server::Tokio1,
-    Server::ShoutdBase,
-    Server::Shoutd2,
-    Server::TokioMt,
-    Server::Ceiling1,
-    Server::Ceiling2,
-    Server::Python,
-];
+/// Every server: the lecture's Python servers too.
+const WITH_PYTHON: &[Server] = servers::ALL;
 
 /// Held connections in the idle workload: the C10K test.
 pub(crate) const HELD: usize = 10_000;
