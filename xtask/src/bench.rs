@@ -29,10 +29,10 @@ use crate::e2e::{self, process};
 use crate::{cargo, run_inherited, show};
 use machine::{CpuClock, Machine};
 use report::{Context, Results};
-use servers::Programs;
+use servers::{Programs, Server};
 use shout_bench::format::Count;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use workloads::{HELD, Kind, Timing, WORKLOADS};
 
@@ -49,6 +49,9 @@ pub(crate) struct Options {
     runs: usize,
     /// Workloads to run; all when empty (and only then are the docs written).
     only: Vec<String>,
+    /// A directory holding an older build's `shoutd`, measured as
+    /// shoutd-base in the same runs.
+    baseline: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -57,6 +60,7 @@ impl Default for Options {
             quick: false,
             runs: 3,
             only: Vec::new(),
+            baseline: None,
         }
     }
 }
@@ -88,6 +92,12 @@ impl Options {
                         WORKLOADS.iter().map(|workload| workload.name),
                     )?;
                     options.only.push(name.clone());
+                }
+                "--baseline" => {
+                    let dir = args
+                        .next()
+                        .ok_or("`--baseline` needs a directory holding an older `shoutd`")?;
+                    options.baseline = Some(PathBuf::from(dir));
                 }
                 other => {
                     return Err(format!(
@@ -129,7 +139,26 @@ impl Options {
         for name in &self.only {
             command.push_str(&format!(" --only {name}"));
         }
+        if let Some(dir) = &self.baseline {
+            command.push_str(&format!(" --baseline {}", dir.display()));
+        }
         command
+    }
+
+    /// The older build's `shoutd`, checked to be a file: `None` without
+    /// `--baseline`.
+    fn baseline_shoutd(&self) -> Result<Option<PathBuf>, String> {
+        let Some(dir) = &self.baseline else {
+            return Ok(None);
+        };
+        let shoutd = dir.join("shoutd");
+        if !shoutd.is_file() {
+            return Err(format!(
+                "`--baseline {}`: no `shoutd` binary in that directory (give the `target/release` of an older build)",
+                dir.display()
+            ));
+        }
+        Ok(Some(shoutd))
     }
 }
 
@@ -143,7 +172,9 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<(), String> {
             HELD + 256
         );
     }
-    let programs = build(root)?;
+    let baseline = options.baseline_shoutd()?;
+    let programs = build(root, baseline)?;
+    let runs_server = |server: Server| !server.needs_baseline() || programs.baseline.is_some();
     // First, while the machine is quiet: after the network workloads the
     // kernel is still reclaiming thousands of sockets (idle-10k), which
     // once halved one of the transform's figures.
@@ -169,7 +200,16 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<(), String> {
                     .any(|name| name == WORKLOADS[index].name)
         })
         .collect();
-    let cells: usize = selected.iter().map(|&i| WORKLOADS[i].servers.len()).sum();
+    let cells: usize = selected
+        .iter()
+        .map(|&i| {
+            WORKLOADS[i]
+                .servers
+                .iter()
+                .filter(|&&server| runs_server(server))
+                .count()
+        })
+        .sum();
     println!(
         "bench: {} run{} × {cells} measurements ({} s warm-up + {} s each); {} cores, load average {}",
         options.runs,
@@ -185,7 +225,11 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<(), String> {
     for run in 1..=options.runs {
         for &index in &selected {
             let workload = &WORKLOADS[index];
-            for &server in workload.servers {
+            for &server in workload
+                .servers
+                .iter()
+                .filter(|&&server| runs_server(server))
+            {
                 let result = workloads::measure(&programs, workload, server, timing);
                 println!(
                     "run {run}/{} {:<15} {:<9} {}",
@@ -285,7 +329,7 @@ fn splice(existing: &str, generated: &str) -> String {
 }
 
 /// Builds the release binaries every measurement needs.
-fn build(root: &Path) -> Result<Programs, String> {
+fn build(root: &Path, baseline: Option<PathBuf>) -> Result<Programs, String> {
     let mut command = cargo(root);
     command.args([
         "build",
@@ -304,7 +348,9 @@ fn build(root: &Path) -> Result<Programs, String> {
     Ok(Programs {
         shoutd: bin.join("shoutd"),
         shout: bin.join("shout"),
+        baseline,
         tokio: bin.join("reference-tokio"),
+        tokio_1: bin.join("reference-tokio-1"),
         ceiling: bin.join("reference-ceiling"),
         env: e2e::Env::new(bin.join("shoutd"), bin.join("shout"), peers),
     })
@@ -334,6 +380,26 @@ mod tests {
         assert!(Options::parse(&args(&["--runs", "0"])).is_err());
         assert!(Options::parse(&args(&["--only", "nope"])).is_err());
         assert!(Options::parse(&args(&["--fast"])).is_err());
+    }
+
+    #[test]
+    fn a_baseline_is_a_directory_with_a_shoutd() {
+        let with = Options::parse(&args(&["--quick", "--baseline", "/old/release"])).unwrap();
+        assert_eq!(with.baseline, Some(PathBuf::from("/old/release")));
+        assert_eq!(
+            with.command(),
+            "cargo xtask bench --quick --baseline /old/release"
+        );
+        assert!(Options::parse(&args(&["--baseline"])).is_err());
+        assert_eq!(Options::parse(&[]).unwrap().baseline_shoutd(), Ok(None));
+        let dir = std::env::temp_dir().join(format!("xtask-baseline-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let options = Options::parse(&args(&["--baseline", dir.to_str().unwrap()])).unwrap();
+        let missing = options.baseline_shoutd().unwrap_err();
+        assert!(missing.contains("no `shoutd` binary"), "{missing}");
+        std::fs::write(dir.join("shoutd"), b"").unwrap();
+        assert_eq!(options.baseline_shoutd(), Ok(Some(dir.join("shoutd"))));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -24,7 +24,9 @@
 //! - new connection per request (`new_connection`): connect, one request,
 //!   half-close, read to the end, close; latency includes the handshake;
 //! - hold (`hold`): open many idle connections, keep them, then use each
-//!   once (the C10K test).
+//!   once (the C10K test);
+//! - blocking (`blocking`): a thread per TCP connection with std's blocking
+//!   socket, one request and one reply at a time, as many real clients are.
 //!
 //! Over UDP each socket is one client with `depth` datagrams in flight; a
 //! datagram with no reply within `timeout` is counted lost and replaced.
@@ -32,6 +34,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod blocking;
 mod error;
 pub mod format;
 mod payload;
@@ -92,6 +95,9 @@ pub struct BenchOptions {
     pub idle: Duration,
     /// Event-loop threads sharing the connections.
     pub threads: usize,
+    /// Over TCP, a blocking thread per connection instead of event loops,
+    /// one request in flight on each; `threads` is then ignored.
+    pub blocking: bool,
     /// A connection with requests in flight that receives nothing for this
     /// long has failed; a datagram not answered within it is lost.
     pub timeout: Duration,
@@ -113,11 +119,15 @@ impl Default for BenchOptions {
             hold: None,
             idle: Duration::from_secs(1),
             threads: 1,
+            blocking: false,
             timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(5),
         }
     }
 }
+
+/// The most blocking clients, each a thread.
+const MAX_BLOCKING_CLIENTS: usize = 1_000;
 
 /// The largest request `bench` sends over UDP: one datagram.
 const MAX_UDP_SIZE: usize = shout_protocol::MAX_DATAGRAM_PAYLOAD;
@@ -162,6 +172,26 @@ impl BenchOptions {
         if let Some(rate) = self.rate {
             if !(rate.is_finite() && rate > 0.0) {
                 return Err("the rate must be a positive number of requests per second".into());
+            }
+        }
+        if self.blocking {
+            if self.transport == Transport::Udp
+                || self.new_connection
+                || self.hold.is_some()
+                || self.rate.is_some()
+            {
+                return Err(
+                    "blocking clients are closed-loop TCP only (no UDP, new connections, hold or rate)"
+                        .into(),
+                );
+            }
+            if self.depth != 1 {
+                return Err("a blocking client has one request in flight: depth 1".into());
+            }
+            if self.connections > MAX_BLOCKING_CLIENTS {
+                return Err(format!(
+                    "blocking clients are a thread each: at most {MAX_BLOCKING_CLIENTS}"
+                ));
             }
         }
         if self.stop == Stop::Requests(0) {
@@ -473,11 +503,12 @@ pub fn bench(
     for plan in plans {
         let shared = Arc::clone(&shared);
         let done = done.clone();
-        let transport = options.transport;
+        let (transport, blocking) = (options.transport, options.blocking);
         std::thread::Builder::new()
             .name("shout-bench".into())
             .spawn(move || {
                 let outcome = match transport {
+                    Transport::Tcp if blocking => blocking::run(&plan, &shared),
                     Transport::Tcp => tcp::run(&plan, &shared),
                     Transport::Udp => udp::run(&plan, &shared),
                 };
@@ -513,7 +544,11 @@ pub fn bench(
 
 /// Splits the run among the threads: connections, requests and rate.
 fn plans(addr: SocketAddr, options: &BenchOptions) -> Vec<Plan> {
-    let threads = options.threads;
+    let threads = if options.blocking {
+        options.connections
+    } else {
+        options.threads
+    };
     let share = |total: u64, index: usize| {
         total / threads as u64 + u64::from((index as u64) < total % threads as u64)
     };
@@ -719,6 +754,17 @@ mod tests {
             ..BenchOptions::default()
         };
         assert_eq!(plans("127.0.0.1:1".parse().unwrap(), &options).len(), 2);
+        // Blocking clients: a thread per connection, whatever `threads` says.
+        let options = BenchOptions {
+            connections: 5,
+            blocking: true,
+            stop: Stop::Requests(12),
+            ..BenchOptions::default()
+        };
+        let shares = plans("127.0.0.1:1".parse().unwrap(), &options);
+        assert_eq!(shares.len(), 5);
+        assert!(shares.iter().all(|p| p.connections == 1));
+        assert_eq!(shares.iter().map(|p| p.quota.unwrap()).sum::<u64>(), 12);
     }
 
     #[test]
@@ -751,6 +797,21 @@ mod tests {
             BenchOptions {
                 hold: Some(10),
                 new_connection: true,
+                ..valid.clone()
+            },
+            BenchOptions {
+                blocking: true,
+                depth: 2,
+                ..valid.clone()
+            },
+            BenchOptions {
+                blocking: true,
+                rate: Some(10.0),
+                ..valid.clone()
+            },
+            BenchOptions {
+                blocking: true,
+                connections: 5_000,
                 ..valid.clone()
             },
         ] {

@@ -58,6 +58,7 @@ pub struct ServerBuilder<S, D> {
     drain_timeout: Duration,
     max_pending_output: usize,
     udp_recv_buffer: usize,
+    busy_poll: Duration,
 }
 
 /// Default limit on open TCP connections.
@@ -87,6 +88,7 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             max_pending_output: DEFAULT_MAX_PENDING_OUTPUT,
             udp_recv_buffer: 4 * 1024 * 1024,
+            busy_poll: Duration::ZERO,
         }
     }
 
@@ -143,6 +145,15 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
     /// from it. The real bound is this plus what one read can produce.
     pub fn max_pending_output(mut self, bytes: usize) -> Self {
         self.max_pending_output = bytes;
+        self
+    }
+
+    /// Keeps each worker polling without sleeping for up to `window` after
+    /// its last event, before it blocks: a reply that comes within it is
+    /// served without the wake-up of an idle core, at the cost of that core
+    /// while it waits. Zero (the default) is off.
+    pub fn busy_poll(mut self, window: Duration) -> Self {
+        self.busy_poll = window;
         self
     }
 
@@ -218,6 +229,7 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             drain_timeout: self.drain_timeout,
             max_pending_output: self.max_pending_output,
             read_buffer_size: READ_BUFFER_SIZE,
+            busy_poll: self.busy_poll,
         };
         let stream_service = Arc::new(self.stream_service);
         let datagram_service = Arc::new(self.datagram_service);

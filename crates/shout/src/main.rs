@@ -200,6 +200,10 @@ struct BenchArgs {
     /// Event-loop threads sharing the connections.
     #[arg(long, value_name = "N", default_value_t = 1)]
     threads: usize,
+    /// Blocking clients: a thread per connection, one request and one reply
+    /// at a time (std's blocking socket), instead of event loops.
+    #[arg(long, conflicts_with_all = ["udp", "hold", "rate", "new_connection", "threads"])]
+    blocking: bool,
     /// Seconds without a reply after which a connection has failed, or a
     /// datagram is lost.
     #[arg(long, value_name = "SECS", default_value = "2", value_parser = seconds)]
@@ -231,6 +235,7 @@ impl BenchArgs {
             hold: self.hold,
             idle: self.idle,
             threads: self.threads,
+            blocking: self.blocking,
             timeout: self.timeout,
             connect_timeout,
         }

@@ -68,6 +68,12 @@ struct Args {
     #[arg(long, default_value_t = DEFAULT_DRAIN_TIMEOUT.as_secs_f64(), value_name = "SECS")]
     drain_timeout: f64,
 
+    /// After the last event, poll without sleeping for up to MICROS before
+    /// blocking: lower latency for a client that answers quickly, paid with
+    /// a busy core meanwhile (0: off).
+    #[arg(long, default_value_t = 0, value_name = "MICROS")]
+    busy_poll: u64,
+
     /// More logging: -v debug, -vv trace.
     #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet")]
     verbose: u8,
@@ -127,7 +133,8 @@ fn start(args: &Args) -> Result<(UppercaseServer, Handle), ServerError> {
         .workers(args.workers)
         .max_connections(args.max_connections)
         .idle_timeout((args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout)))
-        .drain_timeout(drain_timeout);
+        .drain_timeout(drain_timeout)
+        .busy_poll(Duration::from_micros(args.busy_poll));
     for addr in tcp {
         builder = builder.tcp(addr);
     }

@@ -1,18 +1,23 @@
 //! Servers that `cargo xtask bench` measures shoutd against, kept out of the
 //! product: this crate is never shipped nor published.
 //!
-//! - `reference-tokio` (`src/bin/tokio.rs`): the server a Rust user would
-//!   write instead of shoutd, with tokio in the most ordinary way.
+//! - `reference-tokio` (`src/bin/tokio.rs`) and `reference-tokio-1`
+//!   (`src/bin/tokio_1.rs`): the server a Rust user would write instead of
+//!   shoutd, with tokio in the most ordinary way ([`tokio_server`]), on the
+//!   multi-thread and on the one-thread runtime.
 //! - `reference-ceiling` (`src/bin/ceiling.rs`): the cheapest server that
 //!   answers the benchmark's requests correctly, to measure the load
 //!   generator's own ceiling.
 //!
-//! Both take the arguments and print the start-up lines of shoutd
+//! All take the arguments and print the start-up lines of shoutd
 //! (`--tcp ADDR --udp ADDR`, then `listening tcp ADDR` and `listening udp
 //! ADDR` on standard output), so the bench harness starts every server the
-//! same way. This library holds only that shared command line.
+//! same way. This library holds that shared command line and the tokio
+//! server the two tokio binaries run.
 
 #![deny(missing_docs)]
+
+pub mod tokio_server;
 
 use std::net::SocketAddr;
 

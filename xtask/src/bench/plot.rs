@@ -194,8 +194,11 @@ fn short(value: f64) -> String {
 fn color(server: Server) -> RGBColor {
     match server {
         Server::Shoutd1 => RGBColor(31, 119, 180),
+        Server::ShoutdBase => RGBColor(148, 103, 189),
+        Server::ShoutdBusy => RGBColor(140, 86, 75),
         Server::Shoutd2 => RGBColor(23, 190, 207),
-        Server::Tokio => RGBColor(255, 127, 14),
+        Server::Tokio1 => RGBColor(214, 39, 40),
+        Server::TokioMt => RGBColor(255, 127, 14),
         Server::Ceiling1 => RGBColor(190, 190, 190),
         Server::Ceiling2 => RGBColor(130, 130, 130),
         Server::Python => RGBColor(44, 160, 44),

@@ -6,7 +6,7 @@
 use super::machine::{CpuShare, Machine};
 use super::servers::{ALL, Server};
 use super::transform::Transform;
-use super::workloads::{Figure, Kind, Measurement, Timing, WORKLOADS, Workload};
+use super::workloads::{Client, Figure, Kind, Measurement, Timing, WORKLOADS};
 use shout_bench::format::{Count, Latency};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -76,7 +76,7 @@ impl Results {
     /// The load generator's ceiling in a workload: the faster of the
     /// ceiling servers, by median msgs/s, with which one it was.
     fn ceiling(&self, workload: usize) -> Option<(Server, f64)> {
-        ALL.into_iter()
+        ALL.iter().copied()
             .filter(|server| server.is_ceiling())
             .filter_map(|server| {
                 Some((
@@ -113,173 +113,296 @@ pub(crate) struct Context<'a> {
     pub(crate) transform: Option<&'a Transform>,
 }
 
-/// The workload tables, as Markdown (also what the terminal shows).
+/// The fair peer: every ratio is to its figure.
+const PEER: Server = Server::Tokio1;
+
+/// The servers whose absolute figures the tables show; the others show
+/// only ratios to the peer.
+const ABSOLUTE: [Server; 2] = [Server::Shoutd1, PEER];
+
+/// A server's name with the threads it serves with: `shoutd-1 [1]`.
+fn labelled(server: Server) -> String {
+    format!("{} [{}]", server.name(), server.threads())
+}
+
+/// The ratio of two medians of `figure`: `server`'s to `against`'s.
+fn ratio_of(
+    results: &Results,
+    index: usize,
+    server: Server,
+    against: Server,
+    figure: Figure,
+) -> Option<f64> {
+    let ours = results.median(index, server, figure)?;
+    let theirs = results.median(index, against, figure)?;
+    (theirs > 0.0).then_some(ours / theirs)
+}
+
+/// Whether a workload is measured by throughput and latency.
+fn is_load(index: usize) -> bool {
+    matches!(WORKLOADS[index].kind, Kind::Tcp | Kind::Udp)
+}
+
+/// The workload tables, as Markdown (also what the terminal shows): the
+/// throughput per client shape, the CPU per message, the baseline, the
+/// busy-poll comparison and the idle connections.
 pub(crate) fn tables(results: &Results) -> String {
     let mut out = String::new();
-    for index in results.workloads() {
-        let workload = &WORKLOADS[index];
-        let _ = writeln!(out, "### `{}`: {}\n", workload.name, workload.shape);
-        out.push_str(&workload_table(results, index, workload));
-        let ceiling_note = ceiling_note(results, index, workload);
-        if !ceiling_note.is_empty() {
-            let _ = writeln!(out, "\n{ceiling_note}");
+    let loads: Vec<usize> = results
+        .workloads()
+        .into_iter()
+        .filter(|&i| is_load(i))
+        .collect();
+    for client in Client::ALL {
+        let rows: Vec<usize> = loads
+            .iter()
+            .copied()
+            .filter(|&index| WORKLOADS[index].client == client)
+            .collect();
+        if rows.is_empty() {
+            continue;
         }
-        for server in workload.servers {
-            for failure in results.failures(index, *server) {
-                let _ = writeln!(out, "\n- {} failed a run: {failure}", server.name());
+        let _ = writeln!(
+            out,
+            "### Throughput ÷ {}'s, {}\n",
+            PEER.name(),
+            client.title()
+        );
+        out.push_str(&figure_table(
+            results,
+            &rows,
+            Measurement::msgs_per_sec,
+            true,
+        ));
+        out.push('\n');
+    }
+    if !loads.is_empty() {
+        let _ = writeln!(
+            out,
+            "### Server CPU per message ÷ {}'s, both client shapes\n",
+            PEER.name()
+        );
+        out.push_str(&figure_table(
+            results,
+            &loads,
+            Measurement::server_us_per_msg,
+            false,
+        ));
+        out.push('\n');
+    }
+    let baseline = baseline_table(results);
+    if !baseline.is_empty() {
+        out.push_str("### shoutd-1 ÷ shoutd-base (the older build), same runs\n\n");
+        out.push_str(&baseline);
+        out.push('\n');
+    }
+    let busy = busy_poll_table(results);
+    if !busy.is_empty() {
+        out.push_str("### Busy-poll\n\n");
+        out.push_str(&busy);
+        out.push('\n');
+    }
+    for index in results.workloads() {
+        if let Kind::Hold(_) = WORKLOADS[index].kind {
+            let workload = &WORKLOADS[index];
+            let _ = writeln!(out, "### `{}`: {}\n", workload.name, workload.shape);
+            out.push_str(&hold_table(results, index));
+            out.push('\n');
+        }
+    }
+    let mut failures = String::new();
+    for index in results.workloads() {
+        for &server in WORKLOADS[index].servers {
+            if let Some(errors) = results
+                .median(index, server, Measurement::errors)
+                .filter(|&errors| errors > 0.0)
+            {
+                let _ = writeln!(
+                    failures,
+                    "- `{}` against {}: {} wrong replies or broken connections (median)",
+                    WORKLOADS[index].name,
+                    server.name(),
+                    count(errors)
+                );
+            }
+            for failure in results.failures(index, server) {
+                let _ = writeln!(
+                    failures,
+                    "- `{}` against {} failed a run: {failure}",
+                    WORKLOADS[index].name,
+                    server.name()
+                );
             }
         }
-        out.push('\n');
+    }
+    if !failures.is_empty() {
+        let _ = writeln!(out, "{failures}");
     }
     out
 }
 
-fn workload_table(results: &Results, index: usize, workload: &Workload) -> String {
-    let ceiling = results.ceiling(index);
+/// The servers with a measurement in any of `rows`, in table order.
+fn servers_in(results: &Results, rows: &[usize]) -> Vec<Server> {
+    ALL.iter().copied()
+        .filter(|&server| rows.iter().any(|&index| results.measured(index, server)))
+        .collect()
+}
+
+/// One row per workload: the absolute `figure` of shoutd-1 and tokio-1
+/// (with their p99 when `latency`), then every other server's as a ratio to
+/// tokio-1's. A ratio within `NEAR_CEILING` of the faster ceiling's
+/// throughput is marked †: there the load generator sets the figure.
+fn figure_table(results: &Results, rows: &[usize], figure: Figure, latency: bool) -> String {
+    let servers = servers_in(results, rows);
     let mut table = Table::default();
-    match workload.kind {
-        Kind::Tcp | Kind::Udp => {
-            let udp = workload.kind == Kind::Udp;
-            let mut header = vec!["server", "msgs/s", "MiB/s", "p50", "p99", "p99.9", "errors"];
-            if udp {
-                header.push("lost");
-            }
-            header.extend([
-                "server CPU",
-                "CPU per msg",
-                "msgs/s vs tokio",
-                "p99 vs tokio",
-                "CPU per msg vs tokio",
-                "note",
-            ]);
-            table.header(&header);
-            for &server in workload.servers {
-                if !results.measured(index, server) {
-                    table.row(vec![server.name().into(), "failed".into()]);
-                    continue;
-                }
-                let get = |figure: Figure| results.median(index, server, figure);
-                let versus = |figure: Figure| {
-                    get(figure)
-                        .zip(results.median(index, Server::Tokio, figure))
-                        .map_or("–".into(), |(ours, tokio)| ratio_text(ours / tokio))
-                };
-                let msgs_per_sec = get(Measurement::msgs_per_sec);
-                let note = match (ceiling, msgs_per_sec) {
-                    (Some((fastest, _)), _) if fastest == server => {
-                        "load generator ceiling".to_owned()
-                    }
-                    (Some((_, c)), Some(m)) if m >= NEAR_CEILING * c => {
-                        format!("{:.0}% of ceiling", 100.0 * m / c)
-                    }
-                    _ => String::new(),
-                };
-                let mut row = vec![
-                    server.name().into(),
-                    count_of(msgs_per_sec),
-                    get(|m| Some(m.summary.mib_per_sec))
-                        .map_or("–".into(), |mib| format!("{mib:.1}")),
-                    latency_of(get(|m| Some(m.summary.p50_us))),
-                    latency_of(get(Measurement::p99_us)),
-                    latency_of(get(|m| Some(m.summary.p999_us))),
-                    count_of(get(Measurement::errors)),
-                ];
-                if udp {
-                    row.push(count_of(get(|m| Some(m.summary.lost as f64))));
-                }
-                row.extend([
-                    get(Measurement::server_cores)
-                        .map_or("–".into(), |cores| format!("{cores:.2} cores")),
-                    get(Measurement::server_us_per_msg).map_or("–".into(), cpu_time),
-                    versus(Measurement::msgs_per_sec),
-                    versus(Measurement::p99_us),
-                    versus(Measurement::server_us_per_msg),
-                    note,
-                ]);
-                table.row(row);
+    let mut header = vec!["workload".to_owned()];
+    for server in ABSOLUTE {
+        if latency {
+            header.extend([format!("{} msgs/s", server.name()), "p99".into()]);
+        } else {
+            header.push(server.name().into());
+        }
+    }
+    let compared: Vec<Server> = servers.iter().copied().filter(|&s| s != PEER).collect();
+    header.extend(compared.iter().map(|&server| labelled(server)));
+    table.header_owned(header);
+    let absolute = |value: Option<f64>| {
+        if latency {
+            count_of(value)
+        } else {
+            value.map_or("–".into(), cpu_time)
+        }
+    };
+    for &index in rows {
+        let mut row = vec![format!("`{}`", WORKLOADS[index].name)];
+        for server in ABSOLUTE {
+            row.push(absolute(results.median(index, server, figure)));
+            if latency {
+                row.push(latency_of(results.median(
+                    index,
+                    server,
+                    Measurement::p99_us,
+                )));
             }
         }
-        Kind::Hold(held) => {
-            table.header(&[
-                "server",
-                "RSS per connection",
-                "all accepted after",
-                "all open (client) after",
-                "then one request each: p50",
-                "p99",
-                "errors",
-                "RSS vs tokio",
-            ]);
-            for &server in workload.servers {
-                if !results.measured(index, server) {
-                    table.row(vec![server.name().into(), "failed".into()]);
-                    continue;
-                }
-                let get = |figure: Figure| results.median(index, server, figure);
-                let rss = get(Measurement::rss_per_conn);
-                let rss_versus = rss
-                    .zip(results.median(index, Server::Tokio, Measurement::rss_per_conn))
-                    .map_or("–".into(), |(ours, tokio)| ratio_text(ours / tokio));
-                let all_accepted = get(Measurement::accept_s).map_or_else(
-                    || {
-                        format!(
-                            "not all: {} of {} by {}",
-                            count_of(get(|m| Some(m.held?.accepted as f64))),
-                            Count(held as u64),
-                            get(|m| Some(m.held?.accepted_s)).map_or("–".into(), seconds)
-                        )
-                    },
-                    seconds,
-                );
-                table.row(vec![
-                    server.name().into(),
-                    rss.map_or("–".into(), bytes),
-                    all_accepted,
-                    get(|m| m.summary.open_seconds).map_or("–".into(), seconds),
-                    latency_of(get(|m| Some(m.summary.p50_us))),
-                    latency_of(get(Measurement::p99_us)),
-                    count_of(get(Measurement::errors)),
-                    rss_versus,
-                ]);
+        let ceiling = results.ceiling(index).map(|(_, ceiling)| ceiling);
+        for &server in &compared {
+            let mut cell =
+                ratio_of(results, index, server, PEER, figure).map_or("–".into(), ratio_text);
+            let near = ceiling
+                .zip(results.median(index, server, Measurement::msgs_per_sec))
+                .is_some_and(|(ceiling, ours)| ours >= NEAR_CEILING * ceiling);
+            if latency && near && !server.is_ceiling() {
+                cell.push_str(" †");
             }
+            row.push(cell);
         }
+        table.row(row);
     }
     table.markdown()
 }
 
-/// Says where the load generator, not the server, sets the figure.
-fn ceiling_note(results: &Results, index: usize, workload: &Workload) -> String {
-    let Some((fastest, ceiling)) = results.ceiling(index) else {
+/// shoutd-1's throughput, p99 and CPU per message as ratios to
+/// shoutd-base's, per workload; empty when the baseline was not measured.
+fn baseline_table(results: &Results) -> String {
+    let rows: Vec<usize> = results
+        .workloads()
+        .into_iter()
+        .filter(|&index| is_load(index) && results.measured(index, Server::ShoutdBase))
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut table = Table::default();
+    table.header(&["workload", "msgs/s", "p99", "CPU per msg"]);
+    for index in rows {
+        let ratio = |figure: Figure| {
+            ratio_of(results, index, Server::Shoutd1, Server::ShoutdBase, figure)
+                .map_or("–".into(), ratio_text)
+        };
+        table.row(vec![
+            format!("`{}`", WORKLOADS[index].name),
+            ratio(Measurement::msgs_per_sec),
+            ratio(Measurement::p99_us),
+            ratio(Measurement::server_us_per_msg),
+        ]);
+    }
+    table.markdown()
+}
+
+/// Ping-pong latency and the CPU of a nearly idle server (`trickle`), with
+/// and without busy-polling; empty when shoutd-busy was not measured.
+fn busy_poll_table(results: &Results) -> String {
+    let find = |name: &str| WORKLOADS.iter().position(|w| w.name == name);
+    let (Some(ping), Some(trickle)) = (find("ping-pong"), find("trickle")) else {
         return String::new();
     };
-    if matches!(workload.kind, Kind::Hold(_)) {
+    let measured = |server| results.measured(ping, server) || results.measured(trickle, server);
+    if !measured(Server::ShoutdBusy) {
         return String::new();
     }
-    let near: Vec<&str> = workload
-        .servers
-        .iter()
-        .filter(|&&server| !server.is_ceiling())
-        .filter(|&&server| {
+    let mut table = Table::default();
+    table.header(&[
+        "server",
+        "`ping-pong` p50",
+        "p99",
+        "`trickle` server CPU",
+        "CPU per msg",
+    ]);
+    for server in [Server::Shoutd1, Server::ShoutdBusy, PEER] {
+        if !measured(server) {
+            continue;
+        }
+        table.row(vec![
+            labelled(server),
+            latency_of(results.median(ping, server, |m| Some(m.summary.p50_us))),
+            latency_of(results.median(ping, server, Measurement::p99_us)),
             results
-                .median(index, server, Measurement::msgs_per_sec)
-                .is_some_and(|figure| figure >= NEAR_CEILING * ceiling)
-        })
-        .map(|server| server.name())
-        .collect();
-    let mut note = format!(
-        "Load generator ceiling: {} msgs/s (against `{}`, the faster ceiling).",
-        count(ceiling),
-        fastest.name()
-    );
-    if !near.is_empty() {
-        let _ = write!(
-            note,
-            " Within {:.0}% of it: {} — there the load generator, not the server, sets the figure, and the ratio says little.",
-            100.0 * (1.0 - NEAR_CEILING),
-            near.join(", ")
-        );
+                .median(trickle, server, Measurement::server_cores)
+                .map_or("–".into(), |cores| {
+                    format!("{:.2}% of a core", cores * 100.0)
+                }),
+            results
+                .median(trickle, server, Measurement::server_us_per_msg)
+                .map_or("–".into(), cpu_time),
+        ]);
     }
-    note
+    table.markdown()
+}
+
+/// The idle connections: a row per server.
+fn hold_table(results: &Results, index: usize) -> String {
+    let Kind::Hold(held) = WORKLOADS[index].kind else {
+        return String::new();
+    };
+    let mut table = Table::default();
+    table.header(&[
+        "server",
+        "RSS per connection",
+        "all accepted after",
+        "then one request each: p99",
+    ]);
+    for server in servers_in(results, &[index]) {
+        let get = |figure: Figure| results.median(index, server, figure);
+        let all_accepted = get(Measurement::accept_s).map_or_else(
+            || {
+                format!(
+                    "not all: {} of {} by {}",
+                    count_of(get(|m| Some(m.held?.accepted as f64))),
+                    Count(held as u64),
+                    get(|m| Some(m.held?.accepted_s)).map_or("–".into(), seconds)
+                )
+            },
+            seconds,
+        );
+        table.row(vec![
+            labelled(server),
+            get(Measurement::rss_per_conn).map_or("–".into(), bytes),
+            all_accepted,
+            latency_of(get(Measurement::p99_us)),
+        ]);
+    }
+    table.markdown()
 }
 
 /// The transform microbenchmark's table.
@@ -344,18 +467,17 @@ pub(crate) fn markdown(results: &Results, context: &Context<'_>) -> String {
             ""
         }
     );
-    out.push_str("**Servers:**\n\n");
-    for server in ALL {
-        let _ = writeln!(out, "- `{}`: {}", server.name(), server.description());
+    out.push_str("**Servers** (`[n]`: the threads that serve):\n\n");
+    let measured = servers_in(results, &results.workloads());
+    for server in ALL.iter().copied().filter(|server| measured.contains(server)) {
+        let _ = writeln!(out, "- `{}`: {}", labelled(server), server.description());
     }
     out.push_str(
-        "\nLatency is per request, from when it was sent until the last byte of its \
-         reply arrived, measured by the load generator (`shout bench`, one thread) on the \
-         same machine; every reply was checked byte for byte. *Server CPU* is the CPU time \
-         the server process used (all threads, user and system, from `/proc/PID/stat`) \
-         during the measured time, in cores; *CPU per msg* divides it by the replies: \
-         where the load generator sets the throughput, this is what still tells the \
-         servers apart.\n\n",
+        "\nThroughput tables: msgs/s and p99 latency (send to last reply byte, every \
+         reply checked) for shoutd-1 and tokio-1, then each server's msgs/s ÷ tokio-1's; \
+         † marks a server within 20% of the faster ceiling, where the load generator sets \
+         the figure. CPU per message: the server's user + system time (`/proc/PID/stat`, \
+         all threads) over the measured window ÷ its replies.\n\n",
     );
     out.push_str(&tables(results));
     if let Some(transform) = context.transform {
@@ -378,8 +500,11 @@ struct Table {
 
 impl Table {
     fn header(&mut self, cells: &[&str]) {
-        self.rows
-            .insert(0, cells.iter().map(|&cell| cell.to_owned()).collect());
+        self.header_owned(cells.iter().map(|&cell| cell.to_owned()).collect());
+    }
+
+    fn header_owned(&mut self, cells: Vec<String>) {
+        self.rows.insert(0, cells);
     }
 
     fn row(&mut self, cells: Vec<String>) {
@@ -501,17 +626,17 @@ mod tests {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
         let mut results = Results::default();
-        results.record(0, Server::Tokio, Ok(measurement(10.0, 5.0)));
-        results.record(0, Server::Tokio, Err("crashed".into()));
-        results.record(0, Server::Tokio, Ok(measurement(30.0, 1.0)));
-        results.record(0, Server::Tokio, Ok(measurement(20.0, 9.0)));
-        let figure = |figure: Figure| results.median(0, Server::Tokio, figure);
+        results.record(0, Server::Tokio1, Ok(measurement(10.0, 5.0)));
+        results.record(0, Server::Tokio1, Err("crashed".into()));
+        results.record(0, Server::Tokio1, Ok(measurement(30.0, 1.0)));
+        results.record(0, Server::Tokio1, Ok(measurement(20.0, 9.0)));
+        let figure = |figure: Figure| results.median(0, Server::Tokio1, figure);
         assert_eq!(figure(Measurement::msgs_per_sec), Some(20.0));
         assert_eq!(figure(Measurement::p99_us), Some(5.0));
         // No run read the server's CPU: no figure, rather than a zero.
         assert_eq!(figure(Measurement::server_us_per_msg), None);
-        assert_eq!(results.failures(0, Server::Tokio), ["crashed"]);
-        assert!(results.measured(0, Server::Tokio));
+        assert_eq!(results.failures(0, Server::Tokio1), ["crashed"]);
+        assert!(results.measured(0, Server::Tokio1));
         assert!(!results.measured(0, Server::Shoutd1));
         assert_eq!(
             results.median(0, Server::Shoutd1, Measurement::p99_us),
@@ -547,37 +672,159 @@ mod tests {
         );
     }
 
+    fn index_of(name: &str) -> usize {
+        WORKLOADS.iter().position(|w| w.name == name).unwrap()
+    }
+
+    /// A measurement with `cpu` seconds of server CPU over one second.
+    fn with_cpu(msgs_per_sec: f64, p99_us: f64, cpu: f64) -> Measurement {
+        let mut measurement = measurement(msgs_per_sec, p99_us);
+        measurement.server_cpu = Some(cpu);
+        measurement.cpu_wall = 1.0;
+        measurement
+    }
+
     #[test]
-    fn tables_compare_with_tokio_and_the_ceiling() {
+    fn tables_compare_with_tokio_1_and_mark_the_ceiling() {
         let mut results = Results::default();
-        let pipelined = WORKLOADS
-            .iter()
-            .position(|w| w.name == "pipelined")
-            .unwrap();
+        let pipelined = index_of("pipelined");
+        let blocking = index_of("blocking-ping-pong");
         for (server, rate, p99) in [
             (Server::Shoutd1, 120.0, 10.0),
             (Server::Shoutd2, 850.0, 8.0),
-            (Server::Tokio, 100.0, 9.0),
+            (Server::Tokio1, 100.0, 9.0),
+            (Server::TokioMt, 90.0, 9.0),
             (Server::Ceiling1, 1000.0, 1.0),
             (Server::Ceiling2, 900.0, 1.0),
         ] {
-            results.record(pipelined, server, Ok(measurement(rate, p99)));
+            results.record(pipelined, server, Ok(with_cpu(rate, p99, rate / 100.0)));
+            results.record(
+                blocking,
+                server,
+                Ok(with_cpu(rate / 2.0, p99, rate / 400.0)),
+            );
         }
         let text = tables(&results);
-        assert!(text.contains("| shoutd-1 "), "{text}");
-        assert!(text.contains("| 1.20×"), "{text}");
-        assert!(text.contains("| 1.11×"), "{text}");
-        assert!(text.contains("load generator ceiling"), "{text}");
-        assert!(text.contains("85% of ceiling"), "{text}");
-        assert!(text.contains("Within 20% of it: shoutd-2"), "{text}");
+        // One table per client shape, a row per workload.
+        assert!(
+            text.contains("### Throughput ÷ tokio-1's, event-loop clients"),
+            "{text}"
+        );
+        assert!(
+            text.contains("### Throughput ÷ tokio-1's, blocking clients"),
+            "{text}"
+        );
+        assert!(text.contains("| `pipelined` "), "{text}");
+        assert!(text.contains("| `blocking-ping-pong` "), "{text}");
+        // Thread counts beside every server, ratios to tokio-1.
+        assert!(text.contains("| shoutd-1 msgs/s | p99 "), "{text}");
+        assert!(
+            text.contains("| shoutd-1 [1] | shoutd-2 [2] | tokio-mt [2] "),
+            "{text}"
+        );
+        assert!(text.contains("| 1.20× "), "{text}");
+        assert!(text.contains("| 0.90× "), "{text}");
+        // shoutd-2 is within 20% of the faster ceiling.
+        assert!(text.contains("| 8.50× † "), "{text}");
+        // CPU per message: 1.2 s over 120 replies, 10 ms each.
+        assert!(text.contains("### Server CPU per message"), "{text}");
+        assert!(text.contains("| 10.00 ms "), "{text}");
+        // No baseline measured, no baseline table.
+        assert!(!text.contains("shoutd-base"), "{text}");
+    }
+
+    #[test]
+    fn the_baseline_is_shown_as_ratios_of_the_same_runs() {
+        let mut results = Results::default();
+        let ping = index_of("ping-pong");
+        results.record(ping, Server::Shoutd1, Ok(with_cpu(110.0, 20.0, 0.5)));
+        results.record(ping, Server::ShoutdBase, Ok(with_cpu(100.0, 25.0, 0.5)));
+        results.record(ping, Server::Tokio1, Ok(with_cpu(100.0, 25.0, 0.5)));
+        let text = tables(&results);
+        assert!(text.contains("### shoutd-1 ÷ shoutd-base"), "{text}");
+        // Throughput 110/100, p99 20/25, CPU per message (0.5/110)/(0.5/100).
+        assert!(
+            text.contains("| `ping-pong` | 1.10×  | 0.80× | 0.91×       |"),
+            "{text}"
+        );
+        assert!(text.contains("| shoutd-base [1] "), "{text}");
+    }
+
+    #[test]
+    fn busy_poll_is_compared_on_latency_and_idle_cpu() {
+        let mut results = Results::default();
+        results.record(
+            index_of("ping-pong"),
+            Server::Shoutd1,
+            Ok(measurement(10.0, 30.0)),
+        );
+        results.record(
+            index_of("ping-pong"),
+            Server::ShoutdBusy,
+            Ok(measurement(20.0, 15.0)),
+        );
+        results.record(
+            index_of("trickle"),
+            Server::Shoutd1,
+            Ok(with_cpu(100.0, 30.0, 0.001)),
+        );
+        results.record(
+            index_of("trickle"),
+            Server::ShoutdBusy,
+            Ok(with_cpu(100.0, 15.0, 0.01)),
+        );
+        let text = tables(&results);
+        assert!(text.contains("### Busy-poll"), "{text}");
+        assert!(
+            text.contains("| shoutd-busy [1] | 0.0 µs          | 15.0 µs "),
+            "{text}"
+        );
+        assert!(text.contains("| 1.00% of a core "), "{text}");
+        assert!(text.contains("| 0.10% of a core "), "{text}");
+    }
+
+    fn quick_context(machine: &Machine) -> Context<'_> {
+        use super::super::machine::CpuClock;
+        use std::time::Duration;
+        Context {
+            command: "cargo xtask bench --quick".into(),
+            runs: 1,
+            timing: Timing {
+                warmup: Duration::from_millis(250),
+                duration: Duration::from_secs(1),
+                idle: Duration::from_millis(500),
+            },
+            machine,
+            cpu: CpuClock::since(&CpuClock::now()),
+            load_after: "0.00 0.00 0.00".into(),
+            transform: None,
+        }
+    }
+
+    #[test]
+    fn the_generated_part_stays_compact_with_every_server_measured() {
+        let mut results = Results::default();
+        for (index, workload) in WORKLOADS.iter().enumerate() {
+            for (rank, &server) in workload.servers.iter().enumerate() {
+                let rate = 12_345.0 * (rank + 1) as f64;
+                results.record(index, server, Ok(with_cpu(rate, 87.6, 0.4)));
+            }
+        }
+        let machine = Machine::describe();
+        let text = markdown(&results, &quick_context(&machine));
+        // Words as a reader counts them: table rules and bars are not.
+        let words = text
+            .split_whitespace()
+            .filter(|word| word.chars().any(char::is_alphanumeric))
+            .count();
+        assert!(words < 900, "{words} words:\n{text}");
+        assert!(text.contains("### shoutd-1 ÷ shoutd-base"), "{text}");
+        assert!(text.contains("### Busy-poll"), "{text}");
     }
 
     #[test]
     fn the_generated_part_shows_every_measured_workload() {
-        use super::super::machine::CpuClock;
         use super::super::workloads::ServerHold;
-        use std::time::Duration;
-        let index_of = |name: &str| WORKLOADS.iter().position(|w| w.name == name).unwrap();
         let mut results = Results::default();
         let mut ping = measurement(5_000.0, 250.0);
         ping.server_cpu = Some(0.5);
@@ -597,43 +844,37 @@ mod tests {
             Server::Shoutd1,
             Ok(held(512.0, Some(0.4))),
         );
-        results.record(index_of("idle-10k"), Server::Tokio, Ok(held(2_048.0, None)));
+        results.record(
+            index_of("idle-10k"),
+            Server::Tokio1,
+            Ok(held(2_048.0, None)),
+        );
         let machine = Machine::describe();
-        let context = Context {
-            command: "cargo xtask bench --quick".into(),
-            runs: 1,
-            timing: Timing {
-                warmup: Duration::from_millis(250),
-                duration: Duration::from_secs(1),
-                idle: Duration::from_millis(500),
-            },
-            machine: &machine,
-            cpu: CpuClock::since(&CpuClock::now()),
-            load_after: "0.00 0.00 0.00".into(),
-            transform: None,
-        };
-        let text = markdown(&results, &context);
+        let text = markdown(&results, &quick_context(&machine));
         assert!(
             text.starts_with("Generated by `cargo xtask bench --quick`"),
             "{text}"
         );
-        assert!(text.contains("### `ping-pong`"), "{text}");
+        assert!(text.contains("| `ping-pong` "), "{text}");
         // 0.5 s of server CPU over 5,000 replies.
         assert!(
             text.contains("| 5,000 ") && text.contains("| 100.0 µs "),
             "{text}"
         );
-        assert!(text.contains("| 0.50 cores "), "{text}");
+        assert!(
+            text.contains("- `shoutd-1 [1]`: shoutd, 1 worker"),
+            "{text}"
+        );
         assert!(text.contains("### `idle-10k`"), "{text}");
         assert!(
-            text.contains("| 512 B ") && text.contains("| 0.25× "),
+            text.contains("| 512 B ") && text.contains("| 2.0 KiB "),
             "{text}"
         );
         assert!(
             text.contains("not all: 9,000 of 10,000 by 2.50 s"),
             "{text}"
         );
-        assert!(!text.contains("### `pipelined`"), "{text}");
+        assert!(!text.contains("`pipelined`"), "{text}");
         assert!(!text.contains("Targets"), "{text}");
     }
 }

@@ -11,10 +11,18 @@ use std::path::PathBuf;
 pub(crate) enum Server {
     /// shoutd with one worker thread (its default).
     Shoutd1,
+    /// An older build's shoutd (`--baseline DIR`), with shoutd-1's flags:
+    /// measured in the same runs so that a change is a ratio side by side.
+    ShoutdBase,
+    /// shoutd-1 with `--busy-poll` (`BUSY_POLL_MICROS`).
+    ShoutdBusy,
     /// shoutd with two worker threads (`--workers 2`), one per core here.
     Shoutd2,
-    /// `reference-tokio`: the ordinary tokio server.
-    Tokio,
+    /// `reference-tokio-1`: the ordinary tokio server on the one-thread
+    /// runtime, the fair peer of shoutd-1.
+    Tokio1,
+    /// `reference-tokio`: the same on the multi-thread runtime.
+    TokioMt,
     /// `reference-ceiling --loops 1`: the cheapest correct server, one
     /// thread.
     Ceiling1,
@@ -26,12 +34,15 @@ pub(crate) enum Server {
 }
 
 /// Every server, in table order.
-pub(crate) const ALL: [Server; 6] = [
+pub(crate) const ALL: &[Server] = &[
     Server::Shoutd1,
+    Server::Tokio1,
+    Server::ShoutdBase,
     Server::Shoutd2,
-    Server::Tokio,
+    Server::TokioMt,
     Server::Ceiling1,
     Server::Ceiling2,
+    Server::ShoutdBusy,
     Server::Python,
 ];
 
@@ -40,8 +51,11 @@ impl Server {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Server::Shoutd1 => "shoutd-1",
+            Server::ShoutdBase => "shoutd-base",
+            Server::ShoutdBusy => "shoutd-busy",
             Server::Shoutd2 => "shoutd-2",
-            Server::Tokio => "tokio",
+            Server::Tokio1 => "tokio-1",
+            Server::TokioMt => "tokio-mt",
             Server::Ceiling1 => "ceiling-1",
             Server::Ceiling2 => "ceiling-2",
             Server::Python => "python",
@@ -53,13 +67,41 @@ impl Server {
         matches!(self, Server::Ceiling1 | Server::Ceiling2)
     }
 
+    /// The threads that serve: what every table says beside the name.
+    pub(crate) fn threads(self) -> &'static str {
+        match self {
+            Server::Shoutd1
+            | Server::ShoutdBase
+            | Server::ShoutdBusy
+            | Server::Tokio1
+            | Server::Ceiling1
+            | Server::Python => "1",
+            // One per core of this 2-core machine.
+            Server::Shoutd2 | Server::TokioMt | Server::Ceiling2 => "2",
+        }
+    }
+
+    /// Whether it runs only when asked for: the baseline needs `--baseline`.
+    pub(crate) fn needs_baseline(self) -> bool {
+        self == Server::ShoutdBase
+    }
+
     /// What it is, in a few words, for docs/BENCHMARKS.md.
     pub(crate) fn description(self) -> &'static str {
         match self {
             Server::Shoutd1 => "shoutd, 1 worker (the default)",
+            Server::ShoutdBase => {
+                "an older build's shoutd (`--baseline DIR`), shoutd-1's flags, measured in the same runs"
+            }
+            Server::ShoutdBusy => {
+                "shoutd-1 with `--busy-poll 50` (50 µs of polling before it sleeps)"
+            }
             Server::Shoutd2 => "shoutd `--workers 2` (one per core)",
-            Server::Tokio => {
-                "`reference-tokio`: tokio multi-thread runtime, a task per connection, `read` then `write_all` (8 KiB buffer), one UDP task"
+            Server::Tokio1 => {
+                "`reference-tokio-1`: tokio one-thread runtime (`current_thread`), a task per connection, `read` then `write_all` (8 KiB buffer), one UDP task"
+            }
+            Server::TokioMt => {
+                "`reference-tokio`: the same code on tokio's multi-thread runtime (a worker per core)"
             }
             Server::Ceiling1 => {
                 "`reference-ceiling --loops 1`: one bare mio loop that uppercases ASCII in place"
@@ -74,11 +116,19 @@ impl Server {
     }
 }
 
+/// The busy-poll window of shoutd-busy, in microseconds: about twice what
+/// waking an idle core costs here (25 µs), so a ping-pong reply arrives
+/// within it.
+pub(crate) const BUSY_POLL_MICROS: &str = "50";
+
 /// The programs to start: built binaries and the lecture's scripts.
 pub(crate) struct Programs {
     pub(crate) shoutd: PathBuf,
     pub(crate) shout: PathBuf,
+    /// An older build's shoutd, from `--baseline DIR`.
+    pub(crate) baseline: Option<PathBuf>,
     pub(crate) tokio: PathBuf,
+    pub(crate) tokio_1: PathBuf,
     pub(crate) ceiling: PathBuf,
     /// Gives access to the lecture's Python programs, as e2e does.
     pub(crate) env: Env,
@@ -124,12 +174,25 @@ pub(crate) fn start(programs: &Programs, server: Server, need: Need) -> Result<R
     let shoutd = ["--max-connections", "100000", "-q"];
     match server {
         Server::Shoutd1 => announcing("shoutd", &programs.shoutd, &shoutd),
+        Server::ShoutdBase => {
+            let baseline = programs
+                .baseline
+                .as_ref()
+                .ok_or("shoutd-base needs `--baseline DIR`")?;
+            announcing("shoutd (baseline)", baseline, &shoutd)
+        }
+        Server::ShoutdBusy => {
+            let mut extra = shoutd.to_vec();
+            extra.extend(["--busy-poll", BUSY_POLL_MICROS]);
+            announcing("shoutd", &programs.shoutd, &extra)
+        }
         Server::Shoutd2 => {
             let mut extra = shoutd.to_vec();
             extra.extend(["--workers", "2"]);
             announcing("shoutd", &programs.shoutd, &extra)
         }
-        Server::Tokio => announcing("reference-tokio", &programs.tokio, &[]),
+        Server::Tokio1 => announcing("reference-tokio-1", &programs.tokio_1, &[]),
+        Server::TokioMt => announcing("reference-tokio", &programs.tokio, &[]),
         Server::Ceiling1 => announcing("reference-ceiling", &programs.ceiling, &["--loops", "1"]),
         Server::Ceiling2 => announcing("reference-ceiling", &programs.ceiling, &[]),
         Server::Python => {

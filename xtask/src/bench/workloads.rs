@@ -16,6 +16,8 @@ pub(crate) struct Workload {
     /// The shape, for people: `100 connections × depth 16 × 64 B`.
     pub(crate) shape: &'static str,
     pub(crate) kind: Kind,
+    /// Which kind of client makes the load.
+    pub(crate) client: Client,
     /// `shout bench` arguments, besides timing, `--json` and the target.
     pub(crate) args: &'static [&'static str],
     pub(crate) servers: &'static [Server],
@@ -32,15 +34,47 @@ pub(crate) enum Kind {
     Hold(usize),
 }
 
-const PERSISTENT: &[Server] = &[
-    Server::Shoutd1,
-    Server::Shoutd2,
-    Server::Tokio,
-    Server::Ceiling1,
-    Server::Ceiling2,
-];
+/// Which kind of client makes the load: the two shapes real clients take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Client {
+    /// `shout bench`'s event loop: one thread, many connections, requests
+    /// pipelined on each.
+    EventLoop,
+    /// `shout bench --blocking`: a thread per connection, one request and
+    /// one reply at a time (the shape of rust_echo_bench).
+    Blocking,
+}
+
+impl Client {
+    /// Both shapes, in table order.
+    pub(crate) const ALL: [Client; 2] = [Client::EventLoop, Client::Blocking];
+
+    /// A heading for its table.
+    pub(crate) fn title(self) -> &'static str {
+        match self {
+            Client::EventLoop => "event-loop clients (`shout bench`, one thread)",
+            Client::Blocking => {
+                "blocking clients (`shout bench --blocking`, a thread per connection, one request at a time)"
+            }
+        }
+    }
+}
+
+/// The servers of every persistent-connection workload. shoutd-base runs
+/// only with `--baseline`.
+const PERSISTENT: &[Server] = servers::ALL.split_at(7).0;
+/// Where busy-polling matters: one request at a time.
+const WITH_BUSY_POLL: &[Server] = servers::ALL.split_at(8).0;
+/// The open-loop rate of `fixed-rate`, requests per second. About half
+/// what the slowest persistent server (tokio-mt) answers at 100
+/// connections × depth 16 here, so every server keeps up and only CPU per
+/// message tells them apart.
+pub(crate) const FIXED_RATE: &str = "100000";
+/// The rate of `trickle`: a nearly idle server, woken 1,000 times a second
+/// (fewer would not show on the CPU clock, which ticks every 10 ms).
+pub(crate) const TRICKLE_RATE: &str = "1000";
 /// Every server: the lecture's Python servers too.
-const WITH_PYTHON: &[Server] = &servers::ALL;
+const WITH_PYTHON: &[Server] = servers::ALL;
 
 /// Held connections in the idle workload: the C10K test.
 pub(crate) const HELD: usize = 10_000;
@@ -50,27 +84,69 @@ pub(crate) const WORKLOADS: &[Workload] = &[
         name: "ping-pong",
         shape: "TCP, 1 connection × depth 1 × 64 B",
         kind: Kind::Tcp,
+        client: Client::EventLoop,
         args: &["-c", "1", "-d", "1", "-s", "64"],
-        servers: PERSISTENT,
+        servers: WITH_BUSY_POLL,
     },
     Workload {
         name: "pipelined",
         shape: "TCP, 100 connections × depth 16 × 64 B",
         kind: Kind::Tcp,
+        client: Client::EventLoop,
         args: &["-c", "100", "-d", "16", "-s", "64"],
         servers: PERSISTENT,
+    },
+    Workload {
+        name: "fixed-rate",
+        shape: "TCP, 100 connections × up to depth 16 × 64 B, open loop at 100,000 requests/s",
+        kind: Kind::Tcp,
+        client: Client::EventLoop,
+        args: &["-c", "100", "-d", "16", "-s", "64", "--rate", FIXED_RATE],
+        servers: PERSISTENT,
+    },
+    Workload {
+        name: "trickle",
+        shape: "TCP, 1 connection × 64 B, open loop at 1,000 requests/s (a nearly idle server)",
+        kind: Kind::Tcp,
+        client: Client::EventLoop,
+        args: &["-c", "1", "-d", "1", "-s", "64", "--rate", TRICKLE_RATE],
+        servers: &[
+            Server::Shoutd1,
+            Server::Tokio1,
+            Server::ShoutdBase,
+            Server::ShoutdBusy,
+            Server::Ceiling1,
+        ],
     },
     Workload {
         name: "large",
         shape: "TCP, 10 connections × depth 64 × 4 KiB",
         kind: Kind::Tcp,
+        client: Client::EventLoop,
         args: &["-c", "10", "-d", "64", "-s", "4096"],
+        servers: PERSISTENT,
+    },
+    Workload {
+        name: "blocking-ping-pong",
+        shape: "TCP, 50 blocking clients × depth 1 × 512 B (rust_echo_bench's shape)",
+        kind: Kind::Tcp,
+        client: Client::Blocking,
+        args: &["--blocking", "-c", "50", "-s", "512"],
+        servers: PERSISTENT,
+    },
+    Workload {
+        name: "blocking-64",
+        shape: "TCP, 50 blocking clients × depth 1 × 64 B",
+        kind: Kind::Tcp,
+        client: Client::Blocking,
+        args: &["--blocking", "-c", "50", "-s", "64"],
         servers: PERSISTENT,
     },
     Workload {
         name: "new-connection",
         shape: "TCP, connect + one 64 B request + close, 1 at a time",
         kind: Kind::Tcp,
+        client: Client::EventLoop,
         args: &["--new-connection", "-c", "1", "-s", "64"],
         servers: WITH_PYTHON,
     },
@@ -78,6 +154,7 @@ pub(crate) const WORKLOADS: &[Workload] = &[
         name: "udp-ping-pong",
         shape: "UDP, 1 socket × depth 1 × 64 B",
         kind: Kind::Udp,
+        client: Client::EventLoop,
         args: &[
             "--udp",
             "-c",
@@ -95,6 +172,7 @@ pub(crate) const WORKLOADS: &[Workload] = &[
         name: "udp-many",
         shape: "UDP, 100 sockets × depth 1 × 64 B",
         kind: Kind::Udp,
+        client: Client::EventLoop,
         args: &[
             "--udp",
             "-c",
@@ -112,6 +190,7 @@ pub(crate) const WORKLOADS: &[Workload] = &[
         name: "idle-10k",
         shape: "TCP, 10,000 idle connections, then one 64 B request on each",
         kind: Kind::Hold(HELD),
+        client: Client::EventLoop,
         args: &["-s", "64"],
         servers: PERSISTENT,
     },
@@ -388,9 +467,12 @@ mod tests {
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             );
             assert!(WORKLOADS[..index].iter().all(|w| w.name != workload.name));
-            assert!(workload.servers.contains(&Server::Tokio));
+            assert!(workload.servers.contains(&Server::Tokio1));
+            assert!(workload.servers.contains(&Server::ShoutdBase));
             assert!(workload.servers.contains(&Server::Ceiling1));
-            assert!(workload.servers.contains(&Server::Ceiling2));
+            if workload.name != "trickle" {
+                assert!(workload.servers.contains(&Server::Ceiling2));
+            }
         }
     }
 }

@@ -69,6 +69,8 @@ pub(crate) struct Limits {
     pub(crate) drain_timeout: Duration,
     pub(crate) max_pending_output: usize,
     pub(crate) read_buffer_size: usize,
+    /// How long to poll without sleeping after the last event; zero is off.
+    pub(crate) busy_poll: Duration,
 }
 
 /// A source of events, decoded from its token.
@@ -122,6 +124,8 @@ pub(crate) struct Worker<S: StreamService, D: DatagramService> {
     shutdown: Arc<ShutdownSignal>,
     drain_timeout: Duration,
     drain_deadline: Option<Instant>,
+    busy_poll: Duration,
+    last_event: Instant,
 }
 
 /// The sockets and shared state a worker is built from.
@@ -157,6 +161,8 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
             shutdown: parts.shutdown,
             drain_timeout: parts.limits.drain_timeout,
             drain_deadline: None,
+            busy_poll: parts.limits.busy_poll,
+            last_event: Instant::now(),
         })
     }
 
@@ -172,6 +178,9 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
                 return Err(error);
             }
             self.context.now = Instant::now();
+            if !events.is_empty() {
+                self.last_event = self.context.now;
+            }
             for event in events.iter() {
                 match Source::from_token(event.token()) {
                     Source::Connection(key) => {
@@ -214,9 +223,11 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
     }
 
     /// How long the next poll may sleep: not past the next timer, not at
-    /// all when a source still has work.
+    /// all when a source still has work or within the busy-poll window
+    /// after the last event.
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.context.hot.is_empty() {
+        let busy = self.context.now.saturating_duration_since(self.last_event) < self.busy_poll;
+        if !self.context.hot.is_empty() || busy {
             return Some(Duration::ZERO);
         }
         let idle = match self.drain_deadline {

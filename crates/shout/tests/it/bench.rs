@@ -90,6 +90,66 @@ fn a_wrong_reply_is_an_error_not_a_message() {
 }
 
 #[test]
+fn blocking_clients_answer_one_request_at_a_time_each_on_its_thread() {
+    let server = UppercaseServer::start();
+    let options = BenchOptions {
+        connections: 4,
+        size: 512,
+        blocking: true,
+        warmup: Duration::from_millis(20),
+        ..requests(1_000)
+    };
+    let report = bench(&target(server.addr), &options, None).unwrap();
+    assert_eq!(report.messages(), 1_000);
+    assert_eq!(report.errors(), 0, "{:?}", report.first_error());
+    assert!(report.latency(0.5) > Duration::ZERO);
+    // Four blocking clients, and the connection that checked the server.
+    assert_eq!(server.connections(), 5);
+}
+
+#[test]
+fn a_wrong_reply_stops_a_blocking_client_with_one_error() {
+    let addr = start_echo_server();
+    let options = BenchOptions {
+        connections: 3,
+        blocking: true,
+        ..requests(100)
+    };
+    let report = bench(&target(addr), &options, None).unwrap();
+    assert_eq!(report.messages(), 0);
+    assert_eq!(report.errors(), 3, "one per client, each then stopped");
+    let first = report.first_error().unwrap();
+    assert!(first.contains("wrong reply"), "{first}");
+}
+
+#[test]
+fn the_binary_runs_blocking_clients() {
+    let server = UppercaseServer::start();
+    let addr = server.addr.to_string();
+    let outcome = run(
+        &[
+            "bench",
+            "--json",
+            "--blocking",
+            "-c",
+            "3",
+            "-n",
+            "90",
+            &addr,
+        ],
+        b"",
+    );
+    assert_eq!(outcome.code, Some(0), "{}", outcome.stderr);
+    let summary = Summary::from_output(&outcome.stdout_text()).unwrap();
+    assert_eq!((summary.messages, summary.errors), (90, 0));
+    let refused = run(&["bench", "--blocking", "-d", "2", "-n", "9", &addr], b"");
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    assert!(refused.stderr.contains("depth 1"), "{}", refused.stderr);
+    let udp = run(&["bench", "--blocking", "--udp", "-n", "9", &addr], b"");
+    assert_eq!(udp.code, Some(2), "{}", udp.stderr);
+}
+
+#[test]
 fn a_new_connection_per_request() {
     let server = UppercaseServer::start();
     let options = BenchOptions {

@@ -3,6 +3,7 @@
 //! sockets. One test binary, one module per concern.
 
 mod binary;
+mod busy_poll;
 mod load;
 mod signals;
 mod support;
