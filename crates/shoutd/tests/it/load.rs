@@ -13,7 +13,7 @@ use crate::support::{
 };
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -490,18 +490,20 @@ fn sigterm_under_load_loses_no_answered_byte() {
     let shoutd = Shoutd::start(&["--tcp", "127.0.0.1:0", "--drain-timeout", "20"]);
     let addr = shoutd.tcp.unwrap();
     let stop_sending = Arc::new(AtomicBool::new(false));
-    let received = Arc::new(AtomicU64::new(0));
+    // Clients that have had at least FLOWING bytes of answer.
+    let flowing = Arc::new(AtomicUsize::new(0));
     let clients: Vec<_> = (0..LOADED_CLIENTS)
         .map(|id| {
             let stream = connect(addr);
-            let (stop_sending, received) = (Arc::clone(&stop_sending), Arc::clone(&received));
-            thread::spawn(move || loaded_client(id, stream, &stop_sending, &received))
+            let (stop_sending, flowing) = (Arc::clone(&stop_sending), Arc::clone(&flowing));
+            thread::spawn(move || loaded_client(id, stream, &stop_sending, &flowing))
         })
         .collect();
-    // Every client is sending and receiving at full speed when the signal
-    // comes.
-    wait_until("the load to be on", || {
-        received.load(Ordering::Relaxed) > LOADED_CLIENTS as u64 * 256 * 1024
+    // Every client is sending and receiving when the signal comes: each has
+    // had answers already. (A client whose threads had not run yet would
+    // be quiet when the stop began, and be ended before it sent a byte.)
+    wait_until("every client to be answered", || {
+        flowing.load(Ordering::Relaxed) == LOADED_CLIENTS
     });
     shoutd.signal(libc::SIGTERM);
     wait_until("shoutd to begin its drain", || {
@@ -532,13 +534,17 @@ fn sigterm_under_load_loses_no_answered_byte() {
     );
 }
 
+/// Bytes of answer after which a loaded client counts as flowing.
+const FLOWING: u64 = 256 * 1024;
+
 /// Sends numbered lines until told to stop (then half-closes), while this
-/// thread reads and checks every answer. Returns bytes sent and received.
+/// thread reads and checks every answer; counts itself in `flowing` once it
+/// has had [`FLOWING`] bytes of answer. Returns bytes sent and received.
 fn loaded_client(
     id: usize,
     mut stream: TcpStream,
     stop_sending: &Arc<AtomicBool>,
-    received: &AtomicU64,
+    flowing: &AtomicUsize,
 ) -> (u64, u64) {
     let mut writer = stream.try_clone().unwrap();
     let stop = Arc::clone(stop_sending);
@@ -565,7 +571,9 @@ fn loaded_client(
             break;
         }
         answered += read as u64;
-        received.fetch_add(read as u64, Ordering::Relaxed);
+        if answered >= FLOWING && answered - (read as u64) < FLOWING {
+            flowing.fetch_add(1, Ordering::Relaxed);
+        }
         pending.extend_from_slice(&buf[..read]);
         let mut consumed = 0;
         loop {
