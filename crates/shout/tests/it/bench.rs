@@ -2,13 +2,13 @@
 //! own: every request answered and checked, errors and lost datagrams
 //! counted, each mode ending by itself. Counts are asserted, never times.
 
-use crate::support::{LossyUdpServer, UppercaseServer, run, start_tcp_server};
+use crate::support::{
+    LossyUdpServer, UdpTestServer, UppercaseServer, run, start_tcp_server, uppercase,
+};
 use shout_bench::{BenchOptions, Mode, Stop, Summary, bench};
 use shout_client::{ErrorCategory, Target, Transport};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{SocketAddr, TcpListener};
 use std::thread;
 use std::time::Duration;
 
@@ -200,46 +200,9 @@ fn an_open_loop_never_sends_ahead_of_its_schedule() {
     assert!(report.to_json().contains("\"mode\":\"open-loop\""));
 }
 
-/// A UDP server that answers every datagram with its uppercase.
-struct UdpUppercase {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-}
-
-impl UdpUppercase {
-    fn start() -> Self {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let addr = socket.local_addr().unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = Arc::clone(&stop);
-        thread::spawn(move || {
-            let mut buffer = vec![0; 65_536];
-            let mut reply = Vec::new();
-            while !stopped.load(Ordering::SeqCst) {
-                let Ok((len, peer)) = socket.recv_from(&mut buffer) else {
-                    continue;
-                };
-                reply.clear();
-                shout_protocol::uppercase(&buffer[..len], &mut reply);
-                let _ = socket.send_to(&reply, peer);
-            }
-        });
-        Self { addr, stop }
-    }
-}
-
-impl Drop for UdpUppercase {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
 #[test]
 fn datagrams_in_flight_are_told_apart_by_their_tag() {
-    let server = UdpUppercase::start();
+    let server = UdpTestServer::start(|request| vec![uppercase(request)]);
     let options = BenchOptions {
         transport: Transport::Udp,
         connections: 4,

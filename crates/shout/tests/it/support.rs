@@ -233,7 +233,7 @@ impl Drop for UdpTestServer {
 }
 
 /// The uppercase of `request`, by the protocol crate.
-fn uppercase(request: &[u8]) -> Vec<u8> {
+pub(crate) fn uppercase(request: &[u8]) -> Vec<u8> {
     let mut reply = Vec::new();
     shout_protocol::uppercase(request, &mut reply);
     reply
