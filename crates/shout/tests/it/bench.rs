@@ -9,7 +9,6 @@ use shout_bench::{BenchOptions, Mode, Stop, Summary, bench};
 use shout_client::{ErrorCategory, Target, Transport};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::thread;
 use std::time::Duration;
 
 fn target(addr: SocketAddr) -> Target {
