@@ -80,8 +80,8 @@ pub(crate) fn socket_activation(env: &Env) -> Result<Outcome, String> {
     let listen = addr.to_string();
     let mut command = Command::new("systemd-socket-activate");
     command
-        .args(["--datagram", "-l", &listen, "--fdname=dns"])
-        .args(["systemd-socket-activate", "-l", &listen, "--fdname=web"])
+        .args(["--datagram", "-l", &listen])
+        .args(["systemd-socket-activate", "-l", &listen])
         .arg(env.shoutd_path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
@@ -154,6 +154,8 @@ pub(crate) fn socket_activation(env: &Env) -> Result<Outcome, String> {
             String::from_utf8_lossy(&buffer[..len])
         ));
     }
+    // Closed first, or the stop would wait its drain timeout for it.
+    drop(stream);
     stop(&mut process, "shoutd")?;
     Ok(Outcome::Pass(Some(format!(
         "{}; {}",
@@ -179,8 +181,8 @@ struct Load {
     threads: Vec<std::thread::JoinHandle<Option<String>>>,
 }
 
-/// Client threads: enough to keep the accept queue busy on 2 cores.
-const CLIENTS: usize = 4;
+/// Client threads: enough that connections wait in the accept queue.
+const CLIENTS: usize = 16;
 /// Most conversations per client, so that a run is bounded in count.
 const MAX_CONVERSATIONS: u64 = 200_000;
 
@@ -284,9 +286,9 @@ fn shoutd_on_passed(env: &Env, listener: &TcpListener) -> Result<(Spawned, Liste
 
 /// Process replacements per hand-over kind: each one is a chance to lose
 /// a queued connection.
-const REPLACEMENTS: usize = 3;
+const REPLACEMENTS: usize = 5;
 /// Conversations between two replacements.
-const BETWEEN: u64 = 300;
+const BETWEEN: u64 = 2_000;
 
 /// (a) shoutd replaced while xtask holds the listening socket: no failure.
 /// (b) the `SO_REUSEPORT` hand-over: failures counted and reported.
