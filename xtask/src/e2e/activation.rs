@@ -139,10 +139,7 @@ pub(crate) fn socket_activation(env: &Env) -> Result<Outcome, String> {
         .read_exact(&mut answer)
         .map_err(|e| format!("no TCP answer: {e}"))?;
     if &answer != b"ACTIVATED BY TCP" {
-        return Err(format!(
-            "TCP answer {:?}",
-            String::from_utf8_lossy(&answer)
-        ));
+        return Err(format!("TCP answer {:?}", String::from_utf8_lossy(&answer)));
     }
     let mut buffer = [0; 64];
     let (len, from) = client
@@ -261,7 +258,10 @@ fn converse(addr: SocketAddr, line: &str) -> Result<(), String> {
     if answer == line.to_uppercase().as_bytes() {
         Ok(())
     } else {
-        Err(format!("wrong answer {:?}", String::from_utf8_lossy(&answer)))
+        Err(format!(
+            "wrong answer {:?}",
+            String::from_utf8_lossy(&answer)
+        ))
     }
 }
 

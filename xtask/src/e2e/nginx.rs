@@ -78,8 +78,11 @@ pub(crate) fn nginx(env: &Env) -> Result<Outcome, String> {
     let dir = TempDir::new("nginx")?;
     let listen = SocketAddr::from(([127, 0, 0, 1], free_port(Transport::Udp)?));
     let conf = dir.0.join("nginx.conf");
-    std::fs::write(&conf, nginx_conf(&dir.0, listen, [backends[0].udp, backends[1].udp]))
-        .map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
+    std::fs::write(
+        &conf,
+        nginx_conf(&dir.0, listen, [backends[0].udp, backends[1].udp]),
+    )
+    .map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
     let mut command = Command::new("nginx");
     command
         .arg("-p")
@@ -138,7 +141,10 @@ fn exchange_through(listen: SocketAddr, nginx: &mut Spawned, dir: &Path) -> Resu
             return Err(format!("nginx exited {status}: {}", log.trim_end()));
         }
         let _ = probe.send_to(b"probe", listen);
-        if probe.recv(&mut buffer).is_ok_and(|len| &buffer[..len] == b"PROBE") {
+        if probe
+            .recv(&mut buffer)
+            .is_ok_and(|len| &buffer[..len] == b"PROBE")
+        {
             break;
         }
         if Instant::now() > deadline {
@@ -172,7 +178,10 @@ fn exchange_through(listen: SocketAddr, nginx: &mut Spawned, dir: &Path) -> Resu
 
 /// The `datagrams in, N out` figure of shoutd's `stopped:` summary.
 fn datagrams_out(stderr: &str) -> Option<u64> {
-    let summary = stderr.lines().find_map(|line| line.split_once("stopped: "))?.1;
+    let summary = stderr
+        .lines()
+        .find_map(|line| line.split_once("stopped: "))?
+        .1;
     let (_, after) = summary.split_once("datagrams in, ")?;
     after.split(' ').next()?.parse().ok()
 }
