@@ -28,11 +28,13 @@
 //! `SHOUT_REQUIRE_PEERS=1`. The exit status is non-zero when any scenario
 //! failed.
 
+mod activation;
 mod gate;
 mod interop;
 mod lifecycle;
 mod load;
 mod needs;
+mod nginx;
 pub(crate) mod process;
 mod text;
 
@@ -199,6 +201,27 @@ const SCENARIOS: &[Scenario] = &[
         needs: &[],
         run: lifecycle::port_in_use,
     },
+    Scenario {
+        name: "socket-activation",
+        proves: "under systemd-socket-activate, shoutd serves the passed TCP and UDP sockets, says so, and answers what started it",
+        deadline: Duration::from_secs(30),
+        needs: &["systemd-socket-activate"],
+        run: activation::socket_activation,
+    },
+    Scenario {
+        name: "activation-restart",
+        proves: "replacing shoutd on a held socket loses no connection under load; the SO_REUSEPORT hand-over's failures are counted",
+        deadline: Duration::from_secs(90),
+        needs: &[],
+        run: activation::activation_restart,
+    },
+    Scenario {
+        name: "nginx",
+        proves: "UDP through nginx's stream module to two shoutd: every datagram answered, both backends used",
+        deadline: Duration::from_secs(60),
+        needs: &["nginx"],
+        run: nginx::nginx,
+    },
 ];
 
 /// Which set of Python peers a scenario runs.
@@ -235,6 +258,11 @@ impl Env {
     /// A command running `shoutd`.
     pub(crate) fn shoutd(&self) -> Command {
         Command::new(&self.shoutd)
+    }
+
+    /// The path of `shoutd`, for a command that runs it under another.
+    pub(crate) fn shoutd_path(&self) -> &Path {
+        &self.shoutd
     }
 
     /// A command running `shout`, if it was built.

@@ -52,6 +52,9 @@ pub struct ServerBuilder<S, D> {
     datagram_service: D,
     tcp: Vec<SocketAddr>,
     udp: Vec<SocketAddr>,
+    // Shared so that the builder stays `Clone`; `build` duplicates them.
+    tcp_listeners: Vec<Arc<std::net::TcpListener>>,
+    udp_sockets: Vec<Arc<std::net::UdpSocket>>,
     workers: usize,
     max_connections: usize,
     idle_timeout: Option<Duration>,
@@ -82,6 +85,8 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             datagram_service,
             tcp: Vec::new(),
             udp: Vec::new(),
+            tcp_listeners: Vec::new(),
+            udp_sockets: Vec::new(),
             workers: 1,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
@@ -101,6 +106,29 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
     /// Serves UDP on `addr` (port 0 picks a free port). Repeatable.
     pub fn udp(mut self, addr: SocketAddr) -> Self {
         self.udp.push(addr);
+        self
+    }
+
+    /// Serves TCP on `listener`, a socket already bound and listening (one
+    /// passed by systemd socket activation, say). Repeatable.
+    ///
+    /// [`build`](Self::build) makes it non-blocking. With several workers,
+    /// each accepts from its own duplicate of the same socket: the kernel
+    /// wakes all of them and one gets each connection. Its address is listed
+    /// in [`Handle::tcp_addrs`] after the bound ones.
+    pub fn tcp_listener(mut self, listener: std::net::TcpListener) -> Self {
+        self.tcp_listeners.push(Arc::new(listener));
+        self
+    }
+
+    /// Serves UDP on `socket`, one already bound. Repeatable.
+    ///
+    /// [`build`](Self::build) makes it non-blocking and leaves its receive
+    /// buffer as it is. With several workers, each reads its own duplicate
+    /// of the same socket, and each datagram goes to one of them. Its
+    /// address is listed in [`Handle::udp_addrs`] after the bound ones.
+    pub fn udp_socket(mut self, socket: std::net::UdpSocket) -> Self {
+        self.udp_sockets.push(Arc::new(socket));
         self
     }
 
@@ -159,7 +187,11 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
 
     /// Binds every socket for every worker. Errors name the address.
     pub fn build(self) -> Result<Server<S, D>, ServerError> {
-        if self.tcp.is_empty() && self.udp.is_empty() {
+        if self.tcp.is_empty()
+            && self.udp.is_empty()
+            && self.tcp_listeners.is_empty()
+            && self.udp_sockets.is_empty()
+        {
             return Err(ServerError::NoAddresses);
         }
         if self.workers == 0 {
@@ -180,7 +212,9 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
                 "idle timeout must be more than zero (None for no timeout)",
             ));
         }
-        if self.tcp.len() > MAX_SOCKETS_PER_KIND || self.udp.len() > MAX_SOCKETS_PER_KIND {
+        if self.tcp.len() + self.tcp_listeners.len() > MAX_SOCKETS_PER_KIND
+            || self.udp.len() + self.udp_sockets.len() > MAX_SOCKETS_PER_KIND
+        {
             return Err(ServerError::InvalidSetting(
                 "at most 4,096 TCP and 4,096 UDP addresses",
             ));
@@ -211,6 +245,20 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             udp_addrs.push(group[0].local_addr().map_err(ServerError::EventLoop)?);
             for (socket, (_, udp)) in group.into_iter().zip(&mut sockets_per_worker) {
                 udp.push(socket);
+            }
+        }
+        for listener in &self.tcp_listeners {
+            listener.set_nonblocking(true)?;
+            tcp_addrs.push(listener.local_addr()?);
+            for (tcp, _) in &mut sockets_per_worker {
+                tcp.push(listener.try_clone()?);
+            }
+        }
+        for socket in &self.udp_sockets {
+            socket.set_nonblocking(true)?;
+            udp_addrs.push(socket.local_addr()?);
+            for (_, udp) in &mut sockets_per_worker {
+                udp.push(socket.try_clone()?);
             }
         }
 

@@ -1,6 +1,8 @@
 //! `shoutd`: the shout server. Argument parsing, logging and signals over
 //! the `shout_server` library, which does the real work.
 
+mod activation;
+
 use clap::{ArgAction, Parser};
 use shout_protocol::DEFAULT_PORT;
 use shout_server::{
@@ -29,6 +31,12 @@ Examples:
 On start-up shoutd prints one line per socket to stdout, e.g.
   listening tcp 127.0.0.1:40123
 with the real port when 0 was asked. Logs go to stderr.
+
+Under systemd socket activation (LISTEN_FDS) shoutd serves the sockets it
+was given, TCP or UDP by their type, instead of the default addresses, and
+their lines end with a note: listening tcp 0.0.0.0:12000 (socket activation,
+fd 3, shoutd). With NOTIFY_SOCKET set it sends READY=1 once serving and
+STOPPING=1 when a stop begins (Type=notify).
 SIGINT or SIGTERM stops it gracefully: no new clients, answers to what was
 received are sent (up to --drain-timeout), then a summary is logged. A second
 signal exits at once.
@@ -86,24 +94,32 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(args.verbose, args.quiet);
-    let handle = match start(&args) {
+    let passed = match activation::PassedSockets::take() {
+        Ok(passed) => passed,
+        Err(error) => {
+            eprintln!("shoutd: socket activation: {error}");
+            return ExitCode::from(EXIT_SETUP);
+        }
+    };
+    let handle = match start(&args, passed) {
         Ok(started) => started,
         Err(error) => {
             eprintln!("shoutd: {error}");
             return ExitCode::from(EXIT_SETUP);
         }
     };
-    let (server, handle) = handle;
+    let (server, handle, notes) = handle;
     // Handlers first, then the `listening` lines: a supervisor may send
     // SIGTERM the moment it reads them, and must get a graceful stop.
     if let Err(error) = stop_on_signals(handle.clone()) {
         eprintln!("shoutd: cannot install signal handlers: {error}");
         return ExitCode::from(EXIT_SETUP);
     }
-    if let Err(error) = announce(&handle) {
+    if let Err(error) = announce(&handle, &notes) {
         eprintln!("shoutd: {}", ServerError::EventLoop(error));
         return ExitCode::from(EXIT_SETUP);
     }
+    activation::notify_ready();
     match server.run() {
         Ok(stats) => {
             log::info!("stopped: {stats}");
@@ -119,11 +135,15 @@ fn main() -> ExitCode {
 type UppercaseServer = shout_server::Server<Uppercase, Uppercase>;
 
 /// Binds every socket; `main` announces them once signals are handled.
-fn start(args: &Args) -> Result<(UppercaseServer, Handle), ServerError> {
+/// Sockets passed by socket activation replace the default addresses.
+fn start(
+    args: &Args,
+    passed: activation::PassedSockets,
+) -> Result<(UppercaseServer, Handle, activation::Notes), ServerError> {
     let drain_timeout = Duration::try_from_secs_f64(args.drain_timeout).map_err(|_| {
         ServerError::InvalidSetting("--drain-timeout must be a number of seconds >= 0")
     })?;
-    let (tcp, udp) = if args.tcp.is_empty() && args.udp.is_empty() {
+    let (tcp, udp) = if args.tcp.is_empty() && args.udp.is_empty() && passed.is_empty() {
         let default = SocketAddr::from((Ipv6Addr::UNSPECIFIED, DEFAULT_PORT));
         (vec![default], vec![default])
     } else {
@@ -141,6 +161,7 @@ fn start(args: &Args) -> Result<(UppercaseServer, Handle), ServerError> {
     for addr in udp {
         builder = builder.udp(addr);
     }
+    let (builder, notes) = passed.add_to(builder);
     let server = builder.build()?;
     let handle = server.handle();
     log::info!(
@@ -153,18 +174,19 @@ fn start(args: &Args) -> Result<(UppercaseServer, Handle), ServerError> {
             "off".into()
         }
     );
-    Ok((server, handle))
+    Ok((server, handle, notes))
 }
 
 /// The start-up contract: one `listening PROTO ADDR` line per socket on
-/// stdout, flushed, once every socket is bound.
-fn announce(handle: &Handle) -> std::io::Result<()> {
+/// stdout, flushed, once every socket is bound; a passed socket's line
+/// ends with a note in parentheses.
+fn announce(handle: &Handle, notes: &activation::Notes) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    for addr in handle.tcp_addrs() {
-        writeln!(stdout, "listening tcp {addr}")?;
-    }
-    for addr in handle.udp_addrs() {
-        writeln!(stdout, "listening udp {addr}")?;
+    for (proto, addrs) in [("tcp", handle.tcp_addrs()), ("udp", handle.udp_addrs())] {
+        for (index, addr) in addrs.iter().enumerate() {
+            let note = notes.suffix(proto, index, addrs.len());
+            writeln!(stdout, "listening {proto} {addr}{note}")?;
+        }
     }
     stdout.flush()
 }
@@ -181,6 +203,7 @@ fn stop_on_signals(handle: Handle) -> std::io::Result<()> {
                     std::process::exit(i32::from(EXIT_RUNTIME));
                 }
                 log::info!("signal {signal}: stopping gracefully");
+                activation::notify_stopping();
                 handle.shutdown();
             }
         })?;

@@ -7,6 +7,7 @@
 //! anything (`.ci/run` does).
 
 use super::{Env, find_in_path};
+use std::path::Path;
 
 /// The environment variable that turns every skip into a failure.
 pub(crate) const REQUIRE_VAR: &str = "SHOUT_REQUIRE_PEERS";
@@ -57,6 +58,18 @@ pub(crate) const NEEDS: &[Need] = &[
         name: "socat",
         how: "install socat (Debian: socat)",
         present: |_| find_in_path("socat").is_some(),
+    },
+    Need {
+        name: "systemd-socket-activate",
+        how: "install systemd (Debian: systemd)",
+        present: |_| find_in_path("systemd-socket-activate").is_some(),
+    },
+    Need {
+        name: "nginx",
+        how: "install nginx and its stream module (Debian: nginx, libnginx-mod-stream)",
+        present: |_| {
+            find_in_path("nginx").is_some() && Path::new(super::nginx::STREAM_MODULE).is_file()
+        },
     },
 ];
 

@@ -389,7 +389,7 @@ pub(crate) fn start_python_server_of(
 }
 
 /// A loopback port free at the time of asking.
-fn free_port(transport: Transport) -> Result<u16, String> {
+pub(crate) fn free_port(transport: Transport) -> Result<u16, String> {
     let port = match transport {
         Transport::Tcp => TcpListener::bind("127.0.0.1:0").and_then(|socket| socket.local_addr()),
         Transport::Udp => UdpSocket::bind("127.0.0.1:0").and_then(|socket| socket.local_addr()),

@@ -2,6 +2,7 @@
 //! contract, its signals, and its limits under load, over real loopback
 //! sockets. One test binary, one module per concern.
 
+mod activation;
 mod binary;
 mod busy_poll;
 mod load;
