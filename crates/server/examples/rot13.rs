@@ -6,7 +6,9 @@
 //! printf 'hello' | nc -N 127.0.0.1 7000     # uryyb
 //! ```
 
-use shout_server::{DatagramReply, DatagramService, ServerBuilder, StreamService};
+use shout_server::{
+    ConnectionContext, DatagramReply, DatagramService, ServerBuilder, StreamService,
+};
 use std::net::SocketAddr;
 
 /// ROT13 is stateless and byte-wise, so a session is empty.
@@ -23,10 +25,10 @@ fn rot13(byte: u8) -> u8 {
 impl StreamService for Rot13 {
     type Session = ();
 
-    fn open(&self, _peer: SocketAddr) {}
+    fn open(&self, _conn: &mut ConnectionContext<'_>) {}
 
-    fn data(&self, _session: &mut (), input: &[u8], output: &mut Vec<u8>) {
-        output.extend(input.iter().copied().map(rot13));
+    fn data(&self, _session: &mut (), input: &[u8], conn: &mut ConnectionContext<'_>) {
+        conn.output().extend(input.iter().copied().map(rot13));
     }
 }
 

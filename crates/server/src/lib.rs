@@ -34,13 +34,19 @@
 mod connection;
 mod handle;
 mod idle;
+mod sender;
 mod server;
 mod service;
+mod timer;
 mod worker;
 
 pub use handle::{Handle, Stats};
+pub use sender::{Broadcast, ConnectionSender, SendError};
 pub use server::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_PENDING_OUTPUT, Server, ServerBuilder, ServerError,
 };
-pub use service::{DatagramReply, DatagramService, StreamService, Uppercase};
+pub use service::{
+    CloseCause, ConnectionContext, ConnectionId, ConnectionInfo, DatagramReply, DatagramService,
+    EndReason, NoService, StreamService, Uppercase,
+};

@@ -4,7 +4,7 @@ use crate::support::{
     PUSHBACK_QUIET, TIMEOUT, connect, expect_periodic, read_exactly, read_to_end, round_trip,
     send_until_pushed_back, start, wait_until,
 };
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::Shutdown;
 
 #[test]
