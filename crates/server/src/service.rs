@@ -213,16 +213,16 @@ impl ConnectionContext<'_> {
         self.output
     }
 
-    /// Closes the connection once the output written so far is sent: the
-    /// stream is ended, further input is discarded, and no callback but
-    /// [`StreamService::closed`] comes.
+    /// Closes the connection once its output, this call's included, is
+    /// sent: the stream is ended, further input is discarded, and no
+    /// callback but [`StreamService::closed`] comes.
     pub fn close(&mut self) {
         self.requests.close = true;
     }
 
-    /// Ends the sending side once the output written so far is sent, and
-    /// keeps reading: `data` and `end` still come, but what they write
-    /// after this is discarded.
+    /// Ends the sending side once its output, this call's included, is
+    /// sent, and keeps reading: `data` and `end` still come, but what later
+    /// calls write is discarded.
     pub fn shutdown_write(&mut self) {
         self.requests.shutdown_write = true;
     }

@@ -6,6 +6,7 @@ mod abuse;
 mod bad_input;
 mod limits;
 mod review;
+mod services;
 mod support;
 mod tcp;
 mod udp;
