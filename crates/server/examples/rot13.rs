@@ -42,18 +42,19 @@ impl DatagramService for Rot13 {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr: SocketAddr = std::env::args()
         .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:7000".into())
+        .unwrap_or_else(|| "127.0.0.1:0".into())
         .parse()?;
     let server = ServerBuilder::new(Rot13, Rot13)
         .tcp(addr)
         .udp(addr)
         .build()?;
     let handle = server.handle();
-    println!(
-        "rot13 on tcp {:?} and udp {:?}; Ctrl-C to stop",
-        handle.tcp_addrs(),
-        handle.udp_addrs()
-    );
+    for addr in handle.tcp_addrs() {
+        println!("listening tcp {addr}");
+    }
+    for addr in handle.udp_addrs() {
+        println!("listening udp {addr}");
+    }
     server.run()?;
     Ok(())
 }

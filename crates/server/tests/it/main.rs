@@ -4,6 +4,7 @@
 
 mod abuse;
 mod bad_input;
+mod examples;
 mod limits;
 mod review;
 mod services;
