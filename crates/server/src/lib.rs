@@ -3,9 +3,13 @@
 //! memory, limits and a graceful shutdown.
 //!
 //! The loop is not tied to uppercasing. It runs any [`StreamService`] (TCP:
-//! a session per connection, bytes in, bytes out) and any
-//! [`DatagramService`] (UDP: one datagram in, at most one out); [`Uppercase`]
-//! is shout's own. `examples/rot13.rs` runs another service in a few lines.
+//! a session per connection, fed bytes and events through a
+//! [`ConnectionContext`]: greet, answer, close, half-close, timers, flow
+//! control) and any [`DatagramService`] (UDP: one datagram in, at most one
+//! out); [`Uppercase`] is shout's own. A [`ConnectionSender`] writes to any
+//! connection from any thread, and a panicking service costs one connection,
+//! not the process. docs/EMBEDDING.md is the contract of every callback;
+//! `examples/` has a chat room, a key-value store and ROT13.
 //!
 //! ```no_run
 //! use shout_server::{ServerBuilder, Uppercase};
