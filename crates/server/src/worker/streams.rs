@@ -74,17 +74,25 @@ fn io<T>(result: io::Result<T>, info: &ConnectionInfo) -> Result<T, CloseCause> 
     })
 }
 
-/// Sends what a callback wrote if the connection still takes output, and
-/// applies what it asked. A panic closes the connection.
-fn answer<Session>(
+/// Calls the service on `connection` through [`call`], sends what it wrote
+/// if the connection still takes output, and applies what it asked. A
+/// panic closes the connection.
+fn call_and_answer<Session>(
     connection: &mut Connection<Session>,
-    called: Result<((), Requests), Panic>,
     key: usize,
-    output: &[u8],
-    accepting: bool,
+    scratch: &mut Vec<u8>,
+    lend: &Lend<'_>,
     timers: &mut TimerQueue,
     stats: &WorkerStats,
+    callback: impl FnOnce(&mut Session, &mut ConnectionContext<'_>),
 ) -> Result<(), CloseCause> {
+    let accepting = connection.write_side == WriteSide::Open;
+    let pending = connection.pending_output();
+    scratch.clear();
+    let session = &mut connection.session;
+    let called = call(&connection.info, pending, scratch, lend, |conn| {
+        callback(session, conn)
+    });
     let requests = match called {
         Ok(((), requests)) => requests,
         Err(payload) => {
@@ -92,8 +100,8 @@ fn answer<Session>(
             return Err(CloseCause::Panicked);
         }
     };
-    if accepting && !output.is_empty() {
-        add_bytes_out(stats, io(connection.send(output), &connection.info)?);
+    if accepting && !scratch.is_empty() {
+        add_bytes_out(stats, io(connection.send(scratch), &connection.info)?);
     }
     if requests != Requests::NONE {
         apply(connection, key, requests, timers);
@@ -358,36 +366,21 @@ impl<S: StreamService> Streams<S> {
             if connection.phase != Phase::Serving {
                 continue;
             }
-            let accepting = connection.write_side == WriteSide::Open;
-            let pending = connection.pending_output();
-            self.scratch.clear();
-            let session = &mut connection.session;
-            let called = if read == 0 {
-                call(
-                    &connection.info,
-                    pending,
-                    &mut self.scratch,
-                    &lend,
-                    |conn| service.end(session, conn, EndReason::ClientClosed),
-                )
-            } else {
-                let request = &self.read_buffer[..read];
-                call(
-                    &connection.info,
-                    pending,
-                    &mut self.scratch,
-                    &lend,
-                    |conn| service.data(session, request, conn),
-                )
-            };
-            answer(
+            let request = &self.read_buffer[..read];
+            call_and_answer(
                 connection,
-                called,
                 key,
-                &self.scratch,
-                accepting,
+                &mut self.scratch,
+                &lend,
                 &mut self.timers,
                 stats,
+                |session, conn| {
+                    if read == 0 {
+                        service.end(session, conn, EndReason::ClientClosed);
+                    } else {
+                        service.data(session, request, conn);
+                    }
+                },
             )?;
         }
 
@@ -533,26 +526,15 @@ impl<S: StreamService> Streams<S> {
             max_pending_output: self.max_pending_output,
             now: context.now,
         };
-        let accepting = connection.write_side == WriteSide::Open;
-        let pending = connection.pending_output();
-        self.scratch.clear();
         let service = &*self.service;
-        let session = &mut connection.session;
-        let called = call(
-            &connection.info,
-            pending,
+        call_and_answer(
+            connection,
+            key,
             &mut self.scratch,
             &lend,
-            |conn| callback(service, session, conn),
-        );
-        answer(
-            connection,
-            called,
-            key,
-            &self.scratch,
-            accepting,
             &mut self.timers,
             &context.stats,
+            |session, conn| callback(service, session, conn),
         )?;
         context.hot.push(Source::Connection(key));
         Ok(())

@@ -52,7 +52,9 @@ impl LineClient {
 
     fn send(&mut self, line: &str) {
         // One write: two small ones would wait on Nagle and a delayed ack.
-        self.writer.write_all(format!("{line}\n").as_bytes()).unwrap();
+        self.writer
+            .write_all(format!("{line}\n").as_bytes())
+            .unwrap();
     }
 
     fn line(&mut self) -> String {

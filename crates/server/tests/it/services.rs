@@ -379,6 +379,36 @@ fn a_stale_id_is_closed_even_when_its_slot_is_reused() {
     assert_eq!(read_line(&mut second), "mine", "nothing else came first");
 }
 
+/// Sends `chunk` to connection `id` until it is `Full` for good: the socket
+/// buffers take what they can as the worker flushes, so only a `Full` that
+/// lasts for 20 tries 5 ms apart means they are full too. Returns the bytes
+/// taken.
+fn fill_until_full(
+    sender: &shout_server::ConnectionSender,
+    id: ConnectionId,
+    chunk: &[u8],
+) -> usize {
+    let mut accepted = 0;
+    let mut full_in_a_row = 0;
+    for _ in 0..100_000 {
+        match sender.send(id, chunk) {
+            Ok(()) => {
+                accepted += chunk.len();
+                full_in_a_row = 0;
+            }
+            Err(SendError::Full) => {
+                full_in_a_row += 1;
+                if full_in_a_row == 20 {
+                    return accepted;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(SendError::Closed) => panic!("the connection is open"),
+        }
+    }
+    panic!("{accepted} bytes taken and never Full for good");
+}
+
 #[test]
 fn a_connection_that_never_reads_fills_up_and_sends_fail_full_without_growing() {
     let limit = 64 * 1024;
@@ -388,24 +418,7 @@ fn a_connection_that_never_reads_fills_up_and_sends_fail_full_without_growing() 
     let client = connect(server.tcp());
     let id = probe.journal.wait_opened(0);
     let chunk = vec![b'x'; 4096];
-    let mut accepted = 0usize;
-    let mut full = false;
-    // The socket buffers take some; the rest is bounded by the limit.
-    for _ in 0..10_000 {
-        match sender.send(id, &chunk) {
-            Ok(()) => accepted += chunk.len(),
-            Err(SendError::Full) => {
-                full = true;
-                break;
-            }
-            Err(SendError::Closed) => panic!("the connection is open"),
-        }
-        if accepted > limit {
-            // Give the worker a turn to move bytes into the socket.
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-    assert!(full, "{accepted} bytes taken and never Full");
+    let accepted = fill_until_full(&sender, id, &chunk);
     assert!(accepted < 64 * 1024 * 1024, "{accepted} bytes taken");
     // Full at once, however many times: no queue grows behind it.
     for _ in 0..1000 {
@@ -433,12 +446,7 @@ fn a_broadcast_reaches_every_connection_and_skips_a_full_one() {
     // A fourth never reads: filled up, it misses broadcasts, others do not.
     let _silent = connect(server.tcp());
     let silent = probe.journal.wait_opened(3);
-    let filler = vec![b'f'; 1024];
-    for _ in 0..100_000 {
-        if sender.send(silent, &filler) == Err(SendError::Full) {
-            break;
-        }
-    }
+    fill_until_full(&sender, silent, &[b'f'; 1024]);
     let outcome = sender.broadcast(&[b'b'; 2048]);
     assert_eq!(outcome.queued, 3, "{outcome:?}");
     assert_eq!(outcome.skipped_full, 1, "{outcome:?}");
