@@ -17,15 +17,17 @@ use shout_server::{
     CloseCause, ConnectionContext, ConnectionInfo, ConnectionSender, ServerBuilder, StreamService,
 };
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The longest line passed on whole; a longer one is passed on in pieces.
 const MAX_LINE: usize = 4096;
 
-#[derive(Default)]
-struct Chat {
+/// The room. Clones share one count.
+#[derive(Default, Clone)]
+pub(crate) struct Chat {
     /// Lines not delivered to a member whose output was full.
-    dropped: AtomicU64,
+    pub(crate) dropped: Arc<AtomicU64>,
 }
 
 impl Chat {
@@ -39,7 +41,7 @@ impl Chat {
 
 /// A member: its unfinished line, and the sender that tells the room when
 /// it leaves (`closed` gets no context: the session keeps what it needs).
-struct Member {
+pub(crate) struct Member {
     held: Vec<u8>,
     room: ConnectionSender,
 }

@@ -21,7 +21,7 @@ use std::sync::{Mutex, PoisonError};
 const MAX_LINE: usize = 64 * 1024;
 
 #[derive(Default)]
-struct Store {
+pub(crate) struct Store {
     /// One map for all workers: a lock held only for one lookup or insert.
     entries: Mutex<HashMap<Vec<u8>, Vec<u8>>>,
 }

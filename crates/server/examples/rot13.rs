@@ -12,7 +12,7 @@ use shout_server::{
 use std::net::SocketAddr;
 
 /// ROT13 is stateless and byte-wise, so a session is empty.
-struct Rot13;
+pub(crate) struct Rot13;
 
 fn rot13(byte: u8) -> u8 {
     match byte {

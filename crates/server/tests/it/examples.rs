@@ -1,35 +1,34 @@
-//! The examples, run as the processes a user would start: `cargo test`
-//! builds them next to this test binary, and each test talks to one over
-//! loopback.
+//! The examples' services, compiled from `examples/*.rs` into this test
+//! binary (so they are always the current code) and run on the library
+//! server over loopback. Each example's `main` only parses its address,
+//! builds the same server and prints its `listening` lines.
 
 use crate::support::*;
+use shout_server::ServerBuilder;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-/// Starts example `name` on 127.0.0.1 port 0 with `args` after the address.
-fn start_example(name: &str, args: &[&str], sockets: usize) -> ServerProcess {
-    // target/debug/deps/it-HASH → target/debug/examples/NAME
-    let exe = std::env::current_exe().expect("the test knows its path");
-    let path: PathBuf = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test binary sits in target/PROFILE/deps")
-        .join("examples")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run the tests through cargo, which builds the examples",
-        path.display()
-    );
-    ServerProcess::start(
-        name,
-        Command::new(&path).arg("127.0.0.1:0").args(args),
-        sockets,
-    )
-    .unwrap_or_else(|error| panic!("{error}"))
+#[allow(dead_code)]
+#[path = "../../examples/chat.rs"]
+mod chat;
+#[allow(dead_code)]
+#[path = "../../examples/kv.rs"]
+mod kv;
+#[allow(dead_code)]
+#[path = "../../examples/rot13.rs"]
+mod rot13;
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+fn kv_server(workers: usize) -> Running {
+    run(ServerBuilder::tcp_only(kv::Store::default())
+        .tcp(loopback())
+        .workers(workers))
 }
 
 struct LineClient {
@@ -73,9 +72,8 @@ impl LineClient {
 
 #[test]
 fn kv_answers_set_get_errors_and_quit() {
-    let server = start_example("kv", &[], 1);
-    let addr = server.listening().tcp().unwrap();
-    let mut client = LineClient::connect(addr);
+    let server = kv_server(1);
+    let mut client = LineClient::connect(server.tcp());
     assert_eq!(client.ask("GET nothing"), "NOT_FOUND");
     assert_eq!(client.ask("SET colour deep blue"), "OK");
     assert_eq!(client.ask("GET colour"), "deep blue");
@@ -90,8 +88,8 @@ fn kv_answers_set_get_errors_and_quit() {
 
 #[test]
 fn kv_takes_commands_one_byte_per_packet() {
-    let server = start_example("kv", &[], 1);
-    let mut client = LineClient::connect(server.listening().tcp().unwrap());
+    let server = kv_server(1);
+    let mut client = LineClient::connect(server.tcp());
     client.writer.set_nodelay(true).unwrap();
     for byte in b"SET k v1\nGET k\n" {
         client.writer.write_all(&[*byte]).unwrap();
@@ -103,8 +101,8 @@ fn kv_takes_commands_one_byte_per_packet() {
 
 #[test]
 fn kv_shares_its_store_across_connections_and_workers() {
-    let server = start_example("kv", &["2"], 1);
-    let addr = server.listening().tcp().unwrap();
+    let server = kv_server(2);
+    let addr = server.tcp();
     // Sixteen connections: the kernel spreads them over both workers (all
     // on one has odds of 2^-15).
     let mut clients: Vec<LineClient> = (0..16).map(|_| LineClient::connect(addr)).collect();
@@ -120,8 +118,8 @@ fn kv_shares_its_store_across_connections_and_workers() {
 
 #[test]
 fn chat_welcomes_passes_lines_to_the_others_and_says_who_left() {
-    let server = start_example("chat", &[], 1);
-    let addr = server.listening().tcp().unwrap();
+    let server = run(ServerBuilder::tcp_only(chat::Chat::default()).tcp(loopback()));
+    let addr = server.tcp();
     let mut ann = LineClient::connect(addr);
     assert!(ann.line().starts_with("welcome"));
     let mut bob = LineClient::connect(addr);
@@ -152,8 +150,10 @@ fn chat_welcomes_passes_lines_to_the_others_and_says_who_left() {
 #[test]
 fn chat_drops_lines_for_a_member_that_never_reads_and_the_room_goes_on() {
     let _heavy = heavy_test();
-    let server = start_example("chat", &[], 1);
-    let addr = server.listening().tcp().unwrap();
+    let room = chat::Chat::default();
+    let dropped = Arc::clone(&room.dropped);
+    let server = run(ServerBuilder::tcp_only(room).tcp(loopback()));
+    let addr = server.tcp();
     let mut talker = LineClient::connect(addr);
     assert!(talker.line().starts_with("welcome"));
     let silent = connect(addr);
@@ -188,29 +188,24 @@ fn chat_drops_lines_for_a_member_that_never_reads_and_the_room_goes_on() {
     }
     let got = join_within(reading, TIMEOUT).expect("the listener is not stalled");
     assert!(got > 0, "the listener got none of the flood");
+    assert!(
+        dropped.load(Ordering::Relaxed) > 0,
+        "the silent member got every line: its output was not bounded"
+    );
     drop(silent);
-    wait_until("the chat reports dropped lines", || {
-        server.stderr_so_far().contains("left;")
-    });
-    let report = server.stderr_so_far();
-    let dropped: u64 = report
-        .lines()
-        .find(|line| line.contains("left;"))
-        .and_then(|line| line.split_whitespace().find_map(|word| word.parse().ok()))
-        .unwrap_or_else(|| panic!("no count in {report}"));
-    assert!(dropped > 0, "{report}");
 }
 
 #[test]
 fn rot13_still_serves_tcp_and_udp() {
-    let server = start_example("rot13", &[], 2);
-    let mut client = connect(server.listening().tcp().unwrap());
+    let server = run(ServerBuilder::new(rot13::Rot13, rot13::Rot13)
+        .tcp(loopback())
+        .udp(loopback()));
+    let mut client = connect(server.tcp());
     client.write_all(b"Hello").unwrap();
     assert_eq!(read_exactly(&mut client, 5), b"Uryyb");
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.set_read_timeout(Some(TIMEOUT)).unwrap();
-    udp.send_to(b"abc", server.listening().udp().unwrap())
-        .unwrap();
+    udp.send_to(b"abc", server.udp()).unwrap();
     let mut reply = [0; 8];
     let (len, _) = udp.recv_from(&mut reply).unwrap();
     assert_eq!(&reply[..len], b"nop");
