@@ -407,3 +407,37 @@ impl DatagramService for Uppercase {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_names_its_worker_and_ids_differ_by_serial() {
+        let id = ConnectionId::new(3, 41);
+        assert_eq!(id.worker(), 3);
+        assert_eq!(id.to_string(), "3.41");
+        assert_ne!(ConnectionId::new(3, 42), id);
+        assert_ne!(ConnectionId::new(2, 41), id);
+        assert_eq!(
+            ConnectionId::new(MAX_WORKERS - 1, 0).worker(),
+            MAX_WORKERS - 1
+        );
+    }
+
+    #[test]
+    fn broken_connections_are_resets_and_other_errors_keep_their_kind() {
+        for kind in [
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::ConnectionAborted,
+            io::ErrorKind::BrokenPipe,
+        ] {
+            assert_eq!(CloseCause::of(&kind.into()), CloseCause::Reset);
+        }
+        let timed_out = io::Error::from(io::ErrorKind::TimedOut);
+        assert_eq!(
+            CloseCause::of(&timed_out),
+            CloseCause::Error(io::ErrorKind::TimedOut)
+        );
+    }
+}
