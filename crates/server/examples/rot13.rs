@@ -6,11 +6,13 @@
 //! printf 'hello' | nc -N 127.0.0.1 7000     # uryyb
 //! ```
 
-use shout_server::{DatagramReply, DatagramService, ServerBuilder, StreamService};
+use shout_server::{
+    ConnectionContext, DatagramReply, DatagramService, ServerBuilder, StreamService,
+};
 use std::net::SocketAddr;
 
 /// ROT13 is stateless and byte-wise, so a session is empty.
-struct Rot13;
+pub(crate) struct Rot13;
 
 fn rot13(byte: u8) -> u8 {
     match byte {
@@ -23,10 +25,10 @@ fn rot13(byte: u8) -> u8 {
 impl StreamService for Rot13 {
     type Session = ();
 
-    fn open(&self, _peer: SocketAddr) {}
+    fn open(&self, _conn: &mut ConnectionContext<'_>) {}
 
-    fn data(&self, _session: &mut (), input: &[u8], output: &mut Vec<u8>) {
-        output.extend(input.iter().copied().map(rot13));
+    fn data(&self, _session: &mut (), input: &[u8], conn: &mut ConnectionContext<'_>) {
+        conn.output().extend(input.iter().copied().map(rot13));
     }
 }
 
@@ -40,18 +42,19 @@ impl DatagramService for Rot13 {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr: SocketAddr = std::env::args()
         .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:7000".into())
+        .unwrap_or_else(|| "127.0.0.1:0".into())
         .parse()?;
     let server = ServerBuilder::new(Rot13, Rot13)
         .tcp(addr)
         .udp(addr)
         .build()?;
     let handle = server.handle();
-    println!(
-        "rot13 on tcp {:?} and udp {:?}; Ctrl-C to stop",
-        handle.tcp_addrs(),
-        handle.udp_addrs()
-    );
+    for addr in handle.tcp_addrs() {
+        println!("listening tcp {addr}");
+    }
+    for addr in handle.udp_addrs() {
+        println!("listening udp {addr}");
+    }
     server.run()?;
     Ok(())
 }

@@ -5,10 +5,12 @@
 //! not take all of it; the buffer is freed as soon as it drains, so memory is
 //! spent on connections with pending data, not on connections that exist.
 
+use crate::sender::Share;
+use crate::service::{CloseCause, ConnectionInfo};
 use mio::net::TcpStream;
 use shout_socket::StreamReadiness;
 use std::io;
-use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// Where a connection is in its life. Transitions only go down this list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,10 +25,30 @@ pub(crate) enum Phase {
     Lingering,
 }
 
+/// Where the sending side is: open, to be shut once the output is sent
+/// (the service's half-close), or shut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteSide {
+    Open,
+    ShutWhenSent,
+    Shut,
+}
+
 pub(crate) struct Connection<Session> {
     pub(crate) stream: TcpStream,
-    pub(crate) peer: SocketAddr,
+    pub(crate) info: ConnectionInfo,
     pub(crate) session: Session,
+    /// What this connection's senders see; `published` is how many held
+    /// bytes it counts, updated only when that changes (never on a read
+    /// whose answer went straight to the socket).
+    pub(crate) share: Arc<Share>,
+    pub(crate) published: usize,
+    /// The service was told the output is full and not yet that it drained.
+    pub(crate) blocked: bool,
+    /// Set when the service or a stop decided the connection's end; it is
+    /// the cause reported, whatever happens after.
+    pub(crate) close_cause: Option<CloseCause>,
+    pub(crate) write_side: WriteSide,
     /// Bytes produced but not yet accepted by the socket.
     output: PendingOutput,
     /// Last known readiness, kept by the reads and writes that go through it.
@@ -41,14 +63,20 @@ impl<Session> Connection<Session> {
     /// most `output_capacity` bytes, unless one answer alone needs more.
     pub(crate) fn new(
         stream: TcpStream,
-        peer: SocketAddr,
+        info: ConnectionInfo,
         session: Session,
+        share: Arc<Share>,
         output_capacity: usize,
     ) -> Self {
         Self {
             stream,
-            peer,
+            info,
             session,
+            share,
+            published: 0,
+            blocked: false,
+            close_cause: None,
+            write_side: WriteSide::Open,
             output: PendingOutput::new(output_capacity),
             readiness: StreamReadiness::new(),
             input_ended: false,
@@ -72,6 +100,21 @@ impl<Session> Connection<Session> {
         let written = self.readiness.write(&mut self.stream, bytes)?;
         self.output.push(&bytes[written..]);
         Ok(written)
+    }
+
+    /// Appends `bytes` to the pending output without writing; the next
+    /// flush sends them.
+    pub(crate) fn push_output(&mut self, bytes: &[u8]) {
+        self.output.push(bytes);
+    }
+
+    /// Makes the senders' count match the output held, if it changed.
+    pub(crate) fn publish_pending(&mut self) {
+        let pending = self.output.len();
+        if pending != self.published {
+            self.share.publish(self.published, pending);
+            self.published = pending;
+        }
     }
 
     /// Writes pending output while the socket takes it. Returns the number of

@@ -1,6 +1,7 @@
 //! The running server seen from outside: its addresses, its counters, and a
 //! way to stop it from any thread.
 
+use crate::sender::ConnectionSender;
 use mio::Waker;
 use std::fmt;
 use std::net::SocketAddr;
@@ -22,6 +23,7 @@ pub(crate) struct WorkerStats {
     pub(crate) datagrams_in: AtomicU64,
     pub(crate) datagrams_out: AtomicU64,
     pub(crate) datagrams_dropped: AtomicU64,
+    pub(crate) service_panics: AtomicU64,
 }
 
 impl WorkerStats {
@@ -53,6 +55,9 @@ pub struct Stats {
     /// Datagrams not answered: the service declined, the reply did not fit,
     /// or the send queue was full.
     pub datagrams_dropped: u64,
+    /// Service callbacks that panicked: each cost one connection, or one
+    /// datagram.
+    pub service_panics: u64,
 }
 
 impl Stats {
@@ -75,6 +80,7 @@ impl Stats {
             total.datagrams_in += read(&worker.datagrams_in);
             total.datagrams_out += read(&worker.datagrams_out);
             total.datagrams_dropped += read(&worker.datagrams_dropped);
+            total.service_panics += read(&worker.service_panics);
         }
         total
     }
@@ -85,7 +91,7 @@ impl fmt::Display for Stats {
         write!(
             f,
             "{} connections ({} shed, {} idle timeouts), {} bytes in, {} bytes out, \
-             {} datagrams in, {} out, {} dropped",
+             {} datagrams in, {} out, {} dropped, {} service panics",
             self.connections_accepted,
             self.connections_shed,
             self.idle_timeouts,
@@ -93,7 +99,8 @@ impl fmt::Display for Stats {
             self.bytes_out,
             self.datagrams_in,
             self.datagrams_out,
-            self.datagrams_dropped
+            self.datagrams_dropped,
+            self.service_panics
         )
     }
 }
@@ -109,11 +116,16 @@ impl Wakers {
 
     /// Wakes every worker; `why` is for the log if one cannot be woken.
     pub(crate) fn wake_all(&self, why: &str) {
-        for waker in &self.0 {
-            if let Err(error) = waker.wake() {
-                // The worker still sees why on its next timer or event.
-                log::warn!("could not wake a worker ({why}): {error}");
-            }
+        for index in 0..self.0.len() {
+            self.wake(index, why);
+        }
+    }
+
+    /// Wakes worker `index`, if there is one.
+    pub(crate) fn wake(&self, index: usize, why: &str) {
+        if let Some(Err(error)) = self.0.get(index).map(Waker::wake) {
+            // The worker still sees why on its next timer or event.
+            log::warn!("could not wake worker {index} ({why}): {error}");
         }
     }
 }
@@ -150,6 +162,7 @@ pub struct Handle {
     pub(crate) udp_addrs: Vec<SocketAddr>,
     pub(crate) shutdown: Arc<ShutdownSignal>,
     pub(crate) stats: Vec<Arc<WorkerStats>>,
+    pub(crate) sender: ConnectionSender,
 }
 
 impl Handle {
@@ -174,6 +187,12 @@ impl Handle {
     /// Whether [`shutdown`](Self::shutdown) was called.
     pub fn is_shutting_down(&self) -> bool {
         self.shutdown.is_requested()
+    }
+
+    /// Returns a handle to write to, close or broadcast to the server's
+    /// connections from any thread.
+    pub fn sender(&self) -> ConnectionSender {
+        self.sender.clone()
     }
 
     /// The counters so far, summed over workers.

@@ -3,9 +3,13 @@
 //! memory, limits and a graceful shutdown.
 //!
 //! The loop is not tied to uppercasing. It runs any [`StreamService`] (TCP:
-//! a session per connection, bytes in, bytes out) and any
-//! [`DatagramService`] (UDP: one datagram in, at most one out); [`Uppercase`]
-//! is shout's own. `examples/rot13.rs` runs another service in a few lines.
+//! a session per connection, fed bytes and events through a
+//! [`ConnectionContext`]: greet, answer, close, half-close, timers, flow
+//! control) and any [`DatagramService`] (UDP: one datagram in, at most one
+//! out); [`Uppercase`] is shout's own. A [`ConnectionSender`] writes to any
+//! connection from any thread, and a panicking service costs one connection,
+//! not the process. docs/EMBEDDING.md is the contract of every callback;
+//! `examples/` has a chat room, a key-value store and ROT13.
 //!
 //! ```no_run
 //! use shout_server::{ServerBuilder, Uppercase};
@@ -34,13 +38,19 @@
 mod connection;
 mod handle;
 mod idle;
+mod sender;
 mod server;
 mod service;
+mod timer;
 mod worker;
 
 pub use handle::{Handle, Stats};
+pub use sender::{Broadcast, ConnectionSender, SendError};
 pub use server::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_PENDING_OUTPUT, Server, ServerBuilder, ServerError,
 };
-pub use service::{DatagramReply, DatagramService, StreamService, Uppercase};
+pub use service::{
+    CloseCause, ConnectionContext, ConnectionId, ConnectionInfo, DatagramReply, DatagramService,
+    EndReason, NoService, StreamService, Uppercase,
+};

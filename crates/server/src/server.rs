@@ -1,10 +1,12 @@
 //! Building a server: binding its sockets, then running its workers.
 
 use crate::handle::{Handle, ShutdownSignal, Wakers, WorkerStats};
-use crate::service::{DatagramService, StreamService};
+use crate::sender::{ConnectionSender, Post};
+use crate::service::{DatagramService, NoService, StreamService};
 use crate::worker::{ConnectionSlots, Limits, MAX_SOCKETS_PER_KIND, WAKER, Worker, WorkerParts};
 use mio::{Poll, Waker};
 use shout_socket::{SocketError, TcpListenerBuilder, UdpSocketBuilder};
+use std::any::TypeId;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,6 +76,26 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_PENDING_OUTPUT: usize = 256 * 1024;
 /// The shared read buffer: one per worker, the most one read takes.
 const READ_BUFFER_SIZE: usize = 64 * 1024;
+
+impl<S: StreamService> ServerBuilder<S, NoService> {
+    /// A TCP-only server running `stream_service`: giving it a UDP address
+    /// makes [`build`](Self::build) fail.
+    pub fn tcp_only(stream_service: S) -> Self {
+        Self::new(stream_service, NoService::VALUE)
+    }
+}
+
+impl<D: DatagramService> ServerBuilder<NoService, D> {
+    /// A UDP-only server running `datagram_service`: giving it a TCP
+    /// address makes [`build`](Self::build) fail.
+    pub fn udp_only(datagram_service: D) -> Self {
+        Self::new(NoService::VALUE, datagram_service)
+    }
+}
+
+fn is_no_service<T: 'static>() -> bool {
+    TypeId::of::<T>() == TypeId::of::<NoService>()
+}
 
 impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
     /// A server running `stream_service` on its TCP addresses and
@@ -194,8 +216,21 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
         {
             return Err(ServerError::NoAddresses);
         }
+        if !self.tcp.is_empty() && is_no_service::<S>() {
+            return Err(ServerError::InvalidSetting(
+                "a TCP address on a server with no stream service (udp_only)",
+            ));
+        }
+        if !self.udp.is_empty() && is_no_service::<D>() {
+            return Err(ServerError::InvalidSetting(
+                "a UDP address on a server with no datagram service (tcp_only)",
+            ));
+        }
         if self.workers == 0 {
             return Err(ServerError::InvalidSetting("workers must be at least 1"));
+        }
+        if self.workers > crate::service::MAX_WORKERS {
+            return Err(ServerError::InvalidSetting("at most 65,536 workers"));
         }
         if self.max_pending_output == 0 {
             return Err(ServerError::InvalidSetting(
@@ -271,6 +306,11 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
         }
         let wakers = Arc::new(Wakers::new(wakers));
         let shutdown = Arc::new(ShutdownSignal::new(Arc::clone(&wakers)));
+        let post = Arc::new(Post::new(
+            self.workers,
+            Arc::clone(&wakers),
+            self.max_pending_output,
+        ));
         let slots = Arc::new(ConnectionSlots::new(self.max_connections, wakers));
         let limits = Limits {
             idle_timeout: self.idle_timeout,
@@ -295,6 +335,7 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
                 slots: Arc::clone(&slots),
                 shutdown: Arc::clone(&shutdown),
                 stats: worker_stats,
+                post: Arc::clone(&post),
             };
             workers.push(Worker::new(id, poll, parts)?);
         }
@@ -303,6 +344,7 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             udp_addrs,
             shutdown,
             stats,
+            sender: ConnectionSender::new(post),
         };
         Ok(Server { workers, handle })
     }

@@ -1,36 +1,330 @@
-//! What the event loop runs: services that turn bytes in into bytes out.
+//! What the event loop runs: services that turn bytes in into bytes out,
+//! and the view of a connection they get while they do.
 //!
 //! The loop owns sockets, buffers, limits and timers; a service owns only the
 //! application's logic. A stream service sees each TCP connection as a
-//! session fed chunks of bytes; a datagram service answers one datagram at a
-//! time. Services never block and never see a socket.
+//! session fed chunks of bytes, through a [`ConnectionContext`] it writes to
+//! and asks things of (close, half-close, a timer); a datagram service
+//! answers one datagram at a time. Services never block and never see a
+//! socket. The full contract is in docs/EMBEDDING.md.
 
+use crate::sender::ConnectionSender;
 use shout_protocol::{Uppercaser, uppercase_datagram};
+use std::fmt;
+use std::io;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Names one TCP connection for the server's whole life: ids are never
+/// reused, so a stale id names no connection rather than another one.
+///
+/// The top 16 bits are the worker that owns the connection, the rest a
+/// counter of that worker's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(pub(crate) u64);
+
+const WORKER_SHIFT: u32 = 48;
+/// The most workers a server may have: their index fits an id's top bits.
+pub(crate) const MAX_WORKERS: usize = 1 << (64 - WORKER_SHIFT);
+
+impl ConnectionId {
+    pub(crate) fn new(worker: usize, serial: u64) -> Self {
+        Self(((worker as u64) << WORKER_SHIFT) | (serial & ((1 << WORKER_SHIFT) - 1)))
+    }
+
+    /// Returns the id as a number, unique among the server's connections.
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+
+    /// Returns the index of the worker that owns the connection.
+    pub(crate) fn worker(self) -> usize {
+        (self.0 >> WORKER_SHIFT) as usize
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}.{}",
+            self.worker(),
+            self.0 & ((1 << WORKER_SHIFT) - 1)
+        )
+    }
+}
+
+/// What is known of a connection from its accept to its close.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    pub(crate) id: ConnectionId,
+    pub(crate) peer: SocketAddr,
+    pub(crate) local: SocketAddr,
+    pub(crate) listener: usize,
+    pub(crate) listener_addr: SocketAddr,
+}
+
+impl ConnectionInfo {
+    /// Returns the connection's id.
+    pub fn id(&self) -> ConnectionId {
+        self.id
+    }
+
+    /// Returns the client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Returns the server's address on this connection.
+    pub fn local(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Returns the index of the listener the connection came from, in the
+    /// order of [`ServerBuilder::tcp`](crate::ServerBuilder::tcp) calls.
+    pub fn listener(&self) -> usize {
+        self.listener
+    }
+
+    /// Returns the address of the listener the connection came from.
+    pub fn listener_addr(&self) -> SocketAddr {
+        self.listener_addr
+    }
+}
+
+/// Why [`StreamService::end`] is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The client shut down its sending side (end of stream).
+    ClientClosed,
+    /// The server is stopping and the connection went quiet: this is the
+    /// last chance to write before the stream ends.
+    Stopping,
+}
+
+/// Why a connection closed, given to [`StreamService::closed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCause {
+    /// The client ended its stream and everything owed was sent.
+    ClientClosed,
+    /// The client reset the connection, or it broke.
+    Reset,
+    /// Another I/O error.
+    Error(io::ErrorKind),
+    /// No byte moved for the idle timeout.
+    IdleTimeout,
+    /// The server stopped: the drain ended the connection or cut it at the
+    /// drain deadline.
+    Stopped,
+    /// The service asked for it ([`ConnectionContext::close`] or
+    /// [`ConnectionSender::close`]).
+    ServiceClosed,
+    /// A service callback panicked.
+    Panicked,
+}
+
+impl CloseCause {
+    /// Returns the cause an I/O error means.
+    pub(crate) fn of(error: &io::Error) -> Self {
+        match error.kind() {
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => CloseCause::Reset,
+            kind => CloseCause::Error(kind),
+        }
+    }
+}
+
+/// What a callback asked of the loop, applied when it returns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Requests {
+    pub(crate) close: bool,
+    pub(crate) shutdown_write: bool,
+    pub(crate) timer: TimerRequest,
+}
+
+impl Requests {
+    pub(crate) const NONE: Self = Self {
+        close: false,
+        shutdown_write: false,
+        timer: TimerRequest::Keep,
+    };
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum TimerRequest {
+    #[default]
+    Keep,
+    Set(Instant),
+    Cancel,
+}
+
+/// One connection, as a callback sees it: who it is, where its output goes,
+/// and what the service may ask of the loop.
+///
+/// Output written here goes to the client after whatever is pending, in
+/// order. Requests ([`close`](Self::close), a timer...) take effect when the
+/// callback returns.
+pub struct ConnectionContext<'a> {
+    pub(crate) info: &'a ConnectionInfo,
+    pub(crate) output: &'a mut Vec<u8>,
+    /// Output the connection held before this call.
+    pub(crate) pending: usize,
+    pub(crate) max_pending_output: usize,
+    pub(crate) now: Instant,
+    pub(crate) sender: &'a ConnectionSender,
+    pub(crate) requests: Requests,
+}
+
+impl ConnectionContext<'_> {
+    /// Returns the connection's id, for [`ConnectionSender`].
+    pub fn id(&self) -> ConnectionId {
+        self.info.id
+    }
+
+    /// Returns the client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.info.peer
+    }
+
+    /// Returns the server's address on this connection.
+    pub fn local(&self) -> SocketAddr {
+        self.info.local
+    }
+
+    /// Returns the index of the listener the connection came from.
+    pub fn listener(&self) -> usize {
+        self.info.listener
+    }
+
+    /// Returns what is known of the connection.
+    pub fn info(&self) -> &ConnectionInfo {
+        self.info
+    }
+
+    /// Appends `bytes` to the output.
+    pub fn write(&mut self, bytes: &[u8]) {
+        self.output.extend_from_slice(bytes);
+    }
+
+    /// Returns the output buffer of this call, to append to without a copy.
+    /// It holds only what this call wrote: never clear what is not yours.
+    pub fn output(&mut self) -> &mut Vec<u8> {
+        self.output
+    }
+
+    /// Closes the connection once its output, this call's included, is
+    /// sent: the stream is ended, further input is discarded, and no
+    /// callback but [`StreamService::closed`] comes.
+    pub fn close(&mut self) {
+        self.requests.close = true;
+    }
+
+    /// Ends the sending side once its output, this call's included, is
+    /// sent, and keeps reading: `data` and `end` still come, but what later
+    /// calls write is discarded.
+    pub fn shutdown_write(&mut self) {
+        self.requests.shutdown_write = true;
+    }
+
+    /// Calls [`StreamService::timer`] once, `after` from [`now`](Self::now),
+    /// replacing any timer set before: one deadline per connection.
+    pub fn set_timer(&mut self, after: Duration) {
+        let at = self.now.checked_add(after).unwrap_or(self.now + FAR_FUTURE);
+        self.requests.timer = TimerRequest::Set(at);
+    }
+
+    /// Cancels the connection's timer, if one is set.
+    pub fn cancel_timer(&mut self) {
+        self.requests.timer = TimerRequest::Cancel;
+    }
+
+    /// Returns the loop's time for this turn: every callback of the turn
+    /// sees the same instant.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Returns the bytes not yet sent: what the connection held before this
+    /// call, plus what this call wrote.
+    pub fn pending_output(&self) -> usize {
+        self.pending + self.output.len()
+    }
+
+    /// Returns whether the pending output is below the server's
+    /// `max_pending_output`.
+    pub fn is_writable(&self) -> bool {
+        self.pending_output() < self.max_pending_output
+    }
+
+    /// Returns a handle to write to any connection from anywhere.
+    pub fn sender(&self) -> ConnectionSender {
+        self.sender.clone()
+    }
+}
+
+/// What "never" becomes for a timer too far away to represent: a century.
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
 /// Serves TCP connections, one session per connection.
 ///
-/// The loop calls [`open`](Self::open) when a connection is accepted,
-/// [`data`](Self::data) for every chunk read (chunks are cut wherever the
-/// network cut them), and [`end`](Self::end) once when the client shuts down
-/// its side. Whatever a call appends to `output` is sent to the client in
-/// order. Calls must return promptly: the loop serves every other client on
-/// the same thread.
+/// For each connection the loop calls, on the worker thread that owns it
+/// and one at a time: [`open`](Self::open) once; then [`data`](Self::data)
+/// for every chunk read (cut wherever the network cut it),
+/// [`timer`](Self::timer) when a timer set through the context is due,
+/// [`writable_changed`](Self::writable_changed) when the output crosses the
+/// limit, and [`end`](Self::end) at most once; and last
+/// [`closed`](Self::closed), exactly once, whatever the cause. Calls must
+/// return promptly: the loop serves every other client on the same thread.
+/// A panic in a callback closes that connection only
+/// ([`CloseCause::Panicked`]). docs/EMBEDDING.md has the whole contract.
 pub trait StreamService: Send + Sync + 'static {
     /// Per-connection state. Keep it small: an idle server holds one per
     /// connection, thousands at once. `Send` because a worker is built on
     /// one thread and runs on another; a session never changes thread.
     type Session: Send + 'static;
 
-    /// A new connection from `peer`.
-    fn open(&self, peer: SocketAddr) -> Self::Session;
+    /// Returns the session of a new connection; may write a greeting.
+    fn open(&self, conn: &mut ConnectionContext<'_>) -> Self::Session;
 
-    /// Bytes arrived on the connection.
-    fn data(&self, session: &mut Self::Session, input: &[u8], output: &mut Vec<u8>);
+    /// Handles bytes that arrived on the connection.
+    fn data(&self, session: &mut Self::Session, input: &[u8], conn: &mut ConnectionContext<'_>);
 
-    /// The client will send nothing more; a last answer may be appended.
-    fn end(&self, session: &mut Self::Session, output: &mut Vec<u8>) {
-        let _ = (session, output);
+    /// Handles the end of input: the client will send nothing more
+    /// ([`EndReason::ClientClosed`]), or the server is stopping
+    /// ([`EndReason::Stopping`]). A last answer may be written. Called at
+    /// most once, never after the service closed the connection.
+    fn end(
+        &self,
+        session: &mut Self::Session,
+        conn: &mut ConnectionContext<'_>,
+        reason: EndReason,
+    ) {
+        let _ = (session, conn, reason);
+    }
+
+    /// Handles the connection's timer, set with
+    /// [`ConnectionContext::set_timer`], coming due.
+    fn timer(&self, session: &mut Self::Session, conn: &mut ConnectionContext<'_>) {
+        let _ = (session, conn);
+    }
+
+    /// Learns that the pending output reached `max_pending_output`
+    /// (`writable` false: the loop stops reading this connection) or fell
+    /// back to half of it (`writable` true).
+    fn writable_changed(
+        &self,
+        session: &mut Self::Session,
+        conn: &mut ConnectionContext<'_>,
+        writable: bool,
+    ) {
+        let _ = (session, conn, writable);
+    }
+
+    /// Learns that the connection is closed, and why; the session is given
+    /// back to be dropped or kept. Called exactly once per opened connection.
+    fn closed(&self, session: Self::Session, info: &ConnectionInfo, cause: CloseCause) {
+        let _ = (session, info, cause);
     }
 }
 
@@ -43,10 +337,43 @@ pub enum DatagramReply {
     Drop,
 }
 
-/// Serves UDP: every datagram is handled on its own.
+/// Serves UDP: every datagram is handled on its own, at most one reply each.
+///
+/// A panic here drops that datagram (counted as dropped and as a service
+/// panic); the worker goes on.
 pub trait DatagramService: Send + Sync + 'static {
     /// Fills `reply` (given empty) for `request` from `peer`.
     fn datagram(&self, request: &[u8], peer: SocketAddr, reply: &mut Vec<u8>) -> DatagramReply;
+}
+
+/// The service of the side a server does not serve, from
+/// [`ServerBuilder::tcp_only`](crate::ServerBuilder::tcp_only) or
+/// [`udp_only`](crate::ServerBuilder::udp_only). It cannot be built outside
+/// this crate, and a server with it refuses addresses of its kind, so it is
+/// never called; if it were, it would answer nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct NoService {
+    _private: (),
+}
+
+impl NoService {
+    pub(crate) const VALUE: Self = Self { _private: () };
+}
+
+impl StreamService for NoService {
+    type Session = ();
+
+    fn open(&self, conn: &mut ConnectionContext<'_>) {
+        conn.close();
+    }
+
+    fn data(&self, _session: &mut (), _input: &[u8], _conn: &mut ConnectionContext<'_>) {}
+}
+
+impl DatagramService for NoService {
+    fn datagram(&self, _: &[u8], _: SocketAddr, _: &mut Vec<u8>) -> DatagramReply {
+        DatagramReply::Drop
+    }
 }
 
 /// The shout service: the upper case of whatever arrives, over TCP and UDP.
@@ -56,16 +383,16 @@ pub struct Uppercase;
 impl StreamService for Uppercase {
     type Session = Uppercaser;
 
-    fn open(&self, _peer: SocketAddr) -> Uppercaser {
+    fn open(&self, _conn: &mut ConnectionContext<'_>) -> Uppercaser {
         Uppercaser::new()
     }
 
-    fn data(&self, session: &mut Uppercaser, input: &[u8], output: &mut Vec<u8>) {
-        session.feed(input, output);
+    fn data(&self, session: &mut Uppercaser, input: &[u8], conn: &mut ConnectionContext<'_>) {
+        session.feed(input, conn.output());
     }
 
-    fn end(&self, session: &mut Uppercaser, output: &mut Vec<u8>) {
-        session.finish(output);
+    fn end(&self, session: &mut Uppercaser, conn: &mut ConnectionContext<'_>, _: EndReason) {
+        session.finish(conn.output());
     }
 }
 
@@ -78,5 +405,39 @@ impl DatagramService for Uppercase {
                 DatagramReply::Drop
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_names_its_worker_and_ids_differ_by_serial() {
+        let id = ConnectionId::new(3, 41);
+        assert_eq!(id.worker(), 3);
+        assert_eq!(id.to_string(), "3.41");
+        assert_ne!(ConnectionId::new(3, 42), id);
+        assert_ne!(ConnectionId::new(2, 41), id);
+        assert_eq!(
+            ConnectionId::new(MAX_WORKERS - 1, 0).worker(),
+            MAX_WORKERS - 1
+        );
+    }
+
+    #[test]
+    fn broken_connections_are_resets_and_other_errors_keep_their_kind() {
+        for kind in [
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::ConnectionAborted,
+            io::ErrorKind::BrokenPipe,
+        ] {
+            assert_eq!(CloseCause::of(&kind.into()), CloseCause::Reset);
+        }
+        let timed_out = io::Error::from(io::ErrorKind::TimedOut);
+        assert_eq!(
+            CloseCause::of(&timed_out),
+            CloseCause::Error(io::ErrorKind::TimedOut)
+        );
     }
 }

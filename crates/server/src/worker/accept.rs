@@ -85,6 +85,8 @@ pub(super) enum Accepted {
 /// A worker's listeners and what limits accepting on them.
 pub(super) struct Acceptor {
     listeners: Vec<TcpListener>,
+    /// Each listener's address, kept after the listeners close.
+    addrs: Vec<SocketAddr>,
     slots: Arc<ConnectionSlots>,
     /// A descriptor held in reserve for accepting (and closing) one
     /// connection when the process has no descriptor left.
@@ -109,7 +111,9 @@ impl Acceptor {
     ) -> io::Result<Self> {
         debug_assert!(sockets.len() <= MAX_SOCKETS_PER_KIND);
         let mut listeners = Vec::with_capacity(sockets.len());
+        let mut addrs = Vec::with_capacity(sockets.len());
         for (index, listener) in sockets.into_iter().enumerate() {
+            addrs.push(listener.local_addr()?);
             let mut socket = TcpListener::from_std(listener);
             let token = Source::Listener(index).token();
             registry.register(&mut socket, token, Interest::READABLE)?;
@@ -117,6 +121,7 @@ impl Acceptor {
         }
         Ok(Self {
             listeners,
+            addrs,
             slots,
             spare_descriptor: open_spare_descriptor(),
             open_spare: open_spare_descriptor,
@@ -126,6 +131,11 @@ impl Acceptor {
             at_limit: false,
             backoff_until: None,
         })
+    }
+
+    /// Returns the address of listener `index`.
+    pub(super) fn listener_addr(&self, index: usize) -> SocketAddr {
+        self.addrs[index]
     }
 
     /// When accepting resumes after a back-off, if one is on.

@@ -2,7 +2,7 @@
 //! replies sent in batches, with a bounded queue for replies the socket
 //! would not take yet.
 
-use super::{Context, MAX_SOCKETS_PER_KIND, Source};
+use super::{Context, MAX_SOCKETS_PER_KIND, Source, note_panic};
 use crate::handle::WorkerStats;
 use crate::service::{DatagramReply, DatagramService};
 use mio::net::UdpSocket;
@@ -10,6 +10,7 @@ use mio::{Interest, Registry};
 use shout_socket::batch::{RecvBatch, SendQueue};
 use std::io;
 use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 /// Datagrams received with one system call (`recvmmsg` on Linux). Enough
@@ -109,9 +110,20 @@ impl<D: DatagramService> Datagrams<D> {
             WorkerStats::add(&stats.datagrams_in, count as u64);
             for (request, peer) in self.received.iter() {
                 self.scratch.clear();
-                match self.service.datagram(request, peer, &mut self.scratch) {
-                    DatagramReply::Send => endpoint.queue_reply(peer, &self.scratch, stats),
-                    DatagramReply::Drop => WorkerStats::add(&stats.datagrams_dropped, 1),
+                // Sound to catch: the loop lends only the scratch reply,
+                // which a panic discards.
+                let service = &*self.service;
+                let scratch = &mut self.scratch;
+                let reply = catch_unwind(AssertUnwindSafe(|| {
+                    service.datagram(request, peer, scratch)
+                }));
+                match reply {
+                    Ok(DatagramReply::Send) => endpoint.queue_reply(peer, &self.scratch, stats),
+                    Ok(DatagramReply::Drop) => WorkerStats::add(&stats.datagrams_dropped, 1),
+                    Err(payload) => {
+                        note_panic(stats, &format_args!("udp {peer}"), payload);
+                        WorkerStats::add(&stats.datagrams_dropped, 1);
+                    }
                 }
             }
             endpoint.send_replies(stats);

@@ -2,10 +2,10 @@
 //! and each connection gets the rest of its answer and an end of stream
 //! once it goes quiet, or is cut at the drain deadline.
 
-use super::streams::{Streams, add_bytes_out};
+use super::streams::Streams;
 use super::{Context, Source, Worker};
 use crate::connection::Phase;
-use crate::service::{DatagramService, StreamService};
+use crate::service::{CloseCause, DatagramService, EndReason, StreamService};
 use mio::Registry;
 use std::time::{Duration, Instant};
 
@@ -63,8 +63,12 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
             .map(|(key, _)| key)
             .collect();
         for key in keys {
-            self.streams
-                .close(key, None, self.poll.registry(), &self.context);
+            self.streams.close(
+                key,
+                CloseCause::Stopped,
+                self.poll.registry(),
+                &self.context,
+            );
         }
     }
 }
@@ -93,20 +97,19 @@ impl<S: StreamService> Streams<S> {
                 self.idle.touch(key, context.now);
                 continue;
             }
-            connection.phase = Phase::Finishing;
+            connection.close_cause = Some(CloseCause::Stopped);
             if !connection.input_ended {
                 // The end of the answer (a held partial character, say).
-                self.scratch.clear();
-                self.service.end(&mut connection.session, &mut self.scratch);
-                match connection.send(&self.scratch) {
-                    Ok(written) => {
-                        add_bytes_out(&context.stats, written);
-                    }
-                    Err(error) => {
-                        self.close(key, Some(error), registry, context);
-                        continue;
-                    }
+                let ended = self.call_if_serving(key, context, |service, session, conn| {
+                    service.end(session, conn, EndReason::Stopping);
+                });
+                if let Err(cause) = ended {
+                    self.close(key, cause, registry, context);
+                    continue;
                 }
+            }
+            if let Some(connection) = self.connections.get_mut(key) {
+                connection.phase = Phase::Finishing;
             }
             self.drive(key, registry, context);
         }

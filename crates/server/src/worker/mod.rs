@@ -40,6 +40,7 @@ mod streams;
 pub(crate) use accept::ConnectionSlots;
 
 use crate::handle::{ShutdownSignal, WorkerStats};
+use crate::sender::Post;
 use crate::service::{DatagramService, StreamService};
 use accept::{Accepted, Acceptor};
 use datagrams::Datagrams;
@@ -138,6 +139,7 @@ pub(crate) struct WorkerParts<S, D> {
     pub(crate) slots: Arc<ConnectionSlots>,
     pub(crate) shutdown: Arc<ShutdownSignal>,
     pub(crate) stats: Arc<WorkerStats>,
+    pub(crate) post: Arc<Post>,
 }
 
 impl<S: StreamService, D: DatagramService> Worker<S, D> {
@@ -145,7 +147,13 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
         let registry = poll.registry();
         let acceptor = Acceptor::new(registry, parts.tcp, Arc::clone(&parts.slots))?;
         let datagrams = Datagrams::new(registry, parts.udp, parts.datagram_service)?;
-        let streams = Streams::new(parts.stream_service, &parts.limits, parts.slots);
+        let streams = Streams::new(
+            id,
+            parts.stream_service,
+            &parts.limits,
+            parts.slots,
+            parts.post,
+        );
         Ok(Self {
             id,
             poll,
@@ -201,6 +209,9 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
                     Source::Waker => {}
                 }
             }
+            let registry = self.poll.registry();
+            self.streams.take_commands(&mut self.context);
+            self.streams.fire_timers(registry, &mut self.context);
             self.serve_hot();
             let registry = self.poll.registry();
             if self.drain_deadline.is_some() {
@@ -234,11 +245,17 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
             Some(_) => self.streams.next_quiet_deadline(),
             None => self.streams.next_idle_deadline(),
         };
-        [idle, self.drain_deadline, self.acceptor.backoff_until()]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+        let timer = self.streams.next_timer_deadline();
+        [
+            idle,
+            timer,
+            self.drain_deadline,
+            self.acceptor.backoff_until(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|deadline| deadline.saturating_duration_since(Instant::now()))
     }
 
     fn serve_hot(&mut self) {
@@ -273,8 +290,9 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
         for _ in 0..ACCEPTS_PER_TURN {
             match self.acceptor.accept(index, registry, &mut self.context) {
                 Accepted::Connection(stream, peer) => {
+                    let listener = (index, self.acceptor.listener_addr(index));
                     self.streams
-                        .admit(stream, peer, registry, &mut self.context);
+                        .admit(stream, peer, listener, registry, &mut self.context);
                 }
                 Accepted::Nothing => {}
                 Accepted::Stop => return,
@@ -282,6 +300,17 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
         }
         self.context.hot.push(Source::Listener(index));
     }
+}
+
+/// Counts and logs a service callback's panic, with its message.
+fn note_panic(stats: &WorkerStats, who: &dyn std::fmt::Display, payload: streams::Panic) {
+    WorkerStats::add(&stats.service_panics, 1);
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not a string)");
+    log::error!("{who}: the service panicked: {message}; only this one is dropped");
 }
 
 #[cfg(test)]

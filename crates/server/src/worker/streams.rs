@@ -1,25 +1,136 @@
 //! TCP connections: taking in an accepted stream, driving it (write what is
-//! pending, read and answer, finish), closing it, and the idle timeout.
+//! pending, read and answer, finish), closing it, the idle timeout, the
+//! services' timers and the commands of their senders.
 //!
 //! Whether a connection may come in at all is [`accept`](super::accept)'s
 //! decision; this module gives its slot under the cap back when it closes.
+//! Every service callback goes through [`call`], which catches a panic:
+//! see docs/EMBEDDING.md for why that is sound.
 
-use super::{ConnectionSlots, Context, Limits, MAX_CONNECTION_KEY, Source};
-use crate::connection::{Connection, Phase};
+use super::{ConnectionSlots, Context, Limits, MAX_CONNECTION_KEY, Source, note_panic};
+use crate::connection::{Connection, Phase, WriteSide};
 use crate::handle::WorkerStats;
 use crate::idle::IdleList;
-use crate::service::StreamService;
+use crate::sender::{Command, ConnectionSender, Post};
+use crate::service::{
+    CloseCause, ConnectionContext, ConnectionId, ConnectionInfo, EndReason, Requests,
+    StreamService, TimerRequest,
+};
+use crate::timer::TimerQueue;
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Interest, Registry};
 use slab::Slab;
+use std::any::Any;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Reads per connection per turn: 16 × 64 KiB = 1 MiB before others get a turn.
 const READS_PER_TURN: usize = 16;
+
+/// What the loop lends every callback besides its output buffer.
+pub(super) struct Lend<'a> {
+    pub(super) sender: &'a ConnectionSender,
+    pub(super) max_pending_output: usize,
+    pub(super) now: Instant,
+}
+
+/// A panic's payload.
+pub(super) type Panic = Box<dyn Any + Send>;
+
+/// Runs one service callback with a context on `info`, catching a panic.
+///
+/// `AssertUnwindSafe` is sound here: during the call the loop lends only
+/// `output` (discarded by every caller on a panic) and the session (dropped
+/// with its connection, unread), and changes nothing of its own.
+pub(super) fn call<R>(
+    info: &ConnectionInfo,
+    pending: usize,
+    output: &mut Vec<u8>,
+    lend: &Lend<'_>,
+    callback: impl FnOnce(&mut ConnectionContext<'_>) -> R,
+) -> Result<(R, Requests), Panic> {
+    let mut conn = ConnectionContext {
+        info,
+        output,
+        pending,
+        max_pending_output: lend.max_pending_output,
+        now: lend.now,
+        sender: lend.sender,
+        requests: Requests::NONE,
+    };
+    let result = catch_unwind(AssertUnwindSafe(|| callback(&mut conn)))?;
+    Ok((result, conn.requests))
+}
+
+/// Maps an I/O error to the cause of the close it brings.
+fn io<T>(result: io::Result<T>, info: &ConnectionInfo) -> Result<T, CloseCause> {
+    result.map_err(|error| {
+        log::debug!("{}: {error}", info.peer);
+        CloseCause::of(&error)
+    })
+}
+
+/// Calls the service on `connection` through [`call`], sends what it wrote
+/// if the connection still takes output, and applies what it asked. A
+/// panic closes the connection.
+fn call_and_answer<Session>(
+    connection: &mut Connection<Session>,
+    key: usize,
+    scratch: &mut Vec<u8>,
+    lend: &Lend<'_>,
+    timers: &mut TimerQueue,
+    stats: &WorkerStats,
+    callback: impl FnOnce(&mut Session, &mut ConnectionContext<'_>),
+) -> Result<(), CloseCause> {
+    let accepting = connection.write_side == WriteSide::Open;
+    let pending = connection.pending_output();
+    scratch.clear();
+    let session = &mut connection.session;
+    let called = call(&connection.info, pending, scratch, lend, |conn| {
+        callback(session, conn)
+    });
+    let requests = match called {
+        Ok(((), requests)) => requests,
+        Err(payload) => {
+            note_panic(stats, &connection.info.peer, payload);
+            return Err(CloseCause::Panicked);
+        }
+    };
+    if accepting && !scratch.is_empty() {
+        add_bytes_out(stats, io(connection.send(scratch), &connection.info)?);
+    }
+    if requests != Requests::NONE {
+        apply(connection, key, requests, timers);
+    }
+    Ok(())
+}
+
+/// Applies what a callback asked, on a connection that is serving.
+fn apply<Session>(
+    connection: &mut Connection<Session>,
+    key: usize,
+    requests: Requests,
+    timers: &mut TimerQueue,
+) {
+    if requests.close && connection.phase == Phase::Serving {
+        connection.phase = Phase::Finishing;
+        connection
+            .close_cause
+            .get_or_insert(CloseCause::ServiceClosed);
+    }
+    if requests.shutdown_write && connection.write_side == WriteSide::Open {
+        connection.write_side = WriteSide::ShutWhenSent;
+    }
+    match requests.timer {
+        TimerRequest::Keep => {}
+        TimerRequest::Set(at) => timers.set(key, at),
+        TimerRequest::Cancel => timers.cancel(key),
+    }
+}
 
 /// What a connection is registered for. Urgent data raises the priority
 /// event, after which reads go on to `WouldBlock` (a read stops short at
@@ -35,27 +146,50 @@ const CONNECTION_INTEREST: Interest = Interest::READABLE.add(Interest::WRITABLE)
 pub(super) struct Streams<S: StreamService> {
     pub(super) connections: Slab<Connection<S::Session>>,
     pub(super) idle: IdleList,
+    pub(super) timers: TimerQueue,
     pub(super) service: Arc<S>,
     /// One read buffer for every connection of this worker.
     read_buffer: Box<[u8]>,
     /// Where the service writes its answer before it goes to the socket.
     pub(super) scratch: Vec<u8>,
-    max_pending_output: usize,
+    pub(super) max_pending_output: usize,
     idle_timeout: Option<Duration>,
     slots: Arc<ConnectionSlots>,
+    /// This worker's index, the top of its connections' ids.
+    worker: usize,
+    next_serial: u64,
+    post: Arc<Post>,
+    pub(super) sender: ConnectionSender,
+    /// Commands taken from the mailbox, kept for its capacity.
+    commands: Vec<Command>,
+    /// Keys whose timers are due this turn.
+    due: Vec<usize>,
 }
 
 impl<S: StreamService> Streams<S> {
-    pub(super) fn new(service: Arc<S>, limits: &Limits, slots: Arc<ConnectionSlots>) -> Self {
+    pub(super) fn new(
+        worker: usize,
+        service: Arc<S>,
+        limits: &Limits,
+        slots: Arc<ConnectionSlots>,
+        post: Arc<Post>,
+    ) -> Self {
         Self {
             connections: Slab::new(),
             idle: IdleList::new(),
+            timers: TimerQueue::new(),
             service,
             read_buffer: vec![0; limits.read_buffer_size].into_boxed_slice(),
             scratch: Vec::new(),
             max_pending_output: limits.max_pending_output,
             idle_timeout: limits.idle_timeout,
             slots,
+            worker,
+            next_serial: 0,
+            sender: ConnectionSender::new(Arc::clone(&post)),
+            post,
+            commands: Vec::new(),
+            due: Vec::new(),
         }
     }
 
@@ -87,12 +221,19 @@ impl<S: StreamService> Streams<S> {
             .and_then(|timeout| self.idle.next_deadline(timeout))
     }
 
-    /// Takes an accepted connection into the loop; its slot under the cap
-    /// is already taken, and given back if the connection cannot be served.
+    /// When the next service timer is due.
+    pub(super) fn next_timer_deadline(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    /// Takes an accepted connection into the loop and opens its session;
+    /// its slot under the cap is already taken, and given back if the
+    /// connection cannot be served.
     pub(super) fn admit(
         &mut self,
         mut stream: TcpStream,
         peer: SocketAddr,
+        (listener, listener_addr): (usize, SocketAddr),
         registry: &Registry,
         context: &mut Context,
     ) {
@@ -116,11 +257,61 @@ impl<S: StreamService> Streams<S> {
             self.slots.give_back();
             return;
         }
-        let session = self.service.open(peer);
+        // A specific listener address is the connection's too: no system
+        // call for it.
+        let local = if listener_addr.ip().is_unspecified() {
+            stream.local_addr().unwrap_or(listener_addr)
+        } else {
+            listener_addr
+        };
+        let id = ConnectionId::new(self.worker, self.next_serial);
+        self.next_serial += 1;
+        let info = ConnectionInfo {
+            id,
+            peer,
+            local,
+            listener,
+            listener_addr,
+        };
+        let mailbox = &self.post.mailboxes[self.worker];
+        let share = mailbox.open(id, key);
+        self.scratch.clear();
+        let lend = Lend {
+            sender: &self.sender,
+            max_pending_output: self.max_pending_output,
+            now: context.now,
+        };
+        let service = &*self.service;
+        let (session, requests) = match call(&info, 0, &mut self.scratch, &lend, |conn| {
+            service.open(conn)
+        }) {
+            Ok(opened) => opened,
+            Err(payload) => {
+                // No session, so no `closed` either: the connection
+                // never opened.
+                note_panic(&context.stats, &peer, payload);
+                mailbox.forget(id);
+                let _ = registry.deregister(&mut stream);
+                self.slots.give_back();
+                return;
+            }
+        };
         // The most one connection can have pending: the cap, reached by
         // less than one byte, plus the answer to one read.
         let output_capacity = self.max_pending_output + self.read_buffer.len() * 3;
-        entry.insert(Connection::new(stream, peer, session, output_capacity));
+        let connection = entry.insert(Connection::new(
+            stream,
+            info,
+            session,
+            share,
+            output_capacity,
+        ));
+        // The greeting goes out when the socket first says it is writable.
+        connection.push_output(&self.scratch);
+        if !self.scratch.is_empty() || requests != Requests::NONE {
+            apply(connection, key, requests, &mut self.timers);
+            context.hot.push(Source::Connection(key));
+        }
         self.idle.touch(key, context.now);
         WorkerStats::add(&context.stats.connections_accepted, 1);
         log::debug!("{peer}: connected");
@@ -130,16 +321,23 @@ impl<S: StreamService> Streams<S> {
     pub(super) fn drive(&mut self, key: usize, registry: &Registry, context: &mut Context) {
         match self.step(key, context) {
             Ok(true) => {}
-            Ok(false) => self.close(key, None, registry, context),
-            Err(error) => self.close(key, Some(error), registry, context),
+            Ok(false) => self.close(key, CloseCause::ClientClosed, registry, context),
+            Err(cause) => self.close(key, cause, registry, context),
         }
     }
 
-    /// Returns `Ok(false)` when the connection is done and should close.
-    fn step(&mut self, key: usize, context: &mut Context) -> io::Result<bool> {
+    /// Returns `Ok(false)` when the connection is done and should close,
+    /// and the cause when it must close now.
+    fn step(&mut self, key: usize, context: &mut Context) -> Result<bool, CloseCause> {
         let stats = &context.stats;
+        let lend = Lend {
+            sender: &self.sender,
+            max_pending_output: self.max_pending_output,
+            now: context.now,
+        };
+        let service = &*self.service;
         let connection = &mut self.connections[key];
-        let mut active = add_bytes_out(stats, connection.flush()?) > 0;
+        let mut active = add_bytes_out(stats, io(connection.flush(), &connection.info)?) > 0;
 
         let mut reads = 0;
         while connection.readiness.is_readable() && !connection.input_ended {
@@ -152,70 +350,127 @@ impl<S: StreamService> Streams<S> {
                 break;
             }
             reads += 1;
-            let Some(read) = connection
+            let read = connection
                 .readiness
-                .read(&mut connection.stream, &mut self.read_buffer)?
-            else {
+                .read(&mut connection.stream, &mut self.read_buffer);
+            let Some(read) = io(read, &connection.info)? else {
                 break;
             };
             active = true;
-            self.scratch.clear();
             if read == 0 {
                 connection.input_ended = true;
-                if connection.phase == Phase::Serving {
-                    self.service.end(&mut connection.session, &mut self.scratch);
-                }
             } else {
                 WorkerStats::add(&stats.bytes_in, read as u64);
-                // In the later phases input is discarded: the answer is over.
-                if connection.phase == Phase::Serving {
-                    let request = &self.read_buffer[..read];
-                    self.service
-                        .data(&mut connection.session, request, &mut self.scratch);
-                }
             }
-            if !self.scratch.is_empty() {
-                add_bytes_out(stats, connection.send(&self.scratch)?);
+            // In the later phases input is discarded: the answer is over.
+            if connection.phase != Phase::Serving {
+                continue;
             }
+            let request = &self.read_buffer[..read];
+            call_and_answer(
+                connection,
+                key,
+                &mut self.scratch,
+                &lend,
+                &mut self.timers,
+                stats,
+                |session, conn| {
+                    if read == 0 {
+                        service.end(session, conn, EndReason::ClientClosed);
+                    } else {
+                        service.data(session, request, conn);
+                    }
+                },
+            )?;
         }
 
         if active {
             self.idle.touch(key, context.now);
         }
+        // Flow control the service can see, with hysteresis: blocked at the
+        // cap, unblocked at half of it.
+        let pending = connection.pending_output();
+        let writable = if !connection.blocked && pending >= self.max_pending_output {
+            Some(false)
+        } else if connection.blocked && pending <= self.max_pending_output / 2 {
+            Some(true)
+        } else {
+            None
+        };
+        if let Some(writable) = writable {
+            connection.blocked = !writable;
+            self.call_if_serving(key, context, |service, session, conn| {
+                service.writable_changed(session, conn, writable);
+            })?;
+        }
+        let connection = &mut self.connections[key];
+        connection.publish_pending();
         if connection.pending_output() > 0 {
             return Ok(true);
         }
         // Everything answered has been sent.
         match connection.phase {
-            Phase::Serving => Ok(!connection.input_ended),
-            Phase::Finishing => {
-                connection.stream.shutdown(Shutdown::Write)?;
-                connection.phase = Phase::Lingering;
-                Ok(!connection.input_ended)
+            Phase::Serving => {
+                if connection.write_side == WriteSide::ShutWhenSent {
+                    io(
+                        connection.stream.shutdown(Shutdown::Write),
+                        &connection.info,
+                    )?;
+                    connection.write_side = WriteSide::Shut;
+                }
             }
-            Phase::Lingering => Ok(!connection.input_ended),
+            Phase::Finishing => {
+                if connection.write_side != WriteSide::Shut {
+                    io(
+                        connection.stream.shutdown(Shutdown::Write),
+                        &connection.info,
+                    )?;
+                    connection.write_side = WriteSide::Shut;
+                }
+                connection.phase = Phase::Lingering;
+            }
+            Phase::Lingering => {}
         }
+        Ok(!connection.input_ended)
     }
 
-    /// Closes connection `key` and gives its slot under the cap back.
+    /// Closes connection `key`, gives its slot under the cap back and tells
+    /// the service, once. A cause decided earlier (the service's close, a
+    /// stop) is the one reported, unless the service panicked since.
     pub(super) fn close(
         &mut self,
         key: usize,
-        error: Option<io::Error>,
+        cause: CloseCause,
         registry: &Registry,
         context: &Context,
     ) {
-        let mut connection = self.connections.remove(key);
+        let Connection {
+            mut stream,
+            info,
+            session,
+            close_cause,
+            ..
+        } = self.connections.remove(key);
         self.idle.remove(key);
+        self.timers.cancel(key);
+        self.post.mailboxes[self.worker].forget(info.id);
         // Deregistering is optional (closing the descriptor does it), but
         // keeps the registry exact if a descriptor is ever shared.
-        let _ = registry.deregister(&mut connection.stream);
-        drop(connection.stream);
+        let _ = registry.deregister(&mut stream);
+        drop(stream);
         self.slots.give_back();
         WorkerStats::add(&context.stats.connections_closed, 1);
-        match error {
-            Some(error) => log::debug!("{}: closed on error: {error}", connection.peer),
-            None => log::debug!("{}: closed", connection.peer),
+        let cause = match (cause, close_cause) {
+            (CloseCause::Panicked, _) => CloseCause::Panicked,
+            (_, Some(decided)) => decided,
+            (cause, None) => cause,
+        };
+        log::debug!("{}: closed ({cause:?})", info.peer);
+        let service = &*self.service;
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
+            service.closed(session, &info, cause);
+        })) {
+            note_panic(&context.stats, &info.peer, payload);
         }
     }
 
@@ -227,10 +482,106 @@ impl<S: StreamService> Streams<S> {
         while let Some(key) = self.idle.expired(context.now, timeout) {
             log::debug!(
                 "{}: idle for {timeout:?}, closing",
-                self.connections[key].peer
+                self.connections[key].info.peer
             );
             WorkerStats::add(&context.stats.idle_timeouts, 1);
-            self.close(key, None, registry, context);
+            self.close(key, CloseCause::IdleTimeout, registry, context);
+        }
+    }
+
+    /// Calls the service for every timer due, on connections still serving.
+    /// A timer set for now by one of these calls is due next turn.
+    pub(super) fn fire_timers(&mut self, registry: &Registry, context: &mut Context) {
+        let mut due = std::mem::take(&mut self.due);
+        due.extend(std::iter::from_fn(|| self.timers.expired(context.now)));
+        for &key in &due {
+            let called = self.call_if_serving(key, context, |service, session, conn| {
+                service.timer(session, conn);
+            });
+            if let Err(cause) = called {
+                self.close(key, cause, registry, context);
+            }
+        }
+        due.clear();
+        self.due = due;
+    }
+
+    /// Calls the service on connection `key` if it exists and is serving,
+    /// and queues the connection to be driven. Returns the cause when the
+    /// connection must close now.
+    pub(super) fn call_if_serving(
+        &mut self,
+        key: usize,
+        context: &mut Context,
+        callback: impl FnOnce(&S, &mut S::Session, &mut ConnectionContext<'_>),
+    ) -> Result<(), CloseCause> {
+        let Some(connection) = self.connections.get_mut(key) else {
+            return Ok(());
+        };
+        if connection.phase != Phase::Serving {
+            return Ok(());
+        }
+        let lend = Lend {
+            sender: &self.sender,
+            max_pending_output: self.max_pending_output,
+            now: context.now,
+        };
+        let service = &*self.service;
+        call_and_answer(
+            connection,
+            key,
+            &mut self.scratch,
+            &lend,
+            &mut self.timers,
+            &context.stats,
+            |session, conn| callback(service, session, conn),
+        )?;
+        context.hot.push(Source::Connection(key));
+        Ok(())
+    }
+
+    /// Carries out what senders asked since the last turn: output appended
+    /// to its connection (if still open), closes begun. Each connection
+    /// named is driven this turn.
+    pub(super) fn take_commands(&mut self, context: &mut Context) {
+        if !self.post.mailboxes[self.worker].take(&mut self.commands) {
+            return;
+        }
+        for command in self.commands.drain(..) {
+            let (key, id) = match &command {
+                Command::Send { key, id, .. } | Command::Close { key, id } => (*key, *id),
+            };
+            // A stale id (closed, its key reused) names no connection.
+            let Some(connection) = self
+                .connections
+                .get_mut(key)
+                .filter(|connection| connection.info.id == id)
+            else {
+                continue;
+            };
+            match command {
+                Command::Send { bytes, .. } => {
+                    // The share counts these bytes already, as reserved: from
+                    // now on they count as held, or are given back by the
+                    // next publish if dropped.
+                    connection.published += bytes.len();
+                    if connection.phase == Phase::Serving
+                        && connection.write_side == WriteSide::Open
+                    {
+                        connection.push_output(&bytes);
+                    }
+                }
+                Command::Close { .. } => apply(
+                    connection,
+                    key,
+                    Requests {
+                        close: true,
+                        ..Requests::NONE
+                    },
+                    &mut self.timers,
+                ),
+            }
+            context.hot.push(Source::Connection(key));
         }
     }
 }

@@ -8,7 +8,9 @@ use crate::support::{
     set_linger_zero, start, wait_until,
 };
 use shout_protocol::Uppercaser;
-use shout_server::{DatagramReply, DatagramService, ServerBuilder, StreamService, Uppercase};
+use shout_server::{
+    ConnectionContext, DatagramReply, DatagramService, ServerBuilder, StreamService, Uppercase,
+};
 use std::io::{ErrorKind, Write};
 use std::net::{Shutdown, SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -315,16 +317,16 @@ struct Counts {
 impl StreamService for CountingUppercase {
     type Session = Uppercaser;
 
-    fn open(&self, peer: SocketAddr) -> Uppercaser {
-        Uppercase.open(peer)
+    fn open(&self, conn: &mut ConnectionContext<'_>) -> Uppercaser {
+        Uppercase.open(conn)
     }
 
-    fn data(&self, session: &mut Uppercaser, input: &[u8], output: &mut Vec<u8>) {
+    fn data(&self, session: &mut Uppercaser, input: &[u8], conn: &mut ConnectionContext<'_>) {
         let served = self.0.datagrams.load(Ordering::SeqCst);
         self.0
             .datagrams_at_last_chunk
             .store(served, Ordering::SeqCst);
-        Uppercase.data(session, input, output);
+        Uppercase.data(session, input, conn);
     }
 }
 

@@ -4,8 +4,10 @@
 
 mod abuse;
 mod bad_input;
+mod examples;
 mod limits;
 mod review;
+mod services;
 mod support;
 mod tcp;
 mod udp;

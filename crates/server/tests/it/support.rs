@@ -1,7 +1,7 @@
 //! The library server on a thread, on port 0; the rest of the support is
 //! `shout_testkit`, re-exported here.
 
-use shout_server::{Handle, ServerBuilder, Stats, Uppercase};
+use shout_server::{DatagramService, Handle, ServerBuilder, Stats, StreamService, Uppercase};
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
 
@@ -50,7 +50,12 @@ pub(crate) fn start(
     let builder = ServerBuilder::new(Uppercase, Uppercase)
         .tcp(loopback)
         .udp(loopback);
-    let server = configure(builder).build().expect("server builds");
+    run(configure(builder))
+}
+
+/// Builds the server `builder` describes and runs it on a thread.
+pub(crate) fn run<S: StreamService, D: DatagramService>(builder: ServerBuilder<S, D>) -> Running {
+    let server = builder.build().expect("server builds");
     let handle = server.handle();
     let thread = std::thread::spawn(move || server.run());
     Running {

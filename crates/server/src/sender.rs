@@ -1,0 +1,346 @@
+//! Writing to connections from outside their callbacks: from another
+//! connection's callback, another worker, or any thread.
+//!
+//! A [`ConnectionSender`] puts a command in the owning worker's mailbox and
+//! wakes the worker with its `mio::Waker`. It never blocks on the loop and
+//! never grows memory past the per-connection output limit: each connection
+//! has a shared count of the bytes it holds plus the bytes queued toward
+//! it, and a send reserves its bytes there first or fails at once.
+//!
+//! This module is not the loop's side of delivery; that is
+//! `worker/streams.rs`, which takes the commands and keeps the counts.
+
+use crate::handle::Wakers;
+use crate::service::ConnectionId;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Why [`ConnectionSender::send`] or [`close`](ConnectionSender::close)
+/// did nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The connection's pending and queued output would pass
+    /// `max_pending_output` (always so for a message larger than that).
+    #[error("the connection's output is full")]
+    Full,
+    /// No such connection: it closed, or never existed.
+    #[error("no such connection")]
+    Closed,
+}
+
+/// What a [`ConnectionSender::broadcast`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Broadcast {
+    /// Connections the message was queued to.
+    pub queued: usize,
+    /// Connections whose output was full: they miss the message.
+    pub skipped_full: usize,
+}
+
+/// Writes to connections by id from any thread; cloneable, cheap.
+///
+/// A successful call means the bytes are queued to the connection's worker,
+/// which appends them to the connection's output on its next turn, after
+/// whatever the connection already holds. If the connection closes in
+/// between, they are dropped.
+#[derive(Clone)]
+pub struct ConnectionSender {
+    post: Arc<Post>,
+}
+
+impl fmt::Debug for ConnectionSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionSender")
+            .field("workers", &self.post.mailboxes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnectionSender {
+    pub(crate) fn new(post: Arc<Post>) -> Self {
+        Self { post }
+    }
+
+    /// Queues `bytes` to connection `id`.
+    ///
+    /// # Errors
+    /// [`SendError::Full`] when the connection's output would pass the
+    /// limit, [`SendError::Closed`] when the connection is gone.
+    pub fn send(&self, id: ConnectionId, bytes: &[u8]) -> Result<(), SendError> {
+        let mailbox = self.post.mailbox(id)?;
+        let share = mailbox.share(id)?;
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        if !share.reserve(bytes.len(), self.post.max_pending_output) {
+            return Err(SendError::Full);
+        }
+        let command = Command::Send {
+            key: share.key,
+            id,
+            bytes: Arc::from(bytes),
+        };
+        self.post.deliver(id.worker(), vec![command]);
+        Ok(())
+    }
+
+    /// Closes connection `id` once the output it holds and what was queued
+    /// to it before this call are sent, as [`ConnectionContext::close`]
+    /// does. Asking twice is harmless.
+    ///
+    /// [`ConnectionContext::close`]: crate::ConnectionContext::close
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] when the connection is gone.
+    pub fn close(&self, id: ConnectionId) -> Result<(), SendError> {
+        let mailbox = self.post.mailbox(id)?;
+        let share = mailbox.share(id)?;
+        // One close command per connection at most: repeated calls cannot
+        // grow the mailbox.
+        if !share.close_requested.swap(true, Ordering::AcqRel) {
+            let command = Command::Close { key: share.key, id };
+            self.post.deliver(id.worker(), vec![command]);
+        }
+        Ok(())
+    }
+
+    /// Queues `bytes` to every open connection of the server; those whose
+    /// output is full miss it, and are counted.
+    pub fn broadcast(&self, bytes: &[u8]) -> Broadcast {
+        self.broadcast_except(bytes, None)
+    }
+
+    /// Queues `bytes` to every open connection but `except`, as
+    /// [`broadcast`](Self::broadcast) does.
+    pub fn broadcast_except(&self, bytes: &[u8], except: Option<ConnectionId>) -> Broadcast {
+        let mut outcome = Broadcast::default();
+        if bytes.is_empty() {
+            return outcome;
+        }
+        let message: Arc<[u8]> = Arc::from(bytes);
+        for (worker, mailbox) in self.post.mailboxes.iter().enumerate() {
+            let mut commands = Vec::new();
+            for (&id, share) in lock(&mailbox.connections).iter() {
+                let id = ConnectionId(id);
+                if Some(id) == except {
+                    continue;
+                }
+                if share.reserve(bytes.len(), self.post.max_pending_output) {
+                    commands.push(Command::Send {
+                        key: share.key,
+                        id,
+                        bytes: Arc::clone(&message),
+                    });
+                } else {
+                    outcome.skipped_full += 1;
+                }
+            }
+            outcome.queued += commands.len();
+            if !commands.is_empty() {
+                self.post.deliver(worker, commands);
+            }
+        }
+        outcome
+    }
+}
+
+/// What a worker is asked to do for a connection.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Append `bytes` (reserved in the connection's share) to its output.
+    Send {
+        key: usize,
+        id: ConnectionId,
+        bytes: Arc<[u8]>,
+    },
+    /// Close the connection once its output is sent.
+    Close { key: usize, id: ConnectionId },
+}
+
+/// One mailbox per worker, and how to wake each.
+pub(crate) struct Post {
+    pub(crate) mailboxes: Vec<Mailbox>,
+    wakers: Arc<Wakers>,
+    max_pending_output: usize,
+}
+
+impl Post {
+    pub(crate) fn new(workers: usize, wakers: Arc<Wakers>, max_pending_output: usize) -> Self {
+        Self {
+            mailboxes: (0..workers).map(|_| Mailbox::default()).collect(),
+            wakers,
+            max_pending_output,
+        }
+    }
+
+    fn mailbox(&self, id: ConnectionId) -> Result<&Mailbox, SendError> {
+        self.mailboxes.get(id.worker()).ok_or(SendError::Closed)
+    }
+
+    fn deliver(&self, worker: usize, mut commands: Vec<Command>) {
+        let mailbox = &self.mailboxes[worker];
+        lock(&mailbox.commands).append(&mut commands);
+        // Wake only on the first command since the worker last looked: a
+        // burst of sends costs one wake-up.
+        if !mailbox.has_commands.swap(true, Ordering::AcqRel) {
+            self.wakers.wake(worker, "a command for a connection");
+        }
+    }
+}
+
+/// A worker's open connections, as senders see them, and its commands.
+#[derive(Default)]
+pub(crate) struct Mailbox {
+    /// Keyed by [`ConnectionId::as_u64`]; a connection is here from its
+    /// open to its close.
+    connections: Mutex<HashMap<u64, Arc<Share>>>,
+    commands: Mutex<Vec<Command>>,
+    has_commands: AtomicBool,
+}
+
+impl Mailbox {
+    fn share(&self, id: ConnectionId) -> Result<Arc<Share>, SendError> {
+        lock(&self.connections)
+            .get(&id.as_u64())
+            .cloned()
+            .ok_or(SendError::Closed)
+    }
+
+    /// Lists a new connection; returns its share.
+    pub(crate) fn open(&self, id: ConnectionId, key: usize) -> Arc<Share> {
+        let share = Arc::new(Share {
+            key,
+            held_and_queued: AtomicUsize::new(0),
+            close_requested: AtomicBool::new(false),
+        });
+        lock(&self.connections).insert(id.as_u64(), Arc::clone(&share));
+        share
+    }
+
+    /// Forgets a closed connection: sends to it fail with `Closed` from now.
+    pub(crate) fn forget(&self, id: ConnectionId) {
+        lock(&self.connections).remove(&id.as_u64());
+    }
+
+    /// Moves the waiting commands into `into` (empty); returns whether any were.
+    /// One atomic load per turn when there are none.
+    pub(crate) fn take(&self, into: &mut Vec<Command>) -> bool {
+        if !self.has_commands.load(Ordering::Acquire) {
+            return false;
+        }
+        self.has_commands.store(false, Ordering::Release);
+        std::mem::swap(into, &mut *lock(&self.commands));
+        true
+    }
+}
+
+/// What one connection's senders and its worker share.
+#[derive(Debug)]
+pub(crate) struct Share {
+    /// The connection's key in its worker's slab.
+    pub(crate) key: usize,
+    /// Bytes the connection holds (as last published by its worker) plus
+    /// bytes reserved by sends not yet delivered.
+    pub(crate) held_and_queued: AtomicUsize,
+    pub(crate) close_requested: AtomicBool,
+}
+
+impl Share {
+    /// Reserves `bytes` if they fit under `limit`.
+    fn reserve(&self, bytes: usize, limit: usize) -> bool {
+        self.held_and_queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+                now.checked_add(bytes).filter(|&total| total <= limit)
+            })
+            .is_ok()
+    }
+
+    /// Moves the published count from `from` to `to` bytes held.
+    pub(crate) fn publish(&self, from: usize, to: usize) {
+        if to > from {
+            self.held_and_queued.fetch_add(to - from, Ordering::AcqRel);
+        } else {
+            self.held_and_queued.fetch_sub(from - to, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Locks `mutex`, going on if a panicking holder poisoned it: every value
+/// behind these locks is valid after any single operation.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post(limit: usize) -> Arc<Post> {
+        Arc::new(Post::new(2, Arc::new(Wakers::new(Vec::new())), limit))
+    }
+
+    #[test]
+    fn a_send_reserves_under_the_limit_and_fails_full_past_it() {
+        let post = post(10);
+        let sender = ConnectionSender::new(Arc::clone(&post));
+        let id = ConnectionId::new(1, 7);
+        let share = post.mailboxes[1].open(id, 3);
+        assert_eq!(sender.send(id, b"123456"), Ok(()));
+        assert_eq!(sender.send(id, b"12345"), Err(SendError::Full));
+        assert_eq!(sender.send(id, b"1234"), Ok(()));
+        assert_eq!(share.held_and_queued.load(Ordering::Relaxed), 10);
+        assert_eq!(sender.send(id, b"an eleven b"), Err(SendError::Full));
+        let mut commands = Vec::new();
+        assert!(post.mailboxes[1].take(&mut commands));
+        assert_eq!(commands.len(), 2);
+        assert!(!post.mailboxes[1].take(&mut commands), "taken once");
+    }
+
+    #[test]
+    fn unknown_forgotten_and_foreign_ids_are_closed() {
+        let post = post(10);
+        let sender = ConnectionSender::new(Arc::clone(&post));
+        let id = ConnectionId::new(0, 1);
+        assert_eq!(sender.send(id, b"x"), Err(SendError::Closed));
+        post.mailboxes[0].open(id, 0);
+        assert_eq!(sender.close(id), Ok(()));
+        assert_eq!(sender.close(id), Ok(()));
+        post.mailboxes[0].forget(id);
+        assert_eq!(sender.send(id, b"x"), Err(SendError::Closed));
+        assert_eq!(sender.close(id), Err(SendError::Closed));
+        // A new connection in the same slot has another id.
+        post.mailboxes[0].open(ConnectionId::new(0, 2), 0);
+        assert_eq!(sender.send(id, b"x"), Err(SendError::Closed));
+        assert_eq!(
+            sender.send(ConnectionId::new(9, 1), b"x"),
+            Err(SendError::Closed)
+        );
+        let mut commands = Vec::new();
+        post.mailboxes[0].take(&mut commands);
+        assert_eq!(commands.len(), 1, "two closes, one command");
+    }
+
+    #[test]
+    fn a_broadcast_skips_full_connections_and_counts_them() {
+        let post = post(4);
+        let sender = ConnectionSender::new(Arc::clone(&post));
+        let full = ConnectionId::new(0, 1);
+        post.mailboxes[0].open(full, 0).publish(0, 3);
+        post.mailboxes[0].open(ConnectionId::new(0, 2), 1);
+        post.mailboxes[1].open(ConnectionId::new(1, 1), 0);
+        let outcome = sender.broadcast(b"ab");
+        assert_eq!(
+            outcome,
+            Broadcast {
+                queued: 2,
+                skipped_full: 1
+            }
+        );
+        let outcome = sender.broadcast_except(b"ab", Some(ConnectionId::new(1, 1)));
+        assert_eq!(outcome.queued, 1, "{outcome:?}");
+    }
+}

@@ -1,0 +1,212 @@
+//! The examples' services, compiled from `examples/*.rs` into this test
+//! binary (so they are always the current code) and run on the library
+//! server over loopback. Each example's `main` only parses its address,
+//! builds the same server and prints its `listening` lines.
+
+use crate::support::*;
+use shout_server::ServerBuilder;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+#[allow(dead_code)]
+#[path = "../../examples/chat.rs"]
+mod chat;
+#[allow(dead_code)]
+#[path = "../../examples/kv.rs"]
+mod kv;
+#[allow(dead_code)]
+#[path = "../../examples/rot13.rs"]
+mod rot13;
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+fn kv_server(workers: usize) -> Running {
+    run(ServerBuilder::tcp_only(kv::Store::default())
+        .tcp(loopback())
+        .workers(workers))
+}
+
+struct LineClient {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl LineClient {
+    fn connect(addr: SocketAddr) -> Self {
+        let stream = connect(addr);
+        Self {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        }
+    }
+
+    fn local(&self) -> SocketAddr {
+        self.writer.local_addr().unwrap()
+    }
+
+    fn send(&mut self, line: &str) {
+        // One write: two small ones would wait on Nagle and a delayed ack.
+        self.writer
+            .write_all(format!("{line}\n").as_bytes())
+            .unwrap();
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("a line in time");
+        assert!(line.ends_with('\n'), "the stream ended: {line:?}");
+        line.pop();
+        line
+    }
+
+    fn ask(&mut self, line: &str) -> String {
+        self.send(line);
+        self.line()
+    }
+}
+
+#[test]
+fn kv_answers_set_get_errors_and_quit() {
+    let server = kv_server(1);
+    let mut client = LineClient::connect(server.tcp());
+    assert_eq!(client.ask("GET nothing"), "NOT_FOUND");
+    assert_eq!(client.ask("SET colour deep blue"), "OK");
+    assert_eq!(client.ask("GET colour"), "deep blue");
+    assert!(client.ask("DELETE colour").starts_with("ERR"));
+    assert!(client.ask("SET lonely").starts_with("ERR"));
+    assert!(client.ask("").starts_with("ERR"));
+    assert_eq!(client.ask("QUIT"), "BYE");
+    let mut rest = String::new();
+    client.reader.read_line(&mut rest).expect("closed in time");
+    assert_eq!(rest, "", "the server closed the connection after BYE");
+}
+
+#[test]
+fn kv_takes_commands_one_byte_per_packet() {
+    let server = kv_server(1);
+    let mut client = LineClient::connect(server.tcp());
+    client.writer.set_nodelay(true).unwrap();
+    for byte in b"SET k v1\nGET k\n" {
+        client.writer.write_all(&[*byte]).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(client.line(), "OK");
+    assert_eq!(client.line(), "v1");
+}
+
+#[test]
+fn kv_shares_its_store_across_connections_and_workers() {
+    let server = kv_server(2);
+    let addr = server.tcp();
+    // Sixteen connections: the kernel spreads them over both workers (all
+    // on one has odds of 2^-15).
+    let mut clients: Vec<LineClient> = (0..16).map(|_| LineClient::connect(addr)).collect();
+    for (n, client) in clients.iter_mut().enumerate() {
+        assert_eq!(client.ask(&format!("SET key{n} value{n}")), "OK");
+    }
+    for client in &mut clients {
+        for n in 0..16 {
+            assert_eq!(client.ask(&format!("GET key{n}")), format!("value{n}"));
+        }
+    }
+}
+
+#[test]
+fn chat_welcomes_passes_lines_to_the_others_and_says_who_left() {
+    let server = run(ServerBuilder::tcp_only(chat::Chat::default()).tcp(loopback()));
+    let addr = server.tcp();
+    let mut ann = LineClient::connect(addr);
+    assert!(ann.line().starts_with("welcome"));
+    let mut bob = LineClient::connect(addr);
+    assert!(bob.line().starts_with("welcome"));
+    let mut cat = LineClient::connect(addr);
+    assert!(cat.line().starts_with("welcome"));
+
+    ann.send("hello all");
+    let from_ann = format!("{}: hello all", ann.local());
+    assert_eq!(bob.line(), from_ann);
+    assert_eq!(cat.line(), from_ann);
+    bob.send("hi ann");
+    // Ann's next line is Bob's: her own never came back to her.
+    assert_eq!(ann.line(), format!("{}: hi ann", bob.local()));
+    assert_eq!(cat.line(), format!("{}: hi ann", bob.local()));
+
+    let cat_addr = cat.local();
+    drop(cat);
+    for member in [&mut ann, &mut bob] {
+        let line = member.line();
+        assert!(
+            line.contains("left") && line.contains(&cat_addr.to_string()),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn chat_drops_lines_for_a_member_that_never_reads_and_the_room_goes_on() {
+    let _heavy = heavy_test();
+    let room = chat::Chat::default();
+    let dropped = Arc::clone(&room.dropped);
+    let server = run(ServerBuilder::tcp_only(room).tcp(loopback()));
+    let addr = server.tcp();
+    let mut talker = LineClient::connect(addr);
+    assert!(talker.line().starts_with("welcome"));
+    let silent = connect(addr);
+    let mut listener = LineClient::connect(addr);
+    assert!(listener.line().starts_with("welcome"));
+    // The listener reads on its own thread while the talker floods: 16 MiB
+    // of lines, far more than the silent member's socket buffers and its
+    // output limit hold.
+    let reading = std::thread::spawn(move || {
+        let mut got = 0u64;
+        loop {
+            let line = listener.line();
+            if line.ends_with("done") {
+                return got;
+            }
+            got += 1;
+        }
+    });
+    let line = "x".repeat(1023);
+    let lines = 16 * 1024;
+    for _ in 0..lines {
+        talker.send(&line);
+    }
+    // The room goes on: the listener gets a marker once it has room for it
+    // (one sent while its own output is full is dropped for it too).
+    for _ in 0..100 {
+        talker.send("done");
+        if reading.is_finished() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got = join_within(reading, TIMEOUT).expect("the listener is not stalled");
+    assert!(got > 0, "the listener got none of the flood");
+    assert!(
+        dropped.load(Ordering::Relaxed) > 0,
+        "the silent member got every line: its output was not bounded"
+    );
+    drop(silent);
+}
+
+#[test]
+fn rot13_still_serves_tcp_and_udp() {
+    let server = run(ServerBuilder::new(rot13::Rot13, rot13::Rot13)
+        .tcp(loopback())
+        .udp(loopback()));
+    let mut client = connect(server.tcp());
+    client.write_all(b"Hello").unwrap();
+    assert_eq!(read_exactly(&mut client, 5), b"Uryyb");
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(TIMEOUT)).unwrap();
+    udp.send_to(b"abc", server.udp()).unwrap();
+    let mut reply = [0; 8];
+    let (len, _) = udp.recv_from(&mut reply).unwrap();
+    assert_eq!(&reply[..len], b"nop");
+}
