@@ -3,8 +3,8 @@
 
 use crate::http::{self, HeadOutcome, Response, Status};
 use crate::{CONTENT_TYPE, Metric, MetricsError, encode};
-use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -200,11 +200,17 @@ impl Acceptor {
 
 /// Answers `503` without blocking the acceptor: a fresh socket's send
 /// buffer takes a short answer whole, and if not, the client gets a close.
+/// What the client already sent is read first, because closing over unread
+/// input resets the connection, which can destroy the answer before the
+/// client reads it; input that comes later may still meet a reset.
 fn refuse(mut stream: TcpStream) {
-    let bytes = Response::error(Status::Unavailable).to_bytes(true);
-    if stream.set_nonblocking(true).is_ok() {
-        let _ = stream.write(&bytes);
+    if stream.set_nonblocking(true).is_err() {
+        return;
     }
+    let mut sink = [0; 4096];
+    let _ = stream.read(&mut sink);
+    let _ = stream.write(&Response::error(Status::Unavailable).to_bytes(true));
+    let _ = stream.shutdown(Shutdown::Write);
 }
 
 /// Serves one connection: one request, one answer, close.
@@ -214,7 +220,10 @@ fn serve(mut stream: TcpStream, limits: Limits, snapshot: &Snapshot) {
     {
         Ok(HeadOutcome::Request(request)) => {
             let head_only = request.method == "HEAD";
-            (respond(&request.method, &request.path, snapshot), !head_only)
+            (
+                respond(&request.method, &request.path, snapshot),
+                !head_only,
+            )
         }
         Ok(HeadOutcome::TooLarge) => (Response::error(Status::HeadTooLarge), true),
         Ok(HeadOutcome::Malformed) => (Response::error(Status::BadRequest), true),

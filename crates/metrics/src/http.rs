@@ -218,7 +218,10 @@ mod tests {
 
     #[test]
     fn garbage_is_malformed_and_too_many_headers_too_large() {
-        assert_eq!(parse(b"\x00\x01\x02 nonsense\r\n\r\n"), Some(HeadOutcome::Malformed));
+        assert_eq!(
+            parse(b"\x00\x01\x02 nonsense\r\n\r\n"),
+            Some(HeadOutcome::Malformed)
+        );
         let many: String = (0..=MAX_HEADERS).map(|i| format!("h{i}: v\r\n")).collect();
         let head = format!("GET / HTTP/1.1\r\n{many}\r\n");
         assert_eq!(parse(head.as_bytes()), Some(HeadOutcome::TooLarge));

@@ -76,7 +76,10 @@ impl Metric {
     }
 
     fn label_values(&self) -> Vec<&str> {
-        self.labels.iter().map(|(_, value)| value.as_str()).collect()
+        self.labels
+            .iter()
+            .map(|(_, value)| value.as_str())
+            .collect()
     }
 }
 
@@ -100,7 +103,10 @@ pub fn encode(metrics: &[Metric]) -> Result<String, MetricsError> {
     // (first sample of the name, its family), in the order names appear.
     let mut families: Vec<(&Metric, Family)> = Vec::new();
     for metric in metrics {
-        let index = match families.iter().position(|(first, _)| first.name == metric.name) {
+        let index = match families
+            .iter()
+            .position(|(first, _)| first.name == metric.name)
+        {
             Some(index) => {
                 let first = families[index].0;
                 if (first.kind, first.help, first.label_names())
