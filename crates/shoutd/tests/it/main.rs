@@ -5,6 +5,7 @@
 mod binary;
 mod busy_poll;
 mod load;
+mod metrics;
 mod signals;
 mod support;
 mod workers;
