@@ -32,6 +32,7 @@ mod gate;
 mod interop;
 mod lifecycle;
 mod load;
+mod metrics;
 mod needs;
 pub(crate) mod process;
 mod text;
@@ -198,6 +199,13 @@ const SCENARIOS: &[Scenario] = &[
         deadline: Duration::from_secs(30),
         needs: &[],
         run: lifecycle::port_in_use,
+    },
+    Scenario {
+        name: "metrics",
+        proves: "shoutd --metrics serves what promtool check metrics accepts, and the values equal the TCP and UDP traffic sent",
+        deadline: Duration::from_secs(30),
+        needs: &["promtool"],
+        run: metrics::metrics,
     },
 ];
 

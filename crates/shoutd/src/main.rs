@@ -26,7 +26,7 @@ Examples:
   shoutd --tcp 127.0.0.1:0                TCP only, on a free port (printed on stdout)
   shoutd --tcp [::]:7000 --udp [::]:7001  TCP and UDP on different ports
   shoutd --workers 2 --max-connections 50000
-  shoutd --metrics 127.0.0.1:9100         also serve Prometheus metrics at /metrics
+  shoutd --metrics 127.0.0.1:9190         also serve Prometheus metrics at /metrics
   RUST_LOG=debug shoutd                   log every connection
 
 On start-up shoutd prints one line per socket to stdout, e.g.

@@ -76,7 +76,8 @@ impl Results {
     /// The load generator's ceiling in a workload: the faster of the
     /// ceiling servers, by median msgs/s, with which one it was.
     fn ceiling(&self, workload: usize) -> Option<(Server, f64)> {
-        ALL.iter().copied()
+        ALL.iter()
+            .copied()
             .filter(|server| server.is_ceiling())
             .filter_map(|server| {
                 Some((
@@ -243,7 +244,8 @@ pub(crate) fn tables(results: &Results) -> String {
 
 /// The servers with a measurement in any of `rows`, in table order.
 fn servers_in(results: &Results, rows: &[usize]) -> Vec<Server> {
-    ALL.iter().copied()
+    ALL.iter()
+        .copied()
         .filter(|&server| rows.iter().any(|&index| results.measured(index, server)))
         .collect()
 }
@@ -469,7 +471,11 @@ pub(crate) fn markdown(results: &Results, context: &Context<'_>) -> String {
     );
     out.push_str("**Servers** (`[n]`: the threads that serve):\n\n");
     let measured = servers_in(results, &results.workloads());
-    for server in ALL.iter().copied().filter(|server| measured.contains(server)) {
+    for server in ALL
+        .iter()
+        .copied()
+        .filter(|server| measured.contains(server))
+    {
         let _ = writeln!(out, "- `{}`: {}", labelled(server), server.description());
     }
     out.push_str(

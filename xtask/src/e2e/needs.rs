@@ -58,6 +58,11 @@ pub(crate) const NEEDS: &[Need] = &[
         how: "install socat (Debian: socat)",
         present: |_| find_in_path("socat").is_some(),
     },
+    Need {
+        name: "promtool",
+        how: "install promtool (Debian: prometheus)",
+        present: |_| find_in_path("promtool").is_some(),
+    },
 ];
 
 /// Whether `SHOUT_REQUIRE_PEERS` asks for every need to be present (any
