@@ -59,10 +59,7 @@ pub(crate) fn read_head(
         if len == max_bytes {
             return Ok(HeadOutcome::TooLarge);
         }
-        let Some(remaining) = deadline
-            .checked_duration_since(Instant::now())
-            .filter(|remaining| !remaining.is_zero())
-        else {
+        let Some(remaining) = time_left(deadline) else {
             return Ok(HeadOutcome::TimedOut);
         };
         stream.set_read_timeout(Some(remaining))?;
@@ -84,6 +81,14 @@ pub(crate) fn read_head(
             return Ok(outcome);
         }
     }
+}
+
+/// Returns the time until `deadline`, or `None` once it has passed (a
+/// socket timeout of zero would mean none at all).
+fn time_left(deadline: Instant) -> Option<Duration> {
+    deadline
+        .checked_duration_since(Instant::now())
+        .filter(|left| !left.is_zero())
 }
 
 /// Parses what has arrived; `None` while the head is incomplete.
@@ -185,10 +190,7 @@ pub(crate) fn answer_and_close(
     let mut sink = [0; 4096];
     let mut drained = 0;
     while drained < DRAIN_BYTES {
-        let Some(remaining) = deadline
-            .checked_duration_since(Instant::now())
-            .filter(|remaining| !remaining.is_zero())
-        else {
+        let Some(remaining) = time_left(deadline) else {
             break;
         };
         stream.set_read_timeout(Some(remaining))?;
