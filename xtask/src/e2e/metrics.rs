@@ -37,18 +37,25 @@ pub(crate) fn metrics(env: &Env) -> Result<Outcome, String> {
     }
     udp_exchanges(shoutd.udp)?;
 
-    // A close is counted when the server has seen it: scrape until it has.
+    // A close is counted once the server has seen it, and a reply once it
+    // is sent, which can be after the client has it: scrape until every
+    // connection is closed and every datagram received is answered or
+    // dropped.
     let deadline = Instant::now() + Duration::from_secs(10);
     let (text, values) = loop {
         let text = scrape(endpoint)?;
         let values = samples(&text)?;
-        if values.get("shout_connections_closed_total") == Some(&CONNECTIONS) {
+        let value = |name: &str| values.get(name).copied().unwrap_or_default();
+        let settled = value("shout_connections_closed_total") == CONNECTIONS
+            && value("shout_datagrams_sent_total") + value("shout_datagrams_dropped_total")
+                == value("shout_datagrams_received_total");
+        if settled {
             break (text, values);
         }
         if Instant::now() >= deadline {
             return Err(format!(
-                "after 10 s the endpoint still counts {:?} closed connections, not {CONNECTIONS}",
-                values.get("shout_connections_closed_total")
+                "after 10 s the counters have not settled: {}",
+                one_line_tail(&text, 400)
             ));
         }
         std::thread::sleep(Duration::from_millis(20));

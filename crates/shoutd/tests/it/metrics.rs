@@ -87,13 +87,17 @@ fn the_counters_equal_the_traffic_sent_over_tcp_and_udp() {
     let too_long = "ΐ".repeat(20_000);
     socket.send_to(too_long.as_bytes(), udp).unwrap();
 
-    // The server counts a close when it has seen the client's, and the
-    // dropped datagram when it has read it: wait for both.
+    // The server counts a close when it has seen the client's, a datagram
+    // when it has read it, and its drop once it has tried to answer it:
+    // wait until every datagram received is either answered or dropped.
     let mut after = HashMap::new();
     wait_until("the server has counted every close and datagram", || {
         after = samples(&scrape_text(metrics));
+        let received = after["shout_datagrams_received_total"];
         after["shout_connections_closed_total"] == connections
-            && after["shout_datagrams_received_total"] == answered + 1
+            && received == answered + 1
+            && after["shout_datagrams_sent_total"] + after["shout_datagrams_dropped_total"]
+                == received
     });
     let expected = [
         ("shout_connections_accepted_total", connections),
