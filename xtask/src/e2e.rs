@@ -33,6 +33,7 @@ mod gate;
 mod interop;
 mod lifecycle;
 mod load;
+mod metrics;
 mod needs;
 mod nginx;
 pub(crate) mod process;
@@ -221,6 +222,13 @@ const SCENARIOS: &[Scenario] = &[
         deadline: Duration::from_secs(60),
         needs: &["nginx"],
         run: nginx::nginx,
+    },
+    Scenario {
+        name: "metrics",
+        proves: "shoutd --metrics serves what promtool check metrics accepts, and the values equal the TCP and UDP traffic sent",
+        deadline: Duration::from_secs(30),
+        needs: &["promtool"],
+        run: metrics::metrics,
     },
 ];
 

@@ -2,6 +2,7 @@
 //! the `shout_server` library, which does the real work.
 
 mod activation;
+mod metrics;
 
 use clap::{ArgAction, Parser};
 use shout_protocol::DEFAULT_PORT;
@@ -26,6 +27,7 @@ Examples:
   shoutd --tcp 127.0.0.1:0                TCP only, on a free port (printed on stdout)
   shoutd --tcp [::]:7000 --udp [::]:7001  TCP and UDP on different ports
   shoutd --workers 2 --max-connections 50000
+  shoutd --metrics 127.0.0.1:9190         also serve Prometheus metrics at /metrics
   RUST_LOG=debug shoutd                   log every connection
 
 On start-up shoutd prints one line per socket to stdout, e.g.
@@ -82,6 +84,10 @@ struct Args {
     #[arg(long, default_value_t = 0, value_name = "MICROS")]
     busy_poll: u64,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics (port 0: a free port).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
+
     /// More logging: -v debug, -vv trace.
     #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet")]
     verbose: u8,
@@ -109,13 +115,24 @@ fn main() -> ExitCode {
         }
     };
     let (server, handle, notes) = handle;
+    let metrics = match args
+        .metrics
+        .map(|addr| metrics::serve(addr, handle.clone()))
+        .transpose()
+    {
+        Ok(metrics) => metrics,
+        Err(error) => {
+            eprintln!("shoutd: {error}");
+            return ExitCode::from(EXIT_SETUP);
+        }
+    };
     // Handlers first, then the `listening` lines: a supervisor may send
     // SIGTERM the moment it reads them, and must get a graceful stop.
     if let Err(error) = stop_on_signals(handle.clone()) {
         eprintln!("shoutd: cannot install signal handlers: {error}");
         return ExitCode::from(EXIT_SETUP);
     }
-    if let Err(error) = announce(&handle, &notes) {
+    if let Err(error) = announce(&handle, &notes, metrics.as_ref().map(|m| m.local_addr())) {
         eprintln!("shoutd: {}", ServerError::EventLoop(error));
         return ExitCode::from(EXIT_SETUP);
     }
@@ -179,14 +196,21 @@ fn start(
 
 /// The start-up contract: one `listening PROTO ADDR` line per socket on
 /// stdout, flushed, once every socket is bound; a passed socket's line
-/// ends with a note in parentheses.
-fn announce(handle: &Handle, notes: &activation::Notes) -> std::io::Result<()> {
+/// ends with a note in parentheses, and the metrics endpoint's comes last.
+fn announce(
+    handle: &Handle,
+    notes: &activation::Notes,
+    metrics: Option<SocketAddr>,
+) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
     for (proto, addrs) in [("tcp", handle.tcp_addrs()), ("udp", handle.udp_addrs())] {
         for (index, addr) in addrs.iter().enumerate() {
             let note = notes.suffix(proto, index, addrs.len());
             writeln!(stdout, "listening {proto} {addr}{note}")?;
         }
+    }
+    if let Some(addr) = metrics {
+        writeln!(stdout, "listening metrics {addr}")?;
     }
     stdout.flush()
 }

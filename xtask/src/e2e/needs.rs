@@ -71,6 +71,11 @@ pub(crate) const NEEDS: &[Need] = &[
             find_in_path("nginx").is_some() && Path::new(super::nginx::STREAM_MODULE).is_file()
         },
     },
+    Need {
+        name: "promtool",
+        how: "install promtool (Debian: prometheus)",
+        present: |_| find_in_path("promtool").is_some(),
+    },
 ];
 
 /// Whether `SHOUT_REQUIRE_PEERS` asks for every need to be present (any

@@ -263,6 +263,8 @@ pub(crate) struct Shoutd {
     pub(crate) process: Spawned,
     pub(crate) tcp: SocketAddr,
     pub(crate) udp: SocketAddr,
+    /// The metrics endpoint, when `--metrics` was among the options.
+    pub(crate) metrics: Option<SocketAddr>,
 }
 
 impl Shoutd {
@@ -272,7 +274,7 @@ impl Shoutd {
     }
 
     /// Starts shoutd with one TCP and one UDP address and `extra` options,
-    /// and waits for its two `listening` lines.
+    /// and waits for its `listening` lines (three with `--metrics`).
     pub(crate) fn start_on(
         env: &super::Env,
         tcp: &str,
@@ -281,8 +283,13 @@ impl Shoutd {
     ) -> Result<Self, String> {
         let mut command = env.shoutd();
         command.args(["--tcp", tcp, "--udp", udp]).args(extra);
-        let (process, tcp, udp) = start_announcing("shoutd", &mut command)?;
-        Ok(Self { process, tcp, udp })
+        let (process, listening) = start_announcing_all("shoutd", &mut command)?;
+        Ok(Self {
+            process,
+            tcp: listening.tcp().expect("waited for"),
+            udp: listening.udp().expect("waited for"),
+            metrics: listening.addrs("metrics").first().copied(),
+        })
     }
 }
 
@@ -293,12 +300,27 @@ pub(crate) fn start_announcing(
     name: &str,
     command: &mut Command,
 ) -> Result<(Spawned, SocketAddr, SocketAddr), String> {
+    let (process, listening) = start_announcing_all(name, command)?;
+    let (tcp, udp) = (listening.tcp(), listening.udp());
+    Ok((process, tcp.expect("waited for"), udp.expect("waited for")))
+}
+
+/// [`start_announcing`], which also waits for the `listening metrics` line
+/// when `command` has `--metrics`; returns every line read.
+pub(crate) fn start_announcing_all(
+    name: &str,
+    command: &mut Command,
+) -> Result<(Spawned, Listening), String> {
+    let wants_metrics = command.get_args().any(|arg| arg == "--metrics");
     command.stdin(Stdio::null()).stdout(Stdio::piped());
     let mut process = Spawned::start(name, command)?;
     let lines = lines_of(process.take_stdout().expect("stdout is piped"));
     let deadline = Instant::now() + READY_TIMEOUT;
     let mut listening = Listening::default();
-    while listening.tcp().is_none() || listening.udp().is_none() {
+    while listening.tcp().is_none()
+        || listening.udp().is_none()
+        || (wants_metrics && listening.addrs("metrics").is_empty())
+    {
         let line = match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(line) => line,
             Err(RecvTimeoutError::Timeout) => {
@@ -321,12 +343,7 @@ pub(crate) fn start_announcing(
             .add_line(&line)
             .map_err(|error| format!("{name}: {error}"))?;
     }
-    let (tcp, udp) = (listening.tcp(), listening.udp());
-    Ok((
-        process,
-        tcp.expect("loop ends when set"),
-        udp.expect("loop ends when set"),
-    ))
+    Ok((process, listening))
 }
 
 /// Which of the lecture's servers.

@@ -6,6 +6,7 @@ mod activation;
 mod binary;
 mod busy_poll;
 mod load;
+mod metrics;
 mod signals;
 mod support;
 mod workers;

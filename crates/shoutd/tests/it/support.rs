@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::process::Command;
 
-/// A running `shoutd` and the first TCP and UDP addresses it announced;
-/// killed on drop if still running.
+/// A running `shoutd` and the first TCP, UDP and metrics addresses it
+/// announced; killed on drop if still running.
 pub(crate) struct Shoutd {
     process: ServerProcess,
     pub(crate) tcp: Option<SocketAddr>,
     pub(crate) udp: Option<SocketAddr>,
+    pub(crate) metrics: Option<SocketAddr>,
 }
 
 impl Shoutd {
@@ -21,16 +22,22 @@ impl Shoutd {
     }
 
     /// Starts `command`, which must keep shoutd's start-up contract: one
-    /// `listening` line per `--tcp` and `--udp` it was given.
+    /// `listening` line per `--tcp`, `--udp` and `--metrics` it was given.
     pub(crate) fn start_with(command: &mut Command) -> Self {
         let sockets = command
             .get_args()
-            .filter(|arg| *arg == "--tcp" || *arg == "--udp")
+            .filter(|arg| *arg == "--tcp" || *arg == "--udp" || *arg == "--metrics")
             .count();
         let process =
             ServerProcess::start("shoutd", command, sockets).unwrap_or_else(|e| panic!("{e}"));
         let (tcp, udp) = (process.listening().tcp(), process.listening().udp());
-        Self { process, tcp, udp }
+        let metrics = process.listening().addrs("metrics").first().copied();
+        Self {
+            process,
+            tcp,
+            udp,
+            metrics,
+        }
     }
 
     /// Waits (bounded) for the exit; returns status code and stderr.
