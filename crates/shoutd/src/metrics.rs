@@ -88,14 +88,11 @@ fn snapshot(stats: &Stats) -> Vec<Metric> {
         ("service", stats.closed_by_service),
         ("panic", stats.closed_by_panic),
     ];
-    metrics.extend(closed.map(|(cause, value)| {
-        Metric::counter(
-            "shout_connections_closed_by_cause_total",
-            "TCP connections closed, by why.",
-            value,
-        )
-        .with_label("cause", cause)
-    }));
+    metrics.extend(by_cause(
+        "shout_connections_closed_by_cause_total",
+        "TCP connections closed, by why.",
+        closed,
+    ));
     let dropped = [
         ("declined", stats.datagrams_declined),
         ("too_large", stats.datagrams_too_large),
@@ -104,14 +101,11 @@ fn snapshot(stats: &Stats) -> Vec<Metric> {
         ("rate_limited", stats.datagrams_rate_limited),
         ("stop", stats.datagrams_unsent_at_stop),
     ];
-    metrics.extend(dropped.map(|(cause, value)| {
-        Metric::counter(
-            "shout_datagrams_dropped_by_cause_total",
-            "UDP datagrams not answered, by why.",
-            value,
-        )
-        .with_label("cause", cause)
-    }));
+    metrics.extend(by_cause(
+        "shout_datagrams_dropped_by_cause_total",
+        "UDP datagrams not answered, by why.",
+        dropped,
+    ));
     // A histogram in counter form (shout_metrics has no histogram type):
     // cumulative, as Prometheus buckets are.
     let mut within = 0;
@@ -132,6 +126,17 @@ fn snapshot(stats: &Stats) -> Vec<Metric> {
         );
     }
     metrics
+}
+
+/// Returns one counter family labelled `cause`, a sample per cause.
+fn by_cause<const N: usize>(
+    name: &'static str,
+    help: &'static str,
+    causes: [(&'static str, u64); N],
+) -> impl Iterator<Item = Metric> {
+    causes
+        .into_iter()
+        .map(move |(cause, value)| Metric::counter(name, help, value).with_label("cause", cause))
 }
 
 #[cfg(test)]
