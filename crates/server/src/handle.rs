@@ -2,11 +2,13 @@
 //! way to stop it from any thread.
 
 use crate::sender::ConnectionSender;
+use crate::service::CloseCause;
 use mio::Waker;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 /// Counters one worker updates; read by [`Handle::stats`] from any thread.
 ///
@@ -24,12 +26,66 @@ pub(crate) struct WorkerStats {
     pub(crate) datagrams_out: AtomicU64,
     pub(crate) datagrams_dropped: AtomicU64,
     pub(crate) service_panics: AtomicU64,
+    pub(crate) connections_refused_per_source: AtomicU64,
+    pub(crate) closed_by_client: AtomicU64,
+    pub(crate) closed_by_reset: AtomicU64,
+    pub(crate) closed_by_error: AtomicU64,
+    pub(crate) closed_by_stop: AtomicU64,
+    pub(crate) closed_by_service: AtomicU64,
+    pub(crate) closed_by_panic: AtomicU64,
+    pub(crate) datagrams_declined: AtomicU64,
+    pub(crate) datagrams_too_large: AtomicU64,
+    pub(crate) datagrams_queue_full: AtomicU64,
+    pub(crate) datagrams_send_failed: AtomicU64,
+    pub(crate) datagrams_rate_limited: AtomicU64,
+    pub(crate) datagrams_unsent_at_stop: AtomicU64,
+    pub(crate) loop_turns: AtomicU64,
+    pub(crate) turn_durations: [AtomicU64; TURN_BUCKETS],
 }
+
+/// Buckets of [`Stats::turn_durations`].
+pub const TURN_BUCKETS: usize = 16;
 
 impl WorkerStats {
     pub(crate) fn add(counter: &AtomicU64, amount: u64) {
         counter.fetch_add(amount, Ordering::Relaxed);
     }
+
+    /// Counts a connection closed for `cause`.
+    pub(crate) fn note_close(&self, cause: CloseCause) {
+        Self::add(&self.connections_closed, 1);
+        let counter = match cause {
+            CloseCause::ClientClosed => &self.closed_by_client,
+            CloseCause::Reset => &self.closed_by_reset,
+            CloseCause::Error(_) => &self.closed_by_error,
+            CloseCause::IdleTimeout => &self.idle_timeouts,
+            CloseCause::Stopped => &self.closed_by_stop,
+            CloseCause::ServiceClosed => &self.closed_by_service,
+            CloseCause::Panicked => &self.closed_by_panic,
+        };
+        Self::add(counter, 1);
+    }
+
+    /// Counts a datagram not answered; `cause` is one of the
+    /// `datagrams_*` counters that say why.
+    pub(crate) fn note_dropped(cause: &AtomicU64, count: u64, total: &AtomicU64) {
+        Self::add(total, count);
+        Self::add(cause, count);
+    }
+
+    /// Counts one turn of the event loop that took `took`.
+    pub(crate) fn note_turn(&self, took: Duration) {
+        Self::add(&self.loop_turns, 1);
+        Self::add(&self.turn_durations[turn_bucket(took)], 1);
+    }
+}
+
+/// Returns the bucket of a turn that took `took`: bucket `i` holds turns
+/// shorter than 2^i µs, the last every longer one.
+pub(crate) fn turn_bucket(took: Duration) -> usize {
+    let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+    // Shorter than 2^i µs means micros < 2^i, i.e. 64 - leading_zeros <= i.
+    ((u64::BITS - micros.leading_zeros()) as usize).min(TURN_BUCKETS - 1)
 }
 
 /// A snapshot of the server's counters, summed over workers.
@@ -52,12 +108,49 @@ pub struct Stats {
     pub datagrams_in: u64,
     /// Replies sent.
     pub datagrams_out: u64,
-    /// Datagrams not answered: the service declined, the reply did not fit,
-    /// or the send queue was full.
+    /// Datagrams not answered, for any reason: the sum of the
+    /// `datagrams_*` causes below.
     pub datagrams_dropped: u64,
     /// Service callbacks that panicked: each cost one connection, or one
     /// datagram.
     pub service_panics: u64,
+    /// Connections closed at once on accept because their source already
+    /// held its share (`max_connections_per_source`). At the server-wide
+    /// cap nothing is refused: the listeners pause and clients wait.
+    pub connections_refused_per_source: u64,
+    /// Connections closed after the client ended its stream.
+    pub closed_by_client: u64,
+    /// Connections the client reset, or that broke.
+    pub closed_by_reset: u64,
+    /// Connections closed by another I/O error.
+    pub closed_by_error: u64,
+    /// Connections closed by the stop (the drain).
+    pub closed_by_stop: u64,
+    /// Connections the service closed.
+    pub closed_by_service: u64,
+    /// Connections closed because a service callback panicked.
+    pub closed_by_panic: u64,
+    /// Datagrams the service declined to answer (for the shout service, a
+    /// reply over 65,507 bytes); its panics count here too.
+    pub datagrams_declined: u64,
+    /// Replies over 65,507 bytes, the most a UDP datagram carries, that the
+    /// loop did not send.
+    pub datagrams_too_large: u64,
+    /// Replies dropped because the socket's send queue was full.
+    pub datagrams_queue_full: u64,
+    /// Replies the kernel refused to send.
+    pub datagrams_send_failed: u64,
+    /// Replies not sent because their source was over its reply rate
+    /// (`udp_rate_per_source`).
+    pub datagrams_rate_limited: u64,
+    /// Replies still queued when the server stopped.
+    pub datagrams_unsent_at_stop: u64,
+    /// Turns of the event loop: one per wake-up.
+    pub loop_turns: u64,
+    /// Turns by how long their work took (not the wait before it): entry
+    /// `i` counts turns shorter than 2^i µs, the last entry every longer
+    /// one.
+    pub turn_durations: [u64; TURN_BUCKETS],
 }
 
 impl Stats {
@@ -81,6 +174,23 @@ impl Stats {
             total.datagrams_out += read(&worker.datagrams_out);
             total.datagrams_dropped += read(&worker.datagrams_dropped);
             total.service_panics += read(&worker.service_panics);
+            total.connections_refused_per_source += read(&worker.connections_refused_per_source);
+            total.closed_by_client += read(&worker.closed_by_client);
+            total.closed_by_reset += read(&worker.closed_by_reset);
+            total.closed_by_error += read(&worker.closed_by_error);
+            total.closed_by_stop += read(&worker.closed_by_stop);
+            total.closed_by_service += read(&worker.closed_by_service);
+            total.closed_by_panic += read(&worker.closed_by_panic);
+            total.datagrams_declined += read(&worker.datagrams_declined);
+            total.datagrams_too_large += read(&worker.datagrams_too_large);
+            total.datagrams_queue_full += read(&worker.datagrams_queue_full);
+            total.datagrams_send_failed += read(&worker.datagrams_send_failed);
+            total.datagrams_rate_limited += read(&worker.datagrams_rate_limited);
+            total.datagrams_unsent_at_stop += read(&worker.datagrams_unsent_at_stop);
+            total.loop_turns += read(&worker.loop_turns);
+            for (sum, bucket) in total.turn_durations.iter_mut().zip(&worker.turn_durations) {
+                *sum += read(bucket);
+            }
         }
         total
     }
@@ -91,7 +201,8 @@ impl fmt::Display for Stats {
         write!(
             f,
             "{} connections ({} shed, {} idle timeouts), {} bytes in, {} bytes out, \
-             {} datagrams in, {} out, {} dropped, {} service panics",
+             {} datagrams in, {} out, {} dropped ({} rate limited), {} service panics, \
+             {} refused per source",
             self.connections_accepted,
             self.connections_shed,
             self.idle_timeouts,
@@ -100,7 +211,9 @@ impl fmt::Display for Stats {
             self.datagrams_in,
             self.datagrams_out,
             self.datagrams_dropped,
-            self.service_panics
+            self.datagrams_rate_limited,
+            self.service_panics,
+            self.connections_refused_per_source
         )
     }
 }
@@ -198,5 +311,32 @@ impl Handle {
     /// The counters so far, summed over workers.
     pub fn stats(&self) -> Stats {
         Stats::sum(&self.stats)
+    }
+
+    /// The counters so far of each worker, in worker order.
+    pub fn worker_stats(&self) -> Vec<Stats> {
+        self.stats
+            .iter()
+            .map(|worker| Stats::sum(std::slice::from_ref(worker)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turns_fall_in_power_of_two_microsecond_buckets() {
+        let micros = Duration::from_micros;
+        assert_eq!(turn_bucket(Duration::ZERO), 0);
+        assert_eq!(turn_bucket(Duration::from_nanos(999)), 0);
+        assert_eq!(turn_bucket(micros(1)), 1);
+        assert_eq!(turn_bucket(micros(2)), 2);
+        assert_eq!(turn_bucket(micros(3)), 2);
+        assert_eq!(turn_bucket(micros(4)), 3);
+        assert_eq!(turn_bucket(micros((1 << 14) - 1)), 14);
+        assert_eq!(turn_bucket(micros(1 << 14)), TURN_BUCKETS - 1);
+        assert_eq!(turn_bucket(Duration::MAX), TURN_BUCKETS - 1);
     }
 }

@@ -41,10 +41,11 @@ mod idle;
 mod sender;
 mod server;
 mod service;
+mod sources;
 mod timer;
 mod worker;
 
-pub use handle::{Handle, Stats};
+pub use handle::{Handle, Stats, TURN_BUCKETS};
 pub use sender::{Broadcast, ConnectionSender, SendError};
 pub use server::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,

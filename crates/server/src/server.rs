@@ -3,6 +3,7 @@
 use crate::handle::{Handle, ShutdownSignal, Wakers, WorkerStats};
 use crate::sender::{ConnectionSender, Post};
 use crate::service::{DatagramService, NoService, StreamService};
+use crate::sources::ReplyRate;
 use crate::worker::{ConnectionSlots, Limits, MAX_SOCKETS_PER_KIND, WAKER, Worker, WorkerParts};
 use mio::{Poll, Waker};
 use shout_socket::{SocketError, TcpListenerBuilder, UdpSocketBuilder};
@@ -59,6 +60,9 @@ pub struct ServerBuilder<S, D> {
     udp_sockets: Vec<Arc<std::net::UdpSocket>>,
     workers: usize,
     max_connections: usize,
+    max_connections_per_source: usize,
+    udp_rate_per_source: u32,
+    udp_burst_per_source: Option<u32>,
     idle_timeout: Option<Duration>,
     drain_timeout: Duration,
     max_pending_output: usize,
@@ -111,6 +115,9 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             udp_sockets: Vec::new(),
             workers: 1,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_source: 0,
+            udp_rate_per_source: 0,
+            udp_burst_per_source: None,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             max_pending_output: DEFAULT_MAX_PENDING_OUTPUT,
@@ -173,6 +180,45 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
     /// worker.
     pub fn max_connections(mut self, max: usize) -> Self {
         self.max_connections = max;
+        self
+    }
+
+    /// Open TCP connections one source may hold, over all workers; 0 (the
+    /// default) is no limit. A source is an IPv4 address or an IPv6 /64; an
+    /// IPv4-mapped address counts as its IPv4 address. Past the limit, a new
+    /// connection from that source is closed as soon as it is accepted, and
+    /// counted in [`Stats::connections_refused_per_source`](crate::Stats).
+    ///
+    /// Off by default, as in nginx (`limit_conn`): the server cannot tell a
+    /// NAT'd office or a load generator from an abuser, and only its
+    /// operator knows which sources it serves. docs/OPERATING.md suggests
+    /// values for a public server.
+    pub fn max_connections_per_source(mut self, max: usize) -> Self {
+        self.max_connections_per_source = max;
+        self
+    }
+
+    /// Replies per second one source is sent over UDP, at most; 0 (the
+    /// default) is no limit. Each worker keeps a token bucket per source
+    /// (see [`udp_burst_per_source`](Self::udp_burst_per_source)), as DNS
+    /// servers limit responses: a datagram that finds its source's bucket
+    /// empty gets no reply, counted in
+    /// [`Stats::datagrams_rate_limited`](crate::Stats). With several
+    /// workers, a source whose datagrams the kernel spreads over them (from
+    /// several ports) may get up to this many per worker.
+    ///
+    /// Off by default, as in BIND and Unbound: a rate right for a public
+    /// server would cut a benchmark or a busy client on a private network.
+    pub fn udp_rate_per_source(mut self, per_second: u32) -> Self {
+        self.udp_rate_per_source = per_second;
+        self
+    }
+
+    /// Replies one source may be sent at once above its rate, and what a
+    /// source not seen lately starts with; by default one second's worth
+    /// (the rate). Ignored without a rate.
+    pub fn udp_burst_per_source(mut self, burst: u32) -> Self {
+        self.udp_burst_per_source = Some(burst);
         self
     }
 
@@ -240,6 +286,11 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
         if self.max_connections == 0 {
             return Err(ServerError::InvalidSetting(
                 "max connections must be at least 1",
+            ));
+        }
+        if self.udp_rate_per_source > 0 && self.udp_burst_per_source == Some(0) {
+            return Err(ServerError::InvalidSetting(
+                "the UDP burst per source must be at least 1 reply",
             ));
         }
         if self.idle_timeout == Some(Duration::ZERO) {
@@ -311,13 +362,24 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             Arc::clone(&wakers),
             self.max_pending_output,
         ));
-        let slots = Arc::new(ConnectionSlots::new(self.max_connections, wakers));
+        let slots = Arc::new(ConnectionSlots::new(
+            self.max_connections,
+            self.max_connections_per_source,
+            wakers,
+        ));
         let limits = Limits {
             idle_timeout: self.idle_timeout,
             drain_timeout: self.drain_timeout,
             max_pending_output: self.max_pending_output,
             read_buffer_size: READ_BUFFER_SIZE,
             busy_poll: self.busy_poll,
+            reply_rate: ReplyRate {
+                per_second: f64::from(self.udp_rate_per_source),
+                burst: f64::from(
+                    self.udp_burst_per_source
+                        .unwrap_or(self.udp_rate_per_source),
+                ),
+            },
         };
         let stream_service = Arc::new(self.stream_service);
         let datagram_service = Arc::new(self.datagram_service);

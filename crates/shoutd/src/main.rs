@@ -70,6 +70,20 @@ struct Args {
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS, value_name = "N")]
     max_connections: usize,
 
+    /// Open connections one IP (an IPv6 /64) may hold; past it, its new
+    /// connections are closed at once (0: no limit).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    max_connections_per_ip: usize,
+
+    /// UDP replies per second one IP (an IPv6 /64) is sent, per worker;
+    /// over it, datagrams get no reply (0: no limit).
+    #[arg(long, default_value_t = 0, value_name = "R")]
+    udp_rate_per_ip: u32,
+
+    /// UDP replies one IP may get at once above its rate (default: R).
+    #[arg(long, value_name = "B")]
+    udp_burst_per_ip: Option<u32>,
+
     /// Close connections idle this long (0: never).
     #[arg(long, default_value_t = DEFAULT_IDLE_TIMEOUT.as_secs(), value_name = "SECS")]
     idle_timeout: u64,
@@ -169,9 +183,14 @@ fn start(
     let mut builder = ServerBuilder::new(Uppercase, Uppercase)
         .workers(args.workers)
         .max_connections(args.max_connections)
+        .max_connections_per_source(args.max_connections_per_ip)
+        .udp_rate_per_source(args.udp_rate_per_ip)
         .idle_timeout((args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout)))
         .drain_timeout(drain_timeout)
         .busy_poll(Duration::from_micros(args.busy_poll));
+    if let Some(burst) = args.udp_burst_per_ip {
+        builder = builder.udp_burst_per_source(burst);
+    }
     for addr in tcp {
         builder = builder.tcp(addr);
     }

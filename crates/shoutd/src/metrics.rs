@@ -16,7 +16,7 @@ pub(crate) fn serve(addr: SocketAddr, handle: Handle) -> Result<MetricsEndpoint,
 /// Every counter of `stats`, named by the Prometheus conventions: a
 /// `shout_` prefix, `_total` on counters, base units.
 fn snapshot(stats: &Stats) -> Vec<Metric> {
-    vec![
+    let mut metrics = vec![
         Metric::counter(
             "shout_connections_accepted_total",
             "TCP connections accepted and served.",
@@ -26,6 +26,11 @@ fn snapshot(stats: &Stats) -> Vec<Metric> {
             "shout_connections_closed_total",
             "TCP connections closed, for any reason.",
             stats.connections_closed,
+        ),
+        Metric::counter(
+            "shout_connections_refused_per_source_total",
+            "TCP connections closed at once because their source held its share (--max-connections-per-ip).",
+            stats.connections_refused_per_source,
         ),
         Metric::gauge(
             "shout_connections_open",
@@ -60,15 +65,78 @@ fn snapshot(stats: &Stats) -> Vec<Metric> {
         ),
         Metric::counter(
             "shout_datagrams_dropped_total",
-            "UDP datagrams not answered: the service declined, the reply did not fit, or the send queue was full.",
+            "UDP datagrams not answered, for any reason.",
             stats.datagrams_dropped,
+        ),
+        Metric::counter(
+            "shout_loop_turns_total",
+            "Event-loop turns, over all workers.",
+            stats.loop_turns,
         ),
         Metric::counter(
             "shout_service_panics_total",
             "Service callbacks that panicked; each cost one connection or one datagram.",
             stats.service_panics,
         ),
-    ]
+    ];
+    let closed = [
+        ("client", stats.closed_by_client),
+        ("reset", stats.closed_by_reset),
+        ("error", stats.closed_by_error),
+        ("idle_timeout", stats.idle_timeouts),
+        ("stop", stats.closed_by_stop),
+        ("service", stats.closed_by_service),
+        ("panic", stats.closed_by_panic),
+    ];
+    metrics.extend(by_cause(
+        "shout_connections_closed_by_cause_total",
+        "TCP connections closed, by why.",
+        closed,
+    ));
+    let dropped = [
+        ("declined", stats.datagrams_declined),
+        ("too_large", stats.datagrams_too_large),
+        ("queue_full", stats.datagrams_queue_full),
+        ("send_failed", stats.datagrams_send_failed),
+        ("rate_limited", stats.datagrams_rate_limited),
+        ("stop", stats.datagrams_unsent_at_stop),
+    ];
+    metrics.extend(by_cause(
+        "shout_datagrams_dropped_by_cause_total",
+        "UDP datagrams not answered, by why.",
+        dropped,
+    ));
+    // A histogram in counter form (shout_metrics has no histogram type):
+    // cumulative, as Prometheus buckets are.
+    let mut within = 0;
+    for (bucket, count) in stats.turn_durations.iter().enumerate() {
+        within += count;
+        let le = if bucket + 1 == stats.turn_durations.len() {
+            "+Inf".to_string()
+        } else {
+            format!("{}", (1u64 << bucket) as f64 / 1e6)
+        };
+        metrics.push(
+            Metric::counter(
+                "shout_loop_turns_within_total",
+                "Event-loop turns whose work took at most le seconds (powers of 2 microseconds).",
+                within,
+            )
+            .with_label("le", le),
+        );
+    }
+    metrics
+}
+
+/// Returns one counter family labelled `cause`, a sample per cause.
+fn by_cause<const N: usize>(
+    name: &'static str,
+    help: &'static str,
+    causes: [(&'static str, u64); N],
+) -> impl Iterator<Item = Metric> {
+    causes
+        .into_iter()
+        .map(move |(cause, value)| Metric::counter(name, help, value).with_label("cause", cause))
 }
 
 #[cfg(test)]
@@ -90,7 +158,51 @@ mod tests {
             datagrams_out: 9,
             datagrams_dropped: 10,
             service_panics: 12,
+            connections_refused_per_source: 13,
+            closed_by_client: 14,
+            closed_by_reset: 15,
+            closed_by_error: 16,
+            closed_by_stop: 17,
+            closed_by_service: 18,
+            closed_by_panic: 19,
+            datagrams_declined: 20,
+            datagrams_too_large: 21,
+            datagrams_queue_full: 22,
+            datagrams_send_failed: 23,
+            datagrams_rate_limited: 24,
+            datagrams_unsent_at_stop: 25,
+            loop_turns: 26,
+            turn_durations: [1; shout_server::TURN_BUCKETS],
         };
+        let labelled = |name: &str, label: &str| {
+            let found: Vec<u64> = snapshot(&stats)
+                .iter()
+                .filter(|metric| metric.name == name && metric.labels[0].1 == label)
+                .map(|metric| metric.value)
+                .collect();
+            assert_eq!(found.len(), 1, "{name}{{{label}}}");
+            found[0]
+        };
+        let by_cause = "shout_connections_closed_by_cause_total";
+        assert_eq!(labelled(by_cause, "client"), 14);
+        assert_eq!(labelled(by_cause, "reset"), 15);
+        assert_eq!(labelled(by_cause, "error"), 16);
+        assert_eq!(labelled(by_cause, "idle_timeout"), 3);
+        assert_eq!(labelled(by_cause, "stop"), 17);
+        assert_eq!(labelled(by_cause, "service"), 18);
+        assert_eq!(labelled(by_cause, "panic"), 19);
+        let dropped = "shout_datagrams_dropped_by_cause_total";
+        assert_eq!(labelled(dropped, "declined"), 20);
+        assert_eq!(labelled(dropped, "too_large"), 21);
+        assert_eq!(labelled(dropped, "queue_full"), 22);
+        assert_eq!(labelled(dropped, "send_failed"), 23);
+        assert_eq!(labelled(dropped, "rate_limited"), 24);
+        assert_eq!(labelled(dropped, "stop"), 25);
+        let within = "shout_loop_turns_within_total";
+        assert_eq!(labelled(within, "0.000001"), 1);
+        assert_eq!(labelled(within, "0.000002"), 2);
+        assert_eq!(labelled(within, "0.016384"), 15);
+        assert_eq!(labelled(within, "+Inf"), 16);
         let value = |name: &str| {
             let found: Vec<u64> = snapshot(&stats)
                 .iter()
@@ -111,7 +223,9 @@ mod tests {
         assert_eq!(value("shout_datagrams_sent_total"), 9);
         assert_eq!(value("shout_datagrams_dropped_total"), 10);
         assert_eq!(value("shout_service_panics_total"), 12);
-        assert_eq!(snapshot(&stats).len(), 11);
+        assert_eq!(value("shout_connections_refused_per_source_total"), 13);
+        assert_eq!(value("shout_loop_turns_total"), 26);
+        assert_eq!(snapshot(&stats).len(), 13 + 7 + 6 + 16);
         shout_metrics::encode(&snapshot(&stats)).expect("valid names");
     }
 }

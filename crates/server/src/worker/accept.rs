@@ -7,6 +7,7 @@
 
 use super::{Context, MAX_SOCKETS_PER_KIND, Source};
 use crate::handle::{Wakers, WorkerStats};
+use crate::sources::ConnectionsPerSource;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry};
 use std::fs::File;
@@ -32,16 +33,28 @@ pub(crate) struct ConnectionSlots {
     /// Workers whose listeners are paused at the cap.
     paused: AtomicUsize,
     wakers: Arc<Wakers>,
+    /// Each source's share of the open connections.
+    per_source: ConnectionsPerSource,
 }
 
 impl ConnectionSlots {
-    pub(crate) fn new(max: usize, wakers: Arc<Wakers>) -> Self {
+    /// Returns the slots for `max` connections, at most `max_per_source`
+    /// of them from one source (0: no such limit).
+    pub(crate) fn new(max: usize, max_per_source: usize, wakers: Arc<Wakers>) -> Self {
         Self {
             open: AtomicUsize::new(0),
             max,
             paused: AtomicUsize::new(0),
             wakers,
+            per_source: ConnectionsPerSource::new(max_per_source, max),
         }
+    }
+
+    /// Gives back the slot of a connection from `ip` that was accepted,
+    /// and its source's share.
+    pub(crate) fn give_back_from(&self, ip: std::net::IpAddr) {
+        self.per_source.close(ip);
+        self.give_back();
     }
 
     /// Takes a slot for a connection about to be accepted. Returns `false`
@@ -161,6 +174,10 @@ impl Acceptor {
             Ok((stream, peer)) => {
                 self.out_of_descriptors = false;
                 self.failing = false;
+                if !self.slots.per_source.open(peer.ip()) {
+                    self.slots.give_back();
+                    return refuse_per_source(stream, peer, context);
+                }
                 Accepted::Connection(stream, peer)
             }
             Err(error) => {
@@ -308,6 +325,15 @@ impl Acceptor {
     }
 }
 
+/// Closes a connection whose source holds its share already, at once: the
+/// client sees the connection end before any answer.
+fn refuse_per_source(stream: TcpStream, peer: SocketAddr, context: &Context) -> Accepted {
+    drop(stream);
+    WorkerStats::add(&context.stats.connections_refused_per_source, 1);
+    log::debug!("{peer}: closed at once, its source holds its share of connections");
+    Accepted::Nothing
+}
+
 /// Returns the level to log a condition at: a warning the first time,
 /// debug while `reported` stays set.
 fn warn_once(reported: &mut bool) -> log::Level {
@@ -354,7 +380,11 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let waiting = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let slots = Arc::new(ConnectionSlots::new(10, Arc::new(Wakers::new(Vec::new()))));
+        let slots = Arc::new(ConnectionSlots::new(
+            10,
+            0,
+            Arc::new(Wakers::new(Vec::new())),
+        ));
         let acceptor = Acceptor::new(poll.registry(), vec![listener], slots).unwrap();
         (acceptor, waiting)
     }

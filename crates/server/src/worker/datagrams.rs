@@ -5,8 +5,10 @@
 use super::{Context, MAX_SOCKETS_PER_KIND, Source, note_panic};
 use crate::handle::WorkerStats;
 use crate::service::{DatagramReply, DatagramService};
+use crate::sources::ReplyRateLimiter;
 use mio::net::UdpSocket;
 use mio::{Interest, Registry};
+use shout_protocol::MAX_DATAGRAM_PAYLOAD;
 use shout_socket::batch::{RecvBatch, SendQueue};
 use std::io;
 use std::net::SocketAddr;
@@ -34,6 +36,8 @@ pub(super) struct Datagrams<D> {
     received: RecvBatch,
     /// Where the service writes a reply before it is queued.
     scratch: Vec<u8>,
+    /// Each source's reply rate.
+    limiter: ReplyRateLimiter,
 }
 
 struct UdpEndpoint {
@@ -49,6 +53,7 @@ impl<D: DatagramService> Datagrams<D> {
         registry: &Registry,
         sockets: Vec<std::net::UdpSocket>,
         service: Arc<D>,
+        limiter: ReplyRateLimiter,
     ) -> io::Result<Self> {
         debug_assert!(sockets.len() <= MAX_SOCKETS_PER_KIND);
         let mut endpoints = Vec::with_capacity(sockets.len());
@@ -73,6 +78,7 @@ impl<D: DatagramService> Datagrams<D> {
             service,
             received,
             scratch: Vec::new(),
+            limiter,
         })
     }
 
@@ -109,6 +115,16 @@ impl<D: DatagramService> Datagrams<D> {
             };
             WorkerStats::add(&stats.datagrams_in, count as u64);
             for (request, peer) in self.received.iter() {
+                // Checked before the service runs: a flood over the rate
+                // costs no work beyond its receiving.
+                if !self.limiter.allow(peer.ip(), context.now) {
+                    WorkerStats::note_dropped(
+                        &stats.datagrams_rate_limited,
+                        1,
+                        &stats.datagrams_dropped,
+                    );
+                    continue;
+                }
                 self.scratch.clear();
                 // Sound to catch: the loop lends only the scratch reply,
                 // which a panic discards.
@@ -119,10 +135,18 @@ impl<D: DatagramService> Datagrams<D> {
                 }));
                 match reply {
                     Ok(DatagramReply::Send) => endpoint.queue_reply(peer, &self.scratch, stats),
-                    Ok(DatagramReply::Drop) => WorkerStats::add(&stats.datagrams_dropped, 1),
+                    Ok(DatagramReply::Drop) => WorkerStats::note_dropped(
+                        &stats.datagrams_declined,
+                        1,
+                        &stats.datagrams_dropped,
+                    ),
                     Err(payload) => {
                         note_panic(stats, &format_args!("udp {peer}"), payload);
-                        WorkerStats::add(&stats.datagrams_dropped, 1);
+                        WorkerStats::note_dropped(
+                            &stats.datagrams_declined,
+                            1,
+                            &stats.datagrams_dropped,
+                        );
                     }
                 }
             }
@@ -149,7 +173,12 @@ impl<D: DatagramService> Datagrams<D> {
             endpoint.send_replies(&context.stats);
             // Replies the socket would not take now are lost with it: count them.
             let unsent = endpoint.replies.clear();
-            WorkerStats::add(&context.stats.datagrams_dropped, unsent as u64);
+            let stats = &context.stats;
+            WorkerStats::note_dropped(
+                &stats.datagrams_unsent_at_stop,
+                unsent as u64,
+                &stats.datagrams_dropped,
+            );
         }
         self.endpoints.clear();
     }
@@ -170,13 +199,17 @@ impl UdpEndpoint {
     /// queue's bounds (the socket has been refusing replies for a while) it
     /// is dropped and counted instead.
     fn queue_reply(&mut self, peer: SocketAddr, reply: &[u8], stats: &WorkerStats) {
-        if self.replies.len() >= UDP_QUEUE_DATAGRAMS
+        let cause = if reply.len() > MAX_DATAGRAM_PAYLOAD {
+            &stats.datagrams_too_large
+        } else if self.replies.len() >= UDP_QUEUE_DATAGRAMS
             || self.replies.bytes() + reply.len() > UDP_QUEUE_BYTES
         {
-            WorkerStats::add(&stats.datagrams_dropped, 1);
+            &stats.datagrams_queue_full
+        } else {
+            self.replies.push(peer, reply);
             return;
-        }
-        self.replies.push(peer, reply);
+        };
+        WorkerStats::note_dropped(cause, 1, &stats.datagrams_dropped);
     }
 
     /// Sends queued replies while the socket takes them.
@@ -188,7 +221,11 @@ impl UdpEndpoint {
             log::debug!("udp reply to {peer} failed: {error}");
         });
         WorkerStats::add(&stats.datagrams_out, outcome.sent as u64);
-        WorkerStats::add(&stats.datagrams_dropped, outcome.failed as u64);
+        WorkerStats::note_dropped(
+            &stats.datagrams_send_failed,
+            outcome.failed as u64,
+            &stats.datagrams_dropped,
+        );
         if outcome.would_block {
             self.writable = false;
         }

@@ -42,6 +42,7 @@ pub(crate) use accept::ConnectionSlots;
 use crate::handle::{ShutdownSignal, WorkerStats};
 use crate::sender::Post;
 use crate::service::{DatagramService, StreamService};
+use crate::sources::{ReplyRate, ReplyRateLimiter};
 use accept::{Accepted, Acceptor};
 use datagrams::Datagrams;
 use mio::{Events, Poll, Token};
@@ -72,6 +73,8 @@ pub(crate) struct Limits {
     pub(crate) read_buffer_size: usize,
     /// How long to poll without sleeping after the last event; zero is off.
     pub(crate) busy_poll: Duration,
+    /// Replies per source per second over UDP, and the burst.
+    pub(crate) reply_rate: ReplyRate,
 }
 
 /// A source of events, decoded from its token.
@@ -127,6 +130,8 @@ pub(crate) struct Worker<S: StreamService, D: DatagramService> {
     drain_deadline: Option<Instant>,
     busy_poll: Duration,
     last_event: Instant,
+    /// When the last turn's work ended.
+    turn_ended: Instant,
 }
 
 /// The sockets and shared state a worker is built from.
@@ -146,7 +151,8 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
     pub(crate) fn new(id: usize, poll: Poll, parts: WorkerParts<S, D>) -> io::Result<Self> {
         let registry = poll.registry();
         let acceptor = Acceptor::new(registry, parts.tcp, Arc::clone(&parts.slots))?;
-        let datagrams = Datagrams::new(registry, parts.udp, parts.datagram_service)?;
+        let limiter = ReplyRateLimiter::new(parts.limits.reply_rate, Instant::now());
+        let datagrams = Datagrams::new(registry, parts.udp, parts.datagram_service, limiter)?;
         let streams = Streams::new(
             id,
             parts.stream_service,
@@ -171,6 +177,7 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
             drain_deadline: None,
             busy_poll: parts.limits.busy_poll,
             last_event: Instant::now(),
+            turn_ended: Instant::now(),
         })
     }
 
@@ -230,7 +237,18 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
                     return Ok(());
                 }
             }
+            self.end_turn();
         }
+    }
+
+    /// Counts the turn and how long its work took: the one clock read a
+    /// turn adds, which the next poll's timeout reuses.
+    fn end_turn(&mut self) {
+        let end = Instant::now();
+        self.context
+            .stats
+            .note_turn(end.saturating_duration_since(self.context.now));
+        self.turn_ended = end;
     }
 
     /// How long the next poll may sleep: not past the next timer, not at
@@ -255,7 +273,7 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
         .into_iter()
         .flatten()
         .min()
-        .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+        .map(|deadline| deadline.saturating_duration_since(self.turn_ended))
     }
 
     fn serve_hot(&mut self) {

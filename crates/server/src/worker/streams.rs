@@ -248,13 +248,13 @@ impl<S: StreamService> Streams<S> {
         let key = entry.key();
         if key > MAX_CONNECTION_KEY {
             log::warn!("{peer}: no token left for another connection, closing it");
-            self.slots.give_back();
+            self.slots.give_back_from(peer.ip());
             return;
         }
         let token = Source::Connection(key).token();
         if let Err(error) = registry.register(&mut stream, token, CONNECTION_INTEREST) {
             log::warn!("{peer}: cannot watch the connection, closing it: {error}");
-            self.slots.give_back();
+            self.slots.give_back_from(peer.ip());
             return;
         }
         // A specific listener address is the connection's too: no system
@@ -458,13 +458,13 @@ impl<S: StreamService> Streams<S> {
         // keeps the registry exact if a descriptor is ever shared.
         let _ = registry.deregister(&mut stream);
         drop(stream);
-        self.slots.give_back();
-        WorkerStats::add(&context.stats.connections_closed, 1);
+        self.slots.give_back_from(info.peer.ip());
         let cause = match (cause, close_cause) {
             (CloseCause::Panicked, _) => CloseCause::Panicked,
             (_, Some(decided)) => decided,
             (cause, None) => cause,
         };
+        context.stats.note_close(cause);
         log::debug!("{}: closed ({cause:?})", info.peer);
         let service = &*self.service;
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
@@ -484,7 +484,6 @@ impl<S: StreamService> Streams<S> {
                 "{}: idle for {timeout:?}, closing",
                 self.connections[key].info.peer
             );
-            WorkerStats::add(&context.stats.idle_timeouts, 1);
             self.close(key, CloseCause::IdleTimeout, registry, context);
         }
     }

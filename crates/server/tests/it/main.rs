@@ -8,6 +8,7 @@ mod examples;
 mod limits;
 mod review;
 mod services;
+mod sources;
 mod support;
 mod tcp;
 mod udp;

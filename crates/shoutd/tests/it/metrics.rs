@@ -7,7 +7,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, UdpSocket};
 
 /// Every metric shoutd exposes today.
-const NAMES: [&str; 11] = [
+const NAMES: [&str; 12] = [
+    "shout_connections_refused_per_source_total",
     "shout_connections_accepted_total",
     "shout_connections_closed_total",
     "shout_connections_open",
@@ -115,11 +116,30 @@ fn the_counters_equal_the_traffic_sent_over_tcp_and_udp() {
         ("shout_datagrams_sent_total", answered),
         ("shout_datagrams_dropped_total", 1),
         ("shout_service_panics_total", 0),
+        ("shout_connections_refused_per_source_total", 0),
+        (
+            "shout_connections_closed_by_cause_total{cause=\"client\"}",
+            connections,
+        ),
+        (
+            "shout_datagrams_dropped_by_cause_total{cause=\"declined\"}",
+            1,
+        ),
+        (
+            "shout_datagrams_dropped_by_cause_total{cause=\"rate_limited\"}",
+            0,
+        ),
     ];
     for (name, value) in expected {
         assert_eq!(after.get(name), Some(&value), "{name}");
     }
-    assert_eq!(after.len(), NAMES.len(), "{after:?}");
+    // The names above, the loop's turns, 7 close causes, 6 drop causes and
+    // 16 turn-time buckets.
+    assert_eq!(after.len(), NAMES.len() + 1 + 7 + 6 + 16, "{after:?}");
+    assert_eq!(
+        after["shout_loop_turns_total"],
+        after["shout_loop_turns_within_total{le=\"+Inf\"}"]
+    );
 
     // An open connection is a gauge that goes up, and down when it closes.
     let mut open = connect(tcp);
