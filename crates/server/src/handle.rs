@@ -24,6 +24,10 @@ pub(crate) struct WorkerStats {
     pub(crate) datagrams_out: AtomicU64,
     pub(crate) datagrams_dropped: AtomicU64,
     pub(crate) service_panics: AtomicU64,
+    pub(crate) tls_handshakes_completed: AtomicU64,
+    pub(crate) tls_handshakes_failed: AtomicU64,
+    pub(crate) tls_handshake_timeouts: AtomicU64,
+    pub(crate) tls_truncated: AtomicU64,
 }
 
 impl WorkerStats {
@@ -58,6 +62,15 @@ pub struct Stats {
     /// Service callbacks that panicked: each cost one connection, or one
     /// datagram.
     pub service_panics: u64,
+    /// TLS handshakes completed: connections handed to the service.
+    pub tls_handshakes_completed: u64,
+    /// TLS handshakes that failed: bad or non-TLS input, an alert from the
+    /// client, a close or the handshake deadline before the end.
+    pub tls_handshakes_failed: u64,
+    /// TLS handshakes cut at the handshake deadline (counted as failed too).
+    pub tls_handshake_timeouts: u64,
+    /// TLS connections whose TCP stream ended without a close_notify.
+    pub tls_truncated: u64,
 }
 
 impl Stats {
@@ -81,6 +94,10 @@ impl Stats {
             total.datagrams_out += read(&worker.datagrams_out);
             total.datagrams_dropped += read(&worker.datagrams_dropped);
             total.service_panics += read(&worker.service_panics);
+            total.tls_handshakes_completed += read(&worker.tls_handshakes_completed);
+            total.tls_handshakes_failed += read(&worker.tls_handshakes_failed);
+            total.tls_handshake_timeouts += read(&worker.tls_handshake_timeouts);
+            total.tls_truncated += read(&worker.tls_truncated);
         }
         total
     }
@@ -91,7 +108,8 @@ impl fmt::Display for Stats {
         write!(
             f,
             "{} connections ({} shed, {} idle timeouts), {} bytes in, {} bytes out, \
-             {} datagrams in, {} out, {} dropped, {} service panics",
+             {} datagrams in, {} out, {} dropped, {} service panics, \
+             {} TLS handshakes ({} failed, {} timed out), {} TLS truncated",
             self.connections_accepted,
             self.connections_shed,
             self.idle_timeouts,
@@ -100,7 +118,11 @@ impl fmt::Display for Stats {
             self.datagrams_in,
             self.datagrams_out,
             self.datagrams_dropped,
-            self.service_panics
+            self.service_panics,
+            self.tls_handshakes_completed,
+            self.tls_handshakes_failed,
+            self.tls_handshake_timeouts,
+            self.tls_truncated
         )
     }
 }
@@ -160,6 +182,7 @@ impl ShutdownSignal {
 pub struct Handle {
     pub(crate) tcp_addrs: Vec<SocketAddr>,
     pub(crate) udp_addrs: Vec<SocketAddr>,
+    pub(crate) tls_addrs: Vec<SocketAddr>,
     pub(crate) shutdown: Arc<ShutdownSignal>,
     pub(crate) stats: Vec<Arc<WorkerStats>>,
     pub(crate) sender: ConnectionSender,
@@ -174,6 +197,11 @@ impl Handle {
     /// The UDP addresses being served, with real ports where 0 was asked.
     pub fn udp_addrs(&self) -> &[SocketAddr] {
         &self.udp_addrs
+    }
+
+    /// The TLS addresses being served, with real ports where 0 was asked.
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_addrs
     }
 
     /// Asks the server to stop: it stops accepting, answers what it has

@@ -36,6 +36,7 @@ mod accept;
 mod datagrams;
 mod drain;
 mod streams;
+mod tls;
 
 pub(crate) use accept::ConnectionSlots;
 
@@ -72,6 +73,12 @@ pub(crate) struct Limits {
     pub(crate) read_buffer_size: usize,
     /// How long to poll without sleeping after the last event; zero is off.
     pub(crate) busy_poll: Duration,
+    /// The TLS configs of the last listeners, in order: listener
+    /// `first_tls_listener + i` serves TLS with `tls[i]`.
+    pub(crate) tls: Vec<Arc<rustls::ServerConfig>>,
+    pub(crate) first_tls_listener: usize,
+    /// How long a TLS handshake may take, from the accept.
+    pub(crate) handshake_timeout: Duration,
 }
 
 /// A source of events, decoded from its token.

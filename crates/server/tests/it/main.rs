@@ -10,4 +10,5 @@ mod review;
 mod services;
 mod support;
 mod tcp;
+mod tls;
 mod udp;
