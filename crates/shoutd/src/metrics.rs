@@ -68,6 +68,26 @@ fn snapshot(stats: &Stats) -> Vec<Metric> {
             "Service callbacks that panicked; each cost one connection or one datagram.",
             stats.service_panics,
         ),
+        Metric::counter(
+            "shout_tls_handshakes_completed_total",
+            "TLS handshakes completed: connections handed to the service.",
+            stats.tls_handshakes_completed,
+        ),
+        Metric::counter(
+            "shout_tls_handshakes_failed_total",
+            "TLS handshakes that failed: bad or non-TLS input, a client gone, or the handshake deadline.",
+            stats.tls_handshakes_failed,
+        ),
+        Metric::counter(
+            "shout_tls_handshake_timeouts_total",
+            "TLS handshakes cut at the handshake deadline (counted as failed too).",
+            stats.tls_handshake_timeouts,
+        ),
+        Metric::counter(
+            "shout_tls_truncated_total",
+            "TLS connections whose TCP stream ended without a close_notify.",
+            stats.tls_truncated,
+        ),
     ]
 }
 
@@ -90,6 +110,10 @@ mod tests {
             datagrams_out: 9,
             datagrams_dropped: 10,
             service_panics: 12,
+            tls_handshakes_completed: 13,
+            tls_handshakes_failed: 14,
+            tls_handshake_timeouts: 15,
+            tls_truncated: 16,
         };
         let value = |name: &str| {
             let found: Vec<u64> = snapshot(&stats)
@@ -111,7 +135,11 @@ mod tests {
         assert_eq!(value("shout_datagrams_sent_total"), 9);
         assert_eq!(value("shout_datagrams_dropped_total"), 10);
         assert_eq!(value("shout_service_panics_total"), 12);
-        assert_eq!(snapshot(&stats).len(), 11);
+        assert_eq!(value("shout_tls_handshakes_completed_total"), 13);
+        assert_eq!(value("shout_tls_handshakes_failed_total"), 14);
+        assert_eq!(value("shout_tls_handshake_timeouts_total"), 15);
+        assert_eq!(value("shout_tls_truncated_total"), 16);
+        assert_eq!(snapshot(&stats).len(), 15);
         shout_metrics::encode(&snapshot(&stats)).expect("valid names");
     }
 }
