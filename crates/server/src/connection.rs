@@ -7,6 +7,7 @@
 
 use crate::sender::Share;
 use crate::service::{CloseCause, ConnectionInfo};
+use crate::tls::{PlaintextSource, TlsLayer};
 use mio::net::TcpStream;
 use shout_socket::StreamReadiness;
 use std::io;
@@ -37,7 +38,11 @@ pub(crate) enum WriteSide {
 pub(crate) struct Connection<Session> {
     pub(crate) stream: TcpStream,
     pub(crate) info: ConnectionInfo,
-    pub(crate) session: Session,
+    /// The service's session; `None` while a TLS handshake is going on
+    /// (the service opens the connection once it knows the transport).
+    pub(crate) session: Option<Session>,
+    /// The TLS layer, on a connection from a TLS listener.
+    pub(crate) tls: Option<Box<TlsLayer>>,
     /// What this connection's senders see; `published` is how many held
     /// bytes it counts, updated only when that changes (never on a read
     /// whose answer went straight to the socket).
@@ -64,7 +69,8 @@ impl<Session> Connection<Session> {
     pub(crate) fn new(
         stream: TcpStream,
         info: ConnectionInfo,
-        session: Session,
+        session: Option<Session>,
+        tls: Option<Box<TlsLayer>>,
         share: Arc<Share>,
         output_capacity: usize,
     ) -> Self {
@@ -72,6 +78,7 @@ impl<Session> Connection<Session> {
             stream,
             info,
             session,
+            tls,
             share,
             published: 0,
             blocked: false,
@@ -84,16 +91,33 @@ impl<Session> Connection<Session> {
         }
     }
 
-    /// Bytes waiting to be sent.
+    /// Bytes waiting to be sent: over TLS, the plaintext rustls holds
+    /// unsent counts too.
     pub(crate) fn pending_output(&self) -> usize {
-        self.output.len()
+        self.output.len() + self.tls.as_ref().map_or(0, |tls| tls.in_flight())
+    }
+
+    /// Returns whether anything, TLS records included, waits to be sent.
+    pub(crate) fn has_unsent(&self) -> bool {
+        !self.output.is_empty() || self.tls.as_ref().is_some_and(|tls| tls.wants_write())
+    }
+
+    /// Queues the end of the TLS stream (close_notify) before the TCP one,
+    /// on a TLS connection, and tries to send it. Returns whether anything
+    /// is left to send.
+    pub(crate) fn end_tls(&mut self) -> io::Result<bool> {
+        if let Some(tls) = &mut self.tls {
+            tls.close();
+            self.flush()?;
+        }
+        Ok(self.has_unsent())
     }
 
     /// Sends `bytes` after whatever is pending: directly if nothing is
     /// pending and the socket takes them, buffering the rest. Returns the
     /// number of bytes the socket took.
     pub(crate) fn send(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        if !self.output.is_empty() {
+        if !self.output.is_empty() || self.tls.is_some() {
             self.output.push(bytes);
             return self.flush();
         }
@@ -120,6 +144,9 @@ impl<Session> Connection<Session> {
     /// Writes pending output while the socket takes it. Returns the number of
     /// bytes written.
     pub(crate) fn flush(&mut self) -> io::Result<usize> {
+        if let Some(tls) = &mut self.tls {
+            return tls.flush(&mut self.output, &mut self.readiness, &mut self.stream);
+        }
         if self.output.is_empty() {
             return Ok(0);
         }
@@ -199,6 +226,16 @@ impl PendingOutput {
             self.bytes = Vec::new();
             self.sent = 0;
         }
+    }
+}
+
+impl PlaintextSource for PendingOutput {
+    fn unsent(&self) -> &[u8] {
+        self.as_slice()
+    }
+
+    fn consume(&mut self, n: usize) {
+        PendingOutput::consume(self, n);
     }
 }
 

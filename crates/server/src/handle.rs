@@ -41,6 +41,10 @@ pub(crate) struct WorkerStats {
     pub(crate) datagrams_unsent_at_stop: AtomicU64,
     pub(crate) loop_turns: AtomicU64,
     pub(crate) turn_durations: [AtomicU64; TURN_BUCKETS],
+    pub(crate) tls_handshakes_completed: AtomicU64,
+    pub(crate) tls_handshakes_failed: AtomicU64,
+    pub(crate) tls_handshake_timeouts: AtomicU64,
+    pub(crate) tls_truncated: AtomicU64,
 }
 
 /// Buckets of [`Stats::turn_durations`].
@@ -151,6 +155,15 @@ pub struct Stats {
     /// `i` counts turns shorter than 2^i µs, the last entry every longer
     /// one.
     pub turn_durations: [u64; TURN_BUCKETS],
+    /// TLS handshakes completed: connections handed to the service.
+    pub tls_handshakes_completed: u64,
+    /// TLS handshakes that failed: bad or non-TLS input, an alert from the
+    /// client, a close or the handshake deadline before the end.
+    pub tls_handshakes_failed: u64,
+    /// TLS handshakes cut at the handshake deadline (counted as failed too).
+    pub tls_handshake_timeouts: u64,
+    /// TLS connections whose TCP stream ended without a close_notify.
+    pub tls_truncated: u64,
 }
 
 impl Stats {
@@ -191,6 +204,10 @@ impl Stats {
             for (sum, bucket) in total.turn_durations.iter_mut().zip(&worker.turn_durations) {
                 *sum += read(bucket);
             }
+            total.tls_handshakes_completed += read(&worker.tls_handshakes_completed);
+            total.tls_handshakes_failed += read(&worker.tls_handshakes_failed);
+            total.tls_handshake_timeouts += read(&worker.tls_handshake_timeouts);
+            total.tls_truncated += read(&worker.tls_truncated);
         }
         total
     }
@@ -202,7 +219,8 @@ impl fmt::Display for Stats {
             f,
             "{} connections ({} shed, {} idle timeouts), {} bytes in, {} bytes out, \
              {} datagrams in, {} out, {} dropped ({} rate limited), {} service panics, \
-             {} refused per source",
+             {} refused per source, {} TLS handshakes ({} failed, {} timed out), \
+             {} TLS truncated",
             self.connections_accepted,
             self.connections_shed,
             self.idle_timeouts,
@@ -213,7 +231,11 @@ impl fmt::Display for Stats {
             self.datagrams_dropped,
             self.datagrams_rate_limited,
             self.service_panics,
-            self.connections_refused_per_source
+            self.connections_refused_per_source,
+            self.tls_handshakes_completed,
+            self.tls_handshakes_failed,
+            self.tls_handshake_timeouts,
+            self.tls_truncated
         )
     }
 }
@@ -273,6 +295,7 @@ impl ShutdownSignal {
 pub struct Handle {
     pub(crate) tcp_addrs: Vec<SocketAddr>,
     pub(crate) udp_addrs: Vec<SocketAddr>,
+    pub(crate) tls_addrs: Vec<SocketAddr>,
     pub(crate) shutdown: Arc<ShutdownSignal>,
     pub(crate) stats: Vec<Arc<WorkerStats>>,
     pub(crate) sender: ConnectionSender,
@@ -287,6 +310,11 @@ impl Handle {
     /// The UDP addresses being served, with real ports where 0 was asked.
     pub fn udp_addrs(&self) -> &[SocketAddr] {
         &self.udp_addrs
+    }
+
+    /// The TLS addresses being served, with real ports where 0 was asked.
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_addrs
     }
 
     /// Asks the server to stop: it stops accepting, answers what it has

@@ -43,15 +43,18 @@ mod server;
 mod service;
 mod sources;
 mod timer;
+mod tls;
 mod worker;
 
 pub use handle::{Handle, Stats, TURN_BUCKETS};
+/// The TLS library the server runs on, for building its `ServerConfig`.
+pub use rustls;
 pub use sender::{Broadcast, ConnectionSender, SendError};
 pub use server::{
-    DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_PENDING_OUTPUT, Server, ServerBuilder, ServerError,
+    DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_OUTPUT, Server, ServerBuilder, ServerError,
 };
 pub use service::{
     CloseCause, ConnectionContext, ConnectionId, ConnectionInfo, DatagramReply, DatagramService,
-    EndReason, NoService, StreamService, Uppercase,
+    EndReason, NoService, StreamService, Transport, Uppercase,
 };

@@ -58,6 +58,8 @@ pub struct ServerBuilder<S, D> {
     // Shared so that the builder stays `Clone`; `build` duplicates them.
     tcp_listeners: Vec<Arc<std::net::TcpListener>>,
     udp_sockets: Vec<Arc<std::net::UdpSocket>>,
+    tls: Vec<(SocketAddr, Arc<rustls::ServerConfig>)>,
+    handshake_timeout: Duration,
     workers: usize,
     max_connections: usize,
     max_connections_per_source: usize,
@@ -74,6 +76,8 @@ pub struct ServerBuilder<S, D> {
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default idle timeout.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default deadline for a TLS handshake, from the accept.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default drain timeout.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default cap on one connection's unsent output.
@@ -113,6 +117,8 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             udp: Vec::new(),
             tcp_listeners: Vec::new(),
             udp_sockets: Vec::new(),
+            tls: Vec::new(),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             workers: 1,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_source: 0,
@@ -135,6 +141,25 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
     /// Serves UDP on `addr` (port 0 picks a free port). Repeatable.
     pub fn udp(mut self, addr: SocketAddr) -> Self {
         self.udp.push(addr);
+        self
+    }
+
+    /// Serves TLS over TCP on `addr` (port 0 picks a free port) with
+    /// `config`, running the same stream service on the plaintext.
+    /// Repeatable. The service opens a connection once its handshake is
+    /// done, and [`ConnectionContext::transport`](crate::ConnectionContext::transport)
+    /// tells the version and SNI name. Its address is listed in
+    /// [`Handle::tls_addrs`].
+    pub fn tls(mut self, addr: SocketAddr, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls.push((addr, config));
+        self
+    }
+
+    /// How long a TLS client has, from the accept, to finish its handshake
+    /// before it is cut (counted in `Stats::tls_handshake_timeouts`).
+    /// Zero is refused by [`build`](Self::build). Default 10 s.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
         self
     }
 
@@ -256,13 +281,19 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
     /// Binds every socket for every worker. Errors name the address.
     pub fn build(self) -> Result<Server<S, D>, ServerError> {
         if self.tcp.is_empty()
+            && self.tls.is_empty()
             && self.udp.is_empty()
             && self.tcp_listeners.is_empty()
             && self.udp_sockets.is_empty()
         {
             return Err(ServerError::NoAddresses);
         }
-        if !self.tcp.is_empty() && is_no_service::<S>() {
+        if self.handshake_timeout.is_zero() {
+            return Err(ServerError::InvalidSetting(
+                "handshake timeout must be more than zero",
+            ));
+        }
+        if (!self.tcp.is_empty() || !self.tls.is_empty()) && is_no_service::<S>() {
             return Err(ServerError::InvalidSetting(
                 "a TCP address on a server with no stream service (udp_only)",
             ));
@@ -298,7 +329,7 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
                 "idle timeout must be more than zero (None for no timeout)",
             ));
         }
-        if self.tcp.len() + self.tcp_listeners.len() > MAX_SOCKETS_PER_KIND
+        if self.tcp.len() + self.tcp_listeners.len() + self.tls.len() > MAX_SOCKETS_PER_KIND
             || self.udp.len() + self.udp_sockets.len() > MAX_SOCKETS_PER_KIND
         {
             return Err(ServerError::InvalidSetting(
@@ -338,6 +369,18 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             tcp_addrs.push(listener.local_addr()?);
             for (tcp, _) in &mut sockets_per_worker {
                 tcp.push(listener.try_clone()?);
+            }
+        }
+        let first_tls_listener = tcp_addrs.len();
+        let mut tls_addrs: Vec<SocketAddr> = self.tls.iter().map(|(addr, _)| *addr).collect();
+        for (tcp, _) in &mut sockets_per_worker {
+            for addr in &mut tls_addrs {
+                let listener = TcpListenerBuilder::new(*addr)
+                    .reuse_port(shared_port)
+                    .nonblocking(true)
+                    .bind()?;
+                *addr = listener.local_addr().map_err(ServerError::EventLoop)?;
+                tcp.push(listener);
             }
         }
         for socket in &self.udp_sockets {
@@ -380,6 +423,13 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
                         .unwrap_or(self.udp_rate_per_source),
                 ),
             },
+            tls: self
+                .tls
+                .iter()
+                .map(|(_, config)| Arc::clone(config))
+                .collect(),
+            first_tls_listener,
+            handshake_timeout: self.handshake_timeout,
         };
         let stream_service = Arc::new(self.stream_service);
         let datagram_service = Arc::new(self.datagram_service);
@@ -404,6 +454,7 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
         let handle = Handle {
             tcp_addrs,
             udp_addrs,
+            tls_addrs,
             shutdown,
             stats,
             sender: ConnectionSender::new(post),

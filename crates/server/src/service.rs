@@ -9,6 +9,7 @@
 //! socket. The full contract is in docs/EMBEDDING.md.
 
 use crate::sender::ConnectionSender;
+pub use crate::tls::Transport;
 use shout_protocol::{Uppercaser, uppercase_datagram};
 use std::fmt;
 use std::io;
@@ -62,6 +63,7 @@ pub struct ConnectionInfo {
     pub(crate) local: SocketAddr,
     pub(crate) listener: usize,
     pub(crate) listener_addr: SocketAddr,
+    pub(crate) transport: Transport,
 }
 
 impl ConnectionInfo {
@@ -81,7 +83,9 @@ impl ConnectionInfo {
     }
 
     /// Returns the index of the listener the connection came from, in the
-    /// order of [`ServerBuilder::tcp`](crate::ServerBuilder::tcp) calls.
+    /// order of [`ServerBuilder::tcp`](crate::ServerBuilder::tcp) calls,
+    /// then [`tcp_listener`](crate::ServerBuilder::tcp_listener) calls, then
+    /// [`tls`](crate::ServerBuilder::tls) calls.
     pub fn listener(&self) -> usize {
         self.listener
     }
@@ -89,6 +93,12 @@ impl ConnectionInfo {
     /// Returns the address of the listener the connection came from.
     pub fn listener_addr(&self) -> SocketAddr {
         self.listener_addr
+    }
+
+    /// Returns how the connection reaches the service: plain TCP, or TLS
+    /// with its version and SNI name.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
     }
 }
 
@@ -195,6 +205,12 @@ impl ConnectionContext<'_> {
     /// Returns the index of the listener the connection came from.
     pub fn listener(&self) -> usize {
         self.info.listener
+    }
+
+    /// Returns how the connection reaches the service: plain TCP, or TLS
+    /// (the handshake is over before [`StreamService::open`]).
+    pub fn transport(&self) -> &Transport {
+        &self.info.transport
     }
 
     /// Returns what is known of the connection.

@@ -3,16 +3,18 @@
 
 mod activation;
 mod metrics;
+mod tls;
 
 use clap::{ArgAction, Parser};
 use shout_protocol::DEFAULT_PORT;
 use shout_server::{
-    DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Handle, ServerBuilder,
-    ServerError, Uppercase,
+    DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, Handle, ServerBuilder, ServerError, Uppercase,
 };
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::io::Write;
 use std::net::{Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -28,11 +30,18 @@ Examples:
   shoutd --tcp [::]:7000 --udp [::]:7001  TCP and UDP on different ports
   shoutd --workers 2 --max-connections 50000
   shoutd --metrics 127.0.0.1:9190         also serve Prometheus metrics at /metrics
+  shoutd --tls [::]:12443 --cert chain.pem --key key.pem
+                                          TLS on 12443, the TLS port (plain TCP and
+                                          UDP only if asked too)
+  shoutd --tls 127.0.0.1:0                TLS with a self-signed certificate for
+                                          localhost, 127.0.0.1 and ::1, written to
+                                          a file named on stderr (--cert-out FILE)
   RUST_LOG=debug shoutd                   log every connection
 
 On start-up shoutd prints one line per socket to stdout, e.g.
   listening tcp 127.0.0.1:40123
-with the real port when 0 was asked. Logs go to stderr.
+with the real port when 0 was asked (tcp, udp, tls, metrics). Logs go to
+stderr.
 
 Under systemd socket activation (LISTEN_FDS) shoutd serves the sockets it
 was given, TCP or UDP by their type, instead of the default addresses, and
@@ -43,8 +52,9 @@ SIGINT or SIGTERM stops it gracefully: no new clients, answers to what was
 received are sent (up to --drain-timeout), then a summary is logged. A second
 signal exits at once.
 
-Exit status: 0 after a graceful stop, 2 when a socket cannot be bound or a
-setting is invalid, 1 when serving fails.";
+Exit status: 0 after a graceful stop, 2 when a socket cannot be bound, a
+setting is invalid, or a certificate or key does not load or match, 1 when
+serving fails.";
 
 /// The shout server: uppercases every line (every byte, really) it gets over
 /// TCP and UDP, for thousands of clients at once.
@@ -59,6 +69,29 @@ struct Args {
     /// Serve UDP on ADDR (repeatable).
     #[arg(long, value_name = "ADDR")]
     udp: Vec<SocketAddr>,
+
+    /// Serve TLS on ADDR (repeatable; the TLS port is 12443). Without
+    /// --cert/--key, a self-signed certificate is generated at start.
+    #[arg(long, value_name = "ADDR")]
+    tls: Vec<SocketAddr>,
+
+    /// The TLS certificate chain, PEM (with --key).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+
+    /// The TLS private key, PEM: PKCS#8, PKCS#1 or SEC1 (with --cert).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+
+    /// Where to write a generated certificate (default:
+    /// $XDG_RUNTIME_DIR/shoutd-PID.pem, or the temporary directory).
+    #[arg(long, value_name = "FILE", conflicts_with = "cert")]
+    cert_out: Option<PathBuf>,
+
+    /// Cut a TLS client that has not finished its handshake this long
+    /// after connecting.
+    #[arg(long, default_value_t = DEFAULT_HANDSHAKE_TIMEOUT.as_secs_f64(), value_name = "SECS")]
+    handshake_timeout: f64,
 
     /// Event-loop threads, each with its own sockets on the same port
     /// (SO_REUSEPORT). More than one helps only when one core is saturated.
@@ -170,16 +203,23 @@ type UppercaseServer = shout_server::Server<Uppercase, Uppercase>;
 fn start(
     args: &Args,
     passed: activation::PassedSockets,
-) -> Result<(UppercaseServer, Handle, activation::Notes), ServerError> {
+) -> Result<(UppercaseServer, Handle, activation::Notes), StartError> {
     let drain_timeout = Duration::try_from_secs_f64(args.drain_timeout).map_err(|_| {
         ServerError::InvalidSetting("--drain-timeout must be a number of seconds >= 0")
     })?;
-    let (tcp, udp) = if args.tcp.is_empty() && args.udp.is_empty() && passed.is_empty() {
-        let default = SocketAddr::from((Ipv6Addr::UNSPECIFIED, DEFAULT_PORT));
-        (vec![default], vec![default])
-    } else {
-        (args.tcp.clone(), args.udp.clone())
-    };
+    let handshake_timeout = Duration::try_from_secs_f64(args.handshake_timeout)
+        .ok()
+        .filter(|timeout| !timeout.is_zero())
+        .ok_or(ServerError::InvalidSetting(
+            "--handshake-timeout must be a number of seconds > 0",
+        ))?;
+    let (tcp, udp) =
+        if args.tcp.is_empty() && args.udp.is_empty() && args.tls.is_empty() && passed.is_empty() {
+            let default = SocketAddr::from((Ipv6Addr::UNSPECIFIED, DEFAULT_PORT));
+            (vec![default], vec![default])
+        } else {
+            (args.tcp.clone(), args.udp.clone())
+        };
     let mut builder = ServerBuilder::new(Uppercase, Uppercase)
         .workers(args.workers)
         .max_connections(args.max_connections)
@@ -187,7 +227,14 @@ fn start(
         .udp_rate_per_source(args.udp_rate_per_ip)
         .idle_timeout((args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout)))
         .drain_timeout(drain_timeout)
-        .busy_poll(Duration::from_micros(args.busy_poll));
+        .busy_poll(Duration::from_micros(args.busy_poll))
+        .handshake_timeout(handshake_timeout);
+    if !args.tls.is_empty() {
+        let config = tls_config(args).map_err(StartError::Tls)?;
+        for &addr in &args.tls {
+            builder = builder.tls(addr, std::sync::Arc::clone(&config));
+        }
+    }
     if let Some(burst) = args.udp_burst_per_ip {
         builder = builder.udp_burst_per_source(burst);
     }
@@ -213,6 +260,44 @@ fn start(
     Ok((server, handle, notes))
 }
 
+/// Why the server could not start: a socket or setting, or TLS's
+/// certificate (the line names the file).
+#[derive(Debug)]
+enum StartError {
+    Server(ServerError),
+    Tls(String),
+}
+
+impl From<ServerError> for StartError {
+    fn from(error: ServerError) -> Self {
+        Self::Server(error)
+    }
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Server(error) => error.fmt(f),
+            Self::Tls(message) => write!(f, "tls: {message}"),
+        }
+    }
+}
+
+/// Loads `--cert`/`--key`, or generates a self-signed certificate and says
+/// on stderr where it is and what its fingerprint is.
+fn tls_config(args: &Args) -> Result<std::sync::Arc<shout_server::rustls::ServerConfig>, String> {
+    if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
+        return tls::load(cert, key);
+    }
+    let generated = tls::self_signed(args.cert_out.as_deref())?;
+    eprintln!(
+        "shoutd: self-signed certificate for localhost, 127.0.0.1 and ::1 in {} (SHA-256 {})",
+        generated.path.display(),
+        generated.fingerprint
+    );
+    Ok(generated.config)
+}
+
 /// The start-up contract: one `listening PROTO ADDR` line per socket on
 /// stdout, flushed, once every socket is bound; a passed socket's line
 /// ends with a note in parentheses, and the metrics endpoint's comes last.
@@ -222,7 +307,11 @@ fn announce(
     metrics: Option<SocketAddr>,
 ) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    for (proto, addrs) in [("tcp", handle.tcp_addrs()), ("udp", handle.udp_addrs())] {
+    for (proto, addrs) in [
+        ("tcp", handle.tcp_addrs()),
+        ("udp", handle.udp_addrs()),
+        ("tls", handle.tls_addrs()),
+    ] {
         for (index, addr) in addrs.iter().enumerate() {
             let note = notes.suffix(proto, index, addrs.len());
             writeln!(stdout, "listening {proto} {addr}{note}")?;

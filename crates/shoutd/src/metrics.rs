@@ -78,6 +78,26 @@ fn snapshot(stats: &Stats) -> Vec<Metric> {
             "Service callbacks that panicked; each cost one connection or one datagram.",
             stats.service_panics,
         ),
+        Metric::counter(
+            "shout_tls_handshakes_completed_total",
+            "TLS handshakes completed: connections handed to the service.",
+            stats.tls_handshakes_completed,
+        ),
+        Metric::counter(
+            "shout_tls_handshakes_failed_total",
+            "TLS handshakes that failed: bad or non-TLS input, a client gone, or the handshake deadline.",
+            stats.tls_handshakes_failed,
+        ),
+        Metric::counter(
+            "shout_tls_handshake_timeouts_total",
+            "TLS handshakes cut at the handshake deadline (counted as failed too).",
+            stats.tls_handshake_timeouts,
+        ),
+        Metric::counter(
+            "shout_tls_truncated_total",
+            "TLS connections whose TCP stream ended without a close_notify.",
+            stats.tls_truncated,
+        ),
     ];
     let closed = [
         ("client", stats.closed_by_client),
@@ -173,6 +193,10 @@ mod tests {
             datagrams_unsent_at_stop: 25,
             loop_turns: 26,
             turn_durations: [1; shout_server::TURN_BUCKETS],
+            tls_handshakes_completed: 27,
+            tls_handshakes_failed: 28,
+            tls_handshake_timeouts: 29,
+            tls_truncated: 30,
         };
         let labelled = |name: &str, label: &str| {
             let found: Vec<u64> = snapshot(&stats)
@@ -225,7 +249,11 @@ mod tests {
         assert_eq!(value("shout_service_panics_total"), 12);
         assert_eq!(value("shout_connections_refused_per_source_total"), 13);
         assert_eq!(value("shout_loop_turns_total"), 26);
-        assert_eq!(snapshot(&stats).len(), 13 + 7 + 6 + 16);
+        assert_eq!(value("shout_tls_handshakes_completed_total"), 27);
+        assert_eq!(value("shout_tls_handshakes_failed_total"), 28);
+        assert_eq!(value("shout_tls_handshake_timeouts_total"), 29);
+        assert_eq!(value("shout_tls_truncated_total"), 30);
+        assert_eq!(snapshot(&stats).len(), 17 + 7 + 6 + 16);
         shout_metrics::encode(&snapshot(&stats)).expect("valid names");
     }
 }

@@ -86,6 +86,11 @@ impl<S: StreamService> Streams<S> {
     pub(super) fn finish_quiet(&mut self, registry: &Registry, context: &mut Context) {
         while let Some(key) = self.idle.expired(context.now, DRAIN_QUIET_PERIOD) {
             self.idle.remove(key);
+            if self.is_handshaking(key) {
+                // Nothing was asked yet, so nothing is owed.
+                self.close(key, CloseCause::Stopped, registry, context);
+                continue;
+            }
             let connection = &mut self.connections[key];
             if connection.phase != Phase::Serving {
                 continue;
@@ -118,7 +123,7 @@ impl<S: StreamService> Streams<S> {
 
 /// `now + after`, or a century from now where `after` is too large to add
 /// (a timeout given as "practically never").
-fn deadline_after(now: Instant, after: Duration) -> Instant {
+pub(super) fn deadline_after(now: Instant, after: Duration) -> Instant {
     const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
     now.checked_add(after.min(CENTURY)).unwrap_or(now)
 }

@@ -36,6 +36,7 @@ mod accept;
 mod datagrams;
 mod drain;
 mod streams;
+mod tls;
 
 pub(crate) use accept::ConnectionSlots;
 
@@ -75,6 +76,12 @@ pub(crate) struct Limits {
     pub(crate) busy_poll: Duration,
     /// Replies per source per second over UDP, and the burst.
     pub(crate) reply_rate: ReplyRate,
+    /// The TLS configs of the last listeners, in order: listener
+    /// `first_tls_listener + i` serves TLS with `tls[i]`.
+    pub(crate) tls: Vec<Arc<rustls::ServerConfig>>,
+    pub(crate) first_tls_listener: usize,
+    /// How long a TLS handshake may take, from the accept.
+    pub(crate) handshake_timeout: Duration,
 }
 
 /// A source of events, decoded from its token.

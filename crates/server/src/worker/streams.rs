@@ -7,6 +7,8 @@
 //! Every service callback goes through [`call`], which catches a panic:
 //! see docs/EMBEDDING.md for why that is sound.
 
+use super::drain::deadline_after;
+use super::tls::{self, TlsInput};
 use super::{ConnectionSlots, Context, Limits, MAX_CONNECTION_KEY, Source, note_panic};
 use crate::connection::{Connection, Phase, WriteSide};
 use crate::handle::WorkerStats;
@@ -14,9 +16,10 @@ use crate::idle::IdleList;
 use crate::sender::{Command, ConnectionSender, Post};
 use crate::service::{
     CloseCause, ConnectionContext, ConnectionId, ConnectionInfo, EndReason, Requests,
-    StreamService, TimerRequest,
+    StreamService, TimerRequest, Transport,
 };
 use crate::timer::TimerQueue;
+use crate::tls::TlsLayer;
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Interest, Registry};
@@ -67,7 +70,7 @@ pub(super) fn call<R>(
 }
 
 /// Maps an I/O error to the cause of the close it brings.
-fn io<T>(result: io::Result<T>, info: &ConnectionInfo) -> Result<T, CloseCause> {
+pub(super) fn io<T>(result: io::Result<T>, info: &ConnectionInfo) -> Result<T, CloseCause> {
     result.map_err(|error| {
         log::debug!("{}: {error}", info.peer);
         CloseCause::of(&error)
@@ -77,7 +80,7 @@ fn io<T>(result: io::Result<T>, info: &ConnectionInfo) -> Result<T, CloseCause> 
 /// Calls the service on `connection` through [`call`], sends what it wrote
 /// if the connection still takes output, and applies what it asked. A
 /// panic closes the connection.
-fn call_and_answer<Session>(
+pub(super) fn call_and_answer<Session>(
     connection: &mut Connection<Session>,
     key: usize,
     scratch: &mut Vec<u8>,
@@ -89,7 +92,10 @@ fn call_and_answer<Session>(
     let accepting = connection.write_side == WriteSide::Open;
     let pending = connection.pending_output();
     scratch.clear();
-    let session = &mut connection.session;
+    // No session yet: a TLS handshake is going on, nothing to tell.
+    let Some(session) = connection.session.as_mut() else {
+        return Ok(());
+    };
     let called = call(&connection.info, pending, scratch, lend, |conn| {
         callback(session, conn)
     });
@@ -110,7 +116,7 @@ fn call_and_answer<Session>(
 }
 
 /// Applies what a callback asked, on a connection that is serving.
-fn apply<Session>(
+pub(super) fn apply<Session>(
     connection: &mut Connection<Session>,
     key: usize,
     requests: Requests,
@@ -150,6 +156,12 @@ pub(super) struct Streams<S: StreamService> {
     pub(super) service: Arc<S>,
     /// One read buffer for every connection of this worker.
     read_buffer: Box<[u8]>,
+    /// Where TLS plaintext goes between rustls and the service.
+    plain_buffer: Box<[u8]>,
+    /// The TLS configs of the last listeners (see [`Limits::tls`]).
+    tls: Vec<Arc<rustls::ServerConfig>>,
+    first_tls_listener: usize,
+    handshake_timeout: Duration,
     /// Where the service writes its answer before it goes to the socket.
     pub(super) scratch: Vec<u8>,
     pub(super) max_pending_output: usize,
@@ -180,6 +192,14 @@ impl<S: StreamService> Streams<S> {
             timers: TimerQueue::new(),
             service,
             read_buffer: vec![0; limits.read_buffer_size].into_boxed_slice(),
+            plain_buffer: if limits.tls.is_empty() {
+                Box::default()
+            } else {
+                vec![0; limits.read_buffer_size].into_boxed_slice()
+            },
+            tls: limits.tls.clone(),
+            first_tls_listener: limits.first_tls_listener,
+            handshake_timeout: limits.handshake_timeout,
             scratch: Vec::new(),
             max_pending_output: limits.max_pending_output,
             idle_timeout: limits.idle_timeout,
@@ -191,6 +211,13 @@ impl<S: StreamService> Streams<S> {
             commands: Vec::new(),
             due: Vec::new(),
         }
+    }
+
+    /// Returns whether connection `key` exists and is in its TLS handshake.
+    pub(super) fn is_handshaking(&self, key: usize) -> bool {
+        self.connections
+            .get(key)
+            .is_some_and(|connection| connection.session.is_none())
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -272,9 +299,43 @@ impl<S: StreamService> Streams<S> {
             local,
             listener,
             listener_addr,
+            transport: Transport::Plain,
         };
         let mailbox = &self.post.mailboxes[self.worker];
         let share = mailbox.open(id, key);
+        // The most one connection can have pending: the cap, reached by
+        // less than one byte, plus the answer to one read.
+        let output_capacity = self.max_pending_output + self.read_buffer.len() * 3;
+        if let Some(config) = listener
+            .checked_sub(self.first_tls_listener)
+            .and_then(|index| self.tls.get(index))
+        {
+            let tls = match TlsLayer::new(Arc::clone(config)) {
+                Ok(tls) => Box::new(tls),
+                Err(error) => {
+                    log::warn!("{peer}: cannot start TLS, closing: {error}");
+                    mailbox.forget(id);
+                    let _ = registry.deregister(&mut stream);
+                    self.slots.give_back();
+                    return;
+                }
+            };
+            // The service opens it once the handshake is over.
+            entry.insert(Connection::new(
+                stream,
+                info,
+                None,
+                Some(tls),
+                share,
+                output_capacity,
+            ));
+            let deadline = deadline_after(context.now, self.handshake_timeout);
+            self.timers.set(key, deadline);
+            self.idle.touch(key, context.now);
+            WorkerStats::add(&context.stats.connections_accepted, 1);
+            log::debug!("{peer}: connected, TLS handshake");
+            return;
+        }
         self.scratch.clear();
         let lend = Lend {
             sender: &self.sender,
@@ -296,13 +357,11 @@ impl<S: StreamService> Streams<S> {
                 return;
             }
         };
-        // The most one connection can have pending: the cap, reached by
-        // less than one byte, plus the answer to one read.
-        let output_capacity = self.max_pending_output + self.read_buffer.len() * 3;
         let connection = entry.insert(Connection::new(
             stream,
             info,
-            session,
+            Some(session),
+            None,
             share,
             output_capacity,
         ));
@@ -362,6 +421,16 @@ impl<S: StreamService> Streams<S> {
             } else {
                 WorkerStats::add(&stats.bytes_in, read as u64);
             }
+            if connection.tls.is_some() {
+                let taken = &mut TlsInput {
+                    ciphertext: &self.read_buffer[..read],
+                    plaintext: &mut self.plain_buffer,
+                    scratch: &mut self.scratch,
+                    timers: &mut self.timers,
+                };
+                tls::receive(connection, key, taken, &lend, stats, service)?;
+                continue;
+            }
             // In the later phases input is discarded: the answer is over.
             if connection.phase != Phase::Serving {
                 continue;
@@ -405,10 +474,17 @@ impl<S: StreamService> Streams<S> {
         }
         let connection = &mut self.connections[key];
         connection.publish_pending();
-        if connection.pending_output() > 0 {
+        if connection.has_unsent() {
             return Ok(true);
         }
-        // Everything answered has been sent.
+        // Everything answered has been sent. Over TLS, the stream ends
+        // with a close_notify before the FIN.
+        let ending = connection.phase == Phase::Finishing
+            || connection.write_side == WriteSide::ShutWhenSent
+            || connection.input_ended;
+        if ending && connection.session.is_some() && io(connection.end_tls(), &connection.info)? {
+            return Ok(true);
+        }
         match connection.phase {
             Phase::Serving => {
                 if connection.write_side == WriteSide::ShutWhenSent {
@@ -466,6 +542,10 @@ impl<S: StreamService> Streams<S> {
         };
         context.stats.note_close(cause);
         log::debug!("{}: closed ({cause:?})", info.peer);
+        // A TLS connection whose handshake never ended never opened.
+        let Some(session) = session else {
+            return;
+        };
         let service = &*self.service;
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
             service.closed(session, &info, cause);
@@ -494,6 +574,16 @@ impl<S: StreamService> Streams<S> {
         let mut due = std::mem::take(&mut self.due);
         due.extend(std::iter::from_fn(|| self.timers.expired(context.now)));
         for &key in &due {
+            if self.is_handshaking(key) {
+                tls::note_handshake_timeout(&self.connections[key], &context.stats);
+                self.close(
+                    key,
+                    CloseCause::Error(io::ErrorKind::TimedOut),
+                    registry,
+                    context,
+                );
+                continue;
+            }
             let called = self.call_if_serving(key, context, |service, session, conn| {
                 service.timer(session, conn);
             });

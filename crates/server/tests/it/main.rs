@@ -11,4 +11,5 @@ mod services;
 mod sources;
 mod support;
 mod tcp;
+mod tls;
 mod udp;

@@ -9,4 +9,5 @@ mod load;
 mod metrics;
 mod signals;
 mod support;
+mod tls;
 mod workers;

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, UdpSocket};
 
 /// Every metric shoutd exposes today.
-const NAMES: [&str; 12] = [
+const NAMES: [&str; 16] = [
     "shout_connections_refused_per_source_total",
     "shout_connections_accepted_total",
     "shout_connections_closed_total",
@@ -20,6 +20,10 @@ const NAMES: [&str; 12] = [
     "shout_datagrams_sent_total",
     "shout_datagrams_dropped_total",
     "shout_service_panics_total",
+    "shout_tls_handshakes_completed_total",
+    "shout_tls_handshakes_failed_total",
+    "shout_tls_handshake_timeouts_total",
+    "shout_tls_truncated_total",
 ];
 
 /// `GET /metrics`: the body, which must come with a 200.

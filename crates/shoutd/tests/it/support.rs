@@ -22,11 +22,15 @@ impl Shoutd {
     }
 
     /// Starts `command`, which must keep shoutd's start-up contract: one
-    /// `listening` line per `--tcp`, `--udp` and `--metrics` it was given.
+    /// `listening` line per `--tcp`, `--udp`, `--tls` and `--metrics` it was given.
     pub(crate) fn start_with(command: &mut Command) -> Self {
         let sockets = command
             .get_args()
-            .filter(|arg| *arg == "--tcp" || *arg == "--udp" || *arg == "--metrics")
+            .filter(|arg| {
+                ["--tcp", "--udp", "--tls", "--metrics"]
+                    .iter()
+                    .any(|flag| arg == flag)
+            })
             .count();
         let process =
             ServerProcess::start("shoutd", command, sockets).unwrap_or_else(|e| panic!("{e}"));

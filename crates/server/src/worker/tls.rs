@@ -1,0 +1,190 @@
+//! TLS connections in the loop: ciphertext read from the socket goes
+//! through the connection's [`TlsLayer`](crate::tls::TlsLayer), the
+//! handshake is finished (and counted) before the service opens the
+//! connection, and plaintext goes to the service as a plain read would.
+//!
+//! What differs from plain TCP is here; everything else (output,
+//! backpressure, timers, the stop) is [`streams`](super::streams)' code,
+//! run on the plaintext.
+
+use super::note_panic;
+use super::streams::{Lend, add_bytes_out, apply, call, call_and_answer, io};
+use crate::connection::{Connection, Phase};
+use crate::handle::WorkerStats;
+use crate::service::{CloseCause, EndReason, Requests, StreamService};
+use crate::timer::TimerQueue;
+use crate::tls::Plaintext;
+
+/// What one read lends the TLS path.
+pub(super) struct TlsInput<'a> {
+    /// What the read got; empty at the end of the TCP stream.
+    pub(super) ciphertext: &'a [u8],
+    pub(super) plaintext: &'a mut [u8],
+    pub(super) scratch: &'a mut Vec<u8>,
+    pub(super) timers: &'a mut TimerQueue,
+}
+
+/// Feeds one read's ciphertext to connection `key`'s TLS layer: finishes
+/// the handshake and opens the session when it is done, gives plaintext to
+/// the service, and sends what rustls has to send. Returns the cause when
+/// the connection must close now: a TLS error (its alert sent as far as
+/// the socket takes it), or a client gone during the handshake.
+pub(super) fn receive<S: StreamService>(
+    connection: &mut Connection<S::Session>,
+    key: usize,
+    input: &mut TlsInput<'_>,
+    lend: &Lend<'_>,
+    stats: &WorkerStats,
+    service: &S,
+) -> Result<(), CloseCause> {
+    // Past the answer, input is discarded, as over plain TCP.
+    if connection.phase != Phase::Serving && connection.session.is_some() {
+        return Ok(());
+    }
+    let mut rest = input.ciphertext;
+    let ended = rest.is_empty();
+    loop {
+        let tls = connection.tls.as_mut().expect("a TLS connection");
+        let took = match tls.receive(&mut rest) {
+            Ok(took) => took,
+            Err(error) => {
+                let _ = connection.flush();
+                if connection.session.is_none() {
+                    WorkerStats::add(&stats.tls_handshakes_failed, 1);
+                    log::debug!("{}: TLS handshake failed: {error}", connection.info.peer);
+                } else {
+                    log::debug!("{}: TLS error: {error}", connection.info.peer);
+                }
+                return Err(CloseCause::Error(std::io::ErrorKind::InvalidData));
+            }
+        };
+        if connection.session.is_none() {
+            if tls.is_handshaking() {
+                if ended {
+                    WorkerStats::add(&stats.tls_handshakes_failed, 1);
+                    log::debug!("{}: closed during the TLS handshake", connection.info.peer);
+                    return Err(CloseCause::ClientClosed);
+                }
+                add_bytes_out(stats, io(connection.flush(), &connection.info)?);
+                if rest.is_empty() || !took {
+                    return Ok(());
+                }
+                continue;
+            }
+            open(connection, key, input, lend, stats, service)?;
+        }
+        if deliver_plaintext(connection, key, input, lend, stats, service)? {
+            break;
+        }
+        if rest.is_empty() || !took {
+            break;
+        }
+    }
+    // Handshake records, session tickets, alerts: whatever rustls queued.
+    add_bytes_out(stats, io(connection.flush(), &connection.info)?);
+    Ok(())
+}
+
+/// Gives the service the plaintext rustls has decrypted. Returns whether
+/// the client's input is over (close_notify, or a truncation).
+fn deliver_plaintext<S: StreamService>(
+    connection: &mut Connection<S::Session>,
+    key: usize,
+    input: &mut TlsInput<'_>,
+    lend: &Lend<'_>,
+    stats: &WorkerStats,
+    service: &S,
+) -> Result<bool, CloseCause> {
+    loop {
+        if connection.phase != Phase::Serving {
+            return Ok(false);
+        }
+        let tls = connection.tls.as_mut().expect("a TLS connection");
+        let found = tls.plaintext(input.plaintext);
+        let data = match found {
+            Plaintext::Nothing => return Ok(false),
+            Plaintext::Data(n) => &input.plaintext[..n],
+            Plaintext::Closed | Plaintext::Truncated => &[][..],
+        };
+        if found == Plaintext::Truncated {
+            WorkerStats::add(&stats.tls_truncated, 1);
+            log::info!(
+                "{}: TLS stream truncated (TCP end without close_notify); answering what came",
+                connection.info.peer
+            );
+        }
+        let over = data.is_empty();
+        if over {
+            connection.input_ended = true;
+        }
+        call_and_answer(
+            connection,
+            key,
+            input.scratch,
+            lend,
+            input.timers,
+            stats,
+            |session, conn| {
+                if over {
+                    service.end(session, conn, EndReason::ClientClosed);
+                } else {
+                    service.data(session, data, conn);
+                }
+            },
+        )?;
+        if over {
+            return Ok(true);
+        }
+    }
+}
+
+/// The handshake is done: counts it, ends its deadline, tells the service
+/// the transport and opens the session, sending its greeting. A panic in
+/// `open` closes the connection, which never opened.
+fn open<S: StreamService>(
+    connection: &mut Connection<S::Session>,
+    key: usize,
+    input: &mut TlsInput<'_>,
+    lend: &Lend<'_>,
+    stats: &WorkerStats,
+    service: &S,
+) -> Result<(), CloseCause> {
+    WorkerStats::add(&stats.tls_handshakes_completed, 1);
+    input.timers.cancel(key);
+    let tls = connection.tls.as_ref().expect("a TLS connection");
+    connection.info.transport = tls.transport();
+    log::debug!(
+        "{}: TLS handshake done: {:?}",
+        connection.info.peer,
+        connection.info.transport
+    );
+    input.scratch.clear();
+    let (session, requests) = call(&connection.info, 0, input.scratch, lend, |conn| {
+        service.open(conn)
+    })
+    .map_err(|payload| {
+        note_panic(stats, &connection.info.peer, payload);
+        CloseCause::Panicked
+    })?;
+    connection.session = Some(session);
+    if !input.scratch.is_empty() {
+        add_bytes_out(stats, io(connection.send(input.scratch), &connection.info)?);
+    }
+    if requests != Requests::NONE {
+        apply(connection, key, requests, input.timers);
+    }
+    Ok(())
+}
+
+/// Counts and logs a handshake cut at its deadline.
+pub(super) fn note_handshake_timeout<Session>(
+    connection: &Connection<Session>,
+    stats: &WorkerStats,
+) {
+    WorkerStats::add(&stats.tls_handshakes_failed, 1);
+    WorkerStats::add(&stats.tls_handshake_timeouts, 1);
+    log::debug!(
+        "{}: TLS handshake not done by its deadline, closing",
+        connection.info.peer
+    );
+}

@@ -1,0 +1,118 @@
+//! `--tls`: the server's certificate, loaded from `--cert`/`--key` (PEM), or
+//! generated at start as a self-signed certificate for localhost,
+//! 127.0.0.1 and ::1, written to a file a client can trust (`--ca`).
+//!
+//! This module only builds the `rustls::ServerConfig` (rustls's safe
+//! defaults: TLS 1.3 and 1.2, no ALPN, no client certificates); serving it is
+//! `shout_server`'s business.
+
+use shout_server::rustls::pki_types::pem::PemObject;
+use shout_server::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use shout_server::rustls::{self, ServerConfig};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The names a generated certificate is good for.
+const SELF_SIGNED_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// Returns a config serving the chain in `cert` with the key in `key`.
+/// Errors are one line naming the file at fault.
+pub(crate) fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
+    let named = |path: &Path, what: &str, cause: &dyn std::fmt::Display| {
+        format!("{}: {what}: {cause}", path.display())
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|error| named(cert, "cannot read the certificate chain (PEM)", &error))?;
+    if chain.is_empty() {
+        return Err(named(
+            cert,
+            "no certificate in it",
+            &"expected PEM CERTIFICATE blocks",
+        ));
+    }
+    let private_key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|error| named(key, "cannot read the private key (PEM)", &error))?;
+    let config = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, private_key)
+        .map_err(|error| match error {
+            rustls::Error::InconsistentKeys(_) => named(
+                key,
+                "does not match the certificate",
+                &format_args!("{} holds another key's certificate", cert.display()),
+            ),
+            other => named(key, "unusable private key", &other),
+        })?;
+    Ok(Arc::new(config))
+}
+
+/// A generated certificate: the config serving it, where its PEM is, and
+/// its SHA-256 fingerprint.
+pub(crate) struct SelfSigned {
+    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) path: PathBuf,
+    pub(crate) fingerprint: String,
+}
+
+/// Generates a self-signed certificate and writes it (PEM, the
+/// certificate only) to `out`, or to [`default_cert_path`].
+pub(crate) fn self_signed(out: Option<&Path>) -> Result<SelfSigned, String> {
+    let names: Vec<String> = SELF_SIGNED_NAMES
+        .iter()
+        .map(|name| name.to_string())
+        .collect();
+    let certified = rcgen::generate_simple_self_signed(names)
+        .map_err(|error| format!("cannot generate a certificate: {error}"))?;
+    let path = out.map_or_else(default_cert_path, Path::to_path_buf);
+    std::fs::write(&path, certified.cert.pem())
+        .map_err(|error| format!("{}: cannot write the certificate: {error}", path.display()))?;
+    let der = certified.cert.der().clone();
+    let fingerprint = fingerprint(&der);
+    let key = PrivateKeyDer::try_from(certified.signing_key.serialize_der())
+        .map_err(|error| format!("generated key: {error}"))?;
+    let config = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![der], key)
+        .map_err(|error| format!("generated certificate: {error}"))?;
+    Ok(SelfSigned {
+        config: Arc::new(config),
+        path,
+        fingerprint,
+    })
+}
+
+/// Returns where a generated certificate goes without `--cert-out`:
+/// `shoutd-PID.pem` in `$XDG_RUNTIME_DIR`, or else the temporary directory.
+pub(crate) fn default_cert_path() -> PathBuf {
+    let dir = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_dir())
+        .unwrap_or_else(std::env::temp_dir);
+    dir.join(format!("shoutd-{}.pem", std::process::id()))
+}
+
+/// Returns the SHA-256 of a certificate's DER, as colon-separated hex pairs
+/// (the form `openssl x509 -fingerprint -sha256` prints).
+fn fingerprint(der: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    digest
+        .as_ref()
+        .iter()
+        .map(|byte| format!("{byte:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fingerprint_is_32_hex_pairs() {
+        let printed = fingerprint(b"");
+        assert_eq!(printed.split(':').count(), 32);
+        // SHA-256 of nothing.
+        assert!(printed.starts_with("E3:B0:C4:42"), "{printed}");
+    }
+}

@@ -1,0 +1,103 @@
+//! `shoutd --tls`: the self-signed default a client can trust with no other
+//! step, and certificates that do not load or match (exit 2, the file named).
+
+use crate::support::*;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use std::io::{Read, Write};
+use std::process::Command;
+use std::sync::Arc;
+
+/// Returns the file and fingerprint of shoutd's self-signed line.
+fn self_signed_line(stderr: &str) -> (String, String) {
+    let line = stderr
+        .lines()
+        .find(|line| line.starts_with("shoutd: self-signed certificate"))
+        .unwrap_or_else(|| panic!("no certificate line in {stderr}"));
+    let (_, rest) = line.split_once(" in ").unwrap();
+    let (path, fingerprint) = rest.split_once(" (SHA-256 ").unwrap();
+    (
+        path.to_string(),
+        fingerprint.trim_end_matches(')').to_string(),
+    )
+}
+
+#[test]
+fn the_self_signed_default_is_named_on_stderr_and_a_client_trusting_it_connects() {
+    let dir = std::env::temp_dir().join(format!("shoutd-tls-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("cert.pem");
+    let shoutd = Shoutd::start(&["--tls", "127.0.0.1:0", "--cert-out", out.to_str().unwrap()]);
+    let addr = shoutd.listening().addrs("tls")[0];
+    let (path, fingerprint) = self_signed_line(&shoutd.stderr_so_far());
+    assert_eq!(path, out.to_str().unwrap());
+    assert_eq!(fingerprint.split(':').count(), 32, "{fingerprint}");
+
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(&path).unwrap();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let client = ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let conn = ClientConnection::new(Arc::new(client), "localhost".try_into().unwrap()).unwrap();
+    let mut tls = StreamOwned::new(conn, connect(addr));
+    tls.write_all("über tls\n".as_bytes()).unwrap();
+    let mut answer = vec![0; "ÜBER TLS\n".len()];
+    tls.read_exact(&mut answer).unwrap();
+    assert_eq!(answer, "ÜBER TLS\n".as_bytes());
+    drop(tls);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+use rustls::pki_types::pem::PemObject;
+
+/// Runs shoutd with `--tls` and the given certificate files; returns its
+/// status and stderr.
+fn with_files(cert: &std::path::Path, key: &std::path::Path) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_shoutd"))
+        .args(["--tls", "127.0.0.1:0", "--cert"])
+        .arg(cert)
+        .arg("--key")
+        .arg(key)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_certificate_that_does_not_load_or_a_key_that_does_not_match_is_exit_2_naming_the_file() {
+    let dir = std::env::temp_dir().join(format!("shoutd-tls-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let one = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key, other_key, junk) = (
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+        dir.join("other-key.pem"),
+        dir.join("junk.pem"),
+    );
+    std::fs::write(&cert, one.cert.pem()).unwrap();
+    std::fs::write(&key, one.signing_key.serialize_pem()).unwrap();
+    std::fs::write(&other_key, other.signing_key.serialize_pem()).unwrap();
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+
+    let (status, stderr) = with_files(&junk, &key);
+    assert_eq!(status, Some(2), "{stderr}");
+    assert!(stderr.contains(junk.to_str().unwrap()), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    let (status, stderr) = with_files(&cert, &other_key);
+    assert_eq!(status, Some(2), "{stderr}");
+    assert!(stderr.contains(other_key.to_str().unwrap()), "{stderr}");
+    assert!(stderr.contains("does not match"), "{stderr}");
+
+    let missing = dir.join("missing.pem");
+    let (status, stderr) = with_files(&cert, &missing);
+    assert_eq!(status, Some(2), "{stderr}");
+    assert!(stderr.contains(missing.to_str().unwrap()), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
