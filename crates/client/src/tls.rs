@@ -265,6 +265,10 @@ fn certificate_reason(error: &CertificateError) -> String {
         CertificateError::Revoked => "revoked".to_owned(),
         CertificateError::BadSignature => "bad signature".to_owned(),
         CertificateError::BadEncoding => "badly encoded".to_owned(),
+        // What `openssl req -x509` makes unless told `basicConstraints=CA:FALSE`.
+        CertificateError::Other(other) if other.to_string().contains("CaUsedAsEndEntity") => {
+            "it is a CA certificate, not a server's (basicConstraints CA:TRUE)".to_owned()
+        }
         other => format!("{other:?}"),
     };
     format!("the server's certificate is not trusted: {reason}")

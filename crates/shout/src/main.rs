@@ -217,7 +217,7 @@ struct BenchArgs {
     #[arg(value_name = "HOST:PORT", help = TARGET_HELP)]
     target: Target,
     /// UDP: each of --connections is a socket with --depth datagrams in flight.
-    #[arg(long, conflicts_with = "tls")]
+    #[arg(long)]
     udp: bool,
     /// Connections (or UDP sockets) at once.
     #[arg(short, long, value_name = "C", default_value_t = 1)]
@@ -270,8 +270,6 @@ struct BenchArgs {
     /// The summary as one JSON object (latencies in microseconds).
     #[arg(long)]
     json: bool,
-    #[command(flatten)]
-    tls: TlsArgs,
 }
 
 impl BenchArgs {
