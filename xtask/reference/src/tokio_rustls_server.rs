@@ -10,19 +10,15 @@
 //! rustls with ring and its safe defaults (TLS 1.3 and 1.2), as
 //! `shoutd --tls` uses; `TCP_NODELAY` as in `tokio_server`.
 
-use shout_protocol::Uppercaser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
-/// The read buffer of each connection, as in `tokio_server`.
-const READ_BUFFER: usize = 8 * 1024;
 
 /// The command line: `--tls ADDR --cert FILE --key FILE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,23 +110,7 @@ async fn serve_connection(acceptor: TlsAcceptor, stream: TcpStream) {
     let Ok(mut stream) = acceptor.accept(stream).await else {
         return;
     };
-    let mut buffer = vec![0; READ_BUFFER];
-    let mut upper = Uppercaser::new();
-    let mut reply = Vec::new();
-    loop {
-        let read = match stream.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(read) => read,
-        };
-        reply.clear();
-        upper.feed(&buffer[..read], &mut reply);
-        if stream.write_all(&reply).await.is_err() {
-            return;
-        }
-    }
-    reply.clear();
-    upper.finish(&mut reply);
-    let _ = stream.write_all(&reply).await;
+    crate::tokio_server::uppercase_stream(&mut stream).await;
     let _ = stream.shutdown().await;
 }
 
