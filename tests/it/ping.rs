@@ -16,6 +16,7 @@ fn options(transport: Transport, new_connection: bool) -> PingOptions {
         timeout: TIMEOUT,
         connect_timeout: Some(TIMEOUT),
         new_connection,
+        tls: None,
     }
 }
 

@@ -22,6 +22,9 @@ pub enum ErrorCategory {
     Timeout,
     /// A connection was made but broke, or the network failed otherwise.
     Connection,
+    /// The TLS handshake failed: the server's certificate is not trusted,
+    /// or the server does not speak TLS as the client does.
+    Tls,
     /// The problem is on this side: the input, the output, a request too
     /// large for a datagram, a socket that could not be created.
     Local,
@@ -144,6 +147,22 @@ pub enum ClientError {
         /// The length its reply would have.
         reply_len: usize,
     },
+    /// The TLS handshake failed; `reason` names why in words ("the
+    /// server's certificate is not trusted: unknown issuer").
+    #[error("tls {addr}: {reason}")]
+    Tls {
+        /// The server's address.
+        addr: SocketAddr,
+        /// Why, in words.
+        reason: String,
+    },
+    /// The TLS configuration could not be made: a CA file that does not
+    /// load, an invalid server name, no system roots.
+    #[error("tls: {reason}")]
+    TlsConfig {
+        /// Why, naming the file when there is one.
+        reason: String,
+    },
     /// Reading the input failed.
     #[error("reading the input failed: {0}")]
     Input(#[source] io::Error),
@@ -174,7 +193,9 @@ impl ClientError {
             ClientError::ClosedEarly { .. }
             | ClientError::ClosedBeforeInputEnd { .. }
             | ClientError::Network { .. } => ErrorCategory::Connection,
+            ClientError::Tls { .. } => ErrorCategory::Tls,
             ClientError::Socket(_)
+            | ClientError::TlsConfig { .. }
             | ClientError::DatagramTooLarge { .. }
             | ClientError::Input(_)
             | ClientError::Output(_)

@@ -16,6 +16,8 @@
 //!   length, so that input without newlines cannot exhaust memory.
 //! - [`UdpClient`]: one datagram per line, with timeout, retries and late
 //!   replies told apart from the current one.
+//! - [`TlsClient`]: TLS over any of the TCP modes, with the roots and the
+//!   name to check from [`TlsOptions`]; set on the [`Connector`].
 //! - [`ping`]: ping-like round-trip measurement over either transport.
 //!
 //! Every failure is a [`ClientError`] with a one-line message and an
@@ -35,6 +37,7 @@ mod ping;
 mod session;
 mod stream;
 mod target;
+mod tls;
 mod transport;
 mod udp;
 
@@ -45,5 +48,6 @@ pub use ping::{PingOptions, PingSummary, RttStats, ping};
 pub use session::{Exchange, LineSession};
 pub use stream::{StreamTotals, shout_stream};
 pub use target::{Resolve, SystemResolver, Target, TargetError};
+pub use tls::{TlsClient, TlsOptions, Trust, tls_reason};
 pub use transport::Transport;
 pub use udp::{LATE_REPLY_WINDOW, LATE_REPLY_WINDOW_BYTES, UdpClient};

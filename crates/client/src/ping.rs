@@ -4,8 +4,13 @@
 //! Over TCP the handshake is timed apart from the request and reply: a
 //! persistent connection costs one round trip per probe, a new connection per
 //! probe (`new_connection`) about two, the lecture's non-persistent HTTP.
+//! With TLS the TLS handshake is timed apart too: TLS 1.3 adds one round
+//! trip to each new connection (TLS 1.2 two).
 
-use crate::{ClientError, Connector, ErrorCategory, LineSession, Target, Transport, UdpClient};
+use crate::{
+    ClientError, Connector, ErrorCategory, LineSession, Target, TlsClient, TlsOptions, Transport,
+    UdpClient,
+};
 use std::fmt;
 use std::io::Write;
 use std::thread;
@@ -26,6 +31,8 @@ pub struct PingOptions {
     pub connect_timeout: Option<Duration>,
     /// Over TCP, whether each probe opens its own connection.
     pub new_connection: bool,
+    /// Over TCP, TLS on the connection; its handshake is timed apart.
+    pub tls: Option<TlsOptions>,
 }
 
 impl Default for PingOptions {
@@ -39,6 +46,7 @@ impl Default for PingOptions {
             timeout: Duration::from_secs(1),
             connect_timeout: Some(Duration::from_secs(5)),
             new_connection: false,
+            tls: None,
         }
     }
 }
@@ -130,6 +138,8 @@ pub struct PingSummary {
     pub time: RttStats,
     /// Handshakes made during probes (new-connection mode, reconnections).
     pub connect: RttStats,
+    /// TLS handshakes made during probes, after their TCP handshakes.
+    pub tls: RttStats,
     /// Request-and-reply times alone.
     pub rtt: RttStats,
 }
@@ -160,7 +170,11 @@ impl fmt::Display for PingSummary {
             write!(f, ", {}", self.time)?;
         }
         if self.connect.count() > 0 {
-            write!(f, "\nconnect {}\nrtt {}", self.connect, self.rtt)?;
+            write!(f, "\nconnect {}", self.connect)?;
+            if self.tls.count() > 0 {
+                write!(f, "\ntls {}", self.tls)?;
+            }
+            write!(f, "\nrtt {}", self.rtt)?;
         }
         Ok(())
     }
@@ -171,12 +185,14 @@ struct Probe {
     bytes: usize,
     from: std::net::SocketAddr,
     connect: Option<Duration>,
+    tls: Option<Duration>,
     rtt: Duration,
 }
 
 /// The two ways to probe.
 enum Prober {
-    Tcp(LineSession),
+    // Boxed: a session holds its TLS state inline, far larger than a UDP client.
+    Tcp(Box<LineSession>),
     Udp(UdpClient),
 }
 
@@ -189,6 +205,7 @@ impl Prober {
                     bytes: exchange.reply.len(),
                     from: exchange.peer,
                     connect: exchange.connect_time,
+                    tls: exchange.tls_time,
                     rtt: exchange.rtt,
                 })
             }
@@ -201,6 +218,7 @@ impl Prober {
                     bytes,
                     from: client.peer(),
                     connect: None,
+                    tls: None,
                     rtt: started.elapsed(),
                 })
             }
@@ -228,25 +246,35 @@ pub fn ping(
             Prober::Udp(UdpClient::new(target, options.timeout, 0)?)
         }
         Transport::Tcp => {
-            let connector = Connector::resolve(target, options.connect_timeout)?;
+            let mut connector = Connector::resolve(target, options.connect_timeout)?;
+            let over = match &options.tls {
+                Some(tls) => {
+                    connector = connector.with_tls(TlsClient::new(tls, target)?);
+                    "tls"
+                }
+                None => "tcp",
+            };
             let mut session = LineSession::new(connector, Some(options.timeout));
             if options.new_connection {
                 writeln!(
                     out,
-                    "SHOUT PING {target} over tcp, a new connection per probe"
+                    "SHOUT PING {target} over {over}, a new connection per probe"
                 )
                 .map_err(output)?;
             } else {
                 let connection = session.connect()?;
+                let tls = connection.tls_time().map_or_else(String::new, |tls| {
+                    format!(", tls handshake in {:.3} ms", ms(tls))
+                });
                 writeln!(
                     out,
-                    "SHOUT PING {target} over tcp: connected to {} in {:.3} ms",
+                    "SHOUT PING {target} over {over}: connected to {} in {:.3} ms{tls}",
                     connection.peer(),
                     ms(connection.connect_time())
                 )
                 .map_err(output)?;
             }
-            Prober::Tcp(session)
+            Prober::Tcp(Box::new(session))
         }
     };
     let mut summary = PingSummary::default();
@@ -265,14 +293,16 @@ pub fn ping(
                 let mut line = format!("{} bytes from {}: seq={seq}", probe.bytes, probe.from);
                 match probe.connect {
                     Some(connect) => {
+                        let tls = probe.tls.unwrap_or_default();
+                        let time = connect + tls + probe.rtt;
                         summary.connect.add(connect);
-                        summary.time.add(connect + probe.rtt);
-                        line += &format!(
-                            " connect={:.3} ms rtt={:.3} ms time={:.3} ms",
-                            ms(connect),
-                            ms(probe.rtt),
-                            ms(connect + probe.rtt)
-                        );
+                        summary.time.add(time);
+                        line += &format!(" connect={:.3} ms", ms(connect));
+                        if let Some(tls) = probe.tls {
+                            summary.tls.add(tls);
+                            line += &format!(" tls={:.3} ms", ms(tls));
+                        }
+                        line += &format!(" rtt={:.3} ms time={:.3} ms", ms(probe.rtt), ms(time));
                     }
                     None => {
                         summary.time.add(probe.rtt);
@@ -285,7 +315,10 @@ pub fn ping(
                 if summary.received == 0
                     && matches!(
                         error.category(),
-                        ErrorCategory::Resolve | ErrorCategory::Refused | ErrorCategory::Local
+                        ErrorCategory::Resolve
+                            | ErrorCategory::Refused
+                            | ErrorCategory::Local
+                            | ErrorCategory::Tls
                     ) =>
             {
                 return Err(error);

@@ -36,6 +36,9 @@ pub struct Exchange<'a> {
     pub peer: SocketAddr,
     /// The handshake time when this exchange had to open a connection.
     pub connect_time: Option<Duration>,
+    /// The TLS handshake time, after the TCP one, when this exchange opened
+    /// a TLS connection.
+    pub tls_time: Option<Duration>,
     /// From the first byte sent to the last byte of the reply received.
     pub rtt: Duration,
 }
@@ -87,15 +90,17 @@ impl LineSession {
     /// otherwise be taken for the reply to the next request.
     pub fn shout(&mut self, request: &[u8]) -> Result<Exchange<'_>, ClientError> {
         let expected = uppercased_len(request);
-        let (mut connection, mut connect_time, reused) = match self.connection.take() {
-            Some(connection) => (connection, None, true),
+        let (mut connection, mut connect_time, mut tls_time, reused) = match self.connection.take()
+        {
+            Some(connection) => (connection, None, None, true),
             None => {
                 let connection = self.open()?;
                 let connect_time = connection.connect_time();
-                (connection, Some(connect_time), false)
+                let tls_time = connection.tls_time();
+                (connection, Some(connect_time), tls_time, false)
             }
         };
-        let mut outcome = exchange(&connection, request, expected, &mut self.reply);
+        let mut outcome = exchange(&mut connection, request, expected, &mut self.reply);
         if reused && matches!(outcome, Err(Failure::Closed { received: 0 })) {
             log::info!(
                 "tcp {} closed the connection before this request; reconnecting",
@@ -103,7 +108,8 @@ impl LineSession {
             );
             connection = self.open()?;
             connect_time = Some(connection.connect_time());
-            outcome = exchange(&connection, request, expected, &mut self.reply);
+            tls_time = connection.tls_time();
+            outcome = exchange(&mut connection, request, expected, &mut self.reply);
         }
         let peer = connection.peer();
         match outcome {
@@ -113,6 +119,7 @@ impl LineSession {
                     reply: &self.reply,
                     peer,
                     connect_time,
+                    tls_time,
                     rtt,
                 })
             }
@@ -196,12 +203,11 @@ impl LineSession {
 
 /// Writes `request` and reads `expected` bytes into `reply`.
 fn exchange(
-    connection: &Connection,
+    stream: &mut Connection,
     request: &[u8],
     expected: usize,
     reply: &mut Vec<u8>,
 ) -> Result<Duration, Failure> {
-    let mut stream = connection.stream();
     let started = Instant::now();
     if let Err(error) = stream.write_all(request) {
         return Err(classify(error, "sending to", 0));
@@ -229,7 +235,9 @@ fn exchange(
 fn classify(error: io::Error, action: &'static str, received: usize) -> Failure {
     match error.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Failure::Timeout { received },
+        // UnexpectedEof: a TLS server closed TCP without close_notify.
         io::ErrorKind::BrokenPipe
+        | io::ErrorKind::UnexpectedEof
         | io::ErrorKind::ConnectionReset
         | io::ErrorKind::ConnectionAborted => Failure::Closed { received },
         _ => Failure::Io { action, error },

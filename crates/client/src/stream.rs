@@ -6,14 +6,25 @@
 //! stops reading because it cannot write, and the client cannot write
 //! because the server does not read. Here a thread sends while the calling
 //! thread receives, so both directions always move.
+//!
+//! Over TLS the two threads share one rustls `ClientConnection`, which
+//! cannot be split, behind a mutex. Neither thread holds the lock while it
+//! waits on the socket: the sender encrypts a chunk into its own buffer under
+//! the lock and writes it to the socket after releasing it; the receiver
+//! reads raw bytes from the socket without the lock and decrypts them under
+//! it. So a send blocked by a full network never keeps the receiver from
+//! draining the replies, and the deadlock above cannot come back. Only the
+//! sender writes to the socket, so records leave in the order they were
+//! made. Memory stays a few chunks: each encrypted chunk is sent before the
+//! next is made, and decrypted bytes are written out before more are read.
 
 use crate::{ClientError, Connection, Transport};
+use rustls::ClientConnection;
 use shout_protocol::Uppercaser;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::thread;
 use std::time::Duration;
 
@@ -54,7 +65,8 @@ struct Progress {
 /// to `output`, until the input ends and the server has answered all of it.
 ///
 /// A thread reads `input`, sends it, and shuts down the sending side of the
-/// connection at the end of input; the calling thread copies what arrives to
+/// connection at the end of input (over TLS, a close_notify first, and the
+/// reply ends with the server's); the calling thread copies what arrives to
 /// `output`. Memory use is a few buffers whatever the input size.
 ///
 /// The reply must be exactly as long as the uppercase of the input (the
@@ -75,7 +87,8 @@ where
     W: Write + ?Sized,
 {
     let peer = connection.peer();
-    let stream = connection.into_stream();
+    let (stream, tls) = connection.into_parts();
+    let tls = tls.map(|tls| Arc::new(Mutex::new(tls)));
     let network = |action, source| ClientError::Network {
         action,
         transport: Transport::Tcp,
@@ -91,17 +104,23 @@ where
     let progress = Arc::new(Progress::default());
     let (done, finished) = mpsc::sync_channel(1);
     let sender_progress = Arc::clone(&progress);
+    let sender_tls = tls.clone();
     thread::Builder::new()
         .name("shout-send".into())
         .spawn(move || {
-            let result = send(input, &sending, peer, &sender_progress);
+            let mut sink = Sink {
+                socket: &sending,
+                tls: sender_tls.as_deref(),
+                sealed: Vec::new(),
+            };
+            let result = send(input, &mut sink, peer, &sender_progress);
             // At the end of input the server learns that no more is coming and
             // closes after its last reply. After a failure both directions stop,
             // so that the receiving side does not wait for replies that will
             // never come.
             let result = match result {
-                Ok(sent) => sending
-                    .shutdown(Shutdown::Write)
+                Ok(sent) => sink
+                    .end()
                     .map(|()| sent)
                     .map_err(|error| closed_or(error, "ending the input to", peer, sent.bytes)),
                 Err(error) => {
@@ -118,7 +137,19 @@ where
         progress,
         result: None,
     };
-    let outcome = receive(&stream, output, &mut sender, peer, idle_timeout).and_then(|received| {
+    let mut incoming = Incoming {
+        tls: tls.as_deref(),
+        plain: Vec::new(),
+    };
+    let outcome = receive(
+        &stream,
+        &mut incoming,
+        output,
+        &mut sender,
+        peer,
+        idle_timeout,
+    )
+    .and_then(|received| {
         let sent = sender.wait(peer)?;
         if received < sent.expected_reply {
             return Err(ClientError::ClosedEarly {
@@ -200,6 +231,7 @@ impl SenderWatch {
 /// the cause, and a broken receive only its consequence.
 fn receive<W: Write + ?Sized>(
     mut stream: &TcpStream,
+    incoming: &mut Incoming<'_>,
     output: &mut W,
     sender: &mut SenderWatch,
     peer: SocketAddr,
@@ -214,12 +246,24 @@ fn receive<W: Write + ?Sized>(
                 if let Some(error) = sender.failure() {
                     return Err(error);
                 }
+                if incoming.tls.is_some() {
+                    log::warn!(
+                        "tls {peer} closed the connection without close_notify: the reply may be cut"
+                    );
+                }
                 output.flush().map_err(ClientError::Output)?;
                 return Ok(received);
             }
             Ok(n) => {
-                received += n as u64;
-                output.write_all(&buf[..n]).map_err(ClientError::Output)?;
+                let delivered = incoming.deliver(&buf[..n], output, peer)?;
+                received += delivered.bytes;
+                if delivered.closed {
+                    if let Some(error) = sender.failure() {
+                        return Err(error);
+                    }
+                    output.flush().map_err(ClientError::Output)?;
+                    return Ok(received);
+                }
             }
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(error)
@@ -281,10 +325,142 @@ fn receive<W: Write + ?Sized>(
     }
 }
 
+/// What [`Incoming::deliver`] wrote out.
+struct Delivered {
+    /// Plaintext bytes written to the output.
+    bytes: u64,
+    /// Whether the server's close_notify came: the reply is complete.
+    closed: bool,
+}
+
+/// The receiving side of the connection: bytes from the socket go to the
+/// output as they are, or decrypted.
+struct Incoming<'a> {
+    tls: Option<&'a Mutex<ClientConnection>>,
+    plain: Vec<u8>,
+}
+
+impl Incoming<'_> {
+    /// Writes the plaintext in `raw` to `output`.
+    fn deliver<W: Write + ?Sized>(
+        &mut self,
+        mut raw: &[u8],
+        output: &mut W,
+        peer: SocketAddr,
+    ) -> Result<Delivered, ClientError> {
+        let Some(tls) = self.tls else {
+            output.write_all(raw).map_err(ClientError::Output)?;
+            return Ok(Delivered {
+                bytes: raw.len() as u64,
+                closed: false,
+            });
+        };
+        self.plain.resize(CHUNK, 0);
+        let mut delivered = Delivered {
+            bytes: 0,
+            closed: false,
+        };
+        while !raw.is_empty() {
+            let mut tls = lock(tls);
+            // Reading from a slice cannot fail; rustls takes what fits its
+            // buffer and the loop offers the rest after decrypting.
+            let _ = tls.read_tls(&mut raw);
+            tls.process_new_packets()
+                .map_err(|error| crate::tls::handshake_error(peer, error))?;
+            loop {
+                match tls.reader().read(&mut self.plain) {
+                    Ok(0) => {
+                        delivered.closed = true;
+                        return Ok(delivered);
+                    }
+                    Ok(n) => {
+                        delivered.bytes += n as u64;
+                        output
+                            .write_all(&self.plain[..n])
+                            .map_err(ClientError::Output)?;
+                    }
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(error) => {
+                        return Err(ClientError::Network {
+                            action: "receiving from",
+                            transport: Transport::Tcp,
+                            addr: peer,
+                            source: error,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(delivered)
+    }
+}
+
+/// The sending side of the connection: plaintext to the socket as it is,
+/// or encrypted.
+struct Sink<'a> {
+    socket: &'a TcpStream,
+    tls: Option<&'a Mutex<ClientConnection>>,
+    /// Encrypted records made under the lock, sent after releasing it.
+    sealed: Vec<u8>,
+}
+
+impl Sink<'_> {
+    /// Sends part of `data`, and returns how much.
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let Some(tls) = self.tls else {
+            return (&mut &*self.socket).write(data);
+        };
+        let taken = {
+            let mut tls = lock(tls);
+            let taken = tls.writer().write(data)?;
+            self.seal(&mut tls)?;
+            taken
+        };
+        self.send_sealed()?;
+        Ok(taken)
+    }
+
+    /// Ends the sending direction: close_notify over TLS, then a TCP
+    /// half-close.
+    fn end(&mut self) -> io::Result<()> {
+        if let Some(tls) = self.tls {
+            {
+                let mut tls = lock(tls);
+                tls.send_close_notify();
+                self.seal(&mut tls)?;
+            }
+            self.send_sealed()?;
+        }
+        self.socket.shutdown(Shutdown::Write)
+    }
+
+    /// Moves every record rustls has ready into `sealed`.
+    fn seal(&mut self, tls: &mut ClientConnection) -> io::Result<()> {
+        while tls.wants_write() {
+            tls.write_tls(&mut self.sealed)?;
+        }
+        Ok(())
+    }
+
+    fn send_sealed(&mut self) -> io::Result<()> {
+        let sent = (&mut &*self.socket).write_all(&self.sealed);
+        self.sealed.clear();
+        sent
+    }
+}
+
+/// Locks the shared TLS state; a panic of the other thread while holding it
+/// leaves rustls's state whole enough to report errors, so the poison is
+/// ignored.
+fn lock(tls: &Mutex<ClientConnection>) -> MutexGuard<'_, ClientConnection> {
+    tls.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Sends all of `input`, counting the reply it calls for.
 fn send<R: Read>(
     mut input: R,
-    mut socket: &TcpStream,
+    socket: &mut Sink<'_>,
     peer: SocketAddr,
     progress: &Progress,
 ) -> Result<Sent, ClientError> {

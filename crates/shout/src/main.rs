@@ -6,10 +6,11 @@ use clap::{Args, Parser, Subcommand};
 use shout_bench::{BenchError, BenchOptions, BenchReport, Stop, bench};
 use shout_client::{
     ClientError, Connector, ErrorCategory, LineSession, LinesReport, PingOptions, Target,
-    Transport, UdpClient, ping, shout_stream,
+    TlsClient, TlsOptions, Transport, Trust, UdpClient, ping, shout_stream,
 };
 use std::fmt;
 use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -29,6 +30,10 @@ Examples:
                                        50 UDP clients, 20,000 datagrams/s in all
   shout bench --hold 10000 localhost:12000
                                        10,000 idle connections, then one request each
+  shout tcp --tls --ca cert.pem localhost:12443
+                                       over TLS, trusting that certificate only
+  shout ping --tls --new-connection localhost:12443
+                                       TCP handshake, TLS handshake and exchange apart
 
 Exit status:
   0  success
@@ -39,6 +44,7 @@ Exit status:
   5  timeout: connecting, waiting for a reply, no UDP reply after every
      retry, or no ping probe answered (bench: no reply at all)
   6  the connection broke or the network failed otherwise
+  7  TLS: the server's certificate is not trusted, or the handshake failed
 
 Logging: -v shows connections, retries and UDP replies that differ from the
 uppercase, -vv every late UDP reply dropped;
@@ -109,10 +115,61 @@ enum Command {
     Bench(BenchArgs),
 }
 
+/// TLS over TCP: `--tls` and whom to trust.
+#[derive(Debug, Args)]
+struct TlsArgs {
+    /// Speak TLS over the TCP connection. The system's trusted roots check
+    /// the server's certificate unless --ca or --insecure says otherwise.
+    #[arg(long)]
+    tls: bool,
+    /// Trust only the certificates of this PEM file (a private CA, or the
+    /// server's self-signed certificate) instead of the system's roots.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls",
+        conflicts_with = "insecure"
+    )]
+    ca: Option<PathBuf>,
+    /// The name sent as SNI and checked in the certificate (default: the
+    /// host as typed; an IP address is checked as an IP address).
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    servername: Option<String>,
+    /// Accept any certificate: encrypted, but the server is not
+    /// authenticated. Prints a warning.
+    #[arg(long, requires = "tls")]
+    insecure: bool,
+}
+
+impl TlsArgs {
+    /// The TLS options, or `None` without `--tls`.
+    fn options(&self) -> Option<TlsOptions> {
+        if !self.tls {
+            return None;
+        }
+        let trust = match (&self.ca, self.insecure) {
+            (Some(ca), _) => Trust::CaFile(ca.clone()),
+            (None, true) => {
+                log::warn!(
+                    "--insecure: the server's certificate is not checked; anyone on the path can pose as the server"
+                );
+                Trust::Insecure
+            }
+            (None, false) => Trust::System,
+        };
+        Some(TlsOptions {
+            trust,
+            server_name: self.servername.clone(),
+        })
+    }
+}
+
 #[derive(Debug, Args)]
 struct TcpArgs {
     #[arg(value_name = "HOST:PORT", default_value = "localhost:12000", help = TARGET_HELP)]
     target: Target,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// Seconds to wait for a reply (interactive), or for the rest of the
     /// reply once all input is sent (piped).
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
@@ -136,7 +193,7 @@ struct PingArgs {
     #[arg(value_name = "HOST:PORT", help = TARGET_HELP)]
     target: Target,
     /// Probe with UDP datagrams instead of over a TCP connection.
-    #[arg(long, conflicts_with = "new_connection")]
+    #[arg(long, conflicts_with_all = ["new_connection", "tls"])]
     udp: bool,
     /// How many probes to send.
     #[arg(short, long, value_name = "N", default_value_t = 5,
@@ -151,6 +208,8 @@ struct PingArgs {
     /// Open a new TCP connection for every probe, to see the handshake's cost.
     #[arg(long)]
     new_connection: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -305,6 +364,7 @@ fn category_code(category: ErrorCategory) -> u8 {
         ErrorCategory::Refused => 4,
         ErrorCategory::Timeout => 5,
         ErrorCategory::Connection => 6,
+        ErrorCategory::Tls => 7,
     }
 }
 
@@ -331,12 +391,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
     let connect_timeout = Some(cli.connect_timeout);
     match cli.command {
         Command::Tcp(args) => {
-            let connector = Connector::resolve(&args.target, connect_timeout)?;
+            let mut connector = Connector::resolve(&args.target, connect_timeout)?;
+            if let Some(tls) = args.tls.options() {
+                connector = connector.with_tls(TlsClient::new(&tls, &args.target)?);
+            }
             if io::stdin().is_terminal() {
                 let mut session = LineSession::new(connector, Some(args.timeout));
-                let peer = session.connect()?.peer();
+                let connection = session.connect()?;
+                let over = if connection.is_tls() { "tls" } else { "tcp" };
+                let peer = connection.peer();
                 if !cli.quiet {
-                    eprintln!("shout: connected to tcp {peer}; type lines, end with Ctrl-D");
+                    eprintln!("shout: connected to {over} {peer}; type lines, end with Ctrl-D");
                 }
                 let report = session.run(
                     io::stdin().lock(),
@@ -375,6 +440,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 timeout: args.timeout,
                 connect_timeout,
                 new_connection: args.new_connection,
+                tls: args.tls.options(),
             };
             let summary = ping(&args.target, &options, &mut io::stdout().lock())?;
             if summary.received == 0 {
@@ -501,6 +567,13 @@ mod tests {
                 5,
             ),
             (ClientError::ClosedBeforeInputEnd { addr, sent: 0 }, 6),
+            (
+                ClientError::Tls {
+                    addr,
+                    reason: "the server's certificate is not trusted: unknown issuer".into(),
+                },
+                7,
+            ),
         ];
         for (error, status) in cases {
             assert_eq!(

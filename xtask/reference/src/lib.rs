@@ -17,6 +17,7 @@
 
 #![deny(missing_docs)]
 
+pub mod tokio_rustls_server;
 pub mod tokio_server;
 
 use std::net::SocketAddr;

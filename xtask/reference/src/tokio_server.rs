@@ -13,7 +13,7 @@
 
 use crate::{Addresses, announce};
 use shout_protocol::{Uppercaser, uppercase_datagram};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 /// The read buffer of each connection: 8 KiB, the size of std's `BufReader`
@@ -43,6 +43,13 @@ pub async fn serve(program: &str) -> std::io::Result<()> {
 /// Answers one connection until the client's end of stream, then closes it.
 async fn serve_connection(mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
+    uppercase_stream(&mut stream).await;
+}
+
+/// Answers `stream` until its end of input (or an error), then writes the
+/// rest of the reply; the caller closes it. Shared with the TLS reference,
+/// so that both answer with the same code.
+pub(crate) async fn uppercase_stream<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
     let mut buffer = vec![0; READ_BUFFER];
     let mut upper = Uppercaser::new();
     let mut reply = Vec::new();

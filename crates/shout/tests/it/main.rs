@@ -8,4 +8,5 @@ mod memory;
 mod ping;
 mod support;
 mod tcp;
+mod tls;
 mod udp;
