@@ -108,8 +108,9 @@ struct Args {
     #[arg(long, default_value_t = 0, value_name = "N")]
     max_connections_per_ip: usize,
 
-    /// UDP replies per second one IP (an IPv6 /64) is sent, per worker;
-    /// over it, datagrams get no reply (0: no limit).
+    /// UDP replies per second one IP (an IPv6 /64) is sent, counted per
+    /// worker (with N workers one source may get up to N times it); over
+    /// it, datagrams get no reply (0: no limit).
     #[arg(long, default_value_t = 0, value_name = "R")]
     udp_rate_per_ip: u32,
 

@@ -231,3 +231,57 @@ impl UdpEndpoint {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    /// An endpoint whose socket counts as not writable, so that every reply
+    /// waits in the queue: what a socket that refuses replies for a while
+    /// looks like to the loop.
+    fn blocked_endpoint() -> UdpEndpoint {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a loopback socket");
+        UdpEndpoint {
+            socket: UdpSocket::from_std(socket),
+            replies: SendQueue::new(),
+            writable: false,
+        }
+    }
+
+    fn queue_full(stats: &WorkerStats) -> u64 {
+        stats.datagrams_queue_full.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn the_reply_queue_holds_1024_replies_then_drops_and_counts() {
+        let mut endpoint = blocked_endpoint();
+        let stats = WorkerStats::default();
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        for _ in 0..UDP_QUEUE_DATAGRAMS + 10 {
+            endpoint.queue_reply(peer, b"REPLY", &stats);
+            endpoint.send_replies(&stats);
+        }
+        assert_eq!(endpoint.replies.len(), UDP_QUEUE_DATAGRAMS);
+        assert_eq!(queue_full(&stats), 10);
+        assert_eq!(stats.datagrams_dropped.load(Ordering::Relaxed), 10);
+    }
+
+    #[test]
+    fn the_reply_queue_holds_4_mib_then_drops_and_counts() {
+        let mut endpoint = blocked_endpoint();
+        let stats = WorkerStats::default();
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let reply = vec![b'X'; 60_000];
+        let fit = UDP_QUEUE_BYTES / reply.len();
+        for _ in 0..fit + 3 {
+            endpoint.queue_reply(peer, &reply, &stats);
+        }
+        assert_eq!(endpoint.replies.len(), fit);
+        assert!(endpoint.replies.bytes() <= UDP_QUEUE_BYTES);
+        assert_eq!(queue_full(&stats), 3);
+        // A small reply still fits in what is left.
+        endpoint.queue_reply(peer, b"small", &stats);
+        assert_eq!(endpoint.replies.len(), fit + 1);
+    }
+}
