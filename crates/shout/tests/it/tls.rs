@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
 /// A CA, and a server certificate it signed.
-struct Pki {
+pub(crate) struct Pki {
     dir: PathBuf,
     ca_pem: String,
     chain: Vec<CertificateDer<'static>>,
@@ -27,7 +27,7 @@ struct Pki {
 impl Pki {
     /// A CA and a certificate for `names`, valid now, or expired since 2001
     /// when `expired`.
-    fn new(label: &str, names: &[&str], expired: bool) -> Self {
+    pub(crate) fn new(label: &str, names: &[&str], expired: bool) -> Self {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -66,7 +66,7 @@ impl Pki {
         self.dir.join("ca.pem")
     }
 
-    fn ca_arg(&self) -> String {
+    pub(crate) fn ca_arg(&self) -> String {
         self.ca_file().display().to_string()
     }
 }
@@ -81,13 +81,13 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// A TLS uppercase server for at most `connections` connections; counts the
 /// handshakes completed.
-struct TlsServer {
+pub(crate) struct TlsServer {
     addr: SocketAddr,
-    handshakes: Arc<AtomicUsize>,
+    pub(crate) handshakes: Arc<AtomicUsize>,
 }
 
 impl TlsServer {
-    fn start(pki: &Pki, connections: usize) -> Self {
+    pub(crate) fn start(pki: &Pki, connections: usize) -> Self {
         let config = Arc::new(
             ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
                 .with_safe_default_protocol_versions()
@@ -115,7 +115,7 @@ impl TlsServer {
         Self { addr, handshakes }
     }
 
-    fn target(&self) -> String {
+    pub(crate) fn target(&self) -> String {
         self.addr.to_string()
     }
 }
@@ -158,7 +158,7 @@ fn serve(
     socket.shutdown(Shutdown::Write)
 }
 
-const LOCAL_NAMES: &[&str] = &["localhost", "127.0.0.1"];
+pub(crate) const LOCAL_NAMES: &[&str] = &["localhost", "127.0.0.1"];
 
 #[test]
 fn piped_input_streams_over_tls_and_ends_with_close_notify() {
