@@ -65,9 +65,9 @@ fn new_connection_mode_makes_one_handshake_per_request() {
     assert_eq!(summary.messages, requests as u64);
     assert_eq!(summary.errors, 0, "{:?}", summary.first_error);
     assert_eq!(summary.handshakes, requests as u64);
-    // The test server closes only after the client's close_notify: each
-    // reply ending the stream shows the client sent it.
     assert_eq!(server.handshakes.load(Ordering::Relaxed), requests + 1);
+    // Each request's input ended with a close_notify, not a bare FIN.
+    assert_eq!(server.close_notifies.load(Ordering::Relaxed), requests);
 }
 
 #[test]
