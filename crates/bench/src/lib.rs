@@ -28,6 +28,11 @@
 //! - blocking (`blocking`): a thread per TCP connection with std's blocking
 //!   socket, one request and one reply at a time, as many real clients are.
 //!
+//! With `tls`, every TCP connection of the event loops speaks TLS through a
+//! rustls `ClientConnection` made from `shout-client`'s configuration; the
+//! handshakes are counted and timed apart from the replies. End of input is
+//! a close_notify followed by a TCP half-close.
+//!
 //! Over UDP each socket is one client with `depth` datagrams in flight; a
 //! datagram with no reply within `timeout` is counted lost and replaced.
 
@@ -49,7 +54,7 @@ pub use summary::{Mode, Summary};
 
 use format::{Count, Latency, Secs};
 use record::{Progress, Recorder};
-use shout_client::{ClientError, Connector, Target, Transport};
+use shout_client::{ClientError, Connector, Target, TlsClient, TlsOptions, Transport};
 use std::fmt::{self, Write as _};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -101,8 +106,10 @@ pub struct BenchOptions {
     /// A connection with requests in flight that receives nothing for this
     /// long has failed; a datagram not answered within it is lost.
     pub timeout: Duration,
-    /// How long a TCP handshake may take.
+    /// How long a TCP handshake may take, and then the TLS handshake.
     pub connect_timeout: Duration,
+    /// Over TCP, speak TLS on every connection, trusting what this says.
+    pub tls: Option<TlsOptions>,
 }
 
 impl Default for BenchOptions {
@@ -122,6 +129,7 @@ impl Default for BenchOptions {
             blocking: false,
             timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(5),
+            tls: None,
         }
     }
 }
@@ -193,6 +201,9 @@ impl BenchOptions {
                     "blocking clients are a thread each: at most {MAX_BLOCKING_CLIENTS}"
                 ));
             }
+        }
+        if self.tls.is_some() && (self.transport == Transport::Udp || self.blocking) {
+            return Err("TLS is for the event loops' TCP connections (no UDP, no blocking)".into());
         }
         if self.stop == Stop::Requests(0) {
             return Err("at least 1 request".into());
@@ -281,6 +292,18 @@ impl BenchReport {
         Duration::from_nanos(self.recorder.latency.mean() as u64)
     }
 
+    /// Returns the TLS handshakes completed, warm-up included.
+    pub fn handshakes(&self) -> u64 {
+        self.recorder.handshakes
+    }
+
+    /// Returns the time below which the fraction `quantile` (0 to 1) of TLS
+    /// handshakes took, or `None` when none was made.
+    pub fn handshake_latency(&self, quantile: f64) -> Option<Duration> {
+        let histogram = &self.recorder.handshake;
+        (!histogram.is_empty()).then(|| Duration::from_nanos(histogram.value_at_quantile(quantile)))
+    }
+
     /// Returns how the connections of a `hold` run opened; `None` for
     /// other runs.
     pub fn held(&self) -> Option<Held> {
@@ -325,6 +348,12 @@ impl BenchReport {
                 .held
                 .map(|held| summary::rounded(held.open_time.as_secs_f64(), 6)),
             first_error: self.recorder.first_error.clone(),
+            tls: self.options.tls.is_some(),
+            handshakes: self.recorder.handshakes,
+            handshake_p50_us: self.handshake_latency(0.5).map(us),
+            handshake_p90_us: self.handshake_latency(0.9).map(us),
+            handshake_p99_us: self.handshake_latency(0.99).map(us),
+            handshake_max_us: self.handshake_latency(1.0).map(us),
         }
     }
 
@@ -345,7 +374,12 @@ impl fmt::Display for BenchReport {
     /// percentiles, errors.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let options = &self.options;
-        write!(f, "{} {}: ", options.transport, self.target)?;
+        let over = if options.tls.is_some() {
+            " over tls"
+        } else {
+            ""
+        };
+        write!(f, "{}{over} {}: ", options.transport, self.target)?;
         match self.held {
             Some(held) => writeln!(
                 f,
@@ -400,6 +434,18 @@ impl fmt::Display for BenchReport {
             Latency(self.latency(0.999)),
             Latency(self.max_latency())
         )?;
+        if options.tls.is_some() {
+            let shown = |quantile| self.handshake_latency(quantile).unwrap_or_default();
+            writeln!(
+                f,
+                "  tls      {} handshakes  p50 {}  p90 {}  p99 {}  max {}",
+                Count(self.recorder.handshakes),
+                Latency(shown(0.5)),
+                Latency(shown(0.9)),
+                Latency(shown(0.99)),
+                Latency(shown(1.0))
+            )?;
+        }
         write!(f, "  errors   {}", Count(self.recorder.errors))?;
         if options.transport == Transport::Udp {
             write!(
@@ -443,6 +489,8 @@ pub(crate) struct Plan {
     pub(crate) idle: Duration,
     pub(crate) timeout: Duration,
     pub(crate) connect_timeout: Duration,
+    /// The TLS configuration every connection uses, if any.
+    pub(crate) tls: Option<TlsClient>,
 }
 
 /// What the threads share: the progress counters, and a barrier so that
@@ -475,25 +523,34 @@ pub fn bench(
     progress: Option<&mut dyn Write>,
 ) -> Result<BenchReport, BenchError> {
     options.validate()?;
-    let addr = match options.transport {
+    let (addr, tls) = match options.transport {
         // One blocking connection first: a server that is not there is one
         // clear error, not thousands of counted ones.
         Transport::Tcp => {
-            let connector = Connector::resolve(target, Some(options.connect_timeout))?;
-            connector.connect()?.peer()
+            let mut connector = Connector::resolve(target, Some(options.connect_timeout))?;
+            if let Some(tls) = &options.tls {
+                // The first connection makes a TLS handshake too, so an
+                // untrusted certificate is one clear error at the start.
+                connector = connector.with_tls(TlsClient::new(tls, target)?);
+            }
+            let peer = connector.connect()?.peer();
+            (peer, connector.tls().cloned())
         }
-        Transport::Udp => *target
-            .resolve()?
-            .first()
-            .ok_or_else(|| ClientError::Resolve {
-                host: target.host().to_owned(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "the name has no addresses",
-                ),
-            })?,
+        Transport::Udp => (
+            *target
+                .resolve()?
+                .first()
+                .ok_or_else(|| ClientError::Resolve {
+                    host: target.host().to_owned(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "the name has no addresses",
+                    ),
+                })?,
+            None,
+        ),
     };
-    let plans = plans(addr, options);
+    let plans = plans(addr, options, tls.as_ref());
     let threads = plans.len();
     let shared = Arc::new(Shared {
         progress: Progress::default(),
@@ -543,7 +600,7 @@ pub fn bench(
 }
 
 /// Splits the run among the threads: connections, requests and rate.
-fn plans(addr: SocketAddr, options: &BenchOptions) -> Vec<Plan> {
+fn plans(addr: SocketAddr, options: &BenchOptions, tls: Option<&TlsClient>) -> Vec<Plan> {
     let threads = if options.blocking {
         options.connections
     } else {
@@ -584,6 +641,7 @@ fn plans(addr: SocketAddr, options: &BenchOptions) -> Vec<Plan> {
             idle: options.idle,
             timeout: options.timeout,
             connect_timeout: options.connect_timeout,
+            tls: tls.cloned(),
         })
         .filter(|plan| plan.connections > 0)
         .collect()
@@ -742,7 +800,7 @@ mod tests {
             rate: Some(300.0),
             ..BenchOptions::default()
         };
-        let shares = plans("127.0.0.1:1".parse().unwrap(), &options);
+        let shares = plans("127.0.0.1:1".parse().unwrap(), &options, None);
         assert_eq!(shares.len(), 3);
         assert_eq!(shares.iter().map(|p| p.connections).sum::<usize>(), 10);
         assert_eq!(shares.iter().map(|p| p.quota.unwrap()).sum::<u64>(), 1_000);
@@ -753,7 +811,10 @@ mod tests {
             threads: 4,
             ..BenchOptions::default()
         };
-        assert_eq!(plans("127.0.0.1:1".parse().unwrap(), &options).len(), 2);
+        assert_eq!(
+            plans("127.0.0.1:1".parse().unwrap(), &options, None).len(),
+            2
+        );
         // Blocking clients: a thread per connection, whatever `threads` says.
         let options = BenchOptions {
             connections: 5,
@@ -761,7 +822,7 @@ mod tests {
             stop: Stop::Requests(12),
             ..BenchOptions::default()
         };
-        let shares = plans("127.0.0.1:1".parse().unwrap(), &options);
+        let shares = plans("127.0.0.1:1".parse().unwrap(), &options, None);
         assert_eq!(shares.len(), 5);
         assert!(shares.iter().all(|p| p.connections == 1));
         assert_eq!(shares.iter().map(|p| p.quota.unwrap()).sum::<u64>(), 12);

@@ -23,6 +23,11 @@ pub(crate) struct Recorder {
     /// Datagram replies that came after their request was counted lost,
     /// or twice.
     pub(crate) late: u64,
+    /// TLS handshakes completed, warm-up included.
+    pub(crate) handshakes: u64,
+    /// Time per TLS handshake, from the TCP connection's opening to the
+    /// handshake's end, in nanoseconds.
+    pub(crate) handshake: Histogram<u64>,
     /// The first error, worded for a person.
     pub(crate) first_error: Option<String>,
     /// What has been told to [`Progress`] already.
@@ -38,6 +43,9 @@ impl Recorder {
             errors: 0,
             lost: 0,
             late: 0,
+            handshakes: 0,
+            handshake: Histogram::new_with_bounds(1, HIGHEST_NANOS, 3)
+                .expect("constant bounds are valid"),
             first_error: None,
             published: (0, 0, 0),
         }
@@ -47,9 +55,14 @@ impl Recorder {
     /// sent (or was due, at a fixed rate); `in_window` when it counts in the
     /// throughput too.
     pub(crate) fn message(&mut self, latency: Duration, in_window: bool) {
-        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
-        self.latency.saturating_record(nanos.max(1));
+        self.latency.saturating_record(nanos(latency));
         self.messages += u64::from(in_window);
+    }
+
+    /// One TLS handshake completed in `took`.
+    pub(crate) fn handshake(&mut self, took: Duration) {
+        self.handshakes += 1;
+        self.handshake.saturating_record(nanos(took));
     }
 
     /// One error; the first one is kept for the summary.
@@ -85,10 +98,21 @@ impl Recorder {
         self.errors += other.errors;
         self.lost += other.lost;
         self.late += other.late;
+        self.handshakes += other.handshakes;
+        self.handshake
+            .add(&other.handshake)
+            .expect("histograms with the same bounds add up");
         if self.first_error.is_none() {
             self.first_error = other.first_error;
         }
     }
+}
+
+/// A duration as a histogram value: whole nanoseconds, at least 1.
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 /// Counters the threads of a run add to and the progress line reads.

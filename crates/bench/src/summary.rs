@@ -57,6 +57,25 @@ pub struct Summary {
     pub open_seconds: Option<f64>,
     /// The first error, worded for a person.
     pub first_error: Option<String>,
+    /// Whether the connections spoke TLS.
+    #[serde(default)]
+    pub tls: bool,
+    /// TLS handshakes completed (warm-up included); 0 without TLS.
+    #[serde(default)]
+    pub handshakes: u64,
+    /// The median TLS handshake, from the TCP connection's opening to the
+    /// handshake's end; `null` without TLS.
+    #[serde(default)]
+    pub handshake_p50_us: Option<f64>,
+    /// The 90th percentile TLS handshake.
+    #[serde(default)]
+    pub handshake_p90_us: Option<f64>,
+    /// The 99th percentile TLS handshake.
+    #[serde(default)]
+    pub handshake_p99_us: Option<f64>,
+    /// The slowest TLS handshake.
+    #[serde(default)]
+    pub handshake_max_us: Option<f64>,
 }
 
 /// Names how a run issued its requests.

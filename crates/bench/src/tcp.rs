@@ -8,6 +8,15 @@
 //! server keeps too (edge-triggered: forgotten only when a call says
 //! `WouldBlock` or a short read or write says the same).
 //!
+//! Over TLS a connection passes through `Handshaking` between connecting and
+//! open; its rustls `ClientConnection` reads and writes the socket through
+//! [`Ready`], so the same readiness bookkeeping holds. Requests go into
+//! rustls's plaintext writer, replies come out of its reader into the same
+//! check. The server's close_notify ends the stream, as a FIN does over
+//! TCP; a FIN without it ends the stream too (the reply check has already
+//! said whether anything is missing). New-connection mode sends a
+//! close_notify, then half-closes.
+//!
 //! A connection that fails (refused, reset, closed early, a wrong byte, no
 //! byte for `timeout` with requests in flight) counts one error, settles its
 //! requests as failed and closes; in new-connection mode the slot opens a
@@ -18,9 +27,11 @@ use super::schedule::{Pacer, Window, wait_until};
 use super::{BenchError, Held, Outcome, Plan, Shared};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use rustls::ClientConnection;
+use shout_client::tls_reason;
 use shout_socket::StreamReadiness;
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
@@ -55,6 +66,8 @@ pub(crate) fn run(plan: &Plan, shared: &Shared) -> Result<Outcome, BenchError> {
 enum State {
     Unopened,
     Connecting,
+    /// Connected over TCP, the TLS handshake under way.
+    Handshaking,
     Open,
     Closed,
 }
@@ -73,6 +86,10 @@ struct Conn {
     stream: Option<TcpStream>,
     state: State,
     readiness: StreamReadiness,
+    /// The TLS state of the connection, when it speaks TLS.
+    tls: Option<ClientConnection>,
+    /// Over TLS, the close_notify that ends the input is queued.
+    close_notify_sent: bool,
     /// Requests not yet taken by the socket: `out[out_at..]`.
     out: Vec<u8>,
     out_at: usize,
@@ -86,7 +103,8 @@ struct Conn {
     /// Open loop: requests due but not sent, the connection being at its
     /// depth.
     due: VecDeque<Instant>,
-    /// When the handshake began or the last byte came: for timeouts.
+    /// When the TCP or TLS handshake began or the last byte came: for
+    /// timeouts, and the TLS handshake's time.
     since: Instant,
 }
 
@@ -96,6 +114,8 @@ impl Conn {
             stream: None,
             state: State::Unopened,
             readiness: StreamReadiness::new(),
+            tls: None,
+            close_notify_sent: false,
             out: Vec::new(),
             out_at: 0,
             half_close: false,
@@ -348,7 +368,7 @@ impl<'a> TcpLoad<'a> {
                 continue;
             }
             let overdue = match conn.state {
-                State::Connecting => now - conn.since > plan.connect_timeout,
+                State::Connecting | State::Handshaking => now - conn.since > plan.connect_timeout,
                 State::Open => !conn.inflight.is_empty() && now - conn.since > plan.timeout,
                 State::Unopened | State::Closed => false,
             };
@@ -356,6 +376,11 @@ impl<'a> TcpLoad<'a> {
                 let what = if conn.state == State::Connecting {
                     format!(
                         "tcp {}: no handshake within {:?}",
+                        plan.addr, plan.connect_timeout
+                    )
+                } else if conn.state == State::Handshaking {
+                    format!(
+                        "tls {}: no TLS handshake within {:?}",
                         plan.addr, plan.connect_timeout
                     )
                 } else {
@@ -452,7 +477,21 @@ impl Run<'_> {
             {
                 return Ok(());
             }
-            self.on_open(conn, Instant::now());
+            let now = Instant::now();
+            match &self.plan.tls {
+                Some(tls) => {
+                    let started = tls
+                        .start()
+                        .map_err(|error| tls_error(self.plan.addr, &error))?;
+                    conn.tls = Some(started);
+                    conn.state = State::Handshaking;
+                    conn.since = now;
+                }
+                None => self.on_open(conn, now),
+            }
+        }
+        if conn.state == State::Handshaking && !self.handshake(conn)? {
+            return Ok(());
         }
         if conn.state != State::Open {
             return Ok(());
@@ -483,6 +522,47 @@ impl Run<'_> {
             }
             Err(error) => Err(failed(error)),
         }
+    }
+
+    /// Drives the TLS handshake as far as the socket allows; whether it is
+    /// over (and the connection open).
+    fn handshake(&mut self, conn: &mut Conn) -> Result<bool, String> {
+        let addr = self.plan.addr;
+        let Conn {
+            stream,
+            readiness,
+            tls,
+            ..
+        } = conn;
+        let tls = tls.as_mut().expect("a TLS handshake has a TLS state");
+        let mut io = Ready {
+            stream: stream
+                .as_mut()
+                .expect("a handshaking connection has a stream"),
+            readiness,
+        };
+        let io_failed = |error: io::Error| format!("tls {addr}: the handshake failed: {error}");
+        send_tls(tls, &mut io).map_err(io_failed)?;
+        while tls.is_handshaking() {
+            match tls.read_tls(&mut io) {
+                Ok(0) => {
+                    return Err(format!(
+                        "tls {addr} closed the connection during the handshake (is it a TLS server?)"
+                    ));
+                }
+                Ok(_) => {
+                    tls.process_new_packets()
+                        .map_err(|error| tls_error(addr, &error))?;
+                    send_tls(tls, &mut io).map_err(io_failed)?;
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(error) => return Err(io_failed(error)),
+            }
+        }
+        let now = Instant::now();
+        self.recorder.handshake(now - conn.since);
+        self.on_open(conn, now);
+        Ok(true)
     }
 
     fn on_open(&mut self, conn: &mut Conn, now: Instant) {
@@ -527,39 +607,59 @@ impl Run<'_> {
         }
     }
 
-    /// Sends what the socket takes of `conn.out`.
+    /// Sends what the socket takes of `conn.out` (through rustls over
+    /// TLS), then the end of input if it is due and all is sent.
     fn flush(&mut self, conn: &mut Conn) -> Result<(), String> {
         let addr = self.plan.addr;
+        let send_failed = |error: io::Error| match error.kind() {
+            io::ErrorKind::WriteZero => format!("tcp {addr} takes no more bytes"),
+            _ => format!("sending to tcp {addr} failed: {error}"),
+        };
         let Conn {
             stream,
             readiness,
+            tls,
             out,
             out_at,
             ..
         } = conn;
         let stream = stream.as_mut().expect("an open connection has a stream");
-        *out_at +=
-            readiness
-                .write(stream, &out[*out_at..])
-                .map_err(|error| match error.kind() {
-                    io::ErrorKind::WriteZero => format!("tcp {addr} takes no more bytes"),
-                    _ => format!("sending to tcp {addr} failed: {error}"),
-                })?;
+        let all_sent = match tls {
+            None => {
+                *out_at += readiness
+                    .write(stream, &out[*out_at..])
+                    .map_err(send_failed)?;
+                *out_at == out.len()
+            }
+            Some(tls) => {
+                let mut io = Ready { stream, readiness };
+                feed_tls(tls, &mut io, &out[..], out_at).map_err(send_failed)?;
+                if conn.half_close && *out_at == out.len() && !conn.close_notify_sent {
+                    tls.send_close_notify();
+                    conn.close_notify_sent = true;
+                    send_tls(tls, &mut io).map_err(send_failed)?;
+                }
+                *out_at == out.len() && !tls.wants_write()
+            }
+        };
         if conn.out_at == conn.out.len() {
             conn.out.clear();
             conn.out_at = 0;
-            if conn.half_close {
-                conn.half_close = false;
-                conn.stream()
-                    .shutdown(Shutdown::Write)
-                    .map_err(|error| format!("half-closing tcp {addr} failed: {error}"))?;
-            }
+        }
+        if all_sent && conn.half_close {
+            conn.half_close = false;
+            conn.stream()
+                .shutdown(Shutdown::Write)
+                .map_err(|error| format!("half-closing tcp {addr} failed: {error}"))?;
         }
         Ok(())
     }
 
     /// Reads and checks what has arrived, completing requests.
     fn receive(&mut self, conn: &mut Conn, key: usize, buffer: &mut [u8]) -> Result<(), String> {
+        if conn.tls.is_some() {
+            return self.receive_tls(conn, key, buffer);
+        }
         let addr = self.plan.addr;
         while conn.state == State::Open {
             let stream = conn
@@ -577,6 +677,60 @@ impl Run<'_> {
             }
             conn.since = now;
             self.check(conn, &buffer[..read], now)?;
+            self.refill(conn, now);
+        }
+        Ok(())
+    }
+
+    /// Over TLS: reads records, decrypts them, and checks the plaintext.
+    fn receive_tls(
+        &mut self,
+        conn: &mut Conn,
+        key: usize,
+        buffer: &mut [u8],
+    ) -> Result<(), String> {
+        let addr = self.plan.addr;
+        let failed = |error: io::Error| format!("receiving from tls {addr} failed: {error}");
+        while conn.state == State::Open {
+            let Conn {
+                stream,
+                readiness,
+                tls,
+                ..
+            } = &mut *conn;
+            let tls = tls.as_mut().expect("a TLS connection has a TLS state");
+            let mut io = Ready {
+                stream: stream.as_mut().expect("an open connection has a stream"),
+                readiness,
+            };
+            let tcp_ended = match tls.read_tls(&mut io) {
+                Ok(read) => read == 0,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(error) => return Err(failed(error)),
+            };
+            tls.process_new_packets()
+                .map_err(|error| tls_error(addr, &error))?;
+            let now = Instant::now();
+            loop {
+                let tls = conn.tls.as_mut().expect("a TLS connection has a TLS state");
+                match tls.reader().read(buffer) {
+                    // The server's close_notify, or (UnexpectedEof) a FIN
+                    // without one: either ends the stream.
+                    Ok(0) => return self.end_of_stream(conn, key, now),
+                    Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => {
+                        return self.end_of_stream(conn, key, now);
+                    }
+                    Ok(read) => {
+                        conn.since = now;
+                        self.check(conn, &buffer[..read], now)?;
+                    }
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(error) => return Err(failed(error)),
+                }
+            }
+            if tcp_ended {
+                return self.end_of_stream(conn, key, now);
+            }
             self.refill(conn, now);
         }
         Ok(())
@@ -673,7 +827,7 @@ impl Run<'_> {
             let _ = self.poll.registry().deregister(&mut stream);
         }
         match conn.state {
-            State::Connecting => {
+            State::Connecting | State::Handshaking => {
                 self.connecting -= 1;
                 self.alive -= 1;
             }
@@ -682,6 +836,79 @@ impl Run<'_> {
         }
         conn.state = State::Closed;
     }
+}
+
+/// A socket as rustls reads and writes it: through the connection's
+/// readiness, with "nothing more now" said as `WouldBlock`, as rustls
+/// expects of a non-blocking socket.
+struct Ready<'a> {
+    stream: &'a mut TcpStream,
+    readiness: &'a mut StreamReadiness,
+}
+
+impl Read for Ready<'_> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        match self.readiness.read(self.stream, buffer)? {
+            Some(read) => Ok(read),
+            None => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
+impl Write for Ready<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if bytes.is_empty() {
+            return Ok(0);
+        }
+        match self.readiness.write(self.stream, bytes)? {
+            0 => Err(io::ErrorKind::WouldBlock.into()),
+            written => Ok(written),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Sends the TLS records rustls has ready, as far as the socket takes them.
+fn send_tls(tls: &mut ClientConnection, io: &mut Ready<'_>) -> io::Result<()> {
+    while tls.wants_write() {
+        match tls.write_tls(io) {
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+/// Hands `out[*out_at..]` to rustls and sends the records, until all is
+/// sent or the socket takes no more; rustls's buffer limit keeps what it
+/// holds bounded.
+fn feed_tls(
+    tls: &mut ClientConnection,
+    io: &mut Ready<'_>,
+    out: &[u8],
+    out_at: &mut usize,
+) -> io::Result<()> {
+    loop {
+        let taken = if *out_at < out.len() {
+            tls.writer().write(&out[*out_at..])?
+        } else {
+            0
+        };
+        *out_at += taken;
+        send_tls(tls, io)?;
+        if *out_at == out.len() || tls.wants_write() || taken == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// A TLS failure, worded as `shout tcp --tls` words it.
+fn tls_error(addr: std::net::SocketAddr, error: &rustls::Error) -> String {
+    format!("tls {addr}: {}", tls_reason(error))
 }
 
 /// A hint for the error a person hits first when holding many connections.

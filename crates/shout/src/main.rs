@@ -217,8 +217,11 @@ struct BenchArgs {
     #[arg(value_name = "HOST:PORT", help = TARGET_HELP)]
     target: Target,
     /// UDP: each of --connections is a socket with --depth datagrams in flight.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tls")]
     udp: bool,
+    /// Every connection speaks TLS; handshakes are counted and timed apart.
+    #[command(flatten)]
+    tls: TlsArgs,
     /// Connections (or UDP sockets) at once.
     #[arg(short, long, value_name = "C", default_value_t = 1)]
     connections: usize,
@@ -261,7 +264,7 @@ struct BenchArgs {
     threads: usize,
     /// Blocking clients: a thread per connection, one request and one reply
     /// at a time (std's blocking socket), instead of event loops.
-    #[arg(long, conflicts_with_all = ["udp", "hold", "rate", "new_connection", "threads"])]
+    #[arg(long, conflicts_with_all = ["udp", "hold", "rate", "new_connection", "threads", "tls"])]
     blocking: bool,
     /// Seconds without a reply after which a connection has failed, or a
     /// datagram is lost.
@@ -297,6 +300,7 @@ impl BenchArgs {
             blocking: self.blocking,
             timeout: self.timeout,
             connect_timeout,
+            tls: self.tls.options(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! real loopback sockets: one test binary, one module per area.
 
 mod bench;
+mod bench_tls;
 mod cli;
 mod errors;
 mod memory;

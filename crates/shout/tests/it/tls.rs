@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
 /// A CA, and a server certificate it signed.
-struct Pki {
+pub(crate) struct Pki {
     dir: PathBuf,
     ca_pem: String,
     chain: Vec<CertificateDer<'static>>,
@@ -27,7 +27,7 @@ struct Pki {
 impl Pki {
     /// A CA and a certificate for `names`, valid now, or expired since 2001
     /// when `expired`.
-    fn new(label: &str, names: &[&str], expired: bool) -> Self {
+    pub(crate) fn new(label: &str, names: &[&str], expired: bool) -> Self {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -66,7 +66,7 @@ impl Pki {
         self.dir.join("ca.pem")
     }
 
-    fn ca_arg(&self) -> String {
+    pub(crate) fn ca_arg(&self) -> String {
         self.ca_file().display().to_string()
     }
 }
@@ -80,14 +80,22 @@ impl Drop for Pki {
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// A TLS uppercase server for at most `connections` connections; counts the
-/// handshakes completed.
-struct TlsServer {
+/// handshakes completed and the inputs ended by a close_notify.
+pub(crate) struct TlsServer {
     addr: SocketAddr,
+    pub(crate) handshakes: Arc<AtomicUsize>,
+    pub(crate) close_notifies: Arc<AtomicUsize>,
+}
+
+/// What the server counts, shared with its threads.
+#[derive(Default)]
+struct Counts {
     handshakes: Arc<AtomicUsize>,
+    close_notifies: Arc<AtomicUsize>,
 }
 
 impl TlsServer {
-    fn start(pki: &Pki, connections: usize) -> Self {
+    pub(crate) fn start(pki: &Pki, connections: usize) -> Self {
         let config = Arc::new(
             ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
                 .with_safe_default_protocol_versions()
@@ -101,44 +109,48 @@ impl TlsServer {
         );
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let handshakes = Arc::new(AtomicUsize::new(0));
-        let counted = Arc::clone(&handshakes);
+        let counts = Counts::default();
+        let server = Self {
+            addr,
+            handshakes: Arc::clone(&counts.handshakes),
+            close_notifies: Arc::clone(&counts.close_notifies),
+        };
+        let counts = Arc::new(counts);
         thread::spawn(move || {
             for stream in listener.incoming().take(connections).flatten() {
                 let config = Arc::clone(&config);
-                let counted = Arc::clone(&counted);
+                let counts = Arc::clone(&counts);
                 thread::spawn(move || {
-                    let _ = serve(stream, config, &counted);
+                    let _ = serve(stream, config, &counts);
                 });
             }
         });
-        Self { addr, handshakes }
+        server
     }
 
-    fn target(&self) -> String {
+    pub(crate) fn target(&self) -> String {
         self.addr.to_string()
     }
 }
 
 /// Uppercases until the client's close_notify, then closes with its own.
-fn serve(
-    mut socket: TcpStream,
-    config: Arc<ServerConfig>,
-    handshakes: &AtomicUsize,
-) -> io::Result<()> {
+fn serve(mut socket: TcpStream, config: Arc<ServerConfig>, counts: &Counts) -> io::Result<()> {
     socket.set_read_timeout(Some(TIMEOUT))?;
     let mut tls = ServerConnection::new(config).map_err(io::Error::other)?;
     while tls.is_handshaking() {
         tls.complete_io(&mut socket)?;
     }
-    handshakes.fetch_add(1, Ordering::Relaxed);
+    counts.handshakes.fetch_add(1, Ordering::Relaxed);
     let mut stream = rustls::Stream::new(&mut tls, &mut socket);
     let mut upper = Uppercaser::new();
     let mut buf = vec![0; 16 * 1024];
     let mut reply = Vec::new();
     loop {
         let n = match stream.read(&mut buf) {
-            Ok(0) => break,
+            Ok(0) => {
+                counts.close_notifies.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
             Ok(n) => n,
             // A client that closed TCP without close_notify.
             Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => break,
@@ -158,7 +170,7 @@ fn serve(
     socket.shutdown(Shutdown::Write)
 }
 
-const LOCAL_NAMES: &[&str] = &["localhost", "127.0.0.1"];
+pub(crate) const LOCAL_NAMES: &[&str] = &["localhost", "127.0.0.1"];
 
 #[test]
 fn piped_input_streams_over_tls_and_ends_with_close_notify() {
