@@ -38,6 +38,7 @@ mod needs;
 mod nginx;
 pub(crate) mod process;
 mod text;
+mod tls;
 
 use crate::{cargo, run_inherited, show};
 use std::io::Write;
@@ -180,6 +181,48 @@ const SCENARIOS: &[Scenario] = &[
         deadline: Duration::from_secs(30),
         needs: &["socat"],
         run: interop::socat,
+    },
+    Scenario {
+        name: "tls-openssl",
+        proves: "openssl s_client verifies shoutd --tls's self-signed certificate and gets the uppercase, over TLS 1.3 by default and TLS 1.2 with -tls1_2",
+        deadline: Duration::from_secs(30),
+        needs: &["openssl"],
+        run: tls::openssl,
+    },
+    Scenario {
+        name: "tls-ncat",
+        proves: "ncat --ssl --ssl-verify gets the uppercase from shoutd --tls",
+        deadline: Duration::from_secs(30),
+        needs: &["ncat"],
+        run: tls::ncat,
+    },
+    Scenario {
+        name: "tls-socat",
+        proves: "socat OPENSSL with verify=1 gets the uppercase from shoutd --tls",
+        deadline: Duration::from_secs(30),
+        needs: &["socat"],
+        run: tls::socat,
+    },
+    Scenario {
+        name: "tls-python",
+        proves: "Python's ssl module verifies shoutd --tls and gets the uppercase over TLS 1.3",
+        deadline: Duration::from_secs(30),
+        needs: &["python3"],
+        run: tls::python,
+    },
+    Scenario {
+        name: "shout-vs-tls-servers",
+        proves: "shout tcp --tls gets the uppercase from ncat --ssl -l running tr, and exits 7 with \"unknown issuer\" on a certificate not given as --ca",
+        deadline: Duration::from_secs(30),
+        needs: &["openssl", "ncat"],
+        run: tls::shout_vs_tls_servers,
+    },
+    Scenario {
+        name: "tls-plaintext",
+        proves: "a plaintext client on shoutd's TLS port gets an alert or a close within the handshake deadline, and a TLS client is served after it",
+        deadline: Duration::from_secs(30),
+        needs: &[],
+        run: tls::plaintext_on_tls,
     },
     Scenario {
         name: "restart",

@@ -3,13 +3,11 @@
 //! and servers, and the standard tools nc, ncat and socat.
 
 use super::process::{
-    Shoutd, Spawned, Transport, lines_of, one_line_tail, quote, run_with_input,
-    start_python_server_of,
+    Shoutd, Transport, exchange_line, one_line_tail, quote, run_with_input, start_python_server_of,
 };
 use super::{Env, Outcome, Peers};
-use std::io::Write;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// Time a client process gets to answer a few lines.
@@ -246,7 +244,7 @@ fn standard_tool(env: &Env, tool: &str) -> Result<Outcome, String> {
         .expect(&format!("{tool} over TCP"), line.to_uppercase().as_bytes())?;
 
     let line = format!("{tool} datagram — ÿ\n");
-    let reply = udp_exchange(tool, &mut udp, &line, Duration::from_secs(5))?;
+    let (reply, _) = exchange_line(tool, &mut udp, &line, Duration::from_secs(5))?;
     if reply != line.to_uppercase() {
         return Err(format!(
             "{tool} over UDP: expected {}, got {}",
@@ -284,34 +282,4 @@ fn nc_flavor() -> Result<NcFlavor, String> {
             NcFlavor::Traditional
         },
     )
-}
-
-/// Sends `line` through a UDP-mode tool and returns the first line it
-/// prints. Standard input stays open until the reply is in: tools differ on
-/// whether they wait for replies after EOF, and this way none has to.
-fn udp_exchange(
-    name: &str,
-    command: &mut Command,
-    line: &str,
-    timeout: Duration,
-) -> Result<String, String> {
-    command.stdin(Stdio::piped()).stdout(Stdio::piped());
-    let mut process = Spawned::start(name, command)?;
-    let mut stdin = process.take_stdin().expect("stdin is piped");
-    let lines = lines_of(process.take_stdout().expect("stdout is piped"));
-    stdin
-        .write_all(line.as_bytes())
-        .and_then(|()| stdin.flush())
-        .map_err(|error| format!("cannot write to {name}: {error}"))?;
-    let reply = lines.recv_timeout(timeout).map_err(|_| {
-        format!(
-            "{name} over UDP: no reply within {} s ({}); {}",
-            timeout.as_secs(),
-            crate::show(command),
-            process.stderr_tail()
-        )
-    });
-    drop(stdin);
-    process.kill();
-    reply
 }

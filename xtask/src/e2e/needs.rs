@@ -55,6 +55,11 @@ pub(crate) const NEEDS: &[Need] = &[
         present: |_| find_in_path("ncat").is_some(),
     },
     Need {
+        name: "openssl",
+        how: "install the OpenSSL command-line tool (Debian: openssl)",
+        present: |_| find_in_path("openssl").is_some(),
+    },
+    Need {
         name: "socat",
         how: "install socat (Debian: socat)",
         present: |_| find_in_path("socat").is_some(),

@@ -6,10 +6,10 @@
 //! header over UDP, so each backend sees nginx's address.
 
 use super::activation::stop;
-use super::process::{Shoutd, Spawned, Transport, free_port};
+use super::process::{Shoutd, Spawned, TempDir, Transport, free_port};
 use super::{Env, Outcome};
 use std::net::{SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -50,25 +50,6 @@ stream {{
         a = backends[0],
         b = backends[1],
     )
-}
-
-/// A directory under the system's temporary one, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Result<Self, String> {
-        let path = std::env::temp_dir().join(format!("shout-e2e-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path)
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-        Ok(Self(path))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Every datagram through nginx is answered exactly, and both shoutd

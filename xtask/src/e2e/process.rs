@@ -265,6 +265,8 @@ pub(crate) struct Shoutd {
     pub(crate) udp: SocketAddr,
     /// The metrics endpoint, when `--metrics` was among the options.
     pub(crate) metrics: Option<SocketAddr>,
+    /// The TLS listener, when `--tls` was among the options.
+    pub(crate) tls: Option<SocketAddr>,
 }
 
 impl Shoutd {
@@ -289,6 +291,7 @@ impl Shoutd {
             tcp: listening.tcp().expect("waited for"),
             udp: listening.udp().expect("waited for"),
             metrics: listening.addrs("metrics").first().copied(),
+            tls: listening.addrs("tls").first().copied(),
         })
     }
 }
@@ -306,12 +309,14 @@ pub(crate) fn start_announcing(
 }
 
 /// [`start_announcing`], which also waits for the `listening metrics` line
-/// when `command` has `--metrics`; returns every line read.
+/// when `command` has `--metrics`, and the `listening tls` line when it has
+/// `--tls`; returns every line read.
 pub(crate) fn start_announcing_all(
     name: &str,
     command: &mut Command,
 ) -> Result<(Spawned, Listening), String> {
     let wants_metrics = command.get_args().any(|arg| arg == "--metrics");
+    let wants_tls = command.get_args().any(|arg| arg == "--tls");
     command.stdin(Stdio::null()).stdout(Stdio::piped());
     let mut process = Spawned::start(name, command)?;
     let lines = lines_of(process.take_stdout().expect("stdout is piped"));
@@ -320,6 +325,7 @@ pub(crate) fn start_announcing_all(
     while listening.tcp().is_none()
         || listening.udp().is_none()
         || (wants_metrics && listening.addrs("metrics").is_empty())
+        || (wants_tls && listening.addrs("tls").is_empty())
     {
         let line = match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(line) => line,
@@ -344,6 +350,26 @@ pub(crate) fn start_announcing_all(
             .map_err(|error| format!("{name}: {error}"))?;
     }
     Ok((process, listening))
+}
+
+/// A directory under the system's temporary one, removed on drop.
+pub(crate) struct TempDir(pub(crate) std::path::PathBuf);
+
+impl TempDir {
+    /// Creates `shout-e2e-TAG-PID` there, empty.
+    pub(crate) fn new(tag: &str) -> Result<Self, String> {
+        let path = std::env::temp_dir().join(format!("shout-e2e-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Which of the lecture's servers.
@@ -504,6 +530,39 @@ pub(crate) fn run_with_input(
         stderr: process.stderr(),
         elapsed,
     })
+}
+
+/// Sends `line` to a client tool and returns the first line it prints and
+/// its standard error so far. Standard input stays open until the reply is
+/// in: tools differ on whether they wait for replies after EOF (UDP modes,
+/// TLS clients that close at once), and this way none has to.
+pub(crate) fn exchange_line(
+    name: &str,
+    command: &mut Command,
+    line: &str,
+    timeout: Duration,
+) -> Result<(String, String), String> {
+    command.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut process = Spawned::start(name, command)?;
+    let mut stdin = process.take_stdin().expect("stdin is piped");
+    let lines = lines_of(process.take_stdout().expect("stdout is piped"));
+    stdin
+        .write_all(line.as_bytes())
+        .and_then(|()| stdin.flush())
+        .map_err(|error| format!("cannot write to {name}: {error}"))?;
+    let reply = lines.recv_timeout(timeout).map_err(|_| {
+        format!(
+            "{name}: no reply within {} s ({}); {}",
+            timeout.as_secs(),
+            crate::show(command),
+            process.stderr_tail()
+        )
+    });
+    drop(stdin);
+    process.kill();
+    // Let the stderr collector catch up with the end of the pipe.
+    std::thread::sleep(Duration::from_millis(20));
+    reply.map(|reply| (reply, process.stderr()))
 }
 
 /// Held by every unit test that starts children, because the deadline test
