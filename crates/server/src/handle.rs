@@ -219,7 +219,7 @@ impl fmt::Display for Stats {
             f,
             "{} connections ({} shed, {} idle timeouts), {} bytes in, {} bytes out, \
              {} datagrams in, {} out, {} dropped ({} rate limited), {} service panics, \
-             {} refused per source, {} TLS handshakes ({} failed, {} timed out), \
+             {} refused per source, {} TLS handshakes completed, {} failed ({} timed out), \
              {} TLS truncated",
             self.connections_accepted,
             self.connections_shed,
