@@ -127,22 +127,23 @@ fn snapshot(stats: &Stats) -> Vec<Metric> {
         dropped,
     ));
     // A histogram in counter form (shout_metrics has no histogram type):
-    // cumulative, as Prometheus buckets are.
+    // cumulative, as Prometheus buckets are. Its label is not `le`, which
+    // Prometheus reserves for histograms.
     let mut within = 0;
     for (bucket, count) in stats.turn_durations.iter().enumerate() {
         within += count;
-        let le = if bucket + 1 == stats.turn_durations.len() {
-            "+Inf".to_string()
+        let at_most = if bucket + 1 == stats.turn_durations.len() {
+            "inf".to_string()
         } else {
-            format!("{}", (1u64 << bucket) as f64 / 1e6)
+            (1u64 << bucket).to_string()
         };
         metrics.push(
             Metric::counter(
                 "shout_loop_turns_within_total",
-                "Event-loop turns whose work took at most le seconds (powers of 2 microseconds).",
+                "Event-loop turns whose work took at most at_most_us microseconds (powers of 2).",
                 within,
             )
-            .with_label("le", le),
+            .with_label("at_most_us", at_most),
         );
     }
     metrics
@@ -223,10 +224,10 @@ mod tests {
         assert_eq!(labelled(dropped, "rate_limited"), 24);
         assert_eq!(labelled(dropped, "stop"), 25);
         let within = "shout_loop_turns_within_total";
-        assert_eq!(labelled(within, "0.000001"), 1);
-        assert_eq!(labelled(within, "0.000002"), 2);
-        assert_eq!(labelled(within, "0.016384"), 15);
-        assert_eq!(labelled(within, "+Inf"), 16);
+        assert_eq!(labelled(within, "1"), 1);
+        assert_eq!(labelled(within, "2"), 2);
+        assert_eq!(labelled(within, "16384"), 15);
+        assert_eq!(labelled(within, "inf"), 16);
         let value = |name: &str| {
             let found: Vec<u64> = snapshot(&stats)
                 .iter()

@@ -142,7 +142,7 @@ fn the_counters_equal_the_traffic_sent_over_tcp_and_udp() {
     assert_eq!(after.len(), NAMES.len() + 1 + 7 + 6 + 16, "{after:?}");
     assert_eq!(
         after["shout_loop_turns_total"],
-        after["shout_loop_turns_within_total{le=\"+Inf\"}"]
+        after["shout_loop_turns_within_total{at_most_us=\"inf\"}"]
     );
 
     // An open connection is a gauge that goes up, and down when it closes.
