@@ -53,10 +53,10 @@ stream {{
 }
 
 /// A directory under the system's temporary one, removed on drop.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl TempDir {
-    fn new(tag: &str) -> Result<Self, String> {
+    pub(crate) fn new(tag: &str) -> Result<Self, String> {
         let path = std::env::temp_dir().join(format!("shout-e2e-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path)
