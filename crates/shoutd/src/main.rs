@@ -88,8 +88,9 @@ struct Args {
     #[arg(long, value_name = "FILE", conflicts_with = "cert")]
     cert_out: Option<PathBuf>,
 
-    /// Cut a TLS client that has not finished its handshake this long
-    /// after connecting.
+    /// Cut a TLS client that has not finished its handshake (or, with
+    /// --proxy-protocol, sent its whole PROXY header) this long after
+    /// connecting.
     #[arg(long, default_value_t = DEFAULT_HANDSHAKE_TIMEOUT.as_secs_f64(), value_name = "SECS")]
     handshake_timeout: f64,
 
