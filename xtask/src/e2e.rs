@@ -30,6 +30,7 @@
 
 mod activation;
 mod gate;
+mod haproxy;
 mod interop;
 mod lifecycle;
 mod load;
@@ -265,6 +266,13 @@ const SCENARIOS: &[Scenario] = &[
         deadline: Duration::from_secs(60),
         needs: &["nginx"],
         run: nginx::nginx,
+    },
+    Scenario {
+        name: "haproxy",
+        proves: "TCP through HAProxy (send-proxy-v2, health checks) to three shoutd --proxy-protocol: exact answers, the client's real address in the -v log, SIGKILL and SIGTERM of a backend lose no completed answer",
+        deadline: Duration::from_secs(90),
+        needs: &["haproxy"],
+        run: haproxy::haproxy,
     },
     Scenario {
         name: "metrics",

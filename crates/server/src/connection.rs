@@ -8,6 +8,7 @@
 use crate::sender::Share;
 use crate::service::{CloseCause, ConnectionInfo};
 use crate::tls::{PlaintextSource, TlsLayer};
+use crate::worker::proxy::HeaderBuffer;
 use mio::net::TcpStream;
 use shout_socket::StreamReadiness;
 use std::io;
@@ -43,6 +44,9 @@ pub(crate) struct Connection<Session> {
     pub(crate) session: Option<Session>,
     /// The TLS layer, on a connection from a TLS listener.
     pub(crate) tls: Option<Box<TlsLayer>>,
+    /// The PROXY header read so far, until it is whole; the service opens
+    /// (or the TLS handshake starts) after it.
+    pub(crate) proxy: Option<Box<HeaderBuffer>>,
     /// What this connection's senders see; `published` is how many held
     /// bytes it counts, updated only when that changes (never on a read
     /// whose answer went straight to the socket).
@@ -79,6 +83,7 @@ impl<Session> Connection<Session> {
             info,
             session,
             tls,
+            proxy: None,
             share,
             published: 0,
             blocked: false,

@@ -45,6 +45,7 @@ pub(crate) struct WorkerStats {
     pub(crate) tls_handshakes_failed: AtomicU64,
     pub(crate) tls_handshake_timeouts: AtomicU64,
     pub(crate) tls_truncated: AtomicU64,
+    pub(crate) proxy_headers_rejected: AtomicU64,
 }
 
 /// Buckets of [`Stats::turn_durations`].
@@ -164,6 +165,10 @@ pub struct Stats {
     pub tls_handshake_timeouts: u64,
     /// TLS connections whose TCP stream ended without a close_notify.
     pub tls_truncated: u64,
+    /// Connections on a PROXY protocol listener closed unanswered: an
+    /// untrusted sender, a malformed or oversized header, or no whole
+    /// header by the deadline or the client's end.
+    pub proxy_headers_rejected: u64,
 }
 
 impl Stats {
@@ -208,6 +213,7 @@ impl Stats {
             total.tls_handshakes_failed += read(&worker.tls_handshakes_failed);
             total.tls_handshake_timeouts += read(&worker.tls_handshake_timeouts);
             total.tls_truncated += read(&worker.tls_truncated);
+            total.proxy_headers_rejected += read(&worker.proxy_headers_rejected);
         }
         total
     }
@@ -220,7 +226,7 @@ impl fmt::Display for Stats {
             "{} connections ({} shed, {} idle timeouts), {} bytes in, {} bytes out, \
              {} datagrams in, {} out, {} dropped ({} rate limited), {} service panics, \
              {} refused per source, {} TLS handshakes completed, {} failed ({} timed out), \
-             {} TLS truncated",
+             {} TLS truncated, {} PROXY headers rejected",
             self.connections_accepted,
             self.connections_shed,
             self.idle_timeouts,
@@ -235,7 +241,8 @@ impl fmt::Display for Stats {
             self.tls_handshakes_completed,
             self.tls_handshakes_failed,
             self.tls_handshake_timeouts,
-            self.tls_truncated
+            self.tls_truncated,
+            self.proxy_headers_rejected
         )
     }
 }

@@ -58,3 +58,4 @@ pub use service::{
     CloseCause, ConnectionContext, ConnectionId, ConnectionInfo, DatagramReply, DatagramService,
     EndReason, NoService, StreamService, Transport, Uppercase,
 };
+pub use worker::proxy::{IpPrefix, MAX_PROXY_HEADER};

@@ -4,6 +4,7 @@ use crate::handle::{Handle, ShutdownSignal, Wakers, WorkerStats};
 use crate::sender::{ConnectionSender, Post};
 use crate::service::{DatagramService, NoService, StreamService};
 use crate::sources::ReplyRate;
+use crate::worker::proxy::{IpPrefix, ProxyTrust};
 use crate::worker::{ConnectionSlots, Limits, MAX_SOCKETS_PER_KIND, WAKER, Worker, WorkerParts};
 use mio::{Poll, Waker};
 use shout_socket::{SocketError, TcpListenerBuilder, UdpSocketBuilder};
@@ -60,6 +61,7 @@ pub struct ServerBuilder<S, D> {
     udp_sockets: Vec<Arc<std::net::UdpSocket>>,
     tls: Vec<(SocketAddr, Arc<rustls::ServerConfig>)>,
     handshake_timeout: Duration,
+    proxy: Option<Vec<IpPrefix>>,
     workers: usize,
     max_connections: usize,
     max_connections_per_source: usize,
@@ -119,6 +121,7 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             udp_sockets: Vec::new(),
             tls: Vec::new(),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            proxy: None,
             workers: 1,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_source: 0,
@@ -160,6 +163,25 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
     /// Zero is refused by [`build`](Self::build). Default 10 s.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Expects a PROXY protocol header (v1 or v2) at the start of every
+    /// connection on the TCP and TLS listeners, sent by a peer in one of
+    /// the `trusted` networks; over TLS the header comes before the
+    /// handshake. The client address it carries is the connection's
+    /// [`peer`](crate::ConnectionContext::peer), in the logs and for
+    /// [`max_connections_per_source`](Self::max_connections_per_source).
+    /// A LOCAL header (a balancer's health check) keeps the socket's peer.
+    ///
+    /// An untrusted sender, a malformed header, one longer than
+    /// [`MAX_PROXY_HEADER`](crate::MAX_PROXY_HEADER) bytes, or none whole
+    /// within the [`handshake_timeout`](Self::handshake_timeout): the
+    /// connection is closed unanswered and counted in
+    /// `Stats::proxy_headers_rejected`. An empty `trusted` is refused by
+    /// [`build`](Self::build).
+    pub fn proxy_protocol(mut self, trusted: Vec<IpPrefix>) -> Self {
+        self.proxy = Some(trusted);
         self
     }
 
@@ -287,6 +309,11 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             && self.udp_sockets.is_empty()
         {
             return Err(ServerError::NoAddresses);
+        }
+        if self.proxy.as_ref().is_some_and(Vec::is_empty) {
+            return Err(ServerError::InvalidSetting(
+                "the PROXY protocol with no trusted sender",
+            ));
         }
         if self.handshake_timeout.is_zero() {
             return Err(ServerError::InvalidSetting(
@@ -430,6 +457,7 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
                 .collect(),
             first_tls_listener,
             handshake_timeout: self.handshake_timeout,
+            proxy: self.proxy.map(ProxyTrust),
         };
         let stream_service = Arc::new(self.stream_service);
         let datagram_service = Arc::new(self.datagram_service);

@@ -9,7 +9,7 @@ use clap::{ArgAction, Parser};
 use shout_protocol::DEFAULT_PORT;
 use shout_server::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_CONNECTIONS, Handle, ServerBuilder, ServerError, Uppercase,
+    DEFAULT_MAX_CONNECTIONS, Handle, IpPrefix, ServerBuilder, ServerError, Uppercase,
 };
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::io::Write;
@@ -88,10 +88,22 @@ struct Args {
     #[arg(long, value_name = "FILE", conflicts_with = "cert")]
     cert_out: Option<PathBuf>,
 
-    /// Cut a TLS client that has not finished its handshake this long
-    /// after connecting.
+    /// Cut a TLS client that has not finished its handshake (or, with
+    /// --proxy-protocol, sent its whole PROXY header) this long after
+    /// connecting.
     #[arg(long, default_value_t = DEFAULT_HANDSHAKE_TIMEOUT.as_secs_f64(), value_name = "SECS")]
     handshake_timeout: f64,
+
+    /// Expect a PROXY protocol header (v1 or v2, as HAProxy's send-proxy
+    /// sends) before anything else on the TCP and TLS listeners: the
+    /// client address it carries is the one logged and limited.
+    #[arg(long)]
+    proxy_protocol: bool,
+
+    /// Accept PROXY headers only from peers in CIDR (repeatable; with
+    /// --proxy-protocol). Default: loopback only, 127.0.0.0/8 and ::1/128.
+    #[arg(long, value_name = "CIDR", requires = "proxy_protocol")]
+    proxy_from: Vec<IpPrefix>,
 
     /// Event-loop threads, each with its own sockets on the same port
     /// (SO_REUSEPORT). More than one helps only when one core is saturated.
@@ -235,6 +247,14 @@ fn start(
         for &addr in &args.tls {
             builder = builder.tls(addr, std::sync::Arc::clone(&config));
         }
+    }
+    if args.proxy_protocol {
+        let trusted = if args.proxy_from.is_empty() {
+            IpPrefix::loopback()
+        } else {
+            args.proxy_from.clone()
+        };
+        builder = builder.proxy_protocol(trusted);
     }
     if let Some(burst) = args.udp_burst_per_ip {
         builder = builder.udp_burst_per_source(burst);

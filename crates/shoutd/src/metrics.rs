@@ -98,6 +98,11 @@ fn snapshot(stats: &Stats) -> Vec<Metric> {
             "TLS connections whose TCP stream ended without a close_notify.",
             stats.tls_truncated,
         ),
+        Metric::counter(
+            "shout_proxy_headers_rejected_total",
+            "Connections closed unanswered for their PROXY header: an untrusted sender, a malformed or oversized header, or none in time.",
+            stats.proxy_headers_rejected,
+        ),
     ];
     let closed = [
         ("client", stats.closed_by_client),
@@ -198,6 +203,7 @@ mod tests {
             tls_handshakes_failed: 28,
             tls_handshake_timeouts: 29,
             tls_truncated: 30,
+            proxy_headers_rejected: 31,
         };
         let labelled = |name: &str, label: &str| {
             let found: Vec<u64> = snapshot(&stats)
@@ -254,7 +260,8 @@ mod tests {
         assert_eq!(value("shout_tls_handshakes_failed_total"), 28);
         assert_eq!(value("shout_tls_handshake_timeouts_total"), 29);
         assert_eq!(value("shout_tls_truncated_total"), 30);
-        assert_eq!(snapshot(&stats).len(), 17 + 7 + 6 + 16);
+        assert_eq!(value("shout_proxy_headers_rejected_total"), 31);
+        assert_eq!(snapshot(&stats).len(), 18 + 7 + 6 + 16);
         shout_metrics::encode(&snapshot(&stats)).expect("valid names");
     }
 }

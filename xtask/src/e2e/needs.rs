@@ -77,6 +77,11 @@ pub(crate) const NEEDS: &[Need] = &[
         },
     },
     Need {
+        name: "haproxy",
+        how: "install HAProxy (Debian: haproxy)",
+        present: |_| find_in_path("haproxy").is_some(),
+    },
+    Need {
         name: "promtool",
         how: "install promtool (Debian: prometheus)",
         present: |_| find_in_path("promtool").is_some(),

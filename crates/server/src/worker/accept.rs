@@ -57,6 +57,20 @@ impl ConnectionSlots {
         self.give_back();
     }
 
+    /// Moves a connection's share from source `from` to source `to` (the
+    /// client a PROXY header names). Returns `false`, the share staying
+    /// with `from`, if `to` holds its share already.
+    pub(crate) fn move_source(&self, from: std::net::IpAddr, to: std::net::IpAddr) -> bool {
+        if from == to {
+            return true;
+        }
+        if !self.per_source.open(to) {
+            return false;
+        }
+        self.per_source.close(from);
+        true
+    }
+
     /// Takes a slot for a connection about to be accepted. Returns `false`
     /// at the cap.
     pub(crate) fn take(&self) -> bool {

@@ -35,6 +35,7 @@
 mod accept;
 mod datagrams;
 mod drain;
+pub(crate) mod proxy;
 mod streams;
 mod tls;
 
@@ -82,6 +83,9 @@ pub(crate) struct Limits {
     pub(crate) first_tls_listener: usize,
     /// How long a TLS handshake may take, from the accept.
     pub(crate) handshake_timeout: Duration,
+    /// The senders trusted for a PROXY header, if every stream listener
+    /// expects one.
+    pub(crate) proxy: Option<proxy::ProxyTrust>,
 }
 
 /// A source of events, decoded from its token.

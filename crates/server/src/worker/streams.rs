@@ -8,6 +8,7 @@
 //! see docs/EMBEDDING.md for why that is sound.
 
 use super::drain::deadline_after;
+use super::proxy::{self, HeaderBuffer, ProxyTrust};
 use super::tls::{self, TlsInput};
 use super::{ConnectionSlots, Context, Limits, MAX_CONNECTION_KEY, Source, note_panic};
 use crate::connection::{Connection, Phase, WriteSide};
@@ -162,6 +163,9 @@ pub(super) struct Streams<S: StreamService> {
     tls: Vec<Arc<rustls::ServerConfig>>,
     first_tls_listener: usize,
     handshake_timeout: Duration,
+    /// The senders trusted for a PROXY header, on a server whose stream
+    /// listeners expect one.
+    proxy: Option<ProxyTrust>,
     /// Where the service writes its answer before it goes to the socket.
     pub(super) scratch: Vec<u8>,
     pub(super) max_pending_output: usize,
@@ -200,6 +204,7 @@ impl<S: StreamService> Streams<S> {
             tls: limits.tls.clone(),
             first_tls_listener: limits.first_tls_listener,
             handshake_timeout: limits.handshake_timeout,
+            proxy: limits.proxy.clone(),
             scratch: Vec::new(),
             max_pending_output: limits.max_pending_output,
             idle_timeout: limits.idle_timeout,
@@ -213,7 +218,8 @@ impl<S: StreamService> Streams<S> {
         }
     }
 
-    /// Returns whether connection `key` exists and is in its TLS handshake.
+    /// Returns whether connection `key` exists and is not open yet: its
+    /// PROXY header or TLS handshake is going on.
     pub(super) fn is_handshaking(&self, key: usize) -> bool {
         self.connections
             .get(key)
@@ -306,6 +312,18 @@ impl<S: StreamService> Streams<S> {
         // The most one connection can have pending: the cap, reached by
         // less than one byte, plus the answer to one read.
         let output_capacity = self.max_pending_output + self.read_buffer.len() * 3;
+        if self
+            .proxy
+            .as_ref()
+            .is_some_and(|trust| !trust.trusts(peer.ip()))
+        {
+            WorkerStats::add(&context.stats.proxy_headers_rejected, 1);
+            log::debug!("{peer}: not a trusted PROXY header sender, closing");
+            let _ = registry.deregister(&mut stream);
+            self.slots.give_back_from(peer.ip());
+            return;
+        }
+        let awaits_header = self.proxy.is_some();
         if let Some(config) = listener
             .checked_sub(self.first_tls_listener)
             .and_then(|index| self.tls.get(index))
@@ -316,12 +334,12 @@ impl<S: StreamService> Streams<S> {
                     log::warn!("{peer}: cannot start TLS, closing: {error}");
                     mailbox.forget(id);
                     let _ = registry.deregister(&mut stream);
-                    self.slots.give_back();
+                    self.slots.give_back_from(peer.ip());
                     return;
                 }
             };
             // The service opens it once the handshake is over.
-            entry.insert(Connection::new(
+            let connection = entry.insert(Connection::new(
                 stream,
                 info,
                 None,
@@ -329,11 +347,33 @@ impl<S: StreamService> Streams<S> {
                 share,
                 output_capacity,
             ));
+            if awaits_header {
+                connection.proxy = Some(Box::default());
+            }
             let deadline = deadline_after(context.now, self.handshake_timeout);
             self.timers.set(key, deadline);
             self.idle.touch(key, context.now);
             WorkerStats::add(&context.stats.connections_accepted, 1);
             log::debug!("{peer}: connected, TLS handshake");
+            return;
+        }
+        if awaits_header {
+            // The service opens once the header names the client, by the
+            // same deadline as a TLS handshake.
+            let connection = entry.insert(Connection::new(
+                stream,
+                info,
+                None,
+                None,
+                share,
+                output_capacity,
+            ));
+            connection.proxy = Some(Box::<HeaderBuffer>::default());
+            let deadline = deadline_after(context.now, self.handshake_timeout);
+            self.timers.set(key, deadline);
+            self.idle.touch(key, context.now);
+            WorkerStats::add(&context.stats.connections_accepted, 1);
+            log::debug!("{peer}: connected, awaiting its PROXY header");
             return;
         }
         self.scratch.clear();
@@ -353,7 +393,7 @@ impl<S: StreamService> Streams<S> {
                 note_panic(&context.stats, &peer, payload);
                 mailbox.forget(id);
                 let _ = registry.deregister(&mut stream);
-                self.slots.give_back();
+                self.slots.give_back_from(peer.ip());
                 return;
             }
         };
@@ -421,9 +461,32 @@ impl<S: StreamService> Streams<S> {
             } else {
                 WorkerStats::add(&stats.bytes_in, read as u64);
             }
+            let mut data = &self.read_buffer[..read];
+            if connection.proxy.is_some() {
+                let Some(taken) = proxy::receive(connection, data, &self.slots, stats)? else {
+                    continue;
+                };
+                data = &data[taken..];
+                if connection.tls.is_none() {
+                    self.timers.cancel(key);
+                    open_session(
+                        connection,
+                        key,
+                        &mut self.scratch,
+                        &mut self.timers,
+                        &lend,
+                        stats,
+                        service,
+                    )?;
+                }
+                // An empty rest would read as the client's end.
+                if data.is_empty() {
+                    continue;
+                }
+            }
             if connection.tls.is_some() {
                 let taken = &mut TlsInput {
-                    ciphertext: &self.read_buffer[..read],
+                    ciphertext: data,
                     plaintext: &mut self.plain_buffer,
                     scratch: &mut self.scratch,
                     timers: &mut self.timers,
@@ -435,7 +498,7 @@ impl<S: StreamService> Streams<S> {
             if connection.phase != Phase::Serving {
                 continue;
             }
-            let request = &self.read_buffer[..read];
+            let request = data;
             call_and_answer(
                 connection,
                 key,
@@ -575,7 +638,12 @@ impl<S: StreamService> Streams<S> {
         due.extend(std::iter::from_fn(|| self.timers.expired(context.now)));
         for &key in &due {
             if self.is_handshaking(key) {
-                tls::note_handshake_timeout(&self.connections[key], &context.stats);
+                let connection = &self.connections[key];
+                if connection.proxy.is_some() {
+                    proxy::note_header_timeout(connection, &context.stats);
+                } else {
+                    tls::note_handshake_timeout(connection, &context.stats);
+                }
                 self.close(
                     key,
                     CloseCause::Error(io::ErrorKind::TimedOut),
@@ -673,6 +741,36 @@ impl<S: StreamService> Streams<S> {
             context.hot.push(Source::Connection(key));
         }
     }
+}
+
+/// Opens the service's session on `connection`, whose transport is
+/// settled (a TLS handshake done, a PROXY header read), and sends its
+/// greeting. A panic in `open` closes the connection, which never opened.
+pub(super) fn open_session<S: StreamService>(
+    connection: &mut Connection<S::Session>,
+    key: usize,
+    scratch: &mut Vec<u8>,
+    timers: &mut TimerQueue,
+    lend: &Lend<'_>,
+    stats: &WorkerStats,
+    service: &S,
+) -> Result<(), CloseCause> {
+    scratch.clear();
+    let (session, requests) = call(&connection.info, 0, scratch, lend, |conn| {
+        service.open(conn)
+    })
+    .map_err(|payload| {
+        note_panic(stats, &connection.info.peer, payload);
+        CloseCause::Panicked
+    })?;
+    connection.session = Some(session);
+    if !scratch.is_empty() {
+        add_bytes_out(stats, io(connection.send(scratch), &connection.info)?);
+    }
+    if requests != Requests::NONE {
+        apply(connection, key, requests, timers);
+    }
+    Ok(())
 }
 
 /// Counts `written` bytes out, and returns them.

@@ -7,11 +7,10 @@
 //! backpressure, timers, the stop) is [`streams`](super::streams)' code,
 //! run on the plaintext.
 
-use super::note_panic;
-use super::streams::{Lend, add_bytes_out, apply, call, call_and_answer, io};
+use super::streams::{Lend, add_bytes_out, call_and_answer, io, open_session};
 use crate::connection::{Connection, Phase};
 use crate::handle::WorkerStats;
-use crate::service::{CloseCause, EndReason, Requests, StreamService};
+use crate::service::{CloseCause, EndReason, StreamService};
 use crate::timer::TimerQueue;
 use crate::tls::Plaintext;
 
@@ -139,8 +138,7 @@ fn deliver_plaintext<S: StreamService>(
 }
 
 /// The handshake is done: counts it, ends its deadline, tells the service
-/// the transport and opens the session, sending its greeting. A panic in
-/// `open` closes the connection, which never opened.
+/// the transport and opens the session.
 fn open<S: StreamService>(
     connection: &mut Connection<S::Session>,
     key: usize,
@@ -158,22 +156,15 @@ fn open<S: StreamService>(
         connection.info.peer,
         connection.info.transport
     );
-    input.scratch.clear();
-    let (session, requests) = call(&connection.info, 0, input.scratch, lend, |conn| {
-        service.open(conn)
-    })
-    .map_err(|payload| {
-        note_panic(stats, &connection.info.peer, payload);
-        CloseCause::Panicked
-    })?;
-    connection.session = Some(session);
-    if !input.scratch.is_empty() {
-        add_bytes_out(stats, io(connection.send(input.scratch), &connection.info)?);
-    }
-    if requests != Requests::NONE {
-        apply(connection, key, requests, input.timers);
-    }
-    Ok(())
+    open_session(
+        connection,
+        key,
+        input.scratch,
+        input.timers,
+        lend,
+        stats,
+        service,
+    )
 }
 
 /// Counts and logs a handshake cut at its deadline.

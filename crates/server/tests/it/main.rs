@@ -6,6 +6,7 @@ mod abuse;
 mod bad_input;
 mod examples;
 mod limits;
+mod proxy;
 mod review;
 mod services;
 mod sources;

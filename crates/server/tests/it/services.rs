@@ -552,6 +552,29 @@ fn panics_in_open_and_closed_are_caught_and_counted_too() {
     round_trip_echo(&mut third, b"three");
 }
 
+#[test]
+fn a_panic_in_open_gives_the_source_its_share_back() {
+    // One connection per source: a share kept by the connection that never
+    // opened would refuse every later client from 127.0.0.1.
+    let server = run(ServerBuilder::tcp_only(Fragile(Arc::default()))
+        .tcp(loopback())
+        .max_connections_per_source(1));
+    let mut first = connect(server.tcp());
+    round_trip_echo(&mut first, b"one");
+    drop(first);
+    wait_until("the first connection to close", || {
+        server.handle.stats().connections_closed == 1
+    });
+    let mut second = connect(server.tcp());
+    assert_eq!(read_to_end_or_reset(&mut second), b"", "never served");
+    wait_until("the panic in open to be counted", || {
+        server.handle.stats().service_panics == 2
+    });
+    let mut third = connect(server.tcp());
+    round_trip_echo(&mut third, b"three");
+    assert_eq!(server.handle.stats().connections_refused_per_source, 0);
+}
+
 fn round_trip_echo(stream: &mut TcpStream, bytes: &[u8]) {
     stream.write_all(bytes).unwrap();
     assert_eq!(read_exactly(stream, bytes.len()), bytes);

@@ -16,7 +16,7 @@ type Tls = StreamOwned<ClientConnection, TcpStream>;
 
 /// A server config for a fresh self-signed localhost certificate, and a
 /// client config that trusts only it, limited to `versions`.
-fn configs(
+pub(super) fn configs(
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
@@ -96,7 +96,7 @@ fn tls_addr(server: &Running) -> SocketAddr {
     server.handle.tls_addrs()[0]
 }
 
-fn read_line(stream: &mut impl Read) -> String {
+pub(super) fn read_line(stream: &mut impl Read) -> String {
     let mut line = Vec::new();
     let mut byte = [0];
     while line.last() != Some(&b'\n') {

@@ -7,6 +7,7 @@ mod binary;
 mod busy_poll;
 mod load;
 mod metrics;
+mod proxy;
 mod signals;
 mod support;
 mod tls;

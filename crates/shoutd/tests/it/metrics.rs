@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, UdpSocket};
 
 /// Every metric shoutd exposes today.
-const NAMES: [&str; 16] = [
+const NAMES: [&str; 17] = [
     "shout_connections_refused_per_source_total",
     "shout_connections_accepted_total",
     "shout_connections_closed_total",
@@ -24,6 +24,7 @@ const NAMES: [&str; 16] = [
     "shout_tls_handshakes_failed_total",
     "shout_tls_handshake_timeouts_total",
     "shout_tls_truncated_total",
+    "shout_proxy_headers_rejected_total",
 ];
 
 /// `GET /metrics`: the body, which must come with a 200.
