@@ -97,6 +97,7 @@ pub(crate) fn metrics(env: &Env) -> Result<Outcome, String> {
         ("shout_tls_handshakes_failed_total", 0),
         ("shout_tls_handshake_timeouts_total", 0),
         ("shout_tls_truncated_total", 0),
+        ("shout_proxy_headers_rejected_total", 0),
     ];
     let wrong: Vec<String> = expected
         .iter()
