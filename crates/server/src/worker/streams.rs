@@ -270,6 +270,18 @@ impl<S: StreamService> Streams<S> {
         registry: &Registry,
         context: &mut Context,
     ) {
+        // Checked before anything is set up for the connection: an
+        // untrusted sender costs no registration and no sender entry.
+        if self
+            .proxy
+            .as_ref()
+            .is_some_and(|trust| !trust.trusts(peer.ip()))
+        {
+            WorkerStats::add(&context.stats.proxy_headers_rejected, 1);
+            log::debug!("{peer}: not a trusted PROXY header sender, closing");
+            self.slots.give_back_from(peer.ip());
+            return;
+        }
         if let Err(error) = stream.set_nodelay(true) {
             log::debug!("{peer}: TCP_NODELAY not set: {error}");
         }
@@ -312,68 +324,51 @@ impl<S: StreamService> Streams<S> {
         // The most one connection can have pending: the cap, reached by
         // less than one byte, plus the answer to one read.
         let output_capacity = self.max_pending_output + self.read_buffer.len() * 3;
-        if self
-            .proxy
-            .as_ref()
-            .is_some_and(|trust| !trust.trusts(peer.ip()))
-        {
-            WorkerStats::add(&context.stats.proxy_headers_rejected, 1);
-            log::debug!("{peer}: not a trusted PROXY header sender, closing");
-            let _ = registry.deregister(&mut stream);
-            self.slots.give_back_from(peer.ip());
-            return;
-        }
-        let awaits_header = self.proxy.is_some();
-        if let Some(config) = listener
+        // What a connection leaves the loop with when it cannot be served:
+        // no session, so no `closed` either.
+        let abandon = |stream: &mut TcpStream, slots: &ConnectionSlots| {
+            mailbox.forget(id);
+            let _ = registry.deregister(stream);
+            slots.give_back_from(peer.ip());
+        };
+        let tls = match listener
             .checked_sub(self.first_tls_listener)
             .and_then(|index| self.tls.get(index))
+            .map(|config| TlsLayer::new(Arc::clone(config)))
+            .transpose()
         {
-            let tls = match TlsLayer::new(Arc::clone(config)) {
-                Ok(tls) => Box::new(tls),
-                Err(error) => {
-                    log::warn!("{peer}: cannot start TLS, closing: {error}");
-                    mailbox.forget(id);
-                    let _ = registry.deregister(&mut stream);
-                    self.slots.give_back_from(peer.ip());
-                    return;
-                }
+            Ok(tls) => tls.map(Box::new),
+            Err(error) => {
+                log::warn!("{peer}: cannot start TLS, closing: {error}");
+                abandon(&mut stream, &self.slots);
+                return;
+            }
+        };
+        let awaits_header = self.proxy.is_some();
+        if tls.is_some() || awaits_header {
+            // The service opens once the header names the client and the
+            // handshake is over, both by one deadline.
+            let waits_for = match (awaits_header, tls.is_some()) {
+                (true, true) => "its PROXY header, then the TLS handshake",
+                (true, false) => "its PROXY header",
+                _ => "the TLS handshake",
             };
-            // The service opens it once the handshake is over.
             let connection = entry.insert(Connection::new(
                 stream,
                 info,
                 None,
-                Some(tls),
+                tls,
                 share,
                 output_capacity,
             ));
             if awaits_header {
-                connection.proxy = Some(Box::default());
+                connection.proxy = Some(Box::<HeaderBuffer>::default());
             }
             let deadline = deadline_after(context.now, self.handshake_timeout);
             self.timers.set(key, deadline);
             self.idle.touch(key, context.now);
             WorkerStats::add(&context.stats.connections_accepted, 1);
-            log::debug!("{peer}: connected, TLS handshake");
-            return;
-        }
-        if awaits_header {
-            // The service opens once the header names the client, by the
-            // same deadline as a TLS handshake.
-            let connection = entry.insert(Connection::new(
-                stream,
-                info,
-                None,
-                None,
-                share,
-                output_capacity,
-            ));
-            connection.proxy = Some(Box::<HeaderBuffer>::default());
-            let deadline = deadline_after(context.now, self.handshake_timeout);
-            self.timers.set(key, deadline);
-            self.idle.touch(key, context.now);
-            WorkerStats::add(&context.stats.connections_accepted, 1);
-            log::debug!("{peer}: connected, awaiting its PROXY header");
+            log::debug!("{peer}: connected, awaiting {waits_for}");
             return;
         }
         self.scratch.clear();
@@ -388,12 +383,8 @@ impl<S: StreamService> Streams<S> {
         }) {
             Ok(opened) => opened,
             Err(payload) => {
-                // No session, so no `closed` either: the connection
-                // never opened.
                 note_panic(&context.stats, &peer, payload);
-                mailbox.forget(id);
-                let _ = registry.deregister(&mut stream);
-                self.slots.give_back_from(peer.ip());
+                abandon(&mut stream, &self.slots);
                 return;
             }
         };
