@@ -28,6 +28,11 @@ fn the_self_signed_default_is_named_on_stderr_and_a_client_trusting_it_connects(
     let out = dir.join("cert.pem");
     let shoutd = Shoutd::start(&["--tls", "127.0.0.1:0", "--cert-out", out.to_str().unwrap()]);
     let addr = shoutd.listening().addrs("tls")[0];
+    // stderr is read by a thread of its own: the line may trail the
+    // `listening` line on stdout.
+    wait_until("the self-signed certificate's line on stderr", || {
+        shoutd.stderr_so_far().contains("self-signed certificate")
+    });
     let (path, fingerprint) = self_signed_line(&shoutd.stderr_so_far());
     assert_eq!(path, out.to_str().unwrap());
     assert_eq!(fingerprint.split(':').count(), 32, "{fingerprint}");
