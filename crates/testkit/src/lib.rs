@@ -36,8 +36,8 @@ pub use limits::{ensure_descriptor_limit, small_datagrams_that_fit};
 pub use lock::{HeavyTest, heavy_test};
 pub use process::{ServerProcess, join_within};
 pub use stream::{
-    PUSHBACK_QUIET, connect, expect_periodic, read_exactly, read_to_end, round_trip, send_periodic,
-    send_until_pushed_back, set_linger_zero,
+    PUSHBACK_QUIET, assert_closed_unanswered, connect, expect_periodic, read_exactly, read_to_end,
+    round_trip, send_periodic, send_until_pushed_back, set_linger_zero,
 };
 pub use text::{garbage, reference_uppercase};
 

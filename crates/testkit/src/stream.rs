@@ -161,3 +161,17 @@ pub fn expect_periodic(stream: &mut TcpStream, unit: &[u8], len: u64) {
     }
     assert_eq!(at, len, "the answer is cut short");
 }
+
+/// Checks that the peer closes `stream` without sending a byte: a FIN, or a
+/// reset when it closed with the client's bytes unread.
+///
+/// # Panics
+/// When a byte arrives, or the read fails otherwise (its timeout included).
+pub fn assert_closed_unanswered(mut stream: TcpStream) {
+    let mut byte = [0];
+    match stream.read(&mut byte) {
+        Ok(0) => {}
+        Err(error) if error.kind() == ErrorKind::ConnectionReset => {}
+        other => panic!("not closed unanswered: {other:?}"),
+    }
+}

@@ -9,7 +9,7 @@ use crate::tls::{configs, read_line};
 use ppp::v2;
 use shout_server::rustls::{self, ClientConnection, StreamOwned};
 use shout_server::{ConnectionContext, IpPrefix, ServerBuilder, StreamService, Transport};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -142,17 +142,6 @@ fn a_local_header_keeps_the_sockets_peer() {
     round_trip(&mut stream, "ok\n");
 }
 
-/// Checks the server closes `stream` without a byte: a FIN, or a reset
-/// when it closed with the client's bytes unread.
-fn is_closed_unanswered(mut stream: TcpStream) {
-    let mut byte = [0];
-    match stream.read(&mut byte) {
-        Ok(0) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {}
-        other => panic!("not closed unanswered: {other:?}"),
-    }
-}
-
 #[test]
 fn untrusted_senders_garbage_oversized_and_late_headers_are_closed_unanswered_and_counted() {
     let server = proxied("127.0.0.3/32", |builder| builder);
@@ -161,7 +150,7 @@ fn untrusted_senders_garbage_oversized_and_late_headers_are_closed_unanswered_an
     let mut header = v1("192.0.2.7:5555");
     header.extend_from_slice(b"hello\n");
     let _ = untrusted.write_all(&header);
-    is_closed_unanswered(untrusted);
+    assert_closed_unanswered(untrusted);
     let trusted = proxied("127.0.0.2/32", |builder| builder);
     let refusals = [
         b"hello\n".to_vec(),
@@ -193,7 +182,7 @@ fn untrusted_senders_garbage_oversized_and_late_headers_are_closed_unanswered_an
         let mut stream = connect_from("127.0.0.2", trusted.tcp());
         // The server may close before all is written: a reset is fine.
         let _ = stream.write_all(&bytes);
-        is_closed_unanswered(stream);
+        assert_closed_unanswered(stream);
     }
     let stats = server.stop();
     assert_eq!(stats.proxy_headers_rejected, 1, "{stats}");
@@ -217,7 +206,7 @@ fn per_source_limits_count_the_headers_client() {
     // A second connection of the first client: over its share.
     let mut again = connect(server.tcp());
     again.write_all(&v1("192.0.2.1:1001")).unwrap();
-    is_closed_unanswered(again);
+    assert_closed_unanswered(again);
     round_trip(&mut first, "still\n");
     drop(first);
     // Its share came back with its connection, under the header's address.
