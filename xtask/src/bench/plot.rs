@@ -1,7 +1,8 @@
 //! docs/benchmarks.svg: for each workload, throughput (top), p99 latency
 //! (middle) and the server's CPU time per message (bottom) per server, as
 //! bars; for the idle connections, memory per connection and the time to
-//! accept them all. Drawn with `plotters`'
+//! accept them all. The TLS workloads are panels like the others, their
+//! servers in darker shades of their plain kin's colours. Drawn with `plotters`'
 //! SVG backend only, so xtask stays light (no font or image crates: the
 //! SVG names its fonts and the viewer draws the text).
 
@@ -202,6 +203,10 @@ fn color(server: Server) -> RGBColor {
         Server::Ceiling1 => RGBColor(190, 190, 190),
         Server::Ceiling2 => RGBColor(130, 130, 130),
         Server::Python => RGBColor(44, 160, 44),
+        // The TLS servers: the hue of their plain kin, darker.
+        Server::ShoutdTls1 => RGBColor(16, 60, 120),
+        Server::TokioRustls1 => RGBColor(130, 20, 25),
+        Server::TokioRustlsMt => RGBColor(170, 80, 5),
     }
 }
 
