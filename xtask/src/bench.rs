@@ -234,7 +234,7 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<(), String> {
             {
                 let result = workloads::measure(&programs, workload, server, timing);
                 println!(
-                    "run {run}/{} {:<15} {:<9} {}",
+                    "run {run}/{} {:<18} {:<15} {}",
                     options.runs,
                     workload.name,
                     server.name(),

@@ -215,6 +215,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_workload_and_server_is_drawn_tls_included() {
+        let json = r#"{"transport":"tcp","target":"127.0.0.1:1","mode":"closed-loop","connections":1,"depth":1,"size":64,"rate":null,"seconds":1.0,"messages":0,"msgs_per_sec":1000.0,"mib_per_sec":0.0,"p50_us":0.0,"p90_us":0.0,"p99_us":50.0,"p999_us":0.0,"max_us":0.0,"mean_us":0.0,"errors":0,"lost":0,"late":0,"held":null,"open_seconds":null,"first_error":null}"#;
+        let summary = shout_bench::Summary::from_output(json).unwrap();
+        let mut results = Results::default();
+        for (index, workload) in WORKLOADS.iter().enumerate() {
+            for &server in workload.servers {
+                results.record(index, server, Ok(Measurement::of(summary.clone())));
+            }
+        }
+        let path = std::env::temp_dir().join(format!("xtask-plot-{}.svg", std::process::id()));
+        draw(&path, &results, 1).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        for name in [
+            "tls-pipelined",
+            "tls-idle",
+            "shoutd-1-tls",
+            "tokio-rustls-mt",
+        ] {
+            assert!(svg.contains(name), "{name} is not drawn");
+        }
+    }
+
+    #[test]
     fn axis_numbers_are_short() {
         assert_eq!(short(1_234_567.0), "1.2M");
         assert_eq!(short(85_000.0), "85k");
