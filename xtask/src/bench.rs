@@ -6,7 +6,9 @@
 //! workload and each server: starts the server fresh on loopback, runs
 //! `shout bench` against it (the load generator, shout-bench) and reads its
 //! JSON summary into the typed `shout_bench::Summary`; for the idle connections it also reads the
-//! server's memory and descriptors from `/proc`. Runs are interleaved
+//! server's memory and descriptors from `/proc`. The TLS workloads run
+//! against the TLS servers, all serving one certificate generated for the
+//! run. Runs are interleaved
 //! (every server once per run) so that a noisy minute hurts all alike; each
 //! figure reported is the median over the runs. Then it runs the protocol
 //! crate's criterion benchmark of the transform.
@@ -29,7 +31,7 @@ use crate::e2e::{self, process};
 use crate::{cargo, run_inherited, show};
 use machine::{CpuClock, Machine};
 use report::{Context, Results};
-use servers::{Programs, Server};
+use servers::{Certificate, Programs, Server};
 use shout_bench::format::Count;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -232,7 +234,7 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<(), String> {
             {
                 let result = workloads::measure(&programs, workload, server, timing);
                 println!(
-                    "run {run}/{} {:<15} {:<9} {}",
+                    "run {run}/{} {:<18} {:<15} {}",
                     options.runs,
                     workload.name,
                     server.name(),
@@ -292,9 +294,15 @@ fn summary(kind: Kind, result: &Result<workloads::Measurement, String>) -> Strin
     };
     match kind {
         Kind::Tcp | Kind::Udp => format!(
-            "{:>11} msgs/s  p99 {:>9}{errors}",
+            "{:>11} msgs/s  p99 {:>9}{}{errors}",
             report::count(figures.msgs_per_sec),
-            report::latency(figures.p99_us)
+            report::latency(figures.p99_us),
+            figures
+                .handshake_p50_us
+                .map_or(String::new(), |p50| format!(
+                    "  handshake p50 {}",
+                    report::latency(p50)
+                ))
         ),
         Kind::Hold(_) => format!(
             "{} B RSS per connection, all accepted after {}{errors}",
@@ -351,8 +359,11 @@ fn build(root: &Path, baseline: Option<PathBuf>) -> Result<Programs, String> {
         baseline,
         tokio: bin.join("reference-tokio"),
         tokio_1: bin.join("reference-tokio-1"),
+        tokio_rustls: bin.join("reference-tokio-rustls"),
+        tokio_rustls_1: bin.join("reference-tokio-rustls-1"),
         ceiling: bin.join("reference-ceiling"),
         env: e2e::Env::new(bin.join("shoutd"), bin.join("shout"), peers),
+        certificate: Certificate::generate()?,
     })
 }
 

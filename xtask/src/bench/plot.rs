@@ -1,7 +1,8 @@
 //! docs/benchmarks.svg: for each workload, throughput (top), p99 latency
 //! (middle) and the server's CPU time per message (bottom) per server, as
 //! bars; for the idle connections, memory per connection and the time to
-//! accept them all. Drawn with `plotters`'
+//! accept them all. The TLS workloads are panels like the others, their
+//! servers in darker shades of their plain kin's colours. Drawn with `plotters`'
 //! SVG backend only, so xtask stays light (no font or image crates: the
 //! SVG names its fonts and the viewer draws the text).
 
@@ -202,12 +203,40 @@ fn color(server: Server) -> RGBColor {
         Server::Ceiling1 => RGBColor(190, 190, 190),
         Server::Ceiling2 => RGBColor(130, 130, 130),
         Server::Python => RGBColor(44, 160, 44),
+        // The TLS servers: the hue of their plain kin, darker.
+        Server::ShoutdTls1 => RGBColor(16, 60, 120),
+        Server::TokioRustls1 => RGBColor(130, 20, 25),
+        Server::TokioRustlsMt => RGBColor(170, 80, 5),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_workload_and_server_is_drawn_tls_included() {
+        let json = r#"{"transport":"tcp","target":"127.0.0.1:1","mode":"closed-loop","connections":1,"depth":1,"size":64,"rate":null,"seconds":1.0,"messages":0,"msgs_per_sec":1000.0,"mib_per_sec":0.0,"p50_us":0.0,"p90_us":0.0,"p99_us":50.0,"p999_us":0.0,"max_us":0.0,"mean_us":0.0,"errors":0,"lost":0,"late":0,"held":null,"open_seconds":null,"first_error":null}"#;
+        let summary = shout_bench::Summary::from_output(json).unwrap();
+        let mut results = Results::default();
+        for (index, workload) in WORKLOADS.iter().enumerate() {
+            for &server in workload.servers {
+                results.record(index, server, Ok(Measurement::of(summary.clone())));
+            }
+        }
+        let path = std::env::temp_dir().join(format!("xtask-plot-{}.svg", std::process::id()));
+        draw(&path, &results, 1).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        for name in [
+            "tls-pipelined",
+            "tls-idle",
+            "shoutd-1-tls",
+            "tokio-rustls-mt",
+        ] {
+            assert!(svg.contains(name), "{name} is not drawn");
+        }
+    }
 
     #[test]
     fn axis_numbers_are_short() {

@@ -1,12 +1,14 @@
 //! From measurements to what people read: medians over the runs, one table
 //! per workload with ratios against tokio and the load generator's ceiling
-//! beside it, and the generated part of docs/BENCHMARKS.md. What the
-//! figures should be is said in the prose around that part, not here.
+//! beside it, a TLS section compared with tokio-rustls, and the generated
+//! part of docs/BENCHMARKS.md. What the figures should be is said in the
+//! prose around that part, not here; only the TLS section closes with the
+//! targets its figures are judged by, beside them.
 
 use super::machine::{CpuShare, Machine};
 use super::servers::{ALL, Server};
 use super::transform::Transform;
-use super::workloads::{Client, Figure, Kind, Measurement, Timing, WORKLOADS};
+use super::workloads::{self, Client, Figure, Kind, Measurement, Timing, WORKLOADS};
 use shout_bench::format::{Count, Latency};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -121,6 +123,89 @@ const PEER: Server = Server::Tokio1;
 /// only ratios to the peer.
 const ABSOLUTE: [Server; 2] = [Server::Shoutd1, PEER];
 
+/// The fair peer over TLS, and the shoutd compared with it.
+const TLS_PEER: Server = Server::TokioRustls1;
+const TLS_ABSOLUTE: [Server; 2] = [Server::ShoutdTls1, TLS_PEER];
+
+/// Each TLS server beside the plain server it is over TCP, for what TLS
+/// costs.
+const TLS_OVER_PLAIN: [(Server, Server); 2] = [
+    (Server::ShoutdTls1, Server::Shoutd1),
+    (Server::TokioRustls1, Server::Tokio1),
+];
+
+/// One target of the TLS work (issue #16): a ratio of shoutd-1-tls's
+/// median of a figure to tokio-rustls-1's.
+struct TlsTarget {
+    workload: &'static str,
+    label: &'static str,
+    figure: Figure,
+    /// `None`: stated beside the others, not judged.
+    bound: Option<Target>,
+}
+
+const TLS_TARGETS: [TlsTarget; 6] = [
+    TlsTarget {
+        workload: "tls-new-connection",
+        label: "new connections/s",
+        figure: Measurement::msgs_per_sec,
+        bound: Some(Target::AtLeast(1.0)),
+    },
+    TlsTarget {
+        workload: "tls-pipelined",
+        label: "msgs/s",
+        figure: Measurement::msgs_per_sec,
+        bound: Some(Target::AtLeast(1.0)),
+    },
+    TlsTarget {
+        workload: "tls-pipelined",
+        label: "server CPU per msg",
+        figure: Measurement::server_us_per_msg,
+        bound: None,
+    },
+    TlsTarget {
+        workload: "tls-large",
+        label: "msgs/s",
+        figure: Measurement::msgs_per_sec,
+        bound: Some(Target::AtLeast(1.0)),
+    },
+    TlsTarget {
+        workload: "tls-large",
+        label: "server CPU per msg",
+        figure: Measurement::server_us_per_msg,
+        bound: None,
+    },
+    TlsTarget {
+        workload: "tls-idle",
+        label: "RSS per connection",
+        figure: Measurement::rss_per_conn,
+        bound: Some(Target::AtMost(0.25)),
+    },
+];
+
+/// A bound on a ratio.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    AtLeast(f64),
+    AtMost(f64),
+}
+
+impl Target {
+    fn text(self) -> String {
+        match self {
+            Target::AtLeast(bound) => format!("≥ {}", ratio_text(bound)),
+            Target::AtMost(bound) => format!("≤ {}", ratio_text(bound)),
+        }
+    }
+
+    fn met(self, ratio: f64) -> bool {
+        match self {
+            Target::AtLeast(bound) => ratio >= bound,
+            Target::AtMost(bound) => ratio <= bound,
+        }
+    }
+}
+
 /// A server's name with the threads it serves with: `shoutd-1 [1]`.
 fn labelled(server: Server) -> String {
     format!("{} [{}]", server.name(), server.threads())
@@ -134,8 +219,18 @@ fn ratio_of(
     against: Server,
     figure: Figure,
 ) -> Option<f64> {
+    ratio_between(results, (index, server), (index, against), figure)
+}
+
+/// The ratio of two medians of `figure`, each of a (workload, server) pair.
+fn ratio_between(
+    results: &Results,
+    (index, server): (usize, Server),
+    (against_index, against): (usize, Server),
+    figure: Figure,
+) -> Option<f64> {
     let ours = results.median(index, server, figure)?;
-    let theirs = results.median(index, against, figure)?;
+    let theirs = results.median(against_index, against, figure)?;
     (theirs > 0.0).then_some(ours / theirs)
 }
 
@@ -144,15 +239,20 @@ fn is_load(index: usize) -> bool {
     matches!(WORKLOADS[index].kind, Kind::Tcp | Kind::Udp)
 }
 
+/// Whether a workload runs over TLS.
+fn is_tls(index: usize) -> bool {
+    WORKLOADS[index].over_tls()
+}
+
 /// The workload tables, as Markdown (also what the terminal shows): the
 /// throughput per client shape, the CPU per message, the baseline, the
-/// busy-poll comparison and the idle connections.
+/// busy-poll comparison, the idle connections, then the TLS section.
 pub(crate) fn tables(results: &Results) -> String {
     let mut out = String::new();
     let loads: Vec<usize> = results
         .workloads()
         .into_iter()
-        .filter(|&i| is_load(i))
+        .filter(|&i| is_load(i) && !is_tls(i))
         .collect();
     for client in Client::ALL {
         let rows: Vec<usize> = loads
@@ -174,6 +274,7 @@ pub(crate) fn tables(results: &Results) -> String {
             &rows,
             Measurement::msgs_per_sec,
             true,
+            ABSOLUTE,
         ));
         out.push('\n');
     }
@@ -188,6 +289,7 @@ pub(crate) fn tables(results: &Results) -> String {
             &loads,
             Measurement::server_us_per_msg,
             false,
+            ABSOLUTE,
         ));
         out.push('\n');
     }
@@ -204,13 +306,11 @@ pub(crate) fn tables(results: &Results) -> String {
         out.push('\n');
     }
     for index in results.workloads() {
-        if let Kind::Hold(_) = WORKLOADS[index].kind {
-            let workload = &WORKLOADS[index];
-            let _ = writeln!(out, "### `{}`: {}\n", workload.name, workload.shape);
-            out.push_str(&hold_table(results, index));
-            out.push('\n');
+        if matches!(WORKLOADS[index].kind, Kind::Hold(_)) && !is_tls(index) {
+            out.push_str(&hold_section(results, index));
         }
     }
+    out.push_str(&tls_tables(results));
     let mut failures = String::new();
     for index in results.workloads() {
         for &server in WORKLOADS[index].servers {
@@ -250,25 +350,44 @@ fn servers_in(results: &Results, rows: &[usize]) -> Vec<Server> {
         .collect()
 }
 
-/// One row per workload: the absolute `figure` of shoutd-1 and tokio-1
-/// (with their p99 when `latency`), then every other server's as a ratio to
-/// tokio-1's. A ratio within `NEAR_CEILING` of the faster ceiling's
-/// throughput is marked †: there the load generator sets the figure.
-fn figure_table(results: &Results, rows: &[usize], figure: Figure, latency: bool) -> String {
+/// The heading and table of an idle-connections workload.
+fn hold_section(results: &Results, index: usize) -> String {
+    let workload = &WORKLOADS[index];
+    format!(
+        "### `{}`: {}\n\n{}\n",
+        workload.name,
+        workload.shape,
+        hold_table(results, index)
+    )
+}
+
+/// One row per workload: the absolute `figure` of the two `absolute`
+/// servers, ours then the peer (with their p99 when `latency`), then every
+/// other server's as a ratio to the peer's. A ratio within `NEAR_CEILING`
+/// of the faster ceiling's throughput is marked †: there the load
+/// generator sets the figure.
+fn figure_table(
+    results: &Results,
+    rows: &[usize],
+    figure: Figure,
+    latency: bool,
+    absolute: [Server; 2],
+) -> String {
+    let peer = absolute[1];
     let servers = servers_in(results, rows);
     let mut table = Table::default();
     let mut header = vec!["workload".to_owned()];
-    for server in ABSOLUTE {
+    for server in absolute {
         if latency {
             header.extend([format!("{} msgs/s", server.name()), "p99".into()]);
         } else {
             header.push(server.name().into());
         }
     }
-    let compared: Vec<Server> = servers.iter().copied().filter(|&s| s != PEER).collect();
+    let compared: Vec<Server> = servers.iter().copied().filter(|&s| s != peer).collect();
     header.extend(compared.iter().map(|&server| labelled(server)));
     table.header_owned(header);
-    let absolute = |value: Option<f64>| {
+    let shown = |value: Option<f64>| {
         if latency {
             count_of(value)
         } else {
@@ -277,8 +396,8 @@ fn figure_table(results: &Results, rows: &[usize], figure: Figure, latency: bool
     };
     for &index in rows {
         let mut row = vec![format!("`{}`", WORKLOADS[index].name)];
-        for server in ABSOLUTE {
-            row.push(absolute(results.median(index, server, figure)));
+        for server in absolute {
+            row.push(shown(results.median(index, server, figure)));
             if latency {
                 row.push(latency_of(results.median(
                     index,
@@ -290,7 +409,7 @@ fn figure_table(results: &Results, rows: &[usize], figure: Figure, latency: bool
         let ceiling = results.ceiling(index).map(|(_, ceiling)| ceiling);
         for &server in &compared {
             let mut cell =
-                ratio_of(results, index, server, PEER, figure).map_or("–".into(), ratio_text);
+                ratio_of(results, index, server, peer, figure).map_or("–".into(), ratio_text);
             let near = ceiling
                 .zip(results.median(index, server, Measurement::msgs_per_sec))
                 .is_some_and(|(ceiling, ours)| ours >= NEAR_CEILING * ceiling);
@@ -367,6 +486,166 @@ fn busy_poll_table(results: &Results) -> String {
             results
                 .median(trickle, server, Measurement::server_us_per_msg)
                 .map_or("–".into(), cpu_time),
+        ]);
+    }
+    table.markdown()
+}
+
+/// The TLS section: throughput and CPU per message against tokio-rustls-1,
+/// the handshakes, the idle TLS connections, what TLS costs over plain TCP,
+/// and the targets; empty when no TLS workload was measured.
+fn tls_tables(results: &Results) -> String {
+    let measured: Vec<usize> = results
+        .workloads()
+        .into_iter()
+        .filter(|&i| is_tls(i))
+        .collect();
+    if measured.is_empty() {
+        return String::new();
+    }
+    let mut out = String::new();
+    let loads: Vec<usize> = measured.iter().copied().filter(|&i| is_load(i)).collect();
+    if !loads.is_empty() {
+        let _ = writeln!(
+            out,
+            "### TLS: throughput ÷ {}'s (in `tls-new-connection` a message is a connection)\n",
+            TLS_PEER.name()
+        );
+        out.push_str(&figure_table(
+            results,
+            &loads,
+            Measurement::msgs_per_sec,
+            true,
+            TLS_ABSOLUTE,
+        ));
+        let _ = writeln!(
+            out,
+            "\n### TLS: server CPU per message ÷ {}'s\n",
+            TLS_PEER.name()
+        );
+        out.push_str(&figure_table(
+            results,
+            &loads,
+            Measurement::server_us_per_msg,
+            false,
+            TLS_ABSOLUTE,
+        ));
+        out.push('\n');
+    }
+    let handshakes = handshake_table(results);
+    if !handshakes.is_empty() {
+        out.push_str(
+            "### TLS handshakes in `tls-new-connection` (TCP connect to handshake done)\n\n",
+        );
+        out.push_str(&handshakes);
+        out.push('\n');
+    }
+    for &index in &measured {
+        if matches!(WORKLOADS[index].kind, Kind::Hold(_)) {
+            out.push_str(&hold_section(results, index));
+        }
+    }
+    let cost = tls_cost_table(results, &measured);
+    if !cost.is_empty() {
+        out.push_str(
+            "### What TLS costs: a TLS figure ÷ the same server's over TCP in the same shape \
+             (`tls-X` ÷ `X`, `tls-idle` ÷ `idle-10k`), same runs\n\n",
+        );
+        out.push_str(&cost);
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "### TLS targets: {} ÷ {}, medians\n",
+        Server::ShoutdTls1.name(),
+        TLS_PEER.name()
+    );
+    out.push_str(&tls_target_table(results));
+    out.push('\n');
+    out
+}
+
+/// The handshake times of `tls-new-connection`, a row per server.
+fn handshake_table(results: &Results) -> String {
+    let Some(index) = WORKLOADS
+        .iter()
+        .position(|workload| workload.name == "tls-new-connection")
+    else {
+        return String::new();
+    };
+    let servers = servers_in(results, &[index]);
+    if servers.is_empty() {
+        return String::new();
+    }
+    let mut table = Table::default();
+    table.header(&["server", "handshake p50", "p99"]);
+    for server in servers {
+        table.row(vec![
+            labelled(server),
+            latency_of(results.median(index, server, |m| m.summary.handshake_p50_us)),
+            latency_of(results.median(index, server, |m| m.summary.handshake_p99_us)),
+        ]);
+    }
+    table.markdown()
+}
+
+/// Each TLS workload's figures ÷ its plain twin's, for shoutd-1 and
+/// tokio-1; empty when no twin was measured.
+fn tls_cost_table(results: &Results, measured: &[usize]) -> String {
+    let mut table = Table::default();
+    let mut header = vec!["figure".to_owned()];
+    header.extend(
+        TLS_OVER_PLAIN
+            .iter()
+            .map(|&(tls, plain)| format!("{} ÷ {}", tls.name(), plain.name())),
+    );
+    table.header_owned(header);
+    let mut any = false;
+    for &index in measured {
+        let Some(plain) = workloads::plain_twin(index) else {
+            continue;
+        };
+        let figures: &[(&str, Figure)] = match WORKLOADS[index].kind {
+            Kind::Hold(_) => &[("RSS per connection", Measurement::rss_per_conn)],
+            Kind::Tcp | Kind::Udp => &[
+                ("msgs/s", Measurement::msgs_per_sec),
+                ("server CPU per msg", Measurement::server_us_per_msg),
+            ],
+        };
+        for &(label, figure) in figures {
+            let mut row = vec![format!("`{}` {label}", WORKLOADS[index].name)];
+            for &(tls, tcp) in &TLS_OVER_PLAIN {
+                let ratio = ratio_between(results, (index, tls), (plain, tcp), figure);
+                any |= ratio.is_some();
+                row.push(ratio.map_or("–".into(), ratio_text));
+            }
+            table.row(row);
+        }
+    }
+    if any { table.markdown() } else { String::new() }
+}
+
+/// The TLS targets: the ratio of each figure (shoutd-1-tls's ÷
+/// tokio-rustls-1's, whose absolute figures the tables above give) and the
+/// target it is held to.
+fn tls_target_table(results: &Results) -> String {
+    let mut table = Table::default();
+    table.header(&["figure", "ratio", "target"]);
+    for target in &TLS_TARGETS {
+        let Some(index) = WORKLOADS.iter().position(|w| w.name == target.workload) else {
+            continue;
+        };
+        let ratio = ratio_of(results, index, Server::ShoutdTls1, TLS_PEER, target.figure);
+        let verdict = match (target.bound, ratio) {
+            (Some(bound), Some(ratio)) if bound.met(ratio) => format!("{}: met", bound.text()),
+            (Some(bound), Some(_)) => format!("{}: **missed**", bound.text()),
+            (Some(bound), None) => bound.text(),
+            (None, _) => "stated".into(),
+        };
+        table.row(vec![
+            format!("`{}` {}", target.workload, target.label),
+            ratio.map_or("–".into(), ratio_text),
+            verdict,
         ]);
     }
     table.markdown()
@@ -823,9 +1102,91 @@ mod tests {
             .split_whitespace()
             .filter(|word| word.chars().any(char::is_alphanumeric))
             .count();
-        assert!(words < 900, "{words} words:\n{text}");
+        // About 850 for the plain workloads, 270 for the TLS section.
+        assert!(words < 1_200, "{words} words:\n{text}");
         assert!(text.contains("### shoutd-1 ÷ shoutd-base"), "{text}");
         assert!(text.contains("### Busy-poll"), "{text}");
+        assert!(text.contains("### TLS targets"), "{text}");
+    }
+
+    #[test]
+    fn tls_is_compared_with_tokio_rustls_1_and_with_plain_tcp() {
+        use super::super::workloads::ServerHold;
+        let mut results = Results::default();
+        let held = |rss_per_conn: f64| Measurement {
+            held: Some(ServerHold {
+                rss_per_conn,
+                accept_s: Some(0.3),
+                accepted: 2_000,
+                accepted_s: 0.3,
+            }),
+            ..measurement(0.0, 40.0)
+        };
+        let handshaking = |rate: f64, cpu: f64, p50: f64| {
+            let mut measurement = with_cpu(rate, 900.0, cpu);
+            measurement.summary.handshake_p50_us = Some(p50);
+            measurement.summary.handshake_p99_us = Some(p50 * 2.0);
+            measurement
+        };
+        // shoutd-1-tls: 1,200 new connections/s at 0.6 s of CPU, against
+        // tokio-rustls-1's 1,000 at 0.8 s; plain shoutd-1 does 6,000.
+        let (ours, peer, mt) = (
+            Server::ShoutdTls1,
+            Server::TokioRustls1,
+            Server::TokioRustlsMt,
+        );
+        let (plain_ours, plain_peer) = (Server::Shoutd1, Server::Tokio1);
+        for (name, server, measurement) in [
+            ("tls-new-connection", ours, handshaking(1_200.0, 0.6, 450.0)),
+            ("tls-new-connection", peer, handshaking(1_000.0, 0.8, 610.0)),
+            ("tls-new-connection", mt, handshaking(900.0, 0.9, 700.0)),
+            ("new-connection", plain_ours, with_cpu(6_000.0, 100.0, 0.6)),
+            ("new-connection", plain_peer, with_cpu(5_000.0, 100.0, 0.5)),
+            ("tls-pipelined", ours, with_cpu(90.0, 10.0, 0.9)),
+            ("tls-pipelined", peer, with_cpu(100.0, 10.0, 0.9)),
+            ("tls-idle", ours, held(8_192.0)),
+            ("tls-idle", peer, held(65_536.0)),
+            ("idle-10k", plain_ours, held(1_024.0)),
+        ] {
+            results.record(index_of(name), server, Ok(measurement));
+        }
+        let text = tables(&results);
+        // Cells as a reader sees them, without the padding.
+        let flat = text
+            .split(' ')
+            .filter(|word| !word.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let shows = |cells: &str| assert!(flat.contains(cells), "{cells}\n{text}");
+        // The TLS table: absolute figures of shoutd-1-tls and
+        // tokio-rustls-1, ratios to tokio-rustls-1, threads beside names.
+        shows("### TLS: throughput ÷ tokio-rustls-1's");
+        shows(
+            "| workload | shoutd-1-tls msgs/s | p99 | tokio-rustls-1 msgs/s | p99 | shoutd-1-tls [1] | tokio-rustls-mt [2] |",
+        );
+        shows("| `tls-new-connection` | 1,200 | 900.0 µs | 1,000 | 900.0 µs | 1.20× | 0.90× |");
+        shows("| `tls-pipelined` | 10.00 ms | 9.00 ms | 1.11× | – |");
+        // TLS workloads stay out of the plain tables.
+        let plain = &text[..text.find("### TLS").unwrap()];
+        assert!(!plain.contains("tls"), "{plain}");
+        // Handshakes apart.
+        shows("| shoutd-1-tls [1] | 450.0 µs | 900.0 µs |");
+        shows("| tokio-rustls-mt [2] | 700.0 µs | 1.40 ms |");
+        // What TLS costs: 1,200 ÷ 6,000 new connections/s; CPU per
+        // connection 500 µs ÷ 100 µs; 1,000 ÷ 5,000 and 800 ÷ 100 for tokio.
+        shows("| figure | shoutd-1-tls ÷ shoutd-1 | tokio-rustls-1 ÷ tokio-1 |");
+        shows("| `tls-new-connection` msgs/s | 0.20× | 0.20× |");
+        shows("| `tls-new-connection` server CPU per msg | 5.00× | 8.00× |");
+        shows("| `tls-idle` RSS per connection | 8.00× | – |");
+        // The targets: 1.2× new connections (met), 0.9× pipelined
+        // (missed), 8 KiB ÷ 64 KiB per idle connection (met), `large`
+        // not measured.
+        shows("### TLS targets: shoutd-1-tls ÷ tokio-rustls-1");
+        shows("| `tls-new-connection` new connections/s | 1.20× | ≥ 1.00×: met |");
+        shows("| `tls-pipelined` msgs/s | 0.90× | ≥ 1.00×: **missed** |");
+        shows("| `tls-pipelined` server CPU per msg | 1.11× | stated |");
+        shows("| `tls-idle` RSS per connection | 0.12× | ≤ 0.25×: met |");
+        shows("| `tls-large` msgs/s | – | ≥ 1.00× |");
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The servers under test, and how each is started: every one on loopback,
-//! fresh for every measurement, its ports read from what it prints.
+//! fresh for every measurement, its ports read from what it prints. The
+//! TLS servers all serve the one certificate generated for the run
+//! ([`Certificate`]).
 
 use crate::e2e::Env;
-use crate::e2e::process::{self, Spawned};
+use crate::e2e::process::{self, Spawned, TempDir};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -31,6 +33,13 @@ pub(crate) enum Server {
     Ceiling2,
     /// The lecture's Python servers (`tcp_server.py`, `udp_server.py`).
     Python,
+    /// shoutd-1 serving TLS only (`--tls`), with the run's certificate.
+    ShoutdTls1,
+    /// `reference-tokio-rustls-1`: the ordinary tokio-rustls server on the
+    /// one-thread runtime, the fair peer of shoutd-1-tls.
+    TokioRustls1,
+    /// `reference-tokio-rustls`: the same on the multi-thread runtime.
+    TokioRustlsMt,
 }
 
 /// Every server, in table order.
@@ -44,7 +53,15 @@ pub(crate) const ALL: &[Server] = &[
     Server::Ceiling2,
     Server::ShoutdBusy,
     Server::Python,
+    Server::ShoutdTls1,
+    Server::TokioRustls1,
+    Server::TokioRustlsMt,
 ];
+
+/// The servers that speak plain TCP and UDP, in table order.
+pub(crate) const PLAIN: &[Server] = ALL.split_at(ALL.len() - 3).0;
+/// The servers of every TLS workload, in table order.
+pub(crate) const TLS: &[Server] = ALL.split_at(ALL.len() - 3).1;
 
 impl Server {
     /// A short name, for tables and the plot's legend.
@@ -59,7 +76,18 @@ impl Server {
             Server::Ceiling1 => "ceiling-1",
             Server::Ceiling2 => "ceiling-2",
             Server::Python => "python",
+            Server::ShoutdTls1 => "shoutd-1-tls",
+            Server::TokioRustls1 => "tokio-rustls-1",
+            Server::TokioRustlsMt => "tokio-rustls-mt",
         }
+    }
+
+    /// Whether it speaks TLS (and only TLS).
+    pub(crate) fn is_tls(self) -> bool {
+        matches!(
+            self,
+            Server::ShoutdTls1 | Server::TokioRustls1 | Server::TokioRustlsMt
+        )
     }
 
     /// Whether it is one of the ceiling servers, not a server under test.
@@ -75,9 +103,11 @@ impl Server {
             | Server::ShoutdBusy
             | Server::Tokio1
             | Server::Ceiling1
-            | Server::Python => "1",
+            | Server::Python
+            | Server::ShoutdTls1
+            | Server::TokioRustls1 => "1",
             // One per core of this 2-core machine.
-            Server::Shoutd2 | Server::TokioMt | Server::Ceiling2 => "2",
+            Server::Shoutd2 | Server::TokioMt | Server::Ceiling2 | Server::TokioRustlsMt => "2",
         }
     }
 
@@ -112,6 +142,13 @@ impl Server {
             Server::Python => {
                 "the lecture's `tcp_server.py` / `udp_server.py` (one connection at a time, one `recv(1024)`)"
             }
+            Server::ShoutdTls1 => "shoutd-1 serving TLS alone (`--tls --cert --key`)",
+            Server::TokioRustls1 => {
+                "`reference-tokio-rustls-1`: tokio-rustls on the one-thread runtime, `TlsAcceptor::accept` then tokio-1's loop, in a task per connection"
+            }
+            Server::TokioRustlsMt => {
+                "`reference-tokio-rustls`: the same code on tokio's multi-thread runtime"
+            }
         }
     }
 }
@@ -129,9 +166,47 @@ pub(crate) struct Programs {
     pub(crate) baseline: Option<PathBuf>,
     pub(crate) tokio: PathBuf,
     pub(crate) tokio_1: PathBuf,
+    pub(crate) tokio_rustls: PathBuf,
+    pub(crate) tokio_rustls_1: PathBuf,
     pub(crate) ceiling: PathBuf,
     /// Gives access to the lecture's Python programs, as e2e does.
     pub(crate) env: Env,
+    /// What every TLS server serves and the load generator trusts.
+    pub(crate) certificate: Certificate,
+}
+
+/// The run's one certificate and key, PEM files in a temporary directory
+/// removed when the run ends. Self-signed for `127.0.0.1` and `localhost`
+/// (rcgen's default key, ECDSA P-256), so the load generator checks it
+/// with `--ca` as a client checks a real one, name included.
+pub(crate) struct Certificate {
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+    _dir: TempDir,
+}
+
+impl Certificate {
+    /// Generates the certificate and writes it and its key to a new
+    /// temporary directory.
+    pub(crate) fn generate() -> Result<Self, String> {
+        let dir = TempDir::new("bench-tls")?;
+        let names = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+        let certified = rcgen::generate_simple_self_signed(names)
+            .map_err(|error| format!("cannot generate the TLS certificate: {error}"))?;
+        let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
+        for (path, pem) in [
+            (&cert, certified.cert.pem()),
+            (&key, certified.signing_key.serialize_pem()),
+        ] {
+            std::fs::write(path, pem)
+                .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+        }
+        Ok(Self {
+            cert,
+            key,
+            _dir: dir,
+        })
+    }
 }
 
 /// A server running for one measurement; killed when dropped.
@@ -139,6 +214,7 @@ pub(crate) struct Running {
     pub(crate) process: Spawned,
     pub(crate) tcp: Option<SocketAddr>,
     pub(crate) udp: Option<SocketAddr>,
+    pub(crate) tls: Option<SocketAddr>,
 }
 
 impl Running {
@@ -154,6 +230,7 @@ impl Running {
 pub(crate) enum Need {
     Tcp,
     Udp,
+    Tls,
 }
 
 /// Starts `server` on loopback, ports of its choosing.
@@ -167,6 +244,25 @@ pub(crate) fn start(programs: &Programs, server: Server, need: Need) -> Result<R
             process,
             tcp: Some(tcp),
             udp: Some(udp),
+            tls: None,
+        })
+    };
+    let certificate = &programs.certificate;
+    let serving_tls = |name: &str, path: &PathBuf, extra: &[&str]| {
+        let mut command = std::process::Command::new(path);
+        command
+            .args(["--tls", "127.0.0.1:0", "--cert"])
+            .arg(&certificate.cert)
+            .arg("--key")
+            .arg(&certificate.key)
+            .args(extra);
+        let (process, listening) = process::start_announcing_all(name, &mut command)?;
+        let tls = listening.addrs("tls").first().copied();
+        Ok(Running {
+            process,
+            tcp: None,
+            udp: None,
+            tls,
         })
     };
     // Held connections (10,000) must not meet shoutd's own cap of 10,000:
@@ -195,9 +291,14 @@ pub(crate) fn start(programs: &Programs, server: Server, need: Need) -> Result<R
         Server::TokioMt => announcing("reference-tokio", &programs.tokio, &[]),
         Server::Ceiling1 => announcing("reference-ceiling", &programs.ceiling, &["--loops", "1"]),
         Server::Ceiling2 => announcing("reference-ceiling", &programs.ceiling, &[]),
+        Server::ShoutdTls1 => serving_tls("shoutd", &programs.shoutd, &shoutd),
+        Server::TokioRustls1 => {
+            serving_tls("reference-tokio-rustls-1", &programs.tokio_rustls_1, &[])
+        }
+        Server::TokioRustlsMt => serving_tls("reference-tokio-rustls", &programs.tokio_rustls, &[]),
         Server::Python => {
             let (script, transport) = match need {
-                Need::Tcp => ("tcp_server.py", process::Transport::Tcp),
+                Need::Tcp | Need::Tls => ("tcp_server.py", process::Transport::Tcp),
                 Need::Udp => ("udp_server.py", process::Transport::Udp),
             };
             let (process, port) = process::start_python_server(&programs.env, script, transport)?;
@@ -206,7 +307,28 @@ pub(crate) fn start(programs: &Programs, server: Server, need: Need) -> Result<R
                 process,
                 tcp: (need == Need::Tcp).then_some(addr),
                 udp: (need == Need::Udp).then_some(addr),
+                tls: None,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plain_and_tls_servers_split_every_server() {
+        assert!(PLAIN.iter().all(|server| !server.is_tls()));
+        assert!(TLS.iter().all(|server| server.is_tls()));
+        assert_eq!(PLAIN.len() + TLS.len(), ALL.len());
+        assert_eq!(
+            TLS,
+            [
+                Server::ShoutdTls1,
+                Server::TokioRustls1,
+                Server::TokioRustlsMt
+            ]
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! The workloads, and one measurement: a fresh server, one `shout bench`
 //! run against it, its JSON summary read back; for the idle connections,
-//! the server's memory and descriptors read from `/proc` as well.
+//! the server's memory and descriptors read from `/proc` as well. The TLS
+//! workloads are plain ones' shapes over TLS, against the TLS servers
+//! only, the load generator trusting the run's certificate (`--ca`).
 
 use super::machine;
 use super::servers::{self, Need, Programs, Running, Server};
@@ -73,11 +75,26 @@ pub(crate) const FIXED_RATE: &str = "100000";
 /// The rate of `trickle`: a nearly idle server, woken 1,000 times a second
 /// (fewer would not show on the CPU clock, which ticks every 10 ms).
 pub(crate) const TRICKLE_RATE: &str = "1000";
-/// Every server: the lecture's Python servers too.
-const WITH_PYTHON: &[Server] = servers::ALL;
+/// Every plain server: the lecture's Python servers too.
+const WITH_PYTHON: &[Server] = servers::PLAIN;
 
 /// Held connections in the idle workload: the C10K test.
 pub(crate) const HELD: usize = 10_000;
+
+/// Held connections in `tls-idle`: enough for the memory per connection to
+/// stand out of the server's own, few enough that their handshakes take
+/// well under a second.
+pub(crate) const HELD_TLS: usize = 2_000;
+
+/// Each TLS workload and the plain workload of its shape, to say what TLS
+/// costs in the same run. `tls-idle` holds fewer connections than
+/// `idle-10k`; its figure is per connection.
+pub(crate) const TLS_TWINS: &[(&str, &str)] = &[
+    ("tls-new-connection", "new-connection"),
+    ("tls-pipelined", "pipelined"),
+    ("tls-large", "large"),
+    ("tls-idle", "idle-10k"),
+];
 
 pub(crate) const WORKLOADS: &[Workload] = &[
     Workload {
@@ -194,7 +211,54 @@ pub(crate) const WORKLOADS: &[Workload] = &[
         args: &["-s", "64"],
         servers: PERSISTENT,
     },
+    Workload {
+        name: "tls-new-connection",
+        shape: "TLS, connect + handshake + one 64 B request + close, 1 at a time",
+        kind: Kind::Tcp,
+        client: Client::EventLoop,
+        args: &["--new-connection", "-c", "1", "-s", "64"],
+        servers: servers::TLS,
+    },
+    Workload {
+        name: "tls-pipelined",
+        shape: "TLS, 100 connections × depth 16 × 64 B",
+        kind: Kind::Tcp,
+        client: Client::EventLoop,
+        args: &["-c", "100", "-d", "16", "-s", "64"],
+        servers: servers::TLS,
+    },
+    Workload {
+        name: "tls-large",
+        shape: "TLS, 10 connections × depth 64 × 4 KiB",
+        kind: Kind::Tcp,
+        client: Client::EventLoop,
+        args: &["-c", "10", "-d", "64", "-s", "4096"],
+        servers: servers::TLS,
+    },
+    Workload {
+        name: "tls-idle",
+        shape: "TLS, 2,000 idle connections after their handshakes, then one 64 B request on each",
+        kind: Kind::Hold(HELD_TLS),
+        client: Client::EventLoop,
+        args: &["-s", "64"],
+        servers: servers::TLS,
+    },
 ];
+
+impl Workload {
+    /// Whether it runs over TLS (against the TLS servers).
+    pub(crate) fn over_tls(&self) -> bool {
+        self.servers.iter().all(|server| server.is_tls())
+    }
+}
+
+/// The number of the plain workload of `index`'s shape, when `index` is a
+/// TLS workload that has one.
+pub(crate) fn plain_twin(index: usize) -> Option<usize> {
+    let name = WORKLOADS[index].name;
+    let &(_, plain) = TLS_TWINS.iter().find(|(tls, _)| *tls == name)?;
+    WORKLOADS.iter().position(|workload| workload.name == plain)
+}
 
 /// How long each measurement lasts.
 #[derive(Debug, Clone, Copy)]
@@ -292,19 +356,24 @@ pub(crate) fn measure(
     server: Server,
     timing: Timing,
 ) -> Result<Measurement, String> {
-    let need = match workload.kind {
-        Kind::Udp => Need::Udp,
-        Kind::Tcp | Kind::Hold(_) => Need::Tcp,
+    let need = if workload.over_tls() {
+        Need::Tls
+    } else if workload.kind == Kind::Udp {
+        Need::Udp
+    } else {
+        Need::Tcp
     };
     let mut running = servers::start(programs, server, need)?;
     let addr = match need {
         Need::Tcp => running.tcp,
         Need::Udp => running.udp,
+        Need::Tls => running.tls,
     }
     .ok_or("the server has no socket for this transport")?;
+    let target = Target { addr, need };
     let measurement = match workload.kind {
-        Kind::Tcp | Kind::Udp => load(programs, &running, workload, addr, timing)?,
-        Kind::Hold(connections) => hold(programs, &running, workload, connections, timing)?,
+        Kind::Tcp | Kind::Udp => load(programs, &running, workload, target, timing)?,
+        Kind::Hold(connections) => hold(programs, &running, workload, target, connections, timing)?,
     };
     if let Ok(Some(status)) = running.process.try_wait() {
         return Err(format!(
@@ -316,6 +385,26 @@ pub(crate) fn measure(
     Ok(measurement)
 }
 
+/// Where the load goes: the server's address, and whether to speak TLS.
+#[derive(Debug, Clone, Copy)]
+struct Target {
+    addr: std::net::SocketAddr,
+    need: Need,
+}
+
+impl Target {
+    /// Adds the address, and over TLS the run's certificate to trust, to
+    /// a `shout bench` command line.
+    fn add_to(self, command: &mut Command, programs: &Programs) {
+        if self.need == Need::Tls {
+            command
+                .args(["--tls", "--ca"])
+                .arg(&programs.certificate.cert);
+        }
+        command.arg(self.addr.to_string());
+    }
+}
+
 /// A throughput workload: `shout bench` for the warm-up and the measured
 /// time, with the CPU time of the server read over (a little less than) the
 /// measured time.
@@ -323,7 +412,7 @@ fn load(
     programs: &Programs,
     running: &Running,
     workload: &Workload,
-    addr: std::net::SocketAddr,
+    target: Target,
     timing: Timing,
 ) -> Result<Measurement, String> {
     let mut command = Command::new(&programs.shout);
@@ -333,10 +422,9 @@ fn load(
         .arg("--warmup")
         .arg(secs(timing.warmup))
         .arg("--duration")
-        .arg(secs(timing.duration))
-        .arg(addr.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped());
+        .arg(secs(timing.duration));
+    target.add_to(&mut command, programs);
+    command.stdin(Stdio::null()).stdout(Stdio::piped());
     let mut bench = Spawned::start("shout bench", &mut command)?;
     let stdout = lines_of(bench.take_stdout().expect("stdout is piped"));
     // Inside the measured window by a margin at each end: connecting and
@@ -376,6 +464,7 @@ fn hold(
     programs: &Programs,
     running: &Running,
     workload: &Workload,
+    target: Target,
     connections: usize,
     timing: Timing,
 ) -> Result<Measurement, String> {
@@ -384,17 +473,15 @@ fn hold(
     std::thread::sleep(Duration::from_millis(200));
     let base_rss = machine::rss_kib(pid)?;
     let base_fds = machine::fd_count(pid)?;
-    let addr = running.tcp.ok_or("no TCP address")?;
     let mut command = Command::new(&programs.shout);
     command
         .args(["bench", "--json", "--hold"])
         .arg(connections.to_string())
         .arg("--idle")
         .arg(secs(timing.idle.max(Duration::from_millis(500))))
-        .args(workload.args)
-        .arg(addr.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped());
+        .args(workload.args);
+    target.add_to(&mut command, programs);
+    command.stdin(Stdio::null()).stdout(Stdio::piped());
     let started = Instant::now();
     let mut bench = Spawned::start("shout bench --hold", &mut command)?;
     let stdout = lines_of(bench.take_stdout().expect("stdout is piped"));
@@ -467,12 +554,38 @@ mod tests {
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             );
             assert!(WORKLOADS[..index].iter().all(|w| w.name != workload.name));
+            if workload.over_tls() {
+                assert!(workload.name.starts_with("tls-"), "{}", workload.name);
+                assert_eq!(workload.servers, servers::TLS);
+                continue;
+            }
+            assert!(workload.servers.iter().all(|server| !server.is_tls()));
             assert!(workload.servers.contains(&Server::Tokio1));
             assert!(workload.servers.contains(&Server::ShoutdBase));
             assert!(workload.servers.contains(&Server::Ceiling1));
             if workload.name != "trickle" {
                 assert!(workload.servers.contains(&Server::Ceiling2));
             }
+        }
+    }
+
+    #[test]
+    fn every_tls_workload_has_a_plain_twin_of_its_shape() {
+        for (index, workload) in WORKLOADS.iter().enumerate() {
+            if !workload.over_tls() {
+                assert_eq!(plain_twin(index), None);
+                continue;
+            }
+            let twin = &WORKLOADS[plain_twin(index).expect(workload.name)];
+            assert!(!twin.over_tls(), "{}", twin.name);
+            assert_eq!(twin.client, workload.client);
+            // The same load generator arguments: only TLS differs. The
+            // idle workloads differ in the count held, which is in `kind`.
+            assert_eq!(twin.args, workload.args, "{}", workload.name);
+            assert_eq!(
+                matches!(twin.kind, Kind::Hold(_)),
+                matches!(workload.kind, Kind::Hold(_))
+            );
         }
     }
 }

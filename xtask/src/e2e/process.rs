@@ -310,20 +310,23 @@ pub(crate) fn start_announcing(
 
 /// [`start_announcing`], which also waits for the `listening metrics` line
 /// when `command` has `--metrics`, and the `listening tls` line when it has
-/// `--tls`; returns every line read.
+/// `--tls`; returns every line read. With `--tls` and neither `--tcp` nor
+/// `--udp` only the `listening tls` line is awaited: shoutd then serves TLS
+/// alone, and the TLS reference servers serve nothing else.
 pub(crate) fn start_announcing_all(
     name: &str,
     command: &mut Command,
 ) -> Result<(Spawned, Listening), String> {
-    let wants_metrics = command.get_args().any(|arg| arg == "--metrics");
-    let wants_tls = command.get_args().any(|arg| arg == "--tls");
+    let has = |flag: &str| command.get_args().any(|arg| arg == flag);
+    let wants_metrics = has("--metrics");
+    let wants_tls = has("--tls");
+    let wants_plain = !wants_tls || has("--tcp") || has("--udp");
     command.stdin(Stdio::null()).stdout(Stdio::piped());
     let mut process = Spawned::start(name, command)?;
     let lines = lines_of(process.take_stdout().expect("stdout is piped"));
     let deadline = Instant::now() + READY_TIMEOUT;
     let mut listening = Listening::default();
-    while listening.tcp().is_none()
-        || listening.udp().is_none()
+    while (wants_plain && (listening.tcp().is_none() || listening.udp().is_none()))
         || (wants_metrics && listening.addrs("metrics").is_empty())
         || (wants_tls && listening.addrs("tls").is_empty())
     {
