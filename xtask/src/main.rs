@@ -48,6 +48,9 @@ fn main() -> ExitCode {
         Some("bench") => {
             bench::Options::parse(&args[1..]).and_then(|options| bench::run(&root, &options))
         }
+        // Not in the usage: the `activation-restart` scenario runs it inside
+        // a network namespace of its own.
+        Some(task) if task == e2e::IN_NETNS_TASK => e2e::handover_in_netns(&args[1..]),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             Ok(())
