@@ -383,6 +383,10 @@ pub(crate) const IN_NETNS_TASK: &str = "__handover-in-netns";
 /// How the task's result line starts: `handover ANSWERED FAILED [FIRST]`.
 const RESULT_PREFIX: &str = "handover ";
 
+/// What the migrated hand-over needs beyond root, by name in
+/// [`super::needs::NEEDS`]: without them only that part is skipped.
+pub(crate) const MIGRATION_NEEDS: &[&str] = &["unshare", "ip"];
+
 /// The migrated hand-over's counts, or why it cannot run here.
 enum Migration {
     Measured(Counts),
@@ -400,7 +404,7 @@ fn handover_with_migration(env: &Env) -> Result<Migration, String> {
             "making a network namespace needs root".into(),
         ));
     }
-    let missing = super::needs::missing(env, &["unshare", "ip"]);
+    let missing = super::needs::missing(env, MIGRATION_NEEDS);
     if !missing.is_empty() {
         return Ok(Migration::Unavailable(format!(
             "missing {}",
