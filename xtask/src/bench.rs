@@ -18,6 +18,7 @@
 //! It is not part of `cargo xtask ci`: it takes minutes and its figures are
 //! measurements, never pass/fail assertions.
 
+mod balancer;
 mod machine;
 mod plot;
 mod report;
@@ -89,7 +90,10 @@ impl Options {
                     crate::known_name(
                         "workload",
                         name,
-                        WORKLOADS.iter().map(|workload| workload.name),
+                        WORKLOADS
+                            .iter()
+                            .map(|workload| workload.name)
+                            .chain([balancer::NAME]),
                     )?;
                     options.only.push(name.clone());
                 }
@@ -243,6 +247,8 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<(), String> {
             }
         }
     }
+    let balancer = (options.only.is_empty() || options.only.iter().any(|n| n == balancer::NAME))
+        .then(|| balancer::run(&programs, timing, options.runs));
     let cpu = CpuClock::since(&clock);
     let load_after = machine::load_average();
     println!(
@@ -261,7 +267,11 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<(), String> {
         load_after,
         transform: transform.as_ref(),
     };
-    let generated = report::markdown(&results, &context);
+    let mut generated = report::markdown(&results, &context);
+    if let Some(balancer) = &balancer {
+        generated.push('\n');
+        generated.push_str(&balancer.markdown(options.runs));
+    }
     println!("\n{generated}");
     if !options.only.is_empty() {
         println!(

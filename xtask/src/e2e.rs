@@ -30,7 +30,7 @@
 
 mod activation;
 mod gate;
-mod haproxy;
+pub(crate) mod haproxy;
 mod interop;
 mod lifecycle;
 mod load;

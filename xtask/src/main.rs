@@ -31,7 +31,8 @@ Tasks:
                      ceiling; writes docs/BENCHMARKS.md and docs/benchmarks.svg
     --quick          short measurements, one run (a minute or two)
     --runs N         runs to take the median of (default 3; 1 with --quick)
-    --only NAME      one workload (repeatable); the docs are then not written
+    --only NAME      one workload (repeatable), or `balancer` (shoutd through
+                     HAProxy against direct); the docs are then not written
   help               this text
 
 The scenarios are documented in docs/TESTING.md, the benchmarks in

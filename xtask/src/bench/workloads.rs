@@ -303,7 +303,7 @@ pub(crate) fn measure(
     }
     .ok_or("the server has no socket for this transport")?;
     let measurement = match workload.kind {
-        Kind::Tcp | Kind::Udp => load(programs, &running, workload, addr, timing)?,
+        Kind::Tcp | Kind::Udp => load(programs, running.pid(), workload, addr, timing)?,
         Kind::Hold(connections) => hold(programs, &running, workload, connections, timing)?,
     };
     if let Ok(Some(status)) = running.process.try_wait() {
@@ -316,12 +316,13 @@ pub(crate) fn measure(
     Ok(measurement)
 }
 
-/// A throughput workload: `shout bench` for the warm-up and the measured
-/// time, with the CPU time of the server read over (a little less than) the
-/// measured time.
-fn load(
+/// A throughput workload against `addr`: `shout bench` for the warm-up and
+/// the measured time, with the CPU time of process `cpu_of` (the server, or
+/// a balancer in front of it) read over (a little less than) the measured
+/// time.
+pub(crate) fn load(
     programs: &Programs,
-    running: &Running,
+    cpu_of: u32,
     workload: &Workload,
     addr: std::net::SocketAddr,
     timing: Timing,
@@ -343,7 +344,7 @@ fn load(
     // the end of the warm-up are not quite instantaneous.
     let margin = Duration::from_millis(50);
     std::thread::sleep(timing.warmup + margin);
-    let sample = || Some((machine::process_cpu(running.pid()).ok()?, Instant::now()));
+    let sample = || Some((machine::process_cpu(cpu_of).ok()?, Instant::now()));
     let before = sample();
     std::thread::sleep(timing.duration.saturating_sub(2 * margin));
     let after = sample();
