@@ -8,8 +8,10 @@
 //! JSON summary into the typed `shout_bench::Summary`; for the idle connections it also reads the
 //! server's memory and descriptors from `/proc`. Runs are interleaved
 //! (every server once per run) so that a noisy minute hurts all alike; each
-//! figure reported is the median over the runs. Then it runs the protocol
-//! crate's criterion benchmark of the transform.
+//! figure reported is the median over the runs. Then it measures shoutd
+//! behind HAProxy against shoutd alone (`balancer`, skipped without
+//! `haproxy`). The protocol crate's criterion benchmark of the transform
+//! runs first, while the machine is quiet.
 //!
 //! Output: the tables on standard output, and unless `--only` narrowed the
 //! run, the generated part of docs/BENCHMARKS.md (between its markers; the
@@ -389,6 +391,11 @@ mod tests {
         );
         assert!(Options::parse(&args(&["--runs", "0"])).is_err());
         assert!(Options::parse(&args(&["--only", "nope"])).is_err());
+        let balancer = Options::parse(&args(&["--runs", "1", "--only", "balancer"])).unwrap();
+        assert_eq!(
+            balancer.command(),
+            "cargo xtask bench --runs 1 --only balancer"
+        );
         assert!(Options::parse(&args(&["--fast"])).is_err());
     }
 
