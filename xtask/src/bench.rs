@@ -10,8 +10,10 @@
 //! against the TLS servers, all serving one certificate generated for the
 //! run. Runs are interleaved
 //! (every server once per run) so that a noisy minute hurts all alike; each
-//! figure reported is the median over the runs. Then it runs the protocol
-//! crate's criterion benchmark of the transform.
+//! figure reported is the median over the runs. Then it measures shoutd
+//! behind HAProxy against shoutd alone (`balancer`, skipped without
+//! `haproxy`). The protocol crate's criterion benchmark of the transform
+//! runs first, while the machine is quiet.
 //!
 //! Output: the tables on standard output, and unless `--only` narrowed the
 //! run, the generated part of docs/BENCHMARKS.md (between its markers; the
@@ -20,6 +22,7 @@
 //! It is not part of `cargo xtask ci`: it takes minutes and its figures are
 //! measurements, never pass/fail assertions.
 
+mod balancer;
 mod machine;
 mod plot;
 mod report;
@@ -91,7 +94,10 @@ impl Options {
                     crate::known_name(
                         "workload",
                         name,
-                        WORKLOADS.iter().map(|workload| workload.name),
+                        WORKLOADS
+                            .iter()
+                            .map(|workload| workload.name)
+                            .chain([balancer::NAME]),
                     )?;
                     options.only.push(name.clone());
                 }
@@ -245,6 +251,8 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<(), String> {
             }
         }
     }
+    let balancer = (options.only.is_empty() || options.only.iter().any(|n| n == balancer::NAME))
+        .then(|| balancer::run(&programs, timing, options.runs));
     let cpu = CpuClock::since(&clock);
     let load_after = machine::load_average();
     println!(
@@ -263,7 +271,11 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<(), String> {
         load_after,
         transform: transform.as_ref(),
     };
-    let generated = report::markdown(&results, &context);
+    let mut generated = report::markdown(&results, &context);
+    if let Some(balancer) = &balancer {
+        generated.push('\n');
+        generated.push_str(&balancer.markdown(options.runs));
+    }
     println!("\n{generated}");
     if !options.only.is_empty() {
         println!(
@@ -390,6 +402,11 @@ mod tests {
         );
         assert!(Options::parse(&args(&["--runs", "0"])).is_err());
         assert!(Options::parse(&args(&["--only", "nope"])).is_err());
+        let balancer = Options::parse(&args(&["--runs", "1", "--only", "balancer"])).unwrap();
+        assert_eq!(
+            balancer.command(),
+            "cargo xtask bench --runs 1 --only balancer"
+        );
         assert!(Options::parse(&args(&["--fast"])).is_err());
     }
 

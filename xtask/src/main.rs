@@ -31,7 +31,8 @@ Tasks:
                      ceiling; writes docs/BENCHMARKS.md and docs/benchmarks.svg
     --quick          short measurements, one run (a minute or two)
     --runs N         runs to take the median of (default 3; 1 with --quick)
-    --only NAME      one workload (repeatable); the docs are then not written
+    --only NAME      one workload (repeatable), or `balancer` (shoutd through
+                     HAProxy against direct); the docs are then not written
   help               this text
 
 The scenarios are documented in docs/TESTING.md, the benchmarks in
@@ -48,6 +49,9 @@ fn main() -> ExitCode {
         Some("bench") => {
             bench::Options::parse(&args[1..]).and_then(|options| bench::run(&root, &options))
         }
+        // Not in the usage: the `activation-restart` scenario runs it inside
+        // a network namespace of its own.
+        Some(task) if task == e2e::IN_NETNS_TASK => e2e::handover_in_netns(&args[1..]),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             Ok(())

@@ -259,6 +259,9 @@ fn start(
     if let Some(burst) = args.udp_burst_per_ip {
         builder = builder.udp_burst_per_source(burst);
     }
+    if args.workers > 1 && (!tcp.is_empty() || !args.tls.is_empty()) {
+        note_unmigrated_handover(args.workers);
+    }
     for addr in tcp {
         builder = builder.tcp(addr);
     }
@@ -279,6 +282,25 @@ fn start(
         }
     );
     Ok((server, handle, notes))
+}
+
+/// The per-namespace setting that moves a closing listener's queued
+/// connections to another listener of its `SO_REUSEPORT` group.
+const MIGRATE_REQ: &str = "/proc/sys/net/ipv4/tcp_migrate_req";
+
+/// Logs, when TCP listeners share their port (`--workers` > 1) and
+/// `net.ipv4.tcp_migrate_req` reads 0, that a hand-over to another shoutd
+/// on the port resets the connections queued on this one when it stops.
+/// Says nothing where the setting is 1 or does not exist (not Linux, or
+/// Linux < 5.14).
+fn note_unmigrated_handover(workers: usize) {
+    if std::fs::read_to_string(MIGRATE_REQ).is_ok_and(|value| value.trim() == "0") {
+        log::info!(
+            "{workers} workers share each TCP port (SO_REUSEPORT): when a new shoutd takes \
+             over the port and this one stops, connections still queued here are reset, \
+             unless net.ipv4.tcp_migrate_req = 1 (see DEPLOYMENT.md)"
+        );
+    }
 }
 
 /// Why the server could not start: a socket or setting, or TLS's

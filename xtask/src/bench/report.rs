@@ -779,12 +779,12 @@ pub(crate) fn markdown(results: &Results, context: &Context<'_>) -> String {
 /// A Markdown table with its columns padded, so that it reads in a
 /// terminal too.
 #[derive(Default)]
-struct Table {
+pub(crate) struct Table {
     rows: Vec<Vec<String>>,
 }
 
 impl Table {
-    fn header(&mut self, cells: &[&str]) {
+    pub(crate) fn header(&mut self, cells: &[&str]) {
         self.header_owned(cells.iter().map(|&cell| cell.to_owned()).collect());
     }
 
@@ -792,11 +792,11 @@ impl Table {
         self.rows.insert(0, cells);
     }
 
-    fn row(&mut self, cells: Vec<String>) {
+    pub(crate) fn row(&mut self, cells: Vec<String>) {
         self.rows.push(cells);
     }
 
-    fn markdown(&self) -> String {
+    pub(crate) fn markdown(&self) -> String {
         let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
         let width = |column: usize| {
             self.rows
@@ -894,7 +894,7 @@ fn ratio_text(ratio: f64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A measurement of `msgs_per_sec` and `p99_us`, the other figures zero.

@@ -233,6 +233,11 @@ pub(crate) enum Need {
     Tls,
 }
 
+/// What every shoutd measured is given besides its addresses. Held
+/// connections (10,000) must not meet shoutd's own cap of 10,000: the load
+/// generator's first, checking connection is one more.
+pub(crate) const SHOUTD_ARGS: [&str; 3] = ["--max-connections", "100000", "-q"];
+
 /// Starts `server` on loopback, ports of its choosing.
 pub(crate) fn start(programs: &Programs, server: Server, need: Need) -> Result<Running, String> {
     let loopback = ["--tcp", "127.0.0.1:0", "--udp", "127.0.0.1:0"];
@@ -265,9 +270,7 @@ pub(crate) fn start(programs: &Programs, server: Server, need: Need) -> Result<R
             tls,
         })
     };
-    // Held connections (10,000) must not meet shoutd's own cap of 10,000:
-    // the load generator's first, checking connection is one more.
-    let shoutd = ["--max-connections", "100000", "-q"];
+    let shoutd = SHOUTD_ARGS;
     match server {
         Server::Shoutd1 => announcing("shoutd", &programs.shoutd, &shoutd),
         Server::ShoutdBase => {

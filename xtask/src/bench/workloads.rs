@@ -372,7 +372,7 @@ pub(crate) fn measure(
     .ok_or("the server has no socket for this transport")?;
     let target = Target { addr, need };
     let measurement = match workload.kind {
-        Kind::Tcp | Kind::Udp => load(programs, &running, workload, target, timing)?,
+        Kind::Tcp | Kind::Udp => load(programs, running.pid(), workload, target, timing)?,
         Kind::Hold(connections) => hold(programs, &running, workload, target, connections, timing)?,
     };
     if let Ok(Some(status)) = running.process.try_wait() {
@@ -387,9 +387,11 @@ pub(crate) fn measure(
 
 /// Where the load goes: the server's address, and whether to speak TLS.
 #[derive(Debug, Clone, Copy)]
-struct Target {
-    addr: std::net::SocketAddr,
-    need: Need,
+pub(crate) struct Target {
+    /// The server's address (or a balancer's in front of it).
+    pub(crate) addr: std::net::SocketAddr,
+    /// Which transport, so TLS adds the run's certificate.
+    pub(crate) need: Need,
 }
 
 impl Target {
@@ -405,12 +407,13 @@ impl Target {
     }
 }
 
-/// A throughput workload: `shout bench` for the warm-up and the measured
-/// time, with the CPU time of the server read over (a little less than) the
-/// measured time.
-fn load(
+/// A throughput workload against `addr`: `shout bench` for the warm-up and
+/// the measured time, with the CPU time of process `cpu_of` (the server, or
+/// a balancer in front of it) read over (a little less than) the measured
+/// time.
+pub(crate) fn load(
     programs: &Programs,
-    running: &Running,
+    cpu_of: u32,
     workload: &Workload,
     target: Target,
     timing: Timing,
@@ -431,7 +434,7 @@ fn load(
     // the end of the warm-up are not quite instantaneous.
     let margin = Duration::from_millis(50);
     std::thread::sleep(timing.warmup + margin);
-    let sample = || Some((machine::process_cpu(running.pid()).ok()?, Instant::now()));
+    let sample = || Some((machine::process_cpu(cpu_of).ok()?, Instant::now()));
     let before = sample();
     std::thread::sleep(timing.duration.saturating_sub(2 * margin));
     let after = sample();

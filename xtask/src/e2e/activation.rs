@@ -225,19 +225,19 @@ impl Load {
         }
     }
 
-    /// Stops the clients; returns answered, failed and the first failure.
-    fn finish(self) -> (u64, u64, Option<String>) {
+    /// Stops the clients and returns what they counted.
+    fn finish(self) -> Counts {
         self.stop.store(true, Ordering::SeqCst);
         let first = self
             .threads
             .into_iter()
             .filter_map(|thread| thread.join().ok().flatten())
             .next();
-        (
-            self.tally.answered.load(Ordering::SeqCst),
-            self.tally.failed.load(Ordering::SeqCst),
+        Counts {
+            answered: self.tally.answered.load(Ordering::SeqCst),
+            failed: self.tally.failed.load(Ordering::SeqCst),
             first,
-        )
+        }
     }
 }
 
@@ -292,6 +292,9 @@ const BETWEEN: u64 = 2_000;
 
 /// (a) shoutd replaced while xtask holds the listening socket: no failure.
 /// (b) the `SO_REUSEPORT` hand-over: failures counted and reported.
+/// (c) the same hand-over in a network namespace of its own with
+/// `net.ipv4.tcp_migrate_req = 1`: no failure. Where no namespace can be
+/// made, (c) is a skip the outcome names.
 pub(crate) fn activation_restart(env: &Env) -> Result<Outcome, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
     let addr = listener.local_addr().map_err(|e| format!("addr: {e}"))?;
@@ -304,40 +307,217 @@ pub(crate) fn activation_restart(env: &Env) -> Result<Outcome, String> {
         old = new;
     }
     load.run_for(BETWEEN);
-    let (answered, failed, first) = load.finish();
+    let passed = load.finish();
     stop(&mut old, "the last shoutd")?;
-    if failed > 0 || answered == 0 {
-        return Err(format!(
-            "passed socket: {failed} of {} conversations failed over {REPLACEMENTS} replacements \
-             (first: {})",
-            answered + failed,
-            first.unwrap_or_default()
-        ));
+    if passed.failed > 0 || passed.answered == 0 {
+        return Err(format!("passed socket: {passed}"));
     }
+    let reuseport = reuseport_handover(env)?;
+    let note = format!("passed socket: {passed}; SO_REUSEPORT: {reuseport}");
+    match handover_with_migration(env)? {
+        Migration::Measured(migrated) if migrated.failed > 0 || migrated.answered == 0 => Err(
+            format!("{note}; SO_REUSEPORT with tcp_migrate_req=1: {migrated}"),
+        ),
+        Migration::Measured(migrated) => Ok(Outcome::Pass(Some(format!(
+            "{note}; SO_REUSEPORT with tcp_migrate_req=1: {migrated}; \
+             {REPLACEMENTS} replacements each"
+        )))),
+        Migration::Unavailable(why) => Ok(Outcome::Skip(format!(
+            "{note}; SO_REUSEPORT with tcp_migrate_req=1 not measured: {why}"
+        ))),
+    }
+}
 
+/// What a load run over some replacements counted.
+struct Counts {
+    answered: u64,
+    failed: u64,
+    /// The first failure, if any.
+    first: Option<String>,
+}
+
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} of {} failed",
+            self.failed,
+            self.answered + self.failed
+        )?;
+        match &self.first {
+            Some(why) => write!(f, " (first: {why})"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The `SO_REUSEPORT` hand-over: a new `shoutd --workers 2` on the same
+/// port, then SIGTERM to the old one, [`REPLACEMENTS`] times under load.
+fn reuseport_handover(env: &Env) -> Result<Counts, String> {
     let start_reuseport = |tcp: &str| {
         let mut command = env.shoutd();
         command.args(["--tcp", tcp, "--workers", "2"]);
         start_listening("shoutd", &mut command, 1)
     };
     let (mut old, listening) = start_reuseport("127.0.0.1:0")?;
-    let addr = listening.tcp().expect("one tcp line").to_string();
-    let load = Load::start(listening.tcp().expect("one tcp line"));
+    let addr = listening.tcp().expect("one tcp line");
+    let load = Load::start(addr);
     for _ in 0..REPLACEMENTS {
         load.run_for(BETWEEN);
-        let (new, _) = start_reuseport(&addr)?;
+        let (new, _) = start_reuseport(&addr.to_string())?;
         stop(&mut old, "the replaced shoutd")?;
         old = new;
     }
     load.run_for(BETWEEN);
-    let (reuse_answered, reuse_failed, reuse_first) = load.finish();
+    let counts = load.finish();
     stop(&mut old, "the last shoutd")?;
-    Ok(Outcome::Pass(Some(format!(
-        "passed socket: 0 of {answered} failed; SO_REUSEPORT: {reuse_failed} of {} failed{}, \
-         over {REPLACEMENTS} replacements each",
-        reuse_answered + reuse_failed,
-        reuse_first
-            .map(|why| format!(" (first: {why})"))
-            .unwrap_or_default()
-    ))))
+    Ok(counts)
+}
+
+/// The per-namespace setting that moves a closing listener's queued
+/// connections to another listener of its `SO_REUSEPORT` group (Linux 5.14).
+const MIGRATE_REQ: &str = "/proc/sys/net/ipv4/tcp_migrate_req";
+/// The hidden xtask task that runs [`reuseport_handover`] inside the
+/// namespace: `xtask __handover-in-netns SHOUTD`.
+pub(crate) const IN_NETNS_TASK: &str = "__handover-in-netns";
+/// How the task's result line starts: `handover ANSWERED FAILED [FIRST]`.
+const RESULT_PREFIX: &str = "handover ";
+
+/// What the migrated hand-over needs beyond root, by name in
+/// [`super::needs::NEEDS`]: without them only that part is skipped.
+pub(crate) const MIGRATION_NEEDS: &[&str] = &["unshare", "ip"];
+
+/// The migrated hand-over's counts, or why it cannot run here.
+enum Migration {
+    Measured(Counts),
+    Unavailable(String),
+}
+
+/// Runs [`reuseport_handover`] in a fresh network (and pid) namespace with
+/// `tcp_migrate_req` set to 1 there, so the host's setting stays as it is.
+/// xtask re-runs itself through `unshare` as [`IN_NETNS_TASK`]; the pid
+/// namespace makes sure that killing `unshare` kills every shoutd inside.
+fn handover_with_migration(env: &Env) -> Result<Migration, String> {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(Migration::Unavailable(
+            "making a network namespace needs root".into(),
+        ));
+    }
+    let missing = super::needs::missing(env, MIGRATION_NEEDS);
+    if !missing.is_empty() {
+        return Ok(Migration::Unavailable(format!(
+            "missing {}",
+            missing.join(", ")
+        )));
+    }
+    if !std::path::Path::new(MIGRATE_REQ).exists() {
+        return Ok(Migration::Unavailable(format!(
+            "this kernel has no {MIGRATE_REQ} (Linux < 5.14)"
+        )));
+    }
+    let xtask = std::env::current_exe().map_err(|e| format!("xtask's own path: {e}"))?;
+    let mut command = Command::new("unshare");
+    command
+        .args(["--net", "--pid", "--fork", "--kill-child", "--"])
+        .arg(xtask)
+        .arg(IN_NETNS_TASK)
+        .arg(env.shoutd_path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    let mut process = Spawned::start("unshare", &mut command)?;
+    let lines = lines_of(process.take_stdout().expect("stdout is piped"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let line = loop {
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.starts_with(RESULT_PREFIX) => break line,
+            Ok(_) => {}
+            Err(_) => {
+                let status = process.wait_timeout(Duration::from_secs(1));
+                let stderr = process.stderr();
+                if stderr.contains("unshare failed") {
+                    return Ok(Migration::Unavailable(format!(
+                        "unshare cannot make the namespace: {}",
+                        process.stderr_tail()
+                    )));
+                }
+                return Err(format!(
+                    "the hand-over in the namespace gave no result ({status:?}); {}",
+                    process.stderr_tail()
+                ));
+            }
+        }
+    };
+    let status = process.wait_timeout(Duration::from_secs(10))?;
+    if !status.success() {
+        return Err(format!(
+            "the hand-over in the namespace exited {status}; {}",
+            process.stderr_tail()
+        ));
+    }
+    parse_result(&line).map(Migration::Measured)
+}
+
+/// Reads [`IN_NETNS_TASK`]'s result line.
+fn parse_result(line: &str) -> Result<Counts, String> {
+    let rest = line.trim_end().strip_prefix(RESULT_PREFIX).unwrap_or("");
+    let mut fields = rest.splitn(3, ' ');
+    let mut number = || fields.next().and_then(|field| field.parse::<u64>().ok());
+    match (number(), number()) {
+        (Some(answered), Some(failed)) => Ok(Counts {
+            answered,
+            failed,
+            first: fields
+                .next()
+                .filter(|why| !why.is_empty())
+                .map(str::to_owned),
+        }),
+        _ => Err(format!("unreadable result from the namespace: {line:?}")),
+    }
+}
+
+/// [`IN_NETNS_TASK`]: inside the fresh namespace, brings loopback up, sets
+/// `tcp_migrate_req` to 1 and prints the hand-over's counts as one line.
+pub(crate) fn handover_in_netns(args: &[String]) -> Result<(), String> {
+    let [shoutd] = args else {
+        return Err(format!("`{IN_NETNS_TASK}` takes the path of shoutd"));
+    };
+    crate::run_inherited(Command::new("ip").args(["link", "set", "lo", "up"]))?;
+    std::fs::write(MIGRATE_REQ, "1").map_err(|e| format!("write {MIGRATE_REQ}: {e}"))?;
+    let set = std::fs::read_to_string(MIGRATE_REQ).map_err(|e| format!("{MIGRATE_REQ}: {e}"))?;
+    if set.trim() != "1" {
+        return Err(format!(
+            "{MIGRATE_REQ} reads {:?} after writing 1",
+            set.trim()
+        ));
+    }
+    let shoutd = std::path::PathBuf::from(shoutd);
+    let env = Env::new(shoutd.clone(), shoutd.with_file_name("shout"), "".into());
+    let counts = reuseport_handover(&env)?;
+    println!(
+        "{RESULT_PREFIX}{} {} {}",
+        counts.answered,
+        counts.failed,
+        counts.first.unwrap_or_default()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_namespace_result_line_reads_back() {
+        let counts = parse_result("handover 13740 2 read: Connection reset by peer\n").unwrap();
+        assert_eq!((counts.answered, counts.failed), (13740, 2));
+        assert_eq!(
+            counts.to_string(),
+            "2 of 13742 failed (first: read: Connection reset by peer)"
+        );
+        let clean = parse_result("handover 100 0 \n").unwrap();
+        assert_eq!(clean.to_string(), "0 of 100 failed");
+        assert!(parse_result("handover many 0").is_err());
+        assert!(parse_result("listening tcp 127.0.0.1:1").is_err());
+    }
 }

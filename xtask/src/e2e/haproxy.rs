@@ -77,6 +77,59 @@ fn converse(listen: SocketAddr, text: &str) -> Result<u16, String> {
     Ok(port)
 }
 
+/// HAProxy running in the foreground from a directory of its own, with
+/// the haproxy.cfg of [`haproxy_cfg`]; killed when dropped, its directory
+/// then removed.
+pub(crate) struct Haproxy {
+    pub(crate) process: Spawned,
+    /// Where clients connect.
+    pub(crate) listen: SocketAddr,
+    /// Removed after the process is killed (fields drop in order).
+    _dir: TempDir,
+}
+
+impl Haproxy {
+    /// Writes haproxy.cfg for `backends` (which must take the PROXY
+    /// protocol), starts `haproxy -f haproxy.cfg -db` on a free port and
+    /// waits, bounded, until a line through it is answered.
+    pub(crate) fn start(backends: &[SocketAddr]) -> Result<Self, String> {
+        let dir = TempDir::new("haproxy")?;
+        let listen = SocketAddr::from(([127, 0, 0, 1], free_port(Transport::Tcp)?));
+        let cfg = dir.0.join("haproxy.cfg");
+        std::fs::write(&cfg, haproxy_cfg(listen, backends))
+            .map_err(|e| format!("cannot write {}: {e}", cfg.display()))?;
+        let mut command = Command::new("haproxy");
+        command
+            .arg("-f")
+            .arg(&cfg)
+            .arg("-db")
+            .current_dir(&dir.0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        let mut process = Spawned::start("haproxy", &mut command)?;
+        // HAProxy binds a moment after it starts, and marks the backends up
+        // after their first checks: probe, bounded.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while converse(listen, "probe").is_err() {
+            if let Some(status) = process.try_wait()? {
+                return Err(format!(
+                    "haproxy exited {status}; {}",
+                    process.stderr_tail()
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err("haproxy answered no probe within 10 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(Self {
+            process,
+            listen,
+            _dir: dir,
+        })
+    }
+}
+
 /// HAProxy in front of three shoutd: exact answers, the real client in the
 /// -v log, SIGKILL and SIGTERM of a backend.
 pub(crate) fn haproxy(env: &Env) -> Result<Outcome, String> {
@@ -89,49 +142,15 @@ pub(crate) fn haproxy(env: &Env) -> Result<Outcome, String> {
             &["--proxy-protocol", "-v"],
         )?);
     }
-    let dir = TempDir::new("haproxy")?;
-    let listen = SocketAddr::from(([127, 0, 0, 1], free_port(Transport::Tcp)?));
-    let cfg = dir.0.join("haproxy.cfg");
     let addrs: Vec<SocketAddr> = backends.iter().map(|backend| backend.tcp).collect();
-    std::fs::write(&cfg, haproxy_cfg(listen, &addrs))
-        .map_err(|e| format!("cannot write {}: {e}", cfg.display()))?;
-    let mut command = Command::new("haproxy");
-    command
-        .arg("-f")
-        .arg(&cfg)
-        .arg("-db")
-        .current_dir(&dir.0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    let mut haproxy = Spawned::start("haproxy", &mut command)?;
-    let result = phases(listen, &mut haproxy, &mut backends);
-    haproxy.kill();
+    let result = Haproxy::start(&addrs).and_then(|haproxy| phases(haproxy.listen, &mut backends));
     for backend in &mut backends {
         backend.process.kill();
     }
     result.map(|note| Outcome::Pass(Some(note)))
 }
 
-fn phases(
-    listen: SocketAddr,
-    haproxy: &mut Spawned,
-    backends: &mut [Shoutd],
-) -> Result<String, String> {
-    // HAProxy binds a moment after it starts, and marks the backends up
-    // after their first checks: probe, bounded.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while converse(listen, "probe").is_err() {
-        if let Some(status) = haproxy.try_wait()? {
-            return Err(format!(
-                "haproxy exited {status}; {}",
-                haproxy.stderr_tail()
-            ));
-        }
-        if Instant::now() > deadline {
-            return Err("haproxy answered no probe within 10 s".into());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn phases(listen: SocketAddr, backends: &mut [Shoutd]) -> Result<String, String> {
     // 1. Exact answers, and the real client in a backend's -v log.
     let mut ports = Vec::new();
     for index in 0..CONVERSATIONS {

@@ -82,6 +82,16 @@ pub(crate) const NEEDS: &[Need] = &[
         present: |_| find_in_path("haproxy").is_some(),
     },
     Need {
+        name: "unshare",
+        how: "install util-linux (Debian: util-linux)",
+        present: |_| find_in_path("unshare").is_some(),
+    },
+    Need {
+        name: "ip",
+        how: "install iproute2 (Debian: iproute2)",
+        present: |_| find_in_path("ip").is_some(),
+    },
+    Need {
         name: "promtool",
         how: "install promtool (Debian: prometheus)",
         present: |_| find_in_path("promtool").is_some(),

@@ -131,3 +131,34 @@ fn two_workers_hold_the_connection_cap() {
         open.is_empty()
     });
 }
+
+/// Whether this network namespace resets a closing listener's queued
+/// connections (`net.ipv4.tcp_migrate_req` reads 0); `None` where the
+/// setting does not exist.
+fn migration_off() -> Option<bool> {
+    fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req")
+        .ok()
+        .map(|value| value.trim() == "0")
+}
+
+/// The stderr of a shoutd started with `workers` and stopped by SIGTERM.
+fn stderr_with_workers(workers: &str) -> String {
+    let shoutd = Shoutd::start(&["--tcp", "127.0.0.1:0", "--workers", workers]);
+    shoutd.signal(libc::SIGTERM);
+    let (status, stderr) = shoutd.wait();
+    assert_eq!(status, Some(0), "{stderr}");
+    stderr
+}
+
+#[test]
+fn shared_ports_name_the_reset_of_queued_connections_when_migration_is_off() {
+    let note = "unless net.ipv4.tcp_migrate_req = 1";
+    let shared = stderr_with_workers("2");
+    let alone = stderr_with_workers("1");
+    assert!(!alone.contains(note), "one worker shares no port: {alone}");
+    match migration_off() {
+        Some(true) => assert!(shared.contains(note), "{shared}"),
+        // The host migrates queued connections, or cannot: nothing to say.
+        Some(false) | None => assert!(!shared.contains(note), "{shared}"),
+    }
+}
