@@ -45,6 +45,11 @@ pub enum Transport {
 /// Plaintext handed to rustls per call: one full TLS record.
 const RECORD: usize = 16 * 1024;
 
+/// The most ciphertext held unprocessed, a backstop: processing leaves
+/// only a partial record or handshake message (rustls refuses one over
+/// 64 KiB), and one read adds at most 64 KiB.
+const MAX_INCOMING: usize = 256 * 1024;
+
 /// What a record adds to its plaintext, at most: header, tag, padding.
 const RECORD_OVERHEAD: usize = 64;
 
@@ -139,6 +144,11 @@ impl TlsLayer {
         }
         if self.peer_closed || !self.plaintext.is_empty() {
             return Ok(false);
+        }
+        if self.incoming.len() + input.len() > MAX_INCOMING {
+            let error = rustls::Error::General("more TLS input held than a message needs".into());
+            self.fail(&error);
+            return Err(error);
         }
         self.incoming.extend_from_slice(input);
         *input = &[];
@@ -568,6 +578,25 @@ mod tests {
         exchange(&mut layer, &mut client, 4);
         assert!(layer.receive(&mut &b""[..]).unwrap());
         assert_eq!(layer.plaintext(&mut buffer), Plaintext::Truncated);
+    }
+
+    #[test]
+    fn a_handshake_message_too_large_to_hold_is_an_error_not_a_growing_buffer() {
+        let (mut layer, _) = pair();
+        // A ClientHello announcing 1 MiB, then record after record of it.
+        let mut first = vec![0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0x10, 0x00, 0x00];
+        first.resize(5 + 0x4000, 0);
+        let mut more = vec![0x16, 0x03, 0x01, 0x40, 0x00];
+        more.resize(5 + 0x4000, 0);
+        let mut outcome = layer.receive(&mut &first[..]);
+        for _ in 0..64 {
+            if outcome.is_err() {
+                break;
+            }
+            assert!(layer.buffered_capacity() <= 2 * MAX_INCOMING);
+            outcome = layer.receive(&mut &more[..]);
+        }
+        assert!(outcome.is_err(), "1 MiB of one handshake message taken");
     }
 
     #[test]
