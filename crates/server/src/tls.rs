@@ -285,7 +285,7 @@ impl TlsLayer {
                 }
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
                     append_with(&mut self.outgoing, 0, |buffer| {
-                        encode_result(encode.encode(buffer))
+                        sorted(encode.encode(buffer))
                     })
                     .map(drop)
                 }
@@ -305,12 +305,12 @@ impl TlsLayer {
                         Send::Plaintext(bytes) => append_with(
                             &mut self.outgoing,
                             bytes.len() + RECORD_OVERHEAD,
-                            |buffer| encrypt_result(traffic.encrypt(bytes, buffer)),
+                            |buffer| sorted(traffic.encrypt(bytes, buffer)),
                         )
                         .map(|_| encrypted = bytes.len()),
                         Send::CloseNotify => {
                             append_with(&mut self.outgoing, RECORD_OVERHEAD, |buffer| {
-                                encrypt_result(traffic.queue_close_notify(buffer))
+                                sorted(traffic.queue_close_notify(buffer))
                             })
                             .map(drop)
                         }
@@ -356,7 +356,7 @@ impl TlsLayer {
                 break;
             };
             let encoded = append_with(&mut self.outgoing, 0, |buffer| {
-                encode_result(encode.encode(buffer))
+                sorted(encode.encode(buffer))
             });
             if encoded.is_err() {
                 break;
@@ -404,25 +404,38 @@ fn append_with(
     ))
 }
 
-/// Sorts an encoding's outcome for [`append_with`].
-fn encode_result(
-    result: Result<usize, EncodeError>,
-) -> Result<Result<usize, rustls::Error>, usize> {
-    match result {
-        Ok(n) => Ok(Ok(n)),
-        Err(EncodeError::InsufficientSize(size)) => Err(size.required_size),
-        Err(error) => Ok(Err(rustls::Error::General(error.to_string()))),
+/// An error of rustls's encoding or encryption, which may ask for room.
+trait NeedsRoom: std::fmt::Display {
+    /// Returns the bytes needed, when the slice was too short.
+    fn required(&self) -> Option<usize>;
+}
+
+impl NeedsRoom for EncodeError {
+    fn required(&self) -> Option<usize> {
+        match self {
+            Self::InsufficientSize(size) => Some(size.required_size),
+            _ => None,
+        }
     }
 }
 
-/// Sorts an encryption's outcome for [`append_with`].
-fn encrypt_result(
-    result: Result<usize, EncryptError>,
-) -> Result<Result<usize, rustls::Error>, usize> {
+impl NeedsRoom for EncryptError {
+    fn required(&self) -> Option<usize> {
+        match self {
+            Self::InsufficientSize(size) => Some(size.required_size),
+            _ => None,
+        }
+    }
+}
+
+/// Sorts an encoding's or encryption's outcome for [`append_with`].
+fn sorted<E: NeedsRoom>(result: Result<usize, E>) -> Result<Result<usize, rustls::Error>, usize> {
     match result {
         Ok(n) => Ok(Ok(n)),
-        Err(EncryptError::InsufficientSize(size)) => Err(size.required_size),
-        Err(error) => Ok(Err(rustls::Error::General(error.to_string()))),
+        Err(error) => match error.required() {
+            Some(required) => Err(required),
+            None => Ok(Err(rustls::Error::General(error.to_string()))),
+        },
     }
 }
 
