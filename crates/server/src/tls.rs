@@ -1,12 +1,16 @@
-//! The TLS layer of a connection: rustls's sans-io `ServerConnection`
-//! between the socket and the service, so the same [`StreamService`]
-//! runs over plain TCP or TLS.
+//! The TLS layer of a connection: rustls's sans-io, unbuffered
+//! `UnbufferedServerConnection` between the socket and the service, so the
+//! same [`StreamService`] runs over plain TCP or TLS.
 //!
-//! Ciphertext read from the socket goes into rustls; plaintext out of
-//! rustls goes to the service; the service's output waits in the
-//! connection's own pending buffer and is handed to rustls a record's worth
-//! at a time, only when rustls has sent everything it held, so the bytes
-//! rustls holds stay small and are counted as pending output.
+//! The layer owns its buffers, and each is freed the moment it is empty:
+//! ciphertext read and not yet processed (a partial record), plaintext
+//! decrypted and not yet taken by the service, and records encoded and not
+//! yet taken by the socket. An idle connection after its handshake holds
+//! none of them, only rustls's state (keys, the session's parameters).
+//! The service's output waits in the connection's own pending buffer and is
+//! encrypted a record at a time, only once the socket took every record
+//! before it, so the bytes the layer holds stay small and are counted as
+//! pending output.
 //!
 //! This module is not for configuring TLS: the caller builds the
 //! `rustls::ServerConfig` (certificates, versions); ALPN and client
@@ -14,9 +18,13 @@
 //!
 //! [`StreamService`]: crate::StreamService
 
-use rustls::{ProtocolVersion, ServerConfig, ServerConnection};
+use rustls::server::{ClientHello, ResolvesServerCert, UnbufferedServerConnection};
+use rustls::sign::CertifiedKey;
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+use rustls::{ProtocolVersion, ServerConfig};
 use shout_socket::StreamReadiness;
-use std::io::{self, Read, Write};
+use std::cell::RefCell;
+use std::io::{self, Write};
 use std::sync::Arc;
 
 /// How a connection reaches the service: plain TCP, or TLS over TCP.
@@ -37,6 +45,14 @@ pub enum Transport {
 /// Plaintext handed to rustls per call: one full TLS record.
 const RECORD: usize = 16 * 1024;
 
+/// The most ciphertext held unprocessed, a backstop: processing leaves
+/// only a partial record or handshake message (rustls refuses one over
+/// 64 KiB), and one read adds at most 64 KiB.
+const MAX_INCOMING: usize = 256 * 1024;
+
+/// What a record adds to its plaintext, at most: header, tag, padding.
+const RECORD_OVERHEAD: usize = 64;
+
 /// What [`TlsLayer::plaintext`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Plaintext {
@@ -52,21 +68,51 @@ pub(crate) enum Plaintext {
 
 /// One connection's TLS state.
 pub(crate) struct TlsLayer {
-    conn: ServerConnection,
-    /// Plaintext given to rustls and not yet sent as records; zero once
-    /// rustls holds nothing to send.
+    conn: UnbufferedServerConnection,
+    /// Ciphertext received and not yet processed; unallocated when empty.
+    incoming: Vec<u8>,
+    /// Plaintext decrypted and not yet taken; unallocated when empty.
+    plaintext: Vec<u8>,
+    /// Records encoded and not yet taken by the socket; unallocated when
+    /// empty.
+    outgoing: Vec<u8>,
+    /// Plaintext encrypted into `outgoing` and not yet sent; zero once
+    /// `outgoing` is empty.
     in_flight: usize,
-    /// The server's close_notify is queued.
+    /// The server name of the ClientHello, once seen.
+    sni: Option<String>,
+    /// The server's close_notify is asked for.
     closing: bool,
+    /// The client's close_notify came.
+    peer_closed: bool,
+    /// The TCP stream ended.
+    ended: bool,
+    /// The error that ended the connection's use, once one came.
+    failed: Option<rustls::Error>,
+}
+
+/// What [`TlsLayer::drive`] does once rustls may send application data.
+enum Send<'a> {
+    Nothing,
+    Plaintext(&'a [u8]),
+    CloseNotify,
 }
 
 impl TlsLayer {
-    /// Returns the TLS state of a new connection under `config`.
+    /// Returns the TLS state of a new connection under `config`, which
+    /// should come from [`recording_sni`] for the SNI to be known.
     pub(crate) fn new(config: Arc<ServerConfig>) -> Result<Self, rustls::Error> {
         Ok(Self {
-            conn: ServerConnection::new(config)?,
+            conn: UnbufferedServerConnection::new(config)?,
+            incoming: Vec::new(),
+            plaintext: Vec::new(),
+            outgoing: Vec::new(),
             in_flight: 0,
+            sni: None,
             closing: false,
+            peer_closed: false,
+            ended: false,
+            failed: None,
         })
     }
 
@@ -82,57 +128,78 @@ impl TlsLayer {
                 .conn
                 .protocol_version()
                 .unwrap_or(ProtocolVersion::Unknown(0)),
-            sni: self.conn.server_name().map(str::to_owned),
+            sni: self.sni.clone(),
         }
     }
 
     /// Feeds ciphertext from the front of `input` into rustls and processes
-    /// it; an empty `input` means the TCP stream ended. Returns whether
-    /// rustls took any byte (or the end). A rustls error leaves an alert
-    /// queued for [`flush`](Self::flush).
+    /// it; an empty `input` means the TCP stream ended. Returns whether the
+    /// layer took `input` (or the end): it takes nothing after the client's
+    /// close_notify, nor while plaintext waits for [`plaintext`](Self::plaintext).
+    /// A rustls error leaves an alert queued for [`flush`](Self::flush).
     pub(crate) fn receive(&mut self, input: &mut &[u8]) -> Result<bool, rustls::Error> {
-        let before = input.len();
-        let ended = before == 0;
-        match self.conn.read_tls(input) {
-            // The close_notify came: rustls takes nothing more.
-            Ok(0) if !ended => return Ok(false),
-            Ok(_) => {}
-            // The received plaintext is full: the caller drains it first.
-            Err(_) => return Ok(false),
+        if input.is_empty() {
+            self.ended = true;
+            return Ok(true);
         }
-        self.conn.process_new_packets()?;
-        Ok(ended || input.len() < before)
+        if self.peer_closed || !self.plaintext.is_empty() {
+            return Ok(false);
+        }
+        if self.incoming.len() + input.len() > MAX_INCOMING {
+            let error = rustls::Error::General("more TLS input held than a message needs".into());
+            self.fail(&error);
+            return Err(error);
+        }
+        self.incoming.extend_from_slice(input);
+        *input = &[];
+        self.drive(Send::Nothing)?;
+        Ok(true)
     }
 
     /// Takes the next plaintext the client sent into `buffer`.
     pub(crate) fn plaintext(&mut self, buffer: &mut [u8]) -> Plaintext {
-        match self.conn.reader().read(buffer) {
-            Ok(0) => Plaintext::Closed,
-            Ok(n) => Plaintext::Data(n),
-            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => Plaintext::Truncated,
-            Err(_) => Plaintext::Nothing,
+        if !self.plaintext.is_empty() {
+            let n = self.plaintext.len().min(buffer.len());
+            buffer[..n].copy_from_slice(&self.plaintext[..n]);
+            take_front(&mut self.plaintext, n);
+            return Plaintext::Data(n);
+        }
+        if self.peer_closed {
+            Plaintext::Closed
+        } else if self.ended {
+            Plaintext::Truncated
+        } else {
+            Plaintext::Nothing
         }
     }
 
-    /// Returns the plaintext bytes rustls holds unsent.
+    /// Returns the plaintext bytes the layer holds unsent.
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight
     }
 
-    /// Returns whether rustls holds records to send.
+    /// Returns whether the layer holds records to send.
     pub(crate) fn wants_write(&self) -> bool {
-        self.conn.wants_write()
+        !self.outgoing.is_empty()
+    }
+
+    /// Returns the bytes the layer's own buffers hold allocated: zero on
+    /// an idle connection.
+    #[cfg(test)]
+    fn buffered_capacity(&self) -> usize {
+        self.incoming.capacity() + self.plaintext.capacity() + self.outgoing.capacity()
     }
 
     /// Queues the server's close_notify, once.
     pub(crate) fn close(&mut self) {
         if !self.closing {
             self.closing = true;
-            self.conn.send_close_notify();
+            // A connection already failed has its alert queued instead.
+            let _ = self.drive(Send::CloseNotify);
         }
     }
 
-    /// Sends rustls's records to the socket while it takes them, then
+    /// Sends the layer's records to the socket while it takes them, then
     /// encrypts more of `pending` (a record at a time) and goes on.
     /// Plaintext is held back during the handshake and after the
     /// close_notify. Returns the number of bytes the socket took.
@@ -144,11 +211,13 @@ impl TlsLayer {
     ) -> io::Result<usize> {
         let mut written = 0;
         loop {
-            while self.conn.wants_write() {
-                let sent = self.conn.write_tls(&mut SocketWriter { readiness, stream });
+            while !self.outgoing.is_empty() {
+                let sent = SocketWriter { readiness, stream }.write(&self.outgoing);
                 match sent {
-                    Ok(0) => return Ok(written),
-                    Ok(n) => written += n,
+                    Ok(n) => {
+                        written += n;
+                        take_front(&mut self.outgoing, n);
+                    }
                     Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                         return Ok(written);
                     }
@@ -160,16 +229,244 @@ impl TlsLayer {
             if bytes.is_empty() || self.conn.is_handshaking() || self.closing {
                 return Ok(written);
             }
+            let record = &bytes[..bytes.len().min(RECORD)];
             let taken = self
-                .conn
-                .writer()
-                .write(&bytes[..bytes.len().min(RECORD)])?;
+                .drive(Send::Plaintext(record))
+                .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
             if taken == 0 {
                 return Ok(written);
             }
             pending.consume(taken);
             self.in_flight = taken;
         }
+    }
+
+    /// Runs rustls over the ciphertext held until it needs more: keeps the
+    /// plaintext it decrypts and the records it encodes, and once it may
+    /// send application data, encrypts `send` into `outgoing`. Returns the
+    /// plaintext bytes encrypted. On an error, the alert rustls queued is
+    /// encoded first.
+    fn drive(&mut self, mut send: Send<'_>) -> Result<usize, rustls::Error> {
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
+        let mut encrypted = 0;
+        loop {
+            SNI_SEEN.with_borrow_mut(Option::take);
+            let UnbufferedStatus { discard, state } =
+                self.conn.process_tls_records(&mut self.incoming);
+            let mut waits = false;
+            let step = match state {
+                Err(error) => Err(error),
+                Ok(ConnectionState::ReadTraffic(mut traffic)) => {
+                    let mut result = Ok(());
+                    while let Some(record) = traffic.next_record() {
+                        match record {
+                            Ok(record) => self.plaintext.extend_from_slice(record.payload),
+                            Err(error) => {
+                                result = Err(error);
+                                break;
+                            }
+                        }
+                    }
+                    result
+                }
+                // Early data is off unless the config asks; unread, as the
+                // buffered connection's reader leaves it.
+                Ok(ConnectionState::ReadEarlyData(mut early)) => {
+                    let mut result = Ok(());
+                    while let Some(record) = early.next_record() {
+                        if let Err(error) = record {
+                            result = Err(error);
+                            break;
+                        }
+                    }
+                    result
+                }
+                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                    append_with(&mut self.outgoing, 0, |buffer| {
+                        sorted(encode.encode(buffer))
+                    })
+                    .map(drop)
+                }
+                // The records are in `outgoing`: `flush` sends them.
+                Ok(ConnectionState::TransmitTlsData(transmit)) => {
+                    transmit.done();
+                    Ok(())
+                }
+                Ok(ConnectionState::PeerClosed) => {
+                    self.peer_closed = true;
+                    Ok(())
+                }
+                Ok(ConnectionState::WriteTraffic(mut traffic)) => {
+                    waits = true;
+                    match std::mem::replace(&mut send, Send::Nothing) {
+                        Send::Nothing => Ok(()),
+                        Send::Plaintext(bytes) => append_with(
+                            &mut self.outgoing,
+                            bytes.len() + RECORD_OVERHEAD,
+                            |buffer| sorted(traffic.encrypt(bytes, buffer)),
+                        )
+                        .map(|_| encrypted = bytes.len()),
+                        Send::CloseNotify => {
+                            append_with(&mut self.outgoing, RECORD_OVERHEAD, |buffer| {
+                                sorted(traffic.queue_close_notify(buffer))
+                            })
+                            .map(drop)
+                        }
+                    }
+                }
+                Ok(_) => {
+                    waits = true;
+                    Ok(())
+                }
+            };
+            if self.sni.is_none() {
+                self.sni = SNI_SEEN.with_borrow_mut(Option::take);
+            }
+            take_front(&mut self.incoming, discard);
+            // A partial record should not pin the whole read it came in.
+            if self.incoming.capacity() > 2 * self.incoming.len() {
+                self.incoming.shrink_to_fit();
+            }
+            if self.peer_closed {
+                // Nothing after the close_notify is read.
+                self.incoming = Vec::new();
+            }
+            if let Err(error) = step {
+                self.fail(&error);
+                return Err(error);
+            }
+            if waits {
+                return Ok(encrypted);
+            }
+        }
+    }
+
+    /// Ends the connection's use after `error`: encodes the alert rustls
+    /// queued, and reads nothing more (rustls must not see the bad input
+    /// twice: it would queue a second fatal alert).
+    fn fail(&mut self, error: &rustls::Error) {
+        self.failed = Some(error.clone());
+        self.incoming = Vec::new();
+        self.plaintext = Vec::new();
+        while self.conn.wants_write() {
+            let status = self.conn.process_tls_records(&mut []);
+            let Ok(ConnectionState::EncodeTlsData(mut encode)) = status.state else {
+                break;
+            };
+            let encoded = append_with(&mut self.outgoing, 0, |buffer| {
+                sorted(encode.encode(buffer))
+            });
+            if encoded.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// Removes `n` bytes from the front of `buffer`, freeing it once empty.
+fn take_front(buffer: &mut Vec<u8>, n: usize) {
+    if n >= buffer.len() {
+        *buffer = Vec::new();
+    } else {
+        buffer.drain(..n);
+    }
+}
+
+/// Appends what `write` puts in a slice at the end of `buffer`, `guess`
+/// bytes long at first; `write` answers `Err(required)` when the slice is
+/// too short, and is then called once more with `required` bytes.
+fn append_with(
+    buffer: &mut Vec<u8>,
+    guess: usize,
+    mut write: impl FnMut(&mut [u8]) -> Result<Result<usize, rustls::Error>, usize>,
+) -> Result<usize, rustls::Error> {
+    let start = buffer.len();
+    let mut size = guess;
+    for _ in 0..2 {
+        buffer.resize(start + size, 0);
+        match write(&mut buffer[start..]) {
+            Ok(result) => {
+                let n = result.as_ref().map_or(0, |n| *n);
+                buffer.truncate(start + n);
+                if buffer.is_empty() {
+                    *buffer = Vec::new();
+                }
+                return result;
+            }
+            Err(required) => size = required,
+        }
+    }
+    buffer.truncate(start);
+    Err(rustls::Error::General(
+        "a TLS record outgrew the size rustls asked for".into(),
+    ))
+}
+
+/// An error of rustls's encoding or encryption, which may ask for room.
+trait NeedsRoom: std::fmt::Display {
+    /// Returns the bytes needed, when the slice was too short.
+    fn required(&self) -> Option<usize>;
+}
+
+impl NeedsRoom for EncodeError {
+    fn required(&self) -> Option<usize> {
+        match self {
+            Self::InsufficientSize(size) => Some(size.required_size),
+            _ => None,
+        }
+    }
+}
+
+impl NeedsRoom for EncryptError {
+    fn required(&self) -> Option<usize> {
+        match self {
+            Self::InsufficientSize(size) => Some(size.required_size),
+            _ => None,
+        }
+    }
+}
+
+/// Sorts an encoding's or encryption's outcome for [`append_with`].
+fn sorted<E: NeedsRoom>(result: Result<usize, E>) -> Result<Result<usize, rustls::Error>, usize> {
+    match result {
+        Ok(n) => Ok(Ok(n)),
+        Err(error) => match error.required() {
+            Some(required) => Err(required),
+            None => Ok(Err(rustls::Error::General(error.to_string()))),
+        },
+    }
+}
+
+thread_local! {
+    /// The server name of the last ClientHello this thread's rustls saw:
+    /// the unbuffered connection does not tell it, the certificate resolver
+    /// does, inside the call that processes the ClientHello.
+    static SNI_SEEN: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Returns `config` with a certificate resolver that notes the SNI for the
+/// connection being served, then resolves as `config` does.
+pub(crate) fn recording_sni(config: &Arc<ServerConfig>) -> Arc<ServerConfig> {
+    let mut recording = ServerConfig::clone(config);
+    recording.cert_resolver = Arc::new(SniRecorder(Arc::clone(&config.cert_resolver)));
+    Arc::new(recording)
+}
+
+/// A certificate resolver that notes the ClientHello's server name.
+#[derive(Debug)]
+struct SniRecorder(Arc<dyn ResolvesServerCert>);
+
+impl ResolvesServerCert for SniRecorder {
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let name = client_hello.server_name().map(str::to_owned);
+        SNI_SEEN.with_borrow_mut(|seen| *seen = name);
+        self.0.resolve(client_hello)
+    }
+
+    fn only_raw_public_keys(&self) -> bool {
+        self.0.only_raw_public_keys()
     }
 }
 
@@ -200,5 +497,129 @@ impl<W: Write> Write for SocketWriter<'_, W> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use rustls::{ClientConfig, ClientConnection, RootCertStore};
+    use std::io::Read;
+
+    /// A layer and a client under one self-signed certificate.
+    fn pair() -> (TlsLayer, ClientConnection) {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let der: CertificateDer<'static> = certified.cert.der().clone();
+        let key = PrivateKeyDer::try_from(certified.signing_key.serialize_der()).unwrap();
+        let server = ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![der.clone()], key)
+            .unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(der).unwrap();
+        let client = ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let layer = TlsLayer::new(recording_sni(&Arc::new(server))).unwrap();
+        let client =
+            ClientConnection::new(Arc::new(client), "localhost".try_into().unwrap()).unwrap();
+        (layer, client)
+    }
+
+    /// Moves the client's records to the layer and the layer's to the
+    /// client, `rounds` times.
+    fn exchange(layer: &mut TlsLayer, client: &mut ClientConnection, rounds: usize) {
+        for _ in 0..rounds {
+            let mut records = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut records).unwrap();
+            }
+            if !records.is_empty() {
+                assert!(layer.receive(&mut &records[..]).unwrap());
+            }
+            let sent = std::mem::take(&mut layer.outgoing);
+            if !sent.is_empty() {
+                client.read_tls(&mut &sent[..]).unwrap();
+                client.process_new_packets().unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn an_idle_connection_holds_no_buffer_after_its_handshake_and_an_exchange() {
+        let (mut layer, mut client) = pair();
+        exchange(&mut layer, &mut client, 4);
+        assert!(!layer.is_handshaking() && !client.is_handshaking());
+        assert_eq!(
+            layer.transport(),
+            Transport::Tls {
+                version: ProtocolVersion::TLSv1_3,
+                sni: Some("localhost".into()),
+            }
+        );
+
+        client.writer().write_all(b"hello").unwrap();
+        exchange(&mut layer, &mut client, 1);
+        let mut buffer = [0; 64];
+        assert_eq!(layer.plaintext(&mut buffer), Plaintext::Data(5));
+        assert_eq!(&buffer[..5], b"hello");
+        assert_eq!(layer.plaintext(&mut buffer), Plaintext::Nothing);
+        assert_eq!(layer.drive(Send::Plaintext(b"HELLO")).unwrap(), 5);
+        exchange(&mut layer, &mut client, 1);
+        let mut answer = [0; 5];
+        client.reader().read_exact(&mut answer).unwrap();
+        assert_eq!(&answer, b"HELLO");
+
+        assert_eq!(layer.buffered_capacity(), 0, "idle buffers stay allocated");
+    }
+
+    #[test]
+    fn a_close_notify_reads_as_closed_and_a_bare_end_as_truncated() {
+        let (mut layer, mut client) = pair();
+        exchange(&mut layer, &mut client, 4);
+        client.send_close_notify();
+        exchange(&mut layer, &mut client, 1);
+        let mut buffer = [0; 64];
+        assert_eq!(layer.plaintext(&mut buffer), Plaintext::Closed);
+        assert!(
+            !layer.receive(&mut &b"more"[..]).unwrap(),
+            "taken after close_notify"
+        );
+
+        let (mut layer, mut client) = pair();
+        exchange(&mut layer, &mut client, 4);
+        assert!(layer.receive(&mut &b""[..]).unwrap());
+        assert_eq!(layer.plaintext(&mut buffer), Plaintext::Truncated);
+    }
+
+    #[test]
+    fn a_handshake_message_too_large_to_hold_is_an_error_not_a_growing_buffer() {
+        let (mut layer, _) = pair();
+        // A ClientHello announcing 1 MiB, then record after record of it.
+        let mut first = vec![0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0x10, 0x00, 0x00];
+        first.resize(5 + 0x4000, 0);
+        let mut more = vec![0x16, 0x03, 0x01, 0x40, 0x00];
+        more.resize(5 + 0x4000, 0);
+        let mut outcome = layer.receive(&mut &first[..]);
+        for _ in 0..64 {
+            if outcome.is_err() {
+                break;
+            }
+            assert!(layer.buffered_capacity() <= 2 * MAX_INCOMING);
+            outcome = layer.receive(&mut &more[..]);
+        }
+        assert!(outcome.is_err(), "1 MiB of one handshake message taken");
+    }
+
+    #[test]
+    fn bad_records_are_an_error_with_an_alert_queued() {
+        let (mut layer, mut client) = pair();
+        exchange(&mut layer, &mut client, 4);
+        // An application-data record whose content cannot authenticate.
+        let forged = [0x17, 0x03, 0x03, 0x00, 0x20].into_iter().chain([0xAA; 32]);
+        let forged: Vec<u8> = forged.collect();
+        assert!(layer.receive(&mut &forged[..]).is_err());
+        assert!(layer.wants_write(), "the alert is queued");
     }
 }

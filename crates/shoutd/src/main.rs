@@ -35,7 +35,8 @@ Examples:
                                           UDP only if asked too)
   shoutd --tls 127.0.0.1:0                TLS with a self-signed certificate for
                                           localhost, 127.0.0.1 and ::1, written to
-                                          a file named on stderr (--cert-out FILE)
+                                          a file named on stderr and removed at
+                                          exit (--cert-out FILE: kept)
   RUST_LOG=debug shoutd                   log every connection
 
 On start-up shoutd prints one line per socket to stdout, e.g.
@@ -83,8 +84,9 @@ struct Args {
     #[arg(long, value_name = "FILE", requires = "cert")]
     key: Option<PathBuf>,
 
-    /// Where to write a generated certificate (default:
-    /// $XDG_RUNTIME_DIR/shoutd-PID.pem, or the temporary directory).
+    /// Where to write a generated certificate, kept at exit (default:
+    /// $XDG_RUNTIME_DIR/shoutd-PID.pem, or the temporary directory, removed
+    /// at exit but not after a SIGKILL).
     #[arg(long, value_name = "FILE", conflicts_with = "cert")]
     cert_out: Option<PathBuf>,
 
@@ -159,6 +161,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let _generated_certificate = tls::RemoveGenerated;
     init_logging(args.verbose, args.quiet);
     let passed = match activation::PassedSockets::take() {
         Ok(passed) => passed,
@@ -375,6 +378,7 @@ fn stop_on_signals(handle: Handle) -> std::io::Result<()> {
             for signal in signals.forever() {
                 if handle.is_shutting_down() {
                     log::warn!("second signal ({signal}): exiting without finishing the drain");
+                    tls::remove_generated();
                     std::process::exit(i32::from(EXIT_RUNTIME));
                 }
                 log::info!("signal {signal}: stopping gracefully");

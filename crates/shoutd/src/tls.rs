@@ -1,6 +1,8 @@
 //! `--tls`: the server's certificate, loaded from `--cert`/`--key` (PEM), or
 //! generated at start as a self-signed certificate for localhost,
-//! 127.0.0.1 and ::1, written to a file a client can trust (`--ca`).
+//! 127.0.0.1 and ::1, written to a file a client can trust (`--ca`). A file
+//! written to the default path is removed at exit ([`RemoveGenerated`]);
+//! one written to `--cert-out` stays.
 //!
 //! This module only builds the `rustls::ServerConfig` (rustls's safe
 //! defaults: TLS 1.3 and 1.2, no ALPN, no client certificates); serving it is
@@ -10,7 +12,7 @@ use shout_server::rustls::pki_types::pem::PemObject;
 use shout_server::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use shout_server::rustls::{self, ServerConfig};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The names a generated certificate is good for.
 const SELF_SIGNED_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
@@ -67,6 +69,11 @@ pub(crate) fn self_signed(out: Option<&Path>) -> Result<SelfSigned, String> {
     let path = out.map_or_else(default_cert_path, Path::to_path_buf);
     std::fs::write(&path, certified.cert.pem())
         .map_err(|error| format!("{}: cannot write the certificate: {error}", path.display()))?;
+    if out.is_none() {
+        *GENERATED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(path.clone());
+    }
     let der = certified.cert.der().clone();
     let fingerprint = fingerprint(&der);
     let key = PrivateKeyDer::try_from(certified.signing_key.serialize_der())
@@ -80,6 +87,39 @@ pub(crate) fn self_signed(out: Option<&Path>) -> Result<SelfSigned, String> {
         path,
         fingerprint,
     })
+}
+
+/// The certificate file written to the default path, to remove at exit.
+static GENERATED: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Removes the certificate file written to the default path, if any; a
+/// `--cert-out` file is the user's and stays. Safe to call more than once
+/// and from any thread (the signal thread calls it before an immediate
+/// exit).
+pub(crate) fn remove_generated() {
+    let taken = GENERATED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take();
+    if let Some(path) = taken
+        && let Err(error) = std::fs::remove_file(&path)
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        eprintln!(
+            "shoutd: {}: cannot remove the certificate: {error}",
+            path.display()
+        );
+    }
+}
+
+/// Removes the generated certificate file when dropped: held by `main`, so
+/// the file goes on every return from it, and on a panic's unwinding.
+pub(crate) struct RemoveGenerated;
+
+impl Drop for RemoveGenerated {
+    fn drop(&mut self) {
+        remove_generated();
+    }
 }
 
 /// Returns where a generated certificate goes without `--cert-out`:

@@ -201,7 +201,7 @@ impl<S: StreamService> Streams<S> {
             } else {
                 vec![0; limits.read_buffer_size].into_boxed_slice()
             },
-            tls: limits.tls.clone(),
+            tls: limits.tls.iter().map(crate::tls::recording_sni).collect(),
             first_tls_listener: limits.first_tls_listener,
             handshake_timeout: limits.handshake_timeout,
             proxy: limits.proxy.clone(),

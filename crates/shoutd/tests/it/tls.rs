@@ -1,5 +1,6 @@
 //! `shoutd --tls`: the self-signed default a client can trust with no other
-//! step, and certificates that do not load or match (exit 2, the file named).
+//! step, where its file lives and when it goes, and certificates that do not
+//! load or match (exit 2, the file named).
 
 use crate::support::*;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
@@ -52,6 +53,55 @@ fn the_self_signed_default_is_named_on_stderr_and_a_client_trusting_it_connects(
     tls.read_exact(&mut answer).unwrap();
     assert_eq!(answer, "ÜBER TLS\n".as_bytes());
     drop(tls);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Starts `shoutd --tls 127.0.0.1:0` with `extra` arguments and
+/// `XDG_RUNTIME_DIR` at `runtime_dir`; returns it once its self-signed line
+/// is on stderr, with the file that line names.
+fn start_self_signed(runtime_dir: &std::path::Path, extra: &[&str]) -> (Shoutd, String) {
+    let shoutd = Shoutd::start_with(
+        Command::new(env!("CARGO_BIN_EXE_shoutd"))
+            .args(["--tls", "127.0.0.1:0"])
+            .args(extra)
+            .env("XDG_RUNTIME_DIR", runtime_dir),
+    );
+    wait_until("the self-signed certificate's line on stderr", || {
+        shoutd.stderr_so_far().contains("self-signed certificate")
+    });
+    let (path, _) = self_signed_line(&shoutd.stderr_so_far());
+    (shoutd, path)
+}
+
+#[test]
+fn a_generated_certificate_file_is_removed_at_a_graceful_stop_but_a_cert_out_file_stays() {
+    let dir = std::env::temp_dir().join(format!("shoutd-tls-cleanup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let (shoutd, path) = start_self_signed(&dir, &[]);
+    assert!(
+        path.starts_with(dir.to_str().unwrap()),
+        "{path} not in $XDG_RUNTIME_DIR"
+    );
+    assert!(
+        std::path::Path::new(&path).is_file(),
+        "{path} while running"
+    );
+    shoutd.signal(libc::SIGTERM);
+    let (status, stderr) = shoutd.wait();
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(
+        !std::path::Path::new(&path).exists(),
+        "{path} left after SIGTERM"
+    );
+
+    let chosen = dir.join("chosen.pem");
+    let (shoutd, path) = start_self_signed(&dir, &["--cert-out", chosen.to_str().unwrap()]);
+    assert_eq!(path, chosen.to_str().unwrap());
+    shoutd.signal(libc::SIGTERM);
+    let (status, stderr) = shoutd.wait();
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(chosen.is_file(), "the --cert-out file must stay");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
