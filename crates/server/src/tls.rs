@@ -2,11 +2,14 @@
 //! `UnbufferedServerConnection` between the socket and the service, so the
 //! same [`StreamService`] runs over plain TCP or TLS.
 //!
-//! The layer owns its buffers, and each is freed the moment it is empty:
-//! ciphertext read and not yet processed (a partial record), plaintext
-//! decrypted and not yet taken by the service, and records encoded and not
-//! yet taken by the socket. An idle connection after its handshake holds
-//! none of them, only rustls's state (keys, the session's parameters).
+//! The layer owns its buffers, and each is given up the moment it is
+//! empty: ciphertext read and not yet processed (a partial record),
+//! plaintext decrypted and not yet taken by the service, and records
+//! encoded and not yet taken by the socket. An idle connection after its
+//! handshake holds none of them, only rustls's state (keys, the session's
+//! parameters). A buffer given up goes to the worker thread's few spares
+//! (at most [`SPARE_BUFFERS`]), so busy connections take their next buffer
+//! there rather than from the allocator on every read and reply.
 //! The service's output waits in the connection's own pending buffer and is
 //! encrypted a record at a time, only once the socket took every record
 //! before it, so the bytes the layer holds stay small and are counted as
@@ -150,6 +153,9 @@ impl TlsLayer {
             self.fail(&error);
             return Err(error);
         }
+        if self.incoming.capacity() == 0 {
+            self.incoming = lend();
+        }
         self.incoming.extend_from_slice(input);
         *input = &[];
         self.drive(Send::Nothing)?;
@@ -251,10 +257,15 @@ impl TlsLayer {
             return Err(error.clone());
         }
         let mut encrypted = 0;
-        loop {
+        // What rustls is done with is skipped here and removed once at the
+        // end: removing it after every record would move the rest of the
+        // read each time.
+        let mut processed = 0;
+        let outcome = loop {
             SNI_SEEN.with_borrow_mut(Option::take);
-            let UnbufferedStatus { discard, state } =
-                self.conn.process_tls_records(&mut self.incoming);
+            let UnbufferedStatus { discard, state } = self
+                .conn
+                .process_tls_records(&mut self.incoming[processed..]);
             let mut waits = false;
             let step = match state {
                 Err(error) => Err(error),
@@ -262,7 +273,12 @@ impl TlsLayer {
                     let mut result = Ok(());
                     while let Some(record) = traffic.next_record() {
                         match record {
-                            Ok(record) => self.plaintext.extend_from_slice(record.payload),
+                            Ok(record) => {
+                                if self.plaintext.capacity() == 0 {
+                                    self.plaintext = lend();
+                                }
+                                self.plaintext.extend_from_slice(record.payload);
+                            }
                             Err(error) => {
                                 result = Err(error);
                                 break;
@@ -324,23 +340,27 @@ impl TlsLayer {
             if self.sni.is_none() {
                 self.sni = SNI_SEEN.with_borrow_mut(Option::take);
             }
-            take_front(&mut self.incoming, discard);
-            // A partial record should not pin the whole read it came in.
-            if self.incoming.capacity() > 2 * self.incoming.len() {
-                self.incoming.shrink_to_fit();
-            }
+            processed += discard;
             if self.peer_closed {
                 // Nothing after the close_notify is read.
-                self.incoming = Vec::new();
+                processed = self.incoming.len();
             }
             if let Err(error) = step {
-                self.fail(&error);
-                return Err(error);
+                break Err(error);
             }
             if waits {
-                return Ok(encrypted);
+                break Ok(encrypted);
             }
+        };
+        take_front(&mut self.incoming, processed);
+        // A partial record should not pin the whole read it came in.
+        if self.incoming.capacity() > 2 * self.incoming.len() {
+            self.incoming.shrink_to_fit();
         }
+        if let Err(error) = &outcome {
+            self.fail(error);
+        }
+        outcome
     }
 
     /// Ends the connection's use after `error`: encodes the alert rustls
@@ -348,8 +368,8 @@ impl TlsLayer {
     /// twice: it would queue a second fatal alert).
     fn fail(&mut self, error: &rustls::Error) {
         self.failed = Some(error.clone());
-        self.incoming = Vec::new();
-        self.plaintext = Vec::new();
+        give_back(&mut self.incoming);
+        give_back(&mut self.plaintext);
         while self.conn.wants_write() {
             let status = self.conn.process_tls_records(&mut []);
             let Ok(ConnectionState::EncodeTlsData(mut encode)) = status.state else {
@@ -365,10 +385,10 @@ impl TlsLayer {
     }
 }
 
-/// Removes `n` bytes from the front of `buffer`, freeing it once empty.
+/// Removes `n` bytes from the front of `buffer`, giving it up once empty.
 fn take_front(buffer: &mut Vec<u8>, n: usize) {
     if n >= buffer.len() {
-        *buffer = Vec::new();
+        give_back(buffer);
     } else {
         buffer.drain(..n);
     }
@@ -382,6 +402,9 @@ fn append_with(
     guess: usize,
     mut write: impl FnMut(&mut [u8]) -> Result<Result<usize, rustls::Error>, usize>,
 ) -> Result<usize, rustls::Error> {
+    if buffer.capacity() == 0 {
+        *buffer = lend();
+    }
     let start = buffer.len();
     let mut size = guess;
     for _ in 0..2 {
@@ -391,7 +414,7 @@ fn append_with(
                 let n = result.as_ref().map_or(0, |n| *n);
                 buffer.truncate(start + n);
                 if buffer.is_empty() {
-                    *buffer = Vec::new();
+                    give_back(buffer);
                 }
                 return result;
             }
@@ -399,6 +422,9 @@ fn append_with(
         }
     }
     buffer.truncate(start);
+    if buffer.is_empty() {
+        give_back(buffer);
+    }
     Err(rustls::Error::General(
         "a TLS record outgrew the size rustls asked for".into(),
     ))
@@ -437,6 +463,46 @@ fn sorted<E: NeedsRoom>(result: Result<usize, E>) -> Result<Result<usize, rustls
             None => Ok(Err(rustls::Error::General(error.to_string()))),
         },
     }
+}
+
+/// The most spare buffers a worker thread keeps.
+pub(crate) const SPARE_BUFFERS: usize = 8;
+
+/// The capacity of a new buffer: a whole record with its overhead, so a
+/// buffer rarely grows.
+const LENT_CAPACITY: usize = RECORD + RECORD_OVERHEAD;
+
+/// The buffers worth keeping as spares: a smaller one would grow at once,
+/// a larger one came from an unusual burst.
+const SPARE_CAPACITY: std::ops::RangeInclusive<usize> = LENT_CAPACITY..=MAX_INCOMING + 64 * 1024;
+
+thread_local! {
+    /// Buffers connections of this thread's worker gave up, empty, for the
+    /// next connection that needs one. Each worker is one thread, so this
+    /// is the worker's own pool, with no lock.
+    static SPARES: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Returns an empty buffer: a spare if the thread has one.
+fn lend() -> Vec<u8> {
+    SPARES
+        .with_borrow_mut(Vec::pop)
+        .unwrap_or_else(|| Vec::with_capacity(LENT_CAPACITY))
+}
+
+/// Takes `buffer` from its owner, leaving it unallocated, and keeps it as
+/// a spare if there is room and it is worth keeping.
+fn give_back(buffer: &mut Vec<u8>) {
+    let mut spare = std::mem::take(buffer);
+    if !SPARE_CAPACITY.contains(&spare.capacity()) {
+        return;
+    }
+    spare.clear();
+    SPARES.with_borrow_mut(|spares| {
+        if spares.len() < SPARE_BUFFERS {
+            spares.push(spare);
+        }
+    });
 }
 
 thread_local! {
@@ -506,6 +572,25 @@ mod tests {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use rustls::{ClientConfig, ClientConnection, RootCertStore};
     use std::io::Read;
+
+    #[test]
+    fn a_worker_keeps_a_bounded_number_of_spare_buffers_of_useful_size() {
+        // Each test runs on its own thread, so its spares are its own.
+        for _ in 0..3 * SPARE_BUFFERS {
+            give_back(&mut Vec::with_capacity(LENT_CAPACITY));
+        }
+        give_back(&mut Vec::with_capacity(16));
+        give_back(&mut Vec::with_capacity(4 * MAX_INCOMING));
+        let capacities: Vec<usize> =
+            SPARES.with_borrow(|spares| spares.iter().map(Vec::capacity).collect());
+        assert_eq!(capacities, vec![LENT_CAPACITY; SPARE_BUFFERS]);
+        let mut buffer = lend();
+        assert!(buffer.is_empty() && buffer.capacity() >= LENT_CAPACITY);
+        buffer.extend_from_slice(b"abc");
+        give_back(&mut buffer);
+        assert_eq!(buffer.capacity(), 0, "the owner holds nothing after");
+        assert!(SPARES.with_borrow(|spares| spares.iter().all(Vec::is_empty)));
+    }
 
     /// A layer and a client under one self-signed certificate.
     fn pair() -> (TlsLayer, ClientConnection) {
