@@ -57,10 +57,11 @@ const MAX_INCOMING: usize = 256 * 1024;
 const RECORD_OVERHEAD: usize = 64;
 
 /// What [`TlsLayer::plaintext`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Plaintext {
-    /// `n` bytes of the client's data.
-    Data(usize),
+    /// The client's data, never empty: the caller owns the buffer and
+    /// hands it to [`recycle`] once done with it.
+    Data(Vec<u8>),
     /// Nothing more now.
     Nothing,
     /// The client's close_notify: its input is over, cleanly.
@@ -162,13 +163,12 @@ impl TlsLayer {
         Ok(true)
     }
 
-    /// Takes the next plaintext the client sent into `buffer`.
-    pub(crate) fn plaintext(&mut self, buffer: &mut [u8]) -> Plaintext {
+    /// Takes all the plaintext the client sent and rustls decrypted, in
+    /// the buffer it was decrypted to: the service reads it there, with no
+    /// copy.
+    pub(crate) fn plaintext(&mut self) -> Plaintext {
         if !self.plaintext.is_empty() {
-            let n = self.plaintext.len().min(buffer.len());
-            buffer[..n].copy_from_slice(&self.plaintext[..n]);
-            take_front(&mut self.plaintext, n);
-            return Plaintext::Data(n);
+            return Plaintext::Data(std::mem::take(&mut self.plaintext));
         }
         if self.peer_closed {
             Plaintext::Closed
@@ -262,7 +262,12 @@ impl TlsLayer {
         // read each time.
         let mut processed = 0;
         let outcome = loop {
-            SNI_SEEN.with_borrow_mut(Option::take);
+            // Only a ClientHello names a server; the thread-local is not
+            // touched once the handshake is done.
+            let handshaking = self.conn.is_handshaking();
+            if handshaking {
+                SNI_SEEN.with_borrow_mut(Option::take);
+            }
             let UnbufferedStatus { discard, state } = self
                 .conn
                 .process_tls_records(&mut self.incoming[processed..]);
@@ -337,7 +342,7 @@ impl TlsLayer {
                     Ok(())
                 }
             };
-            if self.sni.is_none() {
+            if handshaking && self.sni.is_none() {
                 self.sni = SNI_SEEN.with_borrow_mut(Option::take);
             }
             processed += discard;
@@ -493,7 +498,12 @@ fn lend() -> Vec<u8> {
 /// Takes `buffer` from its owner, leaving it unallocated, and keeps it as
 /// a spare if there is room and it is worth keeping.
 fn give_back(buffer: &mut Vec<u8>) {
-    let mut spare = std::mem::take(buffer);
+    recycle(std::mem::take(buffer));
+}
+
+/// Keeps `spare` for the next connection that needs a buffer, if there is
+/// room and it is worth keeping; frees it otherwise.
+pub(crate) fn recycle(mut spare: Vec<u8>) {
     if !SPARE_CAPACITY.contains(&spare.capacity()) {
         return;
     }
@@ -646,10 +656,8 @@ mod tests {
 
         client.writer().write_all(b"hello").unwrap();
         exchange(&mut layer, &mut client, 1);
-        let mut buffer = [0; 64];
-        assert_eq!(layer.plaintext(&mut buffer), Plaintext::Data(5));
-        assert_eq!(&buffer[..5], b"hello");
-        assert_eq!(layer.plaintext(&mut buffer), Plaintext::Nothing);
+        assert_eq!(layer.plaintext(), Plaintext::Data(b"hello".to_vec()));
+        assert_eq!(layer.plaintext(), Plaintext::Nothing);
         assert_eq!(layer.drive(Send::Plaintext(b"HELLO")).unwrap(), 5);
         exchange(&mut layer, &mut client, 1);
         let mut answer = [0; 5];
@@ -665,8 +673,7 @@ mod tests {
         exchange(&mut layer, &mut client, 4);
         client.send_close_notify();
         exchange(&mut layer, &mut client, 1);
-        let mut buffer = [0; 64];
-        assert_eq!(layer.plaintext(&mut buffer), Plaintext::Closed);
+        assert_eq!(layer.plaintext(), Plaintext::Closed);
         assert!(
             !layer.receive(&mut &b"more"[..]).unwrap(),
             "taken after close_notify"
@@ -675,7 +682,7 @@ mod tests {
         let (mut layer, mut client) = pair();
         exchange(&mut layer, &mut client, 4);
         assert!(layer.receive(&mut &b""[..]).unwrap());
-        assert_eq!(layer.plaintext(&mut buffer), Plaintext::Truncated);
+        assert_eq!(layer.plaintext(), Plaintext::Truncated);
     }
 
     #[test]

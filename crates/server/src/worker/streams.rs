@@ -157,8 +157,6 @@ pub(super) struct Streams<S: StreamService> {
     pub(super) service: Arc<S>,
     /// One read buffer for every connection of this worker.
     read_buffer: Box<[u8]>,
-    /// Where TLS plaintext goes between rustls and the service.
-    plain_buffer: Box<[u8]>,
     /// The TLS configs of the last listeners (see [`Limits::tls`]).
     tls: Vec<Arc<rustls::ServerConfig>>,
     first_tls_listener: usize,
@@ -196,11 +194,6 @@ impl<S: StreamService> Streams<S> {
             timers: TimerQueue::new(),
             service,
             read_buffer: vec![0; limits.read_buffer_size].into_boxed_slice(),
-            plain_buffer: if limits.tls.is_empty() {
-                Box::default()
-            } else {
-                vec![0; limits.read_buffer_size].into_boxed_slice()
-            },
             tls: limits.tls.iter().map(crate::tls::recording_sni).collect(),
             first_tls_listener: limits.first_tls_listener,
             handshake_timeout: limits.handshake_timeout,
@@ -478,7 +471,6 @@ impl<S: StreamService> Streams<S> {
             if connection.tls.is_some() {
                 let taken = &mut TlsInput {
                     ciphertext: data,
-                    plaintext: &mut self.plain_buffer,
                     scratch: &mut self.scratch,
                     timers: &mut self.timers,
                 };

@@ -12,13 +12,12 @@ use crate::connection::{Connection, Phase};
 use crate::handle::WorkerStats;
 use crate::service::{CloseCause, EndReason, StreamService};
 use crate::timer::TimerQueue;
-use crate::tls::Plaintext;
+use crate::tls::{Plaintext, recycle};
 
 /// What one read lends the TLS path.
 pub(super) struct TlsInput<'a> {
     /// What the read got; empty at the end of the TCP stream.
     pub(super) ciphertext: &'a [u8],
-    pub(super) plaintext: &'a mut [u8],
     pub(super) scratch: &'a mut Vec<u8>,
     pub(super) timers: &'a mut TimerQueue,
 }
@@ -99,24 +98,24 @@ fn deliver_plaintext<S: StreamService>(
             return Ok(false);
         }
         let tls = connection.tls.as_mut().expect("a TLS connection");
-        let found = tls.plaintext(input.plaintext);
-        let data = match found {
+        let data = match tls.plaintext() {
             Plaintext::Nothing => return Ok(false),
-            Plaintext::Data(n) => &input.plaintext[..n],
-            Plaintext::Closed | Plaintext::Truncated => &[][..],
+            Plaintext::Data(bytes) => bytes,
+            Plaintext::Closed => Vec::new(),
+            Plaintext::Truncated => {
+                WorkerStats::add(&stats.tls_truncated, 1);
+                log::info!(
+                    "{}: TLS stream truncated (TCP end without close_notify); answering what came",
+                    connection.info.peer
+                );
+                Vec::new()
+            }
         };
-        if found == Plaintext::Truncated {
-            WorkerStats::add(&stats.tls_truncated, 1);
-            log::info!(
-                "{}: TLS stream truncated (TCP end without close_notify); answering what came",
-                connection.info.peer
-            );
-        }
         let over = data.is_empty();
         if over {
             connection.input_ended = true;
         }
-        call_and_answer(
+        let answered = call_and_answer(
             connection,
             key,
             input.scratch,
@@ -127,10 +126,12 @@ fn deliver_plaintext<S: StreamService>(
                 if over {
                     service.end(session, conn, EndReason::ClientClosed);
                 } else {
-                    service.data(session, data, conn);
+                    service.data(session, &data, conn);
                 }
             },
-        )?;
+        );
+        recycle(data);
+        answered?;
         if over {
             return Ok(true);
         }
