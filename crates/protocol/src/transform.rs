@@ -176,7 +176,14 @@ pub fn uppercased_len(input: &[u8]) -> usize {
 /// time, and one plain map over the run converts it, which the compiler
 /// turns into vector instructions writing straight into the vector.
 fn uppercase_ascii_prefix(bytes: &[u8], out: &mut Vec<u8>) -> usize {
-    let run = ascii_prefix_len(bytes);
+    // Text that is all ASCII to its end (the usual request) is checked by
+    // std's vectorised scan. Otherwise that scan stops at the first
+    // non-ASCII byte, and the block scan below finds where.
+    let run = if bytes.is_ascii() {
+        bytes.len()
+    } else {
+        ascii_prefix_len(bytes)
+    };
     out.extend(bytes[..run].iter().map(u8::to_ascii_uppercase));
     run
 }

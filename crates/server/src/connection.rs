@@ -127,7 +127,10 @@ impl<Session> Connection<Session> {
             return self.flush();
         }
         let written = self.readiness.write(&mut self.stream, bytes)?;
-        self.output.push(&bytes[written..]);
+        // The usual answer goes out whole: no call to buffer nothing.
+        if written < bytes.len() {
+            self.output.push(&bytes[written..]);
+        }
         Ok(written)
     }
 

@@ -266,7 +266,9 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
     /// all when a source still has work or within the busy-poll window
     /// after the last event.
     fn poll_timeout(&self) -> Option<Duration> {
-        let busy = self.context.now.saturating_duration_since(self.last_event) < self.busy_poll;
+        // Without busy polling (the default) the clock arithmetic is skipped.
+        let busy = !self.busy_poll.is_zero()
+            && self.context.now.saturating_duration_since(self.last_event) < self.busy_poll;
         if !self.context.hot.is_empty() || busy {
             return Some(Duration::ZERO);
         }

@@ -168,6 +168,13 @@ pub(super) struct Streams<S: StreamService> {
     pub(super) scratch: Vec<u8>,
     pub(super) max_pending_output: usize,
     idle_timeout: Option<Duration>,
+    /// No connection's idle timeout ends before this: the deadline of the
+    /// connection idle longest when it was last computed. A lower bound
+    /// that needs no update per request, because the longest-idle
+    /// connection's last activity only ever moves later (it is touched and
+    /// goes to the tail, or closes, or the list was empty and the next one
+    /// is touched now). `None`: not known, look every turn.
+    idle_checked_until: Option<Instant>,
     slots: Arc<ConnectionSlots>,
     /// This worker's index, the top of its connections' ids.
     worker: usize,
@@ -201,6 +208,7 @@ impl<S: StreamService> Streams<S> {
             scratch: Vec::new(),
             max_pending_output: limits.max_pending_output,
             idle_timeout: limits.idle_timeout,
+            idle_checked_until: None,
             slots,
             worker,
             next_serial: 0,
@@ -241,10 +249,13 @@ impl<S: StreamService> Streams<S> {
         }
     }
 
-    /// When the connection idle longest times out, if a timeout is set.
+    /// When the connection idle longest times out, if a timeout is set, or
+    /// an earlier time (see [`Self::idle_checked_until`]): waking then
+    /// finds nothing expired and learns the exact deadline.
     pub(super) fn next_idle_deadline(&self) -> Option<Instant> {
-        self.idle_timeout
-            .and_then(|timeout| self.idle.next_deadline(timeout))
+        let timeout = self.idle_timeout?;
+        self.idle_checked_until
+            .or_else(|| self.idle.next_deadline(timeout))
     }
 
     /// When the next service timer is due.
@@ -601,10 +612,19 @@ impl<S: StreamService> Streams<S> {
     }
 
     /// Closes the connections idle for longer than the idle timeout.
+    ///
+    /// Runs every turn, so it looks at the list only once the earliest
+    /// possible deadline has come: one comparison per turn.
     pub(super) fn expire_idle(&mut self, registry: &Registry, context: &mut Context) {
         let Some(timeout) = self.idle_timeout else {
             return;
         };
+        if self
+            .idle_checked_until
+            .is_some_and(|until| context.now < until)
+        {
+            return;
+        }
         while let Some(key) = self.idle.expired(context.now, timeout) {
             log::debug!(
                 "{}: idle for {timeout:?}, closing",
@@ -612,11 +632,20 @@ impl<S: StreamService> Streams<S> {
             );
             self.close(key, CloseCause::IdleTimeout, registry, context);
         }
+        self.idle_checked_until = self.idle.next_deadline(timeout);
     }
 
     /// Calls the service for every timer due, on connections still serving.
     /// A timer set for now by one of these calls is due next turn.
     pub(super) fn fire_timers(&mut self, registry: &Registry, context: &mut Context) {
+        // The usual turn: no timer due, one comparison.
+        if self
+            .timers
+            .next_deadline()
+            .is_none_or(|next| next > context.now)
+        {
+            return;
+        }
         let mut due = std::mem::take(&mut self.due);
         due.extend(std::iter::from_fn(|| self.timers.expired(context.now)));
         for &key in &due {

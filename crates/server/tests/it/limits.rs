@@ -27,6 +27,39 @@ fn idle_connections_are_closed_and_active_ones_kept() {
 }
 
 #[test]
+fn an_idle_connection_on_a_quiet_server_times_out_on_time_after_another_closed() {
+    // The loop keeps a lower bound of the next idle deadline instead of
+    // looking at the list every turn. A connection that closes leaves its
+    // deadline behind as that bound; the next one must still time out at
+    // its own deadline, neither skipped (the loop sleeping past it) nor
+    // early, with no other traffic to wake the loop.
+    let idle_timeout = Duration::from_millis(400);
+    let server = start(|b| b.idle_timeout(Some(idle_timeout)));
+    let mut first = connect(server.tcp());
+    round_trip(&mut first, "first\n");
+    drop(first);
+    wait_until("the first to close", || {
+        server.handle.stats().connections_closed == 1
+    });
+    std::thread::sleep(idle_timeout / 4);
+    let connecting = Instant::now();
+    let mut idle = connect(server.tcp());
+    let mut buf = [0; 1];
+    assert_eq!(
+        idle.read(&mut buf).unwrap(),
+        0,
+        "the idle connection closes"
+    );
+    assert!(
+        connecting.elapsed() >= idle_timeout,
+        "closed after {:?}, before the idle timeout",
+        connecting.elapsed()
+    );
+    let stats = server.handle.stats();
+    assert_eq!((stats.idle_timeouts, stats.closed_by_client), (1, 1));
+}
+
+#[test]
 fn at_the_connection_limit_new_clients_wait_until_one_closes() {
     let server = start(|b| b.max_connections(3));
     let mut open: Vec<_> = (0..3).map(|_| connect(server.tcp())).collect();
