@@ -55,6 +55,11 @@ fn an_idle_connection_on_a_quiet_server_times_out_on_time_after_another_closed()
         "closed after {:?}, before the idle timeout",
         connecting.elapsed()
     );
+    // The worker counts the close just after it closes the socket, so the
+    // client can see the end first.
+    wait_until("the idle timeout to be counted", || {
+        server.handle.stats().idle_timeouts == 1
+    });
     let stats = server.handle.stats();
     assert_eq!((stats.idle_timeouts, stats.closed_by_client), (1, 1));
 }
