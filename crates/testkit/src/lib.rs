@@ -1,6 +1,7 @@
 //! Test support shared by every shout test suite and by `cargo xtask e2e`:
-//! bounded waits, the machine-wide lock of heavy tests, and server processes
-//! started on port 0 whose `listening PROTO ADDR` lines are read back.
+//! bounded waits, the machine-wide lock of heavy tests, server processes
+//! started on port 0 whose `listening PROTO ADDR` lines are read back, and
+//! PROXY protocol headers.
 //!
 //! It is for tests only, and knows nothing of shout's libraries: a server
 //! process is any program that keeps shoutd's start-up contract, so the same
@@ -28,6 +29,7 @@ mod announce;
 mod limits;
 mod lock;
 mod process;
+mod proxy;
 mod stream;
 mod text;
 
@@ -35,6 +37,7 @@ pub use announce::{Listening, ParseListeningError};
 pub use limits::{ensure_descriptor_limit, small_datagrams_that_fit};
 pub use lock::{HeavyTest, heavy_test};
 pub use process::{ServerProcess, join_within};
+pub use proxy::proxy_v2_header;
 pub use stream::{
     PUSHBACK_QUIET, assert_closed_unanswered, connect, expect_periodic, read_exactly, read_to_end,
     round_trip, send_periodic, send_until_pushed_back, set_linger_zero,

@@ -287,22 +287,7 @@ pub(super) fn note_header_timeout<Session>(connection: &Connection<Session>, sta
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn v2_header(command: v2::Command, source: &str) -> Vec<u8> {
-        let source: SocketAddr = source.parse().unwrap();
-        let destination: SocketAddr = if source.is_ipv4() {
-            "127.0.0.1:4000".parse().unwrap()
-        } else {
-            "[::1]:4000".parse().unwrap()
-        };
-        v2::Builder::with_addresses(
-            v2::Version::Two | command,
-            v2::Protocol::Stream,
-            (source, destination),
-        )
-        .build()
-        .unwrap()
-    }
+    use shout_testkit::proxy_v2_header;
 
     #[test]
     fn a_v1_header_gives_its_source_and_length() {
@@ -323,7 +308,7 @@ mod tests {
 
     #[test]
     fn a_v2_header_gives_its_source_and_a_local_one_none() {
-        let header = v2_header(v2::Command::Proxy, "[2001:db8::9]:7000");
+        let header = proxy_v2_header(v2::Command::Proxy, "[2001:db8::9]:7000");
         assert_eq!(
             parse(&header),
             Parsed::Complete {
@@ -334,7 +319,7 @@ mod tests {
         for cut in 0..header.len() {
             assert_eq!(parse(&header[..cut]), Parsed::Incomplete, "cut at {cut}");
         }
-        let local = v2_header(v2::Command::Local, "192.0.2.7:5555");
+        let local = proxy_v2_header(v2::Command::Local, "192.0.2.7:5555");
         assert!(matches!(
             parse(&local),
             Parsed::Complete {

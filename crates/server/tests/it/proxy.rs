@@ -9,6 +9,7 @@ use crate::tls::{configs, read_line};
 use ppp::v2;
 use shout_server::rustls::{self, ClientConnection, StreamOwned};
 use shout_server::{ConnectionContext, IpPrefix, ServerBuilder, StreamService, Transport};
+use shout_testkit::proxy_v2_header;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -64,22 +65,6 @@ fn v1(source: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-fn v2(command: v2::Command, source: &str) -> Vec<u8> {
-    let source: SocketAddr = source.parse().unwrap();
-    let destination: SocketAddr = if source.is_ipv4() {
-        "127.0.0.1:4000".parse().unwrap()
-    } else {
-        "[::1]:4000".parse().unwrap()
-    };
-    v2::Builder::with_addresses(
-        v2::Version::Two | command,
-        v2::Protocol::Stream,
-        (source, destination),
-    )
-    .build()
-    .unwrap()
-}
-
 /// Writes `bytes` one at a time, each its own segment.
 fn trickle(stream: &mut TcpStream, bytes: &[u8]) {
     for byte in bytes {
@@ -105,11 +90,11 @@ fn v1_and_v2_headers_split_into_single_bytes_name_the_client() {
     for (header, client) in [
         (v1("192.0.2.7:5555"), "192.0.2.7:5555"),
         (
-            v2(v2::Command::Proxy, "198.51.100.9:6000"),
+            proxy_v2_header(v2::Command::Proxy, "198.51.100.9:6000"),
             "198.51.100.9:6000",
         ),
         (
-            v2(v2::Command::Proxy, "[2001:db8::9]:7000"),
+            proxy_v2_header(v2::Command::Proxy, "[2001:db8::9]:7000"),
             "[2001:db8::9]:7000",
         ),
     ] {
@@ -136,7 +121,7 @@ fn a_local_header_keeps_the_sockets_peer() {
     let mut stream = connect(server.tcp());
     let own = stream.local_addr().unwrap();
     stream
-        .write_all(&v2(v2::Command::Local, "192.0.2.7:5555"))
+        .write_all(&proxy_v2_header(v2::Command::Local, "192.0.2.7:5555"))
         .unwrap();
     assert_eq!(read_line(&mut stream), format!("{own} tls=false\n"));
     round_trip(&mut stream, "ok\n");
@@ -232,7 +217,10 @@ fn over_tls_the_header_comes_before_the_handshake() {
         .tls(loopback(), server_config)
         .proxy_protocol(IpPrefix::loopback()));
     let mut tcp = connect(server.handle.tls_addrs()[0]);
-    trickle(&mut tcp, &v2(v2::Command::Proxy, "203.0.113.5:4433"));
+    trickle(
+        &mut tcp,
+        &proxy_v2_header(v2::Command::Proxy, "203.0.113.5:4433"),
+    );
     let conn = ClientConnection::new(client_config, "localhost".try_into().unwrap()).unwrap();
     let mut tls = StreamOwned::new(conn, tcp);
     assert_eq!(read_line(&mut tls), "203.0.113.5:4433 tls=true\n");
