@@ -358,9 +358,12 @@ impl TlsLayer {
             }
         };
         take_front(&mut self.incoming, processed);
-        // A partial record should not pin the whole read it came in.
-        if self.incoming.capacity() > 2 * self.incoming.len() {
-            self.incoming.shrink_to_fit();
+        // A partial record should not pin the whole read it came in: it
+        // moves to a buffer of its own size, and the large one goes back
+        // to the spares instead of being shrunk out of their use.
+        if !self.incoming.is_empty() && self.incoming.capacity() > 2 * self.incoming.len() {
+            let partial = self.incoming.clone();
+            recycle(std::mem::replace(&mut self.incoming, partial));
         }
         if let Err(error) = &outcome {
             self.fail(error);
