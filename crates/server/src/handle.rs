@@ -39,6 +39,8 @@ pub(crate) struct WorkerStats {
     pub(crate) datagrams_send_failed: AtomicU64,
     pub(crate) datagrams_rate_limited: AtomicU64,
     pub(crate) datagrams_unsent_at_stop: AtomicU64,
+    pub(crate) datagrams_from_server_port: AtomicU64,
+    pub(crate) datagrams_from_reserved_port: AtomicU64,
     pub(crate) loop_turns: AtomicU64,
     pub(crate) turn_durations: [AtomicU64; TURN_BUCKETS],
     pub(crate) tls_handshakes_completed: AtomicU64,
@@ -150,6 +152,14 @@ pub struct Stats {
     pub datagrams_rate_limited: u64,
     /// Replies still queued when the server stopped.
     pub datagrams_unsent_at_stop: u64,
+    /// Datagrams not answered because their source port is one a server of
+    /// this protocol answers on (this server's, or 12000): the answer could
+    /// start an endless loop between two servers.
+    pub datagrams_from_server_port: u64,
+    /// Datagrams not answered because their source port is a well-known
+    /// port (below 1024) or a known reflecting service's (SSDP, mDNS,
+    /// memcached and the like): no client sends from one.
+    pub datagrams_from_reserved_port: u64,
     /// Turns of the event loop: one per wake-up.
     pub loop_turns: u64,
     /// Turns by how long their work took (not the wait before it): entry
@@ -205,6 +215,8 @@ impl Stats {
             total.datagrams_send_failed += read(&worker.datagrams_send_failed);
             total.datagrams_rate_limited += read(&worker.datagrams_rate_limited);
             total.datagrams_unsent_at_stop += read(&worker.datagrams_unsent_at_stop);
+            total.datagrams_from_server_port += read(&worker.datagrams_from_server_port);
+            total.datagrams_from_reserved_port += read(&worker.datagrams_from_reserved_port);
             total.loop_turns += read(&worker.loop_turns);
             for (sum, bucket) in total.turn_durations.iter_mut().zip(&worker.turn_durations) {
                 *sum += read(bucket);
@@ -224,7 +236,8 @@ impl fmt::Display for Stats {
         write!(
             f,
             "{} connections ({} shed, {} idle timeouts), {} bytes in, {} bytes out, \
-             {} datagrams in, {} out, {} dropped ({} rate limited), {} service panics, \
+             {} datagrams in, {} out, {} dropped ({} rate limited, {} from server ports, \
+             {} from reserved ports), {} service panics, \
              {} refused per source, {} TLS handshakes completed, {} failed ({} timed out), \
              {} TLS truncated, {} PROXY headers rejected",
             self.connections_accepted,
@@ -236,6 +249,8 @@ impl fmt::Display for Stats {
             self.datagrams_out,
             self.datagrams_dropped,
             self.datagrams_rate_limited,
+            self.datagrams_from_server_port,
+            self.datagrams_from_reserved_port,
             self.service_panics,
             self.connections_refused_per_source,
             self.tls_handshakes_completed,

@@ -38,6 +38,7 @@
 mod connection;
 mod handle;
 mod idle;
+mod reflection;
 mod sender;
 mod server;
 mod service;

@@ -125,6 +125,8 @@ fn snapshot(stats: &Stats) -> Vec<Metric> {
         ("send_failed", stats.datagrams_send_failed),
         ("rate_limited", stats.datagrams_rate_limited),
         ("stop", stats.datagrams_unsent_at_stop),
+        ("server_port", stats.datagrams_from_server_port),
+        ("reserved_port", stats.datagrams_from_reserved_port),
     ];
     metrics.extend(by_cause(
         "shout_datagrams_dropped_by_cause_total",
@@ -197,6 +199,8 @@ mod tests {
             datagrams_send_failed: 23,
             datagrams_rate_limited: 24,
             datagrams_unsent_at_stop: 25,
+            datagrams_from_server_port: 32,
+            datagrams_from_reserved_port: 33,
             loop_turns: 26,
             turn_durations: [1; shout_server::TURN_BUCKETS],
             tls_handshakes_completed: 27,
@@ -229,6 +233,8 @@ mod tests {
         assert_eq!(labelled(dropped, "send_failed"), 23);
         assert_eq!(labelled(dropped, "rate_limited"), 24);
         assert_eq!(labelled(dropped, "stop"), 25);
+        assert_eq!(labelled(dropped, "server_port"), 32);
+        assert_eq!(labelled(dropped, "reserved_port"), 33);
         let within = "shout_loop_turns_within_total";
         assert_eq!(labelled(within, "1"), 1);
         assert_eq!(labelled(within, "2"), 2);
@@ -261,7 +267,7 @@ mod tests {
         assert_eq!(value("shout_tls_handshake_timeouts_total"), 29);
         assert_eq!(value("shout_tls_truncated_total"), 30);
         assert_eq!(value("shout_proxy_headers_rejected_total"), 31);
-        assert_eq!(snapshot(&stats).len(), 18 + 7 + 6 + 16);
+        assert_eq!(snapshot(&stats).len(), 18 + 7 + 8 + 16);
         shout_metrics::encode(&snapshot(&stats)).expect("valid names");
     }
 }

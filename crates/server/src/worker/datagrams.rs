@@ -4,6 +4,7 @@
 
 use super::{Context, MAX_SOCKETS_PER_KIND, Source, note_panic};
 use crate::handle::WorkerStats;
+use crate::reflection::{ReflectionGuard, RefusedSource};
 use crate::service::{DatagramReply, DatagramService};
 use crate::sources::ReplyRateLimiter;
 use mio::net::UdpSocket;
@@ -38,6 +39,8 @@ pub(super) struct Datagrams<D> {
     scratch: Vec<u8>,
     /// Each source's reply rate.
     limiter: ReplyRateLimiter,
+    /// The source ports never answered.
+    guard: ReflectionGuard,
 }
 
 struct UdpEndpoint {
@@ -57,7 +60,9 @@ impl<D: DatagramService> Datagrams<D> {
     ) -> io::Result<Self> {
         debug_assert!(sockets.len() <= MAX_SOCKETS_PER_KIND);
         let mut endpoints = Vec::with_capacity(sockets.len());
+        let mut own_ports = Vec::with_capacity(sockets.len());
         for (index, socket) in sockets.into_iter().enumerate() {
+            own_ports.push(socket.local_addr()?.port());
             let mut socket = UdpSocket::from_std(socket);
             let interest = Interest::READABLE | Interest::WRITABLE;
             registry.register(&mut socket, Source::Udp(index).token(), interest)?;
@@ -79,6 +84,7 @@ impl<D: DatagramService> Datagrams<D> {
             received,
             scratch: Vec::new(),
             limiter,
+            guard: ReflectionGuard::new(own_ports),
         })
     }
 
@@ -115,6 +121,10 @@ impl<D: DatagramService> Datagrams<D> {
             };
             WorkerStats::add(&stats.datagrams_in, count as u64);
             for (request, peer) in self.received.iter() {
+                if let Some(refused) = self.guard.check(peer.port()) {
+                    note_refused_source(stats, refused, peer);
+                    continue;
+                }
                 // Checked before the service runs: a flood over the rate
                 // costs no work beyond its receiving.
                 if !self.limiter.allow(peer.ip(), context.now) {
@@ -186,6 +196,17 @@ impl<D: DatagramService> Datagrams<D> {
     pub(super) fn len(&self) -> usize {
         self.endpoints.len()
     }
+}
+
+/// Counts a datagram left unanswered because of its source port; logged at
+/// debug level, since a flood would otherwise flood the log.
+fn note_refused_source(stats: &WorkerStats, refused: RefusedSource, peer: SocketAddr) {
+    let cause = match refused {
+        RefusedSource::ServerPort => &stats.datagrams_from_server_port,
+        RefusedSource::ReservedPort => &stats.datagrams_from_reserved_port,
+    };
+    log::debug!("udp: not answering {peer}: {refused:?}, a reply could start a loop");
+    WorkerStats::note_dropped(cause, 1, &stats.datagrams_dropped);
 }
 
 impl UdpEndpoint {

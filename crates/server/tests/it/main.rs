@@ -7,6 +7,7 @@ mod bad_input;
 mod examples;
 mod limits;
 mod proxy;
+mod reflection;
 mod review;
 mod services;
 mod sources;

@@ -55,11 +55,19 @@ pub(crate) fn start(
 
 /// Builds the server `builder` describes and runs it on a thread.
 pub(crate) fn run<S: StreamService, D: DatagramService>(builder: ServerBuilder<S, D>) -> Running {
-    let server = builder.build().expect("server builds");
+    try_run(builder).expect("server builds")
+}
+
+/// Builds the server `builder` describes and runs it on a thread, or
+/// returns why it could not be built (a port taken, for instance).
+pub(crate) fn try_run<S: StreamService, D: DatagramService>(
+    builder: ServerBuilder<S, D>,
+) -> Result<Running, shout_server::ServerError> {
+    let server = builder.build()?;
     let handle = server.handle();
     let thread = std::thread::spawn(move || server.run());
-    Running {
+    Ok(Running {
         handle,
         thread: Some(thread),
-    }
+    })
 }
