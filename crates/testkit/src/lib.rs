@@ -40,7 +40,7 @@ pub use process::{ServerProcess, join_within};
 pub use proxy::proxy_v2_header;
 pub use stream::{
     PUSHBACK_QUIET, assert_closed_unanswered, connect, expect_periodic, read_exactly, read_to_end,
-    round_trip, send_periodic, send_until_pushed_back, set_linger_zero,
+    round_trip, send_periodic, send_until_pushed_back, set_linger_zero, trickle_in_background,
 };
 pub use text::{garbage, reference_uppercase};
 

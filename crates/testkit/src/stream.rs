@@ -175,3 +175,22 @@ pub fn assert_closed_unanswered(mut stream: TcpStream) {
         other => panic!("not closed unanswered: {other:?}"),
     }
 }
+
+/// Writes `bytes` to `stream` on a thread of its own, one byte every
+/// `every`, until all are written or a write fails (the peer closed).
+/// Returns the thread; it answers how many bytes were written.
+pub fn trickle_in_background(
+    mut stream: TcpStream,
+    bytes: Vec<u8>,
+    every: Duration,
+) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        for (written, byte) in bytes.iter().enumerate() {
+            if stream.write_all(std::slice::from_ref(byte)).is_err() {
+                return written;
+            }
+            std::thread::sleep(every);
+        }
+        bytes.len()
+    })
+}

@@ -57,18 +57,11 @@ impl ConnectionSlots {
         self.give_back();
     }
 
-    /// Moves a connection's share from source `from` to source `to` (the
-    /// client a PROXY header names). Returns `false`, the share staying
-    /// with `from`, if `to` holds its share already.
-    pub(crate) fn move_source(&self, from: std::net::IpAddr, to: std::net::IpAddr) -> bool {
-        if from == to {
-            return true;
-        }
-        if !self.per_source.open(to) {
-            return false;
-        }
-        self.per_source.close(from);
-        true
+    /// Charges a connection to source `ip` (the client a PROXY header
+    /// names), once its slot is taken. Returns `false`, charging nothing,
+    /// if `ip` holds its share already.
+    pub(crate) fn charge_source(&self, ip: std::net::IpAddr) -> bool {
+        self.per_source.open(ip)
     }
 
     /// Takes a slot for a connection about to be accepted. Returns `false`
@@ -128,6 +121,10 @@ pub(super) struct Acceptor {
     /// The listeners are deregistered because the server is at its cap.
     at_limit: bool,
     backoff_until: Option<Instant>,
+    /// Whether a connection is charged to its peer's share on accept. Not
+    /// behind a PROXY balancer: the peer is the balancer, and the share
+    /// is charged to the client its header names.
+    charge_peer: bool,
 }
 
 impl Acceptor {
@@ -135,6 +132,7 @@ impl Acceptor {
         registry: &Registry,
         sockets: Vec<std::net::TcpListener>,
         slots: Arc<ConnectionSlots>,
+        charge_peer: bool,
     ) -> io::Result<Self> {
         debug_assert!(sockets.len() <= MAX_SOCKETS_PER_KIND);
         let mut listeners = Vec::with_capacity(sockets.len());
@@ -157,6 +155,7 @@ impl Acceptor {
             limit_reported: false,
             at_limit: false,
             backoff_until: None,
+            charge_peer,
         })
     }
 
@@ -188,7 +187,7 @@ impl Acceptor {
             Ok((stream, peer)) => {
                 self.out_of_descriptors = false;
                 self.failing = false;
-                if !self.slots.per_source.open(peer.ip()) {
+                if self.charge_peer && !self.slots.per_source.open(peer.ip()) {
                     self.slots.give_back();
                     return refuse_per_source(stream, peer, context);
                 }
@@ -399,7 +398,7 @@ mod tests {
             0,
             Arc::new(Wakers::new(Vec::new())),
         ));
-        let acceptor = Acceptor::new(poll.registry(), vec![listener], slots).unwrap();
+        let acceptor = Acceptor::new(poll.registry(), vec![listener], slots, true).unwrap();
         (acceptor, waiting)
     }
 

@@ -23,14 +23,18 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
     pub(super) fn begin_drain(&mut self) {
         let context = &mut self.context;
         self.drain_deadline = Some(deadline_after(context.now, self.drain_timeout));
+        let registry = self.poll.registry();
+        self.acceptor.close(registry);
+        let cut = self.streams.close_handshaking(registry, context);
+        // Said only once it is true: a reader of this line may connect and
+        // expect a refusal.
         log::info!(
-            "worker {}: stopping: {} connections to drain, {:?} at most",
+            "worker {}: stopping: listeners closed, {cut} connections cut in their handshake, \
+             {} connections to drain, {:?} at most",
             context.id,
             self.streams.connections.len(),
             self.drain_timeout
         );
-        let registry = self.poll.registry();
-        self.acceptor.close(registry);
         // Bounded: a flood must not hold the stop up for ever.
         for index in 0..self.datagrams.len() {
             for _ in 0..DRAIN_UDP_TURNS {
@@ -74,6 +78,23 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
 }
 
 impl<S: StreamService> Streams<S> {
+    /// Closes every connection still in its handshake (a PROXY header or a
+    /// TLS handshake not finished): nothing was asked yet, so nothing is
+    /// owed, and a client trickling its handshake must not hold the stop
+    /// up. Returns how many were closed.
+    pub(super) fn close_handshaking(&mut self, registry: &Registry, context: &Context) -> usize {
+        let keys: Vec<usize> = self
+            .connections
+            .iter()
+            .filter(|(_, connection)| connection.session.is_none())
+            .map(|(key, _)| key)
+            .collect();
+        for &key in &keys {
+            self.close(key, CloseCause::Stopped, registry, context);
+        }
+        keys.len()
+    }
+
     /// When the connection quiet longest is done, while stopping.
     pub(super) fn next_quiet_deadline(&self) -> Option<Instant> {
         self.idle.next_deadline(DRAIN_QUIET_PERIOD)
@@ -86,11 +107,8 @@ impl<S: StreamService> Streams<S> {
     pub(super) fn finish_quiet(&mut self, registry: &Registry, context: &mut Context) {
         while let Some(key) = self.idle.expired(context.now, DRAIN_QUIET_PERIOD) {
             self.idle.remove(key);
-            if self.is_handshaking(key) {
-                // Nothing was asked yet, so nothing is owed.
-                self.close(key, CloseCause::Stopped, registry, context);
-                continue;
-            }
+            // No connection is in its handshake: the drain closed those
+            // when it began, and accepts no new ones.
             let connection = &mut self.connections[key];
             if connection.phase != Phase::Serving {
                 continue;

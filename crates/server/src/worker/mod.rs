@@ -161,7 +161,8 @@ pub(crate) struct WorkerParts<S, D> {
 impl<S: StreamService, D: DatagramService> Worker<S, D> {
     pub(crate) fn new(id: usize, poll: Poll, parts: WorkerParts<S, D>) -> io::Result<Self> {
         let registry = poll.registry();
-        let acceptor = Acceptor::new(registry, parts.tcp, Arc::clone(&parts.slots))?;
+        let charge_peer = parts.limits.proxy.is_none();
+        let acceptor = Acceptor::new(registry, parts.tcp, Arc::clone(&parts.slots), charge_peer)?;
         let limiter = ReplyRateLimiter::new(parts.limits.reply_rate, Instant::now());
         let datagrams = Datagrams::new(registry, parts.udp, parts.datagram_service, limiter)?;
         let streams = Streams::new(

@@ -221,7 +221,8 @@ fn complete(result: HeaderResult<'_>) -> Parsed {
 /// `proxy_headers_rejected` and never answered.
 ///
 /// A complete header's client address becomes the connection's peer, and
-/// its source's share of connections moves to that address.
+/// the connection is charged to that address's share of connections; until
+/// then it is charged to no source's share, only to the server's cap.
 pub(super) fn receive<Session>(
     connection: &mut Connection<Session>,
     data: &[u8],
@@ -256,19 +257,24 @@ pub(super) fn receive<Session>(
             Err(CloseCause::Error(std::io::ErrorKind::InvalidData))
         }
         Parsed::Complete { len, source } => {
+            // A LOCAL header (a balancer's health check) is charged to the
+            // balancer itself.
+            let client = match source {
+                Source::Client(client) => client,
+                Source::Socket => peer,
+            };
+            if !slots.charge_source(client.ip()) {
+                // Still waiting in the type's eyes: it holds no share, so
+                // closing it gives none back.
+                WorkerStats::add(&stats.connections_refused_per_source, 1);
+                log::debug!("{peer}: closed, its client {client} holds its share of connections");
+                return Err(CloseCause::ServiceClosed);
+            }
             connection.proxy = None;
-            if let Source::Client(client) = source {
-                if !slots.move_source(peer.ip(), client.ip()) {
-                    WorkerStats::add(&stats.connections_refused_per_source, 1);
-                    log::debug!(
-                        "{peer}: closed, its client {client} holds its share of connections"
-                    );
-                    return Err(CloseCause::ServiceClosed);
-                }
-                connection.info.peer = client;
-                log::debug!("{peer}: PROXY header: the client is {client}");
-            } else {
-                log::debug!("{peer}: PROXY header: LOCAL, the peer stands");
+            connection.info.peer = client;
+            match source {
+                Source::Client(_) => log::debug!("{peer}: PROXY header: the client is {client}"),
+                Source::Socket => log::debug!("{peer}: PROXY header: LOCAL, the peer stands"),
             }
             Ok(Some(len - before))
         }

@@ -274,6 +274,16 @@ impl<S: StreamService> Streams<S> {
         registry: &Registry,
         context: &mut Context,
     ) {
+        // Behind a PROXY balancer no source's share is charged until the
+        // header names the client: only the slot under the cap is held.
+        let charged_to_peer = self.proxy.is_none();
+        let give_back = move |slots: &ConnectionSlots| {
+            if charged_to_peer {
+                slots.give_back_from(peer.ip());
+            } else {
+                slots.give_back();
+            }
+        };
         // Checked before anything is set up for the connection: an
         // untrusted sender costs no registration and no sender entry.
         if self
@@ -283,7 +293,7 @@ impl<S: StreamService> Streams<S> {
         {
             WorkerStats::add(&context.stats.proxy_headers_rejected, 1);
             log::debug!("{peer}: not a trusted PROXY header sender, closing");
-            self.slots.give_back_from(peer.ip());
+            give_back(&self.slots);
             return;
         }
         if let Err(error) = stream.set_nodelay(true) {
@@ -297,13 +307,13 @@ impl<S: StreamService> Streams<S> {
         let key = entry.key();
         if key > MAX_CONNECTION_KEY {
             log::warn!("{peer}: no token left for another connection, closing it");
-            self.slots.give_back_from(peer.ip());
+            give_back(&self.slots);
             return;
         }
         let token = Source::Connection(key).token();
         if let Err(error) = registry.register(&mut stream, token, CONNECTION_INTEREST) {
             log::warn!("{peer}: cannot watch the connection, closing it: {error}");
-            self.slots.give_back_from(peer.ip());
+            give_back(&self.slots);
             return;
         }
         // A specific listener address is the connection's too: no system
@@ -333,7 +343,7 @@ impl<S: StreamService> Streams<S> {
         let abandon = |stream: &mut TcpStream, slots: &ConnectionSlots| {
             mailbox.forget(id);
             let _ = registry.deregister(stream);
-            slots.give_back_from(peer.ip());
+            give_back(slots);
         };
         let tls = match listener
             .checked_sub(self.first_tls_listener)
@@ -582,6 +592,7 @@ impl<S: StreamService> Streams<S> {
             info,
             session,
             close_cause,
+            proxy,
             ..
         } = self.connections.remove(key);
         self.idle.remove(key);
@@ -591,7 +602,12 @@ impl<S: StreamService> Streams<S> {
         // keeps the registry exact if a descriptor is ever shared.
         let _ = registry.deregister(&mut stream);
         drop(stream);
-        self.slots.give_back_from(info.peer.ip());
+        if proxy.is_some() {
+            // Still waiting for its PROXY header: charged to no source.
+            self.slots.give_back();
+        } else {
+            self.slots.give_back_from(info.peer.ip());
+        }
         let cause = match (cause, close_cause) {
             (CloseCause::Panicked, _) => CloseCause::Panicked,
             (_, Some(decided)) => decided,

@@ -205,6 +205,58 @@ fn per_source_limits_count_the_headers_client() {
     assert!(stats.connections_refused_per_source >= 1, "{stats}");
 }
 
+#[test]
+fn clients_connecting_at_once_through_one_balancer_are_each_charged_to_themselves() {
+    let server = proxied("127.0.0.0/8", |builder| {
+        builder.max_connections_per_source(3)
+    });
+    // Twelve connections from the balancer's one address, all accepted
+    // before any header arrives, as a busy balancer opens them.
+    let mut streams: Vec<TcpStream> = (0..12).map(|_| connect(server.tcp())).collect();
+    wait_until("the twelve to be accepted", || {
+        server.handle.stats().connections_accepted == 12
+    });
+    for (index, stream) in streams.iter_mut().enumerate() {
+        let client = format!("192.0.2.{}:1000", index + 1);
+        stream.write_all(&v1(&client)).unwrap();
+        assert_eq!(read_line(stream), format!("{client} tls=false\n"));
+    }
+    for stream in &mut streams {
+        round_trip(stream, "each\n");
+    }
+    drop(streams);
+    let stats = server.stop();
+    assert_eq!(stats.connections_refused_per_source, 0, "{stats}");
+}
+
+#[test]
+fn a_stop_cuts_a_header_still_arriving_and_never_opens_it() {
+    let server = proxied("127.0.0.0/8", |builder| {
+        builder
+            .handshake_timeout(Duration::from_secs(60))
+            .drain_timeout(Duration::from_secs(60))
+    });
+    let mut header = v1("192.0.2.1:1000");
+    header.extend_from_slice(b"hello\n");
+    let stream = connect(server.tcp());
+    let trickler = trickle_in_background(
+        stream.try_clone().unwrap(),
+        header,
+        Duration::from_millis(50),
+    );
+    wait_until("the connection to be accepted", || {
+        server.handle.stats().connections_accepted == 1
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = server.stop();
+    assert_eq!(stats.closed_by_stop, 1, "{stats}");
+    assert_closed_unanswered(stream);
+    assert!(
+        join_within(trickler, TIMEOUT).is_some(),
+        "the trickler ends"
+    );
+}
+
 fn read_to_end_lossy(stream: &mut TcpStream) -> String {
     let _ = stream.shutdown(std::net::Shutdown::Write);
     String::from_utf8_lossy(&read_to_end(stream)).into_owned()

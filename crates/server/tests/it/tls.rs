@@ -239,3 +239,36 @@ fn a_client_that_sends_nothing_is_cut_at_the_handshake_deadline() {
     assert_eq!(stats.tls_handshake_timeouts, 1, "{stats}");
     assert_eq!(stats.tls_handshakes_failed, 1, "{stats}");
 }
+
+#[test]
+fn a_stop_cuts_a_trickled_handshake_at_once() {
+    let (server_config, client_config) = configs(&[&rustls::version::TLS13]);
+    // A drain far longer than the joins below wait: only a cut handshake
+    // lets the stop end in time.
+    let server = run(ServerBuilder::tcp_only(Uppercase)
+        .tls("127.0.0.1:0".parse().unwrap(), server_config)
+        .handshake_timeout(Duration::from_secs(60))
+        .drain_timeout(Duration::from_secs(60)));
+    let name = "localhost".try_into().unwrap();
+    let mut client = ClientConnection::new(client_config, name).unwrap();
+    let mut hello = Vec::new();
+    client.write_tls(&mut hello).unwrap();
+    let stream = connect(tls_addr(&server));
+    let trickler = trickle_in_background(
+        stream.try_clone().unwrap(),
+        hello,
+        Duration::from_millis(50),
+    );
+    wait_until("the connection to be accepted", || {
+        server.handle.stats().connections_accepted == 1
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = server.stop();
+    assert_eq!(stats.closed_by_stop, 1, "{stats}");
+    assert_eq!(stats.tls_handshakes_completed, 0, "{stats}");
+    assert_closed_unanswered(stream);
+    assert!(
+        join_within(trickler, TIMEOUT).is_some(),
+        "the trickler ends"
+    );
+}
