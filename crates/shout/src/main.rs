@@ -5,8 +5,8 @@
 use clap::{Args, Parser, Subcommand};
 use shout_bench::{BenchError, BenchOptions, BenchReport, Stop, bench};
 use shout_client::{
-    ClientError, Connector, ErrorCategory, LineSession, LinesReport, PingOptions, Target,
-    TlsClient, TlsOptions, Transport, Trust, UdpClient, ping, shout_stream,
+    ClientError, Connector, ErrorCategory, Fingerprint, LineSession, LinesReport, PingOptions,
+    Target, TlsClient, TlsOptions, Transport, Trust, UdpClient, ping, shout_stream,
 };
 use std::fmt;
 use std::io::{self, IsTerminal, Write};
@@ -32,6 +32,9 @@ Examples:
                                        10,000 idle connections, then one request each
   shout tcp --tls --ca cert.pem localhost:12443
                                        over TLS, trusting that certificate only
+  shout tcp --tls --pin 3F:A0:…:9C localhost:12443
+                                       over TLS, trusting the certificate with that
+                                       SHA-256 (shoutd prints it at start)
   shout ping --tls --new-connection localhost:12443
                                        TCP handshake, TLS handshake and exchange apart
 
@@ -119,11 +122,15 @@ enum Command {
 #[derive(Debug, Args)]
 struct TlsArgs {
     /// Speak TLS over the TCP connection. The system's trusted roots check
-    /// the server's certificate unless --ca or --insecure says otherwise.
+    /// the server's certificate unless --ca, --pin or --insecure says
+    /// otherwise.
     #[arg(long)]
     tls: bool,
     /// Trust only the certificates of this PEM file (a private CA, or the
-    /// server's self-signed certificate) instead of the system's roots.
+    /// server's own certificate) instead of the system's roots. A server
+    /// certificate that is one of them is trusted as itself, even marked
+    /// CA:TRUE (as `openssl req -x509` makes it), once its name and dates
+    /// are checked.
     #[arg(
         long,
         value_name = "FILE",
@@ -131,6 +138,20 @@ struct TlsArgs {
         conflicts_with = "insecure"
     )]
     ca: Option<PathBuf>,
+    /// Trust only the certificate with this SHA-256 fingerprint (AB:CD:…,
+    /// as shoutd prints it for its generated certificate and `openssl x509
+    /// -fingerprint -sha256 -noout -in cert.pem` for any; colons and case
+    /// optional). Its name, dates and issuer are not checked, as with ssh's
+    /// known hosts: the fingerprint names one certificate (--servername
+    /// still sets the SNI). Another certificate is exit status 7, naming
+    /// both fingerprints.
+    #[arg(
+        long,
+        value_name = "SHA256",
+        requires = "tls",
+        conflicts_with_all = ["ca", "insecure"]
+    )]
+    pin: Option<Fingerprint>,
     /// The name sent as SNI and checked in the certificate (default: the
     /// host as typed; an IP address is checked as an IP address).
     #[arg(long, value_name = "NAME", requires = "tls")]
@@ -147,15 +168,16 @@ impl TlsArgs {
         if !self.tls {
             return None;
         }
-        let trust = match (&self.ca, self.insecure) {
-            (Some(ca), _) => Trust::CaFile(ca.clone()),
-            (None, true) => {
+        let trust = match (&self.ca, self.pin, self.insecure) {
+            (_, Some(pin), _) => Trust::Pin(pin),
+            (Some(ca), None, _) => Trust::CaFile(ca.clone()),
+            (None, None, true) => {
                 log::warn!(
                     "--insecure: the server's certificate is not checked; anyone on the path can pose as the server"
                 );
                 Trust::Insecure
             }
-            (None, false) => Trust::System,
+            (None, None, false) => Trust::System,
         };
         Some(TlsOptions {
             trust,
