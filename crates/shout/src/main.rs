@@ -3,7 +3,7 @@
 //! standard error and an exit code.
 
 use clap::{Args, Parser, Subcommand};
-use shout_bench::{BenchError, BenchOptions, BenchReport, Stop, bench};
+use shout_bench::{BenchError, BenchOptions, BenchReport, Expect, Stop, bench};
 use shout_client::{
     ClientError, Connector, ErrorCategory, Fingerprint, LineSession, LinesReport, PingOptions,
     Target, TlsClient, TlsOptions, Transport, Trust, UdpClient, ping, shout_stream,
@@ -28,6 +28,8 @@ Examples:
                                        100 connections, 16 requests in flight on each
   shout bench --udp -c 50 --rate 20000 --duration 10 localhost:12000
                                        50 UDP clients, 20,000 datagrams/s in all
+  shout bench --expect echo -c 10 -d 4 --duration 5 localhost:7
+                                       an echo server: each reply must be the request
   shout bench --hold 10000 localhost:12000
                                        10,000 idle connections, then one request each
   shout tcp --tls --ca cert.pem localhost:12443
@@ -105,7 +107,8 @@ enum Command {
     /// reply checked byte for byte, latency percentiles.
     ///
     /// Requests are lowercase ASCII of --size bytes, so each reply is known
-    /// and checked. A progress line goes to standard error every second; the
+    /// and checked: their uppercase, or with --expect echo the requests
+    /// themselves, to measure an echo server. A progress line goes to standard error every second; the
     /// summary (replies/s, MiB/s, latency p50/p90/p99/p99.9/max, errors) to
     /// standard output, as JSON with --json. Exit status 1 when any reply
     /// was wrong or a connection failed; lost UDP datagrams are reported,
@@ -292,9 +295,32 @@ struct BenchArgs {
     /// datagram is lost.
     #[arg(long, value_name = "SECS", default_value = "2", value_parser = seconds)]
     timeout: Duration,
+    /// What the server answers, which every reply is checked against byte
+    /// for byte: the request's uppercase (a shout server), or the request
+    /// itself (an echo server: `ncat -l -k --exec /bin/cat`, socat).
+    #[arg(long, value_name = "REPLY", value_enum, default_value_t = ExpectArg::Upper)]
+    expect: ExpectArg,
     /// The summary as one JSON object (latencies in microseconds).
     #[arg(long)]
     json: bool,
+}
+
+/// `--expect`: what a reply must be.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ExpectArg {
+    /// The request's uppercase.
+    Upper,
+    /// The request itself.
+    Echo,
+}
+
+impl From<ExpectArg> for Expect {
+    fn from(expect: ExpectArg) -> Self {
+        match expect {
+            ExpectArg::Upper => Expect::Upper,
+            ExpectArg::Echo => Expect::Echo,
+        }
+    }
 }
 
 impl BenchArgs {
@@ -323,6 +349,7 @@ impl BenchArgs {
             timeout: self.timeout,
             connect_timeout,
             tls: self.tls.options(),
+            expect: self.expect.into(),
         }
     }
 }
