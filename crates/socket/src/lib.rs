@@ -15,6 +15,7 @@
 //! - [`UdpSocketBuilder::bind_group`]: several UDP sockets sharing one port
 //!   that no other socket can take a share of (Linux).
 //! - [`keep_urgent_data_inline`]: `SO_OOBINLINE` for accepted connections.
+//! - [`is_listening`]: whether a passed stream socket is a listener.
 //!
 //! Every failure is a [`SocketError`] whose message names the address and the
 //! likely cause. Callers own the sockets it returns and do their own reading
@@ -342,6 +343,16 @@ pub fn connect_tcp(addr: SocketAddr, timeout: Option<Duration>) -> Result<TcpStr
 /// The `setsockopt` error.
 pub fn keep_urgent_data_inline(socket: &impl AsFd) -> io::Result<()> {
     socket2::SockRef::from(socket).set_out_of_band_inline(true)
+}
+
+/// Returns whether a stream socket is listening (`SO_ACCEPTCONN`): a
+/// socket passed by another process may be a connected one instead, on
+/// which accepting would fail for ever.
+///
+/// # Errors
+/// The `getsockopt` error.
+pub fn is_listening(socket: &impl AsFd) -> io::Result<bool> {
+    socket2::SockRef::from(socket).is_listener()
 }
 
 fn local_addr_or(socket: &Socket, fallback: SocketAddr) -> SocketAddr {
