@@ -195,6 +195,38 @@ fn a_metrics_address_in_use_exits_2_naming_it() {
 }
 
 #[test]
+fn every_metric_exported_is_named_in_operating_md() {
+    let shoutd = Shoutd::start(&[
+        "--tcp",
+        "127.0.0.1:0",
+        "--udp",
+        "127.0.0.1:0",
+        "--tls",
+        "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let text = scrape_text(shoutd.metrics.unwrap());
+    let exported: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split(' ').next())
+        .collect();
+    assert!(exported.len() >= NAMES.len(), "{text}");
+    let doc_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/OPERATING.md");
+    let doc = std::fs::read_to_string(doc_path).expect("docs/OPERATING.md");
+    // A name counts as documented in code quotes, alone or with its labels.
+    let missing: Vec<&str> = exported
+        .into_iter()
+        .filter(|name| !doc.contains(&format!("`{name}`")) && !doc.contains(&format!("`{name}{{")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/OPERATING.md does not name these metrics: {missing:?}"
+    );
+}
+
+#[test]
 fn a_reset_during_a_tls_handshake_counts_as_a_failed_handshake() {
     let shoutd = Shoutd::start(&["--tls", "127.0.0.1:0", "--metrics", "127.0.0.1:0"]);
     let (tls, metrics) = (shoutd.listening().addrs("tls")[0], shoutd.metrics.unwrap());
