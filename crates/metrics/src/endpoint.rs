@@ -16,14 +16,14 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Connections served at once. When all are taken, a new connection
-    /// takes the place of the one that has waited longest for its request
-    /// head, which is closed unanswered; when none is waiting (all are
-    /// being answered), the new one is answered `503` and closed. 0
-    /// refuses every connection so.
+    /// takes the place of one already answered (its client not yet gone),
+    /// or else of the one that has waited longest for its request head,
+    /// which is closed unanswered; when all are being answered, the new
+    /// one is answered `503` and closed. 0 refuses every connection so.
     pub max_connections: usize,
-    /// Connections one source (an IPv4 address, or an IPv6 /64) may hold
-    /// at once; one more from it is answered `503` and closed, and takes
-    /// no one's place. 0: no limit per source.
+    /// Connections not yet answered that one source (an IPv4 address, or
+    /// an IPv6 /64) may hold at once; one more from it is answered `503`
+    /// and closed, and takes no one's place. 0: no limit per source.
     pub max_connections_per_source: usize,
     /// Time from accept to a complete request head; past it, `408` and
     /// close. Writing the answer gets the same time again.
@@ -160,8 +160,8 @@ struct Acceptor {
     stopping: Arc<AtomicBool>,
 }
 
-/// The connections being served, each with its source and, until its
-/// request head is read, a handle that can end the wait.
+/// The connections being served, each with its source, its phase and a
+/// handle that can end it.
 #[derive(Default)]
 struct Table {
     entries: Vec<Entry>,
@@ -172,15 +172,28 @@ struct Entry {
     id: u64,
     source: IpAddr,
     accepted: Instant,
-    /// A clone of the socket while its head is awaited: shutting it down
-    /// ends the blocked read at once. `None` once the answer is under way.
-    awaiting_head: Option<TcpStream>,
+    phase: Phase,
+    /// A clone of the socket: shutting it down ends a blocked read at once.
+    handle: TcpStream,
+}
+
+/// Where a connection is in its one exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for its request head: it may be evicted.
+    Head,
+    /// Being answered: never evicted.
+    Answer,
+    /// Answered and its FIN sent; its thread drops what the client still
+    /// sends. It no longer counts against its source, and may be evicted.
+    Drain,
 }
 
 impl Table {
-    /// Makes room for a connection from `source` within `limits`, by
-    /// closing the longest wait for a head if the table is full. Returns
-    /// the new entry's id, or `None` when the connection must be refused.
+    /// Makes room for a connection from `source` within `limits`: when
+    /// the table is full, ends a finished exchange's drain or else the
+    /// longest wait for a head. Returns the new entry's id, or `None` when
+    /// the connection must be refused.
     fn admit(&mut self, source: IpAddr, stream: &TcpStream, limits: &Limits) -> Option<u64> {
         if limits.max_connections == 0 {
             return None;
@@ -188,34 +201,36 @@ impl Table {
         let held = self
             .entries
             .iter()
-            .filter(|entry| entry.source == source)
+            .filter(|entry| entry.source == source && entry.phase != Phase::Drain)
             .count();
         if limits.max_connections_per_source > 0 && held >= limits.max_connections_per_source {
             return None;
         }
         if self.entries.len() >= limits.max_connections {
-            let (oldest, _) = self
+            let (victim, _) = self
                 .entries
                 .iter()
                 .enumerate()
-                .filter(|(_, entry)| entry.awaiting_head.is_some())
-                .min_by_key(|(_, entry)| entry.accepted)?;
-            let evicted = self.entries.swap_remove(oldest);
-            if let Some(waiting) = evicted.awaiting_head {
-                log::debug!("metrics: full; closing the longest wait for a request head");
-                let _ = waiting.shutdown(Shutdown::Both);
-            }
+                .filter(|(_, entry)| entry.phase != Phase::Answer)
+                .min_by_key(|(_, entry)| (entry.phase != Phase::Drain, entry.accepted))?;
+            let evicted = self.entries.swap_remove(victim);
+            log::debug!(
+                "metrics: full; closing a connection in phase {:?}",
+                evicted.phase
+            );
+            let _ = evicted.handle.shutdown(Shutdown::Both);
         }
-        // Without a handle the connection cannot be evicted, so it is not
-        // admitted: a table full of them would deny everyone.
-        let awaiting_head = stream.try_clone().ok()?;
+        // Without a handle the connection could not be evicted, so it is
+        // not admitted: a table full of them would deny everyone.
+        let handle = stream.try_clone().ok()?;
         let id = self.next_id;
         self.next_id += 1;
         self.entries.push(Entry {
             id,
             source,
             accepted: Instant::now(),
-            awaiting_head: Some(awaiting_head),
+            phase: Phase::Head,
+            handle,
         });
         Some(id)
     }
@@ -229,12 +244,13 @@ struct Slot {
 }
 
 impl Slot {
-    /// Notes that the request head is read: from now on the connection is
-    /// being answered and no newcomer may take its place.
-    fn head_read(&self) {
+    /// Moves the connection to `phase`. Moving to [`Phase::Drain`] comes
+    /// before the FIN, so a client that has read its whole answer finds
+    /// its source's share already given back when it connects again.
+    fn enter(&self, phase: Phase) {
         let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(entry) = table.entries.iter_mut().find(|entry| entry.id == self.id) {
-            entry.awaiting_head = None;
+            entry.phase = phase;
         }
     }
 }
@@ -322,7 +338,7 @@ fn refuse(mut stream: TcpStream) {
 fn serve(mut stream: TcpStream, limits: Limits, snapshot: &Snapshot, slot: &Slot) {
     let deadline = Instant::now() + limits.request_timeout;
     let head = http::read_head(&mut stream, deadline, limits.max_head_bytes);
-    slot.head_read();
+    slot.enter(Phase::Answer);
     let (response, with_body) = match head {
         Ok(HeadOutcome::Request(request)) => {
             let head_only = request.method == "HEAD";
@@ -341,7 +357,9 @@ fn serve(mut stream: TcpStream, limits: Limits, snapshot: &Snapshot, slot: &Slot
         }
     };
     let bytes = response.to_bytes(with_body);
-    if let Err(error) = http::answer_and_close(&mut stream, &bytes, limits.request_timeout) {
+    if let Err(error) = http::answer_and_close(&mut stream, &bytes, limits.request_timeout, || {
+        slot.enter(Phase::Drain);
+    }) {
         log::debug!("metrics: answering failed: {error}");
     }
 }

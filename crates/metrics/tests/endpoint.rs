@@ -355,3 +355,24 @@ fn a_full_table_of_idle_connections_makes_room_for_a_scrape() {
     let closed = read_to_end(&mut idle[0]);
     assert!(closed.is_empty(), "{}", String::from_utf8_lossy(&closed));
 }
+
+#[test]
+fn answered_connections_kept_open_by_their_client_take_no_share_of_the_next_scrape() {
+    let endpoint = start(Limits::default());
+    let addr = endpoint.local_addr();
+    // Each is answered, then kept open: the endpoint waits up to 1 s for
+    // the client's end, dropping what it sends, before it lets go.
+    let mut answered = Vec::new();
+    for _ in 0..4 {
+        let mut stream = connect(addr);
+        stream.write_all(GET).unwrap();
+        let answer = String::from_utf8(read_to_end(&mut stream)).unwrap();
+        assert_eq!(status_line(&answer), "HTTP/1.1 200 OK");
+        answered.push(stream);
+    }
+    // Same source, table full of them: served at once all the same.
+    let started = Instant::now();
+    let answer = exchange(addr, GET);
+    assert_eq!(status_line(&answer), "HTTP/1.1 200 OK", "{answer}");
+    assert!(started.elapsed() < PROMPT, "took {:?}", started.elapsed());
+}
