@@ -426,7 +426,10 @@ impl<S: StreamService> Streams<S> {
         match self.step(key, context) {
             Ok(true) => {}
             Ok(false) => self.close(key, CloseCause::ClientClosed, registry, context),
-            Err(cause) => self.close(key, cause, registry, context),
+            Err(cause) => {
+                tls::note_broken_handshake(&self.connections[key], cause, &context.stats);
+                self.close(key, cause, registry, context);
+            }
         }
     }
 
