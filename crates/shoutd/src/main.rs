@@ -395,9 +395,11 @@ fn handle_signals(handle: Handle, reload: tls::Reload) -> std::io::Result<()> {
                     tls::remove_generated();
                     std::process::exit(i32::from(EXIT_RUNTIME));
                 }
-                log::info!("signal {signal}: stopping gracefully");
                 activation::notify_stopping();
                 handle.shutdown();
+                // Logged once the stop is requested: a reader of this line
+                // may send a second signal and expect it to be the second.
+                log::info!("signal {signal}: stopping gracefully");
             }
         })?;
     Ok(())
