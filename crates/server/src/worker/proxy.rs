@@ -8,8 +8,8 @@
 
 use super::ConnectionSlots;
 use crate::connection::Connection;
-use crate::handle::WorkerStats;
 use crate::service::CloseCause;
+use crate::stats::WorkerStats;
 use ppp::{HeaderResult, PartialResult, v1, v2};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};

@@ -12,13 +12,13 @@ use super::proxy::{self, HeaderBuffer, ProxyTrust};
 use super::tls::{self, TlsInput};
 use super::{ConnectionSlots, Context, Limits, MAX_CONNECTION_KEY, Source, note_panic};
 use crate::connection::{Connection, Phase, WriteSide};
-use crate::handle::WorkerStats;
 use crate::idle::IdleList;
 use crate::sender::{Command, ConnectionSender, Post};
 use crate::service::{
     CloseCause, ConnectionContext, ConnectionId, ConnectionInfo, EndReason, Requests,
     StreamService, TimerRequest, Transport,
 };
+use crate::stats::WorkerStats;
 use crate::timer::TimerQueue;
 use crate::tls::TlsLayer;
 use mio::event::Event;

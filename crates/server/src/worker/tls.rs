@@ -9,8 +9,8 @@
 
 use super::streams::{Lend, add_bytes_out, call_and_answer, io, open_session};
 use crate::connection::{Connection, Phase};
-use crate::handle::WorkerStats;
 use crate::service::{CloseCause, EndReason, StreamService};
+use crate::stats::WorkerStats;
 use crate::timer::TimerQueue;
 use crate::tls::{Plaintext, recycle};
 
