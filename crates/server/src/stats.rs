@@ -219,6 +219,10 @@ counters! {
         /// Connections closed because a service callback panicked.
         closed_by_panic: "closed by a panic" =>
             "shout_connections_closed_by_cause_total"["cause" = "panic"];
+        /// Connections accepted, then refused by a limit before the service
+        /// opened them (behind a PROXY balancer, a client over its share).
+        closed_by_refusal: "refused" =>
+            "shout_connections_closed_by_cause_total"["cause" = "refused"];
     }
     Udp {
         /// Datagrams received.
@@ -315,6 +319,7 @@ impl WorkerStats {
             CloseCause::Stopped => &self.closed_by_stop,
             CloseCause::ServiceClosed => &self.closed_by_service,
             CloseCause::Panicked => &self.closed_by_panic,
+            CloseCause::Refused => &self.closed_by_refusal,
         };
         Self::add(counter, 1);
     }

@@ -268,7 +268,7 @@ pub(super) fn receive<Session>(
                 // closing it gives none back.
                 WorkerStats::add(&stats.connections_refused_per_source, 1);
                 log::debug!("{peer}: closed, its client {client} holds its share of connections");
-                return Err(CloseCause::ServiceClosed);
+                return Err(CloseCause::Refused);
             }
             connection.proxy = None;
             connection.info.peer = client;
