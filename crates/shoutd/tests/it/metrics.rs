@@ -138,9 +138,9 @@ fn the_counters_equal_the_traffic_sent_over_tcp_and_udp() {
     for (name, value) in expected {
         assert_eq!(after.get(name), Some(&value), "{name}");
     }
-    // The names above, the loop's turns, 7 close causes, 8 drop causes and
+    // The names above, the loop's turns, 8 close causes, 8 drop causes and
     // 16 turn-time buckets.
-    assert_eq!(after.len(), NAMES.len() + 1 + 7 + 8 + 16, "{after:?}");
+    assert_eq!(after.len(), NAMES.len() + 1 + 8 + 8 + 16, "{after:?}");
     assert_eq!(
         after["shout_loop_turns_total"],
         after["shout_loop_turns_within_total{at_most_us=\"inf\"}"]
