@@ -84,24 +84,46 @@ fn wait_until_answered(handle: &Handle) {
 fn a_udp_flood_gets_its_rate_plus_the_burst_and_others_lose_nothing() {
     const RATE: u32 = 200;
     const BURST: u32 = 50;
+    // Before the server starts: a turn's clock may be read before the
+    // first flood datagram is sent (the turn receives what arrives while it
+    // runs), and tokens accrue from that reading.
+    let started = Instant::now();
     let server = start(|b| b.udp_rate_per_source(RATE).udp_burst_per_source(BURST));
     let target = server.udp();
     let flood = udp_from([127, 0, 0, 2]);
     flood.set_nonblocking(true).unwrap();
     let quiet = std::thread::spawn(move || {
         // Like `shout ping --udp`: one request at a time, each answered
-        // before the next, well under the rate.
+        // before the next, well under the rate. A ping may be lost before
+        // the server sees it, when the flood fills the socket's buffer on a
+        // starved machine, so each is sent again after a second, up to 3
+        // times, as `shout udp` does: a source limited by the flood's
+        // bucket would lose every try.
         let socket = udp_from([127, 0, 0, 3]);
+        socket
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
         let mut answer = [0; 16];
+        let mut sends = 0u64;
         for n in 0..20 {
             let request = format!("ping {n}");
-            socket.send_to(request.as_bytes(), target).unwrap();
-            let (len, _) = socket.recv_from(&mut answer).expect("every ping answered");
-            assert_eq!(&answer[..len], request.to_uppercase().as_bytes());
+            let expected = request.to_uppercase();
+            let answered = (0..3).any(|_| {
+                socket.send_to(request.as_bytes(), target).unwrap();
+                sends += 1;
+                // An answer to an earlier ping that came late is skipped.
+                while let Ok((len, _)) = socket.recv_from(&mut answer) {
+                    if answer[..len] == *expected.as_bytes() {
+                        return true;
+                    }
+                }
+                false
+            });
+            assert!(answered, "{request} answered within 3 tries");
             std::thread::sleep(Duration::from_millis(20));
         }
+        sends
     });
-    let started = Instant::now();
     let mut sent = 0u64;
     let mut replies = 0u64;
     let mut answer = [0; 16];
@@ -117,7 +139,7 @@ fn a_udp_flood_gets_its_rate_plus_the_burst_and_others_lose_nothing() {
             replies += 1;
         }
     }
-    quiet.join().expect("the quiet client loses nothing");
+    let quiet_sends = quiet.join().expect("the quiet client loses nothing");
     wait_until_answered(&server.handle);
     // Tokens accrue until the server has handled the last datagram.
     let elapsed = started.elapsed().as_secs_f64();
@@ -140,10 +162,12 @@ fn a_udp_flood_gets_its_rate_plus_the_burst_and_others_lose_nothing() {
         "{stats:?} after {sent} sent"
     );
     assert!(stats.datagrams_rate_limited > 0, "{stats:?}");
-    assert_eq!(
-        stats.datagrams_out,
-        replies + 20,
-        "every reply sent was received: the flood's and the 20 pings'"
+    // Every reply sent was received: the flood's, and one per ping that
+    // reached the server (20 unless the kernel lost some before).
+    let quiet_replies = stats.datagrams_out - replies;
+    assert!(
+        (20..=quiet_sends).contains(&quiet_replies),
+        "{quiet_replies} replies to {quiet_sends} pings sent: {stats:?}"
     );
     assert_eq!(stats.datagrams_dropped, stats.datagrams_rate_limited);
 }
