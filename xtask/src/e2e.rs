@@ -185,6 +185,13 @@ const SCENARIOS: &[Scenario] = &[
         run: interop::socat,
     },
     Scenario {
+        name: "bench-echo",
+        proves: "shout bench --expect echo measures socat's echo server with every reply checked, and the default --expect upper fails against it",
+        deadline: Duration::from_secs(60),
+        needs: &["socat"],
+        run: interop::bench_echo,
+    },
+    Scenario {
         name: "tls-openssl",
         proves: "openssl s_client verifies shoutd --tls's self-signed certificate and gets the uppercase, over TLS 1.3 by default and TLS 1.2 with -tls1_2",
         deadline: Duration::from_secs(30),

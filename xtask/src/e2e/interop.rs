@@ -3,12 +3,13 @@
 //! and servers, and the standard tools nc, ncat and socat.
 
 use super::process::{
-    Shoutd, Transport, exchange_line, one_line_tail, quote, run_with_input, start_python_server_of,
+    Shoutd, Spawned, Transport, exchange_line, free_port, one_line_tail, quote, run_with_input,
+    start_python_server_of,
 };
 use super::{Env, Outcome, Peers};
-use std::net::SocketAddr;
-use std::process::Command;
-use std::time::Duration;
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Time a client process gets to answer a few lines.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -255,6 +256,61 @@ fn standard_tool(env: &Env, tool: &str) -> Result<Outcome, String> {
     Ok(Outcome::Pass(
         (tool == "nc").then(|| format!("{flavor:?} flavour")),
     ))
+}
+
+/// `shout bench --expect echo` measures an echo server no one here wrote
+/// (socat with `cat` behind each connection), every reply checked byte for
+/// byte; the default, `--expect upper`, fails against it.
+pub(crate) fn bench_echo(env: &Env) -> Result<Outcome, String> {
+    let port = free_port(Transport::Tcp)?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut command = Command::new("socat");
+    command
+        .args([
+            format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"),
+            "EXEC:cat".to_owned(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let socat = Spawned::start("socat", &mut command)?;
+    // socat says nothing when it listens: connect until it does (bounded).
+    let started = Instant::now();
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if started.elapsed() > Duration::from_secs(5) {
+            return Err(format!(
+                "socat did not listen on {addr} in 5 s: {}",
+                socat.stderr_tail()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let bench = |expect: &str| -> Result<super::process::Finished, String> {
+        let mut command = env.shout()?;
+        command.args([
+            "bench", "--expect", expect, "-c", "4", "-d", "4", "-s", "64", "-n", "2000",
+        ]);
+        command.arg(addr.to_string());
+        run_with_input("shout bench", &mut command, b"", CLIENT_TIMEOUT)
+    };
+    let echo = bench("echo")?;
+    if !echo.status.success() {
+        return Err(format!(
+            "shout bench --expect echo against socat: exited with {}; stderr: {}",
+            echo.status,
+            one_line_tail(&echo.stderr, 400)
+        ));
+    }
+    let upper = bench("upper")?;
+    if upper.status.code() != Some(1) || !upper.stderr.contains("wrong reply") {
+        return Err(format!(
+            "shout bench --expect upper against an echo server: expected exit 1 and \
+             \"wrong reply\", got {}; stderr: {}",
+            upper.status,
+            one_line_tail(&upper.stderr, 400)
+        ));
+    }
+    let summary = String::from_utf8_lossy(&echo.stdout);
+    Ok(Outcome::Pass(Some(one_line_tail(&summary, 160))))
 }
 
 #[derive(Debug, Clone, Copy)]
