@@ -71,3 +71,28 @@ pub(crate) fn try_run<S: StreamService, D: DatagramService>(
         thread: Some(thread),
     })
 }
+
+/// Trickles `bytes` to `addr` a byte every 50 ms, stops `server` while the
+/// client still trickles, and checks that the stop cut the connection
+/// unanswered: `stop` waits at most `TIMEOUT`, far less than the drain
+/// timeout the caller gave. Returns the stop's counters.
+pub(crate) fn stop_while_trickling(server: Running, addr: SocketAddr, bytes: Vec<u8>) -> Stats {
+    let stream = connect(addr);
+    let trickler = trickle_in_background(
+        stream.try_clone().unwrap(),
+        bytes,
+        std::time::Duration::from_millis(50),
+    );
+    wait_until("the connection to be accepted", || {
+        server.handle.stats().connections_accepted == 1
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let stats = server.stop();
+    assert_eq!(stats.closed_by_stop, 1, "{stats}");
+    assert_closed_unanswered(stream);
+    assert!(
+        join_within(trickler, TIMEOUT).is_some(),
+        "the trickler ends"
+    );
+    stats
+}

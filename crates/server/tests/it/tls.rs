@@ -253,22 +253,7 @@ fn a_stop_cuts_a_trickled_handshake_at_once() {
     let mut client = ClientConnection::new(client_config, name).unwrap();
     let mut hello = Vec::new();
     client.write_tls(&mut hello).unwrap();
-    let stream = connect(tls_addr(&server));
-    let trickler = trickle_in_background(
-        stream.try_clone().unwrap(),
-        hello,
-        Duration::from_millis(50),
-    );
-    wait_until("the connection to be accepted", || {
-        server.handle.stats().connections_accepted == 1
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    let stats = server.stop();
-    assert_eq!(stats.closed_by_stop, 1, "{stats}");
+    let addr = tls_addr(&server);
+    let stats = stop_while_trickling(server, addr, hello);
     assert_eq!(stats.tls_handshakes_completed, 0, "{stats}");
-    assert_closed_unanswered(stream);
-    assert!(
-        join_within(trickler, TIMEOUT).is_some(),
-        "the trickler ends"
-    );
 }
