@@ -89,7 +89,15 @@ impl DelayReport {
             "rest of the answer",
         ];
         let mut legend_x = LEFT;
-        for (label, colour) in labels.iter().zip(COLOURS) {
+        let tls = self.options.tls.is_some();
+        // TLS has no phase to show without it.
+        let shown = labels
+            .iter()
+            .zip(COLOURS)
+            .enumerate()
+            .filter(|&(phase, _)| tls || phase != 2)
+            .map(|(_, shown)| shown);
+        for (label, colour) in shown {
             let _ = writeln!(
                 out,
                 r#"<rect class="legend" x="{legend_x}" y="58" width="12" height="12" fill="{colour}"/><text x="{}" y="68">{label}</text>"#,

@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 /// The bytes of each round-trip probe.
 const PROBE_SIZE: usize = 16;
 
+/// The largest receive buffer the pipelined way asks for: 16 MiB.
+const MAX_RECV_BUFFER: usize = 16 << 20;
+
 /// How many exchanges of the largest datagram measure the rate; the
 /// fastest counts.
 const RATE_EXCHANGES: u32 = 3;
@@ -194,7 +197,12 @@ fn pipelined(
     started: Instant,
 ) -> Result<Vec<ObjectTiming>, ClientError> {
     let n = run.options.objects.get();
-    let (socket, peer) = open(&lookup.addrs)?;
+    // Room for every answer at once, as far as the system allows: the
+    // answers come in a burst, and a short buffer would lose them here.
+    let room = (n as usize)
+        .saturating_mul(run.options.size.get() + 512)
+        .min(MAX_RECV_BUFFER);
+    let (socket, peer) = open(&lookup.addrs, room)?;
     let ready = Instant::now();
     let network = |action, source| ClientError::Network {
         action,
@@ -297,8 +305,9 @@ fn pipelined(
     Ok(timings)
 }
 
-/// Opens a socket connected to the first of `addrs` that can have one.
-fn open(addrs: &[SocketAddr]) -> Result<(UdpSocket, SocketAddr), ClientError> {
+/// Opens a socket connected to the first of `addrs` that can have one,
+/// asking for a receive buffer of `room` bytes.
+fn open(addrs: &[SocketAddr], room: usize) -> Result<(UdpSocket, SocketAddr), ClientError> {
     let mut last_error = None;
     for &addr in addrs {
         let local = match addr.ip() {
@@ -306,6 +315,7 @@ fn open(addrs: &[SocketAddr]) -> Result<(UdpSocket, SocketAddr), ClientError> {
             IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         };
         let opened = UdpSocketBuilder::new(SocketAddr::new(local, 0))
+            .recv_buffer_size(room)
             .bind()
             .map_err(ClientError::from)
             .and_then(|socket| {
