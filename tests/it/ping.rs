@@ -17,6 +17,8 @@ fn options(transport: Transport, new_connection: bool) -> PingOptions {
         connect_timeout: Some(TIMEOUT),
         new_connection,
         tls: None,
+        size: None,
+        json: false,
     }
 }
 

@@ -19,6 +19,9 @@
 //! - [`TlsClient`]: TLS over any of the TCP modes, with the roots and the
 //!   name to check from [`TlsOptions`]; set on the [`Connector`].
 //! - [`ping`]: ping-like round-trip measurement over either transport.
+//! - [`delay`]: the lecture's response-time arithmetic, measured: N
+//!   objects fetched non-persistent, in parallel, persistent and
+//!   pipelined, each phase timed and each total beside its prediction.
 //!
 //! Every failure is a [`ClientError`] with a one-line message and an
 //! [`ErrorCategory`] that the `shout` binary maps to exit codes.
@@ -31,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 mod connect;
+mod delay;
 mod error;
 mod fingerprint;
 mod lines;
@@ -44,10 +48,14 @@ mod udp;
 mod verify;
 
 pub use connect::{Connection, Connector};
+pub use delay::{
+    DelayOptions, DelayReport, ObjectTiming, Phases, Prediction, Rate, RateError, RateSource, Way,
+    WayReport, delay, delay_with,
+};
 pub use error::{ClientError, ErrorCategory};
 pub use fingerprint::{Fingerprint, FingerprintError};
 pub use lines::{DEFAULT_MAX_LINE, LineError, LineReader, LinesReport};
-pub use ping::{PingOptions, PingSummary, RttStats, ping};
+pub use ping::{PingOptions, PingSummary, RttStats, ping, probe_payload};
 pub use session::{Exchange, LineSession};
 pub use stream::{StreamTotals, shout_stream};
 pub use target::{Resolve, SystemResolver, Target, TargetError};

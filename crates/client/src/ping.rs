@@ -33,6 +33,12 @@ pub struct PingOptions {
     pub new_connection: bool,
     /// Over TCP, TLS on the connection; its handshake is timed apart.
     pub tls: Option<TlsOptions>,
+    /// The probe's size in bytes (its answer is as long); the text
+    /// `shout ping seq=N` when `None`. See [`probe_payload`].
+    pub size: Option<usize>,
+    /// Writes one JSON document instead of ping's lines: each probe as it
+    /// comes, then the summary.
+    pub json: bool,
 }
 
 impl Default for PingOptions {
@@ -47,6 +53,8 @@ impl Default for PingOptions {
             connect_timeout: Some(Duration::from_secs(5)),
             new_connection: false,
             tls: None,
+            size: None,
+            json: false,
         }
     }
 }
@@ -197,10 +205,10 @@ enum Prober {
 }
 
 impl Prober {
-    fn probe(&mut self, seq: u32) -> Result<Probe, ClientError> {
+    fn probe(&mut self, seq: u32, size: Option<usize>) -> Result<Probe, ClientError> {
         match self {
             Prober::Tcp(session) => {
-                let exchange = session.shout(format!("shout ping seq={seq}\n").as_bytes())?;
+                let exchange = session.shout(&probe_payload(seq, size, Transport::Tcp))?;
                 Ok(Probe {
                     bytes: exchange.reply.len(),
                     from: exchange.peer,
@@ -212,7 +220,7 @@ impl Prober {
             Prober::Udp(client) => {
                 let started = Instant::now();
                 let bytes = client
-                    .shout(format!("shout ping seq={seq}").as_bytes())?
+                    .shout(&probe_payload(seq, size, Transport::Udp))?
                     .len();
                 Ok(Probe {
                     bytes,
@@ -226,24 +234,53 @@ impl Prober {
     }
 }
 
+/// Returns probe `seq`'s payload: the text `shout ping seq=N` (over TCP
+/// with a newline), or with `size` exactly `size` bytes: the text cut or
+/// padded with dots, over TCP its last byte a newline. A probe cut below
+/// its number no longer tells a late UDP reply from the current one.
+pub fn probe_payload(seq: u32, size: Option<usize>, transport: Transport) -> Vec<u8> {
+    let newline = transport == Transport::Tcp;
+    let mut payload = format!("shout ping seq={seq}").into_bytes();
+    match size {
+        None => {
+            if newline {
+                payload.push(b'\n');
+            }
+        }
+        Some(size) => {
+            payload.resize(size, b'.');
+            if newline && let Some(last) = payload.last_mut() {
+                *last = b'\n';
+            }
+        }
+    }
+    payload
+}
+
 /// Pings `target`, writing a header, one line per probe and the summary to
-/// `out`, and returns the summary.
+/// `out` (or with `json` one JSON document), and returns the summary.
 ///
-/// Each probe is the text `shout ping seq=N`, so a late reply to an earlier
-/// probe is told apart and dropped. A probe that gets no reply in time, or
-/// whose connection breaks, is lost and the run goes on. An error before any
-/// probe was answered that no later probe could change (the name does not
-/// resolve, the server refuses) ends the run with that error.
+/// Each probe is the text `shout ping seq=N` (see [`probe_payload`]), so a
+/// late reply to an earlier probe is told apart and dropped. A probe that
+/// gets no reply in time, or whose connection breaks, is lost and the run
+/// goes on. An error before any probe was answered that no later probe
+/// could change (the name does not resolve, the server refuses) ends the
+/// run with that error.
 pub fn ping(
     target: &Target,
     options: &PingOptions,
     out: &mut dyn Write,
 ) -> Result<PingSummary, ClientError> {
-    let output = ClientError::Output;
+    let mut report = Report {
+        out,
+        json: options.json,
+        probes: 0,
+    };
     let mut prober = match options.transport {
         Transport::Udp => {
-            writeln!(out, "SHOUT PING {target} over udp").map_err(output)?;
-            Prober::Udp(UdpClient::new(target, options.timeout, 0)?)
+            let client = UdpClient::new(target, options.timeout, 0)?;
+            report.header(target, options, "udp", None)?;
+            Prober::Udp(client)
         }
         Transport::Tcp => {
             let mut connector = Connector::resolve(target, options.connect_timeout)?;
@@ -256,23 +293,10 @@ pub fn ping(
             };
             let mut session = LineSession::new(connector, Some(options.timeout));
             if options.new_connection {
-                writeln!(
-                    out,
-                    "SHOUT PING {target} over {over}, a new connection per probe"
-                )
-                .map_err(output)?;
+                report.header(target, options, over, None)?;
             } else {
                 let connection = session.connect()?;
-                let tls = connection.tls_time().map_or_else(String::new, |tls| {
-                    format!(", tls handshake in {:.3} ms", ms(tls))
-                });
-                writeln!(
-                    out,
-                    "SHOUT PING {target} over {over}: connected to {} in {:.3} ms{tls}",
-                    connection.peer(),
-                    ms(connection.connect_time())
-                )
-                .map_err(output)?;
+                report.header(target, options, over, Some(connection))?;
             }
             Prober::Tcp(Box::new(session))
         }
@@ -286,30 +310,20 @@ pub fn ping(
             session.disconnect();
         }
         summary.sent += 1;
-        match prober.probe(seq) {
+        match prober.probe(seq, options.size) {
             Ok(probe) => {
                 summary.received += 1;
                 summary.rtt.add(probe.rtt);
-                let mut line = format!("{} bytes from {}: seq={seq}", probe.bytes, probe.from);
-                match probe.connect {
-                    Some(connect) => {
-                        let tls = probe.tls.unwrap_or_default();
-                        let time = connect + tls + probe.rtt;
-                        summary.connect.add(connect);
-                        summary.time.add(time);
-                        line += &format!(" connect={:.3} ms", ms(connect));
-                        if let Some(tls) = probe.tls {
-                            summary.tls.add(tls);
-                            line += &format!(" tls={:.3} ms", ms(tls));
-                        }
-                        line += &format!(" rtt={:.3} ms time={:.3} ms", ms(probe.rtt), ms(time));
-                    }
-                    None => {
-                        summary.time.add(probe.rtt);
-                        line += &format!(" time={:.3} ms", ms(probe.rtt));
-                    }
+                let time =
+                    probe.connect.unwrap_or_default() + probe.tls.unwrap_or_default() + probe.rtt;
+                summary.time.add(time);
+                if let Some(connect) = probe.connect {
+                    summary.connect.add(connect);
                 }
-                writeln!(out, "{line}").map_err(output)?;
+                if let Some(tls) = probe.tls {
+                    summary.tls.add(tls);
+                }
+                report.answered(seq, &probe, time)?;
             }
             Err(error)
                 if summary.received == 0
@@ -325,19 +339,155 @@ pub fn ping(
             }
             Err(
                 ClientError::NoReply { timeout, .. } | ClientError::ReplyTimeout { timeout, .. },
-            ) => {
-                writeln!(out, "seq={seq}: no reply within {}s", timeout.as_secs_f64())
-                    .map_err(output)?;
-            }
-            Err(error) => writeln!(out, "seq={seq}: {error}").map_err(output)?,
+            ) => report.lost(seq, &format!("no reply within {}s", timeout.as_secs_f64()))?,
+            Err(error) => report.lost(seq, &error.to_string())?,
         }
-        out.flush().map_err(output)?;
         if seq < options.count {
             thread::sleep(options.interval.saturating_sub(started.elapsed()));
         }
     }
-    writeln!(out, "--- {target} shout ping statistics ---\n{summary}").map_err(output)?;
+    report.summary(target, &summary)?;
     Ok(summary)
+}
+
+/// Writes a ping run as it goes: ping's lines, or one JSON document whose
+/// probes are written as they come.
+struct Report<'a> {
+    out: &'a mut dyn Write,
+    json: bool,
+    probes: u32,
+}
+
+impl Report<'_> {
+    /// The first line, or the JSON document's opening fields.
+    fn header(
+        &mut self,
+        target: &Target,
+        options: &PingOptions,
+        over: &str,
+        connection: Option<&crate::Connection>,
+    ) -> Result<(), ClientError> {
+        if self.json {
+            let mut head = serde_json::json!({
+                "target": target.to_string(),
+                "transport": over,
+                "new_connection": options.new_connection,
+                "size": options.size,
+            });
+            if let Some(connection) = connection {
+                head["peer"] = connection.peer().to_string().into();
+                head["connect_ms"] = round(ms(connection.connect_time())).into();
+                head["tls_ms"] = connection.tls_time().map(|tls| round(ms(tls))).into();
+            }
+            // The object stays open for the probes that follow.
+            let head = head.to_string();
+            let head = head.strip_suffix('}').unwrap_or(&head);
+            return self.write(&format!("{head},\"probes\":["));
+        }
+        let line = match connection {
+            None if over == "udp" => format!("SHOUT PING {target} over udp"),
+            None => format!("SHOUT PING {target} over {over}, a new connection per probe"),
+            Some(connection) => {
+                let tls = connection.tls_time().map_or_else(String::new, |tls| {
+                    format!(", tls handshake in {:.3} ms", ms(tls))
+                });
+                format!(
+                    "SHOUT PING {target} over {over}: connected to {} in {:.3} ms{tls}",
+                    connection.peer(),
+                    ms(connection.connect_time())
+                )
+            }
+        };
+        self.write(&format!("{line}\n"))
+    }
+
+    /// One answered probe; `time` is its handshakes and exchange.
+    fn answered(&mut self, seq: u32, probe: &Probe, time: Duration) -> Result<(), ClientError> {
+        if self.json {
+            let probe = serde_json::json!({
+                "seq": seq,
+                "answered": true,
+                "bytes": probe.bytes,
+                "from": probe.from.to_string(),
+                "time_ms": round(ms(time)),
+                "rtt_ms": round(ms(probe.rtt)),
+                "connect_ms": probe.connect.map(|connect| round(ms(connect))),
+                "tls_ms": probe.tls.map(|tls| round(ms(tls))),
+            });
+            return self.probe(&probe);
+        }
+        let mut line = format!("{} bytes from {}: seq={seq}", probe.bytes, probe.from);
+        if let Some(connect) = probe.connect {
+            line += &format!(" connect={:.3} ms", ms(connect));
+            if let Some(tls) = probe.tls {
+                line += &format!(" tls={:.3} ms", ms(tls));
+            }
+            line += &format!(" rtt={:.3} ms", ms(probe.rtt));
+        }
+        line += &format!(" time={:.3} ms", ms(time));
+        self.write(&format!("{line}\n"))
+    }
+
+    /// One lost probe, and why.
+    fn lost(&mut self, seq: u32, why: &str) -> Result<(), ClientError> {
+        if self.json {
+            let probe = serde_json::json!({"seq": seq, "answered": false, "error": why});
+            return self.probe(&probe);
+        }
+        self.write(&format!("seq={seq}: {why}\n"))
+    }
+
+    /// The statistics, or the JSON document's closing fields.
+    fn summary(&mut self, target: &Target, summary: &PingSummary) -> Result<(), ClientError> {
+        if self.json {
+            let stats = |stats: &RttStats| {
+                (stats.count() > 0).then(|| {
+                    serde_json::json!({
+                        "count": stats.count(),
+                        "min_ms": round(stats.min_ms()),
+                        "avg_ms": round(stats.avg_ms()),
+                        "max_ms": round(stats.max_ms()),
+                        "mdev_ms": round(stats.mdev_ms()),
+                    })
+                })
+            };
+            let tail = serde_json::json!({
+                "sent": summary.sent,
+                "received": summary.received,
+                "loss_percent": round(summary.loss_percent()),
+                "time": stats(&summary.time),
+                "rtt": stats(&summary.rtt),
+                "connect": stats(&summary.connect),
+                "tls": stats(&summary.tls),
+            })
+            .to_string();
+            let tail = tail.strip_prefix('{').unwrap_or(&tail);
+            return self.write(&format!("\n],{tail}\n"));
+        }
+        self.write(&format!(
+            "--- {target} shout ping statistics ---\n{summary}\n"
+        ))
+    }
+
+    /// A probe of the JSON document, after a comma unless it is the first.
+    fn probe(&mut self, probe: &serde_json::Value) -> Result<(), ClientError> {
+        let comma = if self.probes == 0 { "" } else { "," };
+        self.probes += 1;
+        self.write(&format!("{comma}\n{probe}"))
+    }
+
+    /// Writes `text` and flushes, so each probe shows as it comes.
+    fn write(&mut self, text: &str) -> Result<(), ClientError> {
+        self.out
+            .write_all(text.as_bytes())
+            .and_then(|()| self.out.flush())
+            .map_err(ClientError::Output)
+    }
+}
+
+/// Milliseconds to the microsecond, for JSON.
+fn round(ms: f64) -> f64 {
+    (ms * 1e3).round() / 1e3
 }
 
 fn ms(time: Duration) -> f64 {
@@ -363,6 +513,27 @@ mod tests {
             stats.to_string(),
             "min/avg/max/mdev = 1.000/2.500/4.000/1.118 ms"
         );
+    }
+
+    #[test]
+    fn probe_payloads_of_any_size() {
+        assert_eq!(
+            probe_payload(3, None, Transport::Tcp),
+            b"shout ping seq=3\n"
+        );
+        assert_eq!(probe_payload(3, None, Transport::Udp), b"shout ping seq=3");
+        assert_eq!(
+            probe_payload(3, Some(20), Transport::Tcp),
+            b"shout ping seq=3...\n"
+        );
+        assert_eq!(
+            probe_payload(3, Some(20), Transport::Udp),
+            b"shout ping seq=3...."
+        );
+        assert_eq!(probe_payload(3, Some(5), Transport::Tcp), b"shou\n");
+        assert_eq!(probe_payload(3, Some(1), Transport::Udp), b"s");
+        assert_eq!(probe_payload(3, Some(0), Transport::Tcp), b"");
+        assert_eq!(probe_payload(3, Some(1000), Transport::Udp).len(), 1000);
     }
 
     #[test]

@@ -55,6 +55,7 @@ pub struct UdpClient {
     expected: Vec<u8>,
     earlier: EarlierAnswers,
     buf: Vec<u8>,
+    sends: u32,
 }
 
 /// The expected answers of the latest earlier requests, oldest first,
@@ -122,6 +123,7 @@ impl UdpClient {
             expected: Vec::new(),
             earlier: EarlierAnswers::default(),
             buf: vec![0; RECV_BUFFER],
+            sends: 0,
         })
     }
 
@@ -133,6 +135,13 @@ impl UdpClient {
     /// The server address in use.
     pub fn peer(&self) -> SocketAddr {
         self.addrs[self.current]
+    }
+
+    /// Returns how many times the last request was sent: 1 when its first
+    /// datagram was answered, more when some were lost (on every address
+    /// tried).
+    pub fn sends(&self) -> u32 {
+        self.sends
     }
 
     /// Sends `request` as one datagram and returns the reply: the first
@@ -179,7 +188,9 @@ impl UdpClient {
         }
         let attempts = self.retries.saturating_add(1);
         let mut attempt = 1;
+        self.sends = 0;
         while attempt <= attempts {
+            self.sends += 1;
             match self.attempt(request) {
                 Ok(Wait::Reply(len)) => return Ok(len),
                 Ok(Wait::TimedOut) => {

@@ -5,11 +5,13 @@
 use clap::{Args, Parser, Subcommand};
 use shout_bench::{BenchError, BenchOptions, BenchReport, Expect, Stop, bench};
 use shout_client::{
-    ClientError, Connector, ErrorCategory, Fingerprint, LineSession, LinesReport, PingOptions,
-    Target, TlsClient, TlsOptions, Transport, Trust, UdpClient, ping, shout_stream,
+    ClientError, Connector, DelayOptions, ErrorCategory, Fingerprint, LineSession, LinesReport,
+    PingOptions, Rate, Target, TlsClient, TlsOptions, Transport, Trust, UdpClient, delay, ping,
+    shout_stream,
 };
 use std::fmt;
 use std::io::{self, IsTerminal, Write};
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -39,10 +41,16 @@ Examples:
                                        SHA-256 (shoutd prints it at start)
   shout ping --tls --new-connection localhost:12443
                                        TCP handshake, TLS handshake and exchange apart
+  shout ping -s 1400 --json -c 20 localhost:12000
+                                       probes of 1,400 bytes, as one JSON document
+  shout delay -n 10 -s 10000 --rate 20mbit --svg waterfall.svg 198.18.0.1:12000
+                                       10 objects of 10 KB in the lecture's four ways,
+                                       each total beside its prediction, and a waterfall
 
 Exit status:
   0  success
-  1  other error: input or output failed, lines not sent (too long)
+  1  other error: input or output failed, lines not sent (too long), the
+     --svg file not written
   2  usage error
   3  the host name does not resolve
   4  connection refused (TCP reset, or ICMP port unreachable for UDP)
@@ -119,6 +127,26 @@ enum Command {
     /// the server does, and latency runs from when each was due (as wrk2
     /// measures it), so a stalled server shows in the percentiles.
     Bench(BenchArgs),
+    /// The lecture's response-time arithmetic, measured: N objects of L
+    /// bytes fetched non-persistent (a connection per object), in parallel
+    /// (k connections at a time), persistent (one request at a time) and
+    /// pipelined (every request at once).
+    ///
+    /// First the round-trip time is measured (--probes small exchanges over
+    /// one connection, their median), and the rate R, unless --rate gives
+    /// it: the second half of one object of 1 MiB, echoed, over TCP; the
+    /// fastest of three 64 KB datagrams over UDP. Each object's phases are
+    /// timed apart: the name lookup, the TCP handshake, the TLS handshake,
+    /// the request to the first byte of its answer, and the rest. Beside
+    /// each way's total, the lecture's prediction from RTT and R, with its
+    /// formula, and the ratio measured ÷ predicted; then which way won.
+    /// docs/DELAY.md derives each formula and lists the JSON's fields.
+    ///
+    /// Over UDP each object is one datagram each way, sent again after
+    /// --timeout up to --retries times; the resent are counted. -v names
+    /// the addresses the name resolved to and the one that answered. The
+    /// first failure ends the run, with the exit status of its cause.
+    Delay(DelayArgs),
 }
 
 /// TLS over TCP: `--tls` and whom to trust.
@@ -233,8 +261,93 @@ struct PingArgs {
     /// Open a new TCP connection for every probe, to see the handshake's cost.
     #[arg(long)]
     new_connection: bool,
+    /// The probe's size in bytes (its answer is as long): the text
+    /// `shout ping seq=N` cut or padded with dots, over TCP ending in a
+    /// newline. Default: that text alone (17 bytes over TCP, 16 over UDP).
+    #[arg(short, long, value_name = "BYTES", value_parser = at_least_one::<usize>)]
+    size: Option<usize>,
+    /// One JSON document instead of ping's lines: each probe as it comes
+    /// (seq, answered, bytes, from, time_ms, rtt_ms, connect_ms, tls_ms, or
+    /// error), then sent, received, loss_percent and the min/avg/max/mdev
+    /// of time, rtt, connect and tls.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     tls: TlsArgs,
+}
+
+#[derive(Debug, Args)]
+struct DelayArgs {
+    #[arg(value_name = "HOST:PORT", help = TARGET_HELP)]
+    target: Target,
+    /// Over UDP: no handshake, one datagram each way per object.
+    #[arg(long, conflicts_with = "tls")]
+    udp: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
+    /// N: how many objects each way fetches.
+    #[arg(short = 'n', long, value_name = "N", default_value = "10",
+          value_parser = at_least_one::<NonZeroU32>)]
+    objects: NonZeroU32,
+    /// L: the bytes of each object's request, and of its answer (over UDP
+    /// at most 65507).
+    #[arg(short, long, value_name = "BYTES", default_value = "10000",
+          value_parser = at_least_one::<NonZeroUsize>)]
+    size: NonZeroUsize,
+    /// k: the connections at a time of the parallel way (browsers open 6
+    /// per server).
+    #[arg(short = 'k', long, value_name = "K", default_value = "6",
+          value_parser = at_least_one::<NonZeroUsize>)]
+    parallel: NonZeroUsize,
+    /// The link's rate R, as tc writes it (20mbit, 500kbit, 1gbit);
+    /// measured when not given.
+    #[arg(long, value_name = "R")]
+    rate: Option<Rate>,
+    /// How many small exchanges measure the round-trip time.
+    #[arg(long, value_name = "N", default_value = "5",
+          value_parser = at_least_one::<NonZeroU32>)]
+    probes: NonZeroU32,
+    /// Seconds to wait for an answer or its next byte (default 10), or over
+    /// UDP for each datagram's answer before sending it again (default 1).
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    timeout: Option<Duration>,
+    /// Over UDP, how many times a datagram is sent again.
+    #[arg(long, value_name = "N", default_value_t = 3, requires = "udp")]
+    retries: u32,
+    /// The report as one JSON object (docs/DELAY.md lists its fields).
+    #[arg(long)]
+    json: bool,
+    /// Also write the waterfall to FILE as SVG: one bar per object,
+    /// coloured by phase, the four ways one under another.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+}
+
+impl DelayArgs {
+    fn options(&self, connect_timeout: Duration) -> DelayOptions {
+        let transport = if self.udp {
+            Transport::Udp
+        } else {
+            Transport::Tcp
+        };
+        let default_timeout = match transport {
+            Transport::Tcp => Duration::from_secs(10),
+            Transport::Udp => Duration::from_secs(1),
+        };
+        DelayOptions {
+            transport,
+            objects: self.objects,
+            size: self.size,
+            parallel: self.parallel,
+            probes: self.probes,
+            rate: self.rate,
+            timeout: self.timeout.unwrap_or(default_timeout),
+            connect_timeout: Some(connect_timeout),
+            retries: self.retries,
+            tls: self.tls.options(),
+            ..DelayOptions::default()
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -363,6 +476,7 @@ enum Failure {
     NoProbeAnswered(u32),
     BenchErrors(u64, String),
     NoReply,
+    Svg(PathBuf, io::Error),
 }
 
 impl From<ClientError> for Failure {
@@ -393,6 +507,7 @@ impl fmt::Display for Failure {
                 )
             }
             Failure::NoReply => f.write_str("no reply came during the benchmark"),
+            Failure::Svg(path, error) => write!(f, "cannot write {}: {error}", path.display()),
         }
     }
 }
@@ -403,7 +518,7 @@ impl Failure {
         match self {
             Failure::Client(error) => category_code(error.category()),
             Failure::Bench(error) => category_code(error.category()),
-            Failure::LinesSkipped(_) | Failure::BenchErrors(..) => 1,
+            Failure::LinesSkipped(_) | Failure::BenchErrors(..) | Failure::Svg(..) => 1,
             Failure::NoProbeAnswered(_) | Failure::NoReply => 5,
         }
     }
@@ -494,6 +609,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 connect_timeout,
                 new_connection: args.new_connection,
                 tls: args.tls.options(),
+                size: args.size,
+                json: args.json,
             };
             let summary = ping(&args.target, &options, &mut io::stdout().lock())?;
             if summary.received == 0 {
@@ -508,6 +625,23 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let report = bench(&args.target, &options, progress)?;
             print_report(&report, args.json)?;
             check_bench(&report)
+        }
+        Command::Delay(args) => {
+            let report = delay(&args.target, &args.options(cli.connect_timeout))?;
+            let mut stdout = io::stdout().lock();
+            let written = if args.json {
+                writeln!(stdout, "{}", report.to_json())
+            } else {
+                write!(stdout, "{report}")
+            };
+            written
+                .and_then(|()| stdout.flush())
+                .map_err(|error| Failure::Client(ClientError::Output(error)))?;
+            if let Some(path) = &args.svg {
+                std::fs::write(path, report.to_svg())
+                    .map_err(|error| Failure::Svg(path.clone(), error))?;
+            }
+            Ok(())
         }
     }
 }
@@ -566,6 +700,18 @@ fn init_logging(cli: &Cli) {
             ),
         })
         .init();
+}
+
+/// Parses a whole number of at least 1, saying so when it is not.
+fn at_least_one<T: std::str::FromStr>(text: &str) -> Result<T, String> {
+    match text.trim().parse::<u64>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(_) => text
+            .trim()
+            .parse()
+            .map_err(|_| format!("{text} is too large")),
+        Err(_) => Err(format!("{text:?} is not a whole number")),
+    }
 }
 
 /// Parses a number of seconds that may be zero.

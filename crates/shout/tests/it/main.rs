@@ -4,6 +4,7 @@
 mod bench;
 mod bench_tls;
 mod cli;
+mod delay;
 mod errors;
 mod memory;
 mod ping;

@@ -142,3 +142,75 @@ fn ping_with_no_reply_at_all_fails() {
     );
     assert_eq!(outcome.stderr, "shout: none of the 2 probes was answered\n");
 }
+
+/// Runs `shout ping --json ARGS`, checks that it exited 0, and returns the
+/// parsed document.
+fn ping_json(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["ping", "--json", "-i", "10"];
+    all.extend_from_slice(args);
+    let outcome = run(&all, b"");
+    assert_eq!(outcome.code, Some(0), "{}", outcome.stderr);
+    serde_json::from_slice(&outcome.stdout)
+        .unwrap_or_else(|error| panic!("{error}: {}", outcome.stdout_text()))
+}
+
+#[test]
+fn tcp_ping_as_json_with_a_probe_size() {
+    let server = UppercaseServer::start();
+    let target = server.addr.to_string();
+    let report = ping_json(&["-c", "3", "-s", "1400", &target]);
+    assert_eq!(report["transport"], "tcp");
+    assert_eq!(report["size"], 1400);
+    assert_eq!(report["peer"], target);
+    assert!(report["connect_ms"].as_f64().unwrap() > 0.0, "{report}");
+    let probes = report["probes"].as_array().unwrap();
+    assert_eq!(probes.len(), 3, "{report}");
+    for (seq, probe) in (1..).zip(probes) {
+        assert_eq!(probe["seq"], seq);
+        assert_eq!(probe["answered"], true);
+        assert_eq!(probe["bytes"], 1400);
+        assert!(probe["rtt_ms"].as_f64().unwrap() > 0.0, "{probe}");
+        assert_eq!(probe["connect_ms"], serde_json::Value::Null);
+    }
+    assert_eq!(
+        (report["sent"].clone(), report["received"].clone()),
+        (3.into(), 3.into())
+    );
+    assert_eq!(report["loss_percent"], 0.0);
+    assert_eq!(report["rtt"]["count"], 3);
+    let rtt = &report["rtt"];
+    let (min, avg, max) = (
+        rtt["min_ms"].as_f64().unwrap(),
+        rtt["avg_ms"].as_f64().unwrap(),
+        rtt["max_ms"].as_f64().unwrap(),
+    );
+    assert!(min <= avg && avg <= max, "{report}");
+    assert_eq!(report["connect"], serde_json::Value::Null);
+}
+
+#[test]
+fn udp_ping_as_json_counts_lost_probes() {
+    let server = LossyUdpServer::start();
+    let report = ping_json(&[
+        "--udp",
+        "-c",
+        "4",
+        "-s",
+        "600",
+        "--timeout",
+        "0.5",
+        &server.addr.to_string(),
+    ]);
+    assert_eq!(report["transport"], "udp");
+    let probes = report["probes"].as_array().unwrap();
+    let answered: Vec<bool> = probes
+        .iter()
+        .map(|probe| probe["answered"].as_bool().unwrap())
+        .collect();
+    assert_eq!(answered, [false, true, false, true], "{report}");
+    assert_eq!(probes[0]["error"], "no reply within 0.5s");
+    assert_eq!(probes[1]["bytes"], 600);
+    assert_eq!(report["loss_percent"], 50.0);
+    // Each request was 600 bytes, so each datagram the server saw.
+    assert!(server.requests().iter().all(|request| request.len() == 600));
+}
