@@ -293,10 +293,7 @@ mod tests {
             ..LinkConfig::default()
         });
         for _ in 0..1_000 {
-            assert!(matches!(
-                link.arrive(t0, vec![0; 1250]),
-                Admission::Due(_)
-            ));
+            assert!(matches!(link.arrive(t0, vec![0; 1250]), Admission::Due(_)));
         }
         let out = drain(&mut link, t0 + Duration::from_secs(60));
         assert_eq!(out.len(), 1_000);
@@ -316,10 +313,7 @@ mod tests {
             assert!(matches!(link.arrive(t0, vec![0; 1250]), Admission::Due(_)));
         }
         assert_eq!(link.arrive(t0, vec![0; 1250]), Admission::QueueFull);
-        assert_eq!(
-            link.arrive(t0 + ms(9), vec![0; 1250]),
-            Admission::QueueFull
-        );
+        assert_eq!(link.arrive(t0 + ms(9), vec![0; 1250]), Admission::QueueFull);
         // The first one is off the wire at 10 ms: room for one more.
         assert_eq!(
             link.arrive(t0 + ms(10), vec![0; 1250]),
@@ -426,9 +420,15 @@ mod tests {
             latest = latest.max(delay);
             sum += delay;
         }
-        assert!(earliest >= ms(15) && latest <= ms(25), "{earliest:?}..{latest:?}");
+        assert!(
+            earliest >= ms(15) && latest <= ms(25),
+            "{earliest:?}..{latest:?}"
+        );
         // Spread over the whole range, centred on the delay.
-        assert!(earliest < ms(16) && latest > ms(24), "{earliest:?}..{latest:?}");
+        assert!(
+            earliest < ms(16) && latest > ms(24),
+            "{earliest:?}..{latest:?}"
+        );
         let mean = sum / count;
         assert!(mean > Duration::from_micros(19_900) && mean < Duration::from_micros(20_100));
 
@@ -440,7 +440,10 @@ mod tests {
             ..LinkConfig::default()
         });
         for n in 0..1_000u32 {
-            burst.arrive(t0 + Duration::from_micros(u64::from(n)), n.to_be_bytes().to_vec());
+            burst.arrive(
+                t0 + Duration::from_micros(u64::from(n)),
+                n.to_be_bytes().to_vec(),
+            );
         }
         let out = drain(&mut burst, t0 + Duration::from_secs(1));
         assert_eq!(out.len(), 1_000);

@@ -29,9 +29,7 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Emulator> {
-        self.emulator
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.emulator.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -103,9 +103,7 @@ impl LinkError {
     pub fn exit_code(&self) -> u8 {
         match self {
             LinkError::NotPermitted(_) | LinkError::NoTun(_) | LinkError::Unsupported => 2,
-            LinkError::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                127
-            }
+            LinkError::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound => 127,
             _ => 1,
         }
     }

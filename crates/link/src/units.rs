@@ -83,7 +83,7 @@ impl FromStr for Rate {
             }
         };
         let bits = parse_number(number, text, "rate")? * scale;
-        if bits < 1.0 || bits > 1e12 {
+        if !(1.0..=1e12).contains(&bits) {
             return Err(UnitError(format!(
                 "{text:?} is out of range: a rate is from 1bit to 1000gbit"
             )));
@@ -219,7 +219,12 @@ mod tests {
         assert_eq!(bits("500kbit"), Ok(500_000));
         assert_eq!(bits("2.5Mbit"), Ok(2_500_000));
         assert_eq!(bits("1mbps"), Ok(8_000_000));
-        assert!("10".parse::<Rate>().unwrap_err().to_string().contains("10mbit"));
+        assert!(
+            "10".parse::<Rate>()
+                .unwrap_err()
+                .to_string()
+                .contains("10mbit")
+        );
         assert!("0mbit".parse::<Rate>().is_err());
         assert!("10 mbits".parse::<Rate>().is_err());
     }
@@ -247,7 +252,13 @@ mod tests {
         assert_eq!("1%".parse::<Loss>().map(Loss::fraction), Ok(0.01));
         assert_eq!("0.5 %".parse::<Loss>().map(Loss::fraction), Ok(0.005));
         assert_eq!("100%".parse::<Loss>().map(Loss::fraction), Ok(1.0));
-        assert!("0.01".parse::<Loss>().unwrap_err().to_string().contains('%'));
+        assert!(
+            "0.01"
+                .parse::<Loss>()
+                .unwrap_err()
+                .to_string()
+                .contains('%')
+        );
         assert!("101%".parse::<Loss>().is_err());
         assert!("-1%".parse::<Loss>().is_err());
     }
