@@ -33,6 +33,7 @@ mod gate;
 pub(crate) mod haproxy;
 mod interop;
 mod lifecycle;
+mod link;
 mod load;
 mod metrics;
 mod needs;
@@ -269,6 +270,34 @@ const SCENARIOS: &[Scenario] = &[
         run: activation::activation_restart,
     },
     Scenario {
+        name: "link-rtt",
+        proves: "shout ping across shout link --rtt 50ms reports 50 ms ± 10% over TCP and UDP, nothing is left behind, and the link's own cost at --rtt 0 is measured",
+        deadline: Duration::from_secs(90),
+        needs: &["root", "ip", "tun"],
+        run: link::link_rtt,
+    },
+    Scenario {
+        name: "link-rate",
+        proves: "4 MB through shout tcp and shoutd across shout link --rate 10mbit flows at 10 Mbit/s ± 10%",
+        deadline: Duration::from_secs(60),
+        needs: &["root", "ip", "tun"],
+        run: link::link_rate,
+    },
+    Scenario {
+        name: "link-loss",
+        proves: "shout link --loss 10% drops 10% ± 3 of the packets each way over 2,000 UDP probes, about 19% of round trips",
+        deadline: Duration::from_secs(90),
+        needs: &["root", "ip", "tun"],
+        run: link::link_loss,
+    },
+    Scenario {
+        name: "link-cleanup",
+        proves: "on SIGTERM shout link exits 143 and leaves no process or namespace behind; as nobody it exits 2 with one line",
+        deadline: Duration::from_secs(60),
+        needs: &["root", "ip", "tun", "setpriv"],
+        run: link::link_cleanup,
+    },
+    Scenario {
         name: "nginx",
         proves: "UDP through nginx's stream module to two shoutd: every datagram answered, both backends used",
         deadline: Duration::from_secs(60),
@@ -330,6 +359,11 @@ impl Env {
     /// The path of `shoutd`, for a command that runs it under another.
     pub(crate) fn shoutd_path(&self) -> &Path {
         &self.shoutd
+    }
+
+    /// The path of `shout`, if it was built, for a command line that runs it.
+    pub(crate) fn shout_path(&self) -> Result<PathBuf, String> {
+        self.shout.clone()
     }
 
     /// A command running `shout`, if it was built.

@@ -2,6 +2,9 @@
 //! the `shout_client` and `shout_bench` libraries, and turns its outcome into one line on
 //! standard error and an exit code.
 
+#[cfg(target_os = "linux")]
+mod link;
+
 use clap::{Args, Parser, Subcommand};
 use shout_bench::{BenchError, BenchOptions, BenchReport, Expect, Stop, bench};
 use shout_client::{
@@ -147,6 +150,16 @@ enum Command {
     /// the addresses the name resolved to and the one that answered. The
     /// first failure ends the run, with the exit status of its cause.
     Delay(DelayArgs),
+    /// Runs a server and a client joined by an emulated link: real delay,
+    /// rate, loss and queue between two network namespaces (Linux, root).
+    ///
+    /// For example `shout link --rtt 50ms --rate 10mbit --server 'shoutd' --
+    /// 'shout ping $SHOUT_LINK_SERVER:12000'`. The TCP handshake, slow
+    /// start and retransmissions happen in the real kernel stacks, across a
+    /// link that takes its time (docs/LINK.md).
+    #[cfg(target_os = "linux")]
+    #[command(after_help = link::LINK_AFTER_HELP)]
+    Link(link::LinkArgs),
 }
 
 /// TLS over TCP: `--tls` and whom to trust.
@@ -539,6 +552,10 @@ fn category_code(category: ErrorCategory) -> u8 {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
+    #[cfg(target_os = "linux")]
+    if let Command::Link(args) = cli.command {
+        return link::run(args, cli.quiet);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         // Output closed early (`shout tcp < big | head`): the reader has what
@@ -643,6 +660,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
+        #[cfg(target_os = "linux")]
+        Command::Link(_) => unreachable!("main runs the link"),
     }
 }
 

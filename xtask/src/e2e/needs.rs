@@ -92,6 +92,22 @@ pub(crate) const NEEDS: &[Need] = &[
         present: |_| find_in_path("ip").is_some(),
     },
     Need {
+        name: "setpriv",
+        how: "install util-linux (Debian: util-linux)",
+        present: |_| find_in_path("setpriv").is_some(),
+    },
+    Need {
+        name: "root",
+        how: "run as root, as CI does: shout link makes network namespaces",
+        // SAFETY: geteuid(2) has no preconditions.
+        present: |_| unsafe { libc::geteuid() } == 0,
+    },
+    Need {
+        name: "tun",
+        how: "the TUN driver, /dev/net/tun (modprobe tun)",
+        present: |_| Path::new("/dev/net/tun").exists(),
+    },
+    Need {
         name: "promtool",
         how: "install promtool (Debian: prometheus)",
         present: |_| find_in_path("promtool").is_some(),
