@@ -29,6 +29,7 @@
 //! failed.
 
 mod activation;
+mod delay;
 mod gate;
 pub(crate) mod haproxy;
 mod interop;
@@ -289,6 +290,27 @@ const SCENARIOS: &[Scenario] = &[
         deadline: Duration::from_secs(90),
         needs: &["root", "ip", "tun"],
         run: link::link_loss,
+    },
+    Scenario {
+        name: "delay-predictions",
+        proves: "across shout link --rtt 40ms --rate 20mbit, shout delay's non-persistent fetch of 10 objects of 10 KB is within 15% of the lecture's prediction, and pipelined is at least 3x faster",
+        deadline: Duration::from_secs(90),
+        needs: &["root", "ip", "tun"],
+        run: delay::delay_predictions,
+    },
+    Scenario {
+        name: "delay-tls",
+        proves: "across the same link, TLS 1.3 adds one round trip (± 25%) to each new connection, and non-persistent over TLS is within 15% of its prediction",
+        deadline: Duration::from_secs(90),
+        needs: &["root", "ip", "tun"],
+        run: delay::delay_tls,
+    },
+    Scenario {
+        name: "delay-udp-loss",
+        proves: "across shout link --loss 20%, shout udp gets all 50 lines answered with retries, and shout ping --udp loses 36% ± 5 points of 1,000 round trips",
+        deadline: Duration::from_secs(120),
+        needs: &["root", "ip", "tun"],
+        run: delay::delay_udp_loss,
     },
     Scenario {
         name: "link-cleanup",

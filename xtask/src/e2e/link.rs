@@ -16,15 +16,15 @@ use std::time::{Duration, Instant};
 const SERVER: &str = "198.18.0.1";
 
 /// What one run of `shout link` gave.
-struct LinkRun {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
+pub(crate) struct LinkRun {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl LinkRun {
     /// The run's failure as a message, if it did not exit 0.
-    fn check(&self, what: &str) -> Result<(), String> {
+    pub(crate) fn check(&self, what: &str) -> Result<(), String> {
         if self.status.success() {
             Ok(())
         } else {
@@ -43,15 +43,26 @@ fn sh_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
-fn path_of(path: &Path) -> String {
+/// Quotes a path for `sh`.
+pub(crate) fn path_of(path: &Path) -> String {
     sh_quote(&path.to_string_lossy())
 }
 
 /// The server command: shoutd on the link's server address, port 12000,
 /// writing the shell's pid (which execs shoutd) to `pid_file`.
 fn shoutd_line(env: &Env, pid_file: &Path) -> String {
+    shoutd_line_with(
+        env,
+        pid_file,
+        &format!("--tcp {SERVER}:12000 --udp {SERVER}:12000"),
+    )
+}
+
+/// The server command: shoutd with `listen` (its listener flags, quoted
+/// for `sh`), writing the shell's pid (which execs shoutd) to `pid_file`.
+pub(crate) fn shoutd_line_with(env: &Env, pid_file: &Path, listen: &str) -> String {
     format!(
-        "echo $$ > {}; exec {} -q --tcp {SERVER}:12000 --udp {SERVER}:12000",
+        "echo $$ > {}; exec {} -q {listen}",
         path_of(pid_file),
         path_of(env.shoutd_path())
     )
@@ -59,7 +70,7 @@ fn shoutd_line(env: &Env, pid_file: &Path) -> String {
 
 /// Runs `shout link LINK_ARGS --server SERVER -- CLIENT` and waits for it,
 /// at most `timeout`.
-fn run_link(
+pub(crate) fn run_link(
     env: &Env,
     link_args: &[&str],
     server: &str,
@@ -81,14 +92,15 @@ fn run_link(
 
 /// ping's summary: `N sent, M received, L% loss, min/avg/max/mdev = a/b/c/d ms`.
 #[derive(Debug, PartialEq)]
-struct PingSummary {
-    sent: u32,
-    received: u32,
+pub(crate) struct PingSummary {
+    pub(crate) sent: u32,
+    pub(crate) received: u32,
     avg_ms: f64,
     min_ms: f64,
 }
 
-fn parse_ping(output: &str) -> Option<PingSummary> {
+/// Reads the last ping summary in `output`.
+pub(crate) fn parse_ping(output: &str) -> Option<PingSummary> {
     let line = output.lines().rev().find(|line| line.contains(" sent, "))?;
     let mut words = line.split_whitespace();
     let sent = words.next()?.parse().ok()?;
