@@ -33,6 +33,7 @@
 
 use shout_protocol::DEFAULT_PORT;
 use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 /// Source ports above 1023 of services that answer any datagram.
 const REFLECTOR_PORTS: [u16; 8] = [1900, 3283, 3702, 5351, 5353, 5355, 5683, 11211];
@@ -41,9 +42,11 @@ const REFLECTOR_PORTS: [u16; 8] = [1900, 3283, 3702, 5351, 5353, 5355, 5683, 112
 /// it a source port names a server, not a client.
 const EPHEMERAL_FROM: u16 = 32_768;
 
-/// Addresses whose locality is remembered, so that a flood of spoofed
-/// sources costs at most one probe per address in this many.
-const LOCAL_CACHE: usize = 16;
+/// How often, at most, the host's addresses are listed again when a
+/// source is not among them: an address added since is seen within this,
+/// and a flood of spoofed sources costs one listing per period, not one
+/// per datagram.
+const RELIST_AFTER: Duration = Duration::from_secs(1);
 
 /// Why a datagram's source is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,13 +63,12 @@ pub(crate) enum RefusedSource {
 pub(crate) struct ReflectionGuard {
     /// The addresses of this server's UDP sockets.
     own: Vec<SocketAddr>,
-    /// Whether an address is this host's, for sockets bound to every
-    /// address; a small ring of the last ones asked.
-    local: Vec<(IpAddr, bool)>,
-    next_local: usize,
-    /// Says whether an address is this host's (a system call); a seam for
-    /// tests.
-    probe_local: fn(IpAddr) -> bool,
+    /// The host's addresses, for sockets bound to every address, and when
+    /// they were listed (`None`: never yet).
+    host: Vec<IpAddr>,
+    listed: Option<Instant>,
+    /// Lists the host's addresses (a system call); a seam for tests.
+    list_host: fn() -> Vec<IpAddr>,
 }
 
 impl ReflectionGuard {
@@ -74,16 +76,16 @@ impl ReflectionGuard {
     pub(crate) fn new(own: Vec<SocketAddr>) -> Self {
         Self {
             own,
-            local: Vec::with_capacity(LOCAL_CACHE),
-            next_local: 0,
-            probe_local: shout_socket::is_local_address,
+            host: Vec::new(),
+            listed: None,
+            list_host: host_addresses,
         }
     }
 
     /// Returns why a datagram from `source` must not be answered, or
     /// `None` when it may be.
     #[inline]
-    pub(crate) fn check(&mut self, source: SocketAddr) -> Option<RefusedSource> {
+    pub(crate) fn check(&mut self, source: SocketAddr, now: Instant) -> Option<RefusedSource> {
         let port = source.port();
         // Ephemeral ports, the common case, pass a few comparisons.
         if port < 1024 || REFLECTOR_PORTS.contains(&port) {
@@ -93,7 +95,7 @@ impl ReflectionGuard {
         if !server_port {
             return None;
         }
-        if port < EPHEMERAL_FROM || self.is_own_socket(source) {
+        if port < EPHEMERAL_FROM || self.is_own_socket(source, now) {
             return Some(RefusedSource::ServerPort);
         }
         None
@@ -101,7 +103,7 @@ impl ReflectionGuard {
 
     /// Returns whether `source` is one of this server's sockets: a reply to
     /// it would come back to this server.
-    fn is_own_socket(&mut self, source: SocketAddr) -> bool {
+    fn is_own_socket(&mut self, source: SocketAddr, now: Instant) -> bool {
         let ip = canonical(source.ip());
         let mut on_every_address = false;
         for own in self.own.iter().filter(|own| own.port() == source.port()) {
@@ -111,26 +113,33 @@ impl ReflectionGuard {
             }
             on_every_address |= bound.is_unspecified();
         }
-        on_every_address && self.is_local(ip)
+        on_every_address && self.is_local(ip, now)
     }
 
     /// Returns whether `ip` is an address of this host.
-    fn is_local(&mut self, ip: IpAddr) -> bool {
-        if ip.is_loopback() || ip.is_unspecified() {
+    fn is_local(&mut self, ip: IpAddr, now: Instant) -> bool {
+        if ip.is_loopback() || ip.is_unspecified() || self.host.contains(&ip) {
             return true;
         }
-        if let Some(&(_, local)) = self.local.iter().find(|(known, _)| *known == ip) {
-            return local;
+        if self
+            .listed
+            .is_none_or(|listed| now.saturating_duration_since(listed) >= RELIST_AFTER)
+        {
+            self.host = (self.list_host)().into_iter().map(canonical).collect();
+            self.listed = Some(now);
+            return self.host.contains(&ip);
         }
-        let local = (self.probe_local)(ip);
-        if self.local.len() < LOCAL_CACHE {
-            self.local.push((ip, local));
-        } else {
-            self.local[self.next_local] = (ip, local);
-            self.next_local = (self.next_local + 1) % LOCAL_CACHE;
-        }
-        local
+        false
     }
+}
+
+/// Lists the host's addresses; when that fails, none but loopback count,
+/// and the failure is logged at debug level (a flood would repeat it).
+fn host_addresses() -> Vec<IpAddr> {
+    shout_socket::local_addresses().unwrap_or_else(|error| {
+        log::debug!("cannot list this host's addresses: {error}");
+        Vec::new()
+    })
 }
 
 /// Returns `ip` with an IPv4-mapped IPv6 address (what a dual-stack socket
@@ -150,17 +159,17 @@ mod tests {
         text.parse().unwrap()
     }
 
-    /// A guard for sockets on `own`, whose host has the addresses
-    /// `local` (and loopback).
-    fn guard(own: &[&str], probe_local: fn(IpAddr) -> bool) -> ReflectionGuard {
+    /// A guard for sockets on `own`, on a host whose addresses
+    /// `list_host` lists (loopback always counts).
+    fn guard(own: &[&str], list_host: fn() -> Vec<IpAddr>) -> ReflectionGuard {
         ReflectionGuard {
-            probe_local,
+            list_host,
             ..ReflectionGuard::new(own.iter().map(|text| addr(text)).collect())
         }
     }
 
-    fn only_192_0_2_1(ip: IpAddr) -> bool {
-        ip == IpAddr::from([192, 0, 2, 1])
+    fn only_192_0_2_1() -> Vec<IpAddr> {
+        vec![IpAddr::from([192, 0, 2, 1])]
     }
 
     #[test]
@@ -168,7 +177,7 @@ mod tests {
         let mut guard = guard(&["127.0.0.1:40000"], only_192_0_2_1);
         for port in [1024, 32_768, 49_152, 60_999, 65_535] {
             let source = SocketAddr::from(([198, 51, 100, 7], port));
-            assert_eq!(guard.check(source), None, "{source}");
+            assert_eq!(guard.check(source, Instant::now()), None, "{source}");
         }
     }
 
@@ -180,7 +189,7 @@ mod tests {
         ] {
             let source = SocketAddr::from(([198, 51, 100, 7], port));
             assert_eq!(
-                guard.check(source),
+                guard.check(source, Instant::now()),
                 Some(RefusedSource::ReservedPort),
                 "{source}"
             );
@@ -196,7 +205,7 @@ mod tests {
             "[2001:db8::1]:12000",
         ] {
             assert_eq!(
-                guard.check(addr(source)),
+                guard.check(addr(source), Instant::now()),
                 Some(RefusedSource::ServerPort),
                 "{source}"
             );
@@ -207,12 +216,18 @@ mod tests {
     fn a_high_server_port_is_refused_only_from_the_servers_own_address() {
         let mut specific = guard(&["127.0.0.1:40000"], only_192_0_2_1);
         assert_eq!(
-            specific.check(addr("127.0.0.1:40000")),
+            specific.check(addr("127.0.0.1:40000"), Instant::now()),
             Some(RefusedSource::ServerPort)
         );
         // Another address given the same port number: a client.
-        assert_eq!(specific.check(addr("127.0.0.2:40000")), None);
-        assert_eq!(specific.check(addr("198.51.100.7:40000")), None);
+        assert_eq!(
+            specific.check(addr("127.0.0.2:40000"), Instant::now()),
+            None
+        );
+        assert_eq!(
+            specific.check(addr("198.51.100.7:40000"), Instant::now()),
+            None
+        );
         let mut every = guard(&["[::]:40000"], only_192_0_2_1);
         for own in [
             "127.0.0.9:40000",
@@ -221,31 +236,47 @@ mod tests {
             "192.0.2.1:40000",
         ] {
             assert_eq!(
-                every.check(addr(own)),
+                every.check(addr(own), Instant::now()),
                 Some(RefusedSource::ServerPort),
                 "{own}"
             );
         }
-        assert_eq!(every.check(addr("198.51.100.7:40000")), None);
-        assert_eq!(every.check(addr("198.51.100.7:40001")), None);
+        assert_eq!(
+            every.check(addr("198.51.100.7:40000"), Instant::now()),
+            None
+        );
+        assert_eq!(
+            every.check(addr("198.51.100.7:40001"), Instant::now()),
+            None
+        );
     }
 
     #[test]
-    fn the_local_probe_is_asked_once_per_address_and_the_cache_stays_small() {
+    fn the_host_is_listed_at_most_once_a_second_whatever_the_flood() {
         use std::sync::atomic::{AtomicUsize, Ordering};
-        static PROBES: AtomicUsize = AtomicUsize::new(0);
-        fn counting(_: IpAddr) -> bool {
-            PROBES.fetch_add(1, Ordering::Relaxed);
-            false
+        static LISTINGS: AtomicUsize = AtomicUsize::new(0);
+        fn counting() -> Vec<IpAddr> {
+            LISTINGS.fetch_add(1, Ordering::Relaxed);
+            vec![IpAddr::from([192, 0, 2, 1])]
         }
         let mut guard = guard(&["0.0.0.0:40000"], counting);
-        for _ in 0..10 {
-            assert_eq!(guard.check(addr("198.51.100.7:40000")), None);
+        let start = Instant::now();
+        // A flood of spoofed sources, each a new address, for 2.5 s.
+        for n in 0..2_500u32 {
+            let [a, b, c, d] = (0xC633_6400 + n).to_be_bytes();
+            let now = start + Duration::from_millis(u64::from(n));
+            assert_eq!(
+                guard.check(SocketAddr::from(([a, b, c, d], 40_000)), now),
+                None
+            );
         }
-        assert_eq!(PROBES.load(Ordering::Relaxed), 1);
-        for n in 0..100u8 {
-            guard.check(SocketAddr::from(([198, 51, 100, n], 40_000)));
-        }
-        assert!(guard.local.len() <= LOCAL_CACHE);
+        assert_eq!(LISTINGS.load(Ordering::Relaxed), 3);
+        // The host's own address is refused without a listing.
+        let later = start + Duration::from_millis(2_600);
+        assert_eq!(
+            guard.check(addr("192.0.2.1:40000"), later),
+            Some(RefusedSource::ServerPort)
+        );
+        assert_eq!(LISTINGS.load(Ordering::Relaxed), 3);
     }
 }

@@ -225,12 +225,12 @@ counters! {
             "shout_connections_closed_by_cause_total"["cause" = "refused"];
     }
     Udp {
-        /// Datagrams received.
+        /// UDP datagrams received.
         datagrams_in: "datagrams in" => "shout_datagrams_received_total";
-        /// Replies sent.
+        /// UDP replies sent.
         datagrams_out: "out" => "shout_datagrams_sent_total";
-        /// Datagrams not answered, for any reason: the sum of the causes
-        /// below.
+        /// UDP datagrams not answered, for any reason: the sum of the drop
+        /// causes.
         datagrams_dropped: "dropped" => "shout_datagrams_dropped_total";
         /// Datagrams the service declined to answer (for the shout service,
         /// a reply over 65,507 bytes); its panics count here too.
@@ -288,7 +288,8 @@ counters! {
         /// out of file descriptors.
         connections_shed: "shed" => "shout_connections_shed_total";
         /// Connections closed because their source already held its share
-        /// (`max_connections_per_source`): at accept, or behind a PROXY
+        /// (`max_connections_per_source`; shoutd's `--max-connections-per-ip`):
+        /// at accept, or behind a PROXY
         /// balancer once the header named the client. At the server-wide cap
         /// nothing is refused: the listeners pause and clients wait.
         connections_refused_per_source: "refused per source" =>

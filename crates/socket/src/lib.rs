@@ -16,7 +16,7 @@
 //!   that no other socket can take a share of (Linux).
 //! - [`keep_urgent_data_inline`]: `SO_OOBINLINE` for accepted connections.
 //! - [`is_listening`]: whether a passed stream socket is a listener.
-//! - [`is_local_address`]: whether an address is this host's.
+//! - [`local_addresses`]: the addresses of this host's interfaces.
 //!
 //! Every failure is a [`SocketError`] whose message names the address and the
 //! likely cause. Callers own the sockets it returns and do their own reading
@@ -356,15 +356,51 @@ pub fn is_listening(socket: &impl AsFd) -> io::Result<bool> {
     socket2::SockRef::from(socket).is_listener()
 }
 
-/// Returns whether `ip` is an address of this host: whether a socket can
-/// be bound to it. Only "address not available" counts as no; any other
-/// failure (no descriptor left, say) counts as yes, the cautious answer
-/// for a caller that refuses datagrams from its own addresses.
-pub fn is_local_address(ip: std::net::IpAddr) -> bool {
-    match UdpSocket::bind(SocketAddr::new(ip, 0)) {
-        Ok(_) => true,
-        Err(error) => error.kind() != io::ErrorKind::AddrNotAvailable,
+/// Returns the addresses of this host's network interfaces, as
+/// `getifaddrs` lists them (loopback included; link-local IPv6 addresses
+/// without their scope). Other systems than Linux and the BSDs get an
+/// `Unsupported` error.
+///
+/// # Errors
+/// The `getifaddrs` error.
+#[cfg(unix)]
+pub fn local_addresses() -> io::Result<Vec<std::net::IpAddr>> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let mut first: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: `getifaddrs` writes a list it owns to `first`, which is
+    // freed below with `freeifaddrs`, once, after the walk.
+    if unsafe { libc::getifaddrs(&raw mut first) } != 0 {
+        return Err(io::Error::last_os_error());
     }
+    let mut addresses = Vec::new();
+    let mut next = first;
+    while !next.is_null() {
+        // SAFETY: `next` is a node of the list `getifaddrs` returned, not
+        // yet freed; `ifa_addr` is null or points at a sockaddr whose
+        // family says its type.
+        let entry = unsafe { &*next };
+        let address = entry.ifa_addr;
+        if !address.is_null() {
+            match i32::from(unsafe { (*address).sa_family }) {
+                libc::AF_INET => {
+                    // SAFETY: an AF_INET address is a sockaddr_in.
+                    let v4 = unsafe { &*address.cast::<libc::sockaddr_in>() };
+                    let octets = v4.sin_addr.s_addr.to_ne_bytes();
+                    addresses.push(IpAddr::V4(Ipv4Addr::from(octets)));
+                }
+                libc::AF_INET6 => {
+                    // SAFETY: an AF_INET6 address is a sockaddr_in6.
+                    let v6 = unsafe { &*address.cast::<libc::sockaddr_in6>() };
+                    addresses.push(IpAddr::V6(Ipv6Addr::from(v6.sin6_addr.s6_addr)));
+                }
+                _ => {}
+            }
+        }
+        next = entry.ifa_next;
+    }
+    // SAFETY: `first` came from `getifaddrs` and is freed once.
+    unsafe { libc::freeifaddrs(first) };
+    Ok(addresses)
 }
 
 fn local_addr_or(socket: &Socket, fallback: SocketAddr) -> SocketAddr {

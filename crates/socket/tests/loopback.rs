@@ -245,3 +245,17 @@ fn a_udp_group_refuses_a_port_another_socket_holds() {
     let error = UdpSocketBuilder::new(taken).bind_group(2).unwrap_err();
     assert_eq!(error.operation(), SocketOperation::Bind, "{error}");
 }
+
+#[test]
+fn the_hosts_addresses_include_loopback_and_no_test_address() {
+    let addresses = shout_socket::local_addresses().expect("getifaddrs");
+    assert!(
+        addresses.contains(&std::net::IpAddr::from([127, 0, 0, 1])),
+        "{addresses:?}"
+    );
+    // 192.0.2.0/24 is for documentation: no host has it.
+    assert!(
+        !addresses.contains(&std::net::IpAddr::from([192, 0, 2, 1])),
+        "{addresses:?}"
+    );
+}

@@ -121,7 +121,7 @@ impl<D: DatagramService> Datagrams<D> {
             };
             WorkerStats::add(&stats.datagrams_in, count as u64);
             for (request, peer) in self.received.iter() {
-                if let Some(refused) = self.guard.check(peer) {
+                if let Some(refused) = self.guard.check(peer, context.now) {
                     note_refused_source(stats, refused, peer);
                     continue;
                 }
