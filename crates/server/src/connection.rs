@@ -8,6 +8,7 @@
 use crate::sender::Share;
 use crate::service::{CloseCause, ConnectionInfo};
 use crate::tls::{PlaintextSource, TlsLayer};
+use crate::worker::Slot;
 use crate::worker::proxy::HeaderBuffer;
 use mio::net::TcpStream;
 use shout_socket::StreamReadiness;
@@ -52,6 +53,9 @@ pub(crate) struct Connection<Session> {
     /// whose answer went straight to the socket).
     pub(crate) share: Arc<Share>,
     pub(crate) published: usize,
+    /// The connection's place under the cap and in its source's share,
+    /// given back when the connection is dropped.
+    pub(crate) slot: Slot,
     /// The service was told the output is full and not yet that it drained.
     pub(crate) blocked: bool,
     /// Set when the service or a stop decided the connection's end; it is
@@ -76,6 +80,7 @@ impl<Session> Connection<Session> {
         session: Option<Session>,
         tls: Option<Box<TlsLayer>>,
         share: Arc<Share>,
+        slot: Slot,
         output_capacity: usize,
     ) -> Self {
         Self {
@@ -86,6 +91,7 @@ impl<Session> Connection<Session> {
             proxy: None,
             share,
             published: 0,
+            slot,
             blocked: false,
             close_cause: None,
             write_side: WriteSide::Open,

@@ -65,33 +65,51 @@ impl ConnectionsPerSource {
         }
     }
 
-    fn slot(&self, ip: IpAddr) -> Option<&AtomicU32> {
+    fn index(&self, ip: IpAddr) -> Option<usize> {
         if self.counts.is_empty() {
             return None;
         }
         let hash = self.hasher.hash_one(source_key(ip)) as usize;
-        Some(&self.counts[hash & (self.counts.len() - 1)])
+        Some(hash & (self.counts.len() - 1))
+    }
+
+    /// Counts a new connection from `ip`. Returns `Err`, counting nothing,
+    /// when its source already holds the limit; `Ok` with what to give to
+    /// [`release`](Self::release) when it closes (`None` without a limit).
+    pub(crate) fn take(&self, ip: IpAddr) -> Result<Option<SourceShare>, ()> {
+        let Some(index) = self.index(ip) else {
+            return Ok(None);
+        };
+        self.counts[index]
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |open| {
+                (open < self.max).then_some(open + 1)
+            })
+            .map(|_| Some(SourceShare(index as u32)))
+            .map_err(drop)
+    }
+
+    /// Forgets a connection counted by [`take`](Self::take).
+    pub(crate) fn release(&self, share: SourceShare) {
+        let _ = self.counts[share.0 as usize].fetch_update(
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+            |open| open.checked_sub(1),
+        );
     }
 
     /// Counts a new connection from `ip`. Returns `false`, counting nothing,
     /// when its source already holds the limit.
+    #[cfg(test)]
     pub(crate) fn open(&self, ip: IpAddr) -> bool {
-        let Some(count) = self.slot(ip) else {
-            return true;
-        };
-        count
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |open| {
-                (open < self.max).then_some(open + 1)
-            })
-            .is_ok()
+        // Held on for good: the tests close by address.
+        self.take(ip).is_ok()
     }
 
     /// Forgets a connection from `ip` counted by [`open`](Self::open).
+    #[cfg(test)]
     pub(crate) fn close(&self, ip: IpAddr) {
-        if let Some(count) = self.slot(ip) {
-            let _ = count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |open| {
-                open.checked_sub(1)
-            });
+        if let Some(index) = self.index(ip) {
+            self.release(SourceShare(index as u32));
         }
     }
 
@@ -101,6 +119,11 @@ impl ConnectionsPerSource {
         self.counts.len()
     }
 }
+
+/// One connection's count in its source's slot of [`ConnectionsPerSource`]
+/// (at most 2^20 slots, so the index fits 32 bits).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct SourceShare(u32);
 
 /// Replies per source per second, and the burst above it.
 #[derive(Debug, Clone, Copy, PartialEq)]

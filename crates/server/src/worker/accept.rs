@@ -7,12 +7,12 @@
 
 use super::{Context, MAX_SOCKETS_PER_KIND, Source};
 use crate::handle::{Wakers, WorkerStats};
-use crate::sources::ConnectionsPerSource;
+use crate::sources::{ConnectionsPerSource, SourceShare};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry};
 use std::fs::File;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -50,28 +50,18 @@ impl ConnectionSlots {
         }
     }
 
-    /// Gives back the slot of a connection from `ip` that was accepted,
-    /// and its source's share.
-    pub(crate) fn give_back_from(&self, ip: std::net::IpAddr) {
-        self.per_source.close(ip);
-        self.give_back();
-    }
-
-    /// Charges a connection to source `ip` (the client a PROXY header
-    /// names), once its slot is taken. Returns `false`, charging nothing,
-    /// if `ip` holds its share already.
-    pub(crate) fn charge_source(&self, ip: std::net::IpAddr) -> bool {
-        self.per_source.open(ip)
-    }
-
-    /// Takes a slot for a connection about to be accepted. Returns `false`
-    /// at the cap.
-    pub(crate) fn take(&self) -> bool {
+    /// Takes a slot for a connection about to be accepted, charged to no
+    /// source yet. Returns `None` at the cap.
+    pub(crate) fn take(self: &Arc<Self>) -> Option<Slot> {
         self.open
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |open| {
                 (open < self.max).then_some(open + 1)
             })
-            .is_ok()
+            .ok()?;
+        Some(Slot {
+            slots: Arc::clone(self),
+            source: None,
+        })
     }
 
     /// Gives a slot back, waking the workers if one is paused at the cap.
@@ -79,7 +69,7 @@ impl ConnectionSlots {
     /// Both this and [`Acceptor`]'s pause are `SeqCst`: either this sees
     /// the pause and wakes, or the pausing worker's second look sees the
     /// room, so a paused worker never sleeps through a free slot.
-    pub(crate) fn give_back(&self) {
+    fn give_back(&self) {
         self.open.fetch_sub(1, Ordering::SeqCst);
         if self.paused.load(Ordering::SeqCst) > 0 {
             self.wakers.wake_all("room under the connection cap");
@@ -91,10 +81,45 @@ impl ConnectionSlots {
     }
 }
 
+/// One connection's place under the server-wide cap and, once charged,
+/// in its source's share: a permit, given back when dropped, so no path
+/// that ends a connection can keep or return it twice.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    slots: Arc<ConnectionSlots>,
+    source: Option<SourceShare>,
+}
+
+impl Slot {
+    /// Charges the connection to source `ip` (the peer, or the client a
+    /// PROXY header names). Returns `false`, charging nothing, if `ip`
+    /// holds its share already.
+    pub(crate) fn charge(&mut self, ip: IpAddr) -> bool {
+        debug_assert!(self.source.is_none(), "a slot charged twice");
+        match self.slots.per_source.take(ip) {
+            Ok(source) => {
+                self.source = source;
+                true
+            }
+            Err(()) => false,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(source) = self.source.take() {
+            self.slots.per_source.release(source);
+        }
+        self.slots.give_back();
+    }
+}
+
 /// What one accept gave.
 pub(super) enum Accepted {
-    /// A connection, with its slot under the cap taken.
-    Connection(TcpStream, SocketAddr),
+    /// A connection, with its slot under the cap taken (and charged to its
+    /// peer, unless the listener expects a PROXY header).
+    Connection(TcpStream, SocketAddr, Slot),
     /// No connection, but accepting may go on (a client that gave up, a
     /// connection shed for want of descriptors).
     Nothing,
@@ -179,24 +204,21 @@ impl Acceptor {
         if self.backoff_until.is_some() || self.at_limit || index >= self.listeners.len() {
             return Accepted::Stop;
         }
-        if !self.slots.take() {
+        let Some(mut slot) = self.slots.take() else {
             self.pause_at_limit(registry, context);
             return Accepted::Stop;
-        }
+        };
         match self.listeners[index].accept() {
             Ok((stream, peer)) => {
                 self.out_of_descriptors = false;
                 self.failing = false;
-                if self.charge_peer && !self.slots.per_source.open(peer.ip()) {
-                    self.slots.give_back();
+                if self.charge_peer && !slot.charge(peer.ip()) {
                     return refuse_per_source(stream, peer, context);
                 }
-                Accepted::Connection(stream, peer)
+                Accepted::Connection(stream, peer, slot)
             }
-            Err(error) => {
-                self.slots.give_back();
-                self.on_error(index, &error, context)
-            }
+            // The slot goes back as it drops.
+            Err(error) => self.on_error(index, &error, context),
         }
     }
 
@@ -457,6 +479,29 @@ mod tests {
             Accepted::Connection(..)
         ));
         assert!(!acceptor.failing);
+    }
+
+    #[test]
+    fn a_slot_gives_back_exactly_what_it_holds_when_dropped() {
+        let slots = Arc::new(ConnectionSlots::new(
+            2,
+            1,
+            Arc::new(Wakers::new(Vec::new())),
+        ));
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let mut first = slots.take().unwrap();
+        assert!(first.charge(ip));
+        let mut second = slots.take().unwrap();
+        assert!(slots.take().is_none(), "past the cap");
+        assert!(!second.charge(ip), "past the source's share");
+        // Uncharged: it gives back its place under the cap only.
+        drop(second);
+        assert!(slots.has_room());
+        drop(first);
+        let mut again = slots.take().unwrap();
+        assert!(again.charge(ip), "the source's share came back");
+        let _other = slots.take().unwrap();
+        assert!(!slots.has_room());
     }
 
     #[test]

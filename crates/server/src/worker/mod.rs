@@ -39,7 +39,7 @@ pub(crate) mod proxy;
 mod streams;
 mod tls;
 
-pub(crate) use accept::ConnectionSlots;
+pub(crate) use accept::{ConnectionSlots, Slot};
 
 use crate::handle::{ShutdownSignal, WorkerStats};
 use crate::sender::Post;
@@ -165,13 +165,7 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
         let acceptor = Acceptor::new(registry, parts.tcp, Arc::clone(&parts.slots), charge_peer)?;
         let limiter = ReplyRateLimiter::new(parts.limits.reply_rate, Instant::now());
         let datagrams = Datagrams::new(registry, parts.udp, parts.datagram_service, limiter)?;
-        let streams = Streams::new(
-            id,
-            parts.stream_service,
-            &parts.limits,
-            parts.slots,
-            parts.post,
-        );
+        let streams = Streams::new(id, parts.stream_service, &parts.limits, parts.post);
         Ok(Self {
             id,
             poll,
@@ -321,10 +315,10 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
         let registry = self.poll.registry();
         for _ in 0..ACCEPTS_PER_TURN {
             match self.acceptor.accept(index, registry, &mut self.context) {
-                Accepted::Connection(stream, peer) => {
+                Accepted::Connection(stream, peer, slot) => {
                     let listener = (index, self.acceptor.listener_addr(index));
                     self.streams
-                        .admit(stream, peer, listener, registry, &mut self.context);
+                        .admit(stream, peer, slot, listener, registry, &mut self.context);
                 }
                 Accepted::Nothing => {}
                 Accepted::Stop => return,

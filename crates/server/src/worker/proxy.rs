@@ -6,7 +6,6 @@
 //! starting the TLS handshake, which comes after the header) is the
 //! business of [`streams`](super::streams) and [`tls`](super::tls).
 
-use super::ConnectionSlots;
 use crate::connection::Connection;
 use crate::handle::WorkerStats;
 use crate::service::CloseCause;
@@ -226,7 +225,6 @@ fn complete(result: HeaderResult<'_>) -> Parsed {
 pub(super) fn receive<Session>(
     connection: &mut Connection<Session>,
     data: &[u8],
-    slots: &ConnectionSlots,
     stats: &WorkerStats,
 ) -> Result<Option<usize>, CloseCause> {
     let peer = connection.info.peer;
@@ -263,7 +261,7 @@ pub(super) fn receive<Session>(
                 Source::Client(client) => client,
                 Source::Socket => peer,
             };
-            if !slots.charge_source(client.ip()) {
+            if !connection.slot.charge(client.ip()) {
                 // Still waiting in the type's eyes: it holds no share, so
                 // closing it gives none back.
                 WorkerStats::add(&stats.connections_refused_per_source, 1);

@@ -7,10 +7,11 @@
 //! Every service callback goes through [`call`], which catches a panic:
 //! see docs/EMBEDDING.md for why that is sound.
 
+use super::accept::Slot;
 use super::drain::deadline_after;
 use super::proxy::{self, HeaderBuffer, ProxyTrust};
 use super::tls::{self, TlsInput};
-use super::{ConnectionSlots, Context, Limits, MAX_CONNECTION_KEY, Source, note_panic};
+use super::{Context, Limits, MAX_CONNECTION_KEY, Source, note_panic};
 use crate::connection::{Connection, Phase, WriteSide};
 use crate::handle::WorkerStats;
 use crate::idle::IdleList;
@@ -175,7 +176,6 @@ pub(super) struct Streams<S: StreamService> {
     /// goes to the tail, or closes, or the list was empty and the next one
     /// is touched now). `None`: not known, look every turn.
     idle_checked_until: Option<Instant>,
-    slots: Arc<ConnectionSlots>,
     /// This worker's index, the top of its connections' ids.
     worker: usize,
     next_serial: u64,
@@ -188,13 +188,7 @@ pub(super) struct Streams<S: StreamService> {
 }
 
 impl<S: StreamService> Streams<S> {
-    pub(super) fn new(
-        worker: usize,
-        service: Arc<S>,
-        limits: &Limits,
-        slots: Arc<ConnectionSlots>,
-        post: Arc<Post>,
-    ) -> Self {
+    pub(super) fn new(worker: usize, service: Arc<S>, limits: &Limits, post: Arc<Post>) -> Self {
         Self {
             connections: Slab::new(),
             idle: IdleList::new(),
@@ -209,7 +203,6 @@ impl<S: StreamService> Streams<S> {
             max_pending_output: limits.max_pending_output,
             idle_timeout: limits.idle_timeout,
             idle_checked_until: None,
-            slots,
             worker,
             next_serial: 0,
             sender: ConnectionSender::new(Arc::clone(&post)),
@@ -270,20 +263,11 @@ impl<S: StreamService> Streams<S> {
         &mut self,
         mut stream: TcpStream,
         peer: SocketAddr,
+        slot: Slot,
         (listener, listener_addr): (usize, SocketAddr),
         registry: &Registry,
         context: &mut Context,
     ) {
-        // Behind a PROXY balancer no source's share is charged until the
-        // header names the client: only the slot under the cap is held.
-        let charged_to_peer = self.proxy.is_none();
-        let give_back = move |slots: &ConnectionSlots| {
-            if charged_to_peer {
-                slots.give_back_from(peer.ip());
-            } else {
-                slots.give_back();
-            }
-        };
         // Checked before anything is set up for the connection: an
         // untrusted sender costs no registration and no sender entry.
         if self
@@ -293,7 +277,6 @@ impl<S: StreamService> Streams<S> {
         {
             WorkerStats::add(&context.stats.proxy_headers_rejected, 1);
             log::debug!("{peer}: not a trusted PROXY header sender, closing");
-            give_back(&self.slots);
             return;
         }
         if let Err(error) = stream.set_nodelay(true) {
@@ -307,13 +290,11 @@ impl<S: StreamService> Streams<S> {
         let key = entry.key();
         if key > MAX_CONNECTION_KEY {
             log::warn!("{peer}: no token left for another connection, closing it");
-            give_back(&self.slots);
             return;
         }
         let token = Source::Connection(key).token();
         if let Err(error) = registry.register(&mut stream, token, CONNECTION_INTEREST) {
             log::warn!("{peer}: cannot watch the connection, closing it: {error}");
-            give_back(&self.slots);
             return;
         }
         // A specific listener address is the connection's too: no system
@@ -339,11 +320,10 @@ impl<S: StreamService> Streams<S> {
         // less than one byte, plus the answer to one read.
         let output_capacity = self.max_pending_output + self.read_buffer.len() * 3;
         // What a connection leaves the loop with when it cannot be served:
-        // no session, so no `closed` either.
-        let abandon = |stream: &mut TcpStream, slots: &ConnectionSlots| {
+        // no session, so no `closed` either; its slot goes back as it drops.
+        let abandon = |stream: &mut TcpStream| {
             mailbox.forget(id);
             let _ = registry.deregister(stream);
-            give_back(slots);
         };
         let tls = match listener
             .checked_sub(self.first_tls_listener)
@@ -354,7 +334,7 @@ impl<S: StreamService> Streams<S> {
             Ok(tls) => tls.map(Box::new),
             Err(error) => {
                 log::warn!("{peer}: cannot start TLS, closing: {error}");
-                abandon(&mut stream, &self.slots);
+                abandon(&mut stream);
                 return;
             }
         };
@@ -373,6 +353,7 @@ impl<S: StreamService> Streams<S> {
                 None,
                 tls,
                 share,
+                slot,
                 output_capacity,
             ));
             if awaits_header {
@@ -398,7 +379,7 @@ impl<S: StreamService> Streams<S> {
             Ok(opened) => opened,
             Err(payload) => {
                 note_panic(&context.stats, &peer, payload);
-                abandon(&mut stream, &self.slots);
+                abandon(&mut stream);
                 return;
             }
         };
@@ -408,6 +389,7 @@ impl<S: StreamService> Streams<S> {
             Some(session),
             None,
             share,
+            slot,
             output_capacity,
         ));
         // The greeting goes out when the socket first says it is writable.
@@ -468,7 +450,7 @@ impl<S: StreamService> Streams<S> {
             }
             let mut data = &self.read_buffer[..read];
             if connection.proxy.is_some() {
-                let Some(taken) = proxy::receive(connection, data, &self.slots, stats)? else {
+                let Some(taken) = proxy::receive(connection, data, stats)? else {
                     continue;
                 };
                 data = &data[taken..];
@@ -592,7 +574,7 @@ impl<S: StreamService> Streams<S> {
             info,
             session,
             close_cause,
-            proxy,
+            slot,
             ..
         } = self.connections.remove(key);
         self.idle.remove(key);
@@ -602,12 +584,8 @@ impl<S: StreamService> Streams<S> {
         // keeps the registry exact if a descriptor is ever shared.
         let _ = registry.deregister(&mut stream);
         drop(stream);
-        if proxy.is_some() {
-            // Still waiting for its PROXY header: charged to no source.
-            self.slots.give_back();
-        } else {
-            self.slots.give_back_from(info.peer.ip());
-        }
+        // Before the service hears of it: a client it tells may reconnect.
+        drop(slot);
         let cause = match (cause, close_cause) {
             (CloseCause::Panicked, _) => CloseCause::Panicked,
             (_, Some(decided)) => decided,
