@@ -20,7 +20,7 @@ use crate::service::{
     CloseCause, ConnectionContext, ConnectionId, ConnectionInfo, EndReason, Requests,
     StreamService, TimerRequest, Transport,
 };
-use crate::timer::TimerQueue;
+use crate::timer::{TimerKind, TimerQueue};
 use crate::tls::TlsLayer;
 use mio::event::Event;
 use mio::net::TcpStream;
@@ -135,8 +135,8 @@ pub(super) fn apply<Session>(
     }
     match requests.timer {
         TimerRequest::Keep => {}
-        TimerRequest::Set(at) => timers.set(key, at),
-        TimerRequest::Cancel => timers.cancel(key),
+        TimerRequest::Set(at) => timers.set(key, TimerKind::Service, at),
+        TimerRequest::Cancel => timers.cancel(key, TimerKind::Service),
     }
 }
 
@@ -184,7 +184,7 @@ pub(super) struct Streams<S: StreamService> {
     /// Commands taken from the mailbox, kept for its capacity.
     commands: Vec<Command>,
     /// Keys whose timers are due this turn.
-    due: Vec<usize>,
+    due: Vec<(usize, TimerKind)>,
 }
 
 impl<S: StreamService> Streams<S> {
@@ -210,14 +210,6 @@ impl<S: StreamService> Streams<S> {
             commands: Vec::new(),
             due: Vec::new(),
         }
-    }
-
-    /// Returns whether connection `key` exists and is not open yet: its
-    /// PROXY header or TLS handshake is going on.
-    pub(super) fn is_handshaking(&self, key: usize) -> bool {
-        self.connections
-            .get(key)
-            .is_some_and(|connection| connection.session.is_none())
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -360,7 +352,7 @@ impl<S: StreamService> Streams<S> {
                 connection.proxy = Some(Box::<HeaderBuffer>::default());
             }
             let deadline = deadline_after(context.now, self.handshake_timeout);
-            self.timers.set(key, deadline);
+            self.timers.set(key, TimerKind::Handshake, deadline);
             self.idle.touch(key, context.now);
             WorkerStats::add(&context.stats.connections_accepted, 1);
             log::debug!("{peer}: connected, awaiting {waits_for}");
@@ -455,7 +447,7 @@ impl<S: StreamService> Streams<S> {
                 };
                 data = &data[taken..];
                 if connection.tls.is_none() {
-                    self.timers.cancel(key);
+                    self.timers.cancel(key, TimerKind::Handshake);
                     open_session(
                         connection,
                         key,
@@ -578,7 +570,7 @@ impl<S: StreamService> Streams<S> {
             ..
         } = self.connections.remove(key);
         self.idle.remove(key);
-        self.timers.cancel(key);
+        self.timers.cancel_all(key);
         self.post.mailboxes[self.worker].forget(info.id);
         // Deregistering is optional (closing the descriptor does it), but
         // keeps the registry exact if a descriptor is ever shared.
@@ -642,8 +634,9 @@ impl<S: StreamService> Streams<S> {
         }
         let mut due = std::mem::take(&mut self.due);
         due.extend(std::iter::from_fn(|| self.timers.expired(context.now)));
-        for &key in &due {
-            if self.is_handshaking(key) {
+        for &(key, kind) in &due {
+            if kind == TimerKind::Handshake {
+                // Cancelled when the handshake ends: still handshaking.
                 let connection = &self.connections[key];
                 if connection.proxy.is_some() {
                     proxy::note_header_timeout(connection, &context.stats);

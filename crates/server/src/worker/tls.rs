@@ -11,7 +11,7 @@ use super::streams::{Lend, add_bytes_out, call_and_answer, io, open_session};
 use crate::connection::{Connection, Phase};
 use crate::handle::WorkerStats;
 use crate::service::{CloseCause, EndReason, StreamService};
-use crate::timer::TimerQueue;
+use crate::timer::{TimerKind, TimerQueue};
 use crate::tls::{Plaintext, recycle};
 
 /// What one read lends the TLS path.
@@ -149,7 +149,7 @@ fn open<S: StreamService>(
     service: &S,
 ) -> Result<(), CloseCause> {
     WorkerStats::add(&stats.tls_handshakes_completed, 1);
-    input.timers.cancel(key);
+    input.timers.cancel(key, TimerKind::Handshake);
     let tls = connection.tls.as_ref().expect("a TLS connection");
     connection.info.transport = tls.transport();
     log::debug!(
