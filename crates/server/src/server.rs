@@ -5,7 +5,9 @@ use crate::sender::{ConnectionSender, Post};
 use crate::service::{DatagramService, NoService, StreamService};
 use crate::sources::ReplyRate;
 use crate::worker::proxy::{IpPrefix, ProxyTrust};
-use crate::worker::{ConnectionSlots, Limits, MAX_SOCKETS_PER_KIND, WAKER, Worker, WorkerParts};
+use crate::worker::{
+    ConnectionSlots, Limits, ListenerKind, MAX_SOCKETS_PER_KIND, WAKER, Worker, WorkerParts,
+};
 use mio::{Poll, Waker};
 use shout_socket::{SocketError, TcpListenerBuilder, UdpSocketBuilder};
 use std::any::TypeId;
@@ -377,7 +379,7 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
                     .nonblocking(true)
                     .bind()?;
                 *addr = listener.local_addr().map_err(ServerError::EventLoop)?;
-                tcp.push(listener);
+                tcp.push((listener, ListenerKind::default()));
             }
         }
         let mut udp_addrs = Vec::with_capacity(self.udp.len());
@@ -395,19 +397,26 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             listener.set_nonblocking(true)?;
             tcp_addrs.push(listener.local_addr()?);
             for (tcp, _) in &mut sockets_per_worker {
-                tcp.push(listener.try_clone()?);
+                tcp.push((listener.try_clone()?, ListenerKind::default()));
             }
         }
-        let first_tls_listener = tcp_addrs.len();
-        let mut tls_addrs: Vec<SocketAddr> = self.tls.iter().map(|(addr, _)| *addr).collect();
+        let proxy = self.proxy.map(|trusted| Arc::new(ProxyTrust(trusted)));
+        let plain = ListenerKind::new(None, proxy.as_ref());
         for (tcp, _) in &mut sockets_per_worker {
-            for addr in &mut tls_addrs {
+            tcp.iter_mut().for_each(|(_, kind)| *kind = plain.clone());
+        }
+        let mut tls_addrs: Vec<SocketAddr> = self.tls.iter().map(|(addr, _)| *addr).collect();
+        let tls_kinds: Vec<ListenerKind> = (self.tls.iter())
+            .map(|(_, config)| ListenerKind::new(Some(config), proxy.as_ref()))
+            .collect();
+        for (tcp, _) in &mut sockets_per_worker {
+            for (addr, kind) in tls_addrs.iter_mut().zip(&tls_kinds) {
                 let listener = TcpListenerBuilder::new(*addr)
                     .reuse_port(shared_port)
                     .nonblocking(true)
                     .bind()?;
                 *addr = listener.local_addr().map_err(ServerError::EventLoop)?;
-                tcp.push(listener);
+                tcp.push((listener, kind.clone()));
             }
         }
         for socket in &self.udp_sockets {
@@ -450,14 +459,7 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
                         .unwrap_or(self.udp_rate_per_source),
                 ),
             },
-            tls: self
-                .tls
-                .iter()
-                .map(|(_, config)| Arc::clone(config))
-                .collect(),
-            first_tls_listener,
             handshake_timeout: self.handshake_timeout,
-            proxy: self.proxy.map(ProxyTrust),
         };
         let stream_service = Arc::new(self.stream_service);
         let datagram_service = Arc::new(self.datagram_service);

@@ -82,10 +82,9 @@ impl ConnectionInfo {
         self.local
     }
 
-    /// Returns the index of the listener the connection came from, in the
-    /// order of [`ServerBuilder::tcp`](crate::ServerBuilder::tcp) calls,
-    /// then [`tcp_listener`](crate::ServerBuilder::tcp_listener) calls, then
-    /// [`tls`](crate::ServerBuilder::tls) calls.
+    /// Returns the index of the listener the connection came from: the
+    /// listeners are numbered as [`Handle::tcp_addrs`](crate::Handle::tcp_addrs)
+    /// and then [`Handle::tls_addrs`](crate::Handle::tls_addrs) list them.
     pub fn listener(&self) -> usize {
         self.listener
     }

@@ -5,7 +5,7 @@
 //! This module decides whether a connection may come in; what happens to
 //! it then is [`streams`](super::streams)' business.
 
-use super::{Context, MAX_SOCKETS_PER_KIND, Source};
+use super::{Context, ListenerKind, MAX_SOCKETS_PER_KIND, Source};
 use crate::handle::{Wakers, WorkerStats};
 use crate::sources::{ConnectionsPerSource, SourceShare};
 use mio::net::{TcpListener, TcpStream};
@@ -132,6 +132,8 @@ pub(super) struct Acceptor {
     listeners: Vec<TcpListener>,
     /// Each listener's address, kept after the listeners close.
     addrs: Vec<SocketAddr>,
+    /// What each listener serves.
+    kinds: Vec<ListenerKind>,
     slots: Arc<ConnectionSlots>,
     /// A descriptor held in reserve for accepting (and closing) one
     /// connection when the process has no descriptor left.
@@ -146,23 +148,27 @@ pub(super) struct Acceptor {
     /// The listeners are deregistered because the server is at its cap.
     at_limit: bool,
     backoff_until: Option<Instant>,
-    /// Whether a connection is charged to its peer's share on accept. Not
-    /// behind a PROXY balancer: the peer is the balancer, and the share
-    /// is charged to the client its header names.
-    charge_peer: bool,
+}
+
+/// The listener a connection came from, as [`Streams::admit`](super::streams::Streams::admit) takes it.
+pub(super) struct Listener<'a> {
+    pub(super) index: usize,
+    pub(super) addr: SocketAddr,
+    pub(super) kind: &'a ListenerKind,
 }
 
 impl Acceptor {
     pub(super) fn new(
         registry: &Registry,
-        sockets: Vec<std::net::TcpListener>,
+        sockets: Vec<(std::net::TcpListener, ListenerKind)>,
         slots: Arc<ConnectionSlots>,
-        charge_peer: bool,
     ) -> io::Result<Self> {
         debug_assert!(sockets.len() <= MAX_SOCKETS_PER_KIND);
         let mut listeners = Vec::with_capacity(sockets.len());
         let mut addrs = Vec::with_capacity(sockets.len());
-        for (index, listener) in sockets.into_iter().enumerate() {
+        let mut kinds = Vec::with_capacity(sockets.len());
+        for (index, (listener, kind)) in sockets.into_iter().enumerate() {
+            kinds.push(kind);
             addrs.push(listener.local_addr()?);
             let mut socket = TcpListener::from_std(listener);
             let token = Source::Listener(index).token();
@@ -172,6 +178,7 @@ impl Acceptor {
         Ok(Self {
             listeners,
             addrs,
+            kinds,
             slots,
             spare_descriptor: open_spare_descriptor(),
             open_spare: open_spare_descriptor,
@@ -180,13 +187,16 @@ impl Acceptor {
             limit_reported: false,
             at_limit: false,
             backoff_until: None,
-            charge_peer,
         })
     }
 
-    /// Returns the address of listener `index`.
-    pub(super) fn listener_addr(&self, index: usize) -> SocketAddr {
-        self.addrs[index]
+    /// Returns listener `index`: its address and kind.
+    pub(super) fn listener(&self, index: usize) -> Listener<'_> {
+        Listener {
+            index,
+            addr: self.addrs[index],
+            kind: &self.kinds[index],
+        }
     }
 
     /// When accepting resumes after a back-off, if one is on.
@@ -212,7 +222,10 @@ impl Acceptor {
             Ok((stream, peer)) => {
                 self.out_of_descriptors = false;
                 self.failing = false;
-                if self.charge_peer && !slot.charge(peer.ip()) {
+                // Behind a PROXY balancer the peer is the balancer: the
+                // share is charged to the client its header names.
+                let charge_peer = self.kinds[index].proxy.is_none();
+                if charge_peer && !slot.charge(peer.ip()) {
                     return refuse_per_source(stream, peer, context);
                 }
                 Accepted::Connection(stream, peer, slot)
@@ -420,7 +433,8 @@ mod tests {
             0,
             Arc::new(Wakers::new(Vec::new())),
         ));
-        let acceptor = Acceptor::new(poll.registry(), vec![listener], slots, true).unwrap();
+        let plain = ListenerKind::default();
+        let acceptor = Acceptor::new(poll.registry(), vec![(listener, plain)], slots).unwrap();
         (acceptor, waiting)
     }
 

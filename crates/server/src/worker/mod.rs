@@ -77,15 +77,35 @@ pub(crate) struct Limits {
     pub(crate) busy_poll: Duration,
     /// Replies per source per second over UDP, and the burst.
     pub(crate) reply_rate: ReplyRate,
-    /// The TLS configs of the last listeners, in order: listener
-    /// `first_tls_listener + i` serves TLS with `tls[i]`.
-    pub(crate) tls: Vec<Arc<rustls::ServerConfig>>,
-    pub(crate) first_tls_listener: usize,
-    /// How long a TLS handshake may take, from the accept.
+    /// How long a PROXY header and a TLS handshake may take, from the
+    /// accept.
     pub(crate) handshake_timeout: Duration,
-    /// The senders trusted for a PROXY header, if every stream listener
-    /// expects one.
-    pub(crate) proxy: Option<proxy::ProxyTrust>,
+}
+
+/// What a stream listener serves: plain TCP or TLS, with or without a
+/// PROXY header first. Each listener has its own.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ListenerKind {
+    /// The TLS config, on a TLS listener; it notes the SNI
+    /// ([`recording_sni`](crate::tls::recording_sni)).
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// The senders trusted for a PROXY header, on a listener that expects
+    /// one.
+    pub(crate) proxy: Option<Arc<proxy::ProxyTrust>>,
+}
+
+impl ListenerKind {
+    /// Returns the kind of a listener serving TLS under `config` (if
+    /// given) after a PROXY header from `proxy` (if given).
+    pub(crate) fn new(
+        tls: Option<&Arc<rustls::ServerConfig>>,
+        proxy: Option<&Arc<proxy::ProxyTrust>>,
+    ) -> Self {
+        Self {
+            tls: tls.map(crate::tls::recording_sni),
+            proxy: proxy.cloned(),
+        }
+    }
 }
 
 /// A source of events, decoded from its token.
@@ -147,7 +167,7 @@ pub(crate) struct Worker<S: StreamService, D: DatagramService> {
 
 /// The sockets and shared state a worker is built from.
 pub(crate) struct WorkerParts<S, D> {
-    pub(crate) tcp: Vec<std::net::TcpListener>,
+    pub(crate) tcp: Vec<(std::net::TcpListener, ListenerKind)>,
     pub(crate) udp: Vec<std::net::UdpSocket>,
     pub(crate) stream_service: Arc<S>,
     pub(crate) datagram_service: Arc<D>,
@@ -161,8 +181,7 @@ pub(crate) struct WorkerParts<S, D> {
 impl<S: StreamService, D: DatagramService> Worker<S, D> {
     pub(crate) fn new(id: usize, poll: Poll, parts: WorkerParts<S, D>) -> io::Result<Self> {
         let registry = poll.registry();
-        let charge_peer = parts.limits.proxy.is_none();
-        let acceptor = Acceptor::new(registry, parts.tcp, Arc::clone(&parts.slots), charge_peer)?;
+        let acceptor = Acceptor::new(registry, parts.tcp, Arc::clone(&parts.slots))?;
         let limiter = ReplyRateLimiter::new(parts.limits.reply_rate, Instant::now());
         let datagrams = Datagrams::new(registry, parts.udp, parts.datagram_service, limiter)?;
         let streams = Streams::new(id, parts.stream_service, &parts.limits, parts.post);
@@ -316,7 +335,7 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
         for _ in 0..ACCEPTS_PER_TURN {
             match self.acceptor.accept(index, registry, &mut self.context) {
                 Accepted::Connection(stream, peer, slot) => {
-                    let listener = (index, self.acceptor.listener_addr(index));
+                    let listener = self.acceptor.listener(index);
                     self.streams
                         .admit(stream, peer, slot, listener, registry, &mut self.context);
                 }

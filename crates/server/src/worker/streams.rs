@@ -7,9 +7,9 @@
 //! Every service callback goes through [`call`], which catches a panic:
 //! see docs/EMBEDDING.md for why that is sound.
 
-use super::accept::Slot;
+use super::accept::{Listener, Slot};
 use super::drain::deadline_after;
-use super::proxy::{self, HeaderBuffer, ProxyTrust};
+use super::proxy::{self, HeaderBuffer};
 use super::tls::{self, TlsInput};
 use super::{Context, Limits, MAX_CONNECTION_KEY, Source, note_panic};
 use crate::connection::{Connection, Phase, WriteSide};
@@ -158,13 +158,7 @@ pub(super) struct Streams<S: StreamService> {
     pub(super) service: Arc<S>,
     /// One read buffer for every connection of this worker.
     read_buffer: Box<[u8]>,
-    /// The TLS configs of the last listeners (see [`Limits::tls`]).
-    tls: Vec<Arc<rustls::ServerConfig>>,
-    first_tls_listener: usize,
     handshake_timeout: Duration,
-    /// The senders trusted for a PROXY header, on a server whose stream
-    /// listeners expect one.
-    proxy: Option<ProxyTrust>,
     /// Where the service writes its answer before it goes to the socket.
     pub(super) scratch: Vec<u8>,
     pub(super) max_pending_output: usize,
@@ -195,10 +189,7 @@ impl<S: StreamService> Streams<S> {
             timers: TimerQueue::new(),
             service,
             read_buffer: vec![0; limits.read_buffer_size].into_boxed_slice(),
-            tls: limits.tls.iter().map(crate::tls::recording_sni).collect(),
-            first_tls_listener: limits.first_tls_listener,
             handshake_timeout: limits.handshake_timeout,
-            proxy: limits.proxy.clone(),
             scratch: Vec::new(),
             max_pending_output: limits.max_pending_output,
             idle_timeout: limits.idle_timeout,
@@ -256,13 +247,17 @@ impl<S: StreamService> Streams<S> {
         mut stream: TcpStream,
         peer: SocketAddr,
         slot: Slot,
-        (listener, listener_addr): (usize, SocketAddr),
+        Listener {
+            index: listener,
+            addr: listener_addr,
+            kind,
+        }: Listener<'_>,
         registry: &Registry,
         context: &mut Context,
     ) {
         // Checked before anything is set up for the connection: an
         // untrusted sender costs no registration and no sender entry.
-        if self
+        if kind
             .proxy
             .as_ref()
             .is_some_and(|trust| !trust.trusts(peer.ip()))
@@ -317,9 +312,9 @@ impl<S: StreamService> Streams<S> {
             mailbox.forget(id);
             let _ = registry.deregister(stream);
         };
-        let tls = match listener
-            .checked_sub(self.first_tls_listener)
-            .and_then(|index| self.tls.get(index))
+        let tls = match kind
+            .tls
+            .as_ref()
             .map(|config| TlsLayer::new(Arc::clone(config)))
             .transpose()
         {
@@ -330,7 +325,7 @@ impl<S: StreamService> Streams<S> {
                 return;
             }
         };
-        let awaits_header = self.proxy.is_some();
+        let awaits_header = kind.proxy.is_some();
         if tls.is_some() || awaits_header {
             // The service opens once the header names the client and the
             // handshake is over, both by one deadline.
