@@ -114,6 +114,39 @@ fn every_crate_is_named_in_the_architecture_doc() {
     }
 }
 
+/// Returns the `[dependencies]` table of a manifest, as text: the lines
+/// from its header to the next table.
+fn dependencies_table(manifest: &str) -> String {
+    manifest
+        .lines()
+        .skip_while(|line| line.trim() != "[dependencies]")
+        .skip(1)
+        .take_while(|line| !line.starts_with('['))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn only_shout_socket_depends_on_socket2() {
+    let mut checked = 0;
+    for entry in fs::read_dir(workspace_root().join("crates")).expect("crates/") {
+        let path = entry.expect("entry").path();
+        let manifest = fs::read_to_string(path.join("Cargo.toml")).expect("Cargo.toml");
+        let depends = dependencies_table(&manifest)
+            .lines()
+            .any(|line| line.trim_start().starts_with("socket2"));
+        let is_socket_crate = path.ends_with("socket");
+        assert_eq!(
+            depends,
+            is_socket_crate,
+            "{}: socket2 belongs to shout-socket alone (tests may use it)",
+            relative(&path)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 8, "only {checked} crates found");
+}
+
 #[test]
 fn every_library_crate_denies_missing_docs() {
     for entry in fs::read_dir(workspace_root().join("crates")).expect("crates/") {

@@ -28,6 +28,10 @@
 //! - blocking (`blocking`): a thread per TCP connection with std's blocking
 //!   socket, one request and one reply at a time, as many real clients are.
 //!
+//! Every reply is checked byte for byte against what [`Expect`] says the
+//! server answers: the request's uppercase (a shout server, the default) or
+//! the request itself (an echo server).
+//!
 //! With `tls`, every TCP connection of the event loops speaks TLS through a
 //! rustls `ClientConnection` made from `shout-client`'s configuration; the
 //! handshakes are counted and timed apart from the replies. End of input is
@@ -71,6 +75,27 @@ pub enum Stop {
     Requests(u64),
 }
 
+/// Says what a server answers to a request, which every reply is checked
+/// against byte for byte.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Expect {
+    /// The request's uppercase: a shout server.
+    #[default]
+    Upper,
+    /// The request itself: an echo server (`ncat --exec cat`, socat, the
+    /// servers rust_echo_bench measures).
+    Echo,
+}
+
+impl fmt::Display for Expect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Expect::Upper => "upper",
+            Expect::Echo => "echo",
+        })
+    }
+}
+
 /// Describes what `shout bench` does. [`Default`] is one TCP connection,
 /// one request in flight, 64 bytes, for ten seconds.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,6 +135,8 @@ pub struct BenchOptions {
     pub connect_timeout: Duration,
     /// Over TCP, speak TLS on every connection, trusting what this says.
     pub tls: Option<TlsOptions>,
+    /// What the server answers: every reply is checked against it.
+    pub expect: Expect,
 }
 
 impl Default for BenchOptions {
@@ -130,6 +157,7 @@ impl Default for BenchOptions {
             timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(5),
             tls: None,
+            expect: Expect::Upper,
         }
     }
 }
@@ -354,6 +382,7 @@ impl BenchReport {
             handshake_p90_us: self.handshake_latency(0.9).map(us),
             handshake_p99_us: self.handshake_latency(0.99).map(us),
             handshake_max_us: self.handshake_latency(1.0).map(us),
+            expect: self.options.expect.to_string(),
         }
     }
 
@@ -413,6 +442,9 @@ impl fmt::Display for BenchReport {
                 }
                 if options.new_connection {
                     write!(f, ", a new connection per request")?;
+                }
+                if options.expect == Expect::Echo {
+                    write!(f, ", echo expected")?;
                 }
                 writeln!(f)?;
             }
@@ -610,7 +642,7 @@ fn plans(addr: SocketAddr, options: &BenchOptions, tls: Option<&TlsClient>) -> V
         total / threads as u64 + u64::from((index as u64) < total % threads as u64)
     };
     let connections = options.hold.unwrap_or(options.connections);
-    let payload = payload::Payload::new(options.size);
+    let payload = payload::Payload::new(options.size, options.expect);
     (0..threads)
         .map(|index| Plan {
             addr,

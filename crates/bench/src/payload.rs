@@ -1,7 +1,8 @@
 //! What the load generator sends, and how it checks what comes back.
 //!
 //! Requests are lowercase ASCII, so their reply is known without running the
-//! transform: the same bytes in upper case. Message `n` is the alphabet
+//! transform: the same bytes in upper case from a shout server, the same
+//! bytes from an echo server ([`Expect`]). Message `n` is the alphabet
 //! cycled from letter `n mod 26`, so consecutive messages differ and a reply
 //! lost, repeated or swapped on a stream shows as a mismatch. Both the
 //! requests and their replies are slices of two precomputed buffers: sending
@@ -11,6 +12,8 @@
 //! request (up to [`TAG_LEN`]) spell its sequence number in base 26, and a
 //! reply names the request it answers.
 
+use crate::Expect;
+
 /// Bytes of a datagram that carry its sequence number (26⁶ ≈ 3 × 10⁸
 /// numbers before they repeat).
 pub(crate) const TAG_LEN: usize = 6;
@@ -19,17 +22,29 @@ pub(crate) const TAG_LEN: usize = 6;
 #[derive(Debug, Clone)]
 pub(crate) struct Payload {
     size: usize,
-    /// The alphabet cycled over `size + 26` bytes, lowercase and uppercase.
+    /// The alphabet cycled over `size + 26` bytes, in lowercase.
     lower: Vec<u8>,
-    upper: Vec<u8>,
+    /// The same, as the server is expected to answer it.
+    replies: Vec<u8>,
+    /// The letter that answers `a`: the first letter of the replies'
+    /// alphabet.
+    reply_a: u8,
 }
 
 impl Payload {
-    /// Messages of `size` bytes.
-    pub(crate) fn new(size: usize) -> Self {
+    /// Messages of `size` bytes, answered as `expect` says.
+    pub(crate) fn new(size: usize, expect: Expect) -> Self {
         let lower: Vec<u8> = (0..size + 26).map(|i| b'a' + (i % 26) as u8).collect();
-        let upper = lower.to_ascii_uppercase();
-        Self { size, lower, upper }
+        let (replies, reply_a) = match expect {
+            Expect::Upper => (lower.to_ascii_uppercase(), b'A'),
+            Expect::Echo => (lower.clone(), b'a'),
+        };
+        Self {
+            size,
+            lower,
+            replies,
+            reply_a,
+        }
     }
 
     /// The size of every request and of its reply.
@@ -46,7 +61,7 @@ impl Payload {
     /// The reply to request `n`, from byte `from` on.
     pub(crate) fn reply_from(&self, n: u64, from: usize) -> &[u8] {
         let phase = (n % 26) as usize;
-        &self.upper[phase + from..phase + self.size]
+        &self.replies[phase + from..phase + self.size]
     }
 
     /// How many sequence numbers a datagram tells apart before they repeat.
@@ -81,10 +96,10 @@ impl Payload {
         let tag_len = self.tag_len();
         let mut tag = 0;
         for &byte in reply[..tag_len].iter().rev() {
-            if !byte.is_ascii_uppercase() {
-                return None;
-            }
-            tag = tag * 26 + u64::from(byte - b'A');
+            let letter = byte
+                .checked_sub(self.reply_a)
+                .filter(|&letter| letter < 26)?;
+            tag = tag * 26 + u64::from(letter);
         }
         (reply[tag_len..] == self.reply_from(tag, tag_len)[..]).then_some(tag)
     }
@@ -96,7 +111,7 @@ mod tests {
 
     #[test]
     fn replies_are_the_uppercase_of_requests() {
-        let payload = Payload::new(40);
+        let payload = Payload::new(40, Expect::Upper);
         for n in [0, 1, 25, 26, 1_000_003] {
             let request = payload.request(n);
             assert_eq!(request.len(), 40);
@@ -111,9 +126,26 @@ mod tests {
     }
 
     #[test]
+    fn an_echo_is_expected_to_be_the_request_itself() {
+        let payload = Payload::new(40, Expect::Echo);
+        for n in [0, 1, 25, 26] {
+            assert_eq!(payload.reply_from(n, 0), payload.request(n));
+            assert_eq!(payload.reply_from(n, 7), &payload.request(n)[7..]);
+        }
+        let mut datagram = Vec::new();
+        for seq in [0, 1, 12_345] {
+            payload.datagram(seq, &mut datagram);
+            assert_eq!(payload.check_datagram_reply(&datagram), Some(seq));
+            // The uppercase is no echo.
+            let upper = datagram.to_ascii_uppercase();
+            assert_eq!(payload.check_datagram_reply(&upper), None);
+        }
+    }
+
+    #[test]
     fn datagram_replies_name_their_request() {
         for size in [1, 3, 6, 64, 4096] {
-            let payload = Payload::new(size);
+            let payload = Payload::new(size, Expect::Upper);
             let mut datagram = Vec::new();
             for seq in [0, 1, 25, 26, 12_345, payload.tag_space() + 7] {
                 payload.datagram(seq, &mut datagram);

@@ -76,6 +76,15 @@ pub struct Summary {
     /// The slowest TLS handshake.
     #[serde(default)]
     pub handshake_max_us: Option<f64>,
+    /// What each reply was checked against: `upper` (the request's
+    /// uppercase) or `echo` (the request itself).
+    #[serde(default = "upper")]
+    pub expect: String,
+}
+
+/// The `expect` of a summary written before there was a choice.
+fn upper() -> String {
+    crate::Expect::Upper.to_string()
 }
 
 /// Names how a run issued its requests.

@@ -2,7 +2,8 @@
 //!
 //! Each connection keeps its unsent requests in a buffer of its own and its
 //! requests in flight in a queue; a reply is checked as its bytes arrive,
-//! against the uppercase the payload already knows, and completes the
+//! against the reply the payload already knows (the uppercase, or the
+//! request itself from an echo server), and completes the
 //! oldest request when its last byte is in. Readiness is kept per
 //! connection by `shout_socket::StreamReadiness`, the bookkeeping the
 //! server keeps too (edge-triggered: forgotten only when a call says

@@ -32,6 +32,7 @@
 
 mod connect;
 mod error;
+mod fingerprint;
 mod lines;
 mod ping;
 mod session;
@@ -40,9 +41,11 @@ mod target;
 mod tls;
 mod transport;
 mod udp;
+mod verify;
 
 pub use connect::{Connection, Connector};
 pub use error::{ClientError, ErrorCategory};
+pub use fingerprint::{Fingerprint, FingerprintError};
 pub use lines::{DEFAULT_MAX_LINE, LineError, LineReader, LinesReport};
 pub use ping::{PingOptions, PingSummary, RttStats, ping};
 pub use session::{Exchange, LineSession};

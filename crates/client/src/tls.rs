@@ -12,17 +12,20 @@
 //! the distribution's bundle): the roots an administrator added or removed
 //! are the ones shout trusts, as curl and openssl do, and the list is updated
 //! with the system, not by rebuilding shout.
+//!
+//! A CA file, a pin and `--insecure` each have a verifier of their own (the
+//! `verify` module): a CA file's also trusts a server certificate that is
+//! one of the file's, as OpenSSL does; a pin trusts one fingerprint.
 
-use crate::{ClientError, Target};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use crate::verify::{AnyCertificate, CaFileVerifier, PinMismatch, PinnedVerifier};
+use crate::{ClientError, Fingerprint, Target};
+use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{
-    CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore,
-};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{CertificateError, ClientConfig, ClientConnection, RootCertStore};
 use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,9 +35,14 @@ pub enum Trust {
     /// The operating system's roots.
     #[default]
     System,
-    /// Only the certificates of this PEM file (a private CA, or a server's
-    /// own self-signed certificate).
+    /// Only the certificates of this PEM file: a private CA, or a server's
+    /// own certificate. A server certificate that is one of them is trusted
+    /// as itself, even when it is marked as a CA (as `openssl req -x509`
+    /// marks it), once its name and dates are checked.
     CaFile(PathBuf),
+    /// Only the certificate with this SHA-256 fingerprint, whatever its
+    /// name, dates and issuer.
+    Pin(Fingerprint),
     /// None: any certificate is accepted. The connection is encrypted but
     /// the server is not authenticated.
     Insecure,
@@ -81,8 +89,37 @@ impl TlsClient {
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AnyCertificate { provider }))
                 .with_no_client_auth(),
-            trust => builder
-                .with_root_certificates(roots(trust)?)
+            Trust::Pin(pin) => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(PinnedVerifier::new(*pin, provider)))
+                .with_no_client_auth(),
+            Trust::CaFile(path) => {
+                let listed = ca_file(path)?;
+                let mut roots = RootCertStore::empty();
+                for cert in &listed {
+                    roots
+                        .add(cert.clone())
+                        .map_err(|error| ClientError::TlsConfig {
+                            reason: format!("{}: {error}", path.display()),
+                        })?;
+                }
+                let webpki = WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    Arc::clone(&provider),
+                )
+                .build()
+                .map_err(|error| ClientError::TlsConfig {
+                    reason: format!("{}: {error}", path.display()),
+                })?;
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(CaFileVerifier::new(
+                        webpki, listed, provider,
+                    )))
+                    .with_no_client_auth()
+            }
+            Trust::System => builder
+                .with_root_certificates(system_roots()?)
                 .with_no_client_auth(),
         };
         Ok(Self {
@@ -145,40 +182,34 @@ impl TlsClient {
     }
 }
 
-/// The roots of `trust` (never [`Trust::Insecure`]).
-fn roots(trust: &Trust) -> Result<RootCertStore, ClientError> {
+/// Reads the certificates of the PEM file `path`: at least one.
+fn ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, ClientError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(Iterator::collect)
+        .map_err(|error| ClientError::TlsConfig {
+            reason: format!("cannot read certificates from {}: {error}", path.display()),
+        })?;
+    if certs.is_empty() {
+        return Err(ClientError::TlsConfig {
+            reason: format!("{} holds no PEM certificate", path.display()),
+        });
+    }
+    Ok(certs)
+}
+
+/// Returns the operating system's roots.
+fn system_roots() -> Result<RootCertStore, ClientError> {
     let mut store = RootCertStore::empty();
-    match trust {
-        Trust::CaFile(path) => {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .and_then(Iterator::collect)
-                .map_err(|error| ClientError::TlsConfig {
-                    reason: format!("cannot read certificates from {}: {error}", path.display()),
-                })?;
-            if certs.is_empty() {
-                return Err(ClientError::TlsConfig {
-                    reason: format!("{} holds no PEM certificate", path.display()),
-                });
-            }
-            for cert in certs {
-                store.add(cert).map_err(|error| ClientError::TlsConfig {
-                    reason: format!("{}: {error}", path.display()),
-                })?;
-            }
-        }
-        Trust::System | Trust::Insecure => {
-            let found = rustls_native_certs::load_native_certs();
-            for error in &found.errors {
-                log::warn!("reading the system's certificates: {error}");
-            }
-            let (added, ignored) = store.add_parsable_certificates(found.certs);
-            log::debug!("trusting {added} system certificates ({ignored} unparsable)");
-            if store.is_empty() {
-                return Err(ClientError::TlsConfig {
-                    reason: "the system has no trusted certificates (install ca-certificates, or give --ca FILE)".into(),
-                });
-            }
-        }
+    let found = rustls_native_certs::load_native_certs();
+    for error in &found.errors {
+        log::warn!("reading the system's certificates: {error}");
+    }
+    let (added, ignored) = store.add_parsable_certificates(found.certs);
+    log::debug!("trusting {added} system certificates ({ignored} unparsable)");
+    if store.is_empty() {
+        return Err(ClientError::TlsConfig {
+            reason: "the system has no trusted certificates (install ca-certificates, or give --ca FILE)".into(),
+        });
     }
     Ok(store)
 }
@@ -255,7 +286,11 @@ fn certificate_reason(error: &CertificateError) -> String {
             let shown = if presented.is_empty() {
                 "no names".to_owned()
             } else {
-                presented.join(", ")
+                presented
+                    .iter()
+                    .map(|name| presented_name(name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             };
             format!(
                 "not valid for {} (it is for {shown})",
@@ -265,6 +300,7 @@ fn certificate_reason(error: &CertificateError) -> String {
         CertificateError::Revoked => "revoked".to_owned(),
         CertificateError::BadSignature => "bad signature".to_owned(),
         CertificateError::BadEncoding => "badly encoded".to_owned(),
+        CertificateError::Other(other) if other.0.is::<PinMismatch>() => other.0.to_string(),
         // What `openssl req -x509` makes unless told `basicConstraints=CA:FALSE`.
         CertificateError::Other(other) if other.to_string().contains("CaUsedAsEndEntity") => {
             "it is a CA certificate, not a server's (basicConstraints CA:TRUE)".to_owned()
@@ -274,65 +310,22 @@ fn certificate_reason(error: &CertificateError) -> String {
     format!("the server's certificate is not trusted: {reason}")
 }
 
+/// A name webpki found in a certificate, without the Debug dress it comes
+/// in (`DnsName("localhost")`, `IpAddress(127.0.0.1)`).
+fn presented_name(name: &str) -> &str {
+    name.strip_prefix("DnsName(\"")
+        .and_then(|rest| rest.strip_suffix("\")"))
+        .or_else(|| {
+            name.strip_prefix("IpAddress(")
+                .and_then(|rest| rest.strip_suffix(')'))
+        })
+        .unwrap_or(name)
+}
+
 fn server_name_text(name: &ServerName<'_>) -> String {
     match name {
         ServerName::DnsName(dns) => dns.as_ref().to_owned(),
         ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
         other => format!("{other:?}"),
-    }
-}
-
-/// Accepts every certificate (`--insecure`), but still checks that the
-/// handshake is signed by the key in the certificate, so the encryption is
-/// real even though the peer is not authenticated.
-#[derive(Debug)]
-struct AnyCertificate {
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }

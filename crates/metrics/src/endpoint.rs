@@ -1,22 +1,30 @@
 //! The endpoint: a listening socket, the thread that accepts on it, and one
-//! short-lived thread per connection, at most [`Limits::max_connections`].
+//! short-lived thread per connection, at most [`Limits::max_connections`],
+//! at most [`Limits::max_connections_per_source`] of them from one source.
 
 use crate::http::{self, HeadOutcome, Response, Status};
 use crate::{CONTENT_TYPE, Metric, MetricsError, encode};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// What one client may make the endpoint do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Connections served at once; one more is answered `503` and closed.
-    /// 0 refuses every connection so.
+    /// Connections served at once. When all are taken, a new connection
+    /// takes the place of one already answered (its client not yet gone),
+    /// or else of the one that has waited longest for its request head,
+    /// which is closed unanswered; when all are being answered, the new
+    /// one is answered `503` and closed. 0 refuses every connection so.
     pub max_connections: usize,
+    /// Connections not yet answered that one source (an IPv4 address, or
+    /// an IPv6 /64) may hold at once; one more from it is answered `503`
+    /// and closed, and takes no one's place. 0: no limit per source.
+    pub max_connections_per_source: usize,
     /// Time from accept to a complete request head; past it, `408` and
     /// close. Writing the answer gets the same time again.
     pub request_timeout: Duration,
@@ -28,6 +36,9 @@ impl Limits {
     /// Connections at once by default: a Prometheus server or two, and room
     /// for a person with `curl`.
     pub const DEFAULT_MAX_CONNECTIONS: usize = 4;
+    /// Connections per source by default: a scraper needs one at a time,
+    /// so a source that holds more is stuck or hostile.
+    pub const DEFAULT_MAX_CONNECTIONS_PER_SOURCE: usize = 2;
     /// The head timeout by default: a scraper sends its request at once.
     pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
     /// The head size by default: a scraper's head is a few hundred bytes.
@@ -38,6 +49,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_source: Self::DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
             request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
             max_head_bytes: Self::DEFAULT_MAX_HEAD_BYTES,
         }
@@ -79,7 +91,7 @@ impl MetricsEndpoint {
             listener,
             limits,
             snapshot: Arc::new(snapshot),
-            active: Arc::new(AtomicUsize::new(0)),
+            table: Arc::default(),
             stopping: Arc::clone(&stopping),
         };
         let acceptor = std::thread::Builder::new()
@@ -144,17 +156,122 @@ struct Acceptor {
     limits: Limits,
     snapshot: Arc<Snapshot>,
     /// Connections being served now.
-    active: Arc<AtomicUsize>,
+    table: Arc<Mutex<Table>>,
     stopping: Arc<AtomicBool>,
 }
 
-/// One connection's place in the count; freed when its thread ends, even
-/// by a panic.
-struct Slot(Arc<AtomicUsize>);
+/// The connections being served, each with its source, its phase and a
+/// handle that can end it.
+#[derive(Default)]
+struct Table {
+    entries: Vec<Entry>,
+    next_id: u64,
+}
+
+struct Entry {
+    id: u64,
+    source: IpAddr,
+    accepted: Instant,
+    phase: Phase,
+    /// A clone of the socket: shutting it down ends a blocked read at once.
+    handle: TcpStream,
+}
+
+/// Where a connection is in its one exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for its request head: it may be evicted.
+    Head,
+    /// Being answered: never evicted.
+    Answer,
+    /// Answered and its FIN sent; its thread drops what the client still
+    /// sends. It no longer counts against its source, and may be evicted.
+    Drain,
+}
+
+impl Table {
+    /// Makes room for a connection from `source` within `limits`: when
+    /// the table is full, ends a finished exchange's drain or else the
+    /// longest wait for a head. Returns the new entry's id, or `None` when
+    /// the connection must be refused.
+    fn admit(&mut self, source: IpAddr, stream: &TcpStream, limits: &Limits) -> Option<u64> {
+        if limits.max_connections == 0 {
+            return None;
+        }
+        let held = self
+            .entries
+            .iter()
+            .filter(|entry| entry.source == source && entry.phase != Phase::Drain)
+            .count();
+        if limits.max_connections_per_source > 0 && held >= limits.max_connections_per_source {
+            return None;
+        }
+        if self.entries.len() >= limits.max_connections {
+            let (victim, _) = self
+                .entries
+                .iter()
+                .enumerate()
+                .filter(|(_, entry)| entry.phase != Phase::Answer)
+                .min_by_key(|(_, entry)| (entry.phase != Phase::Drain, entry.accepted))?;
+            let evicted = self.entries.swap_remove(victim);
+            log::debug!(
+                "metrics: full; closing a connection in phase {:?}",
+                evicted.phase
+            );
+            let _ = evicted.handle.shutdown(Shutdown::Both);
+        }
+        // Without a handle the connection could not be evicted, so it is
+        // not admitted: a table full of them would deny everyone.
+        let handle = stream.try_clone().ok()?;
+        let id = self.next_id;
+        self.next_id += 1;
+        self.entries.push(Entry {
+            id,
+            source,
+            accepted: Instant::now(),
+            phase: Phase::Head,
+            handle,
+        });
+        Some(id)
+    }
+}
+
+/// One connection's place in the table; given up when its thread ends,
+/// even by a panic.
+struct Slot {
+    table: Arc<Mutex<Table>>,
+    id: u64,
+}
+
+impl Slot {
+    /// Moves the connection to `phase`. Moving to [`Phase::Drain`] comes
+    /// before the FIN, so a client that has read its whole answer finds
+    /// its source's share already given back when it connects again.
+    fn enter(&self, phase: Phase) {
+        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = table.entries.iter_mut().find(|entry| entry.id == self.id) {
+            entry.phase = phase;
+        }
+    }
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        table.entries.retain(|entry| entry.id != self.id);
+    }
+}
+
+/// Returns the source a peer's connections are counted under: its IPv4
+/// address (an IPv4-mapped IPv6 one too), or its IPv6 /64, the block one
+/// host or site is usually given.
+fn source_of(peer: IpAddr) -> IpAddr {
+    match peer {
+        IpAddr::V4(ip) => IpAddr::V4(ip),
+        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from_bits(ip.to_bits() & !u128::from(u64::MAX))),
+        },
     }
 }
 
@@ -165,8 +282,8 @@ impl Acceptor {
             if self.stopping.load(Ordering::SeqCst) {
                 return;
             }
-            let stream = match accepted {
-                Ok((stream, _)) => stream,
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of descriptors, most likely: it would fail again
                     // at once, so pause instead of spinning.
@@ -175,22 +292,26 @@ impl Acceptor {
                     continue;
                 }
             };
-            if self.active.load(Ordering::SeqCst) >= self.limits.max_connections {
+            let admitted = self
+                .table
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .admit(source_of(peer.ip()), &stream, &self.limits);
+            let Some(id) = admitted else {
                 refuse(stream);
                 continue;
-            }
-            self.active.fetch_add(1, Ordering::SeqCst);
-            let slot = Slot(Arc::clone(&self.active));
+            };
+            let slot = Slot {
+                table: Arc::clone(&self.table),
+                id,
+            };
             let (limits, snapshot) = (self.limits, Arc::clone(&self.snapshot));
             // On a failed spawn the closure, and with it the slot and the
-            // stream, is dropped: the count goes down and the client sees a
+            // stream, is dropped: the entry goes and the client sees a
             // close.
             let spawned = std::thread::Builder::new()
                 .name("shout-metrics-conn".into())
-                .spawn(move || {
-                    let _slot = slot;
-                    serve(stream, limits, &*snapshot);
-                });
+                .spawn(move || serve(stream, limits, &*snapshot, &slot));
             if let Err(error) = spawned {
                 log::warn!("metrics: cannot start a connection thread: {error}");
             }
@@ -214,10 +335,11 @@ fn refuse(mut stream: TcpStream) {
 }
 
 /// Serves one connection: one request, one answer, close.
-fn serve(mut stream: TcpStream, limits: Limits, snapshot: &Snapshot) {
+fn serve(mut stream: TcpStream, limits: Limits, snapshot: &Snapshot, slot: &Slot) {
     let deadline = Instant::now() + limits.request_timeout;
-    let (response, with_body) = match http::read_head(&mut stream, deadline, limits.max_head_bytes)
-    {
+    let head = http::read_head(&mut stream, deadline, limits.max_head_bytes);
+    slot.enter(Phase::Answer);
+    let (response, with_body) = match head {
         Ok(HeadOutcome::Request(request)) => {
             let head_only = request.method == "HEAD";
             (
@@ -235,7 +357,9 @@ fn serve(mut stream: TcpStream, limits: Limits, snapshot: &Snapshot) {
         }
     };
     let bytes = response.to_bytes(with_body);
-    if let Err(error) = http::answer_and_close(&mut stream, &bytes, limits.request_timeout) {
+    if let Err(error) = http::answer_and_close(&mut stream, &bytes, limits.request_timeout, || {
+        slot.enter(Phase::Drain);
+    }) {
         log::debug!("metrics: answering failed: {error}");
     }
 }

@@ -173,8 +173,9 @@ impl Response {
     }
 }
 
-/// Writes `bytes` within `timeout`, then closes the write side and drops
-/// what the client still sends (bounded in bytes and time).
+/// Writes `bytes` within `timeout`, calls `before_fin`, then closes the
+/// write side and drops what the client still sends (bounded in bytes and
+/// time).
 ///
 /// # Errors
 /// A failed write (the client went away, or read too slowly).
@@ -182,9 +183,11 @@ pub(crate) fn answer_and_close(
     stream: &mut TcpStream,
     bytes: &[u8],
     timeout: Duration,
+    before_fin: impl FnOnce(),
 ) -> io::Result<()> {
     stream.set_write_timeout(Some(timeout.max(Duration::from_millis(1))))?;
     stream.write_all(bytes)?;
+    before_fin();
     stream.shutdown(Shutdown::Write)?;
     let deadline = Instant::now() + DRAIN_TIME;
     let mut sink = [0; 4096];

@@ -281,3 +281,98 @@ fn a_stopped_endpoint_accepts_no_more() {
         let _ = stream.read_to_end(&mut nothing);
     }
 }
+
+/// Connects to `addr` from the loopback address `source` (a source of its
+/// own: 127.0.0.2 and up are loopback on Linux).
+fn connect_from(source: [u8; 4], addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::from((source, 0)).into())
+        .unwrap_or_else(|e| panic!("bind {source:?}: {e}"));
+    socket.connect_timeout(&addr.into(), TIMEOUT).unwrap();
+    let stream = TcpStream::from(socket);
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream
+}
+
+/// Scrapes from `source`; returns the status line and how long it took.
+fn scrape_from(source: [u8; 4], addr: SocketAddr) -> (String, Duration) {
+    let started = Instant::now();
+    let mut stream = connect_from(source, addr);
+    stream.write_all(GET).unwrap();
+    let answer = String::from_utf8(read_to_end(&mut stream)).unwrap();
+    (status_line(&answer).to_owned(), started.elapsed())
+}
+
+/// Well under the 5 s head timeout: an answer this quick did not wait for
+/// an idle socket to be cut.
+const PROMPT: Duration = Duration::from_secs(2);
+
+#[test]
+fn idle_connections_from_one_source_do_not_deny_a_scrape_from_another() {
+    let endpoint = start(Limits::default());
+    let addr = endpoint.local_addr();
+    // Silent: an idle socket sends nothing, and a refusal then closes with
+    // a FIN, never a reset over unread input.
+    let idle: Vec<TcpStream> = (0..6).map(|_| connect_from([127, 0, 0, 1], addr)).collect();
+    // The source's share is 2: the others are refused at once. The accept
+    // queue is in connect order, so the first two are the ones held.
+    let mut refused = 0;
+    for mut stream in idle.iter().skip(2).map(|s| s.try_clone().unwrap()) {
+        let answer = String::from_utf8(read_to_end(&mut stream)).unwrap();
+        assert_eq!(status_line(&answer), REFUSED, "{answer}");
+        refused += 1;
+    }
+    assert_eq!(refused, 4);
+    for _ in 0..3 {
+        let (status, took) = scrape_from([127, 0, 0, 2], addr);
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert!(took < PROMPT, "a scrape took {took:?}");
+    }
+    // The first two are still held, waiting for their heads.
+    let mut first = idle[0].try_clone().unwrap();
+    first.set_nonblocking(true).unwrap();
+    let mut byte = [0; 1];
+    let still_open =
+        matches!(first.read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    assert!(still_open, "a held connection was closed");
+}
+
+#[test]
+fn a_full_table_of_idle_connections_makes_room_for_a_scrape() {
+    let endpoint = start(Limits::default());
+    let addr = endpoint.local_addr();
+    // Four idle connections from four sources fill the table.
+    // The accept queue is in connect order, so the first is the longest
+    // wait.
+    let mut idle: Vec<TcpStream> = (11..15)
+        .map(|last| connect_from([127, 0, 0, last], addr))
+        .collect();
+    let (status, took) = scrape_from([127, 0, 0, 2], addr);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(took < PROMPT, "a scrape took {took:?}");
+    // The longest wait made room: closed unanswered.
+    let closed = read_to_end(&mut idle[0]);
+    assert!(closed.is_empty(), "{}", String::from_utf8_lossy(&closed));
+}
+
+#[test]
+fn answered_connections_kept_open_by_their_client_take_no_share_of_the_next_scrape() {
+    let endpoint = start(Limits::default());
+    let addr = endpoint.local_addr();
+    // Each is answered, then kept open: the endpoint waits up to 1 s for
+    // the client's end, dropping what it sends, before it lets go.
+    let mut answered = Vec::new();
+    for _ in 0..4 {
+        let mut stream = connect(addr);
+        stream.write_all(GET).unwrap();
+        let answer = String::from_utf8(read_to_end(&mut stream)).unwrap();
+        assert_eq!(status_line(&answer), "HTTP/1.1 200 OK");
+        answered.push(stream);
+    }
+    // Same source, table full of them: served at once all the same.
+    let started = Instant::now();
+    let answer = exchange(addr, GET);
+    assert_eq!(status_line(&answer), "HTTP/1.1 200 OK", "{answer}");
+    assert!(started.elapsed() < PROMPT, "took {:?}", started.elapsed());
+}

@@ -43,11 +43,12 @@ mod sender;
 mod server;
 mod service;
 mod sources;
+mod stats;
 mod timer;
 mod tls;
 mod worker;
 
-pub use handle::{Handle, Stats, TURN_BUCKETS};
+pub use handle::Handle;
 /// The TLS library the server runs on, for building its `ServerConfig`.
 pub use rustls;
 pub use sender::{Broadcast, ConnectionSender, SendError};
@@ -59,4 +60,5 @@ pub use service::{
     CloseCause, ConnectionContext, ConnectionId, ConnectionInfo, DatagramReply, DatagramService,
     EndReason, NoService, StreamService, Transport, Uppercase,
 };
+pub use stats::{COUNTERS, Counter, CounterGroup, Exposure, Stats, TURN_BUCKETS};
 pub use worker::proxy::{IpPrefix, MAX_PROXY_HEADER};

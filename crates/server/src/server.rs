@@ -1,9 +1,10 @@
 //! Building a server: binding its sockets, then running its workers.
 
-use crate::handle::{Handle, ShutdownSignal, Wakers, WorkerStats};
+use crate::handle::{Handle, ShutdownSignal, Wakers};
 use crate::sender::{ConnectionSender, Post};
 use crate::service::{DatagramService, NoService, StreamService};
 use crate::sources::ReplyRate;
+use crate::stats::WorkerStats;
 use crate::worker::proxy::{IpPrefix, ProxyTrust};
 use crate::worker::{
     ConnectionSlots, Limits, ListenerKind, MAX_SOCKETS_PER_KIND, WAKER, Worker, WorkerParts,

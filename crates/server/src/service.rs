@@ -112,7 +112,10 @@ pub enum EndReason {
 }
 
 /// Why a connection closed, given to [`StreamService::closed`].
+///
+/// New causes may come in new releases: match with a wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CloseCause {
     /// The client ended its stream and everything owed was sent.
     ClientClosed,
@@ -130,6 +133,10 @@ pub enum CloseCause {
     ServiceClosed,
     /// A service callback panicked.
     Panicked,
+    /// A limit refused the connection before the service opened it: behind
+    /// a PROXY balancer, the client its header named already held its share
+    /// of connections. The service never sees such a connection.
+    Refused,
 }
 
 impl CloseCause {

@@ -3,10 +3,10 @@
 //! standard error and an exit code.
 
 use clap::{Args, Parser, Subcommand};
-use shout_bench::{BenchError, BenchOptions, BenchReport, Stop, bench};
+use shout_bench::{BenchError, BenchOptions, BenchReport, Expect, Stop, bench};
 use shout_client::{
-    ClientError, Connector, ErrorCategory, LineSession, LinesReport, PingOptions, Target,
-    TlsClient, TlsOptions, Transport, Trust, UdpClient, ping, shout_stream,
+    ClientError, Connector, ErrorCategory, Fingerprint, LineSession, LinesReport, PingOptions,
+    Target, TlsClient, TlsOptions, Transport, Trust, UdpClient, ping, shout_stream,
 };
 use std::fmt;
 use std::io::{self, IsTerminal, Write};
@@ -28,10 +28,15 @@ Examples:
                                        100 connections, 16 requests in flight on each
   shout bench --udp -c 50 --rate 20000 --duration 10 localhost:12000
                                        50 UDP clients, 20,000 datagrams/s in all
+  shout bench --expect echo -c 10 -d 4 --duration 5 localhost:7
+                                       an echo server: each reply must be the request
   shout bench --hold 10000 localhost:12000
                                        10,000 idle connections, then one request each
   shout tcp --tls --ca cert.pem localhost:12443
                                        over TLS, trusting that certificate only
+  shout tcp --tls --pin 3F:A0:…:9C localhost:12443
+                                       over TLS, trusting the certificate with that
+                                       SHA-256 (shoutd prints it at start)
   shout ping --tls --new-connection localhost:12443
                                        TCP handshake, TLS handshake and exchange apart
 
@@ -102,7 +107,8 @@ enum Command {
     /// reply checked byte for byte, latency percentiles.
     ///
     /// Requests are lowercase ASCII of --size bytes, so each reply is known
-    /// and checked. A progress line goes to standard error every second; the
+    /// and checked: their uppercase, or with --expect echo the requests
+    /// themselves, to measure an echo server. A progress line goes to standard error every second; the
     /// summary (replies/s, MiB/s, latency p50/p90/p99/p99.9/max, errors) to
     /// standard output, as JSON with --json. Exit status 1 when any reply
     /// was wrong or a connection failed; lost UDP datagrams are reported,
@@ -119,11 +125,15 @@ enum Command {
 #[derive(Debug, Args)]
 struct TlsArgs {
     /// Speak TLS over the TCP connection. The system's trusted roots check
-    /// the server's certificate unless --ca or --insecure says otherwise.
+    /// the server's certificate unless --ca, --pin or --insecure says
+    /// otherwise.
     #[arg(long)]
     tls: bool,
     /// Trust only the certificates of this PEM file (a private CA, or the
-    /// server's self-signed certificate) instead of the system's roots.
+    /// server's own certificate) instead of the system's roots. A server
+    /// certificate that is one of them is trusted as itself, even marked
+    /// CA:TRUE (as `openssl req -x509` makes it), once its name and dates
+    /// are checked.
     #[arg(
         long,
         value_name = "FILE",
@@ -131,6 +141,20 @@ struct TlsArgs {
         conflicts_with = "insecure"
     )]
     ca: Option<PathBuf>,
+    /// Trust only the certificate with this SHA-256 fingerprint (AB:CD:…,
+    /// as shoutd prints it for its generated certificate and `openssl x509
+    /// -fingerprint -sha256 -noout -in cert.pem` for any; colons and case
+    /// optional). Its name, dates and issuer are not checked, as with ssh's
+    /// known hosts: the fingerprint names one certificate (--servername
+    /// still sets the SNI). Another certificate is exit status 7, naming
+    /// both fingerprints.
+    #[arg(
+        long,
+        value_name = "SHA256",
+        requires = "tls",
+        conflicts_with_all = ["ca", "insecure"]
+    )]
+    pin: Option<Fingerprint>,
     /// The name sent as SNI and checked in the certificate (default: the
     /// host as typed; an IP address is checked as an IP address).
     #[arg(long, value_name = "NAME", requires = "tls")]
@@ -147,15 +171,16 @@ impl TlsArgs {
         if !self.tls {
             return None;
         }
-        let trust = match (&self.ca, self.insecure) {
-            (Some(ca), _) => Trust::CaFile(ca.clone()),
-            (None, true) => {
+        let trust = match (&self.ca, self.pin, self.insecure) {
+            (_, Some(pin), _) => Trust::Pin(pin),
+            (Some(ca), None, _) => Trust::CaFile(ca.clone()),
+            (None, None, true) => {
                 log::warn!(
                     "--insecure: the server's certificate is not checked; anyone on the path can pose as the server"
                 );
                 Trust::Insecure
             }
-            (None, false) => Trust::System,
+            (None, None, false) => Trust::System,
         };
         Some(TlsOptions {
             trust,
@@ -270,9 +295,32 @@ struct BenchArgs {
     /// datagram is lost.
     #[arg(long, value_name = "SECS", default_value = "2", value_parser = seconds)]
     timeout: Duration,
+    /// What the server answers, which every reply is checked against byte
+    /// for byte: the request's uppercase (a shout server), or the request
+    /// itself (an echo server: `ncat -l -k --exec /bin/cat`, socat).
+    #[arg(long, value_name = "REPLY", value_enum, default_value_t = ExpectArg::Upper)]
+    expect: ExpectArg,
     /// The summary as one JSON object (latencies in microseconds).
     #[arg(long)]
     json: bool,
+}
+
+/// `--expect`: what a reply must be.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ExpectArg {
+    /// The request's uppercase.
+    Upper,
+    /// The request itself.
+    Echo,
+}
+
+impl From<ExpectArg> for Expect {
+    fn from(expect: ExpectArg) -> Self {
+        match expect {
+            ExpectArg::Upper => Expect::Upper,
+            ExpectArg::Echo => Expect::Echo,
+        }
+    }
 }
 
 impl BenchArgs {
@@ -301,6 +349,7 @@ impl BenchArgs {
             timeout: self.timeout,
             connect_timeout,
             tls: self.tls.options(),
+            expect: self.expect.into(),
         }
     }
 }

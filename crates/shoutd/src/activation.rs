@@ -4,7 +4,7 @@
 //!
 //! The sockets are taken with `listenfd`, which checks each descriptor's
 //! type and family before it wraps it, so shoutd needs no `unsafe` of its
-//! own; `socket2` then checks that a stream socket is listening. The
+//! own; `shout-socket` then checks that a stream socket is listening. The
 //! notices go through `sd-notify`. Neither does anything when its
 //! variables are unset, so shoutd started by hand behaves as before.
 //!
@@ -63,7 +63,7 @@ impl PassedSockets {
             if let Ok(Some(listener)) = fds.take_tcp_listener(index) {
                 // A connected socket (systemd's `Accept=yes`) is a stream
                 // socket too, but accepting on it would fail forever.
-                match socket2::SockRef::from(&listener).is_listener() {
+                match shout_socket::is_listening(&listener) {
                     Ok(true) => passed.tcp.push((listener, note)),
                     Ok(false) => {
                         return Err(format!(

@@ -7,15 +7,17 @@ mod tls;
 
 use clap::{ArgAction, Parser};
 use shout_protocol::DEFAULT_PORT;
+use shout_server::rustls::ServerConfig;
 use shout_server::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS, Handle, IpPrefix, ServerBuilder, ServerError, Uppercase,
 };
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::io::Write;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Exit status when a socket cannot be bound or a setting is invalid.
@@ -51,7 +53,9 @@ fd 3, shoutd). With NOTIFY_SOCKET set it sends READY=1 once serving and
 STOPPING=1 when a stop begins (Type=notify).
 SIGINT or SIGTERM stops it gracefully: no new clients, answers to what was
 received are sent (up to --drain-timeout), then a summary is logged. A second
-signal exits at once.
+signal exits at once. SIGHUP reloads the --cert and --key files: new
+handshakes get the new certificate, open connections keep theirs, and a
+file that does not load is logged and the old certificate kept.
 
 Exit status: 0 after a graceful stop, 2 when a socket cannot be bound, a
 setting is invalid, or a certificate or key does not load or match, 1 when
@@ -177,7 +181,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_SETUP);
         }
     };
-    let (server, handle, notes) = handle;
+    let (server, handle, notes, reload) = handle;
     let metrics = match args
         .metrics
         .map(|addr| metrics::serve(addr, handle.clone()))
@@ -191,7 +195,7 @@ fn main() -> ExitCode {
     };
     // Handlers first, then the `listening` lines: a supervisor may send
     // SIGTERM the moment it reads them, and must get a graceful stop.
-    if let Err(error) = stop_on_signals(handle.clone()) {
+    if let Err(error) = handle_signals(handle.clone(), reload) {
         eprintln!("shoutd: cannot install signal handlers: {error}");
         return ExitCode::from(EXIT_SETUP);
     }
@@ -214,12 +218,13 @@ fn main() -> ExitCode {
 
 type UppercaseServer = shout_server::Server<Uppercase, Uppercase>;
 
+/// What `start` gives `main`: the server to run, its handle, the notes of
+/// passed sockets, and what SIGHUP reloads.
+type Started = (UppercaseServer, Handle, activation::Notes, tls::Reload);
+
 /// Binds every socket; `main` announces them once signals are handled.
 /// Sockets passed by socket activation replace the default addresses.
-fn start(
-    args: &Args,
-    passed: activation::PassedSockets,
-) -> Result<(UppercaseServer, Handle, activation::Notes), StartError> {
+fn start(args: &Args, passed: activation::PassedSockets) -> Result<Started, StartError> {
     let drain_timeout = Duration::try_from_secs_f64(args.drain_timeout).map_err(|_| {
         ServerError::InvalidSetting("--drain-timeout must be a number of seconds >= 0")
     })?;
@@ -245,10 +250,12 @@ fn start(
         .drain_timeout(drain_timeout)
         .busy_poll(Duration::from_micros(args.busy_poll))
         .handshake_timeout(handshake_timeout);
+    let mut reload = tls::Reload::Nothing("no --tls");
     if !args.tls.is_empty() {
-        let config = tls_config(args).map_err(StartError::Tls)?;
+        let config;
+        (config, reload) = tls_config(args).map_err(StartError::Tls)?;
         for &addr in &args.tls {
-            builder = builder.tls(addr, std::sync::Arc::clone(&config));
+            builder = builder.tls(addr, Arc::clone(&config));
         }
     }
     if args.proxy_protocol {
@@ -284,7 +291,7 @@ fn start(
             "off".into()
         }
     );
-    Ok((server, handle, notes))
+    Ok((server, handle, notes, reload))
 }
 
 /// The per-namespace setting that moves a closing listener's queued
@@ -331,7 +338,7 @@ impl std::fmt::Display for StartError {
 
 /// Loads `--cert`/`--key`, or generates a self-signed certificate and says
 /// on stderr where it is and what its fingerprint is.
-fn tls_config(args: &Args) -> Result<std::sync::Arc<shout_server::rustls::ServerConfig>, String> {
+fn tls_config(args: &Args) -> Result<(Arc<ServerConfig>, tls::Reload), String> {
     if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
         return tls::load(cert, key);
     }
@@ -341,7 +348,8 @@ fn tls_config(args: &Args) -> Result<std::sync::Arc<shout_server::rustls::Server
         generated.path.display(),
         generated.fingerprint
     );
-    Ok(generated.config)
+    let reload = tls::Reload::Nothing("the certificate is generated, not read from --cert/--key");
+    Ok((generated.config, reload))
 }
 
 /// The start-up contract: one `listening PROTO ADDR` line per socket on
@@ -369,21 +377,29 @@ fn announce(
     stdout.flush()
 }
 
-/// First SIGINT/SIGTERM: graceful stop. Second: exit at once.
-fn stop_on_signals(handle: Handle) -> std::io::Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+/// First SIGINT/SIGTERM: graceful stop. Second: exit at once. SIGHUP:
+/// reload the certificate files, as daemons under systemd do on
+/// `systemctl reload`.
+fn handle_signals(handle: Handle, reload: tls::Reload) -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     std::thread::Builder::new()
         .name("shoutd-signals".into())
         .spawn(move || {
             for signal in signals.forever() {
+                if signal == SIGHUP {
+                    reload.reload();
+                    continue;
+                }
                 if handle.is_shutting_down() {
                     log::warn!("second signal ({signal}): exiting without finishing the drain");
                     tls::remove_generated();
                     std::process::exit(i32::from(EXIT_RUNTIME));
                 }
-                log::info!("signal {signal}: stopping gracefully");
                 activation::notify_stopping();
                 handle.shutdown();
+                // Logged once the stop is requested: a reader of this line
+                // may send a second signal and expect it to be the second.
+                log::info!("signal {signal}: stopping gracefully");
             }
         })?;
     Ok(())

@@ -4,7 +4,7 @@
 //! library's.
 
 use shout_metrics::{Limits, Metric, MetricsEndpoint, MetricsError};
-use shout_server::{Handle, Stats};
+use shout_server::{Handle, Stats, TURN_BUCKETS};
 use std::net::SocketAddr;
 
 /// Serves `handle`'s counters at `http://ADDR/metrics`, read afresh at each
@@ -13,125 +13,24 @@ pub(crate) fn serve(addr: SocketAddr, handle: Handle) -> Result<MetricsEndpoint,
     MetricsEndpoint::start(addr, Limits::default(), move || snapshot(&handle.stats()))
 }
 
-/// Every counter of `stats`, named by the Prometheus conventions: a
-/// `shout_` prefix, `_total` on counters, base units.
+/// Every counter of `stats` under the names its table gives
+/// ([`shout_server::COUNTERS`]), the connections open now as a gauge, and
+/// the turn-time buckets.
 fn snapshot(stats: &Stats) -> Vec<Metric> {
-    let mut metrics = vec![
-        Metric::counter(
-            "shout_connections_accepted_total",
-            "TCP connections accepted and served.",
-            stats.connections_accepted,
-        ),
-        Metric::counter(
-            "shout_connections_closed_total",
-            "TCP connections closed, for any reason.",
-            stats.connections_closed,
-        ),
-        Metric::counter(
-            "shout_connections_refused_per_source_total",
-            "TCP connections closed at once because their source held its share (--max-connections-per-ip).",
-            stats.connections_refused_per_source,
-        ),
-        Metric::gauge(
-            "shout_connections_open",
-            "TCP connections open now.",
-            stats.connections_open(),
-        ),
-        Metric::counter(
-            "shout_connections_shed_total",
-            "TCP connections accepted and closed at once because the process was out of file descriptors.",
-            stats.connections_shed,
-        ),
-        Metric::counter(
-            "shout_idle_timeouts_total",
-            "TCP connections closed by the idle timeout.",
-            stats.idle_timeouts,
-        ),
-        Metric::counter(
-            "shout_bytes_received_total",
-            "TCP bytes received.",
-            stats.bytes_in,
-        ),
-        Metric::counter("shout_bytes_sent_total", "TCP bytes sent.", stats.bytes_out),
-        Metric::counter(
-            "shout_datagrams_received_total",
-            "UDP datagrams received.",
-            stats.datagrams_in,
-        ),
-        Metric::counter(
-            "shout_datagrams_sent_total",
-            "UDP replies sent.",
-            stats.datagrams_out,
-        ),
-        Metric::counter(
-            "shout_datagrams_dropped_total",
-            "UDP datagrams not answered, for any reason.",
-            stats.datagrams_dropped,
-        ),
-        Metric::counter(
-            "shout_loop_turns_total",
-            "Event-loop turns, over all workers.",
-            stats.loop_turns,
-        ),
-        Metric::counter(
-            "shout_service_panics_total",
-            "Service callbacks that panicked; each cost one connection or one datagram.",
-            stats.service_panics,
-        ),
-        Metric::counter(
-            "shout_tls_handshakes_completed_total",
-            "TLS handshakes completed: connections handed to the service.",
-            stats.tls_handshakes_completed,
-        ),
-        Metric::counter(
-            "shout_tls_handshakes_failed_total",
-            "TLS handshakes that failed: bad or non-TLS input, a client gone, or the handshake deadline.",
-            stats.tls_handshakes_failed,
-        ),
-        Metric::counter(
-            "shout_tls_handshake_timeouts_total",
-            "TLS handshakes cut at the handshake deadline (counted as failed too).",
-            stats.tls_handshake_timeouts,
-        ),
-        Metric::counter(
-            "shout_tls_truncated_total",
-            "TLS connections whose TCP stream ended without a close_notify.",
-            stats.tls_truncated,
-        ),
-        Metric::counter(
-            "shout_proxy_headers_rejected_total",
-            "Connections closed unanswered for their PROXY header: an untrusted sender, a malformed or oversized header, or none in time.",
-            stats.proxy_headers_rejected,
-        ),
-    ];
-    let closed = [
-        ("client", stats.closed_by_client),
-        ("reset", stats.closed_by_reset),
-        ("error", stats.closed_by_error),
-        ("idle_timeout", stats.idle_timeouts),
-        ("stop", stats.closed_by_stop),
-        ("service", stats.closed_by_service),
-        ("panic", stats.closed_by_panic),
-    ];
-    metrics.extend(by_cause(
-        "shout_connections_closed_by_cause_total",
-        "TCP connections closed, by why.",
-        closed,
-    ));
-    let dropped = [
-        ("declined", stats.datagrams_declined),
-        ("too_large", stats.datagrams_too_large),
-        ("queue_full", stats.datagrams_queue_full),
-        ("send_failed", stats.datagrams_send_failed),
-        ("rate_limited", stats.datagrams_rate_limited),
-        ("stop", stats.datagrams_unsent_at_stop),
-        ("server_port", stats.datagrams_from_server_port),
-        ("reserved_port", stats.datagrams_from_reserved_port),
-    ];
-    metrics.extend(by_cause(
-        "shout_datagrams_dropped_by_cause_total",
-        "UDP datagrams not answered, by why.",
-        dropped,
+    let mut metrics = Vec::with_capacity(shout_server::COUNTERS.len() + 1 + TURN_BUCKETS);
+    for (counter, value) in stats.counters() {
+        for exposure in counter.exposures {
+            let metric = Metric::counter(exposure.name, exposure.help(counter.help()), value);
+            metrics.push(match exposure.label {
+                Some((name, label)) => metric.with_label(name, label),
+                None => metric,
+            });
+        }
+    }
+    metrics.push(Metric::gauge(
+        "shout_connections_open",
+        "TCP connections open now.",
+        stats.connections_open(),
     ));
     // A histogram in counter form (shout_metrics has no histogram type):
     // cumulative, as Prometheus buckets are. Its label is not `le`, which
@@ -156,118 +55,61 @@ fn snapshot(stats: &Stats) -> Vec<Metric> {
     metrics
 }
 
-/// Returns one counter family labelled `cause`, a sample per cause.
-fn by_cause<const N: usize>(
-    name: &'static str,
-    help: &'static str,
-    causes: [(&'static str, u64); N],
-) -> impl Iterator<Item = Metric> {
-    causes
-        .into_iter()
-        .map(move |(cause, value)| Metric::counter(name, help, value).with_label("cause", cause))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn every_counter_is_exposed_once_under_its_name() {
-        // Every field named, so that a new counter fails to compile here
-        // until it is exposed too.
-        let stats = Stats {
-            connections_accepted: 11,
-            connections_closed: 4,
-            connections_shed: 2,
-            idle_timeouts: 3,
-            bytes_in: 5,
-            bytes_out: 6,
-            datagrams_in: 8,
-            datagrams_out: 9,
-            datagrams_dropped: 10,
-            service_panics: 12,
-            connections_refused_per_source: 13,
-            closed_by_client: 14,
-            closed_by_reset: 15,
-            closed_by_error: 16,
-            closed_by_stop: 17,
-            closed_by_service: 18,
-            closed_by_panic: 19,
-            datagrams_declined: 20,
-            datagrams_too_large: 21,
-            datagrams_queue_full: 22,
-            datagrams_send_failed: 23,
-            datagrams_rate_limited: 24,
-            datagrams_unsent_at_stop: 25,
-            datagrams_from_server_port: 32,
-            datagrams_from_reserved_port: 33,
-            loop_turns: 26,
-            turn_durations: [1; shout_server::TURN_BUCKETS],
-            tls_handshakes_completed: 27,
-            tls_handshakes_failed: 28,
-            tls_handshake_timeouts: 29,
-            tls_truncated: 30,
-            proxy_headers_rejected: 31,
-        };
-        let labelled = |name: &str, label: &str| {
-            let found: Vec<u64> = snapshot(&stats)
+    fn every_counter_is_exposed_once_under_each_of_its_names() {
+        // Non-exhaustive: built field by field.
+        let mut stats = Stats::default();
+        stats.connections_accepted = 11;
+        stats.connections_closed = 4;
+        stats.bytes_in = 5;
+        stats.idle_timeouts = 3;
+        stats.closed_by_reset = 15;
+        stats.datagrams_rate_limited = 24;
+        stats.datagrams_from_reserved_port = 33;
+        stats.loop_turns = 26;
+        stats.turn_durations = [1; TURN_BUCKETS];
+        let snapshot = snapshot(&stats);
+        let found = |name: &str, label: Option<(&str, &str)>| {
+            let found: Vec<u64> = snapshot
                 .iter()
-                .filter(|metric| metric.name == name && metric.labels[0].1 == label)
+                .filter(|metric| {
+                    metric.name == name
+                        && metric.labels.first().map(|(n, v)| (*n, v.as_str())) == label
+                })
                 .map(|metric| metric.value)
                 .collect();
-            assert_eq!(found.len(), 1, "{name}{{{label}}}");
+            assert_eq!(found.len(), 1, "{name} {label:?}");
             found[0]
         };
+        for (counter, value) in stats.counters() {
+            for exposure in counter.exposures {
+                assert_eq!(found(exposure.name, exposure.label), value, "{exposure:?}");
+            }
+        }
         let by_cause = "shout_connections_closed_by_cause_total";
-        assert_eq!(labelled(by_cause, "client"), 14);
-        assert_eq!(labelled(by_cause, "reset"), 15);
-        assert_eq!(labelled(by_cause, "error"), 16);
-        assert_eq!(labelled(by_cause, "idle_timeout"), 3);
-        assert_eq!(labelled(by_cause, "stop"), 17);
-        assert_eq!(labelled(by_cause, "service"), 18);
-        assert_eq!(labelled(by_cause, "panic"), 19);
+        assert_eq!(found(by_cause, Some(("cause", "reset"))), 15);
+        assert_eq!(found(by_cause, Some(("cause", "idle_timeout"))), 3);
+        assert_eq!(found("shout_idle_timeouts_total", None), 3);
         let dropped = "shout_datagrams_dropped_by_cause_total";
-        assert_eq!(labelled(dropped, "declined"), 20);
-        assert_eq!(labelled(dropped, "too_large"), 21);
-        assert_eq!(labelled(dropped, "queue_full"), 22);
-        assert_eq!(labelled(dropped, "send_failed"), 23);
-        assert_eq!(labelled(dropped, "rate_limited"), 24);
-        assert_eq!(labelled(dropped, "stop"), 25);
-        assert_eq!(labelled(dropped, "server_port"), 32);
-        assert_eq!(labelled(dropped, "reserved_port"), 33);
+        assert_eq!(found(dropped, Some(("cause", "rate_limited"))), 24);
+        assert_eq!(found(dropped, Some(("cause", "reserved_port"))), 33);
+        assert_eq!(found("shout_bytes_received_total", None), 5);
+        assert_eq!(found("shout_connections_open", None), 7);
+        assert_eq!(found("shout_loop_turns_total", None), 26);
         let within = "shout_loop_turns_within_total";
-        assert_eq!(labelled(within, "1"), 1);
-        assert_eq!(labelled(within, "2"), 2);
-        assert_eq!(labelled(within, "16384"), 15);
-        assert_eq!(labelled(within, "inf"), 16);
-        let value = |name: &str| {
-            let found: Vec<u64> = snapshot(&stats)
-                .iter()
-                .filter(|metric| metric.name == name)
-                .map(|metric| metric.value)
-                .collect();
-            assert_eq!(found.len(), 1, "{name}");
-            found[0]
-        };
-        assert_eq!(value("shout_connections_accepted_total"), 11);
-        assert_eq!(value("shout_connections_closed_total"), 4);
-        assert_eq!(value("shout_connections_open"), 7);
-        assert_eq!(value("shout_connections_shed_total"), 2);
-        assert_eq!(value("shout_idle_timeouts_total"), 3);
-        assert_eq!(value("shout_bytes_received_total"), 5);
-        assert_eq!(value("shout_bytes_sent_total"), 6);
-        assert_eq!(value("shout_datagrams_received_total"), 8);
-        assert_eq!(value("shout_datagrams_sent_total"), 9);
-        assert_eq!(value("shout_datagrams_dropped_total"), 10);
-        assert_eq!(value("shout_service_panics_total"), 12);
-        assert_eq!(value("shout_connections_refused_per_source_total"), 13);
-        assert_eq!(value("shout_loop_turns_total"), 26);
-        assert_eq!(value("shout_tls_handshakes_completed_total"), 27);
-        assert_eq!(value("shout_tls_handshakes_failed_total"), 28);
-        assert_eq!(value("shout_tls_handshake_timeouts_total"), 29);
-        assert_eq!(value("shout_tls_truncated_total"), 30);
-        assert_eq!(value("shout_proxy_headers_rejected_total"), 31);
-        assert_eq!(snapshot(&stats).len(), 18 + 7 + 8 + 16);
-        shout_metrics::encode(&snapshot(&stats)).expect("valid names");
+        assert_eq!(found(within, Some(("at_most_us", "1"))), 1);
+        assert_eq!(found(within, Some(("at_most_us", "2"))), 2);
+        assert_eq!(found(within, Some(("at_most_us", "16384"))), 15);
+        assert_eq!(found(within, Some(("at_most_us", "inf"))), 16);
+        let exposures: usize = shout_server::COUNTERS
+            .iter()
+            .map(|counter| counter.exposures.len())
+            .sum();
+        assert_eq!(snapshot.len(), exposures + 1 + 16);
+        shout_metrics::encode(&snapshot).expect("valid names, one help per family");
     }
 }

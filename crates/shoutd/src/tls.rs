@@ -4,22 +4,53 @@
 //! written to the default path is removed at exit ([`RemoveGenerated`]);
 //! one written to `--cert-out` stays.
 //!
+//! Certificates from files can be reloaded while serving ([`Reload`], on
+//! SIGHUP): the config's certificate resolver hands out whichever
+//! certificate was loaded last, so a handshake started after a reload gets
+//! the new one and a connection already open keeps what it agreed.
+//!
 //! This module only builds the `rustls::ServerConfig` (rustls's safe
 //! defaults: TLS 1.3 and 1.2, no ALPN, no client certificates); serving it is
 //! `shout_server`'s business.
 
+use shout_server::rustls::crypto::CryptoProvider;
 use shout_server::rustls::pki_types::pem::PemObject;
 use shout_server::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use shout_server::rustls::server::{ClientHello, ResolvesServerCert};
+use shout_server::rustls::sign::CertifiedKey;
 use shout_server::rustls::{self, ServerConfig};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 /// The names a generated certificate is good for.
 const SELF_SIGNED_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
-/// Returns a config serving the chain in `cert` with the key in `key`.
-/// Errors are one line naming the file at fault.
-pub(crate) fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
+/// Returns a config serving the chain in `cert` with the key in `key`, and
+/// the [`Reload`] that loads them again. Errors are one line naming the
+/// file at fault.
+pub(crate) fn load(cert: &Path, key: &Path) -> Result<(Arc<ServerConfig>, Reload), String> {
+    let builder = ServerConfig::builder();
+    let provider = Arc::clone(builder.crypto_provider());
+    let certified = load_certified(cert, key, &provider)?;
+    let resolver = Arc::new(LatestCertificate(RwLock::new(Arc::new(certified))));
+    let config = builder
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::clone(&resolver) as Arc<dyn ResolvesServerCert>);
+    let reload = Reload::Files(FileCertificate {
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
+        provider,
+        resolver,
+    });
+    Ok((Arc::new(config), reload))
+}
+
+/// Reads `cert` and `key` and checks that they belong together.
+fn load_certified(
+    cert: &Path,
+    key: &Path,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, String> {
     let named = |path: &Path, what: &str, cause: &dyn std::fmt::Display| {
         format!("{}: {what}: {cause}", path.display())
     };
@@ -35,18 +66,85 @@ pub(crate) fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String>
     }
     let private_key = PrivateKeyDer::from_pem_file(key)
         .map_err(|error| named(key, "cannot read the private key (PEM)", &error))?;
-    let config = ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(chain, private_key)
-        .map_err(|error| match error {
-            rustls::Error::InconsistentKeys(_) => named(
-                key,
-                "does not match the certificate",
-                &format_args!("{} holds another key's certificate", cert.display()),
+    CertifiedKey::from_der(chain, private_key, provider).map_err(|error| match error {
+        rustls::Error::InconsistentKeys(_) => named(
+            key,
+            "does not match the certificate",
+            &format_args!("{} holds another key's certificate", cert.display()),
+        ),
+        other => named(key, "unusable private key", &other),
+    })
+}
+
+/// What SIGHUP can reload.
+pub(crate) enum Reload {
+    /// `--cert`/`--key`: loaded again from their files.
+    Files(FileCertificate),
+    /// Nothing: no TLS, or a generated certificate (the reason says which).
+    Nothing(&'static str),
+}
+
+impl Reload {
+    /// Loads the certificate files again and logs what came of it: the new
+    /// certificate's fingerprint, or why the files did not load (the old
+    /// certificate is then kept). Never fails.
+    pub(crate) fn reload(&self) {
+        match self {
+            Self::Files(files) => files.reload(),
+            Self::Nothing(reason) => log::info!("SIGHUP: nothing to reload ({reason})"),
+        }
+    }
+}
+
+/// The certificate files and the resolver that serves what they held.
+pub(crate) struct FileCertificate {
+    cert: PathBuf,
+    key: PathBuf,
+    provider: Arc<CryptoProvider>,
+    resolver: Arc<LatestCertificate>,
+}
+
+impl FileCertificate {
+    fn reload(&self) {
+        let kept = || fingerprint(&self.resolver.current().cert[0]);
+        match load_certified(&self.cert, &self.key, &self.provider) {
+            Ok(certified) => {
+                let serving = fingerprint(&certified.cert[0]);
+                self.resolver.replace(certified);
+                log::info!(
+                    "SIGHUP: reloaded {} and {}: new handshakes get the certificate with \
+                     SHA-256 {serving}",
+                    self.cert.display(),
+                    self.key.display()
+                );
+            }
+            Err(error) => log::error!(
+                "SIGHUP: reload failed: {error}; still serving the certificate with SHA-256 {}",
+                kept()
             ),
-            other => named(key, "unusable private key", &other),
-        })?;
-    Ok(Arc::new(config))
+        }
+    }
+}
+
+/// A certificate resolver that gives every handshake the certificate loaded
+/// last. A reload swaps the `Arc`; a handshake holds its own clone.
+#[derive(Debug)]
+pub(crate) struct LatestCertificate(RwLock<Arc<CertifiedKey>>);
+
+impl LatestCertificate {
+    fn current(&self) -> Arc<CertifiedKey> {
+        Arc::clone(&self.0.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn replace(&self, certified: CertifiedKey) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(certified);
+    }
+}
+
+impl ResolvesServerCert for LatestCertificate {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
 }
 
 /// A generated certificate: the config serving it, where its PEM is, and

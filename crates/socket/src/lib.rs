@@ -15,6 +15,8 @@
 //! - [`UdpSocketBuilder::bind_group`]: several UDP sockets sharing one port
 //!   that no other socket can take a share of (Linux).
 //! - [`keep_urgent_data_inline`]: `SO_OOBINLINE` for accepted connections.
+//! - [`is_listening`]: whether a passed stream socket is a listener.
+//! - [`is_local_address`]: whether an address is this host's.
 //!
 //! Every failure is a [`SocketError`] whose message names the address and the
 //! likely cause. Callers own the sockets it returns and do their own reading
@@ -342,6 +344,27 @@ pub fn connect_tcp(addr: SocketAddr, timeout: Option<Duration>) -> Result<TcpStr
 /// The `setsockopt` error.
 pub fn keep_urgent_data_inline(socket: &impl AsFd) -> io::Result<()> {
     socket2::SockRef::from(socket).set_out_of_band_inline(true)
+}
+
+/// Returns whether a stream socket is listening (`SO_ACCEPTCONN`): a
+/// socket passed by another process may be a connected one instead, on
+/// which accepting would fail for ever.
+///
+/// # Errors
+/// The `getsockopt` error.
+pub fn is_listening(socket: &impl AsFd) -> io::Result<bool> {
+    socket2::SockRef::from(socket).is_listener()
+}
+
+/// Returns whether `ip` is an address of this host: whether a socket can
+/// be bound to it. Only "address not available" counts as no; any other
+/// failure (no descriptor left, say) counts as yes, the cautious answer
+/// for a caller that refuses datagrams from its own addresses.
+pub fn is_local_address(ip: std::net::IpAddr) -> bool {
+    match UdpSocket::bind(SocketAddr::new(ip, 0)) {
+        Ok(_) => true,
+        Err(error) => error.kind() != io::ErrorKind::AddrNotAvailable,
+    }
 }
 
 fn local_addr_or(socket: &Socket, fallback: SocketAddr) -> SocketAddr {

@@ -6,8 +6,9 @@
 //! it then is [`streams`](super::streams)' business.
 
 use super::{Context, ListenerKind, MAX_SOCKETS_PER_KIND, Source};
-use crate::handle::{Wakers, WorkerStats};
+use crate::handle::Wakers;
 use crate::sources::{ConnectionsPerSource, SourceShare};
+use crate::stats::WorkerStats;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry};
 use std::fs::File;

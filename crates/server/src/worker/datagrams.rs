@@ -3,10 +3,10 @@
 //! would not take yet.
 
 use super::{Context, MAX_SOCKETS_PER_KIND, Source, note_panic};
-use crate::handle::WorkerStats;
 use crate::reflection::{ReflectionGuard, RefusedSource};
 use crate::service::{DatagramReply, DatagramService};
 use crate::sources::ReplyRateLimiter;
+use crate::stats::WorkerStats;
 use mio::net::UdpSocket;
 use mio::{Interest, Registry};
 use shout_protocol::MAX_DATAGRAM_PAYLOAD;
@@ -60,9 +60,9 @@ impl<D: DatagramService> Datagrams<D> {
     ) -> io::Result<Self> {
         debug_assert!(sockets.len() <= MAX_SOCKETS_PER_KIND);
         let mut endpoints = Vec::with_capacity(sockets.len());
-        let mut own_ports = Vec::with_capacity(sockets.len());
+        let mut own = Vec::with_capacity(sockets.len());
         for (index, socket) in sockets.into_iter().enumerate() {
-            own_ports.push(socket.local_addr()?.port());
+            own.push(socket.local_addr()?);
             let mut socket = UdpSocket::from_std(socket);
             let interest = Interest::READABLE | Interest::WRITABLE;
             registry.register(&mut socket, Source::Udp(index).token(), interest)?;
@@ -84,7 +84,7 @@ impl<D: DatagramService> Datagrams<D> {
             received,
             scratch: Vec::new(),
             limiter,
-            guard: ReflectionGuard::new(own_ports),
+            guard: ReflectionGuard::new(own),
         })
     }
 
@@ -121,7 +121,7 @@ impl<D: DatagramService> Datagrams<D> {
             };
             WorkerStats::add(&stats.datagrams_in, count as u64);
             for (request, peer) in self.received.iter() {
-                if let Some(refused) = self.guard.check(peer.port()) {
+                if let Some(refused) = self.guard.check(peer) {
                     note_refused_source(stats, refused, peer);
                     continue;
                 }

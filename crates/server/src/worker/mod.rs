@@ -41,10 +41,11 @@ mod tls;
 
 pub(crate) use accept::{ConnectionSlots, Slot};
 
-use crate::handle::{ShutdownSignal, WorkerStats};
+use crate::handle::ShutdownSignal;
 use crate::sender::Post;
 use crate::service::{DatagramService, StreamService};
 use crate::sources::{ReplyRate, ReplyRateLimiter};
+use crate::stats::WorkerStats;
 use accept::{Accepted, Acceptor};
 use datagrams::Datagrams;
 use mio::{Events, Poll, Token};

@@ -7,8 +7,8 @@
 //! business of [`streams`](super::streams) and [`tls`](super::tls).
 
 use crate::connection::Connection;
-use crate::handle::WorkerStats;
 use crate::service::CloseCause;
+use crate::stats::WorkerStats;
 use ppp::{HeaderResult, PartialResult, v1, v2};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -266,7 +266,7 @@ pub(super) fn receive<Session>(
                 // closing it gives none back.
                 WorkerStats::add(&stats.connections_refused_per_source, 1);
                 log::debug!("{peer}: closed, its client {client} holds its share of connections");
-                return Err(CloseCause::ServiceClosed);
+                return Err(CloseCause::Refused);
             }
             connection.proxy = None;
             connection.info.peer = client;

@@ -13,13 +13,13 @@ use super::proxy::{self, HeaderBuffer};
 use super::tls::{self, TlsInput};
 use super::{Context, Limits, MAX_CONNECTION_KEY, Source, note_panic};
 use crate::connection::{Connection, Phase, WriteSide};
-use crate::handle::WorkerStats;
 use crate::idle::IdleList;
 use crate::sender::{Command, ConnectionSender, Post};
 use crate::service::{
     CloseCause, ConnectionContext, ConnectionId, ConnectionInfo, EndReason, Requests,
     StreamService, TimerRequest, Transport,
 };
+use crate::stats::WorkerStats;
 use crate::timer::{TimerKind, TimerQueue};
 use crate::tls::TlsLayer;
 use mio::event::Event;
@@ -395,7 +395,10 @@ impl<S: StreamService> Streams<S> {
         match self.step(key, context) {
             Ok(true) => {}
             Ok(false) => self.close(key, CloseCause::ClientClosed, registry, context),
-            Err(cause) => self.close(key, cause, registry, context),
+            Err(cause) => {
+                tls::note_broken_handshake(&self.connections[key], cause, &context.stats);
+                self.close(key, cause, registry, context);
+            }
         }
     }
 

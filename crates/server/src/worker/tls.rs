@@ -9,8 +9,8 @@
 
 use super::streams::{Lend, add_bytes_out, call_and_answer, io, open_session};
 use crate::connection::{Connection, Phase};
-use crate::handle::WorkerStats;
 use crate::service::{CloseCause, EndReason, StreamService};
+use crate::stats::WorkerStats;
 use crate::timer::{TimerKind, TimerQueue};
 use crate::tls::{Plaintext, recycle};
 
@@ -166,6 +166,31 @@ fn open<S: StreamService>(
         stats,
         service,
     )
+}
+
+/// Counts and logs a handshake broken by the socket: a reset, or another
+/// I/O error on a read or a write. A TLS error (`InvalidData`) and a FIN
+/// are counted where [`receive`] meets them; a PROXY header still awaited
+/// is not a handshake yet.
+pub(super) fn note_broken_handshake<Session>(
+    connection: &Connection<Session>,
+    cause: CloseCause,
+    stats: &WorkerStats,
+) {
+    let socket_error = match cause {
+        CloseCause::Reset => true,
+        CloseCause::Error(kind) => kind != std::io::ErrorKind::InvalidData,
+        _ => false,
+    };
+    let handshaking = connection.proxy.is_none()
+        && connection
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.is_handshaking());
+    if socket_error && handshaking {
+        WorkerStats::add(&stats.tls_handshakes_failed, 1);
+        log::debug!("{}: TLS handshake broken: {cause:?}", connection.info.peer);
+    }
 }
 
 /// Counts and logs a handshake cut at its deadline.

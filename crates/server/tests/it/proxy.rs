@@ -203,6 +203,12 @@ fn per_source_limits_count_the_headers_client() {
     drop(second);
     let stats = server.stop();
     assert!(stats.connections_refused_per_source >= 1, "{stats}");
+    // Refused by a limit, not closed by the service, which never saw it.
+    assert_eq!(
+        stats.closed_by_refusal, stats.connections_refused_per_source,
+        "{stats}"
+    );
+    assert_eq!(stats.closed_by_service, 0, "{stats}");
 }
 
 #[test]

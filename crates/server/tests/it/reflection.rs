@@ -56,30 +56,66 @@ fn a_datagram_from_the_servers_own_address_is_not_answered() {
 }
 
 #[test]
+fn a_server_on_every_address_does_not_answer_one_of_its_addresses() {
+    let server = run(ServerBuilder::udp_only(Uppercase)
+        .udp("0.0.0.0:0".parse().unwrap())
+        .workers(2));
+    let port = server.udp().port();
+    // 127.0.0.1 is one of the host's addresses, so 127.0.0.1:PORT is the
+    // server itself.
+    let spoofer = spoofer_on(SocketAddr::from(([127, 0, 0, 1], port)));
+    // Sent to another of its addresses: 127.0.0.1:PORT is the spoofer.
+    spoofer.send_to(b"loop", ("127.0.0.2", port)).unwrap();
+    let stats = settled(&server);
+    assert_eq!(stats.datagrams_from_server_port, 1, "{stats:?}");
+    assert_eq!(stats.datagrams_out, 0, "{stats:?}");
+    let mut buf = [0; 64];
+    assert!(
+        spoofer.recv_from(&mut buf).is_err(),
+        "the server answered its own address"
+    );
+}
+
+#[test]
 fn two_servers_on_one_port_spoofed_at_each_other_do_not_bounce() {
     // Two servers on the same port of two addresses, as two hosts running
-    // shoutd on 12000 are. The port may be taken on the second address:
-    // try a few.
+    // shoutd on 12000 are: a port below the ephemeral range, where a
+    // source port names a server. The port may be taken: try a few.
     let udp_on = |addr: SocketAddr| ServerBuilder::udp_only(Uppercase).udp(addr).workers(2);
-    let (twin, first) = (0..10)
-        .find_map(|_| {
-            let twin = run(udp_on("127.0.0.2:0".parse().unwrap()));
-            let port = twin.udp().port();
+    let first_port = 20_000 + (std::process::id() % 10_000) as u16;
+    let (twin, first) = (first_port..first_port + 20)
+        .find_map(|port| {
+            let twin = try_run(udp_on(SocketAddr::from(([127, 0, 0, 2], port)))).ok()?;
             let first = try_run(udp_on(SocketAddr::from(([127, 0, 0, 1], port)))).ok()?;
             Some((twin, first))
         })
-        .expect("a port free on both 127.0.0.1 and 127.0.0.2 in 10 tries");
+        .expect("a port below 32768 free on both 127.0.0.1 and 127.0.0.2 in 20 tries");
     // A datagram to the first server that claims to come from the twin.
     let spoofer = spoofer_on(twin.udp());
     spoofer.send_to(b"bounce", first.udp()).unwrap();
     let stats = settled(&first);
     assert_eq!(stats.datagrams_in, 1, "the servers bounced: {stats:?}");
     assert_eq!(stats.datagrams_out, 0, "{stats:?}");
+    assert_eq!(stats.datagrams_from_server_port, 1, "{stats:?}");
     let twin_stats = twin.handle.stats();
     assert_eq!(
         twin_stats.datagrams_in, 0,
         "the twin was answered: {twin_stats:?}"
     );
+}
+
+#[test]
+fn a_client_given_the_servers_port_number_on_another_address_is_answered() {
+    // Port 0 gives a port in the ephemeral range, which another address
+    // may give a client too: that client is no loop.
+    let server = start(|b| b);
+    let client = UdpSocket::bind(SocketAddr::from(([127, 0, 0, 4], server.udp().port())))
+        .expect("the server's port number is free on 127.0.0.4");
+    client.set_read_timeout(Some(TIMEOUT)).unwrap();
+    client.send_to(b"same port", server.udp()).unwrap();
+    let mut buf = [0; 64];
+    let (len, _) = client.recv_from(&mut buf).expect("the client is answered");
+    assert_eq!(&buf[..len], b"SAME PORT");
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use crate::support::{
     LossyUdpServer, UdpTestServer, UppercaseServer, run, start_tcp_server, uppercase,
 };
-use shout_bench::{BenchOptions, Mode, Stop, Summary, bench};
+use shout_bench::{BenchOptions, Expect, Mode, Stop, Summary, bench};
 use shout_client::{ErrorCategory, Target, Transport};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -318,4 +318,86 @@ fn the_binary_fails_on_wrong_replies_and_without_a_stop() {
     assert!(outcome.stderr.contains("wrong reply"), "{}", outcome.stderr);
     let usage = run(&["bench", &addr], b"");
     assert_eq!(usage.code, Some(2), "{}", usage.stderr);
+}
+
+#[test]
+fn an_echo_server_is_measured_with_expect_echo_and_fails_the_default() {
+    let addr = start_echo_server().to_string();
+    let outcome = run(
+        &[
+            "bench", "--expect", "echo", "-c", "2", "-d", "4", "-s", "300", "-n", "500", "--json",
+            &addr,
+        ],
+        b"",
+    );
+    assert_eq!(outcome.code, Some(0), "{}", outcome.stderr);
+    let summary = Summary::from_output(&outcome.stdout_text()).unwrap();
+    assert_eq!((summary.messages, summary.errors), (500, 0));
+    assert_eq!(summary.expect, "echo");
+    // The default still wants the uppercase, and says the echo is wrong.
+    let outcome = run(&["bench", "-n", "10", &addr], b"");
+    assert_eq!(outcome.code, Some(1), "{}", outcome.stderr);
+    assert!(
+        outcome
+            .stderr
+            .contains("wrong reply: byte 0 of a reply is 'a', expected 'A'"),
+        "{}",
+        outcome.stderr
+    );
+}
+
+#[test]
+fn every_client_shape_checks_an_echo_byte_for_byte() {
+    let tcp = target(start_echo_server());
+    for options in [
+        BenchOptions {
+            expect: Expect::Echo,
+            connections: 2,
+            depth: 8,
+            ..requests(400)
+        },
+        BenchOptions {
+            expect: Expect::Echo,
+            connections: 2,
+            blocking: true,
+            ..requests(100)
+        },
+    ] {
+        let report = bench(&tcp, &options, None).unwrap();
+        assert_eq!(report.messages(), options_requests(&options), "{options:?}");
+        assert_eq!(report.errors(), 0, "{:?}", report.first_error());
+        assert!(report.to_string().contains("echo expected"), "{report}");
+    }
+    let echo = UdpTestServer::start(|request| vec![request.to_vec()]);
+    let udp = BenchOptions {
+        transport: Transport::Udp,
+        expect: Expect::Echo,
+        connections: 2,
+        depth: 4,
+        size: 40,
+        ..requests(300)
+    };
+    let report = bench(&target(echo.addr), &udp, None).unwrap();
+    assert_eq!(report.messages(), 300);
+    assert_eq!((report.errors(), report.lost()), (0, 0));
+    // Expecting the uppercase, every echoed datagram is a wrong reply, and
+    // its request is lost: one round of the timeout for the 8 in flight.
+    let upper = BenchOptions {
+        expect: Expect::Upper,
+        timeout: Duration::from_millis(200),
+        stop: Stop::Requests(8),
+        ..udp
+    };
+    let report = bench(&target(echo.addr), &upper, None).unwrap();
+    assert_eq!(report.messages(), 0);
+    assert!(report.errors() > 0);
+    let first = report.first_error().unwrap();
+    assert!(first.contains("wrong reply"), "{first}");
+}
+
+fn options_requests(options: &BenchOptions) -> u64 {
+    match options.stop {
+        Stop::Requests(count) => count,
+        Stop::Duration(_) => unreachable!("these runs stop after a count"),
+    }
 }

@@ -10,4 +10,5 @@ mod ping;
 mod support;
 mod tcp;
 mod tls;
+mod tls_trust;
 mod udp;

@@ -20,7 +20,7 @@ use std::thread;
 pub(crate) struct Pki {
     dir: PathBuf,
     ca_pem: String,
-    chain: Vec<CertificateDer<'static>>,
+    pub(crate) chain: Vec<CertificateDer<'static>>,
     key: Vec<u8>,
 }
 
@@ -62,7 +62,7 @@ impl Pki {
         pki
     }
 
-    fn ca_file(&self) -> PathBuf {
+    pub(crate) fn ca_file(&self) -> PathBuf {
         self.dir.join("ca.pem")
     }
 
@@ -82,7 +82,7 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 /// A TLS uppercase server for at most `connections` connections; counts the
 /// handshakes completed and the inputs ended by a close_notify.
 pub(crate) struct TlsServer {
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     pub(crate) handshakes: Arc<AtomicUsize>,
     pub(crate) close_notifies: Arc<AtomicUsize>,
 }
@@ -96,15 +96,25 @@ struct Counts {
 
 impl TlsServer {
     pub(crate) fn start(pki: &Pki, connections: usize) -> Self {
+        Self::serving(
+            pki.chain.clone(),
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.key.clone())),
+            connections,
+        )
+    }
+
+    /// A server that presents `chain`, whose first certificate is for `key`.
+    pub(crate) fn serving(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        connections: usize,
+    ) -> Self {
         let config = Arc::new(
             ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
                 .with_safe_default_protocol_versions()
                 .unwrap()
                 .with_no_client_auth()
-                .with_single_cert(
-                    pki.chain.clone(),
-                    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.key.clone())),
-                )
+                .with_single_cert(chain, key)
                 .unwrap(),
         );
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -214,7 +224,7 @@ fn line_session_talks_over_tls() {
 
 /// Runs `shout tcp --tls EXTRA… ADDR` with one line and expects status 7
 /// and `words` on standard error.
-fn refused(server: &TlsServer, extra: &[&str], words: &str) {
+pub(crate) fn refused(server: &TlsServer, extra: &[&str], words: &str) {
     let mut args = vec!["tcp", "--tls"];
     args.extend_from_slice(extra);
     let target = server.target();

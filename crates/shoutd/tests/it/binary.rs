@@ -1,7 +1,7 @@
 //! The `shoutd` binary: start-up contract, exit statuses, signals, and the
 //! project's lecture-style Python clients (`peers/`) as real peers.
 
-use crate::support::{Shoutd, TIMEOUT, read_to_end, wait_until};
+use crate::support::{Shoutd, TIMEOUT, read_to_end, summary_figure, wait_until};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -112,7 +112,7 @@ fn sigterm_drains_every_answer_then_exits_0() {
     }
     let (code, stderr) = shoutd.wait();
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(stderr.contains("stopped: 20 connections"), "{stderr}");
+    assert_eq!(summary_figure(&stderr, "connections"), 20, "{stderr}");
 }
 
 #[test]

@@ -138,9 +138,9 @@ fn the_counters_equal_the_traffic_sent_over_tcp_and_udp() {
     for (name, value) in expected {
         assert_eq!(after.get(name), Some(&value), "{name}");
     }
-    // The names above, the loop's turns, 7 close causes, 8 drop causes and
+    // The names above, the loop's turns, 8 close causes, 8 drop causes and
     // 16 turn-time buckets.
-    assert_eq!(after.len(), NAMES.len() + 1 + 7 + 8 + 16, "{after:?}");
+    assert_eq!(after.len(), NAMES.len() + 1 + 8 + 8 + 16, "{after:?}");
     assert_eq!(
         after["shout_loop_turns_total"],
         after["shout_loop_turns_within_total{at_most_us=\"inf\"}"]
@@ -191,5 +191,71 @@ fn a_metrics_address_in_use_exits_2_naming_it() {
     assert!(
         !String::from_utf8_lossy(&output.stdout).contains("listening"),
         "a failed start announces nothing"
+    );
+}
+
+#[test]
+fn every_metric_exported_is_named_in_operating_md() {
+    let shoutd = Shoutd::start(&[
+        "--tcp",
+        "127.0.0.1:0",
+        "--udp",
+        "127.0.0.1:0",
+        "--tls",
+        "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let text = scrape_text(shoutd.metrics.unwrap());
+    let exported: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split(' ').next())
+        .collect();
+    assert!(exported.len() >= NAMES.len(), "{text}");
+    let doc_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/OPERATING.md");
+    let doc = std::fs::read_to_string(doc_path).expect("docs/OPERATING.md");
+    // A name counts as documented in code quotes, alone or with its labels.
+    let missing: Vec<&str> = exported
+        .into_iter()
+        .filter(|name| !doc.contains(&format!("`{name}`")) && !doc.contains(&format!("`{name}{{")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/OPERATING.md does not name these metrics: {missing:?}"
+    );
+}
+
+#[test]
+fn a_reset_during_a_tls_handshake_counts_as_a_failed_handshake() {
+    let shoutd = Shoutd::start(&["--tls", "127.0.0.1:0", "--metrics", "127.0.0.1:0"]);
+    let (tls, metrics) = (shoutd.listening().addrs("tls")[0], shoutd.metrics.unwrap());
+    // The first half of a real ClientHello: the server waits for the rest.
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = "localhost".try_into().unwrap();
+    let mut hello = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut bytes = Vec::new();
+    hello.write_tls(&mut bytes).unwrap();
+    let half = &bytes[..bytes.len() / 2];
+    let mut stream = connect(tls);
+    stream.write_all(half).unwrap();
+    // Reset only once the server has read the half, so the reset meets a
+    // handshake under way.
+    wait_until("the server has read half a ClientHello", || {
+        samples(&scrape_text(metrics))["shout_bytes_received_total"] == half.len() as u64
+    });
+    set_linger_zero(&stream);
+    drop(stream);
+    wait_until("the reset is counted as a failed handshake", || {
+        let now = samples(&scrape_text(metrics));
+        now["shout_connections_closed_total"] == 1 && now["shout_tls_handshakes_failed_total"] == 1
+    });
+    let now = samples(&scrape_text(metrics));
+    assert_eq!(now["shout_tls_handshakes_completed_total"], 0);
+    assert_eq!(
+        now["shout_connections_closed_by_cause_total{cause=\"reset\"}"],
+        1
     );
 }

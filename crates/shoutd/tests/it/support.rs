@@ -76,7 +76,7 @@ pub(crate) fn summary_figure(stderr: &str, name: &str) -> u64 {
         .lines()
         .find_map(|line| line.split_once("stopped: ").map(|(_, rest)| rest))
         .unwrap_or_else(|| panic!("no `stopped:` summary in {stderr}"));
-    // "12 connections (0 shed, 3 idle timeouts), 5 bytes in, ..."
+    // "tcp: 12 connections, 12 closed, 5 bytes in, ...; udp: ..."
     let words: Vec<&str> = summary
         .split([' ', ',', '(', ')'])
         .filter(|word| !word.is_empty())
