@@ -1,23 +1,43 @@
-//! One TCP connection's state between events.
+//! One TCP connection's life as a state machine: its phase (the PROXY
+//! prelude, the transport's handshake, serving, finishing, lingering), its
+//! transport layer (plain or TLS), its pending output and the flags that
+//! decide how it ends. Every transition is made here; the worker reads and
+//! writes the socket, keeps the slab, the idle list and the timers, and
+//! calls the service.
 //!
-//! Idle, a connection is its socket, its service session, its readiness, a
-//! few flags and an empty `Vec` (no heap). Output is buffered here only when the socket would
-//! not take all of it; the buffer is freed as soon as it drains, so memory is
-//! spent on connections with pending data, not on connections that exist.
+//! Idle, a plain connection is its socket, its service session, its
+//! readiness, a few flags and an empty `Vec` (no heap): the prelude's buffer
+//! and the TLS layer are boxed, and cost nothing on a connection without
+//! them. Output is buffered only when the socket would not take all of it,
+//! and the buffer is freed as soon as it drains.
 
+use crate::proxy::HeaderBuffer;
 use crate::sender::Share;
-use crate::service::{CloseCause, ConnectionInfo};
-use crate::tls::{PlaintextSource, TlsLayer};
-use crate::worker::Slot;
-use crate::worker::proxy::HeaderBuffer;
+use crate::service::{CloseCause, ConnectionInfo, Requests, TimerRequest};
+use crate::sources::Slot;
+use crate::tls::{Plaintext, PlaintextSource, TlsLayer};
+use mio::event::Event;
 use mio::net::TcpStream;
 use shout_socket::StreamReadiness;
 use std::io;
+use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 
-/// Where a connection is in its life. Transitions only go down this list.
+/// Where a connection is in its life. Transitions only go down this list
+/// (a phase may be skipped), and only through [`Connection`]'s methods.
+enum Phase<Session> {
+    /// Reading the PROXY header, on a listener that expects one.
+    Prelude(Box<HeaderBuffer>),
+    /// Waiting for the transport's handshake (TLS); a plain transport has
+    /// none, and the connection opens at once.
+    Handshake,
+    /// The service's session is open.
+    Open(Session, Stage),
+}
+
+/// How far an open connection is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
+pub(crate) enum Stage {
     /// Reading requests and answering them.
     Serving,
     /// Nothing more will be answered: send what is pending, then close.
@@ -31,119 +51,392 @@ pub(crate) enum Phase {
 /// Where the sending side is: open, to be shut once the output is sent
 /// (the service's half-close), or shut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum WriteSide {
+enum WriteSide {
     Open,
     ShutWhenSent,
     Shut,
 }
 
-pub(crate) struct Connection<Session> {
+/// The layer between the socket's bytes and the service's: bytes in,
+/// plaintext to the service; the service's output in, bytes to the
+/// socket. Enum dispatch keeps the plain path a branch, not a call
+/// through a pointer; the next layers (WebSocket, QUIC streams) are
+/// variants here.
+enum TransportLayer {
+    /// The socket's bytes are the service's.
+    Plain,
+    /// TLS: rustls between the socket and the service.
+    Tls(Box<TlsLayer>),
+}
+
+/// What one read's bytes gave, once through the transport layer.
+pub(crate) enum Received {
+    /// Plaintext for the service.
+    Data(Vec<u8>),
+    /// The client's input is over (a TLS close_notify, or a truncation).
+    End {
+        /// The TCP stream ended without the transport's own end.
+        truncated: bool,
+    },
+    /// Nothing more for the service now.
+    Nothing,
+}
+
+/// The parts of a closed connection the worker still needs.
+pub(crate) struct Closed<Session> {
     pub(crate) stream: TcpStream,
     pub(crate) info: ConnectionInfo,
-    /// The service's session; `None` while a TLS handshake is going on
-    /// (the service opens the connection once it knows the transport).
+    /// The service's session; `None` if it never opened.
     pub(crate) session: Option<Session>,
-    /// The TLS layer, on a connection from a TLS listener.
-    pub(crate) tls: Option<Box<TlsLayer>>,
-    /// The PROXY header read so far, until it is whole; the service opens
-    /// (or the TLS handshake starts) after it.
-    pub(crate) proxy: Option<Box<HeaderBuffer>>,
+    /// The cause the service or a stop decided, if one did.
+    pub(crate) decided: Option<CloseCause>,
+    pub(crate) slot: Slot,
+}
+
+pub(crate) struct Connection<Session> {
+    stream: TcpStream,
+    info: ConnectionInfo,
+    phase: Phase<Session>,
+    transport: TransportLayer,
     /// What this connection's senders see; `published` is how many held
     /// bytes it counts, updated only when that changes (never on a read
     /// whose answer went straight to the socket).
-    pub(crate) share: Arc<Share>,
-    pub(crate) published: usize,
+    share: Arc<Share>,
+    published: usize,
     /// The connection's place under the cap and in its source's share,
     /// given back when the connection is dropped.
-    pub(crate) slot: Slot,
-    /// The service was told the output is full and not yet that it drained.
-    pub(crate) blocked: bool,
+    slot: Slot,
     /// Set when the service or a stop decided the connection's end; it is
     /// the cause reported, whatever happens after.
-    pub(crate) close_cause: Option<CloseCause>,
-    pub(crate) write_side: WriteSide,
+    close_cause: Option<CloseCause>,
     /// Bytes produced but not yet accepted by the socket.
     output: PendingOutput,
     /// Last known readiness, kept by the reads and writes that go through it.
-    pub(crate) readiness: StreamReadiness,
+    readiness: StreamReadiness,
+    write_side: WriteSide,
+    /// The service was told the output is full and not yet that it drained.
+    blocked: bool,
     /// The client sent its end of stream.
-    pub(crate) input_ended: bool,
-    pub(crate) phase: Phase,
+    input_ended: bool,
 }
 
 impl<Session> Connection<Session> {
-    /// Returns a connection whose pending output grows its buffer to at
-    /// most `output_capacity` bytes, unless one answer alone needs more.
-    pub(crate) fn new(
+    /// Returns a connection not open yet: it reads a PROXY header first if
+    /// `prelude`, then finishes `tls`'s handshake if given.
+    pub(crate) fn waiting(
         stream: TcpStream,
         info: ConnectionInfo,
-        session: Option<Session>,
+        prelude: bool,
         tls: Option<Box<TlsLayer>>,
         share: Arc<Share>,
         slot: Slot,
-        output_capacity: usize,
+    ) -> Self {
+        let phase = if prelude {
+            Phase::Prelude(Box::default())
+        } else {
+            Phase::Handshake
+        };
+        let transport = tls.map_or(TransportLayer::Plain, TransportLayer::Tls);
+        Self::with(stream, info, phase, transport, share, slot)
+    }
+
+    /// Returns a plain connection whose service opened `session`.
+    pub(crate) fn open(
+        stream: TcpStream,
+        info: ConnectionInfo,
+        session: Session,
+        share: Arc<Share>,
+        slot: Slot,
+    ) -> Self {
+        let phase = Phase::Open(session, Stage::Serving);
+        Self::with(stream, info, phase, TransportLayer::Plain, share, slot)
+    }
+
+    fn with(
+        stream: TcpStream,
+        info: ConnectionInfo,
+        phase: Phase<Session>,
+        transport: TransportLayer,
+        share: Arc<Share>,
+        slot: Slot,
     ) -> Self {
         Self {
             stream,
             info,
-            session,
-            tls,
-            proxy: None,
+            phase,
+            transport,
             share,
             published: 0,
             slot,
-            blocked: false,
             close_cause: None,
-            write_side: WriteSide::Open,
-            output: PendingOutput::new(output_capacity),
+            output: PendingOutput::new(),
             readiness: StreamReadiness::new(),
+            write_side: WriteSide::Open,
+            blocked: false,
             input_ended: false,
-            phase: Phase::Serving,
         }
     }
 
-    /// Bytes waiting to be sent: over TLS, the plaintext rustls holds
+    /// Returns what is known of the connection.
+    pub(crate) fn info(&self) -> &ConnectionInfo {
+        &self.info
+    }
+
+    /// Takes the connection apart once it is closed.
+    pub(crate) fn into_closed(self) -> Closed<Session> {
+        Closed {
+            stream: self.stream,
+            info: self.info,
+            session: match self.phase {
+                Phase::Open(session, _) => Some(session),
+                Phase::Prelude(_) | Phase::Handshake => None,
+            },
+            decided: self.close_cause,
+            slot: self.slot,
+        }
+    }
+
+    /// Records what `event` says of the socket.
+    pub(crate) fn note(&mut self, event: &Event) {
+        // Readiness is a hint: remember it, let the syscalls tell the truth.
+        self.readiness.note(event);
+    }
+
+    /// Returns whether the connection's service is not open yet: its PROXY
+    /// header or its transport's handshake is going on.
+    pub(crate) fn is_handshaking(&self) -> bool {
+        !matches!(self.phase, Phase::Open(..))
+    }
+
+    /// Returns whether the connection reads its PROXY header.
+    pub(crate) fn in_prelude(&self) -> bool {
+        matches!(self.phase, Phase::Prelude(_))
+    }
+
+    /// Returns whether the transport has a handshake (TLS).
+    pub(crate) fn has_handshake(&self) -> bool {
+        matches!(self.transport, TransportLayer::Tls(_))
+    }
+
+    /// Returns the stage of an open connection.
+    pub(crate) fn stage(&self) -> Option<Stage> {
+        match self.phase {
+            Phase::Open(_, stage) => Some(stage),
+            Phase::Prelude(_) | Phase::Handshake => None,
+        }
+    }
+
+    /// Returns whether the service is open and reading requests.
+    pub(crate) fn is_serving(&self) -> bool {
+        self.stage() == Some(Stage::Serving)
+    }
+
+    /// Returns the session and the connection's info, on an open
+    /// connection.
+    pub(crate) fn session(&mut self) -> Option<(&mut Session, &ConnectionInfo)> {
+        match &mut self.phase {
+            Phase::Open(session, _) => Some((session, &self.info)),
+            Phase::Prelude(_) | Phase::Handshake => None,
+        }
+    }
+
+    /// Returns whether the service's output is still taken (the service
+    /// did not shut the sending side).
+    pub(crate) fn accepts_output(&self) -> bool {
+        self.write_side == WriteSide::Open
+    }
+
+    /// Returns whether the socket may have input to read now.
+    pub(crate) fn wants_read(&self) -> bool {
+        self.readiness.is_readable() && !self.input_ended
+    }
+
+    /// Returns whether the client ended its input.
+    pub(crate) fn input_ended(&self) -> bool {
+        self.input_ended
+    }
+
+    /// Reads from the socket into `buffer`. Returns `None` once the socket
+    /// has nothing more now, and 0 at the client's end of stream, which
+    /// ends the input.
+    pub(crate) fn read(&mut self, buffer: &mut [u8]) -> io::Result<Option<usize>> {
+        let read = self.readiness.read(&mut self.stream, buffer)?;
+        if read == Some(0) {
+            self.input_ended = true;
+        }
+        Ok(read)
+    }
+
+    /// Takes one read's bytes into the PROXY header. Returns how many the
+    /// header took and the client it names once whole; the connection's
+    /// peer is then that client. `Err` says why it can never be a header.
+    pub(crate) fn receive_prelude(
+        &mut self,
+        data: &[u8],
+    ) -> Result<Option<(usize, SocketAddr)>, String> {
+        let Phase::Prelude(header) = &mut self.phase else {
+            return Ok(Some((0, self.info.peer)));
+        };
+        header.push(data, self.info.peer)
+    }
+
+    /// Ends the prelude: `client`, the header's, is the connection's peer
+    /// from now on, and the transport's handshake comes next.
+    pub(crate) fn end_prelude(&mut self, client: SocketAddr) {
+        if matches!(self.phase, Phase::Prelude(_)) {
+            self.info.peer = client;
+            self.phase = Phase::Handshake;
+        }
+    }
+
+    /// Charges the connection to source `ip`'s share of connections (the
+    /// client its PROXY header names). Returns `false`, charging nothing,
+    /// if that source holds its share already.
+    pub(crate) fn charge(&mut self, ip: std::net::IpAddr) -> bool {
+        self.slot.charge(ip)
+    }
+
+    /// Feeds one read's bytes (empty: the end of the TCP stream) to the
+    /// transport layer. Returns whether it took them: it takes nothing
+    /// while plaintext waits to be taken. A TLS error leaves an alert
+    /// queued for [`flush`](Self::flush).
+    pub(crate) fn receive(&mut self, input: &mut &[u8]) -> Result<bool, rustls::Error> {
+        match &mut self.transport {
+            TransportLayer::Plain => Ok(true),
+            TransportLayer::Tls(tls) => tls.receive(input),
+        }
+    }
+
+    /// Returns whether the transport's handshake is still going on.
+    pub(crate) fn transport_handshaking(&self) -> bool {
+        match &self.transport {
+            TransportLayer::Plain => false,
+            TransportLayer::Tls(tls) => tls.is_handshaking(),
+        }
+    }
+
+    /// Takes the plaintext the transport layer decoded for the service.
+    pub(crate) fn plaintext(&mut self) -> Received {
+        let TransportLayer::Tls(tls) = &mut self.transport else {
+            return Received::Nothing;
+        };
+        let received = match tls.plaintext() {
+            Plaintext::Nothing => return Received::Nothing,
+            Plaintext::Data(bytes) => return Received::Data(bytes),
+            Plaintext::Closed => Received::End { truncated: false },
+            Plaintext::Truncated => Received::End { truncated: true },
+        };
+        self.input_ended = true;
+        received
+    }
+
+    /// Ends the transport's handshake: its outcome (a TLS version, its
+    /// SNI) is the connection's transport from now on, as the service will
+    /// see it.
+    pub(crate) fn end_handshake(&mut self) {
+        if let TransportLayer::Tls(tls) = &self.transport {
+            self.info.transport = tls.transport();
+        }
+    }
+
+    /// Opens the connection with the service's `session` once its prelude
+    /// and handshake are over.
+    pub(crate) fn open_with(&mut self, session: Session) {
+        self.phase = Phase::Open(session, Stage::Serving);
+    }
+
+    /// Applies what a callback asked of the connection, and returns what
+    /// it asked of its timer (the worker keeps the timers).
+    pub(crate) fn apply(&mut self, requests: Requests) -> TimerRequest {
+        if requests.close {
+            if let Phase::Open(_, stage @ Stage::Serving) = &mut self.phase {
+                *stage = Stage::Finishing;
+                self.close_cause.get_or_insert(CloseCause::ServiceClosed);
+            }
+        }
+        if requests.shutdown_write && self.write_side == WriteSide::Open {
+            self.write_side = WriteSide::ShutWhenSent;
+        }
+        requests.timer
+    }
+
+    /// Decides that the connection ends because the server stops: that
+    /// is the cause reported, unless the service panics.
+    pub(crate) fn decide_stop(&mut self) {
+        self.close_cause = Some(CloseCause::Stopped);
+    }
+
+    /// Ends a serving connection: nothing more is answered, what is
+    /// pending is sent, then its stream ends.
+    pub(crate) fn finish(&mut self) {
+        if let Phase::Open(_, stage @ Stage::Serving) = &mut self.phase {
+            *stage = Stage::Finishing;
+        }
+    }
+
+    /// Returns the flow control the service should be told of, with
+    /// hysteresis: not writable at `max` pending, writable again at half
+    /// of it; `None` when nothing changed.
+    #[inline]
+    pub(crate) fn flow_change(&mut self, max: usize) -> Option<bool> {
+        let pending = self.pending_output();
+        let writable = if !self.blocked && pending >= max {
+            false
+        } else if self.blocked && pending <= max / 2 {
+            true
+        } else {
+            return None;
+        };
+        self.blocked = !writable;
+        Some(writable)
+    }
+
+    /// Bytes waiting to be sent: over TLS, the plaintext the layer holds
     /// unsent counts too.
     pub(crate) fn pending_output(&self) -> usize {
-        self.output.len() + self.tls.as_ref().map_or(0, |tls| tls.in_flight())
+        let layer = match &self.transport {
+            TransportLayer::Plain => 0,
+            TransportLayer::Tls(tls) => tls.in_flight(),
+        };
+        self.output.len() + layer
     }
 
-    /// Returns whether anything, TLS records included, waits to be sent.
+    /// Returns whether anything, the transport's records included, waits
+    /// to be sent.
     pub(crate) fn has_unsent(&self) -> bool {
-        !self.output.is_empty() || self.tls.as_ref().is_some_and(|tls| tls.wants_write())
-    }
-
-    /// Queues the end of the TLS stream (close_notify) before the TCP one,
-    /// on a TLS connection, and tries to send it. Returns whether anything
-    /// is left to send.
-    pub(crate) fn end_tls(&mut self) -> io::Result<bool> {
-        if let Some(tls) = &mut self.tls {
-            tls.close();
-            self.flush()?;
-        }
-        Ok(self.has_unsent())
+        !self.output.is_empty()
+            || match &self.transport {
+                TransportLayer::Plain => false,
+                TransportLayer::Tls(tls) => tls.wants_write(),
+            }
     }
 
     /// Sends `bytes` after whatever is pending: directly if nothing is
     /// pending and the socket takes them, buffering the rest. Returns the
     /// number of bytes the socket took.
-    pub(crate) fn send(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        if !self.output.is_empty() || self.tls.is_some() {
-            self.output.push(bytes);
+    pub(crate) fn send(&mut self, bytes: &[u8], capacity: usize) -> io::Result<usize> {
+        if !self.output.is_empty() || !matches!(self.transport, TransportLayer::Plain) {
+            self.output.push(bytes, capacity);
             return self.flush();
         }
         let written = self.readiness.write(&mut self.stream, bytes)?;
         // The usual answer goes out whole: no call to buffer nothing.
         if written < bytes.len() {
-            self.output.push(&bytes[written..]);
+            self.output.push(&bytes[written..], capacity);
         }
         Ok(written)
     }
 
     /// Appends `bytes` to the pending output without writing; the next
     /// flush sends them.
-    pub(crate) fn push_output(&mut self, bytes: &[u8]) {
-        self.output.push(bytes);
+    pub(crate) fn push_output(&mut self, bytes: &[u8], capacity: usize) {
+        self.output.push(bytes, capacity);
+    }
+
+    /// Counts `bytes` a sender reserved as held by the connection: the
+    /// next publish gives them back if they were dropped.
+    pub(crate) fn take_reserved(&mut self, bytes: usize) {
+        self.published += bytes;
     }
 
     /// Makes the senders' count match the output held, if it changed.
@@ -155,20 +448,78 @@ impl<Session> Connection<Session> {
         }
     }
 
-    /// Writes pending output while the socket takes it. Returns the number of
-    /// bytes written.
+    /// Writes pending output while the socket takes it, through the
+    /// transport layer. Returns the number of bytes written.
     pub(crate) fn flush(&mut self) -> io::Result<usize> {
-        if let Some(tls) = &mut self.tls {
-            return tls.flush(&mut self.output, &mut self.readiness, &mut self.stream);
+        match &mut self.transport {
+            TransportLayer::Tls(tls) => {
+                tls.flush(&mut self.output, &mut self.readiness, &mut self.stream)
+            }
+            TransportLayer::Plain => {
+                if self.output.is_empty() {
+                    return Ok(0);
+                }
+                let written = self
+                    .readiness
+                    .write(&mut self.stream, self.output.as_slice())?;
+                self.output.consume(written);
+                Ok(written)
+            }
         }
-        if self.output.is_empty() {
-            return Ok(0);
+    }
+
+    /// Once everything answered is sent, ends what should end: the
+    /// transport's stream (a TLS close_notify) and then the TCP sending
+    /// side, on a connection that finishes or was half-closed; a finishing
+    /// one lingers from then on. Returns whether the connection stays
+    /// open.
+    #[inline]
+    pub(crate) fn end_if_sent(&mut self) -> io::Result<bool> {
+        // The usual turn: everything sent, nothing to end.
+        let serving = matches!(self.phase, Phase::Open(_, Stage::Serving));
+        if serving && self.write_side == WriteSide::Open && !self.input_ended {
+            return Ok(true);
         }
-        let written = self
-            .readiness
-            .write(&mut self.stream, self.output.as_slice())?;
-        self.output.consume(written);
-        Ok(written)
+        self.end_what_is_due()
+    }
+
+    /// [`end_if_sent`](Self::end_if_sent) on a connection with something to end.
+    #[cold]
+    fn end_what_is_due(&mut self) -> io::Result<bool> {
+        if self.has_unsent() {
+            return Ok(true);
+        }
+        let Phase::Open(_, stage) = &mut self.phase else {
+            return Ok(!self.input_ended);
+        };
+        let ending = *stage == Stage::Finishing
+            || self.write_side == WriteSide::ShutWhenSent
+            || self.input_ended;
+        if ending {
+            if let TransportLayer::Tls(tls) = &mut self.transport {
+                tls.close();
+                tls.flush(&mut self.output, &mut self.readiness, &mut self.stream)?;
+                if self.has_unsent() {
+                    return Ok(true);
+                }
+            }
+        }
+        let Phase::Open(_, stage) = &mut self.phase else {
+            return Ok(!self.input_ended);
+        };
+        let shut = match *stage {
+            Stage::Serving => self.write_side == WriteSide::ShutWhenSent,
+            Stage::Finishing => {
+                *stage = Stage::Lingering;
+                self.write_side != WriteSide::Shut
+            }
+            Stage::Lingering => false,
+        };
+        if shut {
+            self.stream.shutdown(Shutdown::Write)?;
+            self.write_side = WriteSide::Shut;
+        }
+        Ok(!self.input_ended)
     }
 }
 
@@ -176,23 +527,21 @@ impl<Session> Connection<Session> {
 /// what is pending: sent bytes are given back, and an empty buffer holds no
 /// heap at all (an idle connection costs no buffer).
 ///
-/// The buffer's capacity stays within `capacity_limit` (the most that can
-/// be pending: the cap on pending output plus one read's answer) unless a
+/// The buffer's capacity stays within the limit each push is given (the
+/// most that can be pending: the cap on pending output plus one read's answer) unless a
 /// single push needs more than that, and then within what is pending.
 #[derive(Debug)]
 struct PendingOutput {
     bytes: Vec<u8>,
     /// How many bytes at the front of `bytes` were sent already.
     sent: usize,
-    capacity_limit: usize,
 }
 
 impl PendingOutput {
-    fn new(capacity_limit: usize) -> Self {
+    fn new() -> Self {
         Self {
             bytes: Vec::new(),
             sent: 0,
-            capacity_limit,
         }
     }
 
@@ -211,10 +560,10 @@ impl PendingOutput {
     /// Appends `more`. When it does not fit in the capacity, sent bytes are
     /// dropped from the front first, and the buffer grows only if what is
     /// pending needs it: doubling, for amortised O(1) copying per byte, but
-    /// never past the limit. Without dropping the sent front, a client that
+    /// never past `capacity_limit`. Without dropping the sent front, a client that
     /// always leaves a little unread would make the buffer grow by
     /// everything ever sent to it.
-    fn push(&mut self, more: &[u8]) {
+    fn push(&mut self, more: &[u8], capacity_limit: usize) {
         if more.is_empty() {
             return;
         }
@@ -225,7 +574,7 @@ impl PendingOutput {
             }
             let needed = self.bytes.len() + more.len();
             if needed > self.bytes.capacity() {
-                let target = (2 * needed).min(self.capacity_limit).max(needed);
+                let target = (2 * needed).min(capacity_limit).max(needed);
                 self.bytes.reserve_exact(target - self.bytes.len());
             }
         }
@@ -263,13 +612,13 @@ mod tests {
 
     #[test]
     fn output_that_never_drains_stays_proportional_to_what_is_pending() {
-        let mut output = PendingOutput::new(LIMIT);
+        let mut output = PendingOutput::new();
         let chunk = vec![7u8; 64 * KIB];
         // A client that reads a little less than it is sent, forever: the
         // pending amount stays near 128 KiB while 64 MiB pass through.
-        output.push(&chunk);
+        output.push(&chunk, LIMIT);
         for _ in 0..1024 {
-            output.push(&chunk);
+            output.push(&chunk, LIMIT);
             output.consume(chunk.len() - 1);
             assert!(output.len() <= 128 * KIB + KIB);
             assert!(
@@ -288,11 +637,11 @@ mod tests {
         // 64 KiB read, tripled) against a client that reads 100 KiB a turn.
         let cap = 256 * KIB;
         let answer = vec![b'A'; 3 * 64 * KIB];
-        let mut output = PendingOutput::new(LIMIT);
+        let mut output = PendingOutput::new();
         let mut most = 0;
         for turn in 0..2000 {
             if output.len() < cap {
-                output.push(&answer);
+                output.push(&answer, LIMIT);
             }
             output.consume(output.len().min(100 * KIB + turn % 7));
             most = most.max(output.bytes.capacity());
@@ -302,21 +651,21 @@ mod tests {
 
     #[test]
     fn a_push_larger_than_the_limit_still_fits_whole() {
-        let mut output = PendingOutput::new(10);
-        output.push(&[1; 25]);
+        let mut output = PendingOutput::new();
+        output.push(&[1; 25], 10);
         assert_eq!(output.len(), 25);
         assert!(output.bytes.capacity() <= 25 * 2);
     }
 
     #[test]
     fn bytes_come_out_in_order_and_an_empty_buffer_holds_no_heap() {
-        let mut output = PendingOutput::new(LIMIT);
-        output.push(b"hello ");
+        let mut output = PendingOutput::new();
+        output.push(b"hello ", LIMIT);
         output.consume(2);
-        output.push(b"world");
+        output.push(b"world", LIMIT);
         assert_eq!(output.as_slice(), b"llo world");
         output.consume(3);
-        output.push(b"!");
+        output.push(b"!", LIMIT);
         assert_eq!(output.as_slice(), b" world!");
         output.consume(7);
         assert_eq!(output.len(), 0);

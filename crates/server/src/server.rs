@@ -1,14 +1,13 @@
 //! Building a server: binding its sockets, then running its workers.
 
 use crate::handle::{Handle, ShutdownSignal, Wakers};
+use crate::proxy::{IpPrefix, ProxyTrust};
 use crate::sender::{ConnectionSender, Post};
 use crate::service::{DatagramService, NoService, StreamService};
+use crate::sources::ConnectionSlots;
 use crate::sources::ReplyRate;
 use crate::stats::WorkerStats;
-use crate::worker::proxy::{IpPrefix, ProxyTrust};
-use crate::worker::{
-    ConnectionSlots, Limits, ListenerKind, MAX_SOCKETS_PER_KIND, WAKER, Worker, WorkerParts,
-};
+use crate::worker::{Limits, ListenerKind, MAX_SOCKETS_PER_KIND, WAKER, Worker, WorkerParts};
 use mio::{Poll, Waker};
 use shout_socket::{SocketError, TcpListenerBuilder, UdpSocketBuilder};
 use std::any::TypeId;

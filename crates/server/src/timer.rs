@@ -14,7 +14,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What a connection's timer is for; each kind is a timer of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +129,13 @@ impl TimerQueue {
     fn heap_len(&self) -> usize {
         self.heap.len()
     }
+}
+
+/// `now + after`, or a century from now where `after` is too large to add
+/// (a timeout given as "practically never").
+pub(crate) fn deadline_after(now: Instant, after: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+    now.checked_add(after.min(CENTURY)).unwrap_or(now)
 }
 
 #[cfg(test)]

@@ -33,17 +33,17 @@
 //!   close the waiting connection, so it is refused instead of hanging.
 
 mod accept;
+mod calls;
 mod datagrams;
 mod drain;
-pub(crate) mod proxy;
 mod streams;
 mod tls;
 
-pub(crate) use accept::{ConnectionSlots, Slot};
-
 use crate::handle::ShutdownSignal;
+use crate::proxy::ProxyTrust;
 use crate::sender::Post;
 use crate::service::{DatagramService, StreamService};
+use crate::sources::ConnectionSlots;
 use crate::sources::{ReplyRate, ReplyRateLimiter};
 use crate::stats::WorkerStats;
 use accept::{Accepted, Acceptor};
@@ -92,7 +92,7 @@ pub(crate) struct ListenerKind {
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     /// The senders trusted for a PROXY header, on a listener that expects
     /// one.
-    pub(crate) proxy: Option<Arc<proxy::ProxyTrust>>,
+    pub(crate) proxy: Option<Arc<ProxyTrust>>,
 }
 
 impl ListenerKind {
@@ -100,7 +100,7 @@ impl ListenerKind {
     /// given) after a PROXY header from `proxy` (if given).
     pub(crate) fn new(
         tls: Option<&Arc<rustls::ServerConfig>>,
-        proxy: Option<&Arc<proxy::ProxyTrust>>,
+        proxy: Option<&Arc<ProxyTrust>>,
     ) -> Self {
         Self {
             tls: tls.map(crate::tls::recording_sni),
@@ -248,7 +248,8 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
             self.serve_hot();
             let registry = self.poll.registry();
             if self.drain_deadline.is_some() {
-                self.streams.finish_quiet(registry, &mut self.context);
+                self.streams
+                    .finish_quiet(drain::DRAIN_QUIET_PERIOD, registry, &mut self.context);
             } else {
                 self.streams.expire_idle(registry, &mut self.context);
                 self.acceptor.resume_after_backoff(&mut self.context);
@@ -288,7 +289,7 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
             return Some(Duration::ZERO);
         }
         let idle = match self.drain_deadline {
-            Some(_) => self.streams.next_quiet_deadline(),
+            Some(_) => self.streams.next_quiet_deadline(drain::DRAIN_QUIET_PERIOD),
             None => self.streams.next_idle_deadline(),
         };
         let timer = self.streams.next_timer_deadline();
@@ -349,7 +350,7 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
 }
 
 /// Counts and logs a service callback's panic, with its message.
-fn note_panic(stats: &WorkerStats, who: &dyn std::fmt::Display, payload: streams::Panic) {
+fn note_panic(stats: &WorkerStats, who: &dyn std::fmt::Display, payload: calls::Panic) {
     WorkerStats::add(&stats.service_panics, 1);
     let message = payload
         .downcast_ref::<&str>()
