@@ -41,7 +41,21 @@ impl IdleList {
     }
 
     /// Records activity on `key` at `now`, adding it if it is not listed.
+    #[inline]
     pub(crate) fn touch(&mut self, key: usize, now: Instant) {
+        // The usual touch: the connection that was active last is again.
+        if self.tail == key {
+            if let Some(link) = self.links.get_mut(key).filter(|link| link.linked) {
+                link.since = now;
+                return;
+            }
+        }
+        self.move_to_tail(key, now);
+    }
+
+    /// [`touch`](Self::touch) on a key not at the tail yet.
+    #[inline(never)]
+    fn move_to_tail(&mut self, key: usize, now: Instant) {
         if key >= self.links.len() {
             let unlinked = Link {
                 prev: NONE,

@@ -224,6 +224,12 @@ impl Mailbox {
         lock(&self.connections).remove(&id.as_u64());
     }
 
+    /// Returns whether commands may be waiting: one atomic load.
+    #[inline]
+    pub(crate) fn has_commands(&self) -> bool {
+        self.has_commands.load(Ordering::Acquire)
+    }
+
     /// Moves the waiting commands into `into` (empty); returns whether any were.
     /// One atomic load per turn when there are none.
     pub(crate) fn take(&self, into: &mut Vec<Command>) -> bool {

@@ -253,8 +253,18 @@ impl Acceptor {
     /// Re-registers listeners paused at the cap once there is room;
     /// registering a socket that has connections waiting raises an event
     /// for it at once.
+    #[inline]
     pub(super) fn resume_if_room(&mut self, registry: &Registry, context: &Context) {
-        if !self.at_limit || !self.slots.has_room() {
+        // The usual turn: not paused, one comparison.
+        if self.at_limit {
+            self.resume_now_if_room(registry, context);
+        }
+    }
+
+    /// [`resume_if_room`](Self::resume_if_room) on paused listeners.
+    #[inline(never)]
+    fn resume_now_if_room(&mut self, registry: &Registry, context: &Context) {
+        if !self.slots.has_room() {
             return;
         }
         self.at_limit = false;

@@ -293,16 +293,13 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
             None => self.streams.next_idle_deadline(),
         };
         let timer = self.streams.next_timer_deadline();
-        [
-            idle,
-            timer,
-            self.drain_deadline,
-            self.acceptor.backoff_until(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .map(|deadline| deadline.saturating_duration_since(self.turn_ended))
+        // Folded by hand: an array of options through `flatten().min()`
+        // costs a dozen instructions more per turn.
+        let deadline = earliest(
+            earliest(idle, timer),
+            earliest(self.drain_deadline, self.acceptor.backoff_until()),
+        );
+        deadline.map(|deadline| deadline.saturating_duration_since(self.turn_ended))
     }
 
     fn serve_hot(&mut self) {
@@ -346,6 +343,15 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
             }
         }
         self.context.hot.push(Source::Listener(index));
+    }
+}
+
+/// The earlier of two optional deadlines.
+#[inline]
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -428,16 +428,22 @@ impl<S: StreamService> Streams<S> {
     ///
     /// Runs every turn, so it looks at the list only once the earliest
     /// possible deadline has come: one comparison per turn.
+    #[inline]
     pub(super) fn expire_idle(&mut self, registry: &Registry, context: &mut Context) {
         let Some(timeout) = self.idle_timeout else {
             return;
         };
         if self
             .idle_checked_until
-            .is_some_and(|until| context.now < until)
+            .is_none_or(|until| context.now >= until)
         {
-            return;
+            self.expire_idle_now(timeout, registry, context);
         }
+    }
+
+    /// [`expire_idle`](Self::expire_idle) once a connection may be due.
+    #[inline(never)]
+    fn expire_idle_now(&mut self, timeout: Duration, registry: &Registry, context: &mut Context) {
         while let Some(key) = self.idle.expired(context.now, timeout) {
             log::debug!(
                 "{}: idle for {timeout:?}, closing",
@@ -451,16 +457,22 @@ impl<S: StreamService> Streams<S> {
     /// Closes the connections whose handshake deadline passed, and calls
     /// the service for every service timer due, on connections still
     /// serving. A timer set for now by one of these calls is due next turn.
+    #[inline]
     pub(super) fn fire_timers(&mut self, registry: &Registry, context: &mut Context) {
         // The usual turn: no timer due, one comparison.
         if self
             .calls
             .timers
             .next_deadline()
-            .is_none_or(|next| next > context.now)
+            .is_some_and(|next| next <= context.now)
         {
-            return;
+            self.fire_due_timers(registry, context);
         }
+    }
+
+    /// [`fire_timers`](Self::fire_timers) once a timer is due.
+    #[inline(never)]
+    fn fire_due_timers(&mut self, registry: &Registry, context: &mut Context) {
         let mut due = std::mem::take(&mut self.due);
         due.extend(std::iter::from_fn(|| {
             self.calls.timers.expired(context.now)
@@ -510,7 +522,17 @@ impl<S: StreamService> Streams<S> {
     /// Carries out what senders asked since the last turn: output appended
     /// to its connection (if still open), closes begun. Each connection
     /// named is driven this turn.
+    #[inline]
     pub(super) fn take_commands(&mut self, context: &mut Context) {
+        // The usual turn: no command, one atomic load.
+        if self.post.mailboxes[self.worker].has_commands() {
+            self.take_waiting_commands(context);
+        }
+    }
+
+    /// [`take_commands`](Self::take_commands) when a sender posted some.
+    #[inline(never)]
+    fn take_waiting_commands(&mut self, context: &mut Context) {
         if !self.post.mailboxes[self.worker].take(&mut self.commands) {
             return;
         }
