@@ -12,7 +12,6 @@
 //! and the buffer is freed as soon as it drains.
 
 use crate::proxy::HeaderBuffer;
-use crate::sender::Share;
 use crate::service::{CloseCause, ConnectionInfo, Requests, TimerRequest};
 use crate::sources::Slot;
 use crate::tls::{Plaintext, PlaintextSource, TlsLayer};
@@ -21,7 +20,6 @@ use mio::net::TcpStream;
 use shout_socket::StreamReadiness;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
-use std::sync::Arc;
 
 /// Where a connection is in its life. Transitions only go down this list
 /// (a phase may be skipped), and only through [`Connection`]'s methods.
@@ -98,10 +96,9 @@ pub(crate) struct Connection<Session> {
     info: ConnectionInfo,
     phase: Phase<Session>,
     transport: TransportLayer,
-    /// What this connection's senders see; `published` is how many held
-    /// bytes it counts, updated only when that changes (never on a read
-    /// whose answer went straight to the socket).
-    share: Arc<Share>,
+    /// How many held bytes this connection's senders see counted (its
+    /// share in the worker's mailbox), updated only when that changes
+    /// (never on a read whose answer went straight to the socket).
     published: usize,
     /// The connection's place under the cap and in its source's share,
     /// given back when the connection is dropped.
@@ -128,7 +125,6 @@ impl<Session> Connection<Session> {
         info: ConnectionInfo,
         prelude: bool,
         tls: Option<Box<TlsLayer>>,
-        share: Arc<Share>,
         slot: Slot,
     ) -> Self {
         let phase = if prelude {
@@ -137,7 +133,7 @@ impl<Session> Connection<Session> {
             Phase::Handshake
         };
         let transport = tls.map_or(TransportLayer::Plain, TransportLayer::Tls);
-        Self::with(stream, info, phase, transport, share, slot)
+        Self::with(stream, info, phase, transport, slot)
     }
 
     /// Returns a plain connection whose service opened `session`.
@@ -145,11 +141,10 @@ impl<Session> Connection<Session> {
         stream: TcpStream,
         info: ConnectionInfo,
         session: Session,
-        share: Arc<Share>,
         slot: Slot,
     ) -> Self {
         let phase = Phase::Open(session, Stage::Serving);
-        Self::with(stream, info, phase, TransportLayer::Plain, share, slot)
+        Self::with(stream, info, phase, TransportLayer::Plain, slot)
     }
 
     fn with(
@@ -157,7 +152,6 @@ impl<Session> Connection<Session> {
         info: ConnectionInfo,
         phase: Phase<Session>,
         transport: TransportLayer,
-        share: Arc<Share>,
         slot: Slot,
     ) -> Self {
         Self {
@@ -165,7 +159,6 @@ impl<Session> Connection<Session> {
             info,
             phase,
             transport,
-            share,
             published: 0,
             slot,
             close_cause: None,
@@ -335,7 +328,7 @@ impl<Session> Connection<Session> {
     /// see it.
     pub(crate) fn end_handshake(&mut self) {
         if let TransportLayer::Tls(tls) = &self.transport {
-            self.info.transport = tls.transport();
+            self.info.transport = Some(Box::new(tls.transport()));
         }
     }
 
@@ -439,13 +432,16 @@ impl<Session> Connection<Session> {
         self.published += bytes;
     }
 
-    /// Makes the senders' count match the output held, if it changed.
-    pub(crate) fn publish_pending(&mut self) {
+    /// Returns the change to make to the senders' count of the output
+    /// held, `(from, to)`, if it changed since the last one.
+    #[inline]
+    pub(crate) fn publish_pending(&mut self) -> Option<(usize, usize)> {
         let pending = self.output.len();
-        if pending != self.published {
-            self.share.publish(self.published, pending);
-            self.published = pending;
+        if pending == self.published {
+            return None;
         }
+        let from = std::mem::replace(&mut self.published, pending);
+        Some((from, pending))
     }
 
     /// Writes pending output while the socket takes it, through the
@@ -530,14 +526,67 @@ impl<Session> Connection<Session> {
 /// The buffer's capacity stays within the limit each push is given (the
 /// most that can be pending: the cap on pending output plus one read's answer) unless a
 /// single push needs more than that, and then within what is pending.
+///
+/// Empty, it is one null pointer in the connection: the buffer is boxed
+/// only while bytes are pending.
 #[derive(Debug)]
-struct PendingOutput {
+struct PendingOutput(Option<Box<OutputBuffer>>);
+
+impl PendingOutput {
+    fn new() -> Self {
+        Self(None)
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |buffer| buffer.len())
+    }
+
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        self.0.as_ref().map_or(&[], |buffer| buffer.as_slice())
+    }
+
+    /// See [`OutputBuffer::push`].
+    fn push(&mut self, more: &[u8], capacity_limit: usize) {
+        if more.is_empty() {
+            return;
+        }
+        self.0
+            .get_or_insert_with(|| Box::new(OutputBuffer::new()))
+            .push(more, capacity_limit);
+    }
+
+    /// Marks `sent` bytes from the front as sent; frees the buffer when it
+    /// empties.
+    fn consume(&mut self, sent: usize) {
+        if let Some(buffer) = &mut self.0 {
+            buffer.consume(sent);
+            if buffer.len() == 0 {
+                self.0 = None;
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.0.as_ref().map_or(0, |buffer| buffer.bytes.capacity())
+    }
+}
+
+/// The bytes of a [`PendingOutput`] that holds some.
+#[derive(Debug)]
+struct OutputBuffer {
     bytes: Vec<u8>,
     /// How many bytes at the front of `bytes` were sent already.
     sent: usize,
 }
 
-impl PendingOutput {
+impl OutputBuffer {
     fn new() -> Self {
         Self {
             bytes: Vec::new(),
@@ -547,10 +596,6 @@ impl PendingOutput {
 
     fn len(&self) -> usize {
         self.bytes.len() - self.sent
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn as_slice(&self) -> &[u8] {
@@ -621,11 +666,7 @@ mod tests {
             output.push(&chunk, LIMIT);
             output.consume(chunk.len() - 1);
             assert!(output.len() <= 128 * KIB + KIB);
-            assert!(
-                output.bytes.capacity() <= LIMIT,
-                "{}",
-                output.bytes.capacity()
-            );
+            assert!(output.capacity() <= LIMIT, "{}", output.capacity());
         }
         assert!(output.as_slice().iter().all(|&byte| byte == 7));
     }
@@ -644,7 +685,7 @@ mod tests {
                 output.push(&answer, LIMIT);
             }
             output.consume(output.len().min(100 * KIB + turn % 7));
-            most = most.max(output.bytes.capacity());
+            most = most.max(output.capacity());
         }
         assert!(most <= LIMIT, "capacity reached {most}, above {LIMIT}");
     }
@@ -654,7 +695,7 @@ mod tests {
         let mut output = PendingOutput::new();
         output.push(&[1; 25], 10);
         assert_eq!(output.len(), 25);
-        assert!(output.bytes.capacity() <= 25 * 2);
+        assert!(output.capacity() <= 25 * 2);
     }
 
     #[test]
@@ -669,6 +710,6 @@ mod tests {
         assert_eq!(output.as_slice(), b" world!");
         output.consume(7);
         assert_eq!(output.len(), 0);
-        assert_eq!(output.bytes.capacity(), 0);
+        assert_eq!(output.capacity(), 0);
     }
 }

@@ -14,6 +14,7 @@ use shout_protocol::{Uppercaser, uppercase_datagram};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Names one TCP connection for the server's whole life: ids are never
@@ -60,11 +61,27 @@ impl fmt::Display for ConnectionId {
 pub struct ConnectionInfo {
     pub(crate) id: ConnectionId,
     pub(crate) peer: SocketAddr,
-    pub(crate) local: SocketAddr,
+    /// The listener and the server's address, shared by the connections
+    /// that have the same.
+    pub(crate) end: Arc<LocalEnd>,
+    /// `None` for plain TCP: the usual case costs a pointer, not a
+    /// [`Transport`].
+    pub(crate) transport: Option<Box<Transport>>,
+}
+
+/// The server's end of connections: the listener they came from (its
+/// index and address) and the server's address on them. On a listener
+/// with a specific address, every connection has the same one; on an
+/// unspecified address, one per local address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LocalEnd {
     pub(crate) listener: usize,
     pub(crate) listener_addr: SocketAddr,
-    pub(crate) transport: Transport,
+    pub(crate) local: SocketAddr,
 }
+
+/// The transport of a connection whose info holds none: plain TCP.
+static PLAIN: Transport = Transport::Plain;
 
 impl ConnectionInfo {
     /// Returns the connection's id.
@@ -79,25 +96,25 @@ impl ConnectionInfo {
 
     /// Returns the server's address on this connection.
     pub fn local(&self) -> SocketAddr {
-        self.local
+        self.end.local
     }
 
     /// Returns the index of the listener the connection came from: the
     /// listeners are numbered as [`Handle::tcp_addrs`](crate::Handle::tcp_addrs)
     /// and then [`Handle::tls_addrs`](crate::Handle::tls_addrs) list them.
     pub fn listener(&self) -> usize {
-        self.listener
+        self.end.listener
     }
 
     /// Returns the address of the listener the connection came from.
     pub fn listener_addr(&self) -> SocketAddr {
-        self.listener_addr
+        self.end.listener_addr
     }
 
     /// Returns how the connection reaches the service: plain TCP, or TLS
     /// with its version and SNI name.
     pub fn transport(&self) -> &Transport {
-        &self.transport
+        self.transport.as_deref().unwrap_or(&PLAIN)
     }
 }
 
@@ -205,18 +222,18 @@ impl ConnectionContext<'_> {
 
     /// Returns the server's address on this connection.
     pub fn local(&self) -> SocketAddr {
-        self.info.local
+        self.info.local()
     }
 
     /// Returns the index of the listener the connection came from.
     pub fn listener(&self) -> usize {
-        self.info.listener
+        self.info.listener()
     }
 
     /// Returns how the connection reaches the service: plain TCP, or TLS
     /// (the handshake is over before [`StreamService::open`]).
     pub fn transport(&self) -> &Transport {
-        &self.info.transport
+        self.info.transport()
     }
 
     /// Returns what is known of the connection.
@@ -433,6 +450,26 @@ impl DatagramService for Uppercase {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plain_connections_info_holds_its_server_end_shared_in_56_bytes() {
+        let end = Arc::new(LocalEnd {
+            listener: 2,
+            listener_addr: "0.0.0.0:12000".parse().unwrap(),
+            local: "10.0.0.1:12000".parse().unwrap(),
+        });
+        let info = ConnectionInfo {
+            id: ConnectionId::new(0, 1),
+            peer: "10.0.0.2:50000".parse().unwrap(),
+            end: Arc::clone(&end),
+            transport: None,
+        };
+        assert_eq!(std::mem::size_of::<ConnectionInfo>(), 56);
+        assert_eq!(info.listener(), 2);
+        assert_eq!(info.listener_addr(), end.listener_addr);
+        assert_eq!(info.local(), end.local);
+        assert_eq!(info.transport(), &Transport::Plain);
+    }
 
     #[test]
     fn an_id_names_its_worker_and_ids_differ_by_serial() {

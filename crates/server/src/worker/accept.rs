@@ -6,6 +6,7 @@
 //! it then is [`streams`](super::streams)' business.
 
 use super::{Context, ListenerKind, MAX_SOCKETS_PER_KIND, Source};
+use crate::service::LocalEnd;
 use crate::sources::{ConnectionSlots, Slot};
 use crate::stats::WorkerStats;
 use mio::net::{TcpListener, TcpStream};
@@ -37,7 +38,7 @@ pub(super) enum Accepted {
 pub(super) struct Acceptor {
     listeners: Vec<TcpListener>,
     /// Each listener's address, kept after the listeners close.
-    addrs: Vec<SocketAddr>,
+    addrs: Vec<Arc<LocalEnd>>,
     /// What each listener serves.
     kinds: Vec<ListenerKind>,
     slots: Arc<ConnectionSlots>,
@@ -58,8 +59,7 @@ pub(super) struct Acceptor {
 
 /// The listener a connection came from, as [`Streams::admit`](super::streams::Streams::admit) takes it.
 pub(super) struct Listener<'a> {
-    pub(super) index: usize,
-    pub(super) addr: SocketAddr,
+    pub(super) addr: &'a Arc<LocalEnd>,
     pub(super) kind: &'a ListenerKind,
 }
 
@@ -75,7 +75,12 @@ impl Acceptor {
         let mut kinds = Vec::with_capacity(sockets.len());
         for (index, (listener, kind)) in sockets.into_iter().enumerate() {
             kinds.push(kind);
-            addrs.push(listener.local_addr()?);
+            let addr = listener.local_addr()?;
+            addrs.push(Arc::new(LocalEnd {
+                listener: index,
+                listener_addr: addr,
+                local: addr,
+            }));
             let mut socket = TcpListener::from_std(listener);
             let token = Source::Listener(index).token();
             registry.register(&mut socket, token, Interest::READABLE)?;
@@ -99,8 +104,7 @@ impl Acceptor {
     /// Returns listener `index`: its address and kind.
     pub(super) fn listener(&self, index: usize) -> Listener<'_> {
         Listener {
-            index,
-            addr: self.addrs[index],
+            addr: &self.addrs[index],
             kind: &self.kinds[index],
         }
     }

@@ -18,8 +18,8 @@ use crate::connection::{Closed, Connection};
 use crate::idle::IdleList;
 use crate::sender::{Command, ConnectionSender, Post};
 use crate::service::{
-    CloseCause, ConnectionContext, ConnectionId, ConnectionInfo, EndReason, Requests,
-    StreamService, Transport,
+    CloseCause, ConnectionContext, ConnectionId, ConnectionInfo, EndReason, LocalEnd, Requests,
+    StreamService,
 };
 use crate::sources::Slot;
 use crate::stats::WorkerStats;
@@ -102,7 +102,15 @@ pub(super) struct Streams<S: StreamService> {
     commands: Vec<Command>,
     /// Timers due this turn.
     due: Vec<(usize, TimerKind)>,
+    /// The server's ends of connections on listeners with an unspecified
+    /// address, one per local address seen, shared by their connections.
+    local_ends: Vec<Arc<LocalEnd>>,
 }
+
+/// The most server ends [`Streams::local_ends`] keeps; past it, an end no
+/// connection holds is replaced, and if every one is held a connection
+/// gets one of its own.
+const MAX_LOCAL_ENDS: usize = 16;
 
 impl<S: StreamService> Streams<S> {
     pub(super) fn new(worker: usize, service: Arc<S>, limits: &Limits, post: Arc<Post>) -> Self {
@@ -126,6 +134,7 @@ impl<S: StreamService> Streams<S> {
             post,
             commands: Vec::new(),
             due: Vec::new(),
+            local_ends: Vec::new(),
         }
     }
 
@@ -197,7 +206,7 @@ impl<S: StreamService> Streams<S> {
         let info = self.info_of(&stream, peer, &listener);
         let id = info.id;
         let mailbox = &self.post.mailboxes[self.worker];
-        let share = mailbox.open(id, key);
+        mailbox.open(id, key);
         // What a connection leaves the loop with when it cannot be served:
         // no session, so no `closed` either; its slot goes back as it drops.
         let abandon = |stream: &mut TcpStream| {
@@ -226,7 +235,7 @@ impl<S: StreamService> Streams<S> {
                 (true, false) => "its PROXY header",
                 _ => "the TLS handshake",
             };
-            let connection = Connection::waiting(stream, info, awaits_header, tls, share, slot);
+            let connection = Connection::waiting(stream, info, awaits_header, tls, slot);
             self.connections.insert(connection);
             let deadline = deadline_after(context.now, self.handshake_timeout);
             self.calls.timers.set(key, TimerKind::Handshake, deadline);
@@ -246,7 +255,7 @@ impl<S: StreamService> Streams<S> {
                     return;
                 }
             };
-        let connection = Connection::open(stream, info, session, share, slot);
+        let connection = Connection::open(stream, info, session, slot);
         let key = self.connections.insert(connection);
         let connection = &mut self.connections[key];
         // The greeting goes out when the socket first says it is writable.
@@ -298,21 +307,46 @@ impl<S: StreamService> Streams<S> {
     ) -> ConnectionInfo {
         // A specific listener address is the connection's too: no system
         // call for it.
-        let local = if listener.addr.ip().is_unspecified() {
-            stream.local_addr().unwrap_or(listener.addr)
-        } else {
-            listener.addr
-        };
+        let end = self.local_end(stream, listener.addr);
         let id = ConnectionId::new(self.worker, self.next_serial);
         self.next_serial += 1;
         ConnectionInfo {
             id,
             peer,
-            local,
-            listener: listener.index,
-            listener_addr: listener.addr,
-            transport: Transport::Plain,
+            end,
+            transport: None,
         }
+    }
+
+    /// Returns the server's end of a connection accepted on `listener`:
+    /// the listener's own on a specific address (no system call), else
+    /// the one of the connection's local address, shared with others.
+    fn local_end(&mut self, stream: &TcpStream, listener: &Arc<LocalEnd>) -> Arc<LocalEnd> {
+        if !listener.listener_addr.ip().is_unspecified() {
+            return Arc::clone(listener);
+        }
+        let Ok(local) = stream.local_addr() else {
+            return Arc::clone(listener);
+        };
+        let same =
+            |end: &&mut Arc<LocalEnd>| end.local == local && end.listener == listener.listener;
+        if let Some(end) = self.local_ends.iter_mut().find(same) {
+            return Arc::clone(end);
+        }
+        let end = Arc::new(LocalEnd {
+            local,
+            ..LocalEnd::clone(listener)
+        });
+        if self.local_ends.len() < MAX_LOCAL_ENDS {
+            self.local_ends.push(Arc::clone(&end));
+        } else if let Some(unheld) = self
+            .local_ends
+            .iter_mut()
+            .find(|end| Arc::strong_count(end) == 1)
+        {
+            *unheld = Arc::clone(&end);
+        }
+        end
     }
 
     /// Does all a connection can do now: write, read and answer, finish.
@@ -375,7 +409,9 @@ impl<S: StreamService> Streams<S> {
             })?;
         }
         let connection = &mut self.connections[key];
-        connection.publish_pending();
+        if let Some((from, to)) = connection.publish_pending() {
+            self.post.mailboxes[self.worker].publish(connection.info().id, from, to);
+        }
         io(connection.end_if_sent(), connection.info())
     }
 
