@@ -49,10 +49,59 @@ pub(crate) enum Stage {
 /// Where the sending side is: open, to be shut once the output is sent
 /// (the service's half-close), or shut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 enum WriteSide {
-    Open,
-    ShutWhenSent,
-    Shut,
+    Open = 0,
+    ShutWhenSent = 1,
+    Shut = 2,
+}
+
+/// A connection's small state in one byte: its [`WriteSide`] (two bits),
+/// whether the service was told the output is full and not yet that it
+/// drained (`BLOCKED`), whether the client sent its end of stream
+/// (`INPUT_ENDED`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Flags(u8);
+
+impl Flags {
+    const WRITE_SIDE: u8 = 0b11;
+    const BLOCKED: u8 = 0b100;
+    const INPUT_ENDED: u8 = 0b1000;
+
+    #[inline]
+    fn write_side(self) -> WriteSide {
+        match self.0 & Self::WRITE_SIDE {
+            0 => WriteSide::Open,
+            1 => WriteSide::ShutWhenSent,
+            _ => WriteSide::Shut,
+        }
+    }
+
+    fn set_write_side(&mut self, side: WriteSide) {
+        self.0 = (self.0 & !Self::WRITE_SIDE) | side as u8;
+    }
+
+    #[inline]
+    fn blocked(self) -> bool {
+        self.0 & Self::BLOCKED != 0
+    }
+
+    fn set_blocked(&mut self, blocked: bool) {
+        if blocked {
+            self.0 |= Self::BLOCKED;
+        } else {
+            self.0 &= !Self::BLOCKED;
+        }
+    }
+
+    #[inline]
+    fn input_ended(self) -> bool {
+        self.0 & Self::INPUT_ENDED != 0
+    }
+
+    fn end_input(&mut self) {
+        self.0 |= Self::INPUT_ENDED;
+    }
 }
 
 /// The layer between the socket's bytes and the service's: bytes in,
@@ -110,11 +159,9 @@ pub(crate) struct Connection<Session> {
     output: PendingOutput,
     /// Last known readiness, kept by the reads and writes that go through it.
     readiness: StreamReadiness,
-    write_side: WriteSide,
-    /// The service was told the output is full and not yet that it drained.
-    blocked: bool,
-    /// The client sent its end of stream.
-    input_ended: bool,
+    /// Where the sending side is, whether the service was told the output
+    /// is full, whether the client ended its input: one byte.
+    flags: Flags,
 }
 
 impl<Session> Connection<Session> {
@@ -164,9 +211,7 @@ impl<Session> Connection<Session> {
             close_cause: None,
             output: PendingOutput::new(),
             readiness: StreamReadiness::new(),
-            write_side: WriteSide::Open,
-            blocked: false,
-            input_ended: false,
+            flags: Flags::default(),
         }
     }
 
@@ -236,17 +281,17 @@ impl<Session> Connection<Session> {
     /// Returns whether the service's output is still taken (the service
     /// did not shut the sending side).
     pub(crate) fn accepts_output(&self) -> bool {
-        self.write_side == WriteSide::Open
+        self.flags.write_side() == WriteSide::Open
     }
 
     /// Returns whether the socket may have input to read now.
     pub(crate) fn wants_read(&self) -> bool {
-        self.readiness.is_readable() && !self.input_ended
+        self.readiness.is_readable() && !self.flags.input_ended()
     }
 
     /// Returns whether the client ended its input.
     pub(crate) fn input_ended(&self) -> bool {
-        self.input_ended
+        self.flags.input_ended()
     }
 
     /// Reads from the socket into `buffer`. Returns `None` once the socket
@@ -255,7 +300,7 @@ impl<Session> Connection<Session> {
     pub(crate) fn read(&mut self, buffer: &mut [u8]) -> io::Result<Option<usize>> {
         let read = self.readiness.read(&mut self.stream, buffer)?;
         if read == Some(0) {
-            self.input_ended = true;
+            self.flags.end_input();
         }
         Ok(read)
     }
@@ -319,7 +364,7 @@ impl<Session> Connection<Session> {
             Plaintext::Closed => Received::End { truncated: false },
             Plaintext::Truncated => Received::End { truncated: true },
         };
-        self.input_ended = true;
+        self.flags.end_input();
         received
     }
 
@@ -347,8 +392,8 @@ impl<Session> Connection<Session> {
                 self.close_cause.get_or_insert(CloseCause::ServiceClosed);
             }
         }
-        if requests.shutdown_write && self.write_side == WriteSide::Open {
-            self.write_side = WriteSide::ShutWhenSent;
+        if requests.shutdown_write && self.flags.write_side() == WriteSide::Open {
+            self.flags.set_write_side(WriteSide::ShutWhenSent);
         }
         requests.timer
     }
@@ -373,14 +418,14 @@ impl<Session> Connection<Session> {
     #[inline]
     pub(crate) fn flow_change(&mut self, max: usize) -> Option<bool> {
         let pending = self.pending_output();
-        let writable = if !self.blocked && pending >= max {
+        let writable = if !self.flags.blocked() && pending >= max {
             false
-        } else if self.blocked && pending <= max / 2 {
+        } else if self.flags.blocked() && pending <= max / 2 {
             true
         } else {
             return None;
         };
-        self.blocked = !writable;
+        self.flags.set_blocked(!writable);
         Some(writable)
     }
 
@@ -473,7 +518,7 @@ impl<Session> Connection<Session> {
     pub(crate) fn end_if_sent(&mut self) -> io::Result<bool> {
         // The usual turn: everything sent, nothing to end.
         let serving = matches!(self.phase, Phase::Open(_, Stage::Serving));
-        if serving && self.write_side == WriteSide::Open && !self.input_ended {
+        if serving && self.flags.write_side() == WriteSide::Open && !self.flags.input_ended() {
             return Ok(true);
         }
         self.end_what_is_due()
@@ -486,11 +531,11 @@ impl<Session> Connection<Session> {
             return Ok(true);
         }
         let Phase::Open(_, stage) = &mut self.phase else {
-            return Ok(!self.input_ended);
+            return Ok(!self.flags.input_ended());
         };
         let ending = *stage == Stage::Finishing
-            || self.write_side == WriteSide::ShutWhenSent
-            || self.input_ended;
+            || self.flags.write_side() == WriteSide::ShutWhenSent
+            || self.flags.input_ended();
         if ending {
             if let TransportLayer::Tls(tls) = &mut self.transport {
                 tls.close();
@@ -501,21 +546,21 @@ impl<Session> Connection<Session> {
             }
         }
         let Phase::Open(_, stage) = &mut self.phase else {
-            return Ok(!self.input_ended);
+            return Ok(!self.flags.input_ended());
         };
         let shut = match *stage {
-            Stage::Serving => self.write_side == WriteSide::ShutWhenSent,
+            Stage::Serving => self.flags.write_side() == WriteSide::ShutWhenSent,
             Stage::Finishing => {
                 *stage = Stage::Lingering;
-                self.write_side != WriteSide::Shut
+                self.flags.write_side() != WriteSide::Shut
             }
             Stage::Lingering => false,
         };
         if shut {
             self.stream.shutdown(Shutdown::Write)?;
-            self.write_side = WriteSide::Shut;
+            self.flags.set_write_side(WriteSide::Shut);
         }
-        Ok(!self.input_ended)
+        Ok(!self.flags.input_ended())
     }
 }
 
