@@ -18,7 +18,7 @@ use crate::tls::{Plaintext, PlaintextSource, TlsLayer};
 use mio::event::Event;
 use mio::net::TcpStream;
 use shout_socket::StreamReadiness;
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 
 /// Where a connection is in its life. Transitions only go down this list
@@ -130,8 +130,8 @@ pub(crate) enum Received {
 }
 
 /// The parts of a closed connection the worker still needs.
-pub(crate) struct Closed<Session> {
-    pub(crate) stream: TcpStream,
+pub(crate) struct Closed<Session, T = TcpStream> {
+    pub(crate) stream: T,
     pub(crate) info: ConnectionInfo,
     /// The service's session; `None` if it never opened.
     pub(crate) session: Option<Session>,
@@ -140,8 +140,22 @@ pub(crate) struct Closed<Session> {
     pub(crate) slot: Slot,
 }
 
-pub(crate) struct Connection<Session> {
-    stream: TcpStream,
+/// The byte stream a connection runs on: a TCP socket in the worker, an
+/// in-memory stream in the unit tests below. The connection reads and
+/// writes only through it, and only when the worker calls on it.
+pub(crate) trait Stream: Read + Write {
+    /// Ends the sending side: a TCP FIN.
+    fn shutdown_write(&self) -> io::Result<()>;
+}
+
+impl Stream for TcpStream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+}
+
+pub(crate) struct Connection<Session, T = TcpStream> {
+    stream: T,
     info: ConnectionInfo,
     phase: Phase<Session>,
     transport: TransportLayer,
@@ -164,11 +178,11 @@ pub(crate) struct Connection<Session> {
     flags: Flags,
 }
 
-impl<Session> Connection<Session> {
+impl<Session, T: Stream> Connection<Session, T> {
     /// Returns a connection not open yet: it reads a PROXY header first if
     /// `prelude`, then finishes `tls`'s handshake if given.
     pub(crate) fn waiting(
-        stream: TcpStream,
+        stream: T,
         info: ConnectionInfo,
         prelude: bool,
         tls: Option<Box<TlsLayer>>,
@@ -184,18 +198,13 @@ impl<Session> Connection<Session> {
     }
 
     /// Returns a plain connection whose service opened `session`.
-    pub(crate) fn open(
-        stream: TcpStream,
-        info: ConnectionInfo,
-        session: Session,
-        slot: Slot,
-    ) -> Self {
+    pub(crate) fn open(stream: T, info: ConnectionInfo, session: Session, slot: Slot) -> Self {
         let phase = Phase::Open(session, Stage::Serving);
         Self::with(stream, info, phase, TransportLayer::Plain, slot)
     }
 
     fn with(
-        stream: TcpStream,
+        stream: T,
         info: ConnectionInfo,
         phase: Phase<Session>,
         transport: TransportLayer,
@@ -221,7 +230,7 @@ impl<Session> Connection<Session> {
     }
 
     /// Takes the connection apart once it is closed.
-    pub(crate) fn into_closed(self) -> Closed<Session> {
+    pub(crate) fn into_closed(self) -> Closed<Session, T> {
         Closed {
             stream: self.stream,
             info: self.info,
@@ -231,6 +240,18 @@ impl<Session> Connection<Session> {
             },
             decided: self.close_cause,
             slot: self.slot,
+        }
+    }
+
+    /// Takes the stream as readable and writable as told, as events saying
+    /// so would.
+    #[cfg(test)]
+    fn mark_ready(&mut self, readable: bool, writable: bool) {
+        if readable {
+            self.readiness.mark_readable();
+        }
+        if writable {
+            self.readiness.mark_writable();
         }
     }
 
@@ -284,9 +305,20 @@ impl<Session> Connection<Session> {
         self.flags.write_side() == WriteSide::Open
     }
 
-    /// Returns whether the socket may have input to read now.
-    pub(crate) fn wants_read(&self) -> bool {
+    /// Returns whether the socket may have input the client did not end.
+    pub(crate) fn may_have_input(&self) -> bool {
         self.readiness.is_readable() && !self.flags.input_ended()
+    }
+
+    /// Returns whether to read now: the socket may have input, the client
+    /// did not end it, and less than `max_pending_output` waits to be
+    /// sent (backpressure: a connection whose client does not read is not
+    /// read either, and stays readable until its output drains).
+    #[inline]
+    pub(crate) fn wants_read(&self, max_pending_output: usize) -> bool {
+        self.readiness.is_readable()
+            && !self.flags.input_ended()
+            && self.pending_output() < max_pending_output
     }
 
     /// Returns whether the client ended its input.
@@ -557,7 +589,7 @@ impl<Session> Connection<Session> {
             Stage::Lingering => false,
         };
         if shut {
-            self.stream.shutdown(Shutdown::Write)?;
+            self.stream.shutdown_write()?;
             self.flags.set_write_side(WriteSide::Shut);
         }
         Ok(!self.flags.input_ended())
@@ -689,6 +721,311 @@ impl PlaintextSource for PendingOutput {
 
     fn consume(&mut self, n: usize) {
         PendingOutput::consume(self, n);
+    }
+}
+
+#[cfg(test)]
+mod machine {
+    //! The state machine driven without a socket: an in-memory stream the
+    //! test scripts, a slot from a cap of its own, time never read.
+
+    use super::{Closed, Connection, Stage, Stream};
+    use crate::handle::Wakers;
+    use crate::service::{CloseCause, ConnectionId, ConnectionInfo, LocalEnd, Requests};
+    use crate::sources::{ConnectionSlots, Slot};
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+    use std::io::{self, Read, Write};
+    use std::net::SocketAddr;
+    use std::rc::Rc;
+    use std::sync::Arc;
+
+    /// What the in-memory stream holds, shared with the test.
+    #[derive(Default)]
+    struct Wire {
+        /// Bytes the client sent, not read yet.
+        input: VecDeque<u8>,
+        /// The client ended its stream once `input` is read.
+        eof: bool,
+        /// How many more bytes a write takes; none: `WouldBlock`.
+        room: usize,
+        /// What the connection wrote.
+        written: Vec<u8>,
+        /// The connection shut its sending side.
+        shut: bool,
+    }
+
+    #[derive(Clone, Default)]
+    struct Memory(Rc<RefCell<Wire>>);
+
+    impl Read for Memory {
+        fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+            let mut wire = self.0.borrow_mut();
+            if wire.input.is_empty() {
+                return match wire.eof {
+                    true => Ok(0),
+                    false => Err(io::ErrorKind::WouldBlock.into()),
+                };
+            }
+            let n = buffer.len().min(wire.input.len());
+            for (slot, byte) in buffer.iter_mut().zip(wire.input.drain(..n)) {
+                *slot = byte;
+            }
+            Ok(n)
+        }
+    }
+
+    impl Write for Memory {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            let mut wire = self.0.borrow_mut();
+            let n = bytes.len().min(wire.room);
+            if n == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            wire.room -= n;
+            wire.written.extend_from_slice(&bytes[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Stream for Memory {
+        fn shutdown_write(&self) -> io::Result<()> {
+            self.0.borrow_mut().shut = true;
+            Ok(())
+        }
+    }
+
+    const CAP: usize = 64;
+    const CAPACITY: usize = 4 * CAP;
+    const PEER: &str = "127.0.0.1:50000";
+
+    fn info() -> ConnectionInfo {
+        let addr: SocketAddr = "127.0.0.1:12000".parse().unwrap();
+        ConnectionInfo {
+            id: ConnectionId::new(0, 1),
+            peer: PEER.parse().unwrap(),
+            end: Arc::new(LocalEnd {
+                listener: 0,
+                listener_addr: addr,
+                local: addr,
+            }),
+            transport: None,
+        }
+    }
+
+    fn slot() -> Slot {
+        let wakers = Arc::new(Wakers::new(Vec::new()));
+        Arc::new(ConnectionSlots::new(1, 0, wakers)).take().unwrap()
+    }
+
+    /// A plain connection whose service opened session `0`, and its wire.
+    fn open() -> (Connection<u32, Memory>, Memory) {
+        let wire = Memory::default();
+        let connection = Connection::open(wire.clone(), info(), 0, slot());
+        (connection, wire)
+    }
+
+    fn read(connection: &mut Connection<u32, Memory>) -> Option<Vec<u8>> {
+        let mut buffer = [0; 16];
+        let read = connection.read(&mut buffer).unwrap()?;
+        Some(buffer[..read].to_vec())
+    }
+
+    const CLOSE: Requests = Requests {
+        close: true,
+        ..Requests::NONE
+    };
+
+    #[test]
+    fn the_phases_come_in_order_prelude_handshake_serving_finishing_lingering() {
+        let wire = Memory::default();
+        let mut connection: Connection<u32, Memory> =
+            Connection::waiting(wire.clone(), info(), true, None, slot());
+        assert!(connection.in_prelude() && connection.is_handshaking());
+        assert_eq!(connection.stage(), None);
+        assert!(connection.session().is_none(), "no session before it opens");
+
+        let header = b"PROXY TCP4 192.0.2.7 127.0.0.1 5555 12000\r\nhello";
+        let (taken, client) = connection.receive_prelude(header).unwrap().unwrap();
+        assert_eq!(&header[taken..], b"hello");
+        connection.end_prelude(client);
+        assert!(!connection.in_prelude() && connection.is_handshaking());
+        assert_eq!(connection.info().peer, "192.0.2.7:5555".parse().unwrap());
+
+        connection.end_handshake();
+        connection.open_with(7);
+        assert!(!connection.is_handshaking() && connection.is_serving());
+        assert_eq!(connection.session().map(|(session, _)| *session), Some(7));
+
+        // The service closes with its answer unsent: finishing until it is.
+        connection.apply(CLOSE);
+        assert_eq!(connection.stage(), Some(Stage::Finishing));
+        assert_eq!(connection.send(b"BYE", CAPACITY).unwrap(), 0);
+        assert!(connection.end_if_sent().unwrap());
+        assert_eq!(connection.stage(), Some(Stage::Finishing));
+        assert!(!wire.0.borrow().shut);
+
+        // Sent: the sending side ends, and the connection lingers.
+        wire.0.borrow_mut().room = 3;
+        connection.mark_ready(false, true);
+        assert_eq!(connection.flush().unwrap(), 3);
+        assert!(connection.end_if_sent().unwrap());
+        assert_eq!(connection.stage(), Some(Stage::Lingering));
+        assert!(wire.0.borrow().shut);
+
+        // Lingering discards input until the client's end, then closes.
+        wire.0.borrow_mut().input.extend(b"late");
+        wire.0.borrow_mut().eof = true;
+        connection.mark_ready(true, false);
+        assert_eq!(read(&mut connection), Some(b"late".to_vec()));
+        connection.mark_ready(true, false);
+        assert_eq!(read(&mut connection), Some(Vec::new()));
+        assert!(connection.input_ended());
+        assert!(!connection.end_if_sent().unwrap(), "closes");
+
+        let Closed {
+            session, decided, ..
+        } = connection.into_closed();
+        assert_eq!(session, Some(7));
+        assert_eq!(decided, Some(CloseCause::ServiceClosed));
+        assert_eq!(wire.0.borrow().written, b"BYE");
+    }
+
+    #[test]
+    fn a_proxy_header_split_in_bytes_is_taken_whole_and_names_the_client() {
+        let mut connection: Connection<u32, Memory> =
+            Connection::waiting(Memory::default(), info(), true, None, slot());
+        let header = b"PROXY TCP4 192.0.2.7 127.0.0.1 5555 12000\r\n";
+        for (i, byte) in header.iter().enumerate() {
+            let pushed = connection.receive_prelude(&[*byte]).unwrap();
+            if i + 1 < header.len() {
+                assert_eq!(pushed, None, "incomplete after {} bytes", i + 1);
+            } else {
+                let client = "192.0.2.7:5555".parse().unwrap();
+                assert_eq!(pushed, Some((1, client)));
+            }
+        }
+        // Until the prelude ends, the peer is the socket's.
+        assert_eq!(connection.info().peer, PEER.parse().unwrap());
+
+        let mut refused: Connection<u32, Memory> =
+            Connection::waiting(Memory::default(), info(), true, None, slot());
+        assert!(refused.receive_prelude(b"GET / HTTP/1.1\r\n").is_err());
+    }
+
+    #[test]
+    fn pending_output_past_the_cap_stops_reading_until_half_of_it_drains() {
+        let (mut connection, wire) = open();
+        wire.0.borrow_mut().input.extend(b"more requests");
+        connection.mark_ready(true, true);
+        assert!(connection.wants_read(CAP));
+        assert_eq!(connection.flow_change(CAP), None);
+
+        // The client reads nothing: the answer waits, past the cap.
+        let answer = [b'A'; CAP + 6];
+        assert_eq!(connection.send(&answer, CAPACITY).unwrap(), 0);
+        assert_eq!(connection.pending_output(), CAP + 6);
+        assert!(!connection.wants_read(CAP), "backpressure");
+        assert!(connection.may_have_input(), "still readable");
+        assert_eq!(connection.flow_change(CAP), Some(false));
+        assert_eq!(connection.flow_change(CAP), None, "told once");
+        assert_eq!(connection.publish_pending(), Some((0, CAP + 6)));
+        assert_eq!(connection.publish_pending(), None);
+
+        // Drained under the cap: reading resumes, the service still blocked
+        // until half of it drains.
+        wire.0.borrow_mut().room = 7;
+        connection.mark_ready(false, true);
+        connection.flush().unwrap();
+        assert!(connection.wants_read(CAP), "under the cap, reading resumes");
+        assert_eq!(connection.flow_change(CAP), None);
+        wire.0.borrow_mut().room = CAP / 2 - 1;
+        connection.mark_ready(false, true);
+        connection.flush().unwrap();
+        assert_eq!(connection.pending_output(), CAP / 2);
+        assert_eq!(connection.flow_change(CAP), Some(true));
+        assert_eq!(read(&mut connection), Some(b"more requests".to_vec()));
+    }
+
+    #[test]
+    fn the_clients_half_close_ends_input_and_the_connection_once_answered() {
+        let (mut connection, wire) = open();
+        wire.0.borrow_mut().input.extend(b"last");
+        wire.0.borrow_mut().eof = true;
+        connection.mark_ready(true, false);
+        assert_eq!(read(&mut connection), Some(b"last".to_vec()));
+        // A short read forgets readability; the FIN's own event says so.
+        assert_eq!(read(&mut connection), None);
+        connection.mark_ready(true, false);
+        assert_eq!(read(&mut connection), Some(Vec::new()));
+        assert!(connection.input_ended() && !connection.wants_read(CAP));
+        // Its answer still goes out before the close.
+        assert_eq!(connection.send(b"LAST", CAPACITY).unwrap(), 0);
+        assert!(connection.end_if_sent().unwrap());
+        wire.0.borrow_mut().room = 4;
+        connection.mark_ready(false, true);
+        connection.flush().unwrap();
+        assert!(!connection.end_if_sent().unwrap());
+        assert_eq!(wire.0.borrow().written, b"LAST");
+        assert!(!wire.0.borrow().shut, "a plain close, no half-close first");
+    }
+
+    #[test]
+    fn the_services_half_close_shuts_the_sending_side_once_sent_and_reading_goes_on() {
+        let (mut connection, wire) = open();
+        assert_eq!(connection.send(b"DONE", CAPACITY).unwrap(), 0);
+        connection.apply(Requests {
+            shutdown_write: true,
+            ..Requests::NONE
+        });
+        assert!(!connection.accepts_output());
+        assert!(connection.end_if_sent().unwrap());
+        assert!(!wire.0.borrow().shut, "not before the output is sent");
+        wire.0.borrow_mut().room = 4;
+        connection.mark_ready(true, true);
+        connection.flush().unwrap();
+        assert!(connection.end_if_sent().unwrap(), "open: input goes on");
+        assert!(wire.0.borrow().shut);
+        assert!(connection.is_serving());
+        wire.0.borrow_mut().input.extend(b"more");
+        assert_eq!(read(&mut connection), Some(b"more".to_vec()));
+    }
+
+    #[test]
+    fn transitions_out_of_order_are_not_made() {
+        // The types rule out the rest: a stage exists only inside
+        // `Phase::Open` with its session, so "serving without a session"
+        // or "handshaking while lingering" cannot be written, and no field
+        // is reachable from outside this module to set one by hand.
+        let mut connection: Connection<u32, Memory> =
+            Connection::waiting(Memory::default(), info(), true, None, slot());
+        connection.apply(CLOSE);
+        connection.finish();
+        assert!(
+            connection.in_prelude(),
+            "a close before the open waits for it"
+        );
+        assert_eq!(connection.stage(), None);
+
+        let (mut connection, _wire) = open();
+        connection.end_prelude("192.0.2.7:5555".parse().unwrap());
+        assert_eq!(
+            connection.info().peer,
+            PEER.parse().unwrap(),
+            "no prelude to end"
+        );
+        connection.finish();
+        assert!(connection.end_if_sent().unwrap());
+        assert_eq!(connection.stage(), Some(Stage::Lingering));
+        connection.apply(CLOSE);
+        connection.finish();
+        assert_eq!(connection.stage(), Some(Stage::Lingering), "never back up");
+        let Closed { decided, .. } = connection.into_closed();
+        assert_eq!(decided, None, "finish decides no cause");
     }
 }
 

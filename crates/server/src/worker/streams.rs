@@ -374,11 +374,9 @@ impl<S: StreamService> Streams<S> {
         let flushed = io(connection.flush(), connection.info())?;
         let mut active = add_bytes_out(stats, flushed) > 0;
         let mut reads = 0;
-        while connection.wants_read() {
-            if connection.pending_output() >= serve.max_pending_output {
-                // Backpressure: stay readable, resume when output drains.
-                break;
-            }
+        // Backpressure stops the reads, the socket staying readable: they
+        // resume when the output drains.
+        while connection.wants_read(serve.max_pending_output) {
             if reads == READS_PER_TURN {
                 context.hot.push(Source::Connection(key));
                 break;
@@ -654,7 +652,7 @@ impl<S: StreamService> Streams<S> {
             if !connection.is_serving() {
                 continue;
             }
-            if connection.wants_read() {
+            if connection.may_have_input() {
                 // Quiet only because backpressure stopped reading: request
                 // bytes wait unread, and they are owed an answer. Served on
                 // until they are answered or the drain deadline.
