@@ -12,7 +12,7 @@
 //! and the buffer is freed as soon as it drains.
 
 use crate::proxy::HeaderBuffer;
-use crate::service::{CloseCause, ConnectionInfo, Requests, TimerRequest};
+use crate::service::{CloseCause, ConnectionInfo, LocalEnd, Requests, TimerRequest};
 use crate::sources::Slot;
 use crate::tls::{Plaintext, PlaintextSource, TlsLayer};
 use mio::event::Event;
@@ -20,6 +20,7 @@ use mio::net::TcpStream;
 use shout_socket::StreamReadiness;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
 
 /// Where a connection is in its life. Transitions only go down this list
 /// (a phase may be skipped), and only through [`Connection`]'s methods.
@@ -405,7 +406,10 @@ impl<Session, T: Stream> Connection<Session, T> {
     /// see it.
     pub(crate) fn end_handshake(&mut self) {
         if let TransportLayer::Tls(tls) = &self.transport {
-            self.info.transport = Some(Box::new(tls.transport()));
+            self.info.end = Arc::new(LocalEnd {
+                transport: tls.transport(),
+                ..LocalEnd::clone(&self.info.end)
+            });
         }
     }
 
@@ -731,7 +735,7 @@ mod machine {
 
     use super::{Closed, Connection, Stage, Stream};
     use crate::handle::Wakers;
-    use crate::service::{CloseCause, ConnectionId, ConnectionInfo, LocalEnd, Requests};
+    use crate::service::{CloseCause, ConnectionId, ConnectionInfo, LocalEnd, Requests, Transport};
     use crate::sources::{ConnectionSlots, Slot};
     use std::cell::RefCell;
     use std::collections::VecDeque;
@@ -812,8 +816,8 @@ mod machine {
                 listener: 0,
                 listener_addr: addr,
                 local: addr,
+                transport: Transport::Plain,
             }),
-            transport: None,
         }
     }
 

@@ -61,27 +61,24 @@ impl fmt::Display for ConnectionId {
 pub struct ConnectionInfo {
     pub(crate) id: ConnectionId,
     pub(crate) peer: SocketAddr,
-    /// The listener and the server's address, shared by the connections
-    /// that have the same.
+    /// The listener, the server's address and the transport, shared by
+    /// the connections that have the same.
     pub(crate) end: Arc<LocalEnd>,
-    /// `None` for plain TCP: the usual case costs a pointer, not a
-    /// [`Transport`].
-    pub(crate) transport: Option<Box<Transport>>,
 }
 
 /// The server's end of connections: the listener they came from (its
-/// index and address) and the server's address on them. On a listener
-/// with a specific address, every connection has the same one; on an
-/// unspecified address, one per local address.
+/// index and address), the server's address on them, and how they reach
+/// the service. Plain connections share one: on a listener with a specific
+/// address, every connection has the listener's; on an unspecified
+/// address, one per local address. A TLS connection has its own once its
+/// handshake is done (its version and SNI).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LocalEnd {
     pub(crate) listener: usize,
     pub(crate) listener_addr: SocketAddr,
     pub(crate) local: SocketAddr,
+    pub(crate) transport: Transport,
 }
-
-/// The transport of a connection whose info holds none: plain TCP.
-static PLAIN: Transport = Transport::Plain;
 
 impl ConnectionInfo {
     /// Returns the connection's id.
@@ -114,7 +111,7 @@ impl ConnectionInfo {
     /// Returns how the connection reaches the service: plain TCP, or TLS
     /// with its version and SNI name.
     pub fn transport(&self) -> &Transport {
-        self.transport.as_deref().unwrap_or(&PLAIN)
+        &self.end.transport
     }
 }
 
@@ -452,19 +449,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_plain_connections_info_holds_its_server_end_shared_in_56_bytes() {
+    fn a_plain_connections_info_holds_its_server_end_shared_in_48_bytes() {
         let end = Arc::new(LocalEnd {
             listener: 2,
             listener_addr: "0.0.0.0:12000".parse().unwrap(),
             local: "10.0.0.1:12000".parse().unwrap(),
+            transport: Transport::Plain,
         });
         let info = ConnectionInfo {
             id: ConnectionId::new(0, 1),
             peer: "10.0.0.2:50000".parse().unwrap(),
             end: Arc::clone(&end),
-            transport: None,
         };
-        assert_eq!(std::mem::size_of::<ConnectionInfo>(), 56);
+        assert_eq!(std::mem::size_of::<ConnectionInfo>(), 48);
         assert_eq!(info.listener(), 2);
         assert_eq!(info.listener_addr(), end.listener_addr);
         assert_eq!(info.local(), end.local);

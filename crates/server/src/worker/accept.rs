@@ -6,7 +6,7 @@
 //! it then is [`streams`](super::streams)' business.
 
 use super::{Context, ListenerKind, MAX_SOCKETS_PER_KIND, Source};
-use crate::service::LocalEnd;
+use crate::service::{LocalEnd, Transport};
 use crate::sources::{ConnectionSlots, Slot};
 use crate::stats::WorkerStats;
 use mio::net::{TcpListener, TcpStream};
@@ -80,6 +80,7 @@ impl Acceptor {
                 listener: index,
                 listener_addr: addr,
                 local: addr,
+                transport: Transport::Plain,
             }));
             let mut socket = TcpListener::from_std(listener);
             let token = Source::Listener(index).token();

@@ -310,12 +310,7 @@ impl<S: StreamService> Streams<S> {
         let end = self.local_end(stream, listener.addr);
         let id = ConnectionId::new(self.worker, self.next_serial);
         self.next_serial += 1;
-        ConnectionInfo {
-            id,
-            peer,
-            end,
-            transport: None,
-        }
+        ConnectionInfo { id, peer, end }
     }
 
     /// Returns the server's end of a connection accepted on `listener`:
