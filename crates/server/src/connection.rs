@@ -734,9 +734,9 @@ mod machine {
     //! test scripts, a slot from a cap of its own, time never read.
 
     use super::{Closed, Connection, Stage, Stream};
-    use crate::handle::Wakers;
     use crate::service::{CloseCause, ConnectionId, ConnectionInfo, LocalEnd, Requests, Transport};
     use crate::sources::{ConnectionSlots, Slot};
+    use crate::wake::Wakers;
     use std::cell::RefCell;
     use std::collections::VecDeque;
     use std::io::{self, Read, Write};

@@ -37,6 +37,7 @@
 
 mod connection;
 mod handle;
+mod id;
 mod idle;
 mod proxy;
 mod reflection;
@@ -47,6 +48,7 @@ mod sources;
 mod stats;
 mod timer;
 mod tls;
+mod wake;
 mod worker;
 
 pub use handle::Handle;

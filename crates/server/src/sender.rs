@@ -10,8 +10,8 @@
 //! This module is not the loop's side of delivery; that is
 //! `worker/streams.rs`, which takes the commands and keeps the counts.
 
-use crate::handle::Wakers;
-use crate::service::ConnectionId;
+use crate::id::ConnectionId;
+use crate::wake::Wakers;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};

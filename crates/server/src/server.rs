@@ -1,12 +1,13 @@
 //! Building a server: binding its sockets, then running its workers.
 
-use crate::handle::{Handle, ShutdownSignal, Wakers};
+use crate::handle::{Handle, ShutdownSignal};
 use crate::proxy::{IpPrefix, ProxyTrust};
 use crate::sender::{ConnectionSender, Post};
 use crate::service::{DatagramService, NoService, StreamService};
 use crate::sources::ConnectionSlots;
 use crate::sources::ReplyRate;
 use crate::stats::WorkerStats;
+use crate::wake::Wakers;
 use crate::worker::{Limits, ListenerKind, MAX_SOCKETS_PER_KIND, WAKER, Worker, WorkerParts};
 use mio::{Poll, Waker};
 use shout_socket::{SocketError, TcpListenerBuilder, UdpSocketBuilder};
@@ -335,7 +336,7 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
         if self.workers == 0 {
             return Err(ServerError::InvalidSetting("workers must be at least 1"));
         }
-        if self.workers > crate::service::MAX_WORKERS {
+        if self.workers > crate::id::MAX_WORKERS {
             return Err(ServerError::InvalidSetting("at most 65,536 workers"));
         }
         if self.max_pending_output == 0 {

@@ -13,7 +13,7 @@
 //! what a refused connection or an unanswered datagram becomes (that is
 //! [`worker`](crate::worker)'s business).
 
-use crate::handle::Wakers;
+use crate::wake::Wakers;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::net::IpAddr;

@@ -343,7 +343,7 @@ mod tests {
     //! listener and its waiting connection are real.
 
     use super::*;
-    use crate::handle::Wakers;
+    use crate::wake::Wakers;
     use mio::Poll;
 
     fn acceptor(poll: &Poll) -> (Acceptor, std::net::TcpStream) {
