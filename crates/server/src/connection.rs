@@ -1,15 +1,19 @@
 //! One TCP connection's life as a state machine: its phase (the PROXY
 //! prelude, the transport's handshake, serving, finishing, lingering), its
 //! transport layer (plain or TLS), its pending output and the flags that
-//! decide how it ends. Every transition is made here; the worker reads and
-//! writes the socket, keeps the slab, the idle list and the timers, and
-//! calls the service.
+//! decide how it ends. Every transition is made here. The connection does
+//! no I/O of its own: it reads and writes the stream it is given
+//! ([`Stream`]: a TCP socket in the worker, an in-memory one in the unit
+//! tests below) only when the worker calls on it; the worker keeps the
+//! slab, the idle list and the timers, and calls the service.
 //!
-//! Idle, a plain connection is its socket, its service session, its
-//! readiness, a few flags and an empty `Vec` (no heap): the prelude's buffer
-//! and the TLS layer are boxed, and cost nothing on a connection without
-//! them. Output is buffered only when the socket would not take all of it,
-//! and the buffer is freed as soon as it drains.
+//! Idle, a plain connection is its stream, its service session, its info
+//! (the server's end shared with other connections), one byte of
+//! readiness, one of flags, and an empty output (a null pointer): the
+//! prelude's buffer, the TLS layer and the output buffer are boxed, and
+//! cost nothing on a connection without them. Output is buffered only when
+//! the socket would not take all of it, and the buffer is freed as soon as
+//! it drains.
 
 use crate::proxy::HeaderBuffer;
 use crate::service::{CloseCause, ConnectionInfo, LocalEnd, Requests, TimerRequest};
@@ -416,6 +420,10 @@ impl<Session, T: Stream> Connection<Session, T> {
     /// Opens the connection with the service's `session` once its prelude
     /// and handshake are over.
     pub(crate) fn open_with(&mut self, session: Session) {
+        debug_assert!(
+            !matches!(self.phase, Phase::Open(..)),
+            "a connection opens once"
+        );
         self.phase = Phase::Open(session, Stage::Serving);
     }
 
