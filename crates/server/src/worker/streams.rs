@@ -228,20 +228,8 @@ impl<S: StreamService> Streams<S> {
         };
         let awaits_header = kind.proxy.is_some();
         if tls.is_some() || awaits_header {
-            // The service opens once the header names the client and the
-            // handshake is over, both by one deadline.
-            let waits_for = match (awaits_header, tls.is_some()) {
-                (true, true) => "its PROXY header, then the TLS handshake",
-                (true, false) => "its PROXY header",
-                _ => "the TLS handshake",
-            };
             let connection = Connection::waiting(stream, info, awaits_header, tls, slot);
-            self.connections.insert(connection);
-            let deadline = deadline_after(context.now, self.handshake_timeout);
-            self.calls.timers.set(key, TimerKind::Handshake, deadline);
-            self.idle.touch(key, context.now);
-            WorkerStats::add(&context.stats.connections_accepted, 1);
-            log::debug!("{peer}: connected, awaiting {waits_for}");
+            self.admit_waiting(connection, key, context);
             return;
         }
         let mut serve = self.calls.serve(context.now, &context.stats);
@@ -267,6 +255,25 @@ impl<S: StreamService> Streams<S> {
         self.idle.touch(key, context.now);
         WorkerStats::add(&context.stats.connections_accepted, 1);
         log::debug!("{peer}: connected");
+    }
+
+    /// Takes in a connection whose service opens only once its PROXY
+    /// header names the client and its TLS handshake is over, both by one
+    /// deadline.
+    fn admit_waiting(&mut self, connection: Connection<S::Session>, key: usize, context: &Context) {
+        let peer = connection.info().peer;
+        let waits_for = match (connection.in_prelude(), connection.has_handshake()) {
+            (true, true) => "its PROXY header, then the TLS handshake",
+            (true, false) => "its PROXY header",
+            _ => "the TLS handshake",
+        };
+        let inserted = self.connections.insert(connection);
+        debug_assert_eq!(inserted, key, "registered under the slab's next key");
+        let deadline = deadline_after(context.now, self.handshake_timeout);
+        self.calls.timers.set(key, TimerKind::Handshake, deadline);
+        self.idle.touch(key, context.now);
+        WorkerStats::add(&context.stats.connections_accepted, 1);
+        log::debug!("{peer}: connected, awaiting {waits_for}");
     }
 
     /// Sets an accepted stream's options and registers it under the key
