@@ -497,9 +497,13 @@ impl<Session, T: Stream> Connection<Session, T> {
     /// pending and the socket takes them, buffering the rest. Returns the
     /// number of bytes the socket took.
     pub(crate) fn send(&mut self, bytes: &[u8], capacity: usize) -> io::Result<usize> {
-        if !self.output.is_empty() || !matches!(self.transport, TransportLayer::Plain) {
+        if !self.output.is_empty() {
             self.output.push(bytes, capacity);
             return self.flush();
+        }
+        if let TransportLayer::Tls(tls) = &mut self.transport {
+            let sending = (&mut self.readiness, &mut self.stream, &mut self.output);
+            return send_through_layer(tls, sending, bytes, capacity);
         }
         let written = self.readiness.write(&mut self.stream, bytes)?;
         // The usual answer goes out whole: no call to buffer nothing.
@@ -723,6 +727,39 @@ impl OutputBuffer {
             self.bytes = Vec::new();
             self.sent = 0;
         }
+    }
+}
+
+/// [`Connection::send`] with nothing pending, through a TLS layer: it
+/// encrypts the bytes from where they are, and only what it did not take
+/// is buffered in `output`.
+#[inline(never)]
+fn send_through_layer<T: Write>(
+    tls: &mut TlsLayer,
+    (readiness, stream, output): (&mut StreamReadiness, &mut T, &mut PendingOutput),
+    bytes: &[u8],
+    capacity: usize,
+) -> io::Result<usize> {
+    let mut direct = Unsent { bytes, taken: 0 };
+    let written = tls.flush(&mut direct, readiness, stream)?;
+    output.push(&bytes[direct.taken..], capacity);
+    Ok(written)
+}
+
+/// Bytes about to be sent, lent to the TLS layer in place: it takes what
+/// it encrypts, and the rest is buffered.
+struct Unsent<'a> {
+    bytes: &'a [u8],
+    taken: usize,
+}
+
+impl PlaintextSource for Unsent<'_> {
+    fn unsent(&self) -> &[u8] {
+        &self.bytes[self.taken..]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.taken += n;
     }
 }
 
