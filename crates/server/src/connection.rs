@@ -20,10 +20,9 @@ use crate::service::{CloseCause, ConnectionInfo, LocalEnd, Requests, TimerReques
 use crate::sources::Slot;
 use crate::tls::{Plaintext, PlaintextSource, TlsLayer};
 use mio::event::Event;
-use mio::net::TcpStream;
 use shout_socket::StreamReadiness;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Where a connection is in its life. Transitions only go down this list
@@ -135,7 +134,7 @@ pub(crate) enum Received {
 }
 
 /// The parts of a closed connection the worker still needs.
-pub(crate) struct Closed<Session, T = TcpStream> {
+pub(crate) struct Closed<Session, T> {
     pub(crate) stream: T,
     pub(crate) info: ConnectionInfo,
     /// The service's session; `None` if it never opened.
@@ -153,13 +152,7 @@ pub(crate) trait Stream: Read + Write {
     fn shutdown_write(&self) -> io::Result<()>;
 }
 
-impl Stream for TcpStream {
-    fn shutdown_write(&self) -> io::Result<()> {
-        self.shutdown(Shutdown::Write)
-    }
-}
-
-pub(crate) struct Connection<Session, T = TcpStream> {
+pub(crate) struct Connection<Session, T> {
     stream: T,
     info: ConnectionInfo,
     phase: Phase<Session>,

@@ -6,8 +6,8 @@
 //! time, the scratch buffer, the timers, the counters), built once per
 //! event by [`streams`](super::streams) instead of passed as parameters.
 
+use super::TcpConnection;
 use super::note_panic;
-use crate::connection::Connection;
 use crate::sender::ConnectionSender;
 use crate::service::{
     CloseCause, ConnectionContext, ConnectionInfo, Requests, StreamService, TimerRequest,
@@ -83,7 +83,7 @@ impl<S: StreamService> Serve<'_, S> {
     #[inline]
     pub(super) fn call_and_answer(
         &mut self,
-        connection: &mut Connection<S::Session>,
+        connection: &mut TcpConnection<S::Session>,
         key: usize,
         callback: impl FnOnce(&S, &mut S::Session, &mut ConnectionContext<'_>),
     ) -> Result<(), CloseCause> {
@@ -117,7 +117,7 @@ impl<S: StreamService> Serve<'_, S> {
     /// greeting. A panic in `open` closes the connection, which never opened.
     pub(super) fn open_session(
         &mut self,
-        connection: &mut Connection<S::Session>,
+        connection: &mut TcpConnection<S::Session>,
         key: usize,
     ) -> Result<(), CloseCause> {
         self.timers.cancel(key, TimerKind::Handshake);
@@ -142,7 +142,7 @@ impl<S: StreamService> Serve<'_, S> {
     /// Applies what a callback asked: to the connection, and to its timer.
     pub(super) fn apply(
         &mut self,
-        connection: &mut Connection<S::Session>,
+        connection: &mut TcpConnection<S::Session>,
         key: usize,
         requests: Requests,
     ) {
@@ -152,7 +152,7 @@ impl<S: StreamService> Serve<'_, S> {
 
 /// Applies `requests` to `connection` and its service timer.
 pub(super) fn apply<Session>(
-    connection: &mut Connection<Session>,
+    connection: &mut TcpConnection<Session>,
     key: usize,
     requests: Requests,
     timers: &mut TimerQueue,

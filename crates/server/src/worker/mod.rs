@@ -48,6 +48,7 @@ use crate::sources::{ReplyRate, ReplyRateLimiter};
 use crate::stats::WorkerStats;
 use accept::{Accepted, Acceptor};
 use datagrams::Datagrams;
+use mio::net::TcpStream;
 use mio::{Events, Poll, Token};
 use std::io;
 use std::sync::Arc;
@@ -106,6 +107,15 @@ impl ListenerKind {
             tls: tls.map(crate::tls::recording_sni),
             proxy: proxy.cloned(),
         }
+    }
+}
+
+/// A connection of this loop: on a TCP socket.
+type TcpConnection<Session> = crate::connection::Connection<Session, TcpStream>;
+
+impl crate::connection::Stream for TcpStream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
     }
 }
 

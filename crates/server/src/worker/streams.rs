@@ -10,6 +10,7 @@
 //! [`accept`](super::accept)'s decision; its slot goes back when the
 //! connection is dropped.
 
+use super::TcpConnection;
 use super::accept::Listener;
 use super::calls::{Serve, add_bytes_out, apply, io};
 use super::tls;
@@ -80,7 +81,7 @@ impl<S> Calls<S> {
 
 /// A worker's TCP connections and what serving them needs.
 pub(super) struct Streams<S: StreamService> {
-    connections: Slab<Connection<S::Session>>,
+    connections: Slab<TcpConnection<S::Session>>,
     idle: IdleList,
     calls: Calls<S>,
     /// One read buffer for every connection of this worker.
@@ -260,7 +261,12 @@ impl<S: StreamService> Streams<S> {
     /// Takes in a connection whose service opens only once its PROXY
     /// header names the client and its TLS handshake is over, both by one
     /// deadline.
-    fn admit_waiting(&mut self, connection: Connection<S::Session>, key: usize, context: &Context) {
+    fn admit_waiting(
+        &mut self,
+        connection: TcpConnection<S::Session>,
+        key: usize,
+        context: &Context,
+    ) {
         let peer = connection.info().peer;
         let waits_for = match (connection.in_prelude(), connection.has_handshake()) {
             (true, true) => "its PROXY header, then the TLS handshake",
@@ -686,7 +692,7 @@ impl<S: StreamService> Streams<S> {
 #[inline]
 fn receive<S: StreamService>(
     serve: &mut Serve<'_, S>,
-    connection: &mut Connection<S::Session>,
+    connection: &mut TcpConnection<S::Session>,
     key: usize,
     mut data: &[u8],
 ) -> Result<(), CloseCause> {
@@ -727,7 +733,7 @@ fn receive<S: StreamService>(
 /// cap. Without a handshake to follow, the service opens.
 fn prelude<S: StreamService>(
     serve: &mut Serve<'_, S>,
-    connection: &mut Connection<S::Session>,
+    connection: &mut TcpConnection<S::Session>,
     key: usize,
     data: &[u8],
 ) -> Result<Option<usize>, CloseCause> {
@@ -770,7 +776,7 @@ fn prelude<S: StreamService>(
 
 /// Counts and logs a connection cut at its handshake deadline: with no
 /// whole PROXY header, or in its TLS handshake.
-fn note_handshake_timeout<Session>(connection: &Connection<Session>, stats: &WorkerStats) {
+fn note_handshake_timeout<Session>(connection: &TcpConnection<Session>, stats: &WorkerStats) {
     let peer = connection.info().peer;
     if connection.in_prelude() {
         WorkerStats::add(&stats.proxy_headers_rejected, 1);

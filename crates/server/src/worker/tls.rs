@@ -7,8 +7,9 @@
 //! backpressure, timers, the stop) is [`streams`](super::streams)' code,
 //! run on the plaintext.
 
+use super::TcpConnection;
 use super::calls::{Serve, add_bytes_out, io};
-use crate::connection::{Connection, Received};
+use crate::connection::Received;
 use crate::service::{CloseCause, EndReason, StreamService};
 use crate::stats::WorkerStats;
 use crate::tls::recycle;
@@ -21,7 +22,7 @@ use crate::tls::recycle;
 /// or a client gone during the handshake.
 pub(super) fn receive<S: StreamService>(
     serve: &mut Serve<'_, S>,
-    connection: &mut Connection<S::Session>,
+    connection: &mut TcpConnection<S::Session>,
     key: usize,
     ciphertext: &[u8],
 ) -> Result<(), CloseCause> {
@@ -83,7 +84,7 @@ pub(super) fn receive<S: StreamService>(
 /// whether the client's input is over (close_notify, or a truncation).
 fn deliver_plaintext<S: StreamService>(
     serve: &mut Serve<'_, S>,
-    connection: &mut Connection<S::Session>,
+    connection: &mut TcpConnection<S::Session>,
     key: usize,
 ) -> Result<bool, CloseCause> {
     loop {
@@ -125,7 +126,7 @@ fn deliver_plaintext<S: StreamService>(
 /// are counted where [`receive`] meets them; a PROXY header still awaited
 /// is not a handshake yet.
 pub(super) fn note_broken_handshake<Session>(
-    connection: &Connection<Session>,
+    connection: &TcpConnection<Session>,
     cause: CloseCause,
     stats: &WorkerStats,
 ) {
