@@ -937,6 +937,86 @@ mod machine {
         assert_eq!(wire.0.borrow().written, b"BYE");
     }
 
+    /// Moves the client's records through the connection's transport
+    /// layer, and what the connection sends back to the client, `rounds`
+    /// times.
+    fn exchange(
+        connection: &mut Connection<u32, Memory>,
+        wire: &Memory,
+        client: &mut rustls::ClientConnection,
+        rounds: usize,
+    ) {
+        for _ in 0..rounds {
+            let mut records = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut records).unwrap();
+            }
+            // An empty read would be the end of the stream: none here.
+            if !records.is_empty() {
+                assert!(connection.receive(&mut &records[..]).unwrap());
+            }
+            wire.0.borrow_mut().room = usize::MAX;
+            connection.mark_ready(false, true);
+            connection.flush().unwrap();
+            let sent = std::mem::take(&mut wire.0.borrow_mut().written);
+            if !sent.is_empty() {
+                client.read_tls(&mut &sent[..]).unwrap();
+                client.process_new_packets().unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn over_tls_the_phases_come_in_order_and_the_end_is_a_close_notify() {
+        use super::Received;
+        use rustls::ProtocolVersion;
+        use std::io::Read as _;
+
+        let (layer, mut client) = crate::tls::tests::pair();
+        let wire = Memory::default();
+        let mut connection: Connection<u32, Memory> =
+            Connection::waiting(wire.clone(), info(), true, Some(Box::new(layer)), slot());
+        let header = b"PROXY TCP4 192.0.2.7 127.0.0.1 5555 12000\r\n";
+        let (_, peer) = connection.receive_prelude(header).unwrap().unwrap();
+        connection.end_prelude(peer);
+        assert!(!connection.in_prelude() && connection.transport_handshaking());
+
+        exchange(&mut connection, &wire, &mut client, 4);
+        assert!(!connection.transport_handshaking() && !client.is_handshaking());
+        assert!(connection.is_handshaking(), "the service opens on its call");
+        connection.end_handshake();
+        connection.open_with(0);
+        let tls = Transport::Tls {
+            version: ProtocolVersion::TLSv1_3,
+            sni: Some("localhost".into()),
+        };
+        assert_eq!(connection.info().transport(), &tls);
+        assert!(connection.is_serving());
+
+        client.writer().write_all(b"hello").unwrap();
+        exchange(&mut connection, &wire, &mut client, 1);
+        assert!(matches!(connection.plaintext(), Received::Data(data) if data == b"hello"));
+        connection.send(b"HELLO", CAPACITY).unwrap();
+        exchange(&mut connection, &wire, &mut client, 1);
+        let mut answer = [0; 5];
+        client.reader().read_exact(&mut answer).unwrap();
+        assert_eq!(&answer, b"HELLO");
+
+        // Finishing: the stream's end is TLS's close_notify, then the FIN.
+        connection.apply(CLOSE);
+        assert_eq!(connection.stage(), Some(Stage::Finishing));
+        assert!(connection.end_if_sent().unwrap());
+        assert_eq!(connection.stage(), Some(Stage::Lingering));
+        assert!(wire.0.borrow().shut);
+        exchange(&mut connection, &wire, &mut client, 1);
+        let mut rest = Vec::new();
+        assert_eq!(
+            client.reader().read_to_end(&mut rest).unwrap(),
+            0,
+            "close_notify"
+        );
+    }
+
     #[test]
     fn a_proxy_header_split_in_bytes_is_taken_whole_and_names_the_client() {
         let mut connection: Connection<u32, Memory> =

@@ -603,7 +603,7 @@ impl<W: Write> Write for SocketWriter<'_, W> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use rustls::{ClientConfig, ClientConnection, RootCertStore};
@@ -629,7 +629,7 @@ mod tests {
     }
 
     /// A layer and a client under one self-signed certificate.
-    fn pair() -> (TlsLayer, ClientConnection) {
+    pub(crate) fn pair() -> (TlsLayer, ClientConnection) {
         let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
         let der: CertificateDer<'static> = certified.cert.der().clone();
         let key = PrivateKeyDer::try_from(certified.signing_key.serialize_der()).unwrap();
