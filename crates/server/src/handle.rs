@@ -4,35 +4,10 @@
 
 use crate::sender::ConnectionSender;
 use crate::stats::{Stats, WorkerStats};
-use mio::Waker;
+use crate::wake::Wakers;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-/// One waker per worker: how another thread gets a worker out of its poll.
-#[derive(Debug)]
-pub(crate) struct Wakers(Vec<Waker>);
-
-impl Wakers {
-    pub(crate) fn new(wakers: Vec<Waker>) -> Self {
-        Self(wakers)
-    }
-
-    /// Wakes every worker; `why` is for the log if one cannot be woken.
-    pub(crate) fn wake_all(&self, why: &str) {
-        for index in 0..self.0.len() {
-            self.wake(index, why);
-        }
-    }
-
-    /// Wakes worker `index`, if there is one.
-    pub(crate) fn wake(&self, index: usize, why: &str) {
-        if let Some(Err(error)) = self.0.get(index).map(Waker::wake) {
-            // The worker still sees why on its next timer or event.
-            log::warn!("could not wake worker {index} ({why}): {error}");
-        }
-    }
-}
 
 /// The stop request, shared by the handle and every worker.
 #[derive(Debug)]

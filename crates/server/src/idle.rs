@@ -13,22 +13,38 @@
 
 use std::time::{Duration, Instant};
 
-const NONE: usize = usize::MAX;
+/// No neighbour: the end of the list.
+const NONE: u32 = u32::MAX;
+/// A link's `prev` while its key is not listed.
+const UNLINKED: u32 = u32::MAX - 1;
 
+/// One key's place in the list, in 24 bytes: neighbours as `u32` (keys
+/// are connection keys, far below [`UNLINKED`]).
 #[derive(Debug, Clone, Copy)]
 struct Link {
-    prev: usize,
-    next: usize,
     since: Instant,
-    linked: bool,
+    prev: u32,
+    next: u32,
+}
+
+impl Link {
+    fn is_linked(&self) -> bool {
+        self.prev != UNLINKED
+    }
+}
+
+/// A key as a link's neighbour.
+fn index(key: usize) -> u32 {
+    debug_assert!(key < UNLINKED as usize, "connection key {key} out of range");
+    key as u32
 }
 
 /// Connections in order of last activity, oldest first.
 #[derive(Debug)]
 pub(crate) struct IdleList {
     links: Vec<Link>,
-    head: usize,
-    tail: usize,
+    head: u32,
+    tail: u32,
 }
 
 impl IdleList {
@@ -41,47 +57,54 @@ impl IdleList {
     }
 
     /// Records activity on `key` at `now`, adding it if it is not listed.
+    #[inline]
     pub(crate) fn touch(&mut self, key: usize, now: Instant) {
+        // The usual touch: the connection that was active last is again
+        // (the tail is always listed).
+        if self.tail as usize == key {
+            self.links[key].since = now;
+            return;
+        }
+        self.move_to_tail(key, now);
+    }
+
+    /// [`touch`](Self::touch) on a key not at the tail.
+    #[inline(never)]
+    fn move_to_tail(&mut self, key: usize, now: Instant) {
         if key >= self.links.len() {
             let unlinked = Link {
-                prev: NONE,
-                next: NONE,
                 since: now,
-                linked: false,
+                prev: UNLINKED,
+                next: NONE,
             };
             self.links.resize(key + 1, unlinked);
         }
-        if self.links[key].linked {
-            if self.tail == key {
-                self.links[key].since = now;
-                return;
-            }
+        if self.links[key].is_linked() {
             self.unlink(key);
         }
         self.links[key] = Link {
+            since: now,
             prev: self.tail,
             next: NONE,
-            since: now,
-            linked: true,
         };
         match self.tail {
-            NONE => self.head = key,
-            tail => self.links[tail].next = key,
+            NONE => self.head = index(key),
+            tail => self.links[tail as usize].next = index(key),
         }
-        self.tail = key;
+        self.tail = index(key);
     }
 
     /// Forgets `key` (its connection closed).
     pub(crate) fn remove(&mut self, key: usize) {
-        if self.links.get(key).is_some_and(|link| link.linked) {
+        if self.links.get(key).is_some_and(Link::is_linked) {
             self.unlink(key);
         }
     }
 
     /// The connection idle longest, if it has been idle for `timeout` at `now`.
     pub(crate) fn expired(&self, now: Instant, timeout: Duration) -> Option<usize> {
-        let head = *self.links.get(self.head)?;
-        (now.saturating_duration_since(head.since) >= timeout).then_some(self.head)
+        let head = *self.links.get(self.head as usize)?;
+        (now.saturating_duration_since(head.since) >= timeout).then_some(self.head as usize)
     }
 
     /// When the connection idle longest will expire.
@@ -89,7 +112,7 @@ impl IdleList {
     /// represented (a timeout meaning "practically never").
     pub(crate) fn next_deadline(&self, timeout: Duration) -> Option<Instant> {
         self.links
-            .get(self.head)
+            .get(self.head as usize)
             .and_then(|link| link.since.checked_add(timeout))
     }
 
@@ -97,13 +120,13 @@ impl IdleList {
         let Link { prev, next, .. } = self.links[key];
         match prev {
             NONE => self.head = next,
-            prev => self.links[prev].next = next,
+            prev => self.links[prev as usize].next = next,
         }
         match next {
             NONE => self.tail = prev,
-            next => self.links[next].prev = prev,
+            next => self.links[next as usize].prev = prev,
         }
-        self.links[key].linked = false;
+        self.links[key].prev = UNLINKED;
     }
 }
 
@@ -159,6 +182,12 @@ mod tests {
         list.touch(1, start + Duration::from_secs(5));
         assert_eq!(drain_expired(&mut list, start + TIMEOUT), vec![0, 2]);
         assert_eq!(drain_expired(&mut list, start + TIMEOUT * 2), vec![1]);
+    }
+
+    #[test]
+    fn a_link_is_24_bytes() {
+        // Every connection has one, idle or not: see docs/BENCHMARKS.md.
+        assert_eq!(std::mem::size_of::<Link>(), 24);
     }
 
     #[test]

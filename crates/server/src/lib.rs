@@ -37,7 +37,9 @@
 
 mod connection;
 mod handle;
+mod id;
 mod idle;
+mod proxy;
 mod reflection;
 mod sender;
 mod server;
@@ -46,9 +48,11 @@ mod sources;
 mod stats;
 mod timer;
 mod tls;
+mod wake;
 mod worker;
 
 pub use handle::Handle;
+pub use proxy::{IpPrefix, MAX_PROXY_HEADER};
 /// The TLS library the server runs on, for building its `ServerConfig`.
 pub use rustls;
 pub use sender::{Broadcast, ConnectionSender, SendError};
@@ -61,4 +65,3 @@ pub use service::{
     EndReason, NoService, StreamService, Transport, Uppercase,
 };
 pub use stats::{COUNTERS, Counter, CounterGroup, Exposure, Stats, TURN_BUCKETS};
-pub use worker::proxy::{IpPrefix, MAX_PROXY_HEADER};

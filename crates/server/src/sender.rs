@@ -10,11 +10,11 @@
 //! This module is not the loop's side of delivery; that is
 //! `worker/streams.rs`, which takes the commands and keeps the counts.
 
-use crate::handle::Wakers;
-use crate::service::ConnectionId;
+use crate::id::ConnectionId;
+use crate::wake::Wakers;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Why [`ConnectionSender::send`] or [`close`](ConnectionSender::close)
@@ -70,15 +70,12 @@ impl ConnectionSender {
     /// limit, [`SendError::Closed`] when the connection is gone.
     pub fn send(&self, id: ConnectionId, bytes: &[u8]) -> Result<(), SendError> {
         let mailbox = self.post.mailbox(id)?;
-        let share = mailbox.share(id)?;
+        let key = mailbox.reserve(id, bytes.len(), self.post.max_pending_output)?;
         if bytes.is_empty() {
             return Ok(());
         }
-        if !share.reserve(bytes.len(), self.post.max_pending_output) {
-            return Err(SendError::Full);
-        }
         let command = Command::Send {
-            key: share.key,
+            key,
             id,
             bytes: Arc::from(bytes),
         };
@@ -96,11 +93,16 @@ impl ConnectionSender {
     /// [`SendError::Closed`] when the connection is gone.
     pub fn close(&self, id: ConnectionId) -> Result<(), SendError> {
         let mailbox = self.post.mailbox(id)?;
-        let share = mailbox.share(id)?;
         // One close command per connection at most: repeated calls cannot
         // grow the mailbox.
-        if !share.close_requested.swap(true, Ordering::AcqRel) {
-            let command = Command::Close { key: share.key, id };
+        let (first, key) = {
+            let mut connections = lock(&mailbox.connections);
+            let share = connections.get_mut(&id.as_u64()).ok_or(SendError::Closed)?;
+            let first = !std::mem::replace(&mut share.close_requested, true);
+            (first, share.key as usize)
+        };
+        if first {
+            let command = Command::Close { key, id };
             self.post.deliver(id.worker(), vec![command]);
         }
         Ok(())
@@ -122,14 +124,14 @@ impl ConnectionSender {
         let message: Arc<[u8]> = Arc::from(bytes);
         for (worker, mailbox) in self.post.mailboxes.iter().enumerate() {
             let mut commands = Vec::new();
-            for (&id, share) in lock(&mailbox.connections).iter() {
+            for (&id, share) in lock(&mailbox.connections).iter_mut() {
                 let id = ConnectionId(id);
                 if Some(id) == except {
                     continue;
                 }
                 if share.reserve(bytes.len(), self.post.max_pending_output) {
                     commands.push(Command::Send {
-                        key: share.key,
+                        key: share.key as usize,
                         id,
                         bytes: Arc::clone(&message),
                     });
@@ -195,33 +197,58 @@ impl Post {
 pub(crate) struct Mailbox {
     /// Keyed by [`ConnectionId::as_u64`]; a connection is here from its
     /// open to its close.
-    connections: Mutex<HashMap<u64, Arc<Share>>>,
+    /// Every open connection's share, by id: in the table itself, one
+    /// entry of 24 bytes per connection and no allocation of its own.
+    connections: Mutex<HashMap<u64, Share>>,
     commands: Mutex<Vec<Command>>,
     has_commands: AtomicBool,
 }
 
 impl Mailbox {
-    fn share(&self, id: ConnectionId) -> Result<Arc<Share>, SendError> {
-        lock(&self.connections)
-            .get(&id.as_u64())
-            .cloned()
-            .ok_or(SendError::Closed)
+    /// Reserves `bytes` for connection `id` if they fit under `limit`,
+    /// and returns its key.
+    fn reserve(&self, id: ConnectionId, bytes: usize, limit: usize) -> Result<usize, SendError> {
+        let mut connections = lock(&self.connections);
+        let share = connections.get_mut(&id.as_u64()).ok_or(SendError::Closed)?;
+        if !share.reserve(bytes, limit) {
+            return Err(SendError::Full);
+        }
+        Ok(share.key as usize)
     }
 
-    /// Lists a new connection; returns its share.
-    pub(crate) fn open(&self, id: ConnectionId, key: usize) -> Arc<Share> {
-        let share = Arc::new(Share {
+    /// Lists connection `id`, at `key` in its worker, with nothing held.
+    pub(crate) fn open(&self, id: ConnectionId, key: usize) {
+        let key = u32::try_from(key).expect("connection keys fit 32 bits");
+        let share = Share {
             key,
-            held_and_queued: AtomicUsize::new(0),
-            close_requested: AtomicBool::new(false),
-        });
-        lock(&self.connections).insert(id.as_u64(), Arc::clone(&share));
-        share
+            close_requested: false,
+            held_and_queued: 0,
+        };
+        lock(&self.connections).insert(id.as_u64(), share);
     }
 
-    /// Forgets a closed connection: sends to it fail with `Closed` from now.
     pub(crate) fn forget(&self, id: ConnectionId) {
         lock(&self.connections).remove(&id.as_u64());
+    }
+
+    /// Changes what connection `id` is counted to hold from `from` bytes
+    /// to `to`: its worker's count of its pending output.
+    pub(crate) fn publish(&self, id: ConnectionId, from: usize, to: usize) {
+        if let Some(share) = lock(&self.connections).get_mut(&id.as_u64()) {
+            share.held_and_queued = share.held_and_queued.wrapping_sub(from).wrapping_add(to);
+        }
+    }
+
+    #[cfg(test)]
+    fn held_and_queued(&self, id: ConnectionId) -> Option<usize> {
+        lock(&self.connections)
+            .get(&id.as_u64())
+            .map(|share| share.held_and_queued)
+    }
+
+    #[inline]
+    pub(crate) fn has_commands(&self) -> bool {
+        self.has_commands.load(Ordering::Acquire)
     }
 
     /// Moves the waiting commands into `into` (empty); returns whether any were.
@@ -238,37 +265,28 @@ impl Mailbox {
 
 /// What one connection's senders and its worker share.
 #[derive(Debug)]
-pub(crate) struct Share {
+struct Share {
     /// The connection's key in its worker's slab.
-    pub(crate) key: usize,
+    key: u32,
+    close_requested: bool,
     /// Bytes the connection holds (as last published by its worker) plus
     /// bytes reserved by sends not yet delivered.
-    pub(crate) held_and_queued: AtomicUsize,
-    pub(crate) close_requested: AtomicBool,
+    held_and_queued: usize,
 }
 
 impl Share {
     /// Reserves `bytes` if they fit under `limit`.
-    fn reserve(&self, bytes: usize, limit: usize) -> bool {
-        self.held_and_queued
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
-                now.checked_add(bytes).filter(|&total| total <= limit)
-            })
-            .is_ok()
-    }
-
-    /// Moves the published count from `from` to `to` bytes held.
-    pub(crate) fn publish(&self, from: usize, to: usize) {
-        if to > from {
-            self.held_and_queued.fetch_add(to - from, Ordering::AcqRel);
-        } else {
-            self.held_and_queued.fetch_sub(from - to, Ordering::AcqRel);
+    fn reserve(&mut self, bytes: usize, limit: usize) -> bool {
+        match self.held_and_queued.checked_add(bytes) {
+            Some(total) if total <= limit => {
+                self.held_and_queued = total;
+                true
+            }
+            _ => false,
         }
     }
 }
 
-/// Locks `mutex`, going on if a panicking holder poisoned it: every value
-/// behind these locks is valid after any single operation.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
@@ -288,11 +306,11 @@ mod tests {
         let post = post(10);
         let sender = ConnectionSender::new(Arc::clone(&post));
         let id = ConnectionId::new(1, 7);
-        let share = post.mailboxes[1].open(id, 3);
+        post.mailboxes[1].open(id, 3);
         assert_eq!(sender.send(id, b"123456"), Ok(()));
         assert_eq!(sender.send(id, b"12345"), Err(SendError::Full));
         assert_eq!(sender.send(id, b"1234"), Ok(()));
-        assert_eq!(share.held_and_queued.load(Ordering::Relaxed), 10);
+        assert_eq!(post.mailboxes[1].held_and_queued(id), Some(10));
         assert_eq!(sender.send(id, b"an eleven b"), Err(SendError::Full));
         let mut commands = Vec::new();
         assert!(post.mailboxes[1].take(&mut commands));
@@ -329,7 +347,8 @@ mod tests {
         let post = post(4);
         let sender = ConnectionSender::new(Arc::clone(&post));
         let full = ConnectionId::new(0, 1);
-        post.mailboxes[0].open(full, 0).publish(0, 3);
+        post.mailboxes[0].open(full, 0);
+        post.mailboxes[0].publish(full, 0, 3);
         post.mailboxes[0].open(ConnectionId::new(0, 2), 1);
         post.mailboxes[1].open(ConnectionId::new(1, 1), 0);
         let outcome = sender.broadcast(b"ab");

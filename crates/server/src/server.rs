@@ -1,12 +1,14 @@
 //! Building a server: binding its sockets, then running its workers.
 
-use crate::handle::{Handle, ShutdownSignal, Wakers};
+use crate::handle::{Handle, ShutdownSignal};
+use crate::proxy::{IpPrefix, ProxyTrust};
 use crate::sender::{ConnectionSender, Post};
 use crate::service::{DatagramService, NoService, StreamService};
+use crate::sources::ConnectionSlots;
 use crate::sources::ReplyRate;
 use crate::stats::WorkerStats;
-use crate::worker::proxy::{IpPrefix, ProxyTrust};
-use crate::worker::{ConnectionSlots, Limits, MAX_SOCKETS_PER_KIND, WAKER, Worker, WorkerParts};
+use crate::wake::Wakers;
+use crate::worker::{Limits, ListenerKind, MAX_SOCKETS_PER_KIND, WAKER, Worker, WorkerParts};
 use mio::{Poll, Waker};
 use shout_socket::{SocketError, TcpListenerBuilder, UdpSocketBuilder};
 use std::any::TypeId;
@@ -303,121 +305,13 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
 
     /// Binds every socket for every worker. Errors name the address.
     pub fn build(self) -> Result<Server<S, D>, ServerError> {
-        if self.tcp.is_empty()
-            && self.tls.is_empty()
-            && self.udp.is_empty()
-            && self.tcp_listeners.is_empty()
-            && self.udp_sockets.is_empty()
-        {
-            return Err(ServerError::NoAddresses);
-        }
-        if self.proxy.as_ref().is_some_and(Vec::is_empty) {
-            return Err(ServerError::InvalidSetting(
-                "the PROXY protocol with no trusted sender",
-            ));
-        }
-        if self.handshake_timeout.is_zero() {
-            return Err(ServerError::InvalidSetting(
-                "handshake timeout must be more than zero",
-            ));
-        }
-        if (!self.tcp.is_empty() || !self.tls.is_empty()) && is_no_service::<S>() {
-            return Err(ServerError::InvalidSetting(
-                "a TCP address on a server with no stream service (udp_only)",
-            ));
-        }
-        if !self.udp.is_empty() && is_no_service::<D>() {
-            return Err(ServerError::InvalidSetting(
-                "a UDP address on a server with no datagram service (tcp_only)",
-            ));
-        }
-        if self.workers == 0 {
-            return Err(ServerError::InvalidSetting("workers must be at least 1"));
-        }
-        if self.workers > crate::service::MAX_WORKERS {
-            return Err(ServerError::InvalidSetting("at most 65,536 workers"));
-        }
-        if self.max_pending_output == 0 {
-            return Err(ServerError::InvalidSetting(
-                "max pending output must be at least 1 byte",
-            ));
-        }
-        if self.max_connections == 0 {
-            return Err(ServerError::InvalidSetting(
-                "max connections must be at least 1",
-            ));
-        }
-        if self.udp_rate_per_source > 0 && self.udp_burst_per_source == Some(0) {
-            return Err(ServerError::InvalidSetting(
-                "the UDP burst per source must be at least 1 reply",
-            ));
-        }
-        if self.idle_timeout == Some(Duration::ZERO) {
-            return Err(ServerError::InvalidSetting(
-                "idle timeout must be more than zero (None for no timeout)",
-            ));
-        }
-        if self.tcp.len() + self.tcp_listeners.len() + self.tls.len() > MAX_SOCKETS_PER_KIND
-            || self.udp.len() + self.udp_sockets.len() > MAX_SOCKETS_PER_KIND
-        {
-            return Err(ServerError::InvalidSetting(
-                "at most 4,096 TCP and 4,096 UDP addresses",
-            ));
-        }
-        let shared_port = self.workers > 1;
-        let mut sockets_per_worker: Vec<_> = (0..self.workers)
-            .map(|_| (Vec::new(), Vec::new()))
-            .collect();
-        // The first worker binds what was asked; the others bind the real
-        // addresses it got, so port 0 means one port for all.
-        let mut tcp_addrs = self.tcp.clone();
-        for (tcp, _) in &mut sockets_per_worker {
-            for addr in &mut tcp_addrs {
-                let listener = TcpListenerBuilder::new(*addr)
-                    .reuse_port(shared_port)
-                    .nonblocking(true)
-                    .bind()?;
-                *addr = listener.local_addr().map_err(ServerError::EventLoop)?;
-                tcp.push(listener);
-            }
-        }
-        let mut udp_addrs = Vec::with_capacity(self.udp.len());
-        for addr in &self.udp {
-            let group = UdpSocketBuilder::new(*addr)
-                .recv_buffer_size(self.udp_recv_buffer)
-                .nonblocking(true)
-                .bind_group(self.workers)?;
-            udp_addrs.push(group[0].local_addr().map_err(ServerError::EventLoop)?);
-            for (socket, (_, udp)) in group.into_iter().zip(&mut sockets_per_worker) {
-                udp.push(socket);
-            }
-        }
-        for listener in &self.tcp_listeners {
-            listener.set_nonblocking(true)?;
-            tcp_addrs.push(listener.local_addr()?);
-            for (tcp, _) in &mut sockets_per_worker {
-                tcp.push(listener.try_clone()?);
-            }
-        }
-        let first_tls_listener = tcp_addrs.len();
-        let mut tls_addrs: Vec<SocketAddr> = self.tls.iter().map(|(addr, _)| *addr).collect();
-        for (tcp, _) in &mut sockets_per_worker {
-            for addr in &mut tls_addrs {
-                let listener = TcpListenerBuilder::new(*addr)
-                    .reuse_port(shared_port)
-                    .nonblocking(true)
-                    .bind()?;
-                *addr = listener.local_addr().map_err(ServerError::EventLoop)?;
-                tcp.push(listener);
-            }
-        }
-        for socket in &self.udp_sockets {
-            socket.set_nonblocking(true)?;
-            udp_addrs.push(socket.local_addr()?);
-            for (_, udp) in &mut sockets_per_worker {
-                udp.push(socket.try_clone()?);
-            }
-        }
+        self.check()?;
+        let Bound {
+            sockets_per_worker,
+            tcp_addrs,
+            udp_addrs,
+            tls_addrs,
+        } = self.bind()?;
 
         let mut polls = Vec::with_capacity(self.workers);
         let mut wakers = Vec::with_capacity(self.workers);
@@ -451,14 +345,7 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
                         .unwrap_or(self.udp_rate_per_source),
                 ),
             },
-            tls: self
-                .tls
-                .iter()
-                .map(|(_, config)| Arc::clone(config))
-                .collect(),
-            first_tls_listener,
             handshake_timeout: self.handshake_timeout,
-            proxy: self.proxy.map(ProxyTrust),
         };
         let stream_service = Arc::new(self.stream_service);
         let datagram_service = Arc::new(self.datagram_service);
@@ -489,6 +376,145 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             sender: ConnectionSender::new(post),
         };
         Ok(Server { workers, handle })
+    }
+
+    /// Refuses a configuration the server cannot run with.
+    fn check(&self) -> Result<(), ServerError> {
+        if self.tcp.is_empty()
+            && self.tls.is_empty()
+            && self.udp.is_empty()
+            && self.tcp_listeners.is_empty()
+            && self.udp_sockets.is_empty()
+        {
+            return Err(ServerError::NoAddresses);
+        }
+        if self.proxy.as_ref().is_some_and(Vec::is_empty) {
+            return Err(ServerError::InvalidSetting(
+                "the PROXY protocol with no trusted sender",
+            ));
+        }
+        if self.handshake_timeout.is_zero() {
+            return Err(ServerError::InvalidSetting(
+                "handshake timeout must be more than zero",
+            ));
+        }
+        if (!self.tcp.is_empty() || !self.tls.is_empty()) && is_no_service::<S>() {
+            return Err(ServerError::InvalidSetting(
+                "a TCP address on a server with no stream service (udp_only)",
+            ));
+        }
+        if !self.udp.is_empty() && is_no_service::<D>() {
+            return Err(ServerError::InvalidSetting(
+                "a UDP address on a server with no datagram service (tcp_only)",
+            ));
+        }
+        if self.workers == 0 {
+            return Err(ServerError::InvalidSetting("workers must be at least 1"));
+        }
+        if self.workers > crate::id::MAX_WORKERS {
+            return Err(ServerError::InvalidSetting("at most 65,536 workers"));
+        }
+        if self.max_pending_output == 0 {
+            return Err(ServerError::InvalidSetting(
+                "max pending output must be at least 1 byte",
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(ServerError::InvalidSetting(
+                "max connections must be at least 1",
+            ));
+        }
+        if self.udp_rate_per_source > 0 && self.udp_burst_per_source == Some(0) {
+            return Err(ServerError::InvalidSetting(
+                "the UDP burst per source must be at least 1 reply",
+            ));
+        }
+        if self.idle_timeout == Some(Duration::ZERO) {
+            return Err(ServerError::InvalidSetting(
+                "idle timeout must be more than zero (None for no timeout)",
+            ));
+        }
+        if self.tcp.len() + self.tcp_listeners.len() + self.tls.len() > MAX_SOCKETS_PER_KIND
+            || self.udp.len() + self.udp_sockets.len() > MAX_SOCKETS_PER_KIND
+        {
+            return Err(ServerError::InvalidSetting(
+                "at most 4,096 TCP and 4,096 UDP addresses",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Binds every socket of every worker: the first worker binds what
+    /// was asked, the others the real addresses it got, so port 0 means
+    /// one port for all. Each listener carries its kind.
+    fn bind(&self) -> Result<Bound, ServerError> {
+        let shared_port = self.workers > 1;
+        let mut sockets_per_worker: Vec<_> = (0..self.workers)
+            .map(|_| (Vec::new(), Vec::new()))
+            .collect();
+        // The first worker binds what was asked; the others bind the real
+        // addresses it got, so port 0 means one port for all.
+        let mut tcp_addrs = self.tcp.clone();
+        for (tcp, _) in &mut sockets_per_worker {
+            for addr in &mut tcp_addrs {
+                let listener = TcpListenerBuilder::new(*addr)
+                    .reuse_port(shared_port)
+                    .nonblocking(true)
+                    .bind()?;
+                *addr = listener.local_addr().map_err(ServerError::EventLoop)?;
+                tcp.push((listener, ListenerKind::default()));
+            }
+        }
+        let mut udp_addrs = Vec::with_capacity(self.udp.len());
+        for addr in &self.udp {
+            let group = UdpSocketBuilder::new(*addr)
+                .recv_buffer_size(self.udp_recv_buffer)
+                .nonblocking(true)
+                .bind_group(self.workers)?;
+            udp_addrs.push(group[0].local_addr().map_err(ServerError::EventLoop)?);
+            for (socket, (_, udp)) in group.into_iter().zip(&mut sockets_per_worker) {
+                udp.push(socket);
+            }
+        }
+        for listener in &self.tcp_listeners {
+            listener.set_nonblocking(true)?;
+            tcp_addrs.push(listener.local_addr()?);
+            for (tcp, _) in &mut sockets_per_worker {
+                tcp.push((listener.try_clone()?, ListenerKind::default()));
+            }
+        }
+        let proxy = (self.proxy.clone()).map(|trusted| Arc::new(ProxyTrust(trusted)));
+        let plain = ListenerKind::new(None, proxy.as_ref());
+        for (tcp, _) in &mut sockets_per_worker {
+            tcp.iter_mut().for_each(|(_, kind)| *kind = plain.clone());
+        }
+        let mut tls_addrs: Vec<SocketAddr> = self.tls.iter().map(|(addr, _)| *addr).collect();
+        let tls_kinds: Vec<ListenerKind> = (self.tls.iter())
+            .map(|(_, config)| ListenerKind::new(Some(config), proxy.as_ref()))
+            .collect();
+        for (tcp, _) in &mut sockets_per_worker {
+            for (addr, kind) in tls_addrs.iter_mut().zip(&tls_kinds) {
+                let listener = TcpListenerBuilder::new(*addr)
+                    .reuse_port(shared_port)
+                    .nonblocking(true)
+                    .bind()?;
+                *addr = listener.local_addr().map_err(ServerError::EventLoop)?;
+                tcp.push((listener, kind.clone()));
+            }
+        }
+        for socket in &self.udp_sockets {
+            socket.set_nonblocking(true)?;
+            udp_addrs.push(socket.local_addr()?);
+            for (_, udp) in &mut sockets_per_worker {
+                udp.push(socket.try_clone()?);
+            }
+        }
+        Ok(Bound {
+            sockets_per_worker,
+            tcp_addrs,
+            udp_addrs,
+            tls_addrs,
+        })
     }
 }
 
@@ -557,6 +583,21 @@ impl<S: StreamService, D: DatagramService> Server<S, D> {
         }
         result.map(|()| self.handle.stats())
     }
+}
+
+/// One worker's stream listeners, with their kinds, and UDP sockets.
+type WorkerSockets = (
+    Vec<(std::net::TcpListener, ListenerKind)>,
+    Vec<std::net::UdpSocket>,
+);
+
+/// The sockets [`ServerBuilder::bind`] made: each worker's stream
+/// listeners (with their kinds) and UDP sockets, and the addresses bound.
+struct Bound {
+    sockets_per_worker: Vec<WorkerSockets>,
+    tcp_addrs: Vec<SocketAddr>,
+    udp_addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
 }
 
 #[cfg(test)]

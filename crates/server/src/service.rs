@@ -8,61 +8,36 @@
 //! answers one datagram at a time. Services never block and never see a
 //! socket. The full contract is in docs/EMBEDDING.md.
 
+pub use crate::id::ConnectionId;
 use crate::sender::ConnectionSender;
 pub use crate::tls::Transport;
 use shout_protocol::{Uppercaser, uppercase_datagram};
-use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Names one TCP connection for the server's whole life: ids are never
-/// reused, so a stale id names no connection rather than another one.
-///
-/// The top 16 bits are the worker that owns the connection, the rest a
-/// counter of that worker's connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnectionId(pub(crate) u64);
-
-const WORKER_SHIFT: u32 = 48;
-/// The most workers a server may have: their index fits an id's top bits.
-pub(crate) const MAX_WORKERS: usize = 1 << (64 - WORKER_SHIFT);
-
-impl ConnectionId {
-    pub(crate) fn new(worker: usize, serial: u64) -> Self {
-        Self(((worker as u64) << WORKER_SHIFT) | (serial & ((1 << WORKER_SHIFT) - 1)))
-    }
-
-    /// Returns the id as a number, unique among the server's connections.
-    pub fn as_u64(self) -> u64 {
-        self.0
-    }
-
-    /// Returns the index of the worker that owns the connection.
-    pub(crate) fn worker(self) -> usize {
-        (self.0 >> WORKER_SHIFT) as usize
-    }
-}
-
-impl fmt::Display for ConnectionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}.{}",
-            self.worker(),
-            self.0 & ((1 << WORKER_SHIFT) - 1)
-        )
-    }
-}
 
 /// What is known of a connection from its accept to its close.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionInfo {
     pub(crate) id: ConnectionId,
     pub(crate) peer: SocketAddr,
-    pub(crate) local: SocketAddr,
+    /// The listener, the server's address and the transport, shared by
+    /// the connections that have the same.
+    pub(crate) end: Arc<LocalEnd>,
+}
+
+/// The server's end of connections: the listener they came from (its
+/// index and address), the server's address on them, and how they reach
+/// the service. Plain connections share one: on a listener with a specific
+/// address, every connection has the listener's; on an unspecified
+/// address, one per local address. A TLS connection has its own once its
+/// handshake is done (its version and SNI).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LocalEnd {
     pub(crate) listener: usize,
     pub(crate) listener_addr: SocketAddr,
+    pub(crate) local: SocketAddr,
     pub(crate) transport: Transport,
 }
 
@@ -79,26 +54,25 @@ impl ConnectionInfo {
 
     /// Returns the server's address on this connection.
     pub fn local(&self) -> SocketAddr {
-        self.local
+        self.end.local
     }
 
-    /// Returns the index of the listener the connection came from, in the
-    /// order of [`ServerBuilder::tcp`](crate::ServerBuilder::tcp) calls,
-    /// then [`tcp_listener`](crate::ServerBuilder::tcp_listener) calls, then
-    /// [`tls`](crate::ServerBuilder::tls) calls.
+    /// Returns the index of the listener the connection came from: the
+    /// listeners are numbered as [`Handle::tcp_addrs`](crate::Handle::tcp_addrs)
+    /// and then [`Handle::tls_addrs`](crate::Handle::tls_addrs) list them.
     pub fn listener(&self) -> usize {
-        self.listener
+        self.end.listener
     }
 
     /// Returns the address of the listener the connection came from.
     pub fn listener_addr(&self) -> SocketAddr {
-        self.listener_addr
+        self.end.listener_addr
     }
 
     /// Returns how the connection reaches the service: plain TCP, or TLS
     /// with its version and SNI name.
     pub fn transport(&self) -> &Transport {
-        &self.transport
+        &self.end.transport
     }
 }
 
@@ -206,18 +180,18 @@ impl ConnectionContext<'_> {
 
     /// Returns the server's address on this connection.
     pub fn local(&self) -> SocketAddr {
-        self.info.local
+        self.info.local()
     }
 
     /// Returns the index of the listener the connection came from.
     pub fn listener(&self) -> usize {
-        self.info.listener
+        self.info.listener()
     }
 
     /// Returns how the connection reaches the service: plain TCP, or TLS
     /// (the handshake is over before [`StreamService::open`]).
     pub fn transport(&self) -> &Transport {
-        &self.info.transport
+        self.info.transport()
     }
 
     /// Returns what is known of the connection.
@@ -436,16 +410,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_id_names_its_worker_and_ids_differ_by_serial() {
-        let id = ConnectionId::new(3, 41);
-        assert_eq!(id.worker(), 3);
-        assert_eq!(id.to_string(), "3.41");
-        assert_ne!(ConnectionId::new(3, 42), id);
-        assert_ne!(ConnectionId::new(2, 41), id);
-        assert_eq!(
-            ConnectionId::new(MAX_WORKERS - 1, 0).worker(),
-            MAX_WORKERS - 1
-        );
+    fn a_plain_connections_info_holds_its_server_end_shared_in_48_bytes() {
+        let end = Arc::new(LocalEnd {
+            listener: 2,
+            listener_addr: "0.0.0.0:12000".parse().unwrap(),
+            local: "10.0.0.1:12000".parse().unwrap(),
+            transport: Transport::Plain,
+        });
+        let info = ConnectionInfo {
+            id: ConnectionId::new(0, 1),
+            peer: "10.0.0.2:50000".parse().unwrap(),
+            end: Arc::clone(&end),
+        };
+        assert_eq!(std::mem::size_of::<ConnectionInfo>(), 48);
+        assert_eq!(info.listener(), 2);
+        assert_eq!(info.listener_addr(), end.listener_addr);
+        assert_eq!(info.local(), end.local);
+        assert_eq!(info.transport(), &Transport::Plain);
     }
 
     #[test]

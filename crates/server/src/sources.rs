@@ -1,5 +1,6 @@
-//! Per-source limits: how many connections one source may hold open, and
-//! how fast one source is answered over UDP.
+//! Connection limits and per-source limits: the server's connection cap
+//! and its permits, how many connections one source may hold open, and how
+//! fast one source is answered over UDP.
 //!
 //! A source is a client's IP address, or its /64 for IPv6 (one subscriber's
 //! share, usually); an IPv4-mapped IPv6 address counts as its IPv4 address.
@@ -12,10 +13,12 @@
 //! what a refused connection or an unanswered datagram becomes (that is
 //! [`worker`](crate::worker)'s business).
 
+use crate::wake::Wakers;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Returns the key a source is tracked by: its IPv4 address (as mapped into
@@ -27,6 +30,100 @@ pub(crate) fn source_key(ip: IpAddr) -> u128 {
             Some(v4) => u128::from(v4.to_ipv6_mapped()),
             None => u128::from(v6) & !u128::from(u64::MAX),
         },
+    }
+}
+
+/// The server's open connections against its cap, shared by every worker.
+///
+/// A worker at the cap deregisters its listeners; whoever frees a slot while
+/// a worker is so paused wakes every worker, and a paused one resumes on its
+/// next turn if there is room.
+#[derive(Debug)]
+pub(crate) struct ConnectionSlots {
+    open: AtomicUsize,
+    pub(crate) max: usize,
+    /// Workers whose listeners are paused at the cap.
+    pub(crate) paused: AtomicUsize,
+    wakers: Arc<Wakers>,
+    /// Each source's share of the open connections.
+    per_source: ConnectionsPerSource,
+}
+
+impl ConnectionSlots {
+    /// Returns the slots for `max` connections, at most `max_per_source`
+    /// of them from one source (0: no such limit).
+    pub(crate) fn new(max: usize, max_per_source: usize, wakers: Arc<Wakers>) -> Self {
+        Self {
+            open: AtomicUsize::new(0),
+            max,
+            paused: AtomicUsize::new(0),
+            wakers,
+            per_source: ConnectionsPerSource::new(max_per_source, max),
+        }
+    }
+
+    /// Takes a slot for a connection about to be accepted, charged to no
+    /// source yet. Returns `None` at the cap.
+    pub(crate) fn take(self: &Arc<Self>) -> Option<Slot> {
+        self.open
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |open| {
+                (open < self.max).then_some(open + 1)
+            })
+            .ok()?;
+        Some(Slot {
+            slots: Arc::clone(self),
+            source: None,
+        })
+    }
+
+    /// Gives a slot back, waking the workers if one is paused at the cap.
+    ///
+    /// Both this and the acceptor's pause are `SeqCst`: either this sees
+    /// the pause and wakes, or the pausing worker's second look sees the
+    /// room, so a paused worker never sleeps through a free slot.
+    fn give_back(&self) {
+        self.open.fetch_sub(1, Ordering::SeqCst);
+        if self.paused.load(Ordering::SeqCst) > 0 {
+            self.wakers.wake_all("room under the connection cap");
+        }
+    }
+
+    pub(crate) fn has_room(&self) -> bool {
+        self.open.load(Ordering::SeqCst) < self.max
+    }
+}
+
+/// One connection's place under the server-wide cap and, once charged,
+/// in its source's share: a permit, given back when dropped, so no path
+/// that ends a connection can keep or return it twice.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    slots: Arc<ConnectionSlots>,
+    source: Option<SourceShare>,
+}
+
+impl Slot {
+    /// Charges the connection to source `ip` (the peer, or the client a
+    /// PROXY header names). Returns `false`, charging nothing, if `ip`
+    /// holds its share already.
+    pub(crate) fn charge(&mut self, ip: IpAddr) -> bool {
+        debug_assert!(self.source.is_none(), "a slot charged twice");
+        match self.slots.per_source.take(ip) {
+            Ok(source) => {
+                self.source = source;
+                true
+            }
+            Err(()) => false,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(source) = self.source.take() {
+            self.slots.per_source.release(source);
+        }
+        self.slots.give_back();
     }
 }
 
@@ -65,33 +162,51 @@ impl ConnectionsPerSource {
         }
     }
 
-    fn slot(&self, ip: IpAddr) -> Option<&AtomicU32> {
+    fn index(&self, ip: IpAddr) -> Option<usize> {
         if self.counts.is_empty() {
             return None;
         }
         let hash = self.hasher.hash_one(source_key(ip)) as usize;
-        Some(&self.counts[hash & (self.counts.len() - 1)])
+        Some(hash & (self.counts.len() - 1))
+    }
+
+    /// Counts a new connection from `ip`. Returns `Err`, counting nothing,
+    /// when its source already holds the limit; `Ok` with what to give to
+    /// [`release`](Self::release) when it closes (`None` without a limit).
+    pub(crate) fn take(&self, ip: IpAddr) -> Result<Option<SourceShare>, ()> {
+        let Some(index) = self.index(ip) else {
+            return Ok(None);
+        };
+        self.counts[index]
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |open| {
+                (open < self.max).then_some(open + 1)
+            })
+            .map(|_| Some(SourceShare(index as u32)))
+            .map_err(drop)
+    }
+
+    /// Forgets a connection counted by [`take`](Self::take).
+    pub(crate) fn release(&self, share: SourceShare) {
+        let _ = self.counts[share.0 as usize].fetch_update(
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+            |open| open.checked_sub(1),
+        );
     }
 
     /// Counts a new connection from `ip`. Returns `false`, counting nothing,
     /// when its source already holds the limit.
+    #[cfg(test)]
     pub(crate) fn open(&self, ip: IpAddr) -> bool {
-        let Some(count) = self.slot(ip) else {
-            return true;
-        };
-        count
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |open| {
-                (open < self.max).then_some(open + 1)
-            })
-            .is_ok()
+        // Held on for good: the tests close by address.
+        self.take(ip).is_ok()
     }
 
     /// Forgets a connection from `ip` counted by [`open`](Self::open).
+    #[cfg(test)]
     pub(crate) fn close(&self, ip: IpAddr) {
-        if let Some(count) = self.slot(ip) {
-            let _ = count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |open| {
-                open.checked_sub(1)
-            });
+        if let Some(index) = self.index(ip) {
+            self.release(SourceShare(index as u32));
         }
     }
 
@@ -101,6 +216,11 @@ impl ConnectionsPerSource {
         self.counts.len()
     }
 }
+
+/// One connection's count in its source's slot of [`ConnectionsPerSource`]
+/// (at most 2^20 slots, so the index fits 32 bits).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct SourceShare(u32);
 
 /// Replies per source per second, and the burst above it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -242,6 +362,29 @@ mod tests {
         for key in [zero, source_key(v4(255, 255, 255, 255)), source_key(one)] {
             assert_ne!(key, EMPTY);
         }
+    }
+
+    #[test]
+    fn a_slot_gives_back_exactly_what_it_holds_when_dropped() {
+        let slots = Arc::new(ConnectionSlots::new(
+            2,
+            1,
+            Arc::new(Wakers::new(Vec::new())),
+        ));
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let mut first = slots.take().unwrap();
+        assert!(first.charge(ip));
+        let mut second = slots.take().unwrap();
+        assert!(slots.take().is_none(), "past the cap");
+        assert!(!second.charge(ip), "past the source's share");
+        // Uncharged: it gives back its place under the cap only.
+        drop(second);
+        assert!(slots.has_room());
+        drop(first);
+        let mut again = slots.take().unwrap();
+        assert!(again.charge(ip), "the source's share came back");
+        let _other = slots.take().unwrap();
+        assert!(!slots.has_room());
     }
 
     #[test]

@@ -21,9 +21,14 @@
 //!
 //! [`StreamService`]: crate::StreamService
 
-use rustls::server::{ClientHello, ResolvesServerCert, UnbufferedServerConnection};
+use rustls::server::{
+    ClientHello, ResolvesServerCert, ServerConnectionData, UnbufferedServerConnection,
+};
 use rustls::sign::CertifiedKey;
-use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+use rustls::unbuffered::{
+    ConnectionState, EncodeError, EncryptError, ReadEarlyData, ReadTraffic, UnbufferedStatus,
+    WriteTraffic,
+};
 use rustls::{ProtocolVersion, ServerConfig};
 use shout_socket::StreamReadiness;
 use std::cell::RefCell;
@@ -275,35 +280,9 @@ impl TlsLayer {
             let step = match state {
                 Err(error) => Err(error),
                 Ok(ConnectionState::ReadTraffic(mut traffic)) => {
-                    let mut result = Ok(());
-                    while let Some(record) = traffic.next_record() {
-                        match record {
-                            Ok(record) => {
-                                if self.plaintext.capacity() == 0 {
-                                    self.plaintext = lend();
-                                }
-                                self.plaintext.extend_from_slice(record.payload);
-                            }
-                            Err(error) => {
-                                result = Err(error);
-                                break;
-                            }
-                        }
-                    }
-                    result
+                    read_records(&mut traffic, &mut self.plaintext)
                 }
-                // Early data is off unless the config asks; unread, as the
-                // buffered connection's reader leaves it.
-                Ok(ConnectionState::ReadEarlyData(mut early)) => {
-                    let mut result = Ok(());
-                    while let Some(record) = early.next_record() {
-                        if let Err(error) = record {
-                            result = Err(error);
-                            break;
-                        }
-                    }
-                    result
-                }
+                Ok(ConnectionState::ReadEarlyData(mut early)) => skip_early_data(&mut early),
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
                     append_with(&mut self.outgoing, 0, |buffer| {
                         sorted(encode.encode(buffer))
@@ -321,21 +300,9 @@ impl TlsLayer {
                 }
                 Ok(ConnectionState::WriteTraffic(mut traffic)) => {
                     waits = true;
-                    match std::mem::replace(&mut send, Send::Nothing) {
-                        Send::Nothing => Ok(()),
-                        Send::Plaintext(bytes) => append_with(
-                            &mut self.outgoing,
-                            bytes.len() + RECORD_OVERHEAD,
-                            |buffer| sorted(traffic.encrypt(bytes, buffer)),
-                        )
-                        .map(|_| encrypted = bytes.len()),
-                        Send::CloseNotify => {
-                            append_with(&mut self.outgoing, RECORD_OVERHEAD, |buffer| {
-                                sorted(traffic.queue_close_notify(buffer))
-                            })
-                            .map(drop)
-                        }
-                    }
+                    let send = std::mem::replace(&mut send, Send::Nothing);
+                    write_traffic(&mut traffic, send, &mut self.outgoing)
+                        .map(|taken| encrypted = taken)
                 }
                 Ok(_) => {
                     waits = true;
@@ -357,18 +324,24 @@ impl TlsLayer {
                 break Ok(encrypted);
             }
         };
-        take_front(&mut self.incoming, processed);
-        // A partial record should not pin the whole read it came in: it
-        // moves to a buffer of its own size, and the large one goes back
-        // to the spares instead of being shrunk out of their use.
-        if !self.incoming.is_empty() && self.incoming.capacity() > 2 * self.incoming.len() {
-            let partial = self.incoming.clone();
-            recycle(std::mem::replace(&mut self.incoming, partial));
-        }
+        self.drop_processed(processed);
         if let Err(error) = &outcome {
             self.fail(error);
         }
         outcome
+    }
+
+    /// Removes the `processed` bytes from the front of the ciphertext held.
+    /// A partial record should not pin the whole read it came in: it moves
+    /// to a buffer of its own size, and the large one goes back to the
+    /// spares instead of being shrunk out of their use.
+    #[inline]
+    fn drop_processed(&mut self, processed: usize) {
+        take_front(&mut self.incoming, processed);
+        if !self.incoming.is_empty() && self.incoming.capacity() > 2 * self.incoming.len() {
+            let partial = self.incoming.clone();
+            recycle(std::mem::replace(&mut self.incoming, partial));
+        }
     }
 
     /// Ends the connection's use after `error`: encodes the alert rustls
@@ -405,6 +378,56 @@ fn take_front(buffer: &mut Vec<u8>, n: usize) {
 /// Appends what `write` puts in a slice at the end of `buffer`, `guess`
 /// bytes long at first; `write` answers `Err(required)` when the slice is
 /// too short, and is then called once more with `required` bytes.
+/// Appends every record `traffic` decrypts to `plaintext`, lent from the
+/// spares if it holds no buffer.
+#[inline]
+fn read_records(
+    traffic: &mut ReadTraffic<'_, '_, ServerConnectionData>,
+    plaintext: &mut Vec<u8>,
+) -> Result<(), rustls::Error> {
+    while let Some(record) = traffic.next_record() {
+        let record = record?;
+        if plaintext.capacity() == 0 {
+            *plaintext = lend();
+        }
+        plaintext.extend_from_slice(record.payload);
+    }
+    Ok(())
+}
+
+/// Passes over early data: off unless the config asks, and left unread as
+/// the buffered connection's reader leaves it.
+#[inline]
+fn skip_early_data(
+    early: &mut ReadEarlyData<'_, '_, ServerConnectionData>,
+) -> Result<(), rustls::Error> {
+    while let Some(record) = early.next_record() {
+        record?;
+    }
+    Ok(())
+}
+
+/// Encrypts what `send` asks for into `outgoing`. Returns how many
+/// plaintext bytes it took.
+#[inline]
+fn write_traffic(
+    traffic: &mut WriteTraffic<'_, ServerConnectionData>,
+    send: Send<'_>,
+    outgoing: &mut Vec<u8>,
+) -> Result<usize, rustls::Error> {
+    match send {
+        Send::Nothing => Ok(0),
+        Send::Plaintext(bytes) => append_with(outgoing, bytes.len() + RECORD_OVERHEAD, |buffer| {
+            sorted(traffic.encrypt(bytes, buffer))
+        })
+        .map(|_| bytes.len()),
+        Send::CloseNotify => append_with(outgoing, RECORD_OVERHEAD, |buffer| {
+            sorted(traffic.queue_close_notify(buffer))
+        })
+        .map(|_| 0),
+    }
+}
+
 fn append_with(
     buffer: &mut Vec<u8>,
     guess: usize,
@@ -580,7 +603,7 @@ impl<W: Write> Write for SocketWriter<'_, W> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use rustls::{ClientConfig, ClientConnection, RootCertStore};
@@ -606,7 +629,7 @@ mod tests {
     }
 
     /// A layer and a client under one self-signed certificate.
-    fn pair() -> (TlsLayer, ClientConnection) {
+    pub(crate) fn pair() -> (TlsLayer, ClientConnection) {
         let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
         let der: CertificateDer<'static> = certified.cert.der().clone();
         let key = PrivateKeyDer::try_from(certified.signing_key.serialize_der()).unwrap();

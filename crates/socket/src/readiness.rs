@@ -23,13 +23,15 @@ use mio::event::Event;
 use std::io::{self, Read, Write};
 
 /// The last known readiness of one stream socket.
+///
+/// One byte, for a server that keeps one per connection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StreamReadiness {
-    readable: bool,
-    writable: bool,
-    /// A short read does not prove the socket drained: read to `WouldBlock`.
-    read_to_would_block: bool,
-}
+pub struct StreamReadiness(u8);
+
+const READABLE: u8 = 1;
+const WRITABLE: u8 = 2;
+/// A short read does not prove the socket drained: read to `WouldBlock`.
+const READ_TO_WOULD_BLOCK: u8 = 4;
 
 impl StreamReadiness {
     /// Returns the readiness of a socket nothing is known of yet: neither
@@ -41,29 +43,46 @@ impl StreamReadiness {
     /// Records what `event` says. An error or a closed side counts as ready,
     /// so that the next call reports it.
     pub fn note(&mut self, event: &Event) {
-        self.readable |= event.is_readable() || event.is_read_closed() || event.is_error();
-        self.writable |= event.is_writable() || event.is_write_closed() || event.is_error();
-        self.read_to_would_block |= event.is_read_closed() || event.is_priority();
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.0 |= READABLE;
+        }
+        if event.is_writable() || event.is_write_closed() || event.is_error() {
+            self.0 |= WRITABLE;
+        }
+        if event.is_read_closed() || event.is_priority() {
+            self.0 |= READ_TO_WOULD_BLOCK;
+        }
     }
 
     /// Returns whether a read may find data.
     pub fn is_readable(&self) -> bool {
-        self.readable
+        self.0 & READABLE != 0
     }
 
     /// Returns whether a write may be taken.
     pub fn is_writable(&self) -> bool {
-        self.writable
+        self.0 & WRITABLE != 0
+    }
+
+    /// Takes the socket as readable, as an event saying so would: for a
+    /// caller that learns readiness otherwise (a test, another poller).
+    pub fn mark_readable(&mut self) {
+        self.0 |= READABLE;
+    }
+
+    /// Takes the socket as writable, as an event saying so would.
+    pub fn mark_writable(&mut self) {
+        self.0 |= WRITABLE;
     }
 
     /// Forgets readability, as when the stream is no longer read from.
     pub fn clear_readable(&mut self) {
-        self.readable = false;
+        self.0 &= !READABLE;
     }
 
     /// Forgets writability, as when a connection is still being established.
     pub fn clear_writable(&mut self) {
-        self.writable = false;
+        self.0 &= !WRITABLE;
     }
 
     /// Reads once into `buffer` if the socket may be readable.
@@ -77,15 +96,15 @@ impl StreamReadiness {
     /// # Errors
     /// Any other error of the read.
     pub fn read(&mut self, stream: &mut impl Read, buffer: &mut [u8]) -> io::Result<Option<usize>> {
-        while self.readable {
+        while self.is_readable() {
             match stream.read(buffer) {
                 Ok(read) => {
-                    if read < buffer.len() && read > 0 && !self.read_to_would_block {
-                        self.readable = false;
+                    if read < buffer.len() && read > 0 && self.0 & READ_TO_WOULD_BLOCK == 0 {
+                        self.clear_readable();
                     }
                     return Ok(Some(read));
                 }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => self.readable = false,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => self.clear_readable(),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Err(error),
             }
@@ -102,7 +121,7 @@ impl StreamReadiness {
     /// write.
     pub fn write(&mut self, stream: &mut impl Write, bytes: &[u8]) -> io::Result<usize> {
         let mut written = 0;
-        while self.writable && written < bytes.len() {
+        while self.is_writable() && written < bytes.len() {
             match stream.write(&bytes[written..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
@@ -110,10 +129,10 @@ impl StreamReadiness {
                     // The send buffer is full: the kernel signals when it has
                     // room, so skip the write that would only say WouldBlock.
                     if written < bytes.len() {
-                        self.writable = false;
+                        self.clear_writable();
                     }
                 }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => self.clear_writable(),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Err(error),
             }
@@ -156,11 +175,10 @@ mod tests {
     }
 
     fn ready() -> StreamReadiness {
-        StreamReadiness {
-            readable: true,
-            writable: true,
-            read_to_would_block: false,
-        }
+        let mut readiness = StreamReadiness::new();
+        readiness.mark_readable();
+        readiness.mark_writable();
+        readiness
     }
 
     #[test]
@@ -187,10 +205,7 @@ mod tests {
 
     #[test]
     fn after_a_hang_up_or_urgent_data_short_reads_go_on_to_would_block() {
-        let mut readiness = StreamReadiness {
-            read_to_would_block: true,
-            ..ready()
-        };
+        let mut readiness = StreamReadiness(ready().0 | READ_TO_WOULD_BLOCK);
         let interrupted = io::Error::from(io::ErrorKind::Interrupted);
         let mut stream = scripted(vec![Ok(5), Err(interrupted), Ok(3), Ok(0)], vec![]);
         let mut buffer = [0; 64];

@@ -5,9 +5,9 @@
 //! This module decides whether a connection may come in; what happens to
 //! it then is [`streams`](super::streams)' business.
 
-use super::{Context, MAX_SOCKETS_PER_KIND, Source};
-use crate::handle::Wakers;
-use crate::sources::ConnectionsPerSource;
+use super::{Context, ListenerKind, MAX_SOCKETS_PER_KIND, Source};
+use crate::service::{LocalEnd, Transport};
+use crate::sources::{ConnectionSlots, Slot};
 use crate::stats::WorkerStats;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry};
@@ -15,87 +15,18 @@ use std::fs::File;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// How long to stop accepting when even the spare descriptor is gone, or
 /// after an accept error that would only repeat.
 pub(super) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// The server's open connections against its cap, shared by every worker.
-///
-/// A worker at the cap deregisters its listeners; whoever frees a slot while
-/// a worker is so paused wakes every worker, and a paused one resumes on its
-/// next turn if there is room.
-#[derive(Debug)]
-pub(crate) struct ConnectionSlots {
-    open: AtomicUsize,
-    max: usize,
-    /// Workers whose listeners are paused at the cap.
-    paused: AtomicUsize,
-    wakers: Arc<Wakers>,
-    /// Each source's share of the open connections.
-    per_source: ConnectionsPerSource,
-}
-
-impl ConnectionSlots {
-    /// Returns the slots for `max` connections, at most `max_per_source`
-    /// of them from one source (0: no such limit).
-    pub(crate) fn new(max: usize, max_per_source: usize, wakers: Arc<Wakers>) -> Self {
-        Self {
-            open: AtomicUsize::new(0),
-            max,
-            paused: AtomicUsize::new(0),
-            wakers,
-            per_source: ConnectionsPerSource::new(max_per_source, max),
-        }
-    }
-
-    /// Gives back the slot of a connection from `ip` that was accepted,
-    /// and its source's share.
-    pub(crate) fn give_back_from(&self, ip: std::net::IpAddr) {
-        self.per_source.close(ip);
-        self.give_back();
-    }
-
-    /// Charges a connection to source `ip` (the client a PROXY header
-    /// names), once its slot is taken. Returns `false`, charging nothing,
-    /// if `ip` holds its share already.
-    pub(crate) fn charge_source(&self, ip: std::net::IpAddr) -> bool {
-        self.per_source.open(ip)
-    }
-
-    /// Takes a slot for a connection about to be accepted. Returns `false`
-    /// at the cap.
-    pub(crate) fn take(&self) -> bool {
-        self.open
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |open| {
-                (open < self.max).then_some(open + 1)
-            })
-            .is_ok()
-    }
-
-    /// Gives a slot back, waking the workers if one is paused at the cap.
-    ///
-    /// Both this and [`Acceptor`]'s pause are `SeqCst`: either this sees
-    /// the pause and wakes, or the pausing worker's second look sees the
-    /// room, so a paused worker never sleeps through a free slot.
-    pub(crate) fn give_back(&self) {
-        self.open.fetch_sub(1, Ordering::SeqCst);
-        if self.paused.load(Ordering::SeqCst) > 0 {
-            self.wakers.wake_all("room under the connection cap");
-        }
-    }
-
-    fn has_room(&self) -> bool {
-        self.open.load(Ordering::SeqCst) < self.max
-    }
-}
-
 /// What one accept gave.
 pub(super) enum Accepted {
-    /// A connection, with its slot under the cap taken.
-    Connection(TcpStream, SocketAddr),
+    /// A connection, with its slot under the cap taken (and charged to its
+    /// peer, unless the listener expects a PROXY header).
+    Connection(TcpStream, SocketAddr, Slot),
     /// No connection, but accepting may go on (a client that gave up, a
     /// connection shed for want of descriptors).
     Nothing,
@@ -107,7 +38,9 @@ pub(super) enum Accepted {
 pub(super) struct Acceptor {
     listeners: Vec<TcpListener>,
     /// Each listener's address, kept after the listeners close.
-    addrs: Vec<SocketAddr>,
+    addrs: Vec<Arc<LocalEnd>>,
+    /// What each listener serves.
+    kinds: Vec<ListenerKind>,
     slots: Arc<ConnectionSlots>,
     /// A descriptor held in reserve for accepting (and closing) one
     /// connection when the process has no descriptor left.
@@ -122,24 +55,33 @@ pub(super) struct Acceptor {
     /// The listeners are deregistered because the server is at its cap.
     at_limit: bool,
     backoff_until: Option<Instant>,
-    /// Whether a connection is charged to its peer's share on accept. Not
-    /// behind a PROXY balancer: the peer is the balancer, and the share
-    /// is charged to the client its header names.
-    charge_peer: bool,
+}
+
+/// The listener a connection came from, as [`Streams::admit`](super::streams::Streams::admit) takes it.
+pub(super) struct Listener<'a> {
+    pub(super) addr: &'a Arc<LocalEnd>,
+    pub(super) kind: &'a ListenerKind,
 }
 
 impl Acceptor {
     pub(super) fn new(
         registry: &Registry,
-        sockets: Vec<std::net::TcpListener>,
+        sockets: Vec<(std::net::TcpListener, ListenerKind)>,
         slots: Arc<ConnectionSlots>,
-        charge_peer: bool,
     ) -> io::Result<Self> {
         debug_assert!(sockets.len() <= MAX_SOCKETS_PER_KIND);
         let mut listeners = Vec::with_capacity(sockets.len());
         let mut addrs = Vec::with_capacity(sockets.len());
-        for (index, listener) in sockets.into_iter().enumerate() {
-            addrs.push(listener.local_addr()?);
+        let mut kinds = Vec::with_capacity(sockets.len());
+        for (index, (listener, kind)) in sockets.into_iter().enumerate() {
+            kinds.push(kind);
+            let addr = listener.local_addr()?;
+            addrs.push(Arc::new(LocalEnd {
+                listener: index,
+                listener_addr: addr,
+                local: addr,
+                transport: Transport::Plain,
+            }));
             let mut socket = TcpListener::from_std(listener);
             let token = Source::Listener(index).token();
             registry.register(&mut socket, token, Interest::READABLE)?;
@@ -148,6 +90,7 @@ impl Acceptor {
         Ok(Self {
             listeners,
             addrs,
+            kinds,
             slots,
             spare_descriptor: open_spare_descriptor(),
             open_spare: open_spare_descriptor,
@@ -156,13 +99,15 @@ impl Acceptor {
             limit_reported: false,
             at_limit: false,
             backoff_until: None,
-            charge_peer,
         })
     }
 
-    /// Returns the address of listener `index`.
-    pub(super) fn listener_addr(&self, index: usize) -> SocketAddr {
-        self.addrs[index]
+    /// Returns listener `index`: its address and kind.
+    pub(super) fn listener(&self, index: usize) -> Listener<'_> {
+        Listener {
+            addr: &self.addrs[index],
+            kind: &self.kinds[index],
+        }
     }
 
     /// When accepting resumes after a back-off, if one is on.
@@ -180,24 +125,24 @@ impl Acceptor {
         if self.backoff_until.is_some() || self.at_limit || index >= self.listeners.len() {
             return Accepted::Stop;
         }
-        if !self.slots.take() {
+        let Some(mut slot) = self.slots.take() else {
             self.pause_at_limit(registry, context);
             return Accepted::Stop;
-        }
+        };
         match self.listeners[index].accept() {
             Ok((stream, peer)) => {
                 self.out_of_descriptors = false;
                 self.failing = false;
-                if self.charge_peer && !self.slots.per_source.open(peer.ip()) {
-                    self.slots.give_back();
+                // Behind a PROXY balancer the peer is the balancer: the
+                // share is charged to the client its header names.
+                let charge_peer = self.kinds[index].proxy.is_none();
+                if charge_peer && !slot.charge(peer.ip()) {
                     return refuse_per_source(stream, peer, context);
                 }
-                Accepted::Connection(stream, peer)
+                Accepted::Connection(stream, peer, slot)
             }
-            Err(error) => {
-                self.slots.give_back();
-                self.on_error(index, &error, context)
-            }
+            // The slot goes back as it drops.
+            Err(error) => self.on_error(index, &error, context),
         }
     }
 
@@ -313,8 +258,18 @@ impl Acceptor {
     /// Re-registers listeners paused at the cap once there is room;
     /// registering a socket that has connections waiting raises an event
     /// for it at once.
+    #[inline]
     pub(super) fn resume_if_room(&mut self, registry: &Registry, context: &Context) {
-        if !self.at_limit || !self.slots.has_room() {
+        // The usual turn: not paused, one comparison.
+        if self.at_limit {
+            self.resume_now_if_room(registry, context);
+        }
+    }
+
+    /// [`resume_if_room`](Self::resume_if_room) on paused listeners.
+    #[inline(never)]
+    fn resume_now_if_room(&mut self, registry: &Registry, context: &Context) {
+        if !self.slots.has_room() {
             return;
         }
         self.at_limit = false;
@@ -388,6 +343,7 @@ mod tests {
     //! listener and its waiting connection are real.
 
     use super::*;
+    use crate::wake::Wakers;
     use mio::Poll;
 
     fn acceptor(poll: &Poll) -> (Acceptor, std::net::TcpStream) {
@@ -399,7 +355,8 @@ mod tests {
             0,
             Arc::new(Wakers::new(Vec::new())),
         ));
-        let acceptor = Acceptor::new(poll.registry(), vec![listener], slots, true).unwrap();
+        let plain = ListenerKind::default();
+        let acceptor = Acceptor::new(poll.registry(), vec![(listener, plain)], slots).unwrap();
         (acceptor, waiting)
     }
 

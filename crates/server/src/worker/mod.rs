@@ -33,21 +33,22 @@
 //!   close the waiting connection, so it is refused instead of hanging.
 
 mod accept;
+mod calls;
 mod datagrams;
 mod drain;
-pub(crate) mod proxy;
 mod streams;
 mod tls;
 
-pub(crate) use accept::ConnectionSlots;
-
 use crate::handle::ShutdownSignal;
+use crate::proxy::ProxyTrust;
 use crate::sender::Post;
 use crate::service::{DatagramService, StreamService};
+use crate::sources::ConnectionSlots;
 use crate::sources::{ReplyRate, ReplyRateLimiter};
 use crate::stats::WorkerStats;
 use accept::{Accepted, Acceptor};
 use datagrams::Datagrams;
+use mio::net::TcpStream;
 use mio::{Events, Poll, Token};
 use std::io;
 use std::sync::Arc;
@@ -78,15 +79,44 @@ pub(crate) struct Limits {
     pub(crate) busy_poll: Duration,
     /// Replies per source per second over UDP, and the burst.
     pub(crate) reply_rate: ReplyRate,
-    /// The TLS configs of the last listeners, in order: listener
-    /// `first_tls_listener + i` serves TLS with `tls[i]`.
-    pub(crate) tls: Vec<Arc<rustls::ServerConfig>>,
-    pub(crate) first_tls_listener: usize,
-    /// How long a TLS handshake may take, from the accept.
+    /// How long a PROXY header and a TLS handshake may take, from the
+    /// accept.
     pub(crate) handshake_timeout: Duration,
-    /// The senders trusted for a PROXY header, if every stream listener
-    /// expects one.
-    pub(crate) proxy: Option<proxy::ProxyTrust>,
+}
+
+/// What a stream listener serves: plain TCP or TLS, with or without a
+/// PROXY header first. Each listener has its own.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ListenerKind {
+    /// The TLS config, on a TLS listener; it notes the SNI
+    /// ([`recording_sni`](crate::tls::recording_sni)).
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// The senders trusted for a PROXY header, on a listener that expects
+    /// one.
+    pub(crate) proxy: Option<Arc<ProxyTrust>>,
+}
+
+impl ListenerKind {
+    /// Returns the kind of a listener serving TLS under `config` (if
+    /// given) after a PROXY header from `proxy` (if given).
+    pub(crate) fn new(
+        tls: Option<&Arc<rustls::ServerConfig>>,
+        proxy: Option<&Arc<ProxyTrust>>,
+    ) -> Self {
+        Self {
+            tls: tls.map(crate::tls::recording_sni),
+            proxy: proxy.cloned(),
+        }
+    }
+}
+
+/// A connection of this loop: on a TCP socket.
+type TcpConnection<Session> = crate::connection::Connection<Session, TcpStream>;
+
+impl crate::connection::Stream for TcpStream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
 }
 
 /// A source of events, decoded from its token.
@@ -148,7 +178,7 @@ pub(crate) struct Worker<S: StreamService, D: DatagramService> {
 
 /// The sockets and shared state a worker is built from.
 pub(crate) struct WorkerParts<S, D> {
-    pub(crate) tcp: Vec<std::net::TcpListener>,
+    pub(crate) tcp: Vec<(std::net::TcpListener, ListenerKind)>,
     pub(crate) udp: Vec<std::net::UdpSocket>,
     pub(crate) stream_service: Arc<S>,
     pub(crate) datagram_service: Arc<D>,
@@ -162,17 +192,10 @@ pub(crate) struct WorkerParts<S, D> {
 impl<S: StreamService, D: DatagramService> Worker<S, D> {
     pub(crate) fn new(id: usize, poll: Poll, parts: WorkerParts<S, D>) -> io::Result<Self> {
         let registry = poll.registry();
-        let charge_peer = parts.limits.proxy.is_none();
-        let acceptor = Acceptor::new(registry, parts.tcp, Arc::clone(&parts.slots), charge_peer)?;
+        let acceptor = Acceptor::new(registry, parts.tcp, Arc::clone(&parts.slots))?;
         let limiter = ReplyRateLimiter::new(parts.limits.reply_rate, Instant::now());
         let datagrams = Datagrams::new(registry, parts.udp, parts.datagram_service, limiter)?;
-        let streams = Streams::new(
-            id,
-            parts.stream_service,
-            &parts.limits,
-            parts.slots,
-            parts.post,
-        );
+        let streams = Streams::new(id, parts.stream_service, &parts.limits, parts.post);
         Ok(Self {
             id,
             poll,
@@ -235,7 +258,8 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
             self.serve_hot();
             let registry = self.poll.registry();
             if self.drain_deadline.is_some() {
-                self.streams.finish_quiet(registry, &mut self.context);
+                self.streams
+                    .finish_quiet(drain::DRAIN_QUIET_PERIOD, registry, &mut self.context);
             } else {
                 self.streams.expire_idle(registry, &mut self.context);
                 self.acceptor.resume_after_backoff(&mut self.context);
@@ -275,20 +299,17 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
             return Some(Duration::ZERO);
         }
         let idle = match self.drain_deadline {
-            Some(_) => self.streams.next_quiet_deadline(),
+            Some(_) => self.streams.next_quiet_deadline(drain::DRAIN_QUIET_PERIOD),
             None => self.streams.next_idle_deadline(),
         };
         let timer = self.streams.next_timer_deadline();
-        [
-            idle,
-            timer,
-            self.drain_deadline,
-            self.acceptor.backoff_until(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .map(|deadline| deadline.saturating_duration_since(self.turn_ended))
+        // Folded by hand: an array of options through `flatten().min()`
+        // costs a dozen instructions more per turn.
+        let deadline = earliest(
+            earliest(idle, timer),
+            earliest(self.drain_deadline, self.acceptor.backoff_until()),
+        );
+        deadline.map(|deadline| deadline.saturating_duration_since(self.turn_ended))
     }
 
     fn serve_hot(&mut self) {
@@ -322,10 +343,10 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
         let registry = self.poll.registry();
         for _ in 0..ACCEPTS_PER_TURN {
             match self.acceptor.accept(index, registry, &mut self.context) {
-                Accepted::Connection(stream, peer) => {
-                    let listener = (index, self.acceptor.listener_addr(index));
+                Accepted::Connection(stream, peer, slot) => {
+                    let listener = self.acceptor.listener(index);
                     self.streams
-                        .admit(stream, peer, listener, registry, &mut self.context);
+                        .admit(stream, peer, slot, listener, registry, &mut self.context);
                 }
                 Accepted::Nothing => {}
                 Accepted::Stop => return,
@@ -335,8 +356,17 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
     }
 }
 
+/// The earlier of two optional deadlines.
+#[inline]
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Counts and logs a service callback's panic, with its message.
-fn note_panic(stats: &WorkerStats, who: &dyn std::fmt::Display, payload: streams::Panic) {
+fn note_panic(stats: &WorkerStats, who: &dyn std::fmt::Display, payload: calls::Panic) {
     WorkerStats::add(&stats.service_panics, 1);
     let message = payload
         .downcast_ref::<&str>()

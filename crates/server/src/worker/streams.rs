@@ -1,143 +1,43 @@
-//! TCP connections: taking in an accepted stream, driving it (write what is
-//! pending, read and answer, finish), closing it, the idle timeout, the
-//! services' timers and the commands of their senders.
+//! TCP connections in the loop: taking in an accepted stream, driving it
+//! (write what is pending, read, hand the bytes through the connection's
+//! stages, finish), closing it, the idle timeout, the timers, the
+//! senders' commands and the stop's end of each connection.
 //!
-//! Whether a connection may come in at all is [`accept`](super::accept)'s
-//! decision; this module gives its slot under the cap back when it closes.
-//! Every service callback goes through [`call`], which catches a panic:
-//! see docs/EMBEDDING.md for why that is sound.
+//! The connection's own state and its transitions are
+//! [`Connection`](crate::connection::Connection)'s; this module does the
+//! socket's I/O around it and keeps the slab, the idle list and the
+//! timers. Whether a connection may come in at all is
+//! [`accept`](super::accept)'s decision; its slot goes back when the
+//! connection is dropped.
 
-use super::drain::deadline_after;
-use super::proxy::{self, HeaderBuffer, ProxyTrust};
-use super::tls::{self, TlsInput};
-use super::{ConnectionSlots, Context, Limits, MAX_CONNECTION_KEY, Source, note_panic};
-use crate::connection::{Connection, Phase, WriteSide};
+use super::TcpConnection;
+use super::accept::Listener;
+use super::calls::{Serve, add_bytes_out, apply, io};
+use super::tls;
+use super::{Context, Limits, MAX_CONNECTION_KEY, Source, note_panic};
+use crate::connection::{Closed, Connection};
 use crate::idle::IdleList;
 use crate::sender::{Command, ConnectionSender, Post};
 use crate::service::{
-    CloseCause, ConnectionContext, ConnectionId, ConnectionInfo, EndReason, Requests,
-    StreamService, TimerRequest, Transport,
+    CloseCause, ConnectionContext, ConnectionId, ConnectionInfo, EndReason, LocalEnd, Requests,
+    StreamService,
 };
+use crate::sources::Slot;
 use crate::stats::WorkerStats;
-use crate::timer::TimerQueue;
+use crate::timer::{TimerKind, TimerQueue, deadline_after};
 use crate::tls::TlsLayer;
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Interest, Registry};
 use slab::Slab;
-use std::any::Any;
-use std::io;
-use std::net::{Shutdown, SocketAddr};
+use std::io::ErrorKind;
+use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Reads per connection per turn: 16 × 64 KiB = 1 MiB before others get a turn.
 const READS_PER_TURN: usize = 16;
-
-/// What the loop lends every callback besides its output buffer.
-pub(super) struct Lend<'a> {
-    pub(super) sender: &'a ConnectionSender,
-    pub(super) max_pending_output: usize,
-    pub(super) now: Instant,
-}
-
-/// A panic's payload.
-pub(super) type Panic = Box<dyn Any + Send>;
-
-/// Runs one service callback with a context on `info`, catching a panic.
-///
-/// `AssertUnwindSafe` is sound here: during the call the loop lends only
-/// `output` (discarded by every caller on a panic) and the session (dropped
-/// with its connection, unread), and changes nothing of its own.
-pub(super) fn call<R>(
-    info: &ConnectionInfo,
-    pending: usize,
-    output: &mut Vec<u8>,
-    lend: &Lend<'_>,
-    callback: impl FnOnce(&mut ConnectionContext<'_>) -> R,
-) -> Result<(R, Requests), Panic> {
-    let mut conn = ConnectionContext {
-        info,
-        output,
-        pending,
-        max_pending_output: lend.max_pending_output,
-        now: lend.now,
-        sender: lend.sender,
-        requests: Requests::NONE,
-    };
-    let result = catch_unwind(AssertUnwindSafe(|| callback(&mut conn)))?;
-    Ok((result, conn.requests))
-}
-
-/// Maps an I/O error to the cause of the close it brings.
-pub(super) fn io<T>(result: io::Result<T>, info: &ConnectionInfo) -> Result<T, CloseCause> {
-    result.map_err(|error| {
-        log::debug!("{}: {error}", info.peer);
-        CloseCause::of(&error)
-    })
-}
-
-/// Calls the service on `connection` through [`call`], sends what it wrote
-/// if the connection still takes output, and applies what it asked. A
-/// panic closes the connection.
-pub(super) fn call_and_answer<Session>(
-    connection: &mut Connection<Session>,
-    key: usize,
-    scratch: &mut Vec<u8>,
-    lend: &Lend<'_>,
-    timers: &mut TimerQueue,
-    stats: &WorkerStats,
-    callback: impl FnOnce(&mut Session, &mut ConnectionContext<'_>),
-) -> Result<(), CloseCause> {
-    let accepting = connection.write_side == WriteSide::Open;
-    let pending = connection.pending_output();
-    scratch.clear();
-    // No session yet: a TLS handshake is going on, nothing to tell.
-    let Some(session) = connection.session.as_mut() else {
-        return Ok(());
-    };
-    let called = call(&connection.info, pending, scratch, lend, |conn| {
-        callback(session, conn)
-    });
-    let requests = match called {
-        Ok(((), requests)) => requests,
-        Err(payload) => {
-            note_panic(stats, &connection.info.peer, payload);
-            return Err(CloseCause::Panicked);
-        }
-    };
-    if accepting && !scratch.is_empty() {
-        add_bytes_out(stats, io(connection.send(scratch), &connection.info)?);
-    }
-    if requests != Requests::NONE {
-        apply(connection, key, requests, timers);
-    }
-    Ok(())
-}
-
-/// Applies what a callback asked, on a connection that is serving.
-pub(super) fn apply<Session>(
-    connection: &mut Connection<Session>,
-    key: usize,
-    requests: Requests,
-    timers: &mut TimerQueue,
-) {
-    if requests.close && connection.phase == Phase::Serving {
-        connection.phase = Phase::Finishing;
-        connection
-            .close_cause
-            .get_or_insert(CloseCause::ServiceClosed);
-    }
-    if requests.shutdown_write && connection.write_side == WriteSide::Open {
-        connection.write_side = WriteSide::ShutWhenSent;
-    }
-    match requests.timer {
-        TimerRequest::Keep => {}
-        TimerRequest::Set(at) => timers.set(key, at),
-        TimerRequest::Cancel => timers.cancel(key),
-    }
-}
 
 /// What a connection is registered for. Urgent data raises the priority
 /// event, after which reads go on to `WouldBlock` (a read stops short at
@@ -149,24 +49,44 @@ const CONNECTION_INTEREST: Interest = Interest::READABLE
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 const CONNECTION_INTEREST: Interest = Interest::READABLE.add(Interest::WRITABLE);
 
+/// What the service calls of every connection share: the service, the
+/// senders' handle, the scratch buffer, the timers and the output limits.
+pub(super) struct Calls<S> {
+    service: Arc<S>,
+    sender: ConnectionSender,
+    /// Where the service writes its answer before it goes to the socket.
+    scratch: Vec<u8>,
+    timers: TimerQueue,
+    max_pending_output: usize,
+    /// The most one connection can have pending: the cap, reached by less
+    /// than one byte, plus the answer to one read.
+    output_capacity: usize,
+}
+
+impl<S> Calls<S> {
+    /// Returns what one event lends the service calls it makes.
+    fn serve<'a>(&'a mut self, now: Instant, stats: &'a WorkerStats) -> Serve<'a, S> {
+        Serve {
+            service: &self.service,
+            sender: &self.sender,
+            max_pending_output: self.max_pending_output,
+            output_capacity: self.output_capacity,
+            now,
+            stats,
+            scratch: &mut self.scratch,
+            timers: &mut self.timers,
+        }
+    }
+}
+
 /// A worker's TCP connections and what serving them needs.
 pub(super) struct Streams<S: StreamService> {
-    pub(super) connections: Slab<Connection<S::Session>>,
-    pub(super) idle: IdleList,
-    pub(super) timers: TimerQueue,
-    pub(super) service: Arc<S>,
+    connections: Slab<TcpConnection<S::Session>>,
+    idle: IdleList,
+    calls: Calls<S>,
     /// One read buffer for every connection of this worker.
     read_buffer: Box<[u8]>,
-    /// The TLS configs of the last listeners (see [`Limits::tls`]).
-    tls: Vec<Arc<rustls::ServerConfig>>,
-    first_tls_listener: usize,
     handshake_timeout: Duration,
-    /// The senders trusted for a PROXY header, on a server whose stream
-    /// listeners expect one.
-    proxy: Option<ProxyTrust>,
-    /// Where the service writes its answer before it goes to the socket.
-    pub(super) scratch: Vec<u8>,
-    pub(super) max_pending_output: usize,
     idle_timeout: Option<Duration>,
     /// No connection's idle timeout ends before this: the deadline of the
     /// connection idle longest when it was last computed. A lower bound
@@ -175,60 +95,56 @@ pub(super) struct Streams<S: StreamService> {
     /// goes to the tail, or closes, or the list was empty and the next one
     /// is touched now). `None`: not known, look every turn.
     idle_checked_until: Option<Instant>,
-    slots: Arc<ConnectionSlots>,
     /// This worker's index, the top of its connections' ids.
     worker: usize,
     next_serial: u64,
     post: Arc<Post>,
-    pub(super) sender: ConnectionSender,
     /// Commands taken from the mailbox, kept for its capacity.
     commands: Vec<Command>,
-    /// Keys whose timers are due this turn.
-    due: Vec<usize>,
+    /// Timers due this turn.
+    due: Vec<(usize, TimerKind)>,
+    /// The server's ends of connections on listeners with an unspecified
+    /// address, one per local address seen, shared by their connections.
+    local_ends: Vec<Arc<LocalEnd>>,
 }
 
+/// The most server ends [`Streams::local_ends`] keeps; past it, an end no
+/// connection holds is replaced, and if every one is held a connection
+/// gets one of its own.
+const MAX_LOCAL_ENDS: usize = 16;
+
 impl<S: StreamService> Streams<S> {
-    pub(super) fn new(
-        worker: usize,
-        service: Arc<S>,
-        limits: &Limits,
-        slots: Arc<ConnectionSlots>,
-        post: Arc<Post>,
-    ) -> Self {
+    pub(super) fn new(worker: usize, service: Arc<S>, limits: &Limits, post: Arc<Post>) -> Self {
         Self {
             connections: Slab::new(),
             idle: IdleList::new(),
-            timers: TimerQueue::new(),
-            service,
+            calls: Calls {
+                service,
+                sender: ConnectionSender::new(Arc::clone(&post)),
+                scratch: Vec::new(),
+                timers: TimerQueue::new(),
+                max_pending_output: limits.max_pending_output,
+                output_capacity: limits.max_pending_output + limits.read_buffer_size * 3,
+            },
             read_buffer: vec![0; limits.read_buffer_size].into_boxed_slice(),
-            tls: limits.tls.iter().map(crate::tls::recording_sni).collect(),
-            first_tls_listener: limits.first_tls_listener,
             handshake_timeout: limits.handshake_timeout,
-            proxy: limits.proxy.clone(),
-            scratch: Vec::new(),
-            max_pending_output: limits.max_pending_output,
             idle_timeout: limits.idle_timeout,
             idle_checked_until: None,
-            slots,
             worker,
             next_serial: 0,
-            sender: ConnectionSender::new(Arc::clone(&post)),
             post,
             commands: Vec::new(),
             due: Vec::new(),
+            local_ends: Vec::new(),
         }
-    }
-
-    /// Returns whether connection `key` exists and is not open yet: its
-    /// PROXY header or TLS handshake is going on.
-    pub(super) fn is_handshaking(&self, key: usize) -> bool {
-        self.connections
-            .get(key)
-            .is_some_and(|connection| connection.session.is_none())
     }
 
     pub(super) fn is_empty(&self) -> bool {
         self.connections.is_empty()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.connections.len()
     }
 
     pub(super) fn contains(&self, key: usize) -> bool {
@@ -240,9 +156,7 @@ impl<S: StreamService> Streams<S> {
     pub(super) fn note(&mut self, key: usize, event: &Event) -> bool {
         match self.connections.get_mut(key) {
             Some(connection) => {
-                // Readiness is a hint: remember it, let the syscalls tell
-                // the truth.
-                connection.readiness.note(event);
+                connection.note(event);
                 true
             }
             None => false,
@@ -258,162 +172,85 @@ impl<S: StreamService> Streams<S> {
             .or_else(|| self.idle.next_deadline(timeout))
     }
 
-    /// When the next service timer is due.
+    /// When the next timer is due.
     pub(super) fn next_timer_deadline(&self) -> Option<Instant> {
-        self.timers.next_deadline()
+        self.calls.timers.next_deadline()
     }
 
-    /// Takes an accepted connection into the loop and opens its session;
-    /// its slot under the cap is already taken, and given back if the
-    /// connection cannot be served.
+    /// Takes an accepted connection into the loop and opens its session,
+    /// or starts its prelude or handshake; `slot`, its place under the
+    /// cap, goes back as it drops if the connection cannot be served.
     pub(super) fn admit(
         &mut self,
         mut stream: TcpStream,
         peer: SocketAddr,
-        (listener, listener_addr): (usize, SocketAddr),
+        slot: Slot,
+        listener: Listener<'_>,
         registry: &Registry,
         context: &mut Context,
     ) {
-        // Behind a PROXY balancer no source's share is charged until the
-        // header names the client: only the slot under the cap is held.
-        let charged_to_peer = self.proxy.is_none();
-        let give_back = move |slots: &ConnectionSlots| {
-            if charged_to_peer {
-                slots.give_back_from(peer.ip());
-            } else {
-                slots.give_back();
-            }
-        };
+        let kind = listener.kind;
         // Checked before anything is set up for the connection: an
         // untrusted sender costs no registration and no sender entry.
-        if self
+        if kind
             .proxy
             .as_ref()
             .is_some_and(|trust| !trust.trusts(peer.ip()))
         {
             WorkerStats::add(&context.stats.proxy_headers_rejected, 1);
             log::debug!("{peer}: not a trusted PROXY header sender, closing");
-            give_back(&self.slots);
             return;
         }
-        if let Err(error) = stream.set_nodelay(true) {
-            log::debug!("{peer}: TCP_NODELAY not set: {error}");
-        }
-        // Urgent data stays in the stream, answered like any byte.
-        if let Err(error) = shout_socket::keep_urgent_data_inline(&stream) {
-            log::debug!("{peer}: SO_OOBINLINE not set: {error}");
-        }
-        let entry = self.connections.vacant_entry();
-        let key = entry.key();
-        if key > MAX_CONNECTION_KEY {
-            log::warn!("{peer}: no token left for another connection, closing it");
-            give_back(&self.slots);
+        let Some(key) = self.register(&mut stream, peer, registry) else {
             return;
-        }
-        let token = Source::Connection(key).token();
-        if let Err(error) = registry.register(&mut stream, token, CONNECTION_INTEREST) {
-            log::warn!("{peer}: cannot watch the connection, closing it: {error}");
-            give_back(&self.slots);
-            return;
-        }
-        // A specific listener address is the connection's too: no system
-        // call for it.
-        let local = if listener_addr.ip().is_unspecified() {
-            stream.local_addr().unwrap_or(listener_addr)
-        } else {
-            listener_addr
         };
-        let id = ConnectionId::new(self.worker, self.next_serial);
-        self.next_serial += 1;
-        let info = ConnectionInfo {
-            id,
-            peer,
-            local,
-            listener,
-            listener_addr,
-            transport: Transport::Plain,
-        };
+        let info = self.info_of(&stream, peer, &listener);
+        let id = info.id;
         let mailbox = &self.post.mailboxes[self.worker];
-        let share = mailbox.open(id, key);
-        // The most one connection can have pending: the cap, reached by
-        // less than one byte, plus the answer to one read.
-        let output_capacity = self.max_pending_output + self.read_buffer.len() * 3;
+        mailbox.open(id, key);
         // What a connection leaves the loop with when it cannot be served:
-        // no session, so no `closed` either.
-        let abandon = |stream: &mut TcpStream, slots: &ConnectionSlots| {
+        // no session, so no `closed` either; its slot goes back as it drops.
+        let abandon = |stream: &mut TcpStream| {
             mailbox.forget(id);
             let _ = registry.deregister(stream);
-            give_back(slots);
         };
-        let tls = match listener
-            .checked_sub(self.first_tls_listener)
-            .and_then(|index| self.tls.get(index))
+        let tls = match kind
+            .tls
+            .as_ref()
             .map(|config| TlsLayer::new(Arc::clone(config)))
-            .transpose()
         {
-            Ok(tls) => tls.map(Box::new),
-            Err(error) => {
+            None => None,
+            Some(Ok(tls)) => Some(Box::new(tls)),
+            Some(Err(error)) => {
                 log::warn!("{peer}: cannot start TLS, closing: {error}");
-                abandon(&mut stream, &self.slots);
+                abandon(&mut stream);
                 return;
             }
         };
-        let awaits_header = self.proxy.is_some();
+        let awaits_header = kind.proxy.is_some();
         if tls.is_some() || awaits_header {
-            // The service opens once the header names the client and the
-            // handshake is over, both by one deadline.
-            let waits_for = match (awaits_header, tls.is_some()) {
-                (true, true) => "its PROXY header, then the TLS handshake",
-                (true, false) => "its PROXY header",
-                _ => "the TLS handshake",
-            };
-            let connection = entry.insert(Connection::new(
-                stream,
-                info,
-                None,
-                tls,
-                share,
-                output_capacity,
-            ));
-            if awaits_header {
-                connection.proxy = Some(Box::<HeaderBuffer>::default());
-            }
-            let deadline = deadline_after(context.now, self.handshake_timeout);
-            self.timers.set(key, deadline);
-            self.idle.touch(key, context.now);
-            WorkerStats::add(&context.stats.connections_accepted, 1);
-            log::debug!("{peer}: connected, awaiting {waits_for}");
+            let connection = Connection::waiting(stream, info, awaits_header, tls, slot);
+            self.admit_waiting(connection, key, context);
             return;
         }
-        self.scratch.clear();
-        let lend = Lend {
-            sender: &self.sender,
-            max_pending_output: self.max_pending_output,
-            now: context.now,
-        };
-        let service = &*self.service;
-        let (session, requests) = match call(&info, 0, &mut self.scratch, &lend, |conn| {
-            service.open(conn)
-        }) {
-            Ok(opened) => opened,
-            Err(payload) => {
-                note_panic(&context.stats, &peer, payload);
-                abandon(&mut stream, &self.slots);
-                return;
-            }
-        };
-        let connection = entry.insert(Connection::new(
-            stream,
-            info,
-            Some(session),
-            None,
-            share,
-            output_capacity,
-        ));
+        let mut serve = self.calls.serve(context.now, &context.stats);
+        let service = serve.service;
+        let (session, requests) =
+            match super::calls::call(&mut serve, &info, 0, |conn| service.open(conn)) {
+                Ok(opened) => opened,
+                Err(payload) => {
+                    note_panic(&context.stats, &peer, payload);
+                    abandon(&mut stream);
+                    return;
+                }
+            };
+        let connection = Connection::open(stream, info, session, slot);
+        let key = self.connections.insert(connection);
+        let connection = &mut self.connections[key];
         // The greeting goes out when the socket first says it is writable.
-        connection.push_output(&self.scratch);
-        if !self.scratch.is_empty() || requests != Requests::NONE {
-            apply(connection, key, requests, &mut self.timers);
+        connection.push_output(&self.calls.scratch, self.calls.output_capacity);
+        if !self.calls.scratch.is_empty() || requests != Requests::NONE {
+            apply(connection, key, requests, &mut self.calls.timers);
             context.hot.push(Source::Connection(key));
         }
         self.idle.touch(key, context.now);
@@ -421,9 +258,111 @@ impl<S: StreamService> Streams<S> {
         log::debug!("{peer}: connected");
     }
 
+    /// Takes in a connection whose service opens only once its PROXY
+    /// header names the client and its TLS handshake is over, both by one
+    /// deadline.
+    fn admit_waiting(
+        &mut self,
+        connection: TcpConnection<S::Session>,
+        key: usize,
+        context: &Context,
+    ) {
+        let peer = connection.info().peer;
+        let waits_for = match (connection.in_prelude(), connection.has_handshake()) {
+            (true, true) => "its PROXY header, then the TLS handshake",
+            (true, false) => "its PROXY header",
+            _ => "the TLS handshake",
+        };
+        let inserted = self.connections.insert(connection);
+        debug_assert_eq!(inserted, key, "registered under the slab's next key");
+        let deadline = deadline_after(context.now, self.handshake_timeout);
+        self.calls.timers.set(key, TimerKind::Handshake, deadline);
+        self.idle.touch(key, context.now);
+        WorkerStats::add(&context.stats.connections_accepted, 1);
+        log::debug!("{peer}: connected, awaiting {waits_for}");
+    }
+
+    /// Sets an accepted stream's options and registers it under the key
+    /// its connection will have. Returns that key, or `None` when the
+    /// stream cannot be watched.
+    fn register(
+        &mut self,
+        stream: &mut TcpStream,
+        peer: SocketAddr,
+        registry: &Registry,
+    ) -> Option<usize> {
+        if let Err(error) = stream.set_nodelay(true) {
+            log::debug!("{peer}: TCP_NODELAY not set: {error}");
+        }
+        // Urgent data stays in the stream, answered like any byte.
+        if let Err(error) = shout_socket::keep_urgent_data_inline(&*stream) {
+            log::debug!("{peer}: SO_OOBINLINE not set: {error}");
+        }
+        let key = self.connections.vacant_key();
+        if key > MAX_CONNECTION_KEY {
+            log::warn!("{peer}: no token left for another connection, closing it");
+            return None;
+        }
+        let token = Source::Connection(key).token();
+        if let Err(error) = registry.register(stream, token, CONNECTION_INTEREST) {
+            log::warn!("{peer}: cannot watch the connection, closing it: {error}");
+            return None;
+        }
+        Some(key)
+    }
+
+    /// Returns what is known of a connection at its accept, with a new id.
+    fn info_of(
+        &mut self,
+        stream: &TcpStream,
+        peer: SocketAddr,
+        listener: &Listener<'_>,
+    ) -> ConnectionInfo {
+        // A specific listener address is the connection's too: no system
+        // call for it.
+        let end = self.local_end(stream, listener.addr);
+        let id = ConnectionId::new(self.worker, self.next_serial);
+        self.next_serial += 1;
+        ConnectionInfo { id, peer, end }
+    }
+
+    /// Returns the server's end of a connection accepted on `listener`:
+    /// the listener's own on a specific address (no system call), else
+    /// the one of the connection's local address, shared with others.
+    fn local_end(&mut self, stream: &TcpStream, listener: &Arc<LocalEnd>) -> Arc<LocalEnd> {
+        if !listener.listener_addr.ip().is_unspecified() {
+            return Arc::clone(listener);
+        }
+        let Ok(local) = stream.local_addr() else {
+            return Arc::clone(listener);
+        };
+        let same =
+            |end: &&mut Arc<LocalEnd>| end.local == local && end.listener == listener.listener;
+        if let Some(end) = self.local_ends.iter_mut().find(same) {
+            return Arc::clone(end);
+        }
+        let end = Arc::new(LocalEnd {
+            local,
+            ..LocalEnd::clone(listener)
+        });
+        if self.local_ends.len() < MAX_LOCAL_ENDS {
+            self.local_ends.push(Arc::clone(&end));
+        } else if let Some(unheld) = self
+            .local_ends
+            .iter_mut()
+            .find(|end| Arc::strong_count(end) == 1)
+        {
+            *unheld = Arc::clone(&end);
+        }
+        end
+    }
+
     /// Does all a connection can do now: write, read and answer, finish.
     pub(super) fn drive(&mut self, key: usize, registry: &Registry, context: &mut Context) {
-        match self.step(key, context) {
+        let stepped = self
+            .step(key, context)
+            .and_then(|()| self.settle(key, context));
+        match stepped {
             Ok(true) => {}
             Ok(false) => self.close(key, CloseCause::ClientClosed, registry, context),
             Err(cause) => {
@@ -433,151 +372,53 @@ impl<S: StreamService> Streams<S> {
         }
     }
 
-    /// Returns `Ok(false)` when the connection is done and should close,
-    /// and the cause when it must close now.
-    fn step(&mut self, key: usize, context: &mut Context) -> Result<bool, CloseCause> {
+    /// Writes what is pending, then reads and hands each read through the
+    /// connection's stages, within the turn's share and the cap on pending
+    /// output. Returns the cause when the connection must close now.
+    fn step(&mut self, key: usize, context: &mut Context) -> Result<(), CloseCause> {
         let stats = &context.stats;
-        let lend = Lend {
-            sender: &self.sender,
-            max_pending_output: self.max_pending_output,
-            now: context.now,
-        };
-        let service = &*self.service;
+        let mut serve = self.calls.serve(context.now, stats);
         let connection = &mut self.connections[key];
-        let mut active = add_bytes_out(stats, io(connection.flush(), &connection.info)?) > 0;
-
+        let flushed = io(connection.flush(), connection.info())?;
+        let mut active = add_bytes_out(stats, flushed) > 0;
         let mut reads = 0;
-        while connection.readiness.is_readable() && !connection.input_ended {
-            if connection.pending_output() >= self.max_pending_output {
-                // Backpressure: stay readable, resume when output drains.
-                break;
-            }
+        // Backpressure stops the reads, the socket staying readable: they
+        // resume when the output drains.
+        while connection.wants_read(serve.max_pending_output) {
             if reads == READS_PER_TURN {
                 context.hot.push(Source::Connection(key));
                 break;
             }
             reads += 1;
-            let read = connection
-                .readiness
-                .read(&mut connection.stream, &mut self.read_buffer);
-            let Some(read) = io(read, &connection.info)? else {
+            let read = connection.read(&mut self.read_buffer);
+            let Some(read) = io(read, connection.info())? else {
                 break;
             };
             active = true;
-            if read == 0 {
-                connection.input_ended = true;
-            } else {
-                WorkerStats::add(&stats.bytes_in, read as u64);
-            }
-            let mut data = &self.read_buffer[..read];
-            if connection.proxy.is_some() {
-                let Some(taken) = proxy::receive(connection, data, &self.slots, stats)? else {
-                    continue;
-                };
-                data = &data[taken..];
-                if connection.tls.is_none() {
-                    self.timers.cancel(key);
-                    open_session(
-                        connection,
-                        key,
-                        &mut self.scratch,
-                        &mut self.timers,
-                        &lend,
-                        stats,
-                        service,
-                    )?;
-                }
-                // An empty rest would read as the client's end.
-                if data.is_empty() {
-                    continue;
-                }
-            }
-            if connection.tls.is_some() {
-                let taken = &mut TlsInput {
-                    ciphertext: data,
-                    scratch: &mut self.scratch,
-                    timers: &mut self.timers,
-                };
-                tls::receive(connection, key, taken, &lend, stats, service)?;
-                continue;
-            }
-            // In the later phases input is discarded: the answer is over.
-            if connection.phase != Phase::Serving {
-                continue;
-            }
-            let request = data;
-            call_and_answer(
-                connection,
-                key,
-                &mut self.scratch,
-                &lend,
-                &mut self.timers,
-                stats,
-                |session, conn| {
-                    if read == 0 {
-                        service.end(session, conn, EndReason::ClientClosed);
-                    } else {
-                        service.data(session, request, conn);
-                    }
-                },
-            )?;
+            WorkerStats::add(&stats.bytes_in, read as u64);
+            receive(&mut serve, connection, key, &self.read_buffer[..read])?;
         }
-
         if active {
             self.idle.touch(key, context.now);
         }
-        // Flow control the service can see, with hysteresis: blocked at the
-        // cap, unblocked at half of it.
-        let pending = connection.pending_output();
-        let writable = if !connection.blocked && pending >= self.max_pending_output {
-            Some(false)
-        } else if connection.blocked && pending <= self.max_pending_output / 2 {
-            Some(true)
-        } else {
-            None
-        };
-        if let Some(writable) = writable {
-            connection.blocked = !writable;
+        Ok(())
+    }
+
+    /// After the reads: tells the service of flow control, publishes the
+    /// output held, and ends what is due to end. Returns whether the
+    /// connection stays open, and the cause when it must close now.
+    fn settle(&mut self, key: usize, context: &mut Context) -> Result<bool, CloseCause> {
+        let connection = &mut self.connections[key];
+        if let Some(writable) = connection.flow_change(self.calls.max_pending_output) {
             self.call_if_serving(key, context, |service, session, conn| {
                 service.writable_changed(session, conn, writable);
             })?;
         }
         let connection = &mut self.connections[key];
-        connection.publish_pending();
-        if connection.has_unsent() {
-            return Ok(true);
+        if let Some((from, to)) = connection.publish_pending() {
+            self.post.mailboxes[self.worker].publish(connection.info().id, from, to);
         }
-        // Everything answered has been sent. Over TLS, the stream ends
-        // with a close_notify before the FIN.
-        let ending = connection.phase == Phase::Finishing
-            || connection.write_side == WriteSide::ShutWhenSent
-            || connection.input_ended;
-        if ending && connection.session.is_some() && io(connection.end_tls(), &connection.info)? {
-            return Ok(true);
-        }
-        match connection.phase {
-            Phase::Serving => {
-                if connection.write_side == WriteSide::ShutWhenSent {
-                    io(
-                        connection.stream.shutdown(Shutdown::Write),
-                        &connection.info,
-                    )?;
-                    connection.write_side = WriteSide::Shut;
-                }
-            }
-            Phase::Finishing => {
-                if connection.write_side != WriteSide::Shut {
-                    io(
-                        connection.stream.shutdown(Shutdown::Write),
-                        &connection.info,
-                    )?;
-                    connection.write_side = WriteSide::Shut;
-                }
-                connection.phase = Phase::Lingering;
-            }
-            Phase::Lingering => {}
-        }
-        Ok(!connection.input_ended)
+        io(connection.end_if_sent(), connection.info())
     }
 
     /// Closes connection `key`, gives its slot under the cap back and tells
@@ -590,39 +431,34 @@ impl<S: StreamService> Streams<S> {
         registry: &Registry,
         context: &Context,
     ) {
-        let Connection {
+        let Closed {
             mut stream,
             info,
             session,
-            close_cause,
-            proxy,
-            ..
-        } = self.connections.remove(key);
+            decided,
+            slot,
+        } = self.connections.remove(key).into_closed();
         self.idle.remove(key);
-        self.timers.cancel(key);
+        self.calls.timers.cancel_all(key);
         self.post.mailboxes[self.worker].forget(info.id);
         // Deregistering is optional (closing the descriptor does it), but
         // keeps the registry exact if a descriptor is ever shared.
         let _ = registry.deregister(&mut stream);
         drop(stream);
-        if proxy.is_some() {
-            // Still waiting for its PROXY header: charged to no source.
-            self.slots.give_back();
-        } else {
-            self.slots.give_back_from(info.peer.ip());
-        }
-        let cause = match (cause, close_cause) {
+        // Before the service hears of it: a client it tells may reconnect.
+        drop(slot);
+        let cause = match (cause, decided) {
             (CloseCause::Panicked, _) => CloseCause::Panicked,
             (_, Some(decided)) => decided,
             (cause, None) => cause,
         };
         context.stats.note_close(cause);
         log::debug!("{}: closed ({cause:?})", info.peer);
-        // A TLS connection whose handshake never ended never opened.
+        // A connection whose prelude or handshake never ended never opened.
         let Some(session) = session else {
             return;
         };
-        let service = &*self.service;
+        let service = &*self.calls.service;
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
             service.closed(session, &info, cause);
         })) {
@@ -634,58 +470,68 @@ impl<S: StreamService> Streams<S> {
     ///
     /// Runs every turn, so it looks at the list only once the earliest
     /// possible deadline has come: one comparison per turn.
+    #[inline]
     pub(super) fn expire_idle(&mut self, registry: &Registry, context: &mut Context) {
         let Some(timeout) = self.idle_timeout else {
             return;
         };
         if self
             .idle_checked_until
-            .is_some_and(|until| context.now < until)
+            .is_none_or(|until| context.now >= until)
         {
-            return;
+            self.expire_idle_now(timeout, registry, context);
         }
+    }
+
+    /// [`expire_idle`](Self::expire_idle) once a connection may be due.
+    #[inline(never)]
+    fn expire_idle_now(&mut self, timeout: Duration, registry: &Registry, context: &mut Context) {
         while let Some(key) = self.idle.expired(context.now, timeout) {
             log::debug!(
                 "{}: idle for {timeout:?}, closing",
-                self.connections[key].info.peer
+                self.connections[key].info().peer
             );
             self.close(key, CloseCause::IdleTimeout, registry, context);
         }
         self.idle_checked_until = self.idle.next_deadline(timeout);
     }
 
-    /// Calls the service for every timer due, on connections still serving.
-    /// A timer set for now by one of these calls is due next turn.
+    /// Closes the connections whose handshake deadline passed, and calls
+    /// the service for every service timer due, on connections still
+    /// serving. A timer set for now by one of these calls is due next turn.
+    #[inline]
     pub(super) fn fire_timers(&mut self, registry: &Registry, context: &mut Context) {
         // The usual turn: no timer due, one comparison.
         if self
+            .calls
             .timers
             .next_deadline()
-            .is_none_or(|next| next > context.now)
+            .is_some_and(|next| next <= context.now)
         {
-            return;
+            self.fire_due_timers(registry, context);
         }
+    }
+
+    /// [`fire_timers`](Self::fire_timers) once a timer is due.
+    #[inline(never)]
+    fn fire_due_timers(&mut self, registry: &Registry, context: &mut Context) {
         let mut due = std::mem::take(&mut self.due);
-        due.extend(std::iter::from_fn(|| self.timers.expired(context.now)));
-        for &key in &due {
-            if self.is_handshaking(key) {
-                let connection = &self.connections[key];
-                if connection.proxy.is_some() {
-                    proxy::note_header_timeout(connection, &context.stats);
-                } else {
-                    tls::note_handshake_timeout(connection, &context.stats);
+        due.extend(std::iter::from_fn(|| {
+            self.calls.timers.expired(context.now)
+        }));
+        for &(key, kind) in &due {
+            let called = match kind {
+                // Cancelled when the handshake ends: still handshaking.
+                TimerKind::Handshake => {
+                    note_handshake_timeout(&self.connections[key], &context.stats);
+                    Err(CloseCause::Error(ErrorKind::TimedOut))
                 }
-                self.close(
-                    key,
-                    CloseCause::Error(io::ErrorKind::TimedOut),
-                    registry,
-                    context,
-                );
-                continue;
-            }
-            let called = self.call_if_serving(key, context, |service, session, conn| {
-                service.timer(session, conn);
-            });
+                TimerKind::Service => {
+                    self.call_if_serving(key, context, |service, session, conn| {
+                        service.timer(session, conn);
+                    })
+                }
+            };
             if let Err(cause) = called {
                 self.close(key, cause, registry, context);
             }
@@ -706,24 +552,11 @@ impl<S: StreamService> Streams<S> {
         let Some(connection) = self.connections.get_mut(key) else {
             return Ok(());
         };
-        if connection.phase != Phase::Serving {
+        if !connection.is_serving() {
             return Ok(());
         }
-        let lend = Lend {
-            sender: &self.sender,
-            max_pending_output: self.max_pending_output,
-            now: context.now,
-        };
-        let service = &*self.service;
-        call_and_answer(
-            connection,
-            key,
-            &mut self.scratch,
-            &lend,
-            &mut self.timers,
-            &context.stats,
-            |session, conn| callback(service, session, conn),
-        )?;
+        let mut serve = self.calls.serve(context.now, &context.stats);
+        serve.call_and_answer(connection, key, callback)?;
         context.hot.push(Source::Connection(key));
         Ok(())
     }
@@ -731,7 +564,17 @@ impl<S: StreamService> Streams<S> {
     /// Carries out what senders asked since the last turn: output appended
     /// to its connection (if still open), closes begun. Each connection
     /// named is driven this turn.
+    #[inline]
     pub(super) fn take_commands(&mut self, context: &mut Context) {
+        // The usual turn: no command, one atomic load.
+        if self.post.mailboxes[self.worker].has_commands() {
+            self.take_waiting_commands(context);
+        }
+    }
+
+    /// [`take_commands`](Self::take_commands) when a sender posted some.
+    #[inline(never)]
+    fn take_waiting_commands(&mut self, context: &mut Context) {
         if !self.post.mailboxes[self.worker].take(&mut self.commands) {
             return;
         }
@@ -743,7 +586,7 @@ impl<S: StreamService> Streams<S> {
             let Some(connection) = self
                 .connections
                 .get_mut(key)
-                .filter(|connection| connection.info.id == id)
+                .filter(|connection| connection.info().id == id)
             else {
                 continue;
             };
@@ -752,60 +595,195 @@ impl<S: StreamService> Streams<S> {
                     // The share counts these bytes already, as reserved: from
                     // now on they count as held, or are given back by the
                     // next publish if dropped.
-                    connection.published += bytes.len();
-                    if connection.phase == Phase::Serving
-                        && connection.write_side == WriteSide::Open
-                    {
-                        connection.push_output(&bytes);
+                    connection.take_reserved(bytes.len());
+                    if connection.is_serving() && connection.accepts_output() {
+                        connection.push_output(&bytes, self.calls.output_capacity);
                     }
                 }
-                Command::Close { .. } => apply(
-                    connection,
-                    key,
-                    Requests {
+                Command::Close { .. } => {
+                    let close = Requests {
                         close: true,
                         ..Requests::NONE
-                    },
-                    &mut self.timers,
-                ),
+                    };
+                    apply(connection, key, close, &mut self.calls.timers);
+                }
             }
             context.hot.push(Source::Connection(key));
         }
     }
+
+    /// Closes every connection still in its handshake (a PROXY header or a
+    /// TLS handshake not finished): nothing was asked yet, so nothing is
+    /// owed, and a client trickling its handshake must not hold the stop
+    /// up. Returns how many were closed.
+    pub(super) fn close_handshaking(&mut self, registry: &Registry, context: &Context) -> usize {
+        let keys: Vec<usize> = self
+            .connections
+            .iter()
+            .filter(|(_, connection)| connection.is_handshaking())
+            .map(|(key, _)| key)
+            .collect();
+        for &key in &keys {
+            self.close(key, CloseCause::Stopped, registry, context);
+        }
+        keys.len()
+    }
+
+    /// Closes every connection, for `cause`.
+    pub(super) fn close_all(&mut self, cause: CloseCause, registry: &Registry, context: &Context) {
+        let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.close(key, cause, registry, context);
+        }
+    }
+
+    /// When the connection quiet longest has been quiet for `quiet`.
+    pub(super) fn next_quiet_deadline(&self, quiet: Duration) -> Option<Instant> {
+        self.idle.next_deadline(quiet)
+    }
+
+    /// While stopping, ends every connection that has been quiet for
+    /// `quiet`: its answer is complete, so it gets the rest of its output
+    /// and then an end of stream. Connections still exchanging data are
+    /// served on, until they go quiet or the drain deadline.
+    pub(super) fn finish_quiet(
+        &mut self,
+        quiet: Duration,
+        registry: &Registry,
+        context: &mut Context,
+    ) {
+        while let Some(key) = self.idle.expired(context.now, quiet) {
+            self.idle.remove(key);
+            // No connection is in its handshake: the drain closed those
+            // when it began, and accepts no new ones.
+            let connection = &mut self.connections[key];
+            if !connection.is_serving() {
+                continue;
+            }
+            if connection.may_have_input() {
+                // Quiet only because backpressure stopped reading: request
+                // bytes wait unread, and they are owed an answer. Served on
+                // until they are answered or the drain deadline.
+                self.idle.touch(key, context.now);
+                continue;
+            }
+            connection.decide_stop();
+            if !connection.input_ended() {
+                // The end of the answer (a held partial character, say).
+                let ended = self.call_if_serving(key, context, |service, session, conn| {
+                    service.end(session, conn, EndReason::Stopping);
+                });
+                if let Err(cause) = ended {
+                    self.close(key, cause, registry, context);
+                    continue;
+                }
+            }
+            if let Some(connection) = self.connections.get_mut(key) {
+                connection.finish();
+            }
+            self.drive(key, registry, context);
+        }
+    }
 }
 
-/// Opens the service's session on `connection`, whose transport is
-/// settled (a TLS handshake done, a PROXY header read), and sends its
-/// greeting. A panic in `open` closes the connection, which never opened.
-pub(super) fn open_session<S: StreamService>(
-    connection: &mut Connection<S::Session>,
+/// Hands one read's bytes (empty: the client's end of stream) through the
+/// connection's stages: its PROXY prelude, its transport layer, then the
+/// service. Returns the cause when the connection must close now.
+#[inline]
+fn receive<S: StreamService>(
+    serve: &mut Serve<'_, S>,
+    connection: &mut TcpConnection<S::Session>,
     key: usize,
-    scratch: &mut Vec<u8>,
-    timers: &mut TimerQueue,
-    lend: &Lend<'_>,
-    stats: &WorkerStats,
-    service: &S,
+    mut data: &[u8],
 ) -> Result<(), CloseCause> {
-    scratch.clear();
-    let (session, requests) = call(&connection.info, 0, scratch, lend, |conn| {
-        service.open(conn)
+    if connection.in_prelude() {
+        let Some(taken) = prelude(serve, connection, key, data)? else {
+            return Ok(());
+        };
+        data = &data[taken..];
+        // An empty rest would read as the client's end.
+        if data.is_empty() {
+            return Ok(());
+        }
+    }
+    if connection.has_handshake() {
+        return tls::receive(serve, connection, key, data);
+    }
+    // In the later stages input is discarded: the answer is over.
+    if !connection.is_serving() {
+        return Ok(());
+    }
+    serve.call_and_answer(connection, key, |service, session, conn| {
+        if data.is_empty() {
+            service.end(session, conn, EndReason::ClientClosed);
+        } else {
+            service.data(session, data, conn);
+        }
     })
-    .map_err(|payload| {
-        note_panic(stats, &connection.info.peer, payload);
-        CloseCause::Panicked
-    })?;
-    connection.session = Some(session);
-    if !scratch.is_empty() {
-        add_bytes_out(stats, io(connection.send(scratch), &connection.info)?);
-    }
-    if requests != Requests::NONE {
-        apply(connection, key, requests, timers);
-    }
-    Ok(())
 }
 
-/// Counts `written` bytes out, and returns them.
-pub(super) fn add_bytes_out(stats: &WorkerStats, written: usize) -> usize {
-    WorkerStats::add(&stats.bytes_out, written as u64);
-    written
+/// Takes one read's bytes into the connection's PROXY header. Returns how
+/// many of them the header took once it is complete (the rest is the
+/// client's), `None` while it is not, and the cause when the connection
+/// must close: counted in `proxy_headers_rejected` and never answered.
+///
+/// A complete header's client address becomes the connection's peer, and
+/// the connection is charged to that address's share of connections;
+/// until then it is charged to no source's share, only to the server's
+/// cap. Without a handshake to follow, the service opens.
+fn prelude<S: StreamService>(
+    serve: &mut Serve<'_, S>,
+    connection: &mut TcpConnection<S::Session>,
+    key: usize,
+    data: &[u8],
+) -> Result<Option<usize>, CloseCause> {
+    let peer = connection.info().peer;
+    let stats = serve.stats;
+    let reject = |why: &str| {
+        WorkerStats::add(&stats.proxy_headers_rejected, 1);
+        log::debug!("{peer}: PROXY header refused, closing: {why}");
+    };
+    if data.is_empty() {
+        reject("the client closed before a whole header");
+        return Err(CloseCause::ClientClosed);
+    }
+    let (taken, client) = match connection.receive_prelude(data) {
+        Ok(None) => return Ok(None),
+        Ok(Some(complete)) => complete,
+        Err(why) => {
+            reject(&why);
+            return Err(CloseCause::Error(ErrorKind::InvalidData));
+        }
+    };
+    if !connection.charge(client.ip()) {
+        // Still in its prelude: it holds no share, so closing it gives
+        // none back.
+        WorkerStats::add(&stats.connections_refused_per_source, 1);
+        log::debug!("{peer}: closed, its client {client} holds its share of connections");
+        return Err(CloseCause::Refused);
+    }
+    connection.end_prelude(client);
+    if client == peer {
+        log::debug!("{peer}: PROXY header: LOCAL, the peer stands");
+    } else {
+        log::debug!("{peer}: PROXY header: the client is {client}");
+    }
+    if !connection.has_handshake() {
+        serve.open_session(connection, key)?;
+    }
+    Ok(Some(taken))
+}
+
+/// Counts and logs a connection cut at its handshake deadline: with no
+/// whole PROXY header, or in its TLS handshake.
+fn note_handshake_timeout<Session>(connection: &TcpConnection<Session>, stats: &WorkerStats) {
+    let peer = connection.info().peer;
+    if connection.in_prelude() {
+        WorkerStats::add(&stats.proxy_headers_rejected, 1);
+        log::debug!("{peer}: no whole PROXY header by its deadline, closing");
+    } else {
+        WorkerStats::add(&stats.tls_handshakes_failed, 1);
+        WorkerStats::add(&stats.tls_handshake_timeouts, 1);
+        log::debug!("{peer}: TLS handshake not done by its deadline, closing");
+    }
 }

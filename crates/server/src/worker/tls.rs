@@ -1,77 +1,74 @@
 //! TLS connections in the loop: ciphertext read from the socket goes
-//! through the connection's [`TlsLayer`](crate::tls::TlsLayer), the
-//! handshake is finished (and counted) before the service opens the
-//! connection, and plaintext goes to the service as a plain read would.
+//! through the connection's transport layer, the handshake is finished
+//! (and counted) before the service opens the connection, and plaintext
+//! goes to the service as a plain read would.
 //!
 //! What differs from plain TCP is here; everything else (output,
 //! backpressure, timers, the stop) is [`streams`](super::streams)' code,
 //! run on the plaintext.
 
-use super::streams::{Lend, add_bytes_out, call_and_answer, io, open_session};
-use crate::connection::{Connection, Phase};
+use super::TcpConnection;
+use super::calls::{Serve, add_bytes_out, io};
+use crate::connection::Received;
 use crate::service::{CloseCause, EndReason, StreamService};
 use crate::stats::WorkerStats;
-use crate::timer::TimerQueue;
-use crate::tls::{Plaintext, recycle};
+use crate::tls::recycle;
 
-/// What one read lends the TLS path.
-pub(super) struct TlsInput<'a> {
-    /// What the read got; empty at the end of the TCP stream.
-    pub(super) ciphertext: &'a [u8],
-    pub(super) scratch: &'a mut Vec<u8>,
-    pub(super) timers: &'a mut TimerQueue,
-}
-
-/// Feeds one read's ciphertext to connection `key`'s TLS layer: finishes
-/// the handshake and opens the session when it is done, gives plaintext to
-/// the service, and sends what rustls has to send. Returns the cause when
-/// the connection must close now: a TLS error (its alert sent as far as
-/// the socket takes it), or a client gone during the handshake.
+/// Feeds one read's ciphertext (empty at the end of the TCP stream) to
+/// connection `key`'s transport layer: finishes the handshake and opens
+/// the session when it is done, gives plaintext to the service, and sends
+/// what rustls has to send. Returns the cause when the connection must
+/// close now: a TLS error (its alert sent as far as the socket takes it),
+/// or a client gone during the handshake.
 pub(super) fn receive<S: StreamService>(
-    connection: &mut Connection<S::Session>,
+    serve: &mut Serve<'_, S>,
+    connection: &mut TcpConnection<S::Session>,
     key: usize,
-    input: &mut TlsInput<'_>,
-    lend: &Lend<'_>,
-    stats: &WorkerStats,
-    service: &S,
+    ciphertext: &[u8],
 ) -> Result<(), CloseCause> {
     // Past the answer, input is discarded, as over plain TCP.
-    if connection.phase != Phase::Serving && connection.session.is_some() {
+    if !connection.is_handshaking() && !connection.is_serving() {
         return Ok(());
     }
-    let mut rest = input.ciphertext;
+    let stats = serve.stats;
+    let mut rest = ciphertext;
     let ended = rest.is_empty();
     loop {
-        let tls = connection.tls.as_mut().expect("a TLS connection");
-        let took = match tls.receive(&mut rest) {
+        let took = match connection.receive(&mut rest) {
             Ok(took) => took,
             Err(error) => {
                 let _ = connection.flush();
-                if connection.session.is_none() {
+                let peer = connection.info().peer;
+                if connection.is_handshaking() {
                     WorkerStats::add(&stats.tls_handshakes_failed, 1);
-                    log::debug!("{}: TLS handshake failed: {error}", connection.info.peer);
+                    log::debug!("{peer}: TLS handshake failed: {error}");
                 } else {
-                    log::debug!("{}: TLS error: {error}", connection.info.peer);
+                    log::debug!("{peer}: TLS error: {error}");
                 }
                 return Err(CloseCause::Error(std::io::ErrorKind::InvalidData));
             }
         };
-        if connection.session.is_none() {
-            if tls.is_handshaking() {
+        if connection.is_handshaking() {
+            if connection.transport_handshaking() {
                 if ended {
                     WorkerStats::add(&stats.tls_handshakes_failed, 1);
-                    log::debug!("{}: closed during the TLS handshake", connection.info.peer);
+                    log::debug!(
+                        "{}: closed during the TLS handshake",
+                        connection.info().peer
+                    );
                     return Err(CloseCause::ClientClosed);
                 }
-                add_bytes_out(stats, io(connection.flush(), &connection.info)?);
+                add_bytes_out(stats, io(connection.flush(), connection.info())?);
                 if rest.is_empty() || !took {
                     return Ok(());
                 }
                 continue;
             }
-            open(connection, key, input, lend, stats, service)?;
+            WorkerStats::add(&stats.tls_handshakes_completed, 1);
+            log::debug!("{}: TLS handshake done", connection.info().peer);
+            serve.open_session(connection, key)?;
         }
-        if deliver_plaintext(connection, key, input, lend, stats, service)? {
+        if deliver_plaintext(serve, connection, key)? {
             break;
         }
         if rest.is_empty() || !took {
@@ -79,57 +76,43 @@ pub(super) fn receive<S: StreamService>(
         }
     }
     // Handshake records, session tickets, alerts: whatever rustls queued.
-    add_bytes_out(stats, io(connection.flush(), &connection.info)?);
+    add_bytes_out(stats, io(connection.flush(), connection.info())?);
     Ok(())
 }
 
-/// Gives the service the plaintext rustls has decrypted. Returns whether
-/// the client's input is over (close_notify, or a truncation).
+/// Gives the service the plaintext the transport layer decrypted. Returns
+/// whether the client's input is over (close_notify, or a truncation).
 fn deliver_plaintext<S: StreamService>(
-    connection: &mut Connection<S::Session>,
+    serve: &mut Serve<'_, S>,
+    connection: &mut TcpConnection<S::Session>,
     key: usize,
-    input: &mut TlsInput<'_>,
-    lend: &Lend<'_>,
-    stats: &WorkerStats,
-    service: &S,
 ) -> Result<bool, CloseCause> {
     loop {
-        if connection.phase != Phase::Serving {
+        if !connection.is_serving() {
             return Ok(false);
         }
-        let tls = connection.tls.as_mut().expect("a TLS connection");
-        let data = match tls.plaintext() {
-            Plaintext::Nothing => return Ok(false),
-            Plaintext::Data(bytes) => bytes,
-            Plaintext::Closed => Vec::new(),
-            Plaintext::Truncated => {
-                WorkerStats::add(&stats.tls_truncated, 1);
-                log::info!(
-                    "{}: TLS stream truncated (TCP end without close_notify); answering what came",
-                    connection.info.peer
-                );
+        let data = match connection.plaintext() {
+            Received::Nothing => return Ok(false),
+            Received::Data(bytes) => bytes,
+            Received::End { truncated } => {
+                if truncated {
+                    WorkerStats::add(&serve.stats.tls_truncated, 1);
+                    log::info!(
+                        "{}: TLS stream truncated (TCP end without close_notify); answering what came",
+                        connection.info().peer
+                    );
+                }
                 Vec::new()
             }
         };
         let over = data.is_empty();
-        if over {
-            connection.input_ended = true;
-        }
-        let answered = call_and_answer(
-            connection,
-            key,
-            input.scratch,
-            lend,
-            input.timers,
-            stats,
-            |session, conn| {
-                if over {
-                    service.end(session, conn, EndReason::ClientClosed);
-                } else {
-                    service.data(session, &data, conn);
-                }
-            },
-        );
+        let answered = serve.call_and_answer(connection, key, |service, session, conn| {
+            if over {
+                service.end(session, conn, EndReason::ClientClosed);
+            } else {
+                service.data(session, &data, conn);
+            }
+        });
         recycle(data);
         answered?;
         if over {
@@ -138,42 +121,12 @@ fn deliver_plaintext<S: StreamService>(
     }
 }
 
-/// The handshake is done: counts it, ends its deadline, tells the service
-/// the transport and opens the session.
-fn open<S: StreamService>(
-    connection: &mut Connection<S::Session>,
-    key: usize,
-    input: &mut TlsInput<'_>,
-    lend: &Lend<'_>,
-    stats: &WorkerStats,
-    service: &S,
-) -> Result<(), CloseCause> {
-    WorkerStats::add(&stats.tls_handshakes_completed, 1);
-    input.timers.cancel(key);
-    let tls = connection.tls.as_ref().expect("a TLS connection");
-    connection.info.transport = tls.transport();
-    log::debug!(
-        "{}: TLS handshake done: {:?}",
-        connection.info.peer,
-        connection.info.transport
-    );
-    open_session(
-        connection,
-        key,
-        input.scratch,
-        input.timers,
-        lend,
-        stats,
-        service,
-    )
-}
-
 /// Counts and logs a handshake broken by the socket: a reset, or another
 /// I/O error on a read or a write. A TLS error (`InvalidData`) and a FIN
 /// are counted where [`receive`] meets them; a PROXY header still awaited
 /// is not a handshake yet.
 pub(super) fn note_broken_handshake<Session>(
-    connection: &Connection<Session>,
+    connection: &TcpConnection<Session>,
     cause: CloseCause,
     stats: &WorkerStats,
 ) {
@@ -182,26 +135,12 @@ pub(super) fn note_broken_handshake<Session>(
         CloseCause::Error(kind) => kind != std::io::ErrorKind::InvalidData,
         _ => false,
     };
-    let handshaking = connection.proxy.is_none()
-        && connection
-            .tls
-            .as_ref()
-            .is_some_and(|tls| tls.is_handshaking());
+    let handshaking = !connection.in_prelude() && connection.transport_handshaking();
     if socket_error && handshaking {
         WorkerStats::add(&stats.tls_handshakes_failed, 1);
-        log::debug!("{}: TLS handshake broken: {cause:?}", connection.info.peer);
+        log::debug!(
+            "{}: TLS handshake broken: {cause:?}",
+            connection.info().peer
+        );
     }
-}
-
-/// Counts and logs a handshake cut at its deadline.
-pub(super) fn note_handshake_timeout<Session>(
-    connection: &Connection<Session>,
-    stats: &WorkerStats,
-) {
-    WorkerStats::add(&stats.tls_handshakes_failed, 1);
-    WorkerStats::add(&stats.tls_handshake_timeouts, 1);
-    log::debug!(
-        "{}: TLS handshake not done by its deadline, closing",
-        connection.info.peer
-    );
 }

@@ -2,14 +2,11 @@
 //! header a balancer sends before anything else, parsed by the `ppp`
 //! crate, whose source address replaces the socket's peer.
 //!
-//! This module only reads and checks the header. Opening the service (or
-//! starting the TLS handshake, which comes after the header) is the
-//! business of [`streams`](super::streams) and [`tls`](super::tls).
+//! This module only reads and checks the header, with no I/O: it is the
+//! prelude stage of a [`Connection`](crate::connection::Connection) on a
+//! listener that asks for one. Charging the client and opening the service
+//! are the worker's business.
 
-use super::ConnectionSlots;
-use crate::connection::Connection;
-use crate::service::CloseCause;
-use crate::stats::WorkerStats;
 use ppp::{HeaderResult, PartialResult, v1, v2};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -214,80 +211,36 @@ fn complete(result: HeaderResult<'_>) -> Parsed {
     }
 }
 
-/// Takes one read's bytes (`data`, empty at the end of the stream) into
-/// connection's header. Returns how many of them the header took once it
-/// is complete (the rest is the client's), `None` while it is not, and
-/// the cause when the connection must close: counted in
-/// `proxy_headers_rejected` and never answered.
-///
-/// A complete header's client address becomes the connection's peer, and
-/// the connection is charged to that address's share of connections; until
-/// then it is charged to no source's share, only to the server's cap.
-pub(super) fn receive<Session>(
-    connection: &mut Connection<Session>,
-    data: &[u8],
-    slots: &ConnectionSlots,
-    stats: &WorkerStats,
-) -> Result<Option<usize>, CloseCause> {
-    let peer = connection.info.peer;
-    let reject = |why: &str| {
-        WorkerStats::add(&stats.proxy_headers_rejected, 1);
-        log::debug!("{peer}: PROXY header refused, closing: {why}");
-    };
-    if data.is_empty() {
-        reject("the client closed before a whole header");
-        return Err(CloseCause::ClientClosed);
-    }
-    let buffer = &mut connection
-        .proxy
-        .as_mut()
-        .expect("a connection waiting for its PROXY header")
-        .0;
-    let before = buffer.len();
-    let room = MAX_PROXY_HEADER - before;
-    buffer.extend_from_slice(&data[..data.len().min(room)]);
-    match parse(buffer) {
-        Parsed::Incomplete if buffer.len() == MAX_PROXY_HEADER => {
-            reject(&format!("longer than {MAX_PROXY_HEADER} bytes"));
-            Err(CloseCause::Error(std::io::ErrorKind::InvalidData))
-        }
-        Parsed::Incomplete => Ok(None),
-        Parsed::Invalid(error) => {
-            reject(&error);
-            Err(CloseCause::Error(std::io::ErrorKind::InvalidData))
-        }
-        Parsed::Complete { len, source } => {
-            // A LOCAL header (a balancer's health check) is charged to the
-            // balancer itself.
-            let client = match source {
-                Source::Client(client) => client,
-                Source::Socket => peer,
-            };
-            if !slots.charge_source(client.ip()) {
-                // Still waiting in the type's eyes: it holds no share, so
-                // closing it gives none back.
-                WorkerStats::add(&stats.connections_refused_per_source, 1);
-                log::debug!("{peer}: closed, its client {client} holds its share of connections");
-                return Err(CloseCause::Refused);
+impl HeaderBuffer {
+    /// Takes one read's bytes into the header. Returns how many of them
+    /// the header took and the client it names once it is whole (the rest
+    /// is the client's), `None` while it is not, and why when it can never
+    /// be a header. A LOCAL header (a balancer's health check) names
+    /// `peer`, the socket's own.
+    pub(crate) fn push(
+        &mut self,
+        data: &[u8],
+        peer: SocketAddr,
+    ) -> Result<Option<(usize, SocketAddr)>, String> {
+        let buffer = &mut self.0;
+        let before = buffer.len();
+        let room = MAX_PROXY_HEADER - before;
+        buffer.extend_from_slice(&data[..data.len().min(room)]);
+        match parse(buffer) {
+            Parsed::Incomplete if buffer.len() == MAX_PROXY_HEADER => {
+                Err(format!("longer than {MAX_PROXY_HEADER} bytes"))
             }
-            connection.proxy = None;
-            connection.info.peer = client;
-            match source {
-                Source::Client(_) => log::debug!("{peer}: PROXY header: the client is {client}"),
-                Source::Socket => log::debug!("{peer}: PROXY header: LOCAL, the peer stands"),
+            Parsed::Incomplete => Ok(None),
+            Parsed::Invalid(error) => Err(error),
+            Parsed::Complete { len, source } => {
+                let client = match source {
+                    Source::Client(client) => client,
+                    Source::Socket => peer,
+                };
+                Ok(Some((len - before, client)))
             }
-            Ok(Some(len - before))
         }
     }
-}
-
-/// Counts and logs a connection cut with no whole header by its deadline.
-pub(super) fn note_header_timeout<Session>(connection: &Connection<Session>, stats: &WorkerStats) {
-    WorkerStats::add(&stats.proxy_headers_rejected, 1);
-    log::debug!(
-        "{}: no whole PROXY header by its deadline, closing",
-        connection.info.peer
-    );
 }
 
 #[cfg(test)]
