@@ -77,7 +77,10 @@ impl ConnectionInfo {
 }
 
 /// Why [`StreamService::end`] is called.
+///
+/// New reasons may come in new releases: match with a wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EndReason {
     /// The client shut down its sending side (end of stream).
     ClientClosed,

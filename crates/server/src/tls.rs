@@ -36,7 +36,11 @@ use std::io::{self, Write};
 use std::sync::Arc;
 
 /// How a connection reaches the service: plain TCP, or TLS over TCP.
+///
+/// More transports come in new releases (WebSocket, QUIC streams): match
+/// with a wildcard arm.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Transport {
     /// Plain TCP: bytes as they came.
     #[default]

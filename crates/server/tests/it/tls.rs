@@ -70,6 +70,7 @@ impl StreamService for Probe {
         let greeting = match conn.transport() {
             Transport::Plain => "plain\n".to_string(),
             Transport::Tls { version, sni } => format!("{version:?} {sni:?}\n"),
+            other => format!("{other:?}\n"),
         };
         conn.write(greeting.as_bytes());
         shout_protocol::Uppercaser::new()
