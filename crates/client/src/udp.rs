@@ -310,29 +310,39 @@ impl UdpClient {
     }
 }
 
+/// Opens a UDP socket of `addr`'s family on any local port, connected to
+/// `addr` so that an ICMP port-unreachable comes back as an error, with a
+/// receive buffer of `recv_buffer` bytes if given.
+pub(crate) fn connected_socket(
+    addr: SocketAddr,
+    recv_buffer: Option<usize>,
+) -> Result<UdpSocket, ClientError> {
+    let local = match addr.ip() {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    let mut builder = UdpSocketBuilder::new(SocketAddr::new(local, 0));
+    if let Some(size) = recv_buffer {
+        builder = builder.recv_buffer_size(size);
+    }
+    let socket = builder.bind()?;
+    socket
+        .connect(addr)
+        .map_err(|source| ClientError::Network {
+            action: "connecting to",
+            transport: Transport::Udp,
+            addr,
+            source,
+        })?;
+    Ok(socket)
+}
+
 /// Opens a socket connected to the first address from `first` on that can
 /// have one (a host without IPv6 cannot open one for `::1`).
 fn open_from(addrs: &[SocketAddr], first: usize) -> Result<(usize, UdpSocket), ClientError> {
     let mut last_error = None;
     for (index, &addr) in addrs.iter().enumerate().skip(first) {
-        let local = match addr.ip() {
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        };
-        let opened = UdpSocketBuilder::new(SocketAddr::new(local, 0))
-            .bind()
-            .map_err(ClientError::from)
-            .and_then(|socket| {
-                socket
-                    .connect(addr)
-                    .map(|()| socket)
-                    .map_err(|source| ClientError::Network {
-                        action: "connecting to",
-                        transport: Transport::Udp,
-                        addr,
-                        source,
-                    })
-            });
+        let opened = connected_socket(addr, None);
         match opened {
             Ok(socket) => {
                 log::info!("sending to udp {addr}");

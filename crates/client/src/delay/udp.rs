@@ -9,9 +9,8 @@
 use super::{Lookup, ObjectTiming, Phases, Rate, RateSource, Run, Way};
 use crate::{ClientError, Resolve, RttStats, Transport, UdpClient};
 use shout_protocol::MAX_DATAGRAM_PAYLOAD;
-use shout_socket::UdpSocketBuilder;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 /// The bytes of each round-trip probe.
@@ -310,25 +309,7 @@ fn pipelined(
 fn open(addrs: &[SocketAddr], room: usize) -> Result<(UdpSocket, SocketAddr), ClientError> {
     let mut last_error = None;
     for &addr in addrs {
-        let local = match addr.ip() {
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        };
-        let opened = UdpSocketBuilder::new(SocketAddr::new(local, 0))
-            .recv_buffer_size(room)
-            .bind()
-            .map_err(ClientError::from)
-            .and_then(|socket| {
-                socket
-                    .connect(addr)
-                    .map(|()| socket)
-                    .map_err(|source| ClientError::Network {
-                        action: "connecting to",
-                        transport: Transport::Udp,
-                        addr,
-                        source,
-                    })
-            });
+        let opened = crate::udp::connected_socket(addr, Some(room));
         match opened {
             Ok(socket) => return Ok((socket, addr)),
             Err(error) => last_error = Some(error),
