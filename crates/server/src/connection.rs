@@ -63,7 +63,8 @@ enum WriteSide {
 /// A connection's small state in one byte: its [`WriteSide`] (two bits),
 /// whether the service was told the output is full and not yet that it
 /// drained (`BLOCKED`), whether the client sent its end of stream
-/// (`INPUT_ENDED`).
+/// (`INPUT_ENDED`), whether a sender's message was refused since the
+/// service was last told (`REFUSED`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Flags(u8);
 
@@ -71,6 +72,7 @@ impl Flags {
     const WRITE_SIDE: u8 = 0b11;
     const BLOCKED: u8 = 0b100;
     const INPUT_ENDED: u8 = 0b1000;
+    const REFUSED: u8 = 0b1_0000;
 
     #[inline]
     fn write_side(self) -> WriteSide {
@@ -90,12 +92,28 @@ impl Flags {
         self.0 & Self::BLOCKED != 0
     }
 
+    /// Sets or clears `BLOCKED`; either way a refusal noted before is
+    /// answered by it.
     fn set_blocked(&mut self, blocked: bool) {
         if blocked {
             self.0 |= Self::BLOCKED;
         } else {
             self.0 &= !Self::BLOCKED;
         }
+        self.0 &= !Self::REFUSED;
+    }
+
+    #[inline]
+    fn refused(self) -> bool {
+        self.0 & Self::REFUSED != 0
+    }
+
+    fn refuse(&mut self) {
+        self.0 |= Self::REFUSED;
+    }
+
+    fn clear_refused(&mut self) {
+        self.0 &= !Self::REFUSED;
     }
 
     #[inline]
@@ -449,17 +467,50 @@ impl<Session, T: Stream> Connection<Session, T> {
         }
     }
 
+    /// Notes that a sender's message to the connection was refused
+    /// because its output is full: the next [`flow_change`](Self::flow_change)
+    /// tells the service so, if it was not told already and the output
+    /// is still above half the limit.
+    pub(crate) fn note_refused(&mut self) {
+        self.flags.refuse();
+    }
+
+    /// Returns whether a refusal was noted that the next
+    /// [`flow_change`](Self::flow_change) has not weighed yet.
+    #[inline]
+    pub(crate) fn was_refused(&self) -> bool {
+        self.flags.refused()
+    }
+
+    /// Returns whether the service was told the output is full, and not
+    /// yet that it drained.
+    pub(crate) fn told_full(&self) -> bool {
+        self.flags.blocked()
+    }
+
     /// Returns the flow control the service should be told of, with
-    /// hysteresis: not writable at `max` pending, writable again at half
-    /// of it; `None` when nothing changed.
+    /// hysteresis: not writable at `max` pending, or after a sender's
+    /// message was refused with more than half of `max` pending; writable
+    /// again at half of `max`; `None` when nothing changed. A refusal
+    /// noted is weighed once.
     #[inline]
     pub(crate) fn flow_change(&mut self, max: usize) -> Option<bool> {
         let pending = self.pending_output();
-        let writable = if !self.flags.blocked() && pending >= max {
+        let flags = self.flags;
+        // Senders stop short of `max` (a message that would pass it is
+        // refused), so their output alone may never reach it: a refusal
+        // counts as full too. Not when the output is at half or less once
+        // what was queued before it is delivered and flushed: then it was
+        // a burst of senders, not a client that does not read.
+        let refused = flags.refused() && pending > max / 2;
+        let writable = if !flags.blocked() && (pending >= max || refused) {
             false
-        } else if self.flags.blocked() && pending <= max / 2 {
+        } else if flags.blocked() && pending <= max / 2 {
             true
         } else {
+            if flags.refused() {
+                self.flags.clear_refused();
+            }
             return None;
         };
         self.flags.set_blocked(!writable);
@@ -1071,6 +1122,30 @@ mod machine {
         assert_eq!(connection.pending_output(), CAP / 2);
         assert_eq!(connection.flow_change(CAP), Some(true));
         assert_eq!(read(&mut connection), Some(b"more requests".to_vec()));
+    }
+
+    #[test]
+    fn a_senders_refused_message_tells_the_service_until_half_drains() {
+        let (mut connection, wire) = open();
+        // Refused with half the cap pending: a burst, not a full client.
+        connection.push_output(&[b'A'; CAP / 2], CAPACITY);
+        connection.note_refused();
+        assert_eq!(connection.flow_change(CAP), None);
+        assert!(!connection.was_refused(), "weighed once");
+        connection.mark_ready(false, true);
+        // Senders filled it to just under the cap: no message fits more.
+        connection.push_output(&[b'A'; CAP / 2 - 5], CAPACITY);
+        assert_eq!(connection.flow_change(CAP), None, "under the cap");
+        connection.note_refused();
+        assert_eq!(connection.flow_change(CAP), Some(false));
+        assert_eq!(connection.flow_change(CAP), None, "told once");
+        // Refused again while blocked: nothing new to tell.
+        connection.note_refused();
+        assert_eq!(connection.flow_change(CAP), None);
+        wire.0.borrow_mut().room = CAP / 2;
+        connection.flush().unwrap();
+        assert_eq!(connection.flow_change(CAP), Some(true));
+        assert_eq!(connection.flow_change(CAP), None);
     }
 
     #[test]

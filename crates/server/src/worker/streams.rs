@@ -409,7 +409,15 @@ impl<S: StreamService> Streams<S> {
     /// connection stays open, and the cause when it must close now.
     fn settle(&mut self, key: usize, context: &mut Context) -> Result<bool, CloseCause> {
         let connection = &mut self.connections[key];
-        if let Some(writable) = connection.flow_change(self.calls.max_pending_output) {
+        let refused = connection.was_refused();
+        let change = connection.flow_change(self.calls.max_pending_output);
+        if change == Some(true) || (refused && !connection.told_full()) {
+            // The service heard the output drained, or never heard of this
+            // refusal (the output drained before it was weighed): the
+            // senders' next refusal tells the worker again.
+            self.post.mailboxes[self.worker].drained(connection.info().id);
+        }
+        if let Some(writable) = change {
             self.call_if_serving(key, context, |service, session, conn| {
                 service.writable_changed(session, conn, writable);
             })?;
@@ -580,7 +588,9 @@ impl<S: StreamService> Streams<S> {
         }
         for command in self.commands.drain(..) {
             let (key, id) = match &command {
-                Command::Send { key, id, .. } | Command::Close { key, id } => (*key, *id),
+                Command::Send { key, id, .. }
+                | Command::Close { key, id }
+                | Command::Full { key, id } => (*key, *id),
             };
             // A stale id (closed, its key reused) names no connection.
             let Some(connection) = self
@@ -606,6 +616,14 @@ impl<S: StreamService> Streams<S> {
                         ..Requests::NONE
                     };
                     apply(connection, key, close, &mut self.calls.timers);
+                }
+                Command::Full { .. } => {
+                    if connection.is_serving() {
+                        connection.note_refused();
+                    } else {
+                        // No service to tell: the next refusal may post.
+                        self.post.mailboxes[self.worker].drained(id);
+                    }
                 }
             }
             context.hot.push(Source::Connection(key));

@@ -478,6 +478,64 @@ fn writable_changed_tells_a_service_its_client_stopped_reading_and_came_back() {
     });
 }
 
+/// Broadcasts `chunk` until every connection but `except` is full for good
+/// (as [`fill_until_full`] tells it), `expected` of them.
+fn broadcast_until_full(
+    sender: &shout_server::ConnectionSender,
+    chunk: &[u8],
+    except: ConnectionId,
+    expected: usize,
+) {
+    let mut full_in_a_row = 0;
+    for _ in 0..100_000 {
+        let outcome = sender.broadcast_except(chunk, Some(except));
+        if outcome.skipped_full == expected {
+            full_in_a_row += 1;
+            if full_in_a_row == 20 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        } else {
+            full_in_a_row = 0;
+        }
+    }
+    panic!("never full for good");
+}
+
+#[test]
+fn writable_changed_tells_a_service_its_output_from_senders_is_full() {
+    let limit = 64 * 1024;
+    let probe = Probe::default();
+    let server = probe_server(&probe, |builder| builder.max_pending_output(limit));
+    let sender = server.handle.sender();
+    // Neither client reads: one gets its output from `send`, the other
+    // from `broadcast`, never from a callback.
+    let mut by_send = connect(server.tcp());
+    let sent_to = probe.journal.wait_opened(0);
+    let _by_broadcast = connect(server.tcp());
+    let broadcast_to = probe.journal.wait_opened(1);
+    // 3,000 bytes: no number of them adds up to the limit exactly, so the
+    // output never reaches it.
+    let chunk = [b'x'; 3000];
+    let filling = std::thread::spawn(move || {
+        let accepted = fill_until_full(&sender, sent_to, &chunk);
+        broadcast_until_full(&sender, &chunk, sent_to, 1);
+        accepted
+    });
+    let accepted = join_within(filling, TIMEOUT).expect("sends return at once");
+    for id in [sent_to, broadcast_to] {
+        wait_until("the service hears the output is full", || {
+            probe.journal.of(id).contains(&Seen::Writable(false))
+        });
+    }
+    assert!(!probe.journal.of(sent_to).contains(&Seen::Writable(true)));
+    let got = read_exactly(&mut by_send, accepted);
+    assert!(got.iter().all(|&byte| byte == b'x'));
+    wait_until("the service hears it drained", || {
+        probe.journal.of(sent_to).contains(&Seen::Writable(true))
+    });
+}
+
 #[test]
 fn a_panic_costs_its_connection_only_and_is_counted() {
     let probe = Probe::default();
