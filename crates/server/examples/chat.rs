@@ -9,9 +9,13 @@
 //! It shows a greeting from `open`, writes to other connections through the
 //! [`ConnectionSender`](shout_server::ConnectionSender), and `closed`
 //! telling the room who left. A member that never reads cannot stall the
-//! room or grow the server's memory: once its output holds the server's
-//! `max_pending_output`, the lines it would get are dropped for it alone
-//! (counted, and reported on standard error when someone leaves).
+//! room or grow the server's memory: once its output is full, the lines it
+//! would get are dropped for it alone (counted, and reported on standard
+//! error when someone leaves). A member whose output stays full for
+//! [`FULL_FOR`] is disconnected: `writable_changed(false)` tells the room
+//! it is full, though its output comes only from the others' broadcasts,
+//! and sets a timer that `writable_changed(true)` cancels. The others go
+//! on meanwhile.
 
 use shout_server::{
     CloseCause, ConnectionContext, ConnectionInfo, ConnectionSender, ServerBuilder, StreamService,
@@ -19,15 +23,22 @@ use shout_server::{
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// The longest line passed on whole; a longer one is passed on in pieces.
 const MAX_LINE: usize = 4096;
 
-/// The room. Clones share one count.
+/// How long a member's output may stay full before it is disconnected:
+/// long enough for a member that reads to catch up after a burst.
+pub(crate) const FULL_FOR: Duration = Duration::from_secs(2);
+
+/// The room. Clones share the counts.
 #[derive(Default, Clone)]
 pub(crate) struct Chat {
     /// Lines not delivered to a member whose output was full.
     pub(crate) dropped: Arc<AtomicU64>,
+    /// Members disconnected because their output stayed full.
+    pub(crate) disconnected: Arc<AtomicU64>,
 }
 
 impl Chat {
@@ -68,6 +79,24 @@ impl StreamService for Chat {
             piece.push(b'\n');
             self.tell_others(conn, &said(conn.peer(), &piece));
         }
+    }
+
+    fn writable_changed(&self, _: &mut Member, conn: &mut ConnectionContext<'_>, writable: bool) {
+        if writable {
+            conn.cancel_timer();
+        } else {
+            conn.set_timer(FULL_FOR);
+        }
+    }
+
+    /// Disconnects a member whose output stayed full for [`FULL_FOR`]: the
+    /// only timer the room sets.
+    fn timer(&self, _: &mut Member, conn: &mut ConnectionContext<'_>) {
+        self.disconnected.fetch_add(1, Ordering::Relaxed);
+        eprintln!("chat: {} does not read, disconnecting it", conn.peer());
+        // What it holds is still sent if it reads again, then the stream
+        // ends; the room's lines are not queued to it any more.
+        conn.close();
     }
 
     fn closed(&self, member: Member, info: &ConnectionInfo, _: CloseCause) {

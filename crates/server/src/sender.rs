@@ -31,12 +31,16 @@ pub enum SendError {
 }
 
 /// What a [`ConnectionSender::broadcast`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Broadcast {
     /// Connections the message was queued to.
     pub queued: usize,
     /// Connections whose output was full: they miss the message.
     pub skipped_full: usize,
+    /// The connections counted in `skipped_full`, in no particular order.
+    /// Empty, it holds no heap: a broadcast that skips no one allocates
+    /// nothing for it.
+    pub skipped: Vec<ConnectionId>,
 }
 
 /// Writes to connections by id from any thread; cloneable, cheap.
@@ -116,7 +120,7 @@ impl ConnectionSender {
     }
 
     /// Queues `bytes` to every open connection of the server; those whose
-    /// output is full miss it, and are counted.
+    /// output is full miss it, and are counted and named.
     pub fn broadcast(&self, bytes: &[u8]) -> Broadcast {
         self.broadcast_except(bytes, None)
     }
@@ -148,6 +152,7 @@ impl ConnectionSender {
                     }
                     Reserved::Full { tell } => {
                         outcome.skipped_full += 1;
+                        outcome.skipped.push(id);
                         if tell {
                             commands.push(Command::Full { key, id });
                         }
@@ -438,10 +443,20 @@ mod tests {
             outcome,
             Broadcast {
                 queued: 2,
-                skipped_full: 1
+                skipped_full: 1,
+                skipped: vec![full],
             }
         );
         let outcome = sender.broadcast_except(b"ab", Some(ConnectionId::new(1, 1)));
         assert_eq!(outcome.queued, 1, "{outcome:?}");
+        assert_eq!(outcome.skipped, [full]);
+
+        let post = self::post(4);
+        let sender = ConnectionSender::new(Arc::clone(&post));
+        post.mailboxes[0].open(ConnectionId::new(0, 1), 0);
+        post.mailboxes[1].open(ConnectionId::new(1, 1), 0);
+        let outcome = sender.broadcast(b"ab");
+        assert_eq!(outcome.queued, 2, "{outcome:?}");
+        assert_eq!(outcome.skipped.capacity(), 0, "none skipped, no heap");
     }
 }

@@ -196,6 +196,52 @@ fn chat_drops_lines_for_a_member_that_never_reads_and_the_room_goes_on() {
 }
 
 #[test]
+fn chat_disconnects_a_member_whose_output_stays_full_and_the_room_goes_on() {
+    let _heavy = heavy_test();
+    let room = chat::Chat::default();
+    let disconnected = Arc::clone(&room.disconnected);
+    let server = run(ServerBuilder::tcp_only(room)
+        .tcp(loopback())
+        .max_pending_output(16 * 1024));
+    let addr = server.tcp();
+    let mut talker = LineClient::connect(addr);
+    assert!(talker.line().starts_with("welcome"));
+    let mut silent = connect(addr);
+    let mut listener = LineClient::connect(addr);
+    assert!(listener.line().starts_with("welcome"));
+    let reading = std::thread::spawn(move || while !listener.line().ends_with("done") {});
+    // The silent member's output comes only from the talker's broadcasts.
+    let line = "x".repeat(1023);
+    let bound = std::time::Instant::now() + TIMEOUT + chat::FULL_FOR;
+    while disconnected.load(Ordering::Relaxed) == 0 {
+        assert!(
+            std::time::Instant::now() < bound,
+            "the silent member was never disconnected"
+        );
+        for _ in 0..64 {
+            talker.send(&line);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        disconnected.load(Ordering::Relaxed),
+        1,
+        "the listener stays"
+    );
+    for _ in 0..100 {
+        talker.send("done");
+        if reading.is_finished() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    join_within(reading, TIMEOUT).expect("the listener is not stalled");
+    // Disconnected: what it held comes, then the end of the stream.
+    let held = read_to_end(&mut silent);
+    assert!(held.starts_with(b"welcome"), "{held:?}");
+}
+
+#[test]
 fn rot13_still_serves_tcp_and_udp() {
     let server = run(ServerBuilder::new(rot13::Rot13, rot13::Rot13)
         .tcp(loopback())

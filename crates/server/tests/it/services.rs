@@ -440,6 +440,7 @@ fn a_broadcast_reaches_every_connection_and_skips_a_full_one() {
     let outcome = sender.broadcast(b"all\n");
     assert_eq!(outcome.queued, 3);
     assert_eq!(outcome.skipped_full, 0);
+    assert!(outcome.skipped.is_empty(), "{outcome:?}");
     for reader in &mut readers {
         assert_eq!(read_line(reader), "all");
     }
@@ -450,6 +451,7 @@ fn a_broadcast_reaches_every_connection_and_skips_a_full_one() {
     let outcome = sender.broadcast(&[b'b'; 2048]);
     assert_eq!(outcome.queued, 3, "{outcome:?}");
     assert_eq!(outcome.skipped_full, 1, "{outcome:?}");
+    assert_eq!(outcome.skipped, [silent], "{outcome:?}");
     for reader in &mut readers {
         assert_eq!(read_exactly(reader, 2048), [b'b'; 2048]);
     }
