@@ -64,7 +64,8 @@ enum WriteSide {
 /// whether the service was told the output is full and not yet that it
 /// drained (`BLOCKED`), whether the client sent its end of stream
 /// (`INPUT_ENDED`), whether a sender's message was refused since the
-/// service was last told (`REFUSED`).
+/// service was last told (`REFUSED`), whether a connection its service
+/// closed still takes what senders queued to it before (`AWAITS_QUEUED`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Flags(u8);
 
@@ -73,6 +74,7 @@ impl Flags {
     const BLOCKED: u8 = 0b100;
     const INPUT_ENDED: u8 = 0b1000;
     const REFUSED: u8 = 0b1_0000;
+    const AWAITS_QUEUED: u8 = 0b10_0000;
 
     #[inline]
     fn write_side(self) -> WriteSide {
@@ -114,6 +116,19 @@ impl Flags {
 
     fn clear_refused(&mut self) {
         self.0 &= !Self::REFUSED;
+    }
+
+    #[inline]
+    fn awaits_queued(self) -> bool {
+        self.0 & Self::AWAITS_QUEUED != 0
+    }
+
+    fn set_awaits_queued(&mut self, awaits: bool) {
+        if awaits {
+            self.0 |= Self::AWAITS_QUEUED;
+        } else {
+            self.0 &= !Self::AWAITS_QUEUED;
+        }
     }
 
     #[inline]
@@ -319,6 +334,46 @@ impl<Session, T: Stream> Connection<Session, T> {
     /// did not shut the sending side).
     pub(crate) fn accepts_output(&self) -> bool {
         self.flags.write_side() == WriteSide::Open
+    }
+
+    /// Returns whether a sender's bytes delivered now go out: the service
+    /// is serving, or closed the connection and the bytes were queued
+    /// before that close ([`await_queued`](Self::await_queued)); and it
+    /// did not shut the sending side.
+    pub(crate) fn takes_sent(&self) -> bool {
+        let stage_takes = match self.phase {
+            Phase::Open(_, Stage::Serving) => true,
+            Phase::Open(_, Stage::Finishing) => self.flags.awaits_queued(),
+            _ => false,
+        };
+        stage_takes && self.accepts_output()
+    }
+
+    /// Returns whether a closed connection waits for what senders queued
+    /// to it before the close.
+    pub(crate) fn awaits_queued(&self) -> bool {
+        self.flags.awaits_queued()
+    }
+
+    /// Makes a finishing connection take the senders' bytes delivered
+    /// from now on, and not end, until [`end_queued`](Self::end_queued):
+    /// its worker calls that at the close command it posted behind them.
+    pub(crate) fn await_queued(&mut self) {
+        if self.stage() == Some(Stage::Finishing) {
+            self.flags.set_awaits_queued(true);
+        }
+    }
+
+    /// Ends [`await_queued`](Self::await_queued): what comes from senders
+    /// after this is dropped, and the connection may end.
+    pub(crate) fn end_queued(&mut self) {
+        self.flags.set_awaits_queued(false);
+    }
+
+    /// Returns how many held bytes its senders see counted (its share,
+    /// less what they reserved and its worker has not taken yet).
+    pub(crate) fn published(&self) -> usize {
+        self.published
     }
 
     /// Returns whether the socket may have input the client did not end.
@@ -619,7 +674,7 @@ impl<Session, T: Stream> Connection<Session, T> {
     /// [`end_if_sent`](Self::end_if_sent) on a connection with something to end.
     #[cold]
     fn end_what_is_due(&mut self) -> io::Result<bool> {
-        if self.has_unsent() {
+        if self.has_unsent() || self.flags.awaits_queued() {
             return Ok(true);
         }
         let Phase::Open(_, stage) = &mut self.phase else {
@@ -1146,6 +1201,26 @@ mod machine {
         connection.flush().unwrap();
         assert_eq!(connection.flow_change(CAP), Some(true));
         assert_eq!(connection.flow_change(CAP), None);
+    }
+
+    #[test]
+    fn a_close_awaiting_queued_bytes_takes_them_and_ends_only_after() {
+        let (mut connection, wire) = open();
+        connection.apply(CLOSE);
+        assert!(!connection.takes_sent(), "closed: senders' bytes dropped");
+        connection.await_queued();
+        assert!(connection.takes_sent());
+        assert!(connection.end_if_sent().unwrap());
+        assert_eq!(connection.stage(), Some(Stage::Finishing), "waits");
+        connection.push_output(b"late", CAPACITY);
+        connection.end_queued();
+        assert!(!connection.takes_sent());
+        wire.0.borrow_mut().room = 4;
+        connection.mark_ready(false, true);
+        connection.flush().unwrap();
+        assert!(connection.end_if_sent().unwrap());
+        assert_eq!(connection.stage(), Some(Stage::Lingering));
+        assert_eq!(wire.0.borrow().written, b"late");
     }
 
     #[test]

@@ -96,7 +96,7 @@ impl ConnectionSender {
 
     /// Closes connection `id` once the output it holds and what was queued
     /// to it before this call are sent, as [`ConnectionContext::close`]
-    /// does. Asking twice is harmless.
+    /// does; what is sent to it after is dropped. Asking twice is harmless.
     ///
     /// [`ConnectionContext::close`]: crate::ConnectionContext::close
     ///
@@ -117,6 +117,39 @@ impl ConnectionSender {
             self.post.deliver(id.worker(), vec![command]);
         }
         Ok(())
+    }
+
+    /// Posts a close for connection `id` (at `key`) behind the bytes
+    /// senders reserved for it that its worker has not taken yet, if any:
+    /// its service closed it from a callback, and those bytes were sent
+    /// before. `held` is what the worker last published it holds. Returns
+    /// whether a close command is coming (this one, or one asked before).
+    pub(crate) fn close_behind_queued(&self, id: ConnectionId, key: usize, held: usize) -> bool {
+        let Ok(mailbox) = self.post.mailbox(id) else {
+            return false;
+        };
+        // Its worker calls this between taking commands: none waiting, none
+        // queued to the connection, and no lock taken (the usual close).
+        if !mailbox.has_commands() {
+            return false;
+        }
+        {
+            let mut connections = lock(&mailbox.connections);
+            let Some(share) = connections.get_mut(&id.as_u64()) else {
+                return false;
+            };
+            if share.close_requested {
+                return true;
+            }
+            // Nothing reserved beyond what the worker holds: nothing queued.
+            if share.held_and_queued == held {
+                return false;
+            }
+            share.close_requested = true;
+        }
+        self.post
+            .deliver(id.worker(), vec![Command::Close { key, id }]);
+        true
     }
 
     /// Queues `bytes` to every open connection of the server; those whose

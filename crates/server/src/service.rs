@@ -210,9 +210,11 @@ impl ConnectionContext<'_> {
         self.output
     }
 
-    /// Closes the connection once its output, this call's included, is
-    /// sent: the stream is ended, further input is discarded, and no
-    /// callback but [`StreamService::closed`] comes.
+    /// Closes the connection once its output is sent: what it holds, this
+    /// call's output, then what was queued to it through a
+    /// [`ConnectionSender`] before this call. The stream is ended, further
+    /// input is discarded, and no callback but [`StreamService::closed`]
+    /// comes. [`ConnectionSender::close`] means the same.
     pub fn close(&mut self) {
         self.requests.close = true;
     }

@@ -12,7 +12,7 @@
 
 use super::TcpConnection;
 use super::accept::Listener;
-use super::calls::{Serve, add_bytes_out, apply, io};
+use super::calls::{Serve, add_bytes_out, apply, close_behind_queued, io};
 use super::tls;
 use super::{Context, Limits, MAX_CONNECTION_KEY, Source, note_panic};
 use crate::connection::{Closed, Connection};
@@ -251,6 +251,9 @@ impl<S: StreamService> Streams<S> {
         connection.push_output(&self.calls.scratch, self.calls.output_capacity);
         if !self.calls.scratch.is_empty() || requests != Requests::NONE {
             apply(connection, key, requests, &mut self.calls.timers);
+            if requests.close {
+                close_behind_queued(&self.calls.sender, connection, key);
+            }
             context.hot.push(Source::Connection(key));
         }
         self.idle.touch(key, context.now);
@@ -606,7 +609,7 @@ impl<S: StreamService> Streams<S> {
                     // now on they count as held, or are given back by the
                     // next publish if dropped.
                     connection.take_reserved(bytes.len());
-                    if connection.is_serving() && connection.accepts_output() {
+                    if connection.takes_sent() {
                         connection.push_output(&bytes, self.calls.output_capacity);
                     }
                 }
@@ -616,6 +619,9 @@ impl<S: StreamService> Streams<S> {
                         ..Requests::NONE
                     };
                     apply(connection, key, close, &mut self.calls.timers);
+                    // This command is the one a callback's close posted
+                    // behind the bytes queued before it, or the sender's.
+                    connection.end_queued();
                 }
                 Command::Full { .. } => {
                     if connection.is_serving() {

@@ -81,7 +81,9 @@ impl Journal {
 
 /// A line service that does what each line says, and notes every callback.
 ///
-/// `quit`: answers `bye` and closes. `half`: answers `half` and shuts its
+/// `quit`: answers `bye` and closes. `push-quit`: sends `pushed` to its
+/// own connection through the sender, answers `bye` and closes. `half`:
+/// answers `half` and shuts its
 /// sending side down. `boom`: panics. `timer N`: sets a timer of N ms.
 /// `flood N`: writes N KiB. Any other line is echoed.
 #[derive(Clone, Default)]
@@ -114,6 +116,13 @@ impl StreamService for Probe {
                     conn.write(b"bye\n");
                     conn.close();
                     // What this call wrote after close would still be sent.
+                    return;
+                }
+                (Some("push-quit"), _) => {
+                    // Queued, and not delivered before the close below.
+                    conn.sender().send(conn.id(), b"pushed\n").unwrap();
+                    conn.write(b"bye\n");
+                    conn.close();
                     return;
                 }
                 (Some("half"), _) => {
@@ -356,6 +365,19 @@ fn the_sender_writes_and_closes_from_another_thread() {
     assert_eq!(probe.journal.wait_closed(id), CloseCause::ServiceClosed);
     assert_eq!(sender.send(id, b"late\n"), Err(SendError::Closed));
     assert_eq!(sender.close(id), Err(SendError::Closed));
+}
+
+#[test]
+fn a_close_from_a_callback_sends_what_senders_queued_before_it() {
+    let probe = Probe::default();
+    let server = probe_server(&probe, |builder| builder);
+    let mut client = connect(server.tcp());
+    client.write_all(b"push-quit\n").unwrap();
+    // The call's own output first, then what was queued before the close.
+    assert_eq!(read_to_end(&mut client), b"bye\npushed\n");
+    let id = probe.journal.wait_opened(0);
+    drop(client);
+    assert_eq!(probe.journal.wait_closed(id), CloseCause::ServiceClosed);
 }
 
 #[test]
