@@ -17,6 +17,7 @@
 //! and sets a timer that `writable_changed(true)` cancels. The others go
 //! on meanwhile.
 
+use shout_protocol::{Frame, LineFramer};
 use shout_server::{
     CloseCause, ConnectionContext, ConnectionInfo, ConnectionSender, ServerBuilder, StreamService,
 };
@@ -25,7 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// The longest line passed on whole; a longer one is passed on in pieces.
+/// The longest line passed on; a longer one is not, and its sender is told.
 const MAX_LINE: usize = 4096;
 
 /// How long a member's output may stay full before it is disconnected:
@@ -50,10 +51,11 @@ impl Chat {
     }
 }
 
-/// A member: its unfinished line, and the sender that tells the room when
-/// it leaves (`closed` gets no context: the session keeps what it needs).
+/// A member: its lines (and the unfinished one), and the sender that tells
+/// the room when it leaves (`closed` gets no context: the session keeps
+/// what it needs).
 pub(crate) struct Member {
-    held: Vec<u8>,
+    lines: LineFramer,
     room: ConnectionSender,
 }
 
@@ -63,21 +65,17 @@ impl StreamService for Chat {
     fn open(&self, conn: &mut ConnectionContext<'_>) -> Member {
         conn.write(format!("welcome, {}\n", conn.peer()).as_bytes());
         Member {
-            held: Vec::new(),
+            lines: LineFramer::new(MAX_LINE),
             room: conn.sender(),
         }
     }
 
-    fn data(&self, member: &mut Member, input: &[u8], conn: &mut ConnectionContext<'_>) {
-        member.held.extend_from_slice(input);
-        while let Some(end) = member.held.iter().position(|&byte| byte == b'\n') {
-            let line: Vec<u8> = member.held.drain(..=end).collect();
-            self.tell_others(conn, &said(conn.peer(), &line));
-        }
-        if member.held.len() > MAX_LINE {
-            let mut piece = std::mem::take(&mut member.held);
-            piece.push(b'\n');
-            self.tell_others(conn, &said(conn.peer(), &piece));
+    fn data(&self, member: &mut Member, mut input: &[u8], conn: &mut ConnectionContext<'_>) {
+        while let Some(frame) = member.lines.next_frame(&mut input) {
+            match frame {
+                Frame::Line(line) => self.tell_others(conn, &said(conn.peer(), line)),
+                Frame::TooLong => conn.write(b"line too long, not sent\n"),
+            }
         }
     }
 
@@ -113,10 +111,11 @@ impl StreamService for Chat {
     }
 }
 
-/// Returns `PEER: LINE` (`line` ends with its newline).
+/// Returns `PEER: LINE` and a newline (`line` has none).
 fn said(peer: SocketAddr, line: &[u8]) -> Vec<u8> {
     let mut said = format!("{peer}: ").into_bytes();
     said.extend_from_slice(line);
+    said.push(b'\n');
     said
 }
 

@@ -87,6 +87,18 @@ fn kv_answers_set_get_errors_and_quit() {
 }
 
 #[test]
+fn kv_answers_a_line_too_long_with_an_error_and_closes() {
+    let server = kv_server(1);
+    let mut client = LineClient::connect(server.tcp());
+    assert_eq!(client.ask("SET a 1"), "OK");
+    client.send(&format!("SET big {}", "v".repeat(64 * 1024)));
+    assert_eq!(client.line(), "ERR line too long");
+    let mut rest = String::new();
+    client.reader.read_line(&mut rest).expect("closed in time");
+    assert_eq!(rest, "", "the server closed the connection");
+}
+
+#[test]
 fn kv_takes_commands_one_byte_per_packet() {
     let server = kv_server(1);
     let mut client = LineClient::connect(server.tcp());
@@ -145,6 +157,21 @@ fn chat_welcomes_passes_lines_to_the_others_and_says_who_left() {
             "{line}"
         );
     }
+}
+
+#[test]
+fn chat_tells_a_member_its_line_is_too_long_and_passes_the_next() {
+    let server = run(ServerBuilder::tcp_only(chat::Chat::default()).tcp(loopback()));
+    let addr = server.tcp();
+    let mut ann = LineClient::connect(addr);
+    assert!(ann.line().starts_with("welcome"));
+    let mut bob = LineClient::connect(addr);
+    assert!(bob.line().starts_with("welcome"));
+    ann.send(&"y".repeat(5000));
+    assert_eq!(ann.line(), "line too long, not sent");
+    ann.send("short");
+    // Bob's first line is the short one: nothing of the long one came.
+    assert_eq!(bob.line(), format!("{}: short", ann.local()));
 }
 
 #[test]
