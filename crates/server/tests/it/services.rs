@@ -671,6 +671,53 @@ fn read_to_end_or_reset(stream: &mut TcpStream) -> Vec<u8> {
     }
 }
 
+/// Notes the name of the thread each connection opens on.
+#[derive(Clone, Default)]
+struct ThreadNames(Arc<Mutex<Vec<Option<String>>>>);
+
+impl StreamService for ThreadNames {
+    type Session = ();
+
+    fn open(&self, _: &mut ConnectionContext<'_>) {
+        let name = std::thread::current().name().map(str::to_owned);
+        self.0.lock().unwrap().push(name);
+    }
+
+    fn data(&self, _: &mut (), _: &[u8], _: &mut ConnectionContext<'_>) {}
+}
+
+#[test]
+fn worker_threads_are_named_after_the_library_or_as_the_embedder_says() {
+    for (asked, expected) in [(None, "shout-worker-1"), (Some("kv"), "kv-1")] {
+        let names = ThreadNames::default();
+        let mut builder = ServerBuilder::tcp_only(names.clone())
+            .tcp(loopback())
+            .workers(2);
+        if let Some(prefix) = asked {
+            builder = builder.worker_thread_name(prefix);
+        }
+        let server = run(builder);
+        // SO_REUSEPORT spreads connections by their addresses: with 32, the
+        // chance that worker 1 gets none is 2^-32.
+        let _clients: Vec<TcpStream> = (0..32).map(|_| connect(server.tcp())).collect();
+        wait_until("every connection to open", || {
+            names.0.lock().unwrap().len() == 32
+        });
+        let names = names.0.lock().unwrap();
+        assert!(
+            names.iter().any(|name| name.as_deref() == Some(expected)),
+            "{names:?}"
+        );
+        // Worker 0 runs on the thread that called `run`: here an unnamed one.
+        assert!(
+            names
+                .iter()
+                .all(|name| name.is_none() || name.as_deref() == Some(expected)),
+            "{names:?}"
+        );
+    }
+}
+
 /// Echoes datagrams, and panics on `boom`.
 struct FragileEcho;
 
