@@ -9,20 +9,25 @@
 //! - [`uppercase_datagram`]: the one-datagram-in, one-datagram-out rule for UDP,
 //!   with its size limit.
 //! - Shared constants: [`DEFAULT_PORT`], [`MAX_DATAGRAM_PAYLOAD`].
+//! - [`LineFramer`]: lines of at most a maximum length out of a byte
+//!   stream cut anywhere, for the services built on `shout-server` that
+//!   speak in lines. shout's own protocol has none over TCP, and a
+//!   datagram is a datagram.
 //!
 //! It is *not* for opening sockets, event loops or retries: those belong to
-//! `shout-socket`, `shout-server` and `shout-client`. Nor is it for lines:
-//! the protocol has none over TCP and a datagram is a datagram, so reading
-//! sentences from a keyboard is the client's (`shout_client::LineReader`).
+//! `shout-socket`, `shout-server` and `shout-client`. Reading sentences
+//! from a keyboard is the client's (`shout_client::LineReader`).
 //! The specification in prose is `docs/PROTOCOL.md`.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod datagram;
+mod lines;
 mod transform;
 
 pub use datagram::{DatagramError, MAX_DATAGRAM_PAYLOAD, uppercase_datagram};
+pub use lines::{Frame, LineFramer};
 pub use transform::{Uppercaser, uppercase, uppercased_len};
 
 /// The port both ends use when none is given: the lecture's 12000.

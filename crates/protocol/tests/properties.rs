@@ -1,20 +1,75 @@
-//! Property tests of the streaming transform: whatever the input and wherever
-//! it is cut, the result is what the whole input gives.
+//! Property tests of the streaming transform and of the line framer:
+//! whatever the input and wherever it is cut, the result is what the whole
+//! input gives.
 
 use proptest::prelude::*;
-use shout_protocol::{Uppercaser, uppercase};
+use shout_protocol::{Frame, LineFramer, Uppercaser, uppercase};
+
+/// Sorts `cuts` into positions within `input` (out-of-range ones folded
+/// in) and returns the pieces between them.
+fn pieces<'a>(input: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+    let mut positions: Vec<usize> = cuts.iter().map(|&c| c % (input.len() + 1)).collect();
+    positions.sort_unstable();
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    for end in positions.into_iter().chain([input.len()]) {
+        pieces.push(&input[start..end]);
+        start = end;
+    }
+    pieces
+}
+
+/// Frames `input` cut at `cuts` with lines up to `max`: each line, `None`
+/// for one too long; and what is held at the end.
+fn framed(input: &[u8], cuts: &[usize], max: usize) -> (Vec<Option<Vec<u8>>>, Vec<u8>) {
+    let mut framer = LineFramer::new(max);
+    let mut frames = Vec::new();
+    for mut piece in pieces(input, cuts) {
+        while let Some(frame) = framer.next_frame(&mut piece) {
+            frames.push(match frame {
+                Frame::Line(line) => Some(line.to_vec()),
+                Frame::TooLong => None,
+            });
+        }
+    }
+    (frames, framer.unfinished().to_vec())
+}
+
+/// What framing `input` with lines up to `max` must give, from the whole
+/// input split at its newlines: each whole line, `None` for one too long
+/// (the unfinished last one included, told before its newline comes), and
+/// the unfinished last line held if it is not too long.
+fn framed_by_split(input: &[u8], max: usize) -> (Vec<Option<Vec<u8>>>, Vec<u8>) {
+    let mut frames = Vec::new();
+    let mut held = Vec::new();
+    let mut lines = input.split(|&byte| byte == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        let whole = lines.peek().is_some();
+        if line.len() > max {
+            frames.push(None);
+        } else if whole {
+            frames.push(Some(line.to_vec()));
+        } else {
+            held = line.to_vec();
+        }
+    }
+    (frames, held)
+}
+
+/// Bytes with many newlines and runs of one letter, so that lines around
+/// the maximum are common.
+fn lines_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let byte = prop_oneof![3 => Just(b'\n'), 6 => Just(b'a'), 1 => any::<u8>()];
+    prop::collection::vec(byte, 0..96)
+}
 
 /// Feeds `input` cut at `cuts` (positions, any order, out-of-range ones
 /// folded in) and returns the streamed output.
 fn streamed(input: &[u8], cuts: &[usize]) -> Vec<u8> {
-    let mut positions: Vec<usize> = cuts.iter().map(|&c| c % (input.len() + 1)).collect();
-    positions.sort_unstable();
     let mut upper = Uppercaser::new();
     let mut out = Vec::new();
-    let mut start = 0;
-    for end in positions.into_iter().chain([input.len()]) {
-        upper.feed(&input[start..end], &mut out);
-        start = end;
+    for piece in pieces(input, cuts) {
+        upper.feed(piece, &mut out);
     }
     upper.finish(&mut out);
     out
@@ -40,6 +95,20 @@ fn mixed_bytes() -> impl Strategy<Value = Vec<u8>> {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    #[test]
+    fn lines_in_any_chunks_are_the_whole_inputs_lines(input in lines_bytes(), cuts in prop::collection::vec(any::<usize>(), 0..8), max in 0usize..12) {
+        prop_assert_eq!(framed(&input, &cuts, max), framed_by_split(&input, max));
+    }
+
+    #[test]
+    fn a_framer_holds_at_most_its_maximum(input in lines_bytes(), cuts in prop::collection::vec(any::<usize>(), 0..8), max in 0usize..12) {
+        let (frames, held) = framed(&input, &cuts, max);
+        prop_assert!(held.len() <= max);
+        for line in frames.into_iter().flatten() {
+            prop_assert!(line.len() <= max && !line.contains(&b'\n'));
+        }
+    }
 
     #[test]
     fn valid_text_in_any_chunks_equals_to_uppercase(text in any::<String>(), cuts in prop::collection::vec(any::<usize>(), 0..8)) {

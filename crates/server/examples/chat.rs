@@ -9,25 +9,37 @@
 //! It shows a greeting from `open`, writes to other connections through the
 //! [`ConnectionSender`](shout_server::ConnectionSender), and `closed`
 //! telling the room who left. A member that never reads cannot stall the
-//! room or grow the server's memory: once its output holds the server's
-//! `max_pending_output`, the lines it would get are dropped for it alone
-//! (counted, and reported on standard error when someone leaves).
+//! room or grow the server's memory: once its output is full, the lines it
+//! would get are dropped for it alone (counted, and reported on standard
+//! error when someone leaves). A member whose output stays full for
+//! [`FULL_FOR`] is disconnected: `writable_changed(false)` tells the room
+//! it is full, though its output comes only from the others' broadcasts,
+//! and sets a timer that `writable_changed(true)` cancels. The others go
+//! on meanwhile.
 
+use shout_protocol::{Frame, LineFramer};
 use shout_server::{
     CloseCause, ConnectionContext, ConnectionInfo, ConnectionSender, ServerBuilder, StreamService,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-/// The longest line passed on whole; a longer one is passed on in pieces.
+/// The longest line passed on; a longer one is not, and its sender is told.
 const MAX_LINE: usize = 4096;
 
-/// The room. Clones share one count.
+/// How long a member's output may stay full before it is disconnected:
+/// long enough for a member that reads to catch up after a burst.
+pub(crate) const FULL_FOR: Duration = Duration::from_secs(2);
+
+/// The room. Clones share the counts.
 #[derive(Default, Clone)]
 pub(crate) struct Chat {
     /// Lines not delivered to a member whose output was full.
     pub(crate) dropped: Arc<AtomicU64>,
+    /// Members disconnected because their output stayed full.
+    pub(crate) disconnected: Arc<AtomicU64>,
 }
 
 impl Chat {
@@ -39,10 +51,11 @@ impl Chat {
     }
 }
 
-/// A member: its unfinished line, and the sender that tells the room when
-/// it leaves (`closed` gets no context: the session keeps what it needs).
+/// A member: its lines (and the unfinished one), and the sender that tells
+/// the room when it leaves (`closed` gets no context: the session keeps
+/// what it needs).
 pub(crate) struct Member {
-    held: Vec<u8>,
+    lines: LineFramer,
     room: ConnectionSender,
 }
 
@@ -52,22 +65,36 @@ impl StreamService for Chat {
     fn open(&self, conn: &mut ConnectionContext<'_>) -> Member {
         conn.write(format!("welcome, {}\n", conn.peer()).as_bytes());
         Member {
-            held: Vec::new(),
+            lines: LineFramer::new(MAX_LINE),
             room: conn.sender(),
         }
     }
 
-    fn data(&self, member: &mut Member, input: &[u8], conn: &mut ConnectionContext<'_>) {
-        member.held.extend_from_slice(input);
-        while let Some(end) = member.held.iter().position(|&byte| byte == b'\n') {
-            let line: Vec<u8> = member.held.drain(..=end).collect();
-            self.tell_others(conn, &said(conn.peer(), &line));
+    fn data(&self, member: &mut Member, mut input: &[u8], conn: &mut ConnectionContext<'_>) {
+        while let Some(frame) = member.lines.next_frame(&mut input) {
+            match frame {
+                Frame::Line(line) => self.tell_others(conn, &said(conn.peer(), line)),
+                Frame::TooLong => conn.write(b"line too long, not sent\n"),
+            }
         }
-        if member.held.len() > MAX_LINE {
-            let mut piece = std::mem::take(&mut member.held);
-            piece.push(b'\n');
-            self.tell_others(conn, &said(conn.peer(), &piece));
+    }
+
+    fn writable_changed(&self, _: &mut Member, conn: &mut ConnectionContext<'_>, writable: bool) {
+        if writable {
+            conn.cancel_timer();
+        } else {
+            conn.set_timer(FULL_FOR);
         }
+    }
+
+    /// Disconnects a member whose output stayed full for [`FULL_FOR`]: the
+    /// only timer the room sets.
+    fn timer(&self, _: &mut Member, conn: &mut ConnectionContext<'_>) {
+        self.disconnected.fetch_add(1, Ordering::Relaxed);
+        eprintln!("chat: {} does not read, disconnecting it", conn.peer());
+        // What it holds is still sent if it reads again, then the stream
+        // ends; the room's lines are not queued to it any more.
+        conn.close();
     }
 
     fn closed(&self, member: Member, info: &ConnectionInfo, _: CloseCause) {
@@ -84,10 +111,11 @@ impl StreamService for Chat {
     }
 }
 
-/// Returns `PEER: LINE` (`line` ends with its newline).
+/// Returns `PEER: LINE` and a newline (`line` has none).
 fn said(peer: SocketAddr, line: &[u8]) -> Vec<u8> {
     let mut said = format!("{peer}: ").into_bytes();
     said.extend_from_slice(line);
+    said.push(b'\n');
     said
 }
 

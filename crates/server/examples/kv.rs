@@ -8,9 +8,11 @@
 //! Commands, one a line: `SET key value` answers `OK`; `GET key` answers
 //! the value or `NOT_FOUND`; `QUIT` answers `BYE` and the server closes
 //! the connection; anything else answers a line starting with `ERR`.
-//! Commands may arrive cut anywhere: a session holds the unfinished line.
-//! The second argument is the number of workers (default 2).
+//! Commands may arrive cut anywhere: a session is a
+//! [`LineFramer`](shout_protocol::LineFramer), which holds the unfinished
+//! line. The second argument is the number of workers (default 2).
 
+use shout_protocol::{Frame, LineFramer};
 use shout_server::{ConnectionContext, ServerBuilder, StreamService};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -65,28 +67,27 @@ impl Store {
 }
 
 impl StreamService for Store {
-    /// The unfinished command line.
-    type Session = Vec<u8>;
+    /// The command lines, and the unfinished one.
+    type Session = LineFramer;
 
-    fn open(&self, _conn: &mut ConnectionContext<'_>) -> Vec<u8> {
-        Vec::new()
+    fn open(&self, _conn: &mut ConnectionContext<'_>) -> LineFramer {
+        LineFramer::new(MAX_LINE)
     }
 
-    fn data(&self, held: &mut Vec<u8>, input: &[u8], conn: &mut ConnectionContext<'_>) {
-        held.extend_from_slice(input);
-        let mut start = 0;
-        while let Some(end) = held[start..].iter().position(|&byte| byte == b'\n') {
-            let line = &held[start..start + end];
-            start += end + 1;
+    fn data(&self, lines: &mut LineFramer, mut input: &[u8], conn: &mut ConnectionContext<'_>) {
+        while let Some(frame) = lines.next_frame(&mut input) {
+            let Frame::Line(line) = frame else {
+                conn.write(b"ERR line too long\n");
+                conn.close();
+                return;
+            };
             if !self.command(line, conn.output()) {
+                // What follows `QUIT` is not answered: the rest of the
+                // input is dropped, and output written after a close would
+                // still be sent.
                 conn.close();
                 return;
             }
-        }
-        held.drain(..start);
-        if held.len() > MAX_LINE {
-            conn.write(b"ERR line too long\n");
-            conn.close();
         }
     }
 }

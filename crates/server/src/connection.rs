@@ -63,7 +63,9 @@ enum WriteSide {
 /// A connection's small state in one byte: its [`WriteSide`] (two bits),
 /// whether the service was told the output is full and not yet that it
 /// drained (`BLOCKED`), whether the client sent its end of stream
-/// (`INPUT_ENDED`).
+/// (`INPUT_ENDED`), whether a sender's message was refused since the
+/// service was last told (`REFUSED`), whether a connection its service
+/// closed still takes what senders queued to it before (`AWAITS_QUEUED`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Flags(u8);
 
@@ -71,6 +73,8 @@ impl Flags {
     const WRITE_SIDE: u8 = 0b11;
     const BLOCKED: u8 = 0b100;
     const INPUT_ENDED: u8 = 0b1000;
+    const REFUSED: u8 = 0b1_0000;
+    const AWAITS_QUEUED: u8 = 0b10_0000;
 
     #[inline]
     fn write_side(self) -> WriteSide {
@@ -90,11 +94,40 @@ impl Flags {
         self.0 & Self::BLOCKED != 0
     }
 
+    /// Sets or clears `BLOCKED`; either way a refusal noted before is
+    /// answered by it.
     fn set_blocked(&mut self, blocked: bool) {
         if blocked {
             self.0 |= Self::BLOCKED;
         } else {
             self.0 &= !Self::BLOCKED;
+        }
+        self.0 &= !Self::REFUSED;
+    }
+
+    #[inline]
+    fn refused(self) -> bool {
+        self.0 & Self::REFUSED != 0
+    }
+
+    fn refuse(&mut self) {
+        self.0 |= Self::REFUSED;
+    }
+
+    fn clear_refused(&mut self) {
+        self.0 &= !Self::REFUSED;
+    }
+
+    #[inline]
+    fn awaits_queued(self) -> bool {
+        self.0 & Self::AWAITS_QUEUED != 0
+    }
+
+    fn set_awaits_queued(&mut self, awaits: bool) {
+        if awaits {
+            self.0 |= Self::AWAITS_QUEUED;
+        } else {
+            self.0 &= !Self::AWAITS_QUEUED;
         }
     }
 
@@ -303,6 +336,46 @@ impl<Session, T: Stream> Connection<Session, T> {
         self.flags.write_side() == WriteSide::Open
     }
 
+    /// Returns whether a sender's bytes delivered now go out: the service
+    /// is serving, or closed the connection and the bytes were queued
+    /// before that close ([`await_queued`](Self::await_queued)); and it
+    /// did not shut the sending side.
+    pub(crate) fn takes_sent(&self) -> bool {
+        let stage_takes = match self.phase {
+            Phase::Open(_, Stage::Serving) => true,
+            Phase::Open(_, Stage::Finishing) => self.flags.awaits_queued(),
+            _ => false,
+        };
+        stage_takes && self.accepts_output()
+    }
+
+    /// Returns whether a closed connection waits for what senders queued
+    /// to it before the close.
+    pub(crate) fn awaits_queued(&self) -> bool {
+        self.flags.awaits_queued()
+    }
+
+    /// Makes a finishing connection take the senders' bytes delivered
+    /// from now on, and not end, until [`end_queued`](Self::end_queued):
+    /// its worker calls that at the close command it posted behind them.
+    pub(crate) fn await_queued(&mut self) {
+        if self.stage() == Some(Stage::Finishing) {
+            self.flags.set_awaits_queued(true);
+        }
+    }
+
+    /// Ends [`await_queued`](Self::await_queued): what comes from senders
+    /// after this is dropped, and the connection may end.
+    pub(crate) fn end_queued(&mut self) {
+        self.flags.set_awaits_queued(false);
+    }
+
+    /// Returns how many held bytes its senders see counted (its share,
+    /// less what they reserved and its worker has not taken yet).
+    pub(crate) fn published(&self) -> usize {
+        self.published
+    }
+
     /// Returns whether the socket may have input the client did not end.
     pub(crate) fn may_have_input(&self) -> bool {
         self.readiness.is_readable() && !self.flags.input_ended()
@@ -449,17 +522,50 @@ impl<Session, T: Stream> Connection<Session, T> {
         }
     }
 
+    /// Notes that a sender's message to the connection was refused
+    /// because its output is full: the next [`flow_change`](Self::flow_change)
+    /// tells the service so, if it was not told already and the output
+    /// is still above half the limit.
+    pub(crate) fn note_refused(&mut self) {
+        self.flags.refuse();
+    }
+
+    /// Returns whether a refusal was noted that the next
+    /// [`flow_change`](Self::flow_change) has not weighed yet.
+    #[inline]
+    pub(crate) fn was_refused(&self) -> bool {
+        self.flags.refused()
+    }
+
+    /// Returns whether the service was told the output is full, and not
+    /// yet that it drained.
+    pub(crate) fn told_full(&self) -> bool {
+        self.flags.blocked()
+    }
+
     /// Returns the flow control the service should be told of, with
-    /// hysteresis: not writable at `max` pending, writable again at half
-    /// of it; `None` when nothing changed.
+    /// hysteresis: not writable at `max` pending, or after a sender's
+    /// message was refused with more than half of `max` pending; writable
+    /// again at half of `max`; `None` when nothing changed. A refusal
+    /// noted is weighed once.
     #[inline]
     pub(crate) fn flow_change(&mut self, max: usize) -> Option<bool> {
         let pending = self.pending_output();
-        let writable = if !self.flags.blocked() && pending >= max {
+        let flags = self.flags;
+        // Senders stop short of `max` (a message that would pass it is
+        // refused), so their output alone may never reach it: a refusal
+        // counts as full too. Not when the output is at half or less once
+        // what was queued before it is delivered and flushed: then it was
+        // a burst of senders, not a client that does not read.
+        let refused = flags.refused() && pending > max / 2;
+        let writable = if !flags.blocked() && (pending >= max || refused) {
             false
-        } else if self.flags.blocked() && pending <= max / 2 {
+        } else if flags.blocked() && pending <= max / 2 {
             true
         } else {
+            if flags.refused() {
+                self.flags.clear_refused();
+            }
             return None;
         };
         self.flags.set_blocked(!writable);
@@ -568,7 +674,7 @@ impl<Session, T: Stream> Connection<Session, T> {
     /// [`end_if_sent`](Self::end_if_sent) on a connection with something to end.
     #[cold]
     fn end_what_is_due(&mut self) -> io::Result<bool> {
-        if self.has_unsent() {
+        if self.has_unsent() || self.flags.awaits_queued() {
             return Ok(true);
         }
         let Phase::Open(_, stage) = &mut self.phase else {
@@ -1071,6 +1177,50 @@ mod machine {
         assert_eq!(connection.pending_output(), CAP / 2);
         assert_eq!(connection.flow_change(CAP), Some(true));
         assert_eq!(read(&mut connection), Some(b"more requests".to_vec()));
+    }
+
+    #[test]
+    fn a_senders_refused_message_tells_the_service_until_half_drains() {
+        let (mut connection, wire) = open();
+        // Refused with half the cap pending: a burst, not a full client.
+        connection.push_output(&[b'A'; CAP / 2], CAPACITY);
+        connection.note_refused();
+        assert_eq!(connection.flow_change(CAP), None);
+        assert!(!connection.was_refused(), "weighed once");
+        connection.mark_ready(false, true);
+        // Senders filled it to just under the cap: no message fits more.
+        connection.push_output(&[b'A'; CAP / 2 - 5], CAPACITY);
+        assert_eq!(connection.flow_change(CAP), None, "under the cap");
+        connection.note_refused();
+        assert_eq!(connection.flow_change(CAP), Some(false));
+        assert_eq!(connection.flow_change(CAP), None, "told once");
+        // Refused again while blocked: nothing new to tell.
+        connection.note_refused();
+        assert_eq!(connection.flow_change(CAP), None);
+        wire.0.borrow_mut().room = CAP / 2;
+        connection.flush().unwrap();
+        assert_eq!(connection.flow_change(CAP), Some(true));
+        assert_eq!(connection.flow_change(CAP), None);
+    }
+
+    #[test]
+    fn a_close_awaiting_queued_bytes_takes_them_and_ends_only_after() {
+        let (mut connection, wire) = open();
+        connection.apply(CLOSE);
+        assert!(!connection.takes_sent(), "closed: senders' bytes dropped");
+        connection.await_queued();
+        assert!(connection.takes_sent());
+        assert!(connection.end_if_sent().unwrap());
+        assert_eq!(connection.stage(), Some(Stage::Finishing), "waits");
+        connection.push_output(b"late", CAPACITY);
+        connection.end_queued();
+        assert!(!connection.takes_sent());
+        wire.0.borrow_mut().room = 4;
+        connection.mark_ready(false, true);
+        connection.flush().unwrap();
+        assert!(connection.end_if_sent().unwrap());
+        assert_eq!(connection.stage(), Some(Stage::Lingering));
+        assert_eq!(wire.0.borrow().written, b"late");
     }
 
     #[test]

@@ -58,7 +58,8 @@ pub use rustls;
 pub use sender::{Broadcast, ConnectionSender, SendError};
 pub use server::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_OUTPUT, Server, ServerBuilder, ServerError,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_OUTPUT, DEFAULT_WORKER_THREAD_NAME, Server,
+    ServerBuilder, ServerError,
 };
 pub use service::{
     CloseCause, ConnectionContext, ConnectionId, ConnectionInfo, DatagramReply, DatagramService,

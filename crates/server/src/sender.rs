@@ -31,12 +31,16 @@ pub enum SendError {
 }
 
 /// What a [`ConnectionSender::broadcast`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Broadcast {
     /// Connections the message was queued to.
     pub queued: usize,
     /// Connections whose output was full: they miss the message.
     pub skipped_full: usize,
+    /// The connections counted in `skipped_full`, in no particular order.
+    /// Empty, it holds no heap: a broadcast that skips no one allocates
+    /// nothing for it.
+    pub skipped: Vec<ConnectionId>,
 }
 
 /// Writes to connections by id from any thread; cloneable, cheap.
@@ -70,7 +74,14 @@ impl ConnectionSender {
     /// limit, [`SendError::Closed`] when the connection is gone.
     pub fn send(&self, id: ConnectionId, bytes: &[u8]) -> Result<(), SendError> {
         let mailbox = self.post.mailbox(id)?;
-        let key = mailbox.reserve(id, bytes.len(), self.post.max_pending_output)?;
+        let (key, reserved) = mailbox.reserve(id, bytes.len(), self.post.max_pending_output)?;
+        if let Reserved::Full { tell } = reserved {
+            if tell {
+                self.post
+                    .deliver(id.worker(), vec![Command::Full { key, id }]);
+            }
+            return Err(SendError::Full);
+        }
         if bytes.is_empty() {
             return Ok(());
         }
@@ -85,7 +96,7 @@ impl ConnectionSender {
 
     /// Closes connection `id` once the output it holds and what was queued
     /// to it before this call are sent, as [`ConnectionContext::close`]
-    /// does. Asking twice is harmless.
+    /// does; what is sent to it after is dropped. Asking twice is harmless.
     ///
     /// [`ConnectionContext::close`]: crate::ConnectionContext::close
     ///
@@ -108,8 +119,41 @@ impl ConnectionSender {
         Ok(())
     }
 
+    /// Posts a close for connection `id` (at `key`) behind the bytes
+    /// senders reserved for it that its worker has not taken yet, if any:
+    /// its service closed it from a callback, and those bytes were sent
+    /// before. `held` is what the worker last published it holds. Returns
+    /// whether a close command is coming (this one, or one asked before).
+    pub(crate) fn close_behind_queued(&self, id: ConnectionId, key: usize, held: usize) -> bool {
+        let Ok(mailbox) = self.post.mailbox(id) else {
+            return false;
+        };
+        // Its worker calls this between taking commands: none waiting, none
+        // queued to the connection, and no lock taken (the usual close).
+        if !mailbox.has_commands() {
+            return false;
+        }
+        {
+            let mut connections = lock(&mailbox.connections);
+            let Some(share) = connections.get_mut(&id.as_u64()) else {
+                return false;
+            };
+            if share.close_requested {
+                return true;
+            }
+            // Nothing reserved beyond what the worker holds: nothing queued.
+            if share.held_and_queued == held {
+                return false;
+            }
+            share.close_requested = true;
+        }
+        self.post
+            .deliver(id.worker(), vec![Command::Close { key, id }]);
+        true
+    }
+
     /// Queues `bytes` to every open connection of the server; those whose
-    /// output is full miss it, and are counted.
+    /// output is full miss it, and are counted and named.
     pub fn broadcast(&self, bytes: &[u8]) -> Broadcast {
         self.broadcast_except(bytes, None)
     }
@@ -129,17 +173,25 @@ impl ConnectionSender {
                 if Some(id) == except {
                     continue;
                 }
-                if share.reserve(bytes.len(), self.post.max_pending_output) {
-                    commands.push(Command::Send {
-                        key: share.key as usize,
-                        id,
-                        bytes: Arc::clone(&message),
-                    });
-                } else {
-                    outcome.skipped_full += 1;
+                let key = share.key as usize;
+                match share.reserve(bytes.len(), self.post.max_pending_output) {
+                    Reserved::Taken => {
+                        outcome.queued += 1;
+                        commands.push(Command::Send {
+                            key,
+                            id,
+                            bytes: Arc::clone(&message),
+                        });
+                    }
+                    Reserved::Full { tell } => {
+                        outcome.skipped_full += 1;
+                        outcome.skipped.push(id);
+                        if tell {
+                            commands.push(Command::Full { key, id });
+                        }
+                    }
                 }
             }
-            outcome.queued += commands.len();
             if !commands.is_empty() {
                 self.post.deliver(worker, commands);
             }
@@ -159,6 +211,9 @@ pub(crate) enum Command {
     },
     /// Close the connection once its output is sent.
     Close { key: usize, id: ConnectionId },
+    /// A message to the connection was refused [`SendError::Full`]: tell
+    /// the service its output is full.
+    Full { key: usize, id: ConnectionId },
 }
 
 /// One mailbox per worker, and how to wake each.
@@ -205,15 +260,17 @@ pub(crate) struct Mailbox {
 }
 
 impl Mailbox {
-    /// Reserves `bytes` for connection `id` if they fit under `limit`,
-    /// and returns its key.
-    fn reserve(&self, id: ConnectionId, bytes: usize, limit: usize) -> Result<usize, SendError> {
+    /// Reserves `bytes` for connection `id` if they fit under `limit`;
+    /// returns its key and whether they did.
+    fn reserve(
+        &self,
+        id: ConnectionId,
+        bytes: usize,
+        limit: usize,
+    ) -> Result<(usize, Reserved), SendError> {
         let mut connections = lock(&self.connections);
         let share = connections.get_mut(&id.as_u64()).ok_or(SendError::Closed)?;
-        if !share.reserve(bytes, limit) {
-            return Err(SendError::Full);
-        }
-        Ok(share.key as usize)
+        Ok((share.key as usize, share.reserve(bytes, limit)))
     }
 
     /// Lists connection `id`, at `key` in its worker, with nothing held.
@@ -222,9 +279,18 @@ impl Mailbox {
         let share = Share {
             key,
             close_requested: false,
+            told_full: false,
             held_and_queued: 0,
         };
         lock(&self.connections).insert(id.as_u64(), share);
+    }
+
+    /// Notes that connection `id`'s service learnt its output drained (or
+    /// will not hear that it is full): the next refusal tells it again.
+    pub(crate) fn drained(&self, id: ConnectionId) {
+        if let Some(share) = lock(&self.connections).get_mut(&id.as_u64()) {
+            share.told_full = false;
+        }
     }
 
     pub(crate) fn forget(&self, id: ConnectionId) {
@@ -269,20 +335,41 @@ struct Share {
     /// The connection's key in its worker's slab.
     key: u32,
     close_requested: bool,
+    /// A refusal was posted to the worker, and the connection has not
+    /// drained since: later refusals post nothing, so a sender retrying
+    /// against a full connection cannot grow the mailbox.
+    told_full: bool,
     /// Bytes the connection holds (as last published by its worker) plus
     /// bytes reserved by sends not yet delivered.
     held_and_queued: usize,
 }
 
+/// Whether a send's bytes were reserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reserved {
+    Taken,
+    /// They would pass the limit. `tell`: the connection holds or has
+    /// queued more than half the limit (a message too large for a
+    /// connection nearly empty says nothing of its reader), and its
+    /// worker was not told yet: post [`Command::Full`].
+    Full {
+        tell: bool,
+    },
+}
+
 impl Share {
     /// Reserves `bytes` if they fit under `limit`.
-    fn reserve(&mut self, bytes: usize, limit: usize) -> bool {
+    fn reserve(&mut self, bytes: usize, limit: usize) -> Reserved {
         match self.held_and_queued.checked_add(bytes) {
             Some(total) if total <= limit => {
                 self.held_and_queued = total;
-                true
+                Reserved::Taken
             }
-            _ => false,
+            _ => {
+                let tell = !self.told_full && self.held_and_queued > limit / 2;
+                self.told_full |= tell;
+                Reserved::Full { tell }
+            }
         }
     }
 }
@@ -314,7 +401,13 @@ mod tests {
         assert_eq!(sender.send(id, b"an eleven b"), Err(SendError::Full));
         let mut commands = Vec::new();
         assert!(post.mailboxes[1].take(&mut commands));
-        assert_eq!(commands.len(), 2);
+        let sends = commands
+            .iter()
+            .filter(|command| matches!(command, Command::Send { .. }))
+            .count();
+        assert_eq!(sends, 2, "{commands:?}");
+        // The first refusal past half the limit tells the worker, once.
+        assert_eq!(commands.len(), 3, "{commands:?}");
         assert!(!post.mailboxes[1].take(&mut commands), "taken once");
     }
 
@@ -343,6 +436,33 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_past_half_the_limit_tells_the_worker_once_until_drained() {
+        let post = post(10);
+        let sender = ConnectionSender::new(Arc::clone(&post));
+        let id = ConnectionId::new(0, 1);
+        post.mailboxes[0].open(id, 0);
+        let fulls = |commands: &[Command]| {
+            commands
+                .iter()
+                .filter(|command| matches!(command, Command::Full { .. }))
+                .count()
+        };
+        // Too large for an empty connection: says nothing of its reader.
+        assert_eq!(sender.send(id, b"an eleven b"), Err(SendError::Full));
+        assert_eq!(sender.send(id, b"123456"), Ok(()));
+        assert_eq!(sender.send(id, b"12345"), Err(SendError::Full));
+        assert_eq!(sender.send(id, b"12345"), Err(SendError::Full));
+        let mut commands = Vec::new();
+        post.mailboxes[0].take(&mut commands);
+        assert_eq!(fulls(&commands), 1, "told once: {commands:?}");
+        post.mailboxes[0].drained(id);
+        assert_eq!(sender.send(id, b"12345"), Err(SendError::Full));
+        commands.clear();
+        post.mailboxes[0].take(&mut commands);
+        assert_eq!(fulls(&commands), 1, "told again: {commands:?}");
+    }
+
+    #[test]
     fn a_broadcast_skips_full_connections_and_counts_them() {
         let post = post(4);
         let sender = ConnectionSender::new(Arc::clone(&post));
@@ -356,10 +476,20 @@ mod tests {
             outcome,
             Broadcast {
                 queued: 2,
-                skipped_full: 1
+                skipped_full: 1,
+                skipped: vec![full],
             }
         );
         let outcome = sender.broadcast_except(b"ab", Some(ConnectionId::new(1, 1)));
         assert_eq!(outcome.queued, 1, "{outcome:?}");
+        assert_eq!(outcome.skipped, [full]);
+
+        let post = self::post(4);
+        let sender = ConnectionSender::new(Arc::clone(&post));
+        post.mailboxes[0].open(ConnectionId::new(0, 1), 0);
+        post.mailboxes[1].open(ConnectionId::new(1, 1), 0);
+        let outcome = sender.broadcast(b"ab");
+        assert_eq!(outcome.queued, 2, "{outcome:?}");
+        assert_eq!(outcome.skipped.capacity(), 0, "none skipped, no heap");
     }
 }

@@ -75,6 +75,7 @@ pub struct ServerBuilder<S, D> {
     max_pending_output: usize,
     udp_recv_buffer: usize,
     busy_poll: Duration,
+    worker_thread_name: String,
 }
 
 /// Default limit on open TCP connections.
@@ -87,6 +88,8 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default cap on one connection's unsent output.
 pub const DEFAULT_MAX_PENDING_OUTPUT: usize = 256 * 1024;
+/// What the workers' threads are named by default, before `-N`.
+pub const DEFAULT_WORKER_THREAD_NAME: &str = "shout-worker";
 /// The shared read buffer: one per worker, the most one read takes.
 const READ_BUFFER_SIZE: usize = 64 * 1024;
 
@@ -135,6 +138,7 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             max_pending_output: DEFAULT_MAX_PENDING_OUTPUT,
             udp_recv_buffer: 4 * 1024 * 1024,
             busy_poll: Duration::ZERO,
+            worker_thread_name: DEFAULT_WORKER_THREAD_NAME.to_owned(),
         }
     }
 
@@ -303,6 +307,15 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
         self
     }
 
+    /// Names the threads [`Server::run`] starts for workers 1 and up
+    /// `PREFIX-N`; by default [`DEFAULT_WORKER_THREAD_NAME`]
+    /// (`shout-worker-N`). Worker 0 runs on the thread that calls `run`,
+    /// whose name stays its own. Linux shows a thread's first 15 bytes.
+    pub fn worker_thread_name(mut self, prefix: impl Into<String>) -> Self {
+        self.worker_thread_name = prefix.into();
+        self
+    }
+
     /// Binds every socket for every worker. Errors name the address.
     pub fn build(self) -> Result<Server<S, D>, ServerError> {
         self.check()?;
@@ -375,7 +388,11 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             stats,
             sender: ConnectionSender::new(post),
         };
-        Ok(Server { workers, handle })
+        Ok(Server {
+            workers,
+            handle,
+            thread_name: self.worker_thread_name,
+        })
     }
 
     /// Refuses a configuration the server cannot run with.
@@ -525,6 +542,8 @@ type WorkerThread = std::thread::JoinHandle<std::io::Result<()>>;
 pub struct Server<S: StreamService, D: DatagramService> {
     workers: Vec<Worker<S, D>>,
     handle: Handle,
+    /// The workers' threads are named this, then `-N`.
+    thread_name: String,
 }
 
 impl<S: StreamService, D: DatagramService> Server<S, D> {
@@ -541,9 +560,10 @@ impl<S: StreamService, D: DatagramService> Server<S, D> {
     /// If a worker's thread cannot be started, the workers already started
     /// are stopped and joined before the error is returned.
     pub fn run(self) -> Result<crate::Stats, ServerError> {
+        let name = self.thread_name.clone();
         self.run_spawning(|worker| {
             std::thread::Builder::new()
-                .name(format!("shoutd-worker-{}", worker.id))
+                .name(format!("{name}-{}", worker.id))
                 .spawn(move || worker.run())
         })
     }

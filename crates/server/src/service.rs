@@ -213,9 +213,11 @@ impl ConnectionContext<'_> {
         self.output
     }
 
-    /// Closes the connection once its output, this call's included, is
-    /// sent: the stream is ended, further input is discarded, and no
-    /// callback but [`StreamService::closed`] comes.
+    /// Closes the connection once its output is sent: what it holds, this
+    /// call's output, then what was queued to it through a
+    /// [`ConnectionSender`] before this call. The stream is ended, further
+    /// input is discarded, and no callback but [`StreamService::closed`]
+    /// comes. [`ConnectionSender::close`] means the same.
     pub fn close(&mut self) {
         self.requests.close = true;
     }
@@ -272,8 +274,8 @@ const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 /// and one at a time: [`open`](Self::open) once; then [`data`](Self::data)
 /// for every chunk read (cut wherever the network cut it),
 /// [`timer`](Self::timer) when a timer set through the context is due,
-/// [`writable_changed`](Self::writable_changed) when the output crosses the
-/// limit, and [`end`](Self::end) at most once; and last
+/// [`writable_changed`](Self::writable_changed) when the output fills up
+/// or drains, and [`end`](Self::end) at most once; and last
 /// [`closed`](Self::closed), exactly once, whatever the cause. Calls must
 /// return promptly: the loop serves every other client on the same thread.
 /// A panic in a callback closes that connection only
@@ -309,9 +311,14 @@ pub trait StreamService: Send + Sync + 'static {
         let _ = (session, conn);
     }
 
-    /// Learns that the pending output reached `max_pending_output`
-    /// (`writable` false: the loop stops reading this connection) or fell
-    /// back to half of it (`writable` true).
+    /// Learns that the output is full (`writable` false) or fell back to
+    /// half of `max_pending_output` (`writable` true, only after a false).
+    ///
+    /// Full means the pending output reached `max_pending_output` (the loop
+    /// then stops reading this connection), or a [`ConnectionSender`]
+    /// message to it was refused [`Full`](crate::SendError::Full) and the
+    /// output it holds is still above half the limit once what was queued
+    /// before is delivered and flushed.
     fn writable_changed(
         &self,
         session: &mut Self::Session,

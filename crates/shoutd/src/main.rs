@@ -249,7 +249,9 @@ fn start(args: &Args, passed: activation::PassedSockets) -> Result<Started, Star
         .idle_timeout((args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout)))
         .drain_timeout(drain_timeout)
         .busy_poll(Duration::from_micros(args.busy_poll))
-        .handshake_timeout(handshake_timeout);
+        .handshake_timeout(handshake_timeout)
+        // Named after the binary, as operators see it in `ps` and `top`.
+        .worker_thread_name("shoutd-worker");
     let mut reload = tls::Reload::Nothing("no --tls");
     if !args.tls.is_empty() {
         let config;

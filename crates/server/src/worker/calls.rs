@@ -8,6 +8,7 @@
 
 use super::TcpConnection;
 use super::note_panic;
+use crate::connection::Stage;
 use crate::sender::ConnectionSender;
 use crate::service::{
     CloseCause, ConnectionContext, ConnectionInfo, Requests, StreamService, TimerRequest,
@@ -147,6 +148,27 @@ impl<S: StreamService> Serve<'_, S> {
         requests: Requests,
     ) {
         apply(connection, key, requests, self.timers);
+        if requests.close {
+            close_behind_queued(self.sender, connection, key);
+        }
+    }
+}
+
+/// Keeps a connection its service just closed from a callback taking what
+/// senders queued to it before the close, as [`ConnectionSender::close`]
+/// does: a close command posted behind those bytes ends the wait. Nothing
+/// is posted when nothing is queued, the usual case.
+pub(super) fn close_behind_queued<Session>(
+    sender: &ConnectionSender,
+    connection: &mut TcpConnection<Session>,
+    key: usize,
+) {
+    if connection.stage() != Some(Stage::Finishing) || connection.awaits_queued() {
+        return;
+    }
+    let id = connection.info().id;
+    if sender.close_behind_queued(id, key, connection.published()) {
+        connection.await_queued();
     }
 }
 

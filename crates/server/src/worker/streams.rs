@@ -12,7 +12,7 @@
 
 use super::TcpConnection;
 use super::accept::Listener;
-use super::calls::{Serve, add_bytes_out, apply, io};
+use super::calls::{Serve, add_bytes_out, apply, close_behind_queued, io};
 use super::tls;
 use super::{Context, Limits, MAX_CONNECTION_KEY, Source, note_panic};
 use crate::connection::{Closed, Connection};
@@ -251,6 +251,9 @@ impl<S: StreamService> Streams<S> {
         connection.push_output(&self.calls.scratch, self.calls.output_capacity);
         if !self.calls.scratch.is_empty() || requests != Requests::NONE {
             apply(connection, key, requests, &mut self.calls.timers);
+            if requests.close {
+                close_behind_queued(&self.calls.sender, connection, key);
+            }
             context.hot.push(Source::Connection(key));
         }
         self.idle.touch(key, context.now);
@@ -409,7 +412,15 @@ impl<S: StreamService> Streams<S> {
     /// connection stays open, and the cause when it must close now.
     fn settle(&mut self, key: usize, context: &mut Context) -> Result<bool, CloseCause> {
         let connection = &mut self.connections[key];
-        if let Some(writable) = connection.flow_change(self.calls.max_pending_output) {
+        let refused = connection.was_refused();
+        let change = connection.flow_change(self.calls.max_pending_output);
+        if change == Some(true) || (refused && !connection.told_full()) {
+            // The service heard the output drained, or never heard of this
+            // refusal (the output drained before it was weighed): the
+            // senders' next refusal tells the worker again.
+            self.post.mailboxes[self.worker].drained(connection.info().id);
+        }
+        if let Some(writable) = change {
             self.call_if_serving(key, context, |service, session, conn| {
                 service.writable_changed(session, conn, writable);
             })?;
@@ -580,7 +591,9 @@ impl<S: StreamService> Streams<S> {
         }
         for command in self.commands.drain(..) {
             let (key, id) = match &command {
-                Command::Send { key, id, .. } | Command::Close { key, id } => (*key, *id),
+                Command::Send { key, id, .. }
+                | Command::Close { key, id }
+                | Command::Full { key, id } => (*key, *id),
             };
             // A stale id (closed, its key reused) names no connection.
             let Some(connection) = self
@@ -596,7 +609,7 @@ impl<S: StreamService> Streams<S> {
                     // now on they count as held, or are given back by the
                     // next publish if dropped.
                     connection.take_reserved(bytes.len());
-                    if connection.is_serving() && connection.accepts_output() {
+                    if connection.takes_sent() {
                         connection.push_output(&bytes, self.calls.output_capacity);
                     }
                 }
@@ -606,6 +619,17 @@ impl<S: StreamService> Streams<S> {
                         ..Requests::NONE
                     };
                     apply(connection, key, close, &mut self.calls.timers);
+                    // This command is the one a callback's close posted
+                    // behind the bytes queued before it, or the sender's.
+                    connection.end_queued();
+                }
+                Command::Full { .. } => {
+                    if connection.is_serving() {
+                        connection.note_refused();
+                    } else {
+                        // No service to tell: the next refusal may post.
+                        self.post.mailboxes[self.worker].drained(id);
+                    }
                 }
             }
             context.hot.push(Source::Connection(key));

@@ -87,6 +87,18 @@ fn kv_answers_set_get_errors_and_quit() {
 }
 
 #[test]
+fn kv_answers_a_line_too_long_with_an_error_and_closes() {
+    let server = kv_server(1);
+    let mut client = LineClient::connect(server.tcp());
+    assert_eq!(client.ask("SET a 1"), "OK");
+    client.send(&format!("SET big {}", "v".repeat(64 * 1024)));
+    assert_eq!(client.line(), "ERR line too long");
+    let mut rest = String::new();
+    client.reader.read_line(&mut rest).expect("closed in time");
+    assert_eq!(rest, "", "the server closed the connection");
+}
+
+#[test]
 fn kv_takes_commands_one_byte_per_packet() {
     let server = kv_server(1);
     let mut client = LineClient::connect(server.tcp());
@@ -148,6 +160,21 @@ fn chat_welcomes_passes_lines_to_the_others_and_says_who_left() {
 }
 
 #[test]
+fn chat_tells_a_member_its_line_is_too_long_and_passes_the_next() {
+    let server = run(ServerBuilder::tcp_only(chat::Chat::default()).tcp(loopback()));
+    let addr = server.tcp();
+    let mut ann = LineClient::connect(addr);
+    assert!(ann.line().starts_with("welcome"));
+    let mut bob = LineClient::connect(addr);
+    assert!(bob.line().starts_with("welcome"));
+    ann.send(&"y".repeat(5000));
+    assert_eq!(ann.line(), "line too long, not sent");
+    ann.send("short");
+    // Bob's first line is the short one: nothing of the long one came.
+    assert_eq!(bob.line(), format!("{}: short", ann.local()));
+}
+
+#[test]
 fn chat_drops_lines_for_a_member_that_never_reads_and_the_room_goes_on() {
     let _heavy = heavy_test();
     let room = chat::Chat::default();
@@ -193,6 +220,52 @@ fn chat_drops_lines_for_a_member_that_never_reads_and_the_room_goes_on() {
         "the silent member got every line: its output was not bounded"
     );
     drop(silent);
+}
+
+#[test]
+fn chat_disconnects_a_member_whose_output_stays_full_and_the_room_goes_on() {
+    let _heavy = heavy_test();
+    let room = chat::Chat::default();
+    let disconnected = Arc::clone(&room.disconnected);
+    let server = run(ServerBuilder::tcp_only(room)
+        .tcp(loopback())
+        .max_pending_output(16 * 1024));
+    let addr = server.tcp();
+    let mut talker = LineClient::connect(addr);
+    assert!(talker.line().starts_with("welcome"));
+    let mut silent = connect(addr);
+    let mut listener = LineClient::connect(addr);
+    assert!(listener.line().starts_with("welcome"));
+    let reading = std::thread::spawn(move || while !listener.line().ends_with("done") {});
+    // The silent member's output comes only from the talker's broadcasts.
+    let line = "x".repeat(1023);
+    let bound = std::time::Instant::now() + TIMEOUT + chat::FULL_FOR;
+    while disconnected.load(Ordering::Relaxed) == 0 {
+        assert!(
+            std::time::Instant::now() < bound,
+            "the silent member was never disconnected"
+        );
+        for _ in 0..64 {
+            talker.send(&line);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        disconnected.load(Ordering::Relaxed),
+        1,
+        "the listener stays"
+    );
+    for _ in 0..100 {
+        talker.send("done");
+        if reading.is_finished() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    join_within(reading, TIMEOUT).expect("the listener is not stalled");
+    // Disconnected: what it held comes, then the end of the stream.
+    let held = read_to_end(&mut silent);
+    assert!(held.starts_with(b"welcome"), "{held:?}");
 }
 
 #[test]

@@ -81,7 +81,9 @@ impl Journal {
 
 /// A line service that does what each line says, and notes every callback.
 ///
-/// `quit`: answers `bye` and closes. `half`: answers `half` and shuts its
+/// `quit`: answers `bye` and closes. `push-quit`: sends `pushed` to its
+/// own connection through the sender, answers `bye` and closes. `half`:
+/// answers `half` and shuts its
 /// sending side down. `boom`: panics. `timer N`: sets a timer of N ms.
 /// `flood N`: writes N KiB. Any other line is echoed.
 #[derive(Clone, Default)]
@@ -114,6 +116,13 @@ impl StreamService for Probe {
                     conn.write(b"bye\n");
                     conn.close();
                     // What this call wrote after close would still be sent.
+                    return;
+                }
+                (Some("push-quit"), _) => {
+                    // Queued, and not delivered before the close below.
+                    conn.sender().send(conn.id(), b"pushed\n").unwrap();
+                    conn.write(b"bye\n");
+                    conn.close();
                     return;
                 }
                 (Some("half"), _) => {
@@ -359,6 +368,19 @@ fn the_sender_writes_and_closes_from_another_thread() {
 }
 
 #[test]
+fn a_close_from_a_callback_sends_what_senders_queued_before_it() {
+    let probe = Probe::default();
+    let server = probe_server(&probe, |builder| builder);
+    let mut client = connect(server.tcp());
+    client.write_all(b"push-quit\n").unwrap();
+    // The call's own output first, then what was queued before the close.
+    assert_eq!(read_to_end(&mut client), b"bye\npushed\n");
+    let id = probe.journal.wait_opened(0);
+    drop(client);
+    assert_eq!(probe.journal.wait_closed(id), CloseCause::ServiceClosed);
+}
+
+#[test]
 fn a_stale_id_is_closed_even_when_its_slot_is_reused() {
     let probe = Probe::default();
     let server = probe_server(&probe, |builder| builder);
@@ -440,6 +462,7 @@ fn a_broadcast_reaches_every_connection_and_skips_a_full_one() {
     let outcome = sender.broadcast(b"all\n");
     assert_eq!(outcome.queued, 3);
     assert_eq!(outcome.skipped_full, 0);
+    assert!(outcome.skipped.is_empty(), "{outcome:?}");
     for reader in &mut readers {
         assert_eq!(read_line(reader), "all");
     }
@@ -450,6 +473,7 @@ fn a_broadcast_reaches_every_connection_and_skips_a_full_one() {
     let outcome = sender.broadcast(&[b'b'; 2048]);
     assert_eq!(outcome.queued, 3, "{outcome:?}");
     assert_eq!(outcome.skipped_full, 1, "{outcome:?}");
+    assert_eq!(outcome.skipped, [silent], "{outcome:?}");
     for reader in &mut readers {
         assert_eq!(read_exactly(reader, 2048), [b'b'; 2048]);
     }
@@ -475,6 +499,64 @@ fn writable_changed_tells_a_service_its_client_stopped_reading_and_came_back() {
     assert!(got.iter().all(|&byte| byte == b'f'));
     wait_until("the service hears it drained", || {
         probe.journal.of(id).contains(&Seen::Writable(true))
+    });
+}
+
+/// Broadcasts `chunk` until every connection but `except` is full for good
+/// (as [`fill_until_full`] tells it), `expected` of them.
+fn broadcast_until_full(
+    sender: &shout_server::ConnectionSender,
+    chunk: &[u8],
+    except: ConnectionId,
+    expected: usize,
+) {
+    let mut full_in_a_row = 0;
+    for _ in 0..100_000 {
+        let outcome = sender.broadcast_except(chunk, Some(except));
+        if outcome.skipped_full == expected {
+            full_in_a_row += 1;
+            if full_in_a_row == 20 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        } else {
+            full_in_a_row = 0;
+        }
+    }
+    panic!("never full for good");
+}
+
+#[test]
+fn writable_changed_tells_a_service_its_output_from_senders_is_full() {
+    let limit = 64 * 1024;
+    let probe = Probe::default();
+    let server = probe_server(&probe, |builder| builder.max_pending_output(limit));
+    let sender = server.handle.sender();
+    // Neither client reads: one gets its output from `send`, the other
+    // from `broadcast`, never from a callback.
+    let mut by_send = connect(server.tcp());
+    let sent_to = probe.journal.wait_opened(0);
+    let _by_broadcast = connect(server.tcp());
+    let broadcast_to = probe.journal.wait_opened(1);
+    // 3,000 bytes: no number of them adds up to the limit exactly, so the
+    // output never reaches it.
+    let chunk = [b'x'; 3000];
+    let filling = std::thread::spawn(move || {
+        let accepted = fill_until_full(&sender, sent_to, &chunk);
+        broadcast_until_full(&sender, &chunk, sent_to, 1);
+        accepted
+    });
+    let accepted = join_within(filling, TIMEOUT).expect("sends return at once");
+    for id in [sent_to, broadcast_to] {
+        wait_until("the service hears the output is full", || {
+            probe.journal.of(id).contains(&Seen::Writable(false))
+        });
+    }
+    assert!(!probe.journal.of(sent_to).contains(&Seen::Writable(true)));
+    let got = read_exactly(&mut by_send, accepted);
+    assert!(got.iter().all(|&byte| byte == b'x'));
+    wait_until("the service hears it drained", || {
+        probe.journal.of(sent_to).contains(&Seen::Writable(true))
     });
 }
 
@@ -586,6 +668,53 @@ fn read_to_end_or_reset(stream: &mut TcpStream) -> Vec<u8> {
         Ok(_) => all,
         Err(error) if error.kind() == ErrorKind::ConnectionReset => all,
         Err(error) => panic!("{error}"),
+    }
+}
+
+/// Notes the name of the thread each connection opens on.
+#[derive(Clone, Default)]
+struct ThreadNames(Arc<Mutex<Vec<Option<String>>>>);
+
+impl StreamService for ThreadNames {
+    type Session = ();
+
+    fn open(&self, _: &mut ConnectionContext<'_>) {
+        let name = std::thread::current().name().map(str::to_owned);
+        self.0.lock().unwrap().push(name);
+    }
+
+    fn data(&self, _: &mut (), _: &[u8], _: &mut ConnectionContext<'_>) {}
+}
+
+#[test]
+fn worker_threads_are_named_after_the_library_or_as_the_embedder_says() {
+    for (asked, expected) in [(None, "shout-worker-1"), (Some("kv"), "kv-1")] {
+        let names = ThreadNames::default();
+        let mut builder = ServerBuilder::tcp_only(names.clone())
+            .tcp(loopback())
+            .workers(2);
+        if let Some(prefix) = asked {
+            builder = builder.worker_thread_name(prefix);
+        }
+        let server = run(builder);
+        // SO_REUSEPORT spreads connections by their addresses: with 32, the
+        // chance that worker 1 gets none is 2^-32.
+        let _clients: Vec<TcpStream> = (0..32).map(|_| connect(server.tcp())).collect();
+        wait_until("every connection to open", || {
+            names.0.lock().unwrap().len() == 32
+        });
+        let names = names.0.lock().unwrap();
+        assert!(
+            names.iter().any(|name| name.as_deref() == Some(expected)),
+            "{names:?}"
+        );
+        // Worker 0 runs on the thread that called `run`: here an unnamed one.
+        assert!(
+            names
+                .iter()
+                .all(|name| name.is_none() || name.as_deref() == Some(expected)),
+            "{names:?}"
+        );
     }
 }
 
