@@ -190,6 +190,9 @@ impl ClientError {
             ClientError::NoReply { .. }
             | ClientError::ReplyTimeout { .. }
             | ClientError::ReplyStalled { .. } => ErrorCategory::Timeout,
+            ClientError::Network { source, .. } if source.kind() == io::ErrorKind::TimedOut => {
+                ErrorCategory::Timeout
+            }
             ClientError::ClosedEarly { .. }
             | ClientError::ClosedBeforeInputEnd { .. }
             | ClientError::Network { .. } => ErrorCategory::Connection,

@@ -44,14 +44,32 @@ pub(super) fn probe_rtt(
     let mut client = client(run, addrs)?;
     let mut stats = RttStats::default();
     let mut samples = Vec::new();
-    for probe in 0..run.options.probes.get() {
+    let wanted = run.options.probes.get() as usize;
+    // A probe sent again timed the timeout, not the path, so it is no
+    // sample. On a lossy link probes go on until enough came back at the
+    // first try, up to ten times as many; with none, the RTT is unknown
+    // and the predictions would mean nothing.
+    for probe in 0..wanted * 10 {
+        if samples.len() == wanted {
+            break;
+        }
         let started = Instant::now();
         client.shout(&[b'a' + (probe % 26) as u8; PROBE_SIZE])?;
-        // A probe sent again timed the timeout, not the path.
         if client.sends() == 1 {
             samples.push(started.elapsed());
             stats.add(started.elapsed());
         }
+    }
+    if samples.is_empty() {
+        return Err(ClientError::Network {
+            action: "measuring the round trip to",
+            transport: Transport::Udp,
+            addr: client.peer(),
+            source: io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no probe of {} was answered at its first try", wanted * 10),
+            ),
+        });
     }
     Ok((client.peer(), stats, samples))
 }

@@ -251,6 +251,50 @@ fn over_tls_each_new_connection_pays_a_handshake() {
 }
 
 #[test]
+fn over_udp_an_rtt_no_probe_measured_at_its_first_try_is_an_error_not_zero() {
+    // Answers every second datagram only: each probe needs a resend, so
+    // none times the path.
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&seen);
+    let server = UdpTestServer::start(move |request| {
+        if counted.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+            Vec::new()
+        } else {
+            vec![uppercase(request)]
+        }
+    });
+    let outcome = run(
+        &[
+            "delay",
+            "--udp",
+            "--timeout",
+            "0.05",
+            "--retries",
+            "3",
+            "--probes",
+            "2",
+            "--rate",
+            "1gbit",
+            &server.addr.to_string(),
+        ],
+        b"",
+    );
+    assert_eq!(outcome.code, Some(5), "a timeout: {}", outcome.stderr);
+    assert!(
+        outcome
+            .stderr
+            .contains("no probe of 20 was answered at its first try"),
+        "{}",
+        outcome.stderr
+    );
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        40,
+        "20 probes, each sent twice"
+    );
+}
+
+#[test]
 fn over_udp_lost_datagrams_are_sent_again_and_counted() {
     // Drops every third datagram, from the second on.
     let seen = Arc::new(AtomicUsize::new(0));
