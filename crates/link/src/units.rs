@@ -30,9 +30,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
         }
     };
     let value = parse_number(number, text, "duration")?;
-    Duration::try_from_secs_f64(value * scale)
-        .map_err(|_| UnitError(format!("{text:?} is too long a duration")))
+    // A link's delay beyond an hour is a typo, and would overflow the
+    // clock's arithmetic far sooner than `Duration` does.
+    match Duration::try_from_secs_f64(value * scale) {
+        Ok(duration) if duration <= MAX_DURATION => Ok(duration),
+        _ => Err(UnitError(format!(
+            "{text:?} is too long a duration: at most an hour"
+        ))),
+    }
 }
+
+/// The longest duration a link takes: an hour.
+const MAX_DURATION: Duration = Duration::from_secs(3600);
 
 /// A link's rate, in bits per second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -208,6 +217,15 @@ mod tests {
         for bad in ["50", "ms", "-5ms", "5 minutes", "", "1e3ms"] {
             let error = parse_duration(bad).unwrap_err().to_string();
             assert!(error.contains(&format!("{bad:?}")), "{error}");
+        }
+    }
+
+    #[test]
+    fn durations_past_an_hour_are_refused() {
+        assert_eq!(parse_duration("3600s"), Ok(Duration::from_secs(3600)));
+        for bad in ["3601s", "10000000000000000000s"] {
+            let error = parse_duration(bad).unwrap_err().to_string();
+            assert!(error.contains("at most an hour"), "{bad}: {error}");
         }
     }
 

@@ -749,12 +749,25 @@ fn seconds(text: &str) -> Result<Duration, String> {
     if secs.is_nan() || secs <= 0.0 {
         return Err("must be more than 0 seconds".into());
     }
+    // Deadlines are the clock plus this: past a year is a typo, and far
+    // past it the clock's arithmetic overflows.
+    if secs > 365.0 * 24.0 * 3600.0 {
+        return Err(format!("{text} seconds is too long: at most a year"));
+    }
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{text} seconds is too long"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seconds_past_a_year_are_refused_not_overflowed() {
+        assert_eq!(seconds("0.25"), Ok(Duration::from_millis(250)));
+        for bad in ["1e19", "31536001", "inf"] {
+            assert!(seconds(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn each_error_category_has_the_exit_status_in_the_help() {

@@ -109,7 +109,9 @@ impl Rate {
 
     /// Returns how long `bytes` take to cross a link of this rate.
     pub fn transmission(self, bytes: u64) -> Duration {
-        Duration::from_secs_f64(bytes as f64 * 8.0 / self.bits_per_second)
+        // A rate of a few bits a century saturates instead of panicking.
+        Duration::try_from_secs_f64(bytes as f64 * 8.0 / self.bits_per_second)
+            .unwrap_or(Duration::MAX)
     }
 }
 
