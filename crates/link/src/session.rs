@@ -164,6 +164,10 @@ fn wait_ready(server: &mut Group, stop: &AtomicBool) -> Result<(), LinkError> {
         }
         std::thread::sleep(TICK);
     }
+    if stop.load(Ordering::SeqCst) {
+        // A signal ended the wait; the caller stops what it started.
+        return Ok(());
+    }
     log::warn!(
         "nothing listens in the server's namespace after {} s; starting the client anyway",
         READY_TIMEOUT.as_secs()
