@@ -128,16 +128,21 @@ fn kv_shares_its_store_across_connections_and_workers() {
     }
 }
 
+/// Joins the chat at `addr` and reads its welcome.
+fn chat_member(addr: SocketAddr) -> LineClient {
+    let mut member = LineClient::connect(addr);
+    let welcome = member.line();
+    assert!(welcome.starts_with("welcome"), "{welcome}");
+    member
+}
+
 #[test]
 fn chat_welcomes_passes_lines_to_the_others_and_says_who_left() {
     let server = run(ServerBuilder::tcp_only(chat::Chat::default()).tcp(loopback()));
     let addr = server.tcp();
-    let mut ann = LineClient::connect(addr);
-    assert!(ann.line().starts_with("welcome"));
-    let mut bob = LineClient::connect(addr);
-    assert!(bob.line().starts_with("welcome"));
-    let mut cat = LineClient::connect(addr);
-    assert!(cat.line().starts_with("welcome"));
+    let mut ann = chat_member(addr);
+    let mut bob = chat_member(addr);
+    let mut cat = chat_member(addr);
 
     ann.send("hello all");
     let from_ann = format!("{}: hello all", ann.local());
@@ -163,10 +168,8 @@ fn chat_welcomes_passes_lines_to_the_others_and_says_who_left() {
 fn chat_tells_a_member_its_line_is_too_long_and_passes_the_next() {
     let server = run(ServerBuilder::tcp_only(chat::Chat::default()).tcp(loopback()));
     let addr = server.tcp();
-    let mut ann = LineClient::connect(addr);
-    assert!(ann.line().starts_with("welcome"));
-    let mut bob = LineClient::connect(addr);
-    assert!(bob.line().starts_with("welcome"));
+    let mut ann = chat_member(addr);
+    let mut bob = chat_member(addr);
     ann.send(&"y".repeat(5000));
     assert_eq!(ann.line(), "line too long, not sent");
     ann.send("short");
@@ -181,11 +184,9 @@ fn chat_drops_lines_for_a_member_that_never_reads_and_the_room_goes_on() {
     let dropped = Arc::clone(&room.dropped);
     let server = run(ServerBuilder::tcp_only(room).tcp(loopback()));
     let addr = server.tcp();
-    let mut talker = LineClient::connect(addr);
-    assert!(talker.line().starts_with("welcome"));
+    let mut talker = chat_member(addr);
     let silent = connect(addr);
-    let mut listener = LineClient::connect(addr);
-    assert!(listener.line().starts_with("welcome"));
+    let mut listener = chat_member(addr);
     // The listener reads on its own thread while the talker floods: 16 MiB
     // of lines, far more than the silent member's socket buffers and its
     // output limit hold.
@@ -231,11 +232,9 @@ fn chat_disconnects_a_member_whose_output_stays_full_and_the_room_goes_on() {
         .tcp(loopback())
         .max_pending_output(16 * 1024));
     let addr = server.tcp();
-    let mut talker = LineClient::connect(addr);
-    assert!(talker.line().starts_with("welcome"));
+    let mut talker = chat_member(addr);
     let mut silent = connect(addr);
-    let mut listener = LineClient::connect(addr);
-    assert!(listener.line().starts_with("welcome"));
+    let mut listener = chat_member(addr);
     let reading = std::thread::spawn(move || while !listener.line().ends_with("done") {});
     // The silent member's output comes only from the talker's broadcasts.
     let line = "x".repeat(1023);
