@@ -6,13 +6,18 @@ use crate::sender::ConnectionSender;
 use crate::stats::{Stats, WorkerStats};
 use crate::wake::Wakers;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 /// The stop request, shared by the handle and every worker.
 #[derive(Debug)]
 pub(crate) struct ShutdownSignal {
+    /// What the loop reads every turn: one atomic load.
     requested: AtomicBool,
+    /// The same, for threads that wait on it.
+    waited: Mutex<bool>,
+    began: Condvar,
     wakers: Arc<Wakers>,
 }
 
@@ -20,6 +25,8 @@ impl ShutdownSignal {
     pub(crate) fn new(wakers: Arc<Wakers>) -> Self {
         Self {
             requested: AtomicBool::new(false),
+            waited: Mutex::new(false),
+            began: Condvar::new(),
             wakers,
         }
     }
@@ -30,7 +37,29 @@ impl ShutdownSignal {
 
     fn request(&self) {
         self.requested.store(true, Ordering::Release);
+        *self.waited.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.began.notify_all();
         self.wakers.wake_all("shutdown");
+    }
+
+    /// Waits until the stop is requested or `deadline` (if any) passes;
+    /// returns whether it was requested.
+    fn wait(&self, deadline: Option<Instant>) -> bool {
+        let mut requested = self.waited.lock().unwrap_or_else(PoisonError::into_inner);
+        while !*requested {
+            let Some(deadline) = deadline else {
+                requested = (self.began.wait(requested)).unwrap_or_else(PoisonError::into_inner);
+                continue;
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            requested = (self.began.wait_timeout(requested, left))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
     }
 }
 
@@ -69,9 +98,28 @@ impl Handle {
         self.shutdown.request();
     }
 
-    /// Whether [`shutdown`](Self::shutdown) was called.
+    /// Returns whether the stop began: [`shutdown`](Self::shutdown) was
+    /// called (by anyone, a callback included), or the server stopped on
+    /// an error of its own.
     pub fn is_shutting_down(&self) -> bool {
         self.shutdown.is_requested()
+    }
+
+    /// Blocks the calling thread until the stop begins (see
+    /// [`is_shutting_down`](Self::is_shutting_down)); returns at once if
+    /// it has. For the embedder's own threads: a callback that calls it
+    /// blocks its worker, and the stop never comes.
+    pub fn wait_for_shutdown(&self) {
+        self.shutdown.wait(None);
+    }
+
+    /// Blocks the calling thread until the stop begins or `timeout`
+    /// passes, whichever is first; returns whether the stop began. A
+    /// ticker thread can use it as its sleep: it wakes at once on a stop.
+    pub fn wait_for_shutdown_timeout(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now().checked_add(timeout);
+        // A timeout too large for the clock is no timeout.
+        self.shutdown.wait(deadline)
     }
 
     /// Returns a handle to write to, close or broadcast to the server's

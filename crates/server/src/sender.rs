@@ -51,7 +51,7 @@ pub struct Broadcast {
 /// between, they are dropped.
 #[derive(Clone)]
 pub struct ConnectionSender {
-    post: Arc<Post>,
+    pub(crate) post: Arc<Post>,
 }
 
 impl fmt::Debug for ConnectionSender {

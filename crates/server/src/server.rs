@@ -345,7 +345,49 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             self.max_connections_per_source,
             wakers,
         ));
-        let limits = Limits {
+        let limits = self.limits();
+        let stats: Vec<Arc<WorkerStats>> = (0..self.workers)
+            .map(|_| Arc::new(WorkerStats::default()))
+            .collect();
+        let handle = Handle {
+            tcp_addrs,
+            udp_addrs,
+            tls_addrs,
+            shutdown,
+            stats: stats.clone(),
+            sender: ConnectionSender::new(post),
+        };
+        let stream_service = Arc::new(self.stream_service);
+        let datagram_service = Arc::new(self.datagram_service);
+        let mut workers = Vec::with_capacity(self.workers);
+        let sockets = polls.into_iter().zip(sockets_per_worker).zip(stats);
+        for (id, ((poll, (tcp, udp)), worker_stats)) in sockets.enumerate() {
+            let parts = WorkerParts {
+                tcp,
+                udp,
+                stream_service: Arc::clone(&stream_service),
+                datagram_service: Arc::clone(&datagram_service),
+                limits: limits.clone(),
+                slots: Arc::clone(&slots),
+                stats: worker_stats,
+                handle: handle.clone(),
+            };
+            workers.push(Worker::new(id, poll, parts)?);
+        }
+        // Once the handle exists and before any callback: the services
+        // keep it if they want it.
+        stream_service.server_built(&handle);
+        datagram_service.server_built(&handle);
+        Ok(Server {
+            workers,
+            handle,
+            thread_name: self.worker_thread_name,
+        })
+    }
+
+    /// Returns the settings each worker runs with.
+    fn limits(&self) -> Limits {
+        Limits {
             idle_timeout: self.idle_timeout,
             drain_timeout: self.drain_timeout,
             max_pending_output: self.max_pending_output,
@@ -359,40 +401,7 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
                 ),
             },
             handshake_timeout: self.handshake_timeout,
-        };
-        let stream_service = Arc::new(self.stream_service);
-        let datagram_service = Arc::new(self.datagram_service);
-        let mut workers = Vec::with_capacity(self.workers);
-        let mut stats = Vec::with_capacity(self.workers);
-        for (id, (poll, (tcp, udp))) in polls.into_iter().zip(sockets_per_worker).enumerate() {
-            let worker_stats = Arc::new(WorkerStats::default());
-            stats.push(Arc::clone(&worker_stats));
-            let parts = WorkerParts {
-                tcp,
-                udp,
-                stream_service: Arc::clone(&stream_service),
-                datagram_service: Arc::clone(&datagram_service),
-                limits: limits.clone(),
-                slots: Arc::clone(&slots),
-                shutdown: Arc::clone(&shutdown),
-                stats: worker_stats,
-                post: Arc::clone(&post),
-            };
-            workers.push(Worker::new(id, poll, parts)?);
         }
-        let handle = Handle {
-            tcp_addrs,
-            udp_addrs,
-            tls_addrs,
-            shutdown,
-            stats,
-            sender: ConnectionSender::new(post),
-        };
-        Ok(Server {
-            workers,
-            handle,
-            thread_name: self.worker_thread_name,
-        })
     }
 
     /// Refuses a configuration the server cannot run with.

@@ -8,6 +8,7 @@
 //! answers one datagram at a time. Services never block and never see a
 //! socket. The full contract is in docs/EMBEDDING.md.
 
+use crate::handle::Handle;
 pub use crate::id::ConnectionId;
 use crate::sender::ConnectionSender;
 pub use crate::tls::Transport;
@@ -166,7 +167,7 @@ pub struct ConnectionContext<'a> {
     pub(crate) pending: usize,
     pub(crate) max_pending_output: usize,
     pub(crate) now: Instant,
-    pub(crate) sender: &'a ConnectionSender,
+    pub(crate) handle: &'a Handle,
     pub(crate) requests: Requests,
 }
 
@@ -261,7 +262,16 @@ impl ConnectionContext<'_> {
 
     /// Returns a handle to write to any connection from anywhere.
     pub fn sender(&self) -> ConnectionSender {
-        self.sender.clone()
+        self.handle.sender()
+    }
+
+    /// Returns the server's handle: its counters
+    /// ([`stats`](Handle::stats)), its stop ([`shutdown`](Handle::shutdown)),
+    /// its addresses and its senders. Clone it to keep it. Never call
+    /// [`Handle::wait_for_shutdown`] from a callback: the stop waits for
+    /// the loop, and the loop for the callback.
+    pub fn handle(&self) -> &Handle {
+        self.handle
     }
 }
 
@@ -285,6 +295,17 @@ pub trait StreamService: Send + Sync + 'static {
     /// connection, thousands at once. `Send` because a worker is built on
     /// one thread and runs on another; a session never changes thread.
     type Session: Send + 'static;
+
+    /// Receives the server's handle once, when
+    /// [`ServerBuilder::build`](crate::ServerBuilder::build) has bound every
+    /// socket, on the thread that calls `build` and before any other call.
+    /// Keep a clone (in a `OnceLock`, say) to reach the counters, the stop
+    /// or the senders from places that have no context. Does nothing by
+    /// default. A callback of a connection can use
+    /// [`ConnectionContext::handle`] instead.
+    fn server_built(&self, handle: &Handle) {
+        let _ = handle;
+    }
 
     /// Returns the session of a new connection; may write a greeting.
     fn open(&self, conn: &mut ConnectionContext<'_>) -> Self::Session;
@@ -351,6 +372,15 @@ pub enum DatagramReply {
 pub trait DatagramService: Send + Sync + 'static {
     /// Fills `reply` (given empty) for `request` from `peer`.
     fn datagram(&self, request: &[u8], peer: SocketAddr, reply: &mut Vec<u8>) -> DatagramReply;
+
+    /// Receives the server's handle once, when
+    /// [`ServerBuilder::build`](crate::ServerBuilder::build) has bound every
+    /// socket, on the thread that calls `build` and before any datagram.
+    /// Keep a clone (in a `OnceLock`, say) to reach the counters, the stop
+    /// or the stop from `datagram`. Does nothing by default.
+    fn server_built(&self, handle: &Handle) {
+        let _ = handle;
+    }
 }
 
 /// The service of the side a server does not serve, from

@@ -9,6 +9,7 @@
 use super::TcpConnection;
 use super::note_panic;
 use crate::connection::Stage;
+use crate::handle::Handle;
 use crate::sender::ConnectionSender;
 use crate::service::{
     CloseCause, ConnectionContext, ConnectionInfo, Requests, StreamService, TimerRequest,
@@ -26,7 +27,8 @@ pub(super) type Panic = Box<dyn Any + Send>;
 /// What one event lends the service calls it makes.
 pub(super) struct Serve<'a, S> {
     pub(super) service: &'a S,
-    pub(super) sender: &'a ConnectionSender,
+    /// The server's handle, lent to every callback.
+    pub(super) handle: &'a Handle,
     pub(super) max_pending_output: usize,
     /// The most a connection's output buffer grows to (see
     /// [`Streams::output_capacity`](super::streams::Streams)).
@@ -56,7 +58,7 @@ pub(super) fn call<S, R>(
         pending,
         max_pending_output: serve.max_pending_output,
         now: serve.now,
-        sender: serve.sender,
+        handle: serve.handle,
         requests: Requests::NONE,
     };
     let result = catch_unwind(AssertUnwindSafe(|| callback(&mut conn)))?;
@@ -149,7 +151,7 @@ impl<S: StreamService> Serve<'_, S> {
     ) {
         apply(connection, key, requests, self.timers);
         if requests.close {
-            close_behind_queued(self.sender, connection, key);
+            close_behind_queued(&self.handle.sender, connection, key);
         }
     }
 }

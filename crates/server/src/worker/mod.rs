@@ -39,9 +39,8 @@ mod drain;
 mod streams;
 mod tls;
 
-use crate::handle::ShutdownSignal;
+use crate::handle::{Handle, ShutdownSignal};
 use crate::proxy::ProxyTrust;
-use crate::sender::Post;
 use crate::service::{DatagramService, StreamService};
 use crate::sources::ConnectionSlots;
 use crate::sources::{ReplyRate, ReplyRateLimiter};
@@ -184,9 +183,9 @@ pub(crate) struct WorkerParts<S, D> {
     pub(crate) datagram_service: Arc<D>,
     pub(crate) limits: Limits,
     pub(crate) slots: Arc<ConnectionSlots>,
-    pub(crate) shutdown: Arc<ShutdownSignal>,
     pub(crate) stats: Arc<WorkerStats>,
-    pub(crate) post: Arc<Post>,
+    /// The server's handle: its senders, its counters, its stop.
+    pub(crate) handle: Handle,
 }
 
 impl<S: StreamService, D: DatagramService> Worker<S, D> {
@@ -195,7 +194,8 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
         let acceptor = Acceptor::new(registry, parts.tcp, Arc::clone(&parts.slots))?;
         let limiter = ReplyRateLimiter::new(parts.limits.reply_rate, Instant::now());
         let datagrams = Datagrams::new(registry, parts.udp, parts.datagram_service, limiter)?;
-        let streams = Streams::new(id, parts.stream_service, &parts.limits, parts.post);
+        let shutdown = Arc::clone(&parts.handle.shutdown);
+        let streams = Streams::new(id, parts.stream_service, &parts.limits, parts.handle);
         Ok(Self {
             id,
             poll,
@@ -208,7 +208,7 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
             acceptor,
             streams,
             datagrams,
-            shutdown: parts.shutdown,
+            shutdown,
             drain_timeout: parts.limits.drain_timeout,
             drain_deadline: None,
             busy_poll: parts.limits.busy_poll,

@@ -16,8 +16,9 @@ use super::calls::{Serve, add_bytes_out, apply, close_behind_queued, io};
 use super::tls;
 use super::{Context, Limits, MAX_CONNECTION_KEY, Source, note_panic};
 use crate::connection::{Closed, Connection};
+use crate::handle::Handle;
 use crate::idle::IdleList;
-use crate::sender::{Command, ConnectionSender, Post};
+use crate::sender::{Command, Post};
 use crate::service::{
     CloseCause, ConnectionContext, ConnectionId, ConnectionInfo, EndReason, LocalEnd, Requests,
     StreamService,
@@ -50,10 +51,11 @@ const CONNECTION_INTEREST: Interest = Interest::READABLE
 const CONNECTION_INTEREST: Interest = Interest::READABLE.add(Interest::WRITABLE);
 
 /// What the service calls of every connection share: the service, the
-/// senders' handle, the scratch buffer, the timers and the output limits.
+/// server's handle (its senders among them), the scratch buffer, the
+/// timers and the output limits.
 pub(super) struct Calls<S> {
     service: Arc<S>,
-    sender: ConnectionSender,
+    handle: Handle,
     /// Where the service writes its answer before it goes to the socket.
     scratch: Vec<u8>,
     timers: TimerQueue,
@@ -68,7 +70,7 @@ impl<S> Calls<S> {
     fn serve<'a>(&'a mut self, now: Instant, stats: &'a WorkerStats) -> Serve<'a, S> {
         Serve {
             service: &self.service,
-            sender: &self.sender,
+            handle: &self.handle,
             max_pending_output: self.max_pending_output,
             output_capacity: self.output_capacity,
             now,
@@ -114,13 +116,14 @@ pub(super) struct Streams<S: StreamService> {
 const MAX_LOCAL_ENDS: usize = 16;
 
 impl<S: StreamService> Streams<S> {
-    pub(super) fn new(worker: usize, service: Arc<S>, limits: &Limits, post: Arc<Post>) -> Self {
+    pub(super) fn new(worker: usize, service: Arc<S>, limits: &Limits, handle: Handle) -> Self {
+        let post = Arc::clone(&handle.sender.post);
         Self {
             connections: Slab::new(),
             idle: IdleList::new(),
             calls: Calls {
                 service,
-                sender: ConnectionSender::new(Arc::clone(&post)),
+                handle,
                 scratch: Vec::new(),
                 timers: TimerQueue::new(),
                 max_pending_output: limits.max_pending_output,
@@ -252,7 +255,7 @@ impl<S: StreamService> Streams<S> {
         if !self.calls.scratch.is_empty() || requests != Requests::NONE {
             apply(connection, key, requests, &mut self.calls.timers);
             if requests.close {
-                close_behind_queued(&self.calls.sender, connection, key);
+                close_behind_queued(&self.calls.handle.sender, connection, key);
             }
             context.hot.push(Source::Connection(key));
         }

@@ -5,6 +5,7 @@
 mod abuse;
 mod bad_input;
 mod examples;
+mod handle;
 mod limits;
 mod proxy;
 mod reflection;
