@@ -1,7 +1,8 @@
 //! `cargo xtask ci`: the whole CI, the same locally and on the CI machine.
 //!
 //! Steps, in order, stopping at the first failure: `cargo fmt --check`,
-//! `cargo clippy -D warnings` on every target, every test (with
+//! `cargo clippy -D warnings` on every target and on shout-server without
+//! its features, every test (with
 //! `cargo nextest` when it is installed, plus the doctests it does not run;
 //! `cargo test` otherwise), then `cargo xtask e2e`. The peer tools the e2e
 //! scenarios use (python3, nc, ncat, socat) are installed by the CI script,
@@ -22,6 +23,17 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         "clippy",
         "--workspace",
         "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // The workspace build turns every feature of shout-server on; an
+    // embedder of plain TCP and UDP builds it with none.
+    step(cargo(root).args([
+        "clippy",
+        "--package",
+        "shout-server",
+        "--no-default-features",
         "--",
         "-D",
         "warnings",

@@ -16,13 +16,17 @@
 //! it drains.
 
 use crate::proxy::HeaderBuffer;
-use crate::service::{CloseCause, ConnectionInfo, LocalEnd, Requests, TimerRequest};
+#[cfg(feature = "tls")]
+use crate::service::LocalEnd;
+use crate::service::{CloseCause, ConnectionInfo, Requests, TimerRequest};
 use crate::sources::Slot;
+#[cfg(feature = "tls")]
 use crate::tls::{Plaintext, PlaintextSource, TlsLayer};
 use mio::event::Event;
 use shout_socket::StreamReadiness;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+#[cfg(feature = "tls")]
 use std::sync::Arc;
 
 /// Where a connection is in its life. Transitions only go down this list
@@ -146,14 +150,36 @@ impl Flags {
 /// socket. Enum dispatch keeps the plain path a branch, not a call
 /// through a pointer; the next layers (WebSocket, QUIC streams) are
 /// variants here.
-enum TransportLayer {
+pub(crate) enum TransportLayer {
     /// The socket's bytes are the service's.
     Plain,
     /// TLS: rustls between the socket and the service.
+    #[cfg(feature = "tls")]
     Tls(Box<TlsLayer>),
 }
 
+impl TransportLayer {
+    /// Returns whether the layer has a handshake before the service opens.
+    pub(crate) fn has_handshake(&self) -> bool {
+        match self {
+            Self::Plain => false,
+            #[cfg(feature = "tls")]
+            Self::Tls(_) => true,
+        }
+    }
+}
+
+/// Why a transport layer refused the client's bytes (a TLS error, its
+/// alert queued); without the `tls` feature no layer can refuse.
+#[cfg(feature = "tls")]
+pub(crate) type LayerError = rustls::Error;
+/// Why a transport layer refused the client's bytes; without the `tls`
+/// feature no layer can refuse.
+#[cfg(not(feature = "tls"))]
+pub(crate) type LayerError = std::convert::Infallible;
+
 /// What one read's bytes gave, once through the transport layer.
+#[cfg(feature = "tls")]
 pub(crate) enum Received {
     /// Plaintext for the service.
     Data(Vec<u8>),
@@ -211,12 +237,12 @@ pub(crate) struct Connection<Session, T> {
 
 impl<Session, T: Stream> Connection<Session, T> {
     /// Returns a connection not open yet: it reads a PROXY header first if
-    /// `prelude`, then finishes `tls`'s handshake if given.
+    /// `prelude`, then finishes `transport`'s handshake if it has one.
     pub(crate) fn waiting(
         stream: T,
         info: ConnectionInfo,
         prelude: bool,
-        tls: Option<Box<TlsLayer>>,
+        transport: TransportLayer,
         slot: Slot,
     ) -> Self {
         let phase = if prelude {
@@ -224,7 +250,6 @@ impl<Session, T: Stream> Connection<Session, T> {
         } else {
             Phase::Handshake
         };
-        let transport = tls.map_or(TransportLayer::Plain, TransportLayer::Tls);
         Self::with(stream, info, phase, transport, slot)
     }
 
@@ -305,7 +330,7 @@ impl<Session, T: Stream> Connection<Session, T> {
 
     /// Returns whether the transport has a handshake (TLS).
     pub(crate) fn has_handshake(&self) -> bool {
-        matches!(self.transport, TransportLayer::Tls(_))
+        self.transport.has_handshake()
     }
 
     /// Returns the stage of an open connection.
@@ -441,7 +466,8 @@ impl<Session, T: Stream> Connection<Session, T> {
     /// transport layer. Returns whether it took them: it takes nothing
     /// while plaintext waits to be taken. A TLS error leaves an alert
     /// queued for [`flush`](Self::flush).
-    pub(crate) fn receive(&mut self, input: &mut &[u8]) -> Result<bool, rustls::Error> {
+    #[cfg(feature = "tls")]
+    pub(crate) fn receive(&mut self, input: &mut &[u8]) -> Result<bool, LayerError> {
         match &mut self.transport {
             TransportLayer::Plain => Ok(true),
             TransportLayer::Tls(tls) => tls.receive(input),
@@ -449,6 +475,7 @@ impl<Session, T: Stream> Connection<Session, T> {
     }
 
     /// Returns whether the transport's handshake is still going on.
+    #[cfg(feature = "tls")]
     pub(crate) fn transport_handshaking(&self) -> bool {
         match &self.transport {
             TransportLayer::Plain => false,
@@ -457,6 +484,7 @@ impl<Session, T: Stream> Connection<Session, T> {
     }
 
     /// Takes the plaintext the transport layer decoded for the service.
+    #[cfg(feature = "tls")]
     pub(crate) fn plaintext(&mut self) -> Received {
         let TransportLayer::Tls(tls) = &mut self.transport else {
             return Received::Nothing;
@@ -475,11 +503,15 @@ impl<Session, T: Stream> Connection<Session, T> {
     /// SNI) is the connection's transport from now on, as the service will
     /// see it.
     pub(crate) fn end_handshake(&mut self) {
-        if let TransportLayer::Tls(tls) = &self.transport {
-            self.info.end = Arc::new(LocalEnd {
-                transport: tls.transport(),
-                ..LocalEnd::clone(&self.info.end)
-            });
+        match &self.transport {
+            TransportLayer::Plain => {}
+            #[cfg(feature = "tls")]
+            TransportLayer::Tls(tls) => {
+                self.info.end = Arc::new(LocalEnd {
+                    transport: tls.transport(),
+                    ..LocalEnd::clone(&self.info.end)
+                });
+            }
         }
     }
 
@@ -577,6 +609,7 @@ impl<Session, T: Stream> Connection<Session, T> {
     pub(crate) fn pending_output(&self) -> usize {
         let layer = match &self.transport {
             TransportLayer::Plain => 0,
+            #[cfg(feature = "tls")]
             TransportLayer::Tls(tls) => tls.in_flight(),
         };
         self.output.len() + layer
@@ -588,6 +621,7 @@ impl<Session, T: Stream> Connection<Session, T> {
         !self.output.is_empty()
             || match &self.transport {
                 TransportLayer::Plain => false,
+                #[cfg(feature = "tls")]
                 TransportLayer::Tls(tls) => tls.wants_write(),
             }
     }
@@ -600,6 +634,7 @@ impl<Session, T: Stream> Connection<Session, T> {
             self.output.push(bytes, capacity);
             return self.flush();
         }
+        #[cfg(feature = "tls")]
         if let TransportLayer::Tls(tls) = &mut self.transport {
             let sending = (&mut self.readiness, &mut self.stream, &mut self.output);
             return send_through_layer(tls, sending, bytes, capacity);
@@ -640,6 +675,7 @@ impl<Session, T: Stream> Connection<Session, T> {
     /// transport layer. Returns the number of bytes written.
     pub(crate) fn flush(&mut self) -> io::Result<usize> {
         match &mut self.transport {
+            #[cfg(feature = "tls")]
             TransportLayer::Tls(tls) => {
                 tls.flush(&mut self.output, &mut self.readiness, &mut self.stream)
             }
@@ -680,17 +716,22 @@ impl<Session, T: Stream> Connection<Session, T> {
         let Phase::Open(_, stage) = &mut self.phase else {
             return Ok(!self.flags.input_ended());
         };
+        #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
         let ending = *stage == Stage::Finishing
             || self.flags.write_side() == WriteSide::ShutWhenSent
             || self.flags.input_ended();
-        if ending {
-            if let TransportLayer::Tls(tls) = &mut self.transport {
+        match &mut self.transport {
+            TransportLayer::Plain => {}
+            #[cfg(feature = "tls")]
+            TransportLayer::Tls(tls) if ending => {
                 tls.close();
                 tls.flush(&mut self.output, &mut self.readiness, &mut self.stream)?;
                 if self.has_unsent() {
                     return Ok(true);
                 }
             }
+            #[cfg(feature = "tls")]
+            TransportLayer::Tls(_) => {}
         }
         let Phase::Open(_, stage) = &mut self.phase else {
             return Ok(!self.flags.input_ended());
@@ -829,6 +870,7 @@ impl OutputBuffer {
     }
 }
 
+#[cfg(feature = "tls")]
 /// [`Connection::send`] with nothing pending, through a TLS layer: it
 /// encrypts the bytes from where they are, and only what it did not take
 /// is buffered in `output`.
@@ -845,6 +887,7 @@ fn send_through_layer<T: Write>(
     Ok(written)
 }
 
+#[cfg(feature = "tls")]
 /// Bytes about to be sent, lent to the TLS layer in place: it takes what
 /// it encrypts, and the rest is buffered.
 struct Unsent<'a> {
@@ -852,6 +895,7 @@ struct Unsent<'a> {
     taken: usize,
 }
 
+#[cfg(feature = "tls")]
 impl PlaintextSource for Unsent<'_> {
     fn unsent(&self) -> &[u8] {
         &self.bytes[self.taken..]
@@ -862,6 +906,7 @@ impl PlaintextSource for Unsent<'_> {
     }
 }
 
+#[cfg(feature = "tls")]
 impl PlaintextSource for PendingOutput {
     fn unsent(&self) -> &[u8] {
         self.as_slice()
@@ -877,7 +922,7 @@ mod machine {
     //! The state machine driven without a socket: an in-memory stream the
     //! test scripts, a slot from a cap of its own, time never read.
 
-    use super::{Closed, Connection, Stage, Stream};
+    use super::{Closed, Connection, Stage, Stream, TransportLayer};
     use crate::service::{CloseCause, ConnectionId, ConnectionInfo, LocalEnd, Requests, Transport};
     use crate::sources::{ConnectionSlots, Slot};
     use crate::wake::Wakers;
@@ -992,7 +1037,7 @@ mod machine {
     fn the_phases_come_in_order_prelude_handshake_serving_finishing_lingering() {
         let wire = Memory::default();
         let mut connection: Connection<u32, Memory> =
-            Connection::waiting(wire.clone(), info(), true, None, slot());
+            Connection::waiting(wire.clone(), info(), true, TransportLayer::Plain, slot());
         assert!(connection.in_prelude() && connection.is_handshaking());
         assert_eq!(connection.stage(), None);
         assert!(connection.session().is_none(), "no session before it opens");
@@ -1043,6 +1088,7 @@ mod machine {
         assert_eq!(wire.0.borrow().written, b"BYE");
     }
 
+    #[cfg(feature = "tls")]
     /// Moves the client's records through the connection's transport
     /// layer, and what the connection sends back to the client, `rounds`
     /// times.
@@ -1072,6 +1118,7 @@ mod machine {
         }
     }
 
+    #[cfg(feature = "tls")]
     #[test]
     fn over_tls_the_phases_come_in_order_and_the_end_is_a_close_notify() {
         use super::Received;
@@ -1080,8 +1127,13 @@ mod machine {
 
         let (layer, mut client) = crate::tls::tests::pair();
         let wire = Memory::default();
-        let mut connection: Connection<u32, Memory> =
-            Connection::waiting(wire.clone(), info(), true, Some(Box::new(layer)), slot());
+        let mut connection: Connection<u32, Memory> = Connection::waiting(
+            wire.clone(),
+            info(),
+            true,
+            TransportLayer::Tls(Box::new(layer)),
+            slot(),
+        );
         let header = b"PROXY TCP4 192.0.2.7 127.0.0.1 5555 12000\r\n";
         let (_, peer) = connection.receive_prelude(header).unwrap().unwrap();
         connection.end_prelude(peer);
@@ -1125,8 +1177,13 @@ mod machine {
 
     #[test]
     fn a_proxy_header_split_in_bytes_is_taken_whole_and_names_the_client() {
-        let mut connection: Connection<u32, Memory> =
-            Connection::waiting(Memory::default(), info(), true, None, slot());
+        let mut connection: Connection<u32, Memory> = Connection::waiting(
+            Memory::default(),
+            info(),
+            true,
+            TransportLayer::Plain,
+            slot(),
+        );
         let header = b"PROXY TCP4 192.0.2.7 127.0.0.1 5555 12000\r\n";
         for (i, byte) in header.iter().enumerate() {
             let pushed = connection.receive_prelude(&[*byte]).unwrap();
@@ -1140,8 +1197,13 @@ mod machine {
         // Until the prelude ends, the peer is the socket's.
         assert_eq!(connection.info().peer, PEER.parse().unwrap());
 
-        let mut refused: Connection<u32, Memory> =
-            Connection::waiting(Memory::default(), info(), true, None, slot());
+        let mut refused: Connection<u32, Memory> = Connection::waiting(
+            Memory::default(),
+            info(),
+            true,
+            TransportLayer::Plain,
+            slot(),
+        );
         assert!(refused.receive_prelude(b"GET / HTTP/1.1\r\n").is_err());
     }
 
@@ -1273,8 +1335,13 @@ mod machine {
         // `Phase::Open` with its session, so "serving without a session"
         // or "handshaking while lingering" cannot be written, and no field
         // is reachable from outside this module to set one by hand.
-        let mut connection: Connection<u32, Memory> =
-            Connection::waiting(Memory::default(), info(), true, None, slot());
+        let mut connection: Connection<u32, Memory> = Connection::waiting(
+            Memory::default(),
+            info(),
+            true,
+            TransportLayer::Plain,
+            slot(),
+        );
         connection.apply(CLOSE);
         connection.finish();
         assert!(

@@ -28,6 +28,11 @@
 //! How the loop works is told in `worker/mod.rs` and its modules, and in
 //! docs/ARCHITECTURE.md.
 //!
+//! # Cargo features
+//! - `tls` (off by default): TLS listeners ([`ServerBuilder::tls`]) on
+//!   rustls with ring, and [`server_config_from_pem`]. Without it the crate
+//!   builds neither rustls nor ring; the `tls_*` counters stay at zero.
+//!
 //! # Portability
 //! Linux first: the loop relies on edge-triggered readiness (epoll, or kqueue
 //! through mio) and on `SO_REUSEPORT` for several workers.
@@ -47,13 +52,17 @@ mod service;
 mod sources;
 mod stats;
 mod timer;
+#[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "tls")]
+mod tls_config;
 mod wake;
 mod worker;
 
 pub use handle::Handle;
 pub use proxy::{IpPrefix, MAX_PROXY_HEADER};
 /// The TLS library the server runs on, for building its `ServerConfig`.
+#[cfg(feature = "tls")]
 pub use rustls;
 pub use sender::{Broadcast, ConnectionSender, SendError};
 pub use server::{
@@ -66,3 +75,5 @@ pub use service::{
     EndReason, NoService, StreamService, Transport, Uppercase,
 };
 pub use stats::{COUNTERS, Counter, CounterGroup, Exposure, Stats, TURN_BUCKETS};
+#[cfg(feature = "tls")]
+pub use tls_config::{PemError, certified_key_from_pem, crypto_provider, server_config_from_pem};

@@ -62,6 +62,7 @@ pub struct ServerBuilder<S, D> {
     // Shared so that the builder stays `Clone`; `build` duplicates them.
     tcp_listeners: Vec<Arc<std::net::TcpListener>>,
     udp_sockets: Vec<Arc<std::net::UdpSocket>>,
+    #[cfg(feature = "tls")]
     tls: Vec<(SocketAddr, Arc<rustls::ServerConfig>)>,
     handshake_timeout: Duration,
     proxy: Option<Vec<IpPrefix>>,
@@ -125,6 +126,7 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             udp: Vec::new(),
             tcp_listeners: Vec::new(),
             udp_sockets: Vec::new(),
+            #[cfg(feature = "tls")]
             tls: Vec::new(),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             proxy: None,
@@ -160,6 +162,7 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
     /// done, and [`ConnectionContext::transport`](crate::ConnectionContext::transport)
     /// tells the version and SNI name. Its address is listed in
     /// [`Handle::tls_addrs`].
+    #[cfg(feature = "tls")]
     pub fn tls(mut self, addr: SocketAddr, config: Arc<rustls::ServerConfig>) -> Self {
         self.tls.push((addr, config));
         self
@@ -404,10 +407,18 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
         }
     }
 
+    /// Returns the TLS addresses asked for: none without the `tls` feature.
+    fn tls_addrs(&self) -> Vec<SocketAddr> {
+        #[cfg(feature = "tls")]
+        return self.tls.iter().map(|(addr, _)| *addr).collect();
+        #[cfg(not(feature = "tls"))]
+        Vec::new()
+    }
+
     /// Refuses a configuration the server cannot run with.
     fn check(&self) -> Result<(), ServerError> {
         if self.tcp.is_empty()
-            && self.tls.is_empty()
+            && self.tls_addrs().is_empty()
             && self.udp.is_empty()
             && self.tcp_listeners.is_empty()
             && self.udp_sockets.is_empty()
@@ -424,7 +435,7 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
                 "handshake timeout must be more than zero",
             ));
         }
-        if (!self.tcp.is_empty() || !self.tls.is_empty()) && is_no_service::<S>() {
+        if (!self.tcp.is_empty() || !self.tls_addrs().is_empty()) && is_no_service::<S>() {
             return Err(ServerError::InvalidSetting(
                 "a TCP address on a server with no stream service (udp_only)",
             ));
@@ -460,7 +471,7 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
                 "idle timeout must be more than zero (None for no timeout)",
             ));
         }
-        if self.tcp.len() + self.tcp_listeners.len() + self.tls.len() > MAX_SOCKETS_PER_KIND
+        if self.tcp.len() + self.tcp_listeners.len() + self.tls_addrs().len() > MAX_SOCKETS_PER_KIND
             || self.udp.len() + self.udp_sockets.len() > MAX_SOCKETS_PER_KIND
         {
             return Err(ServerError::InvalidSetting(
@@ -510,14 +521,17 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             }
         }
         let proxy = (self.proxy.clone()).map(|trusted| Arc::new(ProxyTrust(trusted)));
-        let plain = ListenerKind::new(None, proxy.as_ref());
+        let plain = ListenerKind::plain(proxy.as_ref());
         for (tcp, _) in &mut sockets_per_worker {
             tcp.iter_mut().for_each(|(_, kind)| *kind = plain.clone());
         }
-        let mut tls_addrs: Vec<SocketAddr> = self.tls.iter().map(|(addr, _)| *addr).collect();
+        let mut tls_addrs = self.tls_addrs();
+        #[cfg(feature = "tls")]
         let tls_kinds: Vec<ListenerKind> = (self.tls.iter())
-            .map(|(_, config)| ListenerKind::new(Some(config), proxy.as_ref()))
+            .map(|(_, config)| ListenerKind::tls(config, proxy.as_ref()))
             .collect();
+        #[cfg(not(feature = "tls"))]
+        let tls_kinds: Vec<ListenerKind> = Vec::new();
         for (tcp, _) in &mut sockets_per_worker {
             for (addr, kind) in tls_addrs.iter_mut().zip(&tls_kinds) {
                 let listener = TcpListenerBuilder::new(*addr)

@@ -11,12 +11,31 @@
 use crate::handle::Handle;
 pub use crate::id::ConnectionId;
 use crate::sender::ConnectionSender;
-pub use crate::tls::Transport;
 use shout_protocol::{Uppercaser, uppercase_datagram};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// How a connection reaches the service: plain TCP, or TLS over TCP.
+///
+/// More transports come in new releases (WebSocket, QUIC streams): match
+/// with a wildcard arm.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Transport {
+    /// Plain TCP: bytes as they came.
+    #[default]
+    Plain,
+    /// TLS, once the handshake is done (cargo feature `tls`).
+    #[cfg(feature = "tls")]
+    Tls {
+        /// The protocol version agreed (TLS 1.2 or 1.3).
+        version: rustls::ProtocolVersion,
+        /// The server name the client asked for (SNI), if it sent one.
+        sni: Option<String>,
+    },
+}
 
 /// What is known of a connection from its accept to its close.
 #[derive(Debug, Clone, PartialEq, Eq)]

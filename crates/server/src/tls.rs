@@ -35,24 +35,7 @@ use std::cell::RefCell;
 use std::io::{self, Write};
 use std::sync::Arc;
 
-/// How a connection reaches the service: plain TCP, or TLS over TCP.
-///
-/// More transports come in new releases (WebSocket, QUIC streams): match
-/// with a wildcard arm.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Transport {
-    /// Plain TCP: bytes as they came.
-    #[default]
-    Plain,
-    /// TLS, once the handshake is done.
-    Tls {
-        /// The protocol version agreed (TLS 1.2 or 1.3).
-        version: ProtocolVersion,
-        /// The server name the client asked for (SNI), if it sent one.
-        sni: Option<String>,
-    },
-}
+use crate::service::Transport;
 
 /// Plaintext handed to rustls per call: one full TLS record.
 const RECORD: usize = 16 * 1024;

@@ -14,8 +14,7 @@
 //! `shout_server`'s business.
 
 use shout_server::rustls::crypto::CryptoProvider;
-use shout_server::rustls::pki_types::pem::PemObject;
-use shout_server::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use shout_server::rustls::pki_types::PrivateKeyDer;
 use shout_server::rustls::server::{ClientHello, ResolvesServerCert};
 use shout_server::rustls::sign::CertifiedKey;
 use shout_server::rustls::{self, ServerConfig};
@@ -29,7 +28,7 @@ const SELF_SIGNED_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 /// the [`Reload`] that loads them again. Errors are one line naming the
 /// file at fault.
 pub(crate) fn load(cert: &Path, key: &Path) -> Result<(Arc<ServerConfig>, Reload), String> {
-    let builder = ServerConfig::builder();
+    let builder = builder();
     let provider = Arc::clone(builder.crypto_provider());
     let certified = load_certified(cert, key, &provider)?;
     let resolver = Arc::new(LatestCertificate(RwLock::new(Arc::new(certified))));
@@ -45,35 +44,22 @@ pub(crate) fn load(cert: &Path, key: &Path) -> Result<(Arc<ServerConfig>, Reload
     Ok((Arc::new(config), reload))
 }
 
-/// Reads `cert` and `key` and checks that they belong together.
+/// Reads `cert` and `key` and checks that they belong together; the error
+/// is one line naming the file at fault.
 fn load_certified(
     cert: &Path,
     key: &Path,
     provider: &CryptoProvider,
 ) -> Result<CertifiedKey, String> {
-    let named = |path: &Path, what: &str, cause: &dyn std::fmt::Display| {
-        format!("{}: {what}: {cause}", path.display())
-    };
-    let chain = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|error| named(cert, "cannot read the certificate chain (PEM)", &error))?;
-    if chain.is_empty() {
-        return Err(named(
-            cert,
-            "no certificate in it",
-            &"expected PEM CERTIFICATE blocks",
-        ));
-    }
-    let private_key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|error| named(key, "cannot read the private key (PEM)", &error))?;
-    CertifiedKey::from_der(chain, private_key, provider).map_err(|error| match error {
-        rustls::Error::InconsistentKeys(_) => named(
-            key,
-            "does not match the certificate",
-            &format_args!("{} holds another key's certificate", cert.display()),
-        ),
-        other => named(key, "unusable private key", &other),
-    })
+    shout_server::certified_key_from_pem(cert, key, provider).map_err(|error| error.to_string())
+}
+
+/// Returns a config builder on ring, named: rustls's `ServerConfig::builder()`
+/// would panic if a second crypto provider were ever linked in.
+fn builder() -> rustls::ConfigBuilder<ServerConfig, rustls::WantsVerifier> {
+    ServerConfig::builder_with_provider(shout_server::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports rustls's default protocol versions")
 }
 
 /// What SIGHUP can reload.
@@ -176,7 +162,7 @@ pub(crate) fn self_signed(out: Option<&Path>) -> Result<SelfSigned, String> {
     let fingerprint = fingerprint(&der);
     let key = PrivateKeyDer::try_from(certified.signing_key.serialize_der())
         .map_err(|error| format!("generated key: {error}"))?;
-    let config = ServerConfig::builder()
+    let config = builder()
         .with_no_client_auth()
         .with_single_cert(vec![der], key)
         .map_err(|error| format!("generated certificate: {error}"))?;

@@ -37,8 +37,10 @@ mod calls;
 mod datagrams;
 mod drain;
 mod streams;
+#[cfg(feature = "tls")]
 mod tls;
 
+use crate::connection::{LayerError, TransportLayer};
 use crate::handle::{Handle, ShutdownSignal};
 use crate::proxy::ProxyTrust;
 use crate::service::{DatagramService, StreamService};
@@ -89,6 +91,7 @@ pub(crate) struct Limits {
 pub(crate) struct ListenerKind {
     /// The TLS config, on a TLS listener; it notes the SNI
     /// ([`recording_sni`](crate::tls::recording_sni)).
+    #[cfg(feature = "tls")]
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     /// The senders trusted for a PROXY header, on a listener that expects
     /// one.
@@ -96,16 +99,35 @@ pub(crate) struct ListenerKind {
 }
 
 impl ListenerKind {
-    /// Returns the kind of a listener serving TLS under `config` (if
-    /// given) after a PROXY header from `proxy` (if given).
-    pub(crate) fn new(
-        tls: Option<&Arc<rustls::ServerConfig>>,
-        proxy: Option<&Arc<ProxyTrust>>,
-    ) -> Self {
+    /// Returns the kind of a plain listener, after a PROXY header from
+    /// `proxy` if given.
+    pub(crate) fn plain(proxy: Option<&Arc<ProxyTrust>>) -> Self {
+        #[cfg_attr(not(feature = "tls"), allow(clippy::needless_update))]
         Self {
-            tls: tls.map(crate::tls::recording_sni),
+            proxy: proxy.cloned(),
+            ..Self::default()
+        }
+    }
+
+    /// Returns the kind of a listener serving TLS under `config`, after a
+    /// PROXY header from `proxy` if given.
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls(config: &Arc<rustls::ServerConfig>, proxy: Option<&Arc<ProxyTrust>>) -> Self {
+        Self {
+            tls: Some(crate::tls::recording_sni(config)),
             proxy: proxy.cloned(),
         }
+    }
+
+    /// Returns the transport layer a new connection on this listener
+    /// starts with.
+    pub(crate) fn transport_layer(&self) -> Result<TransportLayer, LayerError> {
+        #[cfg(feature = "tls")]
+        if let Some(config) = &self.tls {
+            let layer = crate::tls::TlsLayer::new(Arc::clone(config))?;
+            return Ok(TransportLayer::Tls(Box::new(layer)));
+        }
+        Ok(TransportLayer::Plain)
     }
 }
 

@@ -13,6 +13,7 @@
 use super::TcpConnection;
 use super::accept::Listener;
 use super::calls::{Serve, add_bytes_out, apply, close_behind_queued, io};
+#[cfg(feature = "tls")]
 use super::tls;
 use super::{Context, Limits, MAX_CONNECTION_KEY, Source, note_panic};
 use crate::connection::{Closed, Connection};
@@ -26,7 +27,6 @@ use crate::service::{
 use crate::sources::Slot;
 use crate::stats::WorkerStats;
 use crate::timer::{TimerKind, TimerQueue, deadline_after};
-use crate::tls::TlsLayer;
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Interest, Registry};
@@ -217,22 +217,17 @@ impl<S: StreamService> Streams<S> {
             mailbox.forget(id);
             let _ = registry.deregister(stream);
         };
-        let tls = match kind
-            .tls
-            .as_ref()
-            .map(|config| TlsLayer::new(Arc::clone(config)))
-        {
-            None => None,
-            Some(Ok(tls)) => Some(Box::new(tls)),
-            Some(Err(error)) => {
+        let transport = match kind.transport_layer() {
+            Ok(transport) => transport,
+            Err(error) => {
                 log::warn!("{peer}: cannot start TLS, closing: {error}");
                 abandon(&mut stream);
                 return;
             }
         };
         let awaits_header = kind.proxy.is_some();
-        if tls.is_some() || awaits_header {
-            let connection = Connection::waiting(stream, info, awaits_header, tls, slot);
+        if transport.has_handshake() || awaits_header {
+            let connection = Connection::waiting(stream, info, awaits_header, transport, slot);
             self.admit_waiting(connection, key, context);
             return;
         }
@@ -372,6 +367,7 @@ impl<S: StreamService> Streams<S> {
             Ok(true) => {}
             Ok(false) => self.close(key, CloseCause::ClientClosed, registry, context),
             Err(cause) => {
+                #[cfg(feature = "tls")]
                 tls::note_broken_handshake(&self.connections[key], cause, &context.stats);
                 self.close(key, cause, registry, context);
             }
@@ -733,6 +729,7 @@ fn receive<S: StreamService>(
             return Ok(());
         }
     }
+    #[cfg(feature = "tls")]
     if connection.has_handshake() {
         return tls::receive(serve, connection, key, data);
     }

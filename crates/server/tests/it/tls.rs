@@ -258,3 +258,67 @@ fn a_stop_cuts_a_trickled_handshake_at_once() {
     let stats = stop_while_trickling(server, addr, hello);
     assert_eq!(stats.tls_handshakes_completed, 0, "{stats}");
 }
+
+/// Writes `contents` to a file of its own in the temporary directory.
+fn temp_file(name: &str, contents: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("shout-pem-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+#[test]
+fn a_config_from_pem_files_serves_their_certificate() {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = temp_file("served-cert.pem", &certified.cert.pem());
+    let key = temp_file("served-key.pem", &certified.signing_key.serialize_pem());
+    let config = shout_server::server_config_from_pem(&cert, &key).unwrap();
+    let server = tls_server(Uppercase, config, TIMEOUT);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certified.cert.der().clone()).unwrap();
+    let client = Arc::new(
+        ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let mut tls = connect_tls(tls_addr(&server), &client);
+    tls.write_all(b"pem files\n").unwrap();
+    assert_eq!(read_line(&mut tls), "PEM FILES\n");
+    drop(tls);
+    assert_eq!(server.stop().tls_handshakes_completed, 1);
+    let _ = (std::fs::remove_file(cert), std::fs::remove_file(key));
+}
+
+#[test]
+fn pem_files_that_cannot_serve_are_refused_naming_the_file() {
+    use shout_server::{PemError, server_config_from_pem};
+    let one = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = temp_file("cert.pem", &one.cert.pem());
+    let key = temp_file("key.pem", &one.signing_key.serialize_pem());
+    let other_key = temp_file("other-key.pem", &other.signing_key.serialize_pem());
+    let missing = std::env::temp_dir().join("shout-pem-no-such-file.pem");
+
+    let error = server_config_from_pem(&missing, &key).unwrap_err();
+    assert!(matches!(error, PemError::Chain { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("shout-pem-no-such-file.pem"),
+        "{error}"
+    );
+
+    // A key file given as the certificate holds no CERTIFICATE block.
+    let error = server_config_from_pem(&key, &key).unwrap_err();
+    assert!(matches!(error, PemError::NoCertificate { .. }), "{error:?}");
+
+    // A certificate given as the key holds no private key.
+    let error = server_config_from_pem(&cert, &cert).unwrap_err();
+    assert!(matches!(error, PemError::Key { .. }), "{error:?}");
+
+    let error = server_config_from_pem(&cert, &other_key).unwrap_err();
+    assert!(matches!(error, PemError::KeyMismatch { .. }), "{error:?}");
+    assert!(error.to_string().contains("other-key.pem"), "{error}");
+    for file in [cert, key, other_key] {
+        let _ = std::fs::remove_file(file);
+    }
+}
