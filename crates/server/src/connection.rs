@@ -18,7 +18,7 @@
 use crate::proxy::HeaderBuffer;
 #[cfg(feature = "tls")]
 use crate::service::LocalEnd;
-use crate::service::{CloseCause, ConnectionInfo, Requests, TimerRequest};
+use crate::service::{CloseCause, ConnectionInfo, Requests, Timer, TimerRequest};
 use crate::sources::Slot;
 #[cfg(feature = "tls")]
 use crate::tls::{Plaintext, PlaintextSource, TlsLayer};
@@ -526,8 +526,8 @@ impl<Session, T: Stream> Connection<Session, T> {
     }
 
     /// Applies what a callback asked of the connection, and returns what
-    /// it asked of its timer (the worker keeps the timers).
-    pub(crate) fn apply(&mut self, requests: Requests) -> TimerRequest {
+    /// it asked of its timers (the worker keeps the timers).
+    pub(crate) fn apply(&mut self, requests: Requests) -> [TimerRequest; Timer::COUNT] {
         if requests.close {
             if let Phase::Open(_, stage @ Stage::Serving) = &mut self.phase {
                 *stage = Stage::Finishing;
@@ -537,7 +537,7 @@ impl<Session, T: Stream> Connection<Session, T> {
         if requests.shutdown_write && self.flags.write_side() == WriteSide::Open {
             self.flags.set_write_side(WriteSide::ShutWhenSent);
         }
-        requests.timer
+        requests.timers
     }
 
     /// Decides that the connection ends because the server stops: that

@@ -72,7 +72,7 @@ pub use server::{
 };
 pub use service::{
     CloseCause, ConnectionContext, ConnectionId, ConnectionInfo, DatagramReply, DatagramService,
-    EndReason, NoService, StreamService, Transport, Uppercase,
+    EndReason, NoService, StreamService, Timer, Transport, Uppercase,
 };
 pub use stats::{COUNTERS, Counter, CounterGroup, Exposure, Stats, TURN_BUCKETS};
 #[cfg(feature = "tls")]

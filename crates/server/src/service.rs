@@ -11,6 +11,7 @@
 use crate::handle::Handle;
 pub use crate::id::ConnectionId;
 use crate::sender::ConnectionSender;
+pub use crate::timer::Timer;
 use shout_protocol::{Uppercaser, uppercase_datagram};
 use std::io;
 use std::net::SocketAddr;
@@ -154,14 +155,15 @@ impl CloseCause {
 pub(crate) struct Requests {
     pub(crate) close: bool,
     pub(crate) shutdown_write: bool,
-    pub(crate) timer: TimerRequest,
+    /// What each service timer is to do, by [`Timer::index`].
+    pub(crate) timers: [TimerRequest; Timer::COUNT],
 }
 
 impl Requests {
     pub(crate) const NONE: Self = Self {
         close: false,
         shutdown_write: false,
-        timer: TimerRequest::Keep,
+        timers: [TimerRequest::Keep; Timer::COUNT],
     };
 }
 
@@ -249,16 +251,28 @@ impl ConnectionContext<'_> {
         self.requests.shutdown_write = true;
     }
 
-    /// Calls [`StreamService::timer`] once, `after` from [`now`](Self::now),
-    /// replacing any timer set before: one deadline per connection.
+    /// Sets the connection's [`Timer::DEFAULT`]: `set_timer_for(Timer::DEFAULT, after)`.
     pub fn set_timer(&mut self, after: Duration) {
-        let at = self.now.checked_add(after).unwrap_or(self.now + FAR_FUTURE);
-        self.requests.timer = TimerRequest::Set(at);
+        self.set_timer_for(Timer::DEFAULT, after);
     }
 
-    /// Cancels the connection's timer, if one is set.
+    /// Cancels the connection's [`Timer::DEFAULT`], if set.
     pub fn cancel_timer(&mut self) {
-        self.requests.timer = TimerRequest::Cancel;
+        self.cancel_timer_for(Timer::DEFAULT);
+    }
+
+    /// Sets `timer` to come due `after` from [`now`](Self::now), replacing
+    /// that timer's earlier deadline; the connection's other timers keep
+    /// theirs. When it comes due, [`StreamService::timer_fired`] is called
+    /// once with it. A zero `after` comes due on the loop's next turn.
+    pub fn set_timer_for(&mut self, timer: Timer, after: Duration) {
+        let at = self.now.checked_add(after).unwrap_or(self.now + FAR_FUTURE);
+        self.requests.timers[timer.index()] = TimerRequest::Set(at);
+    }
+
+    /// Cancels `timer`, if set; the connection's other timers stay.
+    pub fn cancel_timer_for(&mut self, timer: Timer) {
+        self.requests.timers[timer.index()] = TimerRequest::Cancel;
     }
 
     /// Returns the loop's time for this turn: every callback of the turn
@@ -345,10 +359,26 @@ pub trait StreamService: Send + Sync + 'static {
         let _ = (session, conn, reason);
     }
 
-    /// Handles the connection's timer, set with
-    /// [`ConnectionContext::set_timer`], coming due.
+    /// Handles the connection's [`Timer::DEFAULT`], set with
+    /// [`ConnectionContext::set_timer`], coming due. Called by the default
+    /// [`timer_fired`](Self::timer_fired) for every timer: a service with
+    /// one timer implements this, one with several `timer_fired`.
     fn timer(&self, session: &mut Self::Session, conn: &mut ConnectionContext<'_>) {
         let _ = (session, conn);
+    }
+
+    /// Handles `timer`, set with [`ConnectionContext::set_timer_for`] (or
+    /// [`set_timer`](ConnectionContext::set_timer): `Timer::DEFAULT`),
+    /// coming due. Timers due in the same turn come in order of deadline.
+    /// By default calls [`timer`](Self::timer).
+    fn timer_fired(
+        &self,
+        session: &mut Self::Session,
+        conn: &mut ConnectionContext<'_>,
+        timer: Timer,
+    ) {
+        let _ = timer;
+        self.timer(session, conn);
     }
 
     /// Learns that the output is full (`writable` false) or fell back to

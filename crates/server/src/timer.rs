@@ -22,17 +22,71 @@ pub(crate) enum TimerKind {
     /// The deadline of the handshake (a PROXY header, a TLS handshake),
     /// from the accept.
     Handshake,
-    /// The service's own timer ([`ConnectionContext::set_timer`](crate::ConnectionContext::set_timer)).
-    Service,
+    /// One of the service's own timers
+    /// ([`ConnectionContext::set_timer_for`](crate::ConnectionContext::set_timer_for)).
+    Service(Timer),
 }
 
 impl TimerKind {
-    /// How many kinds there are.
-    const COUNT: usize = 2;
-    const ALL: [Self; Self::COUNT] = [Self::Handshake, Self::Service];
+    /// How many kinds there are: the handshake's and the service's.
+    const COUNT: usize = 1 + Timer::COUNT;
 
     fn index(self) -> usize {
-        self as usize
+        match self {
+            Self::Handshake => 0,
+            Self::Service(timer) => 1 + timer.index(),
+        }
+    }
+
+    fn from_index(index: usize) -> Self {
+        match index {
+            0 => Self::Handshake,
+            n => Self::Service(Timer::new(n - 1)),
+        }
+    }
+}
+
+/// One of a connection's service timers. Each connection has
+/// [`Timer::COUNT`] of them, each with a deadline of its own: a heartbeat's
+/// interval and its deadline are two timers, not one folded by hand.
+///
+/// ```
+/// use shout_server::Timer;
+///
+/// const PING: Timer = Timer::new(1);
+/// const PONG_DEADLINE: Timer = Timer::new(2);
+/// assert_ne!(PING, PONG_DEADLINE);
+/// assert_eq!(Timer::DEFAULT, Timer::new(0));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Timer(u8);
+
+impl Timer {
+    /// How many service timers a connection has.
+    pub const COUNT: usize = 4;
+
+    /// The timer of [`set_timer`](crate::ConnectionContext::set_timer) and
+    /// [`cancel_timer`](crate::ConnectionContext::cancel_timer), timer 0.
+    pub const DEFAULT: Timer = Timer(0);
+
+    /// Returns timer `index`, from 0 to [`COUNT`](Self::COUNT) − 1.
+    ///
+    /// # Panics
+    /// If `index` is [`COUNT`](Self::COUNT) or more. In a `const`, that is
+    /// a compile error.
+    pub const fn new(index: usize) -> Self {
+        assert!(index < Self::COUNT, "a connection has 4 timers, 0 to 3");
+        Self(index as u8)
+    }
+
+    /// Returns the timer's index, from 0 to [`COUNT`](Self::COUNT) − 1.
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    /// Returns every timer, in order of index.
+    pub(crate) fn all() -> impl Iterator<Item = Timer> {
+        (0..Self::COUNT).map(Self::new)
     }
 }
 
@@ -94,8 +148,8 @@ impl TimerQueue {
 
     /// Cancels every timer of `key` (its connection closed).
     pub(crate) fn cancel_all(&mut self, key: usize) {
-        for kind in TimerKind::ALL {
-            self.cancel(key, kind);
+        for index in 0..TimerKind::COUNT {
+            self.cancel(key, TimerKind::from_index(index));
         }
     }
 
@@ -112,7 +166,7 @@ impl TimerQueue {
             self.heap.pop();
             self.current[slot] = NONE;
             self.live -= 1;
-            let kind = TimerKind::ALL[slot % TimerKind::COUNT];
+            let kind = TimerKind::from_index(slot % TimerKind::COUNT);
             return Some((slot / TimerKind::COUNT, kind));
         }
         None
@@ -140,9 +194,12 @@ pub(crate) fn deadline_after(now: Instant, after: Duration) -> Instant {
 
 #[cfg(test)]
 mod tests {
-    use super::TimerKind::{Handshake, Service};
+    use super::TimerKind::Handshake;
     use super::*;
     use std::time::Duration;
+
+    /// The service's default timer.
+    const SERVICE: TimerKind = TimerKind::Service(Timer::DEFAULT);
 
     fn due(queue: &mut TimerQueue, now: Instant) -> Vec<(usize, TimerKind)> {
         std::iter::from_fn(|| queue.expired(now)).collect()
@@ -157,9 +214,9 @@ mod tests {
         let start = Instant::now();
         let mut queue = TimerQueue::new();
         let second = Duration::from_secs(1);
-        queue.set(2, Service, start + 3 * second);
-        queue.set(0, Service, start + second);
-        queue.set(5, Service, start + 2 * second);
+        queue.set(2, SERVICE, start + 3 * second);
+        queue.set(0, SERVICE, start + second);
+        queue.set(5, SERVICE, start + 2 * second);
         assert_eq!(queue.next_deadline(), Some(start + second));
         assert_eq!(keys(&mut queue, start), Vec::<usize>::new());
         assert_eq!(keys(&mut queue, start + 2 * second), vec![0, 5]);
@@ -173,12 +230,12 @@ mod tests {
         let start = Instant::now();
         let mut queue = TimerQueue::new();
         let second = Duration::from_secs(1);
-        queue.set(1, Service, start + second);
-        queue.set(1, Service, start + 5 * second); // re-armed later
-        queue.set(2, Service, start + second);
-        queue.cancel(2, Service);
-        queue.cancel(2, Service); // twice is harmless
-        queue.cancel(99, Service); // never set is harmless
+        queue.set(1, SERVICE, start + second);
+        queue.set(1, SERVICE, start + 5 * second); // re-armed later
+        queue.set(2, SERVICE, start + second);
+        queue.cancel(2, SERVICE);
+        queue.cancel(2, SERVICE); // twice is harmless
+        queue.cancel(99, SERVICE); // never set is harmless
         assert_eq!(keys(&mut queue, start + 2 * second), Vec::<usize>::new());
         assert_eq!(keys(&mut queue, start + 5 * second), vec![1]);
     }
@@ -187,14 +244,14 @@ mod tests {
     fn a_key_reused_by_a_new_connection_does_not_inherit_the_old_timer() {
         let start = Instant::now();
         let mut queue = TimerQueue::new();
-        queue.set(0, Service, start);
+        queue.set(0, SERVICE, start);
         queue.set(0, Handshake, start);
         queue.cancel_all(0); // the connection closed
-        queue.set(0, Service, start + Duration::from_secs(9)); // the next one on key 0
+        queue.set(0, SERVICE, start + Duration::from_secs(9)); // the next one on key 0
         assert_eq!(keys(&mut queue, start + Duration::from_secs(1)), vec![]);
         assert_eq!(
             due(&mut queue, start + Duration::from_secs(9)),
-            vec![(0, Service)]
+            vec![(0, SERVICE)]
         );
     }
 
@@ -205,13 +262,44 @@ mod tests {
         let second = Duration::from_secs(1);
         queue.set(3, Handshake, start + 2 * second);
         // The service's timer neither replaces nor cancels the deadline.
-        queue.set(3, Service, start + second);
-        queue.set(3, Service, start + 3 * second);
+        queue.set(3, SERVICE, start + second);
+        queue.set(3, SERVICE, start + 3 * second);
         assert_eq!(due(&mut queue, start + 2 * second), vec![(3, Handshake)]);
         queue.set(3, Handshake, start + 4 * second);
         queue.cancel(3, Handshake);
-        assert_eq!(due(&mut queue, start + 5 * second), vec![(3, Service)]);
+        assert_eq!(due(&mut queue, start + 5 * second), vec![(3, SERVICE)]);
         assert_eq!(queue.next_deadline(), None);
+    }
+
+    #[test]
+    fn each_service_timer_has_a_deadline_of_its_own() {
+        let start = Instant::now();
+        let mut queue = TimerQueue::new();
+        let second = Duration::from_secs(1);
+        let [interval, deadline] = [1, 2].map(|n| TimerKind::Service(Timer::new(n)));
+        queue.set(4, interval, start + second);
+        queue.set(4, deadline, start + 3 * second);
+        queue.set(5, interval, start + 2 * second);
+        assert_eq!(due(&mut queue, start + second), vec![(4, interval)]);
+        // Re-armed: the deadline stays where it was.
+        queue.set(4, interval, start + 2 * second);
+        let mut both = due(&mut queue, start + 2 * second);
+        both.sort_by_key(|(key, _)| *key);
+        assert_eq!(both, vec![(4, interval), (5, interval)]);
+        queue.cancel(4, deadline);
+        assert_eq!(due(&mut queue, start + 9 * second), vec![]);
+        queue.set(6, deadline, start);
+        queue.cancel_all(6);
+        assert_eq!(queue.next_deadline(), Some(start), "lazily deleted");
+        assert_eq!(due(&mut queue, start + 9 * second), vec![]);
+    }
+
+    #[test]
+    fn every_kind_maps_to_its_slot_and_back() {
+        for index in 0..TimerKind::COUNT {
+            assert_eq!(TimerKind::from_index(index).index(), index);
+        }
+        assert_eq!(Timer::all().count(), Timer::COUNT);
     }
 
     #[test]
@@ -221,7 +309,7 @@ mod tests {
         for round in 0..10_000u64 {
             queue.set(
                 (round % 3) as usize,
-                Service,
+                SERVICE,
                 start + Duration::from_millis(round),
             );
             assert!(queue.heap_len() <= 2 * 3 + 65, "{}", queue.heap_len());

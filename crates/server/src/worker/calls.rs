@@ -15,7 +15,7 @@ use crate::service::{
     CloseCause, ConnectionContext, ConnectionInfo, Requests, StreamService, TimerRequest,
 };
 use crate::stats::WorkerStats;
-use crate::timer::{TimerKind, TimerQueue};
+use crate::timer::{Timer, TimerKind, TimerQueue};
 use std::any::Any;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -174,16 +174,19 @@ pub(super) fn close_behind_queued<Session>(
     }
 }
 
-/// Applies `requests` to `connection` and its service timer.
+/// Applies `requests` to `connection` and its service timers.
 pub(super) fn apply<Session>(
     connection: &mut TcpConnection<Session>,
     key: usize,
     requests: Requests,
     timers: &mut TimerQueue,
 ) {
-    match connection.apply(requests) {
-        TimerRequest::Keep => {}
-        TimerRequest::Set(at) => timers.set(key, TimerKind::Service, at),
-        TimerRequest::Cancel => timers.cancel(key, TimerKind::Service),
+    let asked = connection.apply(requests);
+    for (timer, request) in Timer::all().zip(asked) {
+        match request {
+            TimerRequest::Keep => {}
+            TimerRequest::Set(at) => timers.set(key, TimerKind::Service(timer), at),
+            TimerRequest::Cancel => timers.cancel(key, TimerKind::Service(timer)),
+        }
     }
 }

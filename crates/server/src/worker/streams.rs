@@ -536,9 +536,9 @@ impl<S: StreamService> Streams<S> {
                     note_handshake_timeout(&self.connections[key], &context.stats);
                     Err(CloseCause::Error(ErrorKind::TimedOut))
                 }
-                TimerKind::Service => {
+                TimerKind::Service(timer) => {
                     self.call_if_serving(key, context, |service, session, conn| {
-                        service.timer(session, conn);
+                        service.timer_fired(session, conn, timer);
                     })
                 }
             };

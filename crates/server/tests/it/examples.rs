@@ -18,6 +18,9 @@ mod chat;
 #[path = "../../examples/kv.rs"]
 mod kv;
 #[allow(dead_code)]
+#[path = "../../examples/pubsub.rs"]
+mod pubsub;
+#[allow(dead_code)]
 #[path = "../../examples/rot13.rs"]
 mod rot13;
 
@@ -67,6 +70,24 @@ impl LineClient {
     fn ask(&mut self, line: &str) -> String {
         self.send(line);
         self.line()
+    }
+
+    /// Returns the next line that is not a `PING`, answering each `PING`
+    /// before it with a `PONG`.
+    fn line_answering_pings(&mut self) -> String {
+        loop {
+            let line = self.line();
+            if line != "PING" {
+                return line;
+            }
+            self.send("PONG");
+        }
+    }
+
+    /// Sends `line` and returns the answer, answering `PING`s meanwhile.
+    fn ask_answering_pings(&mut self, line: &str) -> String {
+        self.send(line);
+        self.line_answering_pings()
     }
 }
 
@@ -265,6 +286,95 @@ fn chat_disconnects_a_member_whose_output_stays_full_and_the_room_goes_on() {
     // Disconnected: what it held comes, then the end of the stream.
     let held = read_to_end(&mut silent);
     assert!(held.starts_with(b"welcome"), "{held:?}");
+}
+
+fn pubsub_server() -> Running {
+    run(ServerBuilder::tcp_only(pubsub::PubSub::default()).tcp(loopback()))
+}
+
+#[test]
+fn pubsub_passes_messages_to_subscribers_and_counts_them() {
+    let server = pubsub_server();
+    let addr = server.tcp();
+    let mut ann = LineClient::connect(addr);
+    let mut bob = LineClient::connect(addr);
+    let mut cat = LineClient::connect(addr);
+    assert_eq!(ann.ask_answering_pings("SUB news"), "OK");
+    assert_eq!(bob.ask_answering_pings("SUB news"), "OK");
+    assert_eq!(bob.ask_answering_pings("SUB sport"), "OK");
+    assert_eq!(cat.ask_answering_pings("PUB news it rains"), "OK 2");
+    assert_eq!(ann.line_answering_pings(), "MSG news it rains");
+    assert_eq!(bob.line_answering_pings(), "MSG news it rains");
+    assert_eq!(ann.ask_answering_pings("UNSUB news"), "OK");
+    assert_eq!(cat.ask_answering_pings("PUB news it stopped"), "OK 1");
+    assert_eq!(bob.line_answering_pings(), "MSG news it stopped");
+    assert_eq!(cat.ask_answering_pings("PUB weather none"), "OK 0");
+    assert!(cat.ask_answering_pings("PUB lonely").starts_with("ERR"));
+    assert!(cat.ask_answering_pings("SUB").starts_with("ERR"));
+    assert!(cat.ask_answering_pings("HELLO").starts_with("ERR"));
+    // Ann's next line is Bob's message: nothing of "news" came after her
+    // UNSUB.
+    assert_eq!(bob.ask_answering_pings("PUB sport goal"), "OK 1");
+    assert_eq!(bob.line_answering_pings(), "MSG sport goal");
+    assert_eq!(cat.ask_answering_pings("SUB sport"), "OK");
+    assert_eq!(ann.ask_answering_pings("PUB sport again"), "OK 2");
+    assert_eq!(ann.ask_answering_pings("PUB news late"), "OK 1");
+    assert_eq!(bob.line_answering_pings(), "MSG sport again");
+    assert_eq!(bob.line_answering_pings(), "MSG news late");
+}
+
+#[test]
+fn pubsub_forgets_the_topics_of_a_closed_connection() {
+    let server = pubsub_server();
+    let addr = server.tcp();
+    let mut gone = LineClient::connect(addr);
+    assert_eq!(gone.ask_answering_pings("SUB news"), "OK");
+    let mut publisher = LineClient::connect(addr);
+    assert_eq!(publisher.ask_answering_pings("PUB news one"), "OK 1");
+    drop(gone);
+    wait_until("the closed subscriber leaves its topic", || {
+        publisher.ask_answering_pings("PUB news two") == "OK 0"
+    });
+}
+
+#[test]
+fn pubsub_says_bye_to_a_connection_that_does_not_answer_its_pings() {
+    let server = pubsub_server();
+    let mut silent = LineClient::connect(server.tcp());
+    let started = std::time::Instant::now();
+    let mut pings = 0;
+    let last = loop {
+        let line = silent.line();
+        if line != "PING" {
+            break line;
+        }
+        pings += 1;
+    };
+    assert_eq!(last, "BYE timeout");
+    // The first PING after 500 ms, BYE 1.5 s after it: two more PINGs
+    // came in between (at 1 s and 1.5 s), maybe a third at the edge.
+    assert!((3..=4).contains(&pings), "{pings} PINGs before the BYE");
+    assert!(started.elapsed() >= pubsub::PING_EVERY + pubsub::PONG_WITHIN);
+    let mut rest = String::new();
+    silent.reader.read_line(&mut rest).expect("closed in time");
+    assert_eq!(rest, "", "closed after BYE");
+}
+
+#[test]
+fn pubsub_keeps_a_connection_that_answers_its_pings() {
+    let server = pubsub_server();
+    let mut client = LineClient::connect(server.tcp());
+    // Seven PINGs answered: well past the 1.5 s deadline, which each
+    // PONG cancels.
+    let mut pongs = 0;
+    while pongs < 7 {
+        assert_eq!(client.line(), "PING");
+        client.send("PONG");
+        pongs += 1;
+    }
+    assert_eq!(client.ask_answering_pings("SUB alive"), "OK");
+    assert_eq!(client.ask_answering_pings("PUB alive yes"), "OK 1");
+    assert_eq!(client.line_answering_pings(), "MSG alive yes");
 }
 
 #[test]

@@ -14,5 +14,6 @@ mod services;
 mod sources;
 mod support;
 mod tcp;
+mod timers;
 mod tls;
 mod udp;
