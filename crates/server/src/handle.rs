@@ -2,6 +2,7 @@
 //! (declared in [`stats`](crate::stats)), and a way to stop it from any
 //! thread.
 
+use crate::datagram_sender::DatagramSender;
 use crate::sender::ConnectionSender;
 use crate::stats::{Stats, WorkerStats};
 use crate::wake::Wakers;
@@ -72,6 +73,7 @@ pub struct Handle {
     pub(crate) shutdown: Arc<ShutdownSignal>,
     pub(crate) stats: Vec<Arc<WorkerStats>>,
     pub(crate) sender: ConnectionSender,
+    pub(crate) datagram_sender: DatagramSender,
 }
 
 impl Handle {
@@ -126,6 +128,12 @@ impl Handle {
     /// connections from any thread.
     pub fn sender(&self) -> ConnectionSender {
         self.sender.clone()
+    }
+
+    /// Returns a handle to send UDP datagrams from the server's sockets
+    /// from any thread: later than a request, more than once, or unasked.
+    pub fn datagram_sender(&self) -> DatagramSender {
+        self.datagram_sender.clone()
     }
 
     /// The counters so far, summed over workers.

@@ -41,6 +41,7 @@
 #![forbid(unsafe_code)]
 
 mod connection;
+mod datagram_sender;
 mod handle;
 mod id;
 mod idle;
@@ -59,6 +60,7 @@ mod tls_config;
 mod wake;
 mod worker;
 
+pub use datagram_sender::{DatagramSendError, DatagramSender};
 pub use handle::Handle;
 pub use proxy::{IpPrefix, MAX_PROXY_HEADER};
 /// The TLS library the server runs on, for building its `ServerConfig`.

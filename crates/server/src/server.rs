@@ -1,5 +1,6 @@
 //! Building a server: binding its sockets, then running its workers.
 
+use crate::datagram_sender::{DatagramPost, DatagramSender};
 use crate::handle::{Handle, ShutdownSignal};
 use crate::proxy::{IpPrefix, ProxyTrust};
 use crate::sender::{ConnectionSender, Post};
@@ -71,6 +72,7 @@ pub struct ServerBuilder<S, D> {
     max_connections_per_source: usize,
     udp_rate_per_source: u32,
     udp_burst_per_source: Option<u32>,
+    udp_reply_ratio: u32,
     idle_timeout: Option<Duration>,
     drain_timeout: Duration,
     max_pending_output: usize,
@@ -135,6 +137,7 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             max_connections_per_source: 0,
             udp_rate_per_source: 0,
             udp_burst_per_source: None,
+            udp_reply_ratio: 0,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             max_pending_output: DEFAULT_MAX_PENDING_OUTPUT,
@@ -279,6 +282,19 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
         self
     }
 
+    /// Sends no UDP reply larger than `ratio` times its request: such a
+    /// reply is dropped and counted in
+    /// [`Stats::datagrams_over_ratio`](crate::Stats). It bounds what a
+    /// spoofed source can make the server send a victim, per byte it
+    /// sends: at most `ratio` times. 0 (the default) is no limit; an
+    /// empty request may then get a reply of up to 65,507 bytes.
+    /// Datagrams from a [`DatagramSender`] answer no request, and only the
+    /// per-source rate bounds them.
+    pub fn udp_reply_ratio(mut self, ratio: u32) -> Self {
+        self.udp_reply_ratio = ratio;
+        self
+    }
+
     /// Closes a connection after this long with no byte read or written;
     /// `None` never does. Zero is refused by [`build`](Self::build): it
     /// would close every connection on its first turn.
@@ -346,9 +362,14 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
         let slots = Arc::new(ConnectionSlots::new(
             self.max_connections,
             self.max_connections_per_source,
-            wakers,
+            Arc::clone(&wakers),
         ));
         let limits = self.limits();
+        let datagram_post = Arc::new(DatagramPost::new(
+            self.workers,
+            Arc::clone(&wakers),
+            udp_addrs.len(),
+        ));
         let stats: Vec<Arc<WorkerStats>> = (0..self.workers)
             .map(|_| Arc::new(WorkerStats::default()))
             .collect();
@@ -359,6 +380,7 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             shutdown,
             stats: stats.clone(),
             sender: ConnectionSender::new(post),
+            datagram_sender: DatagramSender::new(datagram_post),
         };
         let stream_service = Arc::new(self.stream_service);
         let datagram_service = Arc::new(self.datagram_service);
@@ -403,6 +425,7 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
                         .unwrap_or(self.udp_rate_per_source),
                 ),
             },
+            reply_ratio: self.udp_reply_ratio,
             handshake_timeout: self.handshake_timeout,
         }
     }

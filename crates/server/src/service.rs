@@ -412,6 +412,10 @@ pub enum DatagramReply {
     Send,
     /// Send nothing; the loop counts the datagram as unanswered.
     Drop,
+    /// Send nothing now: the service answers later, or more than once,
+    /// through a [`DatagramSender`](crate::DatagramSender). Not counted as
+    /// unanswered.
+    Deferred,
 }
 
 /// Serves UDP: every datagram is handled on its own, at most one reply each.

@@ -227,10 +227,15 @@ counters! {
     Udp {
         /// UDP datagrams received.
         datagrams_in: "datagrams in" => "shout_datagrams_received_total";
-        /// UDP replies sent.
+        /// UDP replies sent, and datagrams from a `DatagramSender`.
         datagrams_out: "out" => "shout_datagrams_sent_total";
-        /// UDP datagrams not answered, for any reason: the sum of the drop
-        /// causes.
+        /// Datagrams a `DatagramSender` queued that the loop took to send;
+        /// those it sent count in `datagrams_out` too, those it dropped (a
+        /// source over its rate, a loop port, a full socket queue, a stop)
+        /// in `datagrams_dropped`.
+        datagrams_from_senders: "from senders" => "shout_datagrams_from_senders_total";
+        /// UDP datagrams not answered, or from a `DatagramSender` not sent,
+        /// for any reason: the sum of the drop causes.
         datagrams_dropped: "dropped" => "shout_datagrams_dropped_total";
         /// Datagrams the service declined to answer (for the shout service,
         /// a reply over 65,507 bytes); its panics count here too.
@@ -250,6 +255,10 @@ counters! {
         /// (`udp_rate_per_source`).
         datagrams_rate_limited: "rate limited" =>
             "shout_datagrams_dropped_by_cause_total"["cause" = "rate_limited"];
+        /// Replies larger than `udp_reply_ratio` times their request, not
+        /// sent.
+        datagrams_over_ratio: "over the reply ratio" =>
+            "shout_datagrams_dropped_by_cause_total"["cause" = "over_ratio"];
         /// Replies still queued when the server stopped.
         datagrams_unsent_at_stop: "unsent at the stop" =>
             "shout_datagrams_dropped_by_cause_total"["cause" = "stop"];

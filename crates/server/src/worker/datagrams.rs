@@ -1,8 +1,10 @@
 //! UDP: each socket's datagrams received in batches, answered, and the
 //! replies sent in batches, with a bounded queue for replies the socket
-//! would not take yet.
+//! would not take yet. The datagrams of `DatagramSender`s join that queue
+//! once a turn, through the same rate limit and loop guard.
 
 use super::{Context, MAX_SOCKETS_PER_KIND, Source, note_panic};
+use crate::datagram_sender::{DatagramPost, Outgoing};
 use crate::reflection::{ReflectionGuard, RefusedSource};
 use crate::service::{DatagramReply, DatagramService};
 use crate::sources::ReplyRateLimiter;
@@ -41,6 +43,12 @@ pub(super) struct Datagrams<D> {
     limiter: ReplyRateLimiter,
     /// The source ports never answered.
     guard: ReflectionGuard,
+    /// The largest reply, as a multiple of its request; 0 is no limit.
+    reply_ratio: u32,
+    /// Where senders queue datagrams for this worker, and those taken,
+    /// kept for its capacity.
+    post: Arc<DatagramPost>,
+    sent: Vec<Outgoing>,
 }
 
 struct UdpEndpoint {
@@ -57,6 +65,8 @@ impl<D: DatagramService> Datagrams<D> {
         sockets: Vec<std::net::UdpSocket>,
         service: Arc<D>,
         limiter: ReplyRateLimiter,
+        post: Arc<DatagramPost>,
+        reply_ratio: u32,
     ) -> io::Result<Self> {
         debug_assert!(sockets.len() <= MAX_SOCKETS_PER_KIND);
         let mut endpoints = Vec::with_capacity(sockets.len());
@@ -85,6 +95,9 @@ impl<D: DatagramService> Datagrams<D> {
             scratch: Vec::new(),
             limiter,
             guard: ReflectionGuard::new(own),
+            reply_ratio,
+            post,
+            sent: Vec::new(),
         })
     }
 
@@ -135,16 +148,19 @@ impl<D: DatagramService> Datagrams<D> {
                     );
                     continue;
                 }
-                self.scratch.clear();
-                // Sound to catch: the loop lends only the scratch reply,
-                // which a panic discards.
-                let service = &*self.service;
-                let scratch = &mut self.scratch;
-                let reply = catch_unwind(AssertUnwindSafe(|| {
-                    service.datagram(request, peer, scratch)
-                }));
+                let reply = answer(&*self.service, request, peer, &mut self.scratch);
                 match reply {
+                    Ok(DatagramReply::Send)
+                        if over_ratio(self.reply_ratio, request, &self.scratch) =>
+                    {
+                        WorkerStats::note_dropped(
+                            &stats.datagrams_over_ratio,
+                            1,
+                            &stats.datagrams_dropped,
+                        );
+                    }
                     Ok(DatagramReply::Send) => endpoint.queue_reply(peer, &self.scratch, stats),
+                    Ok(DatagramReply::Deferred) => {}
                     Ok(DatagramReply::Drop) => WorkerStats::note_dropped(
                         &stats.datagrams_declined,
                         1,
@@ -176,9 +192,54 @@ impl<D: DatagramService> Datagrams<D> {
         true
     }
 
-    /// Sends what each socket will take of its queued replies, counts the
-    /// rest as dropped, and closes the sockets.
-    pub(super) fn close(&mut self, context: &Context) {
+    /// Queues the datagrams senders posted to this worker since the last
+    /// turn, each behind the replies its socket holds, and sends what the
+    /// sockets take.
+    #[inline]
+    pub(super) fn take_sent(&mut self, context: &mut Context) {
+        // The usual turn: nothing sent, one atomic load.
+        if self.post.mailboxes[context.id].has_datagrams() {
+            self.take_waiting_sent(context);
+        }
+    }
+
+    /// [`take_sent`](Self::take_sent) when a sender posted some.
+    #[inline(never)]
+    fn take_waiting_sent(&mut self, context: &mut Context) {
+        self.post.mailboxes[context.id].take(&mut self.sent);
+        let stats = &context.stats;
+        WorkerStats::add(&stats.datagrams_from_senders, self.sent.len() as u64);
+        for outgoing in self.sent.drain(..) {
+            let peer = outgoing.peer;
+            // A server's sockets are the same in every worker.
+            let Some(endpoint) = self.endpoints.get_mut(outgoing.socket) else {
+                continue;
+            };
+            if let Some(refused) = self.guard.check(peer, context.now) {
+                note_refused_source(stats, refused, peer);
+            } else if !self.limiter.allow(peer.ip(), context.now) {
+                WorkerStats::note_dropped(
+                    &stats.datagrams_rate_limited,
+                    1,
+                    &stats.datagrams_dropped,
+                );
+            } else {
+                endpoint.queue_reply(peer, &outgoing.bytes, stats);
+            }
+        }
+        for endpoint in &mut self.endpoints {
+            endpoint.send_replies(stats);
+        }
+    }
+
+    /// Takes what senders posted, refuses their later sends, sends what
+    /// each socket will take of its queued replies, counts the rest as
+    /// dropped, and closes the sockets.
+    pub(super) fn close(&mut self, context: &mut Context) {
+        self.take_sent(context);
+        self.post.mailboxes[context.id].close();
+        // Posted between the take and the close.
+        self.take_sent(context);
         for endpoint in &mut self.endpoints {
             endpoint.send_replies(&context.stats);
             // Replies the socket would not take now are lost with it: count them.
@@ -196,6 +257,28 @@ impl<D: DatagramService> Datagrams<D> {
     pub(super) fn len(&self) -> usize {
         self.endpoints.len()
     }
+}
+
+/// Calls the service for `request` from `peer`, its reply written to
+/// `scratch`, catching a panic. Sound to catch: the loop lends only the
+/// scratch reply, which a panic discards.
+fn answer<D: DatagramService>(
+    service: &D,
+    request: &[u8],
+    peer: SocketAddr,
+    scratch: &mut Vec<u8>,
+) -> Result<DatagramReply, super::calls::Panic> {
+    scratch.clear();
+    catch_unwind(AssertUnwindSafe(|| {
+        service.datagram(request, peer, scratch)
+    }))
+}
+
+/// Returns whether a `reply` to `request` is larger than `ratio` times it
+/// (0: no limit).
+#[inline]
+fn over_ratio(ratio: u32, request: &[u8], reply: &[u8]) -> bool {
+    ratio != 0 && reply.len() > request.len().saturating_mul(ratio as usize)
 }
 
 /// Counts a datagram left unanswered because of its source port; logged at

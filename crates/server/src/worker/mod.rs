@@ -80,6 +80,8 @@ pub(crate) struct Limits {
     pub(crate) busy_poll: Duration,
     /// Replies per source per second over UDP, and the burst.
     pub(crate) reply_rate: ReplyRate,
+    /// The largest UDP reply, as a multiple of its request; 0 is no limit.
+    pub(crate) reply_ratio: u32,
     /// How long a PROXY header and a TLS handshake may take, from the
     /// accept.
     pub(crate) handshake_timeout: Duration,
@@ -215,7 +217,14 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
         let registry = poll.registry();
         let acceptor = Acceptor::new(registry, parts.tcp, Arc::clone(&parts.slots))?;
         let limiter = ReplyRateLimiter::new(parts.limits.reply_rate, Instant::now());
-        let datagrams = Datagrams::new(registry, parts.udp, parts.datagram_service, limiter)?;
+        let datagrams = Datagrams::new(
+            registry,
+            parts.udp,
+            parts.datagram_service,
+            limiter,
+            Arc::clone(&parts.handle.datagram_sender.post),
+            parts.limits.reply_ratio,
+        )?;
         let shutdown = Arc::clone(&parts.handle.shutdown);
         let streams = Streams::new(id, parts.stream_service, &parts.limits, parts.handle);
         Ok(Self {
@@ -276,6 +285,7 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
             }
             let registry = self.poll.registry();
             self.streams.take_commands(&mut self.context);
+            self.datagrams.take_sent(&mut self.context);
             self.streams.fire_timers(registry, &mut self.context);
             self.serve_hot();
             let registry = self.poll.registry();

@@ -4,6 +4,7 @@
 
 mod abuse;
 mod bad_input;
+mod datagram_sender;
 mod examples;
 mod handle;
 mod limits;
