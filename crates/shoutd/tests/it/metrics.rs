@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, UdpSocket};
 
 /// Every metric shoutd exposes today.
-const NAMES: [&str; 17] = [
+const NAMES: [&str; 18] = [
     "shout_connections_refused_per_source_total",
     "shout_connections_accepted_total",
     "shout_connections_closed_total",
@@ -18,6 +18,7 @@ const NAMES: [&str; 17] = [
     "shout_bytes_sent_total",
     "shout_datagrams_received_total",
     "shout_datagrams_sent_total",
+    "shout_datagrams_from_senders_total",
     "shout_datagrams_dropped_total",
     "shout_service_panics_total",
     "shout_tls_handshakes_completed_total",
@@ -138,9 +139,9 @@ fn the_counters_equal_the_traffic_sent_over_tcp_and_udp() {
     for (name, value) in expected {
         assert_eq!(after.get(name), Some(&value), "{name}");
     }
-    // The names above, the loop's turns, 8 close causes, 8 drop causes and
+    // The names above, the loop's turns, 8 close causes, 9 drop causes and
     // 16 turn-time buckets.
-    assert_eq!(after.len(), NAMES.len() + 1 + 8 + 8 + 16, "{after:?}");
+    assert_eq!(after.len(), NAMES.len() + 1 + 8 + 9 + 16, "{after:?}");
     assert_eq!(
         after["shout_loop_turns_total"],
         after["shout_loop_turns_within_total{at_most_us=\"inf\"}"]
