@@ -13,7 +13,8 @@
 //! would get are dropped for it alone (counted, and reported on standard
 //! error when someone leaves). A member whose output stays full for
 //! [`FULL_FOR`] is disconnected: `writable_changed(false)` tells the room
-//! it is full, though its output comes only from the others' broadcasts,
+//! it is full, whether its output came from its own callbacks (the
+//! welcome, `line too long, not sent`) or from the others' broadcasts,
 //! and sets a timer that `writable_changed(true)` cancels. The others go
 //! on meanwhile.
 
