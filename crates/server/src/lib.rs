@@ -6,10 +6,13 @@
 //! a session per connection, fed bytes and events through a
 //! [`ConnectionContext`]: greet, answer, close, half-close, timers, flow
 //! control) and any [`DatagramService`] (UDP: one datagram in, at most one
-//! out); [`Uppercase`] is shout's own. A [`ConnectionSender`] writes to any
-//! connection from any thread, and a panicking service costs one connection,
-//! not the process. docs/EMBEDDING.md is the contract of every callback;
-//! `examples/` has a chat room, a key-value store and ROT13.
+//! out, the fast path); [`Uppercase`] is shout's own. A [`ConnectionSender`]
+//! writes to any connection and a [`DatagramSender`] sends datagrams, from
+//! any thread; the [`Handle`] reaches counters and the stop from callbacks
+//! and from the embedder's threads; and a panicking service costs one
+//! connection, not the process. docs/EMBEDDING.md is the contract of every callback;
+//! `examples/` has a chat room, a key-value store, a publish/subscribe
+//! server with heartbeats and ROT13.
 //!
 //! ```no_run
 //! use shout_server::{ServerBuilder, Uppercase};
