@@ -63,6 +63,12 @@ mod tls_config;
 mod wake;
 mod worker;
 
+/// The code in docs/EMBEDDING.md, compiled and run as doctests so that
+/// the contract's examples stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/EMBEDDING.md")]
+struct EmbeddingDoc;
+
 pub use datagram_sender::{DatagramSendError, DatagramSender};
 pub use handle::Handle;
 pub use proxy::{IpPrefix, MAX_PROXY_HEADER};
