@@ -70,6 +70,7 @@ pub struct Handle {
     pub(crate) tcp_addrs: Vec<SocketAddr>,
     pub(crate) udp_addrs: Vec<SocketAddr>,
     pub(crate) tls_addrs: Vec<SocketAddr>,
+    pub(crate) quic_addrs: Vec<SocketAddr>,
     pub(crate) shutdown: Arc<ShutdownSignal>,
     pub(crate) stats: Vec<Arc<WorkerStats>>,
     pub(crate) sender: ConnectionSender,
@@ -90,6 +91,12 @@ impl Handle {
     /// The TLS addresses being served, with real ports where 0 was asked.
     pub fn tls_addrs(&self) -> &[SocketAddr] {
         &self.tls_addrs
+    }
+
+    /// The QUIC addresses (UDP) being served, with real ports where 0 was
+    /// asked; always empty without the `quic` feature.
+    pub fn quic_addrs(&self) -> &[SocketAddr] {
+        &self.quic_addrs
     }
 
     /// Asks the server to stop: it stops accepting, answers what it has

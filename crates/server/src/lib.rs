@@ -49,6 +49,8 @@ mod handle;
 mod id;
 mod idle;
 mod proxy;
+#[cfg(feature = "quic")]
+mod quic;
 mod reflection;
 mod sender;
 mod server;
@@ -72,10 +74,14 @@ struct EmbeddingDoc;
 pub use datagram_sender::{DatagramSendError, DatagramSender};
 pub use handle::Handle;
 pub use proxy::{IpPrefix, MAX_PROXY_HEADER};
+#[cfg(feature = "quic")]
+pub use quic::{DEFAULT_QUIC_STREAMS_PER_CONNECTION, QUIC_ALPN};
 /// The TLS library the server runs on, for building its `ServerConfig`.
 #[cfg(feature = "tls")]
 pub use rustls;
 pub use sender::{Broadcast, ConnectionSender, SendError};
+#[cfg(feature = "quic")]
+pub use server::DEFAULT_QUIC_RETRY_ABOVE;
 pub use server::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_OUTPUT, DEFAULT_WORKER_THREAD_NAME, Server,

@@ -32,6 +32,11 @@ pub enum ServerError {
     /// The event loop itself failed (creating or polling the `Poll`).
     #[error("event loop: {0}")]
     EventLoop(#[from] std::io::Error),
+    /// A QUIC listener's TLS configuration cannot serve QUIC (it has no
+    /// TLS 1.3 cipher suite QUIC can start with).
+    #[cfg(feature = "quic")]
+    #[error("quic: {0}")]
+    Quic(String),
     /// A worker thread panicked; this is a bug in a service or in shout.
     #[error("worker {0} panicked")]
     WorkerPanicked(usize),
@@ -65,6 +70,12 @@ pub struct ServerBuilder<S, D> {
     udp_sockets: Vec<Arc<std::net::UdpSocket>>,
     #[cfg(feature = "tls")]
     tls: Vec<(SocketAddr, Arc<rustls::ServerConfig>)>,
+    #[cfg(feature = "quic")]
+    quic: Vec<(SocketAddr, Arc<rustls::ServerConfig>)>,
+    #[cfg(feature = "quic")]
+    quic_streams_per_connection: u32,
+    #[cfg(feature = "quic")]
+    quic_retry_above: usize,
     handshake_timeout: Duration,
     proxy: Option<Vec<IpPrefix>>,
     workers: usize,
@@ -93,6 +104,10 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_PENDING_OUTPUT: usize = 256 * 1024;
 /// What the workers' threads are named by default, before `-N`.
 pub const DEFAULT_WORKER_THREAD_NAME: &str = "shout-worker";
+/// Default number of QUIC handshakes in progress past which new clients
+/// are sent a Retry.
+#[cfg(feature = "quic")]
+pub const DEFAULT_QUIC_RETRY_ABOVE: usize = 64;
 /// The shared read buffer: one per worker, the most one read takes.
 const READ_BUFFER_SIZE: usize = 64 * 1024;
 
@@ -130,6 +145,12 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             udp_sockets: Vec::new(),
             #[cfg(feature = "tls")]
             tls: Vec::new(),
+            #[cfg(feature = "quic")]
+            quic: Vec::new(),
+            #[cfg(feature = "quic")]
+            quic_streams_per_connection: crate::quic::DEFAULT_QUIC_STREAMS_PER_CONNECTION,
+            #[cfg(feature = "quic")]
+            quic_retry_above: DEFAULT_QUIC_RETRY_ABOVE,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             proxy: None,
             workers: 1,
@@ -168,6 +189,41 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
     #[cfg(feature = "tls")]
     pub fn tls(mut self, addr: SocketAddr, config: Arc<rustls::ServerConfig>) -> Self {
         self.tls.push((addr, config));
+        self
+    }
+
+    /// Serves QUIC on UDP `addr` (port 0 picks a free port) with the
+    /// certificates of `config`, running the same stream service on each
+    /// bidirectional stream a client opens. Repeatable. The ALPN is
+    /// [`QUIC_ALPN`](crate::QUIC_ALPN) whatever `config` says, and 0-RTT
+    /// is allowed. Worker 0 serves every QUIC connection. Each connection
+    /// counts under [`max_connections`](Self::max_connections) and its
+    /// source's share, and has the [`handshake_timeout`](Self::handshake_timeout)
+    /// and [`idle_timeout`](Self::idle_timeout). Its address is listed in
+    /// [`Handle::quic_addrs`]; docs/QUIC.md tells the rest.
+    #[cfg(feature = "quic")]
+    pub fn quic(mut self, addr: SocketAddr, config: Arc<rustls::ServerConfig>) -> Self {
+        self.quic.push((addr, config));
+        self
+    }
+
+    /// Bidirectional streams one QUIC client may have open at once;
+    /// opening more waits for one to end (the client is told its limit).
+    /// Zero is refused by [`build`](Self::build). Default
+    /// [`DEFAULT_QUIC_STREAMS_PER_CONNECTION`](crate::DEFAULT_QUIC_STREAMS_PER_CONNECTION).
+    #[cfg(feature = "quic")]
+    pub fn quic_streams_per_connection(mut self, max: u32) -> Self {
+        self.quic_streams_per_connection = max;
+        self
+    }
+
+    /// QUIC handshakes in progress past which a new client must first
+    /// prove its address with a Retry (one more round trip), so that
+    /// Initials from forged addresses cost no connection state; 0 sends
+    /// every client a Retry. Default [`DEFAULT_QUIC_RETRY_ABOVE`].
+    #[cfg(feature = "quic")]
+    pub fn quic_retry_above(mut self, handshakes: usize) -> Self {
+        self.quic_retry_above = handshakes;
         self
     }
 
@@ -344,6 +400,18 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             udp_addrs,
             tls_addrs,
         } = self.bind()?;
+        #[cfg(feature = "quic")]
+        let quic_limits = crate::quic::QuicLimits {
+            streams_per_connection: self.quic_streams_per_connection,
+            retry_above: self.quic_retry_above,
+            idle_timeout: self.idle_timeout,
+            max_pending_output: self.max_pending_output,
+        };
+        #[cfg(feature = "quic")]
+        let (mut quic_sockets, quic_addrs) =
+            self.bind_quic(tcp_addrs.len() + tls_addrs.len(), &quic_limits)?;
+        #[cfg(not(feature = "quic"))]
+        let quic_addrs = Vec::new();
 
         let mut polls = Vec::with_capacity(self.workers);
         let mut wakers = Vec::with_capacity(self.workers);
@@ -377,6 +445,7 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             tcp_addrs,
             udp_addrs,
             tls_addrs,
+            quic_addrs,
             shutdown,
             stats: stats.clone(),
             sender: ConnectionSender::new(post),
@@ -390,6 +459,11 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             let parts = WorkerParts {
                 tcp,
                 udp,
+                // One worker serves QUIC: see worker/quic.rs.
+                #[cfg(feature = "quic")]
+                quic: std::mem::take(&mut quic_sockets),
+                #[cfg(feature = "quic")]
+                quic_limits,
                 stream_service: Arc::clone(&stream_service),
                 datagram_service: Arc::clone(&datagram_service),
                 limits: limits.clone(),
@@ -442,6 +516,7 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
     fn check(&self) -> Result<(), ServerError> {
         if self.tcp.is_empty()
             && self.tls_addrs().is_empty()
+            && self.quic_addresses().is_empty()
             && self.udp.is_empty()
             && self.tcp_listeners.is_empty()
             && self.udp_sockets.is_empty()
@@ -458,7 +533,11 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
                 "handshake timeout must be more than zero",
             ));
         }
-        if (!self.tcp.is_empty() || !self.tls_addrs().is_empty()) && is_no_service::<S>() {
+        if (!self.tcp.is_empty()
+            || !self.tls_addrs().is_empty()
+            || !self.quic_addresses().is_empty())
+            && is_no_service::<S>()
+        {
             return Err(ServerError::InvalidSetting(
                 "a TCP address on a server with no stream service (udp_only)",
             ));
@@ -466,6 +545,12 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
         if !self.udp.is_empty() && is_no_service::<D>() {
             return Err(ServerError::InvalidSetting(
                 "a UDP address on a server with no datagram service (tcp_only)",
+            ));
+        }
+        #[cfg(feature = "quic")]
+        if self.quic_streams_per_connection == 0 {
+            return Err(ServerError::InvalidSetting(
+                "QUIC streams per connection must be at least 1",
             ));
         }
         if self.workers == 0 {
@@ -496,12 +581,49 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
         }
         if self.tcp.len() + self.tcp_listeners.len() + self.tls_addrs().len() > MAX_SOCKETS_PER_KIND
             || self.udp.len() + self.udp_sockets.len() > MAX_SOCKETS_PER_KIND
+            || self.quic_addresses().len() > MAX_SOCKETS_PER_KIND
         {
             return Err(ServerError::InvalidSetting(
-                "at most 4,096 TCP and 4,096 UDP addresses",
+                "at most 4,096 TCP, 4,096 UDP and 4,096 QUIC addresses",
             ));
         }
         Ok(())
+    }
+
+    /// Returns the QUIC addresses asked for (none without the `quic`
+    /// feature).
+    fn quic_addresses(&self) -> Vec<SocketAddr> {
+        #[cfg(feature = "quic")]
+        return self.quic.iter().map(|(addr, _)| *addr).collect();
+        #[cfg(not(feature = "quic"))]
+        Vec::new()
+    }
+
+    /// Binds the QUIC sockets, for worker 0, with their configurations;
+    /// their listener numbers start at `first_listener`.
+    #[cfg(feature = "quic")]
+    fn bind_quic(
+        &self,
+        first_listener: usize,
+        limits: &crate::quic::QuicLimits,
+    ) -> Result<(Vec<crate::worker::quic::QuicSocket>, Vec<SocketAddr>), ServerError> {
+        let mut sockets = Vec::with_capacity(self.quic.len());
+        let mut addrs = Vec::with_capacity(self.quic.len());
+        for (index, (addr, tls)) in self.quic.iter().enumerate() {
+            let config = crate::quic::server_config(tls, limits).map_err(ServerError::Quic)?;
+            let socket = UdpSocketBuilder::new(*addr)
+                .recv_buffer_size(self.udp_recv_buffer)
+                .send_buffer_size(self.udp_recv_buffer)
+                .nonblocking(true)
+                .bind()?;
+            addrs.push(socket.local_addr().map_err(ServerError::EventLoop)?);
+            sockets.push(crate::worker::quic::QuicSocket {
+                socket,
+                config,
+                listener: first_listener + index,
+            });
+        }
+        Ok((sockets, addrs))
     }
 
     /// Binds every socket of every worker: the first worker binds what

@@ -36,6 +36,16 @@ pub enum Transport {
         /// The server name the client asked for (SNI), if it sent one.
         sni: Option<String>,
     },
+    /// One bidirectional stream of a QUIC connection, TLS 1.3 inside
+    /// (cargo feature `quic`).
+    #[cfg(feature = "quic")]
+    Quic {
+        /// The stream's id in its connection (RFC 9000 §2.1): 0, 4, 8...
+        /// for a client's bidirectional streams.
+        stream: u64,
+        /// The server name the client asked for (SNI), if it sent one.
+        sni: Option<String>,
+    },
 }
 
 /// What is known of a connection from its accept to its close.

@@ -28,6 +28,8 @@ pub enum CounterGroup {
     Tls,
     /// PROXY protocol headers.
     Proxy,
+    /// QUIC connections, their streams and packets.
+    Quic,
     /// The limits: descriptors, per-source shares, panics.
     Limits,
     /// The event loop itself.
@@ -42,6 +44,7 @@ impl CounterGroup {
             Self::Udp => "udp",
             Self::Tls => "tls",
             Self::Proxy => "proxy",
+            Self::Quic => "quic",
             Self::Limits => "limits",
             Self::Loop => "loop",
         }
@@ -291,6 +294,26 @@ counters! {
         /// untrusted sender, a malformed or oversized header, or no whole
         /// header by the deadline or the client's end.
         proxy_headers_rejected: "headers rejected" => "shout_proxy_headers_rejected_total";
+    }
+    Quic {
+        /// QUIC handshakes completed.
+        quic_handshakes_completed: "handshakes" => "shout_quic_handshakes_completed_total";
+        /// QUIC handshakes that failed: refused by the client or the
+        /// server, broken, or cut at the handshake deadline.
+        quic_handshakes_failed: "failed" => "shout_quic_handshakes_failed_total";
+        /// QUIC clients refused before their handshake: at the connection
+        /// cap, over their source's share, or while the server stops.
+        quic_connections_refused: "refused" => "shout_quic_connections_refused_total";
+        /// Retry packets sent to validate a client's address first.
+        quic_retries_sent: "retries" => "shout_quic_retries_sent_total";
+        /// QUIC streams opened by clients and handed to the service.
+        quic_streams: "streams" => "shout_quic_streams_total";
+        /// Bytes received on QUIC streams.
+        quic_bytes_in: "bytes in" => "shout_quic_bytes_received_total";
+        /// Bytes sent on QUIC streams.
+        quic_bytes_out: "bytes out" => "shout_quic_bytes_sent_total";
+        /// QUIC packets declared lost, over closed connections.
+        quic_packets_lost: "packets lost" => "shout_quic_packets_lost_total";
     }
     Limits {
         /// Connections accepted and closed at once because the process was

@@ -41,9 +41,11 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
                 }
             }
         }
+        #[cfg(feature = "quic")]
+        self.quic.begin_drain(context);
         context
             .hot
-            .retain(|source| matches!(source, Source::Connection(_)));
+            .retain(|source| matches!(source, Source::Connection(_) | Source::Quic(_)));
         self.datagrams.close(context);
         self.streams
             .finish_quiet(DRAIN_QUIET_PERIOD, registry, context);
@@ -61,5 +63,7 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
         }
         self.streams
             .close_all(CloseCause::Stopped, self.poll.registry(), &self.context);
+        #[cfg(feature = "quic")]
+        self.quic.finish_drain(&mut self.context);
     }
 }

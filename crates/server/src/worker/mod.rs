@@ -36,6 +36,10 @@ mod accept;
 mod calls;
 mod datagrams;
 mod drain;
+#[cfg(feature = "quic")]
+pub(crate) mod quic;
+#[cfg(feature = "quic")]
+mod quic_streams;
 mod streams;
 #[cfg(feature = "tls")]
 mod tls;
@@ -62,8 +66,9 @@ use streams::Streams;
 pub(crate) const MAX_SOCKETS_PER_KIND: usize = 1 << 12;
 const FIRST_UDP: usize = usize::MAX - MAX_SOCKETS_PER_KIND;
 const FIRST_LISTENER: usize = FIRST_UDP - MAX_SOCKETS_PER_KIND;
+const FIRST_QUIC: usize = FIRST_LISTENER - MAX_SOCKETS_PER_KIND;
 /// The largest connection key that has a token.
-const MAX_CONNECTION_KEY: usize = FIRST_LISTENER - 1;
+const MAX_CONNECTION_KEY: usize = FIRST_QUIC - 1;
 pub(crate) const WAKER: Token = Token(usize::MAX);
 
 /// Accepts per listener per turn.
@@ -148,6 +153,8 @@ enum Source {
     Connection(usize),
     Listener(usize),
     Udp(usize),
+    /// A QUIC listener's UDP socket.
+    Quic(usize),
     Waker,
 }
 
@@ -157,6 +164,7 @@ impl Source {
             usize::MAX => Source::Waker,
             n if n >= FIRST_UDP => Source::Udp(n - FIRST_UDP),
             n if n >= FIRST_LISTENER => Source::Listener(n - FIRST_LISTENER),
+            n if n >= FIRST_QUIC => Source::Quic(n - FIRST_QUIC),
             n => Source::Connection(n),
         }
     }
@@ -168,6 +176,7 @@ impl Source {
             Source::Connection(key) => key,
             Source::Listener(index) => FIRST_LISTENER + index,
             Source::Udp(index) => FIRST_UDP + index,
+            Source::Quic(index) => FIRST_QUIC + index,
             Source::Waker => usize::MAX,
         })
     }
@@ -190,6 +199,8 @@ pub(crate) struct Worker<S: StreamService, D: DatagramService> {
     acceptor: Acceptor,
     streams: Streams<S>,
     datagrams: Datagrams<D>,
+    #[cfg(feature = "quic")]
+    quic: quic::Quic<S>,
     shutdown: Arc<ShutdownSignal>,
     drain_timeout: Duration,
     drain_deadline: Option<Instant>,
@@ -203,6 +214,10 @@ pub(crate) struct Worker<S: StreamService, D: DatagramService> {
 pub(crate) struct WorkerParts<S, D> {
     pub(crate) tcp: Vec<(std::net::TcpListener, ListenerKind)>,
     pub(crate) udp: Vec<std::net::UdpSocket>,
+    #[cfg(feature = "quic")]
+    pub(crate) quic: Vec<quic::QuicSocket>,
+    #[cfg(feature = "quic")]
+    pub(crate) quic_limits: crate::quic::QuicLimits,
     pub(crate) stream_service: Arc<S>,
     pub(crate) datagram_service: Arc<D>,
     pub(crate) limits: Limits,
@@ -226,6 +241,19 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
             parts.limits.reply_ratio,
         )?;
         let shutdown = Arc::clone(&parts.handle.shutdown);
+        #[cfg(feature = "quic")]
+        let quic = quic::Quic::new(
+            registry,
+            quic::QuicParts {
+                sockets: parts.quic,
+                service: Arc::clone(&parts.stream_service),
+                handle: parts.handle.clone(),
+                slots: Arc::clone(&parts.slots),
+                limits: parts.quic_limits,
+                handshake_timeout: parts.limits.handshake_timeout,
+                worker: id,
+            },
+        )?;
         let streams = Streams::new(id, parts.stream_service, &parts.limits, parts.handle);
         Ok(Self {
             id,
@@ -239,6 +267,8 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
             acceptor,
             streams,
             datagrams,
+            #[cfg(feature = "quic")]
+            quic,
             shutdown,
             drain_timeout: parts.limits.drain_timeout,
             drain_deadline: None,
@@ -278,6 +308,7 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
                         }
                         self.datagrams.serve(index, &mut self.context);
                     }
+                    Source::Quic(index) => self.serve_quic(index),
                     // A stop, or room under the connection cap: both are
                     // looked at below, every turn.
                     Source::Waker => {}
@@ -287,11 +318,16 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
             self.streams.take_commands(&mut self.context);
             self.datagrams.take_sent(&mut self.context);
             self.streams.fire_timers(registry, &mut self.context);
+            #[cfg(feature = "quic")]
+            self.quic.fire_timers(&mut self.context);
             self.serve_hot();
             let registry = self.poll.registry();
             if self.drain_deadline.is_some() {
                 self.streams
                     .finish_quiet(drain::DRAIN_QUIET_PERIOD, registry, &mut self.context);
+                #[cfg(feature = "quic")]
+                self.quic
+                    .finish_quiet(drain::DRAIN_QUIET_PERIOD, &mut self.context);
             } else {
                 self.streams.expire_idle(registry, &mut self.context);
                 self.acceptor.resume_after_backoff(&mut self.context);
@@ -301,7 +337,8 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
                 self.begin_drain();
             }
             if let Some(deadline) = self.drain_deadline {
-                if self.streams.is_empty() || self.context.now >= deadline {
+                if (self.streams.is_empty() && self.quic_is_empty()) || self.context.now >= deadline
+                {
                     self.finish_drain();
                     return Ok(());
                 }
@@ -334,7 +371,7 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
             Some(_) => self.streams.next_quiet_deadline(drain::DRAIN_QUIET_PERIOD),
             None => self.streams.next_idle_deadline(),
         };
-        let timer = self.streams.next_timer_deadline();
+        let timer = earliest(self.streams.next_timer_deadline(), self.quic_deadline());
         // Folded by hand: an array of options through `flatten().min()`
         // costs a dozen instructions more per turn.
         let deadline = earliest(
@@ -362,9 +399,41 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
                 Source::Udp(index) => {
                     self.datagrams.serve(index, &mut self.context);
                 }
+                Source::Quic(index) => self.serve_quic(index),
                 Source::Connection(_) | Source::Waker => {}
             }
         }
+    }
+
+    /// Serves QUIC listener `index`'s datagrams (none without the `quic`
+    /// feature, which has no such listener).
+    fn serve_quic(&mut self, index: usize) {
+        #[cfg(feature = "quic")]
+        self.quic.serve(index, &mut self.context);
+        #[cfg(not(feature = "quic"))]
+        let _ = index;
+    }
+
+    /// Returns whether no QUIC connection is left (always, without the
+    /// `quic` feature).
+    fn quic_is_empty(&self) -> bool {
+        #[cfg(feature = "quic")]
+        return self.quic.is_empty();
+        #[cfg(not(feature = "quic"))]
+        true
+    }
+
+    /// When the next QUIC timer is due: quinn-proto's, a handshake
+    /// deadline, a service's, or while stopping, a stream going quiet.
+    fn quic_deadline(&self) -> Option<Instant> {
+        #[cfg(feature = "quic")]
+        return earliest(
+            self.quic.next_deadline(),
+            self.drain_deadline
+                .and_then(|_| self.quic.next_quiet_deadline(drain::DRAIN_QUIET_PERIOD)),
+        );
+        #[cfg(not(feature = "quic"))]
+        None
     }
 
     /// Accepts up to one turn's share of waiting connections on a listener.
@@ -419,6 +488,7 @@ mod tests {
             Source::Connection(123_456),
             Source::Listener(3),
             Source::Udp(2),
+            Source::Quic(1),
             Source::Waker,
         ] {
             assert_eq!(Source::from_token(source.token()), source);
@@ -434,16 +504,18 @@ mod tests {
             Source::Listener(last),
             Source::Udp(0),
             Source::Udp(last),
+            Source::Quic(0),
+            Source::Quic(last),
         ] {
             assert_eq!(Source::from_token(source.token()), source);
         }
         assert_eq!(Source::Udp(last).token().0, usize::MAX - 1);
         assert_eq!(Source::from_token(WAKER), Source::Waker);
         // Every range lies in the top of the token space, whatever the
-        // pointer width: connections keep all but 2 × 4,096 tokens.
+        // pointer width: connections keep all but 3 × 4,096 tokens.
         assert_eq!(
             MAX_CONNECTION_KEY,
-            usize::MAX - 2 * MAX_SOCKETS_PER_KIND - 1
+            usize::MAX - 3 * MAX_SOCKETS_PER_KIND - 1
         );
     }
 }

@@ -9,6 +9,8 @@ mod examples;
 mod handle;
 mod limits;
 mod proxy;
+#[cfg(feature = "quic")]
+mod quic;
 mod reflection;
 mod review;
 mod services;

@@ -1,0 +1,562 @@
+//! QUIC streams as the stream service sees them: each bidirectional
+//! stream a client opens is one session, fed what the stream carries,
+//! its FIN the client's end of input (as a TCP half-close), its output
+//! written to the stream under the same `max_pending_output` as TCP's.
+//!
+//! This module keeps the streams and makes their service calls (through
+//! [`calls::call`](super::calls), which catches a panic); the connections
+//! they run on, their packets and timers are [`quic`](super::quic)'s.
+//!
+//! A stream ends as a TCP connection does: after the client's FIN its
+//! answer is sent and the stream finished (`ClientClosed`); after the
+//! service's close, the same, with the client's side stopped
+//! (`STOP_SENDING`, code 0) if it was still sending (`ServiceClosed`).
+//! A client's RESET_STREAM or STOP_SENDING, a panic, or a lost connection
+//! ends it at once (`Reset`, `Panicked`, the connection's cause).
+
+use super::Context;
+use super::calls::{Serve, call};
+use super::note_panic;
+use super::quic::QuicConnection;
+use crate::handle::Handle;
+use crate::quic::{QuicLimits, STREAM_DONE};
+use crate::service::{
+    CloseCause, ConnectionContext, ConnectionId, ConnectionInfo, EndReason, LocalEnd,
+    StreamService, TimerRequest, Transport,
+};
+use crate::stats::WorkerStats;
+use crate::timer::{Timer, TimerKind, TimerQueue};
+use quinn_proto::{ReadError, StreamId, VarInt, WriteError};
+use slab::Slab;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The most bytes one read hands to the service.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// QUIC streams' ids have this bit set among a worker's serials, so they
+/// never meet a TCP connection's (which would need 2^47 connections).
+const QUIC_SERIALS: u64 = 1 << 47;
+
+/// Whether a stream goes on after a step.
+pub(super) enum StreamEnd {
+    Open,
+    Closed,
+}
+
+/// One stream: its session and what it owes.
+struct QuicStream<Session> {
+    /// The key of its connection.
+    connection: usize,
+    id: StreamId,
+    info: ConnectionInfo,
+    session: Session,
+    /// The service's output the stream did not take yet.
+    pending: Vec<u8>,
+    /// The client's FIN was read and `end` called.
+    input_ended: bool,
+    /// Why the stream closes once its output is sent, once decided.
+    ending: Option<CloseCause>,
+    /// The service asked for `shutdown_write`.
+    shut_write: bool,
+    /// The FIN is queued: nothing more is written.
+    finished: bool,
+    /// Reading stopped because the output is full.
+    read_paused: bool,
+    last_active: Instant,
+}
+
+/// The QUIC streams of a worker and what serving them needs.
+pub(super) struct QuicStreams<S: StreamService> {
+    streams: Slab<QuicStream<S::Session>>,
+    service: Arc<S>,
+    handle: Handle,
+    /// Where the service writes its answer.
+    scratch: Vec<u8>,
+    /// The services' timers, by stream key.
+    timers: TimerQueue,
+    max_pending_output: usize,
+    worker: usize,
+    next_serial: u64,
+}
+
+impl<S: StreamService> QuicStreams<S> {
+    pub(super) fn new(service: Arc<S>, handle: Handle, limits: &QuicLimits, worker: usize) -> Self {
+        Self {
+            streams: Slab::new(),
+            service,
+            handle,
+            scratch: Vec::new(),
+            timers: TimerQueue::new(),
+            max_pending_output: limits.max_pending_output,
+            worker,
+            next_serial: 0,
+        }
+    }
+
+    /// Returns what one event lends the service calls.
+    fn serve<'a>(&'a mut self, now: Instant, stats: &'a WorkerStats) -> Serve<'a, S> {
+        Serve {
+            service: &*self.service,
+            handle: &self.handle,
+            max_pending_output: self.max_pending_output,
+            output_capacity: self.max_pending_output + READ_CHUNK * 3,
+            now,
+            stats,
+            scratch: &mut self.scratch,
+            timers: &mut self.timers,
+        }
+    }
+
+    /// Opens the service's session on stream `id` of connection `key`,
+    /// sends its greeting, and reads what the stream already holds.
+    pub(super) fn open(
+        &mut self,
+        key: usize,
+        connection: &mut QuicConnection,
+        id: StreamId,
+        end: &LocalEnd,
+        context: &mut Context,
+    ) {
+        let transport = Transport::Quic {
+            stream: VarInt::from(id).into_inner(),
+            sni: connection.sni.clone(),
+        };
+        let end = Arc::new(LocalEnd {
+            transport,
+            ..end.clone()
+        });
+        let serial = QUIC_SERIALS | self.next_serial;
+        self.next_serial += 1;
+        let info = ConnectionInfo {
+            id: ConnectionId::new(self.worker, serial),
+            peer: connection.peer,
+            end,
+        };
+        let service = Arc::clone(&self.service);
+        let mut serve = self.serve(context.now, &context.stats);
+        let opened = call(&mut serve, &info, 0, |conn| service.open(conn));
+        let (session, requests) = match opened {
+            Ok(opened) => opened,
+            Err(payload) => {
+                note_panic(&context.stats, &info.peer, payload);
+                let _ = connection.conn.recv_stream(id).stop(STREAM_DONE);
+                let _ = connection.conn.send_stream(id).reset(STREAM_DONE);
+                return;
+            }
+        };
+        let mut stream = QuicStream {
+            connection: key,
+            id,
+            info,
+            session,
+            pending: Vec::new(),
+            input_ended: false,
+            ending: None,
+            shut_write: false,
+            finished: false,
+            read_paused: false,
+            last_active: context.now,
+        };
+        stream.pending.extend_from_slice(&self.scratch);
+        let skey = self.streams.insert(stream);
+        apply(&mut self.streams[skey], skey, requests, &mut self.timers);
+        connection.streams.insert(id, skey);
+        WorkerStats::add(&context.stats.quic_streams, 1);
+        log::debug!("quic {}: stream {id} opened", connection.peer);
+        self.pump(connection, skey, context);
+    }
+
+    /// Reads stream `id`, which has bytes or its end waiting.
+    pub(super) fn readable(
+        &mut self,
+        connection: &mut QuicConnection,
+        id: StreamId,
+        context: &mut Context,
+    ) {
+        if let Some(&skey) = connection.streams.get(&id) {
+            self.pump(connection, skey, context);
+        }
+    }
+
+    /// Writes stream `id`'s pending output, which it takes again.
+    pub(super) fn writable(
+        &mut self,
+        connection: &mut QuicConnection,
+        id: StreamId,
+        context: &mut Context,
+    ) {
+        if let Some(&skey) = connection.streams.get(&id) {
+            self.pump(connection, skey, context);
+        }
+    }
+
+    /// Closes stream `id`, whose client will read no more (STOP_SENDING).
+    pub(super) fn stopped(
+        &mut self,
+        connection: &mut QuicConnection,
+        id: StreamId,
+        context: &mut Context,
+    ) {
+        if let Some(&skey) = connection.streams.get(&id) {
+            self.abort(connection, skey, CloseCause::Reset, context);
+        }
+    }
+
+    /// Reads, answers and writes stream `skey` as far as it goes now:
+    /// reading stops at the output limit, and goes on once the stream
+    /// took the output down to half of it.
+    fn pump(&mut self, connection: &mut QuicConnection, skey: usize, context: &mut Context) {
+        // Bounded: each round reads at most a receive window's worth.
+        for _ in 0..4 {
+            if let Err(cause) = self.read(connection, skey, context) {
+                self.abort(connection, skey, cause, context);
+                return;
+            }
+            if let StreamEnd::Closed = self.settle(connection, skey, context) {
+                return;
+            }
+            let stream = &self.streams[skey];
+            if !stream.read_paused || stream.pending.len() >= self.max_pending_output / 2 {
+                return;
+            }
+            self.streams[skey].read_paused = false;
+            let called = self.call_service(skey, context, |service, session, conn| {
+                service.writable_changed(session, conn, true);
+            });
+            if let Err(cause) = called {
+                self.abort(connection, skey, cause, context);
+                return;
+            }
+        }
+    }
+
+    /// Hands what stream `skey` received to its service, until nothing
+    /// more is readable, its output is full or its input ended. Returns
+    /// the cause when the stream must close at once.
+    fn read(
+        &mut self,
+        connection: &mut QuicConnection,
+        skey: usize,
+        context: &mut Context,
+    ) -> Result<(), CloseCause> {
+        let max_pending_output = self.max_pending_output;
+        let stream = &mut self.streams[skey];
+        if stream.input_ended || stream.ending.is_some() || stream.read_paused {
+            return Ok(());
+        }
+        let mut recv = connection.conn.recv_stream(stream.id);
+        let Ok(mut chunks) = recv.read(true) else {
+            return Ok(());
+        };
+        let mut serve = Serve {
+            service: &*self.service,
+            handle: &self.handle,
+            max_pending_output,
+            output_capacity: max_pending_output + READ_CHUNK * 3,
+            now: context.now,
+            stats: &context.stats,
+            scratch: &mut self.scratch,
+            timers: &mut self.timers,
+        };
+        let mut outcome = Ok(());
+        loop {
+            if stream.pending.len() >= max_pending_output {
+                stream.read_paused = true;
+                break;
+            }
+            match chunks.next(READ_CHUNK) {
+                Ok(Some(chunk)) => {
+                    WorkerStats::add(&context.stats.quic_bytes_in, chunk.bytes.len() as u64);
+                    stream.last_active = context.now;
+                    outcome = call_stream(&mut serve, skey, stream, |service, session, conn| {
+                        service.data(session, &chunk.bytes, conn);
+                    });
+                    if outcome.is_err() || stream.ending.is_some() {
+                        break;
+                    }
+                }
+                Ok(None) => {
+                    stream.input_ended = true;
+                    outcome = call_stream(&mut serve, skey, stream, |service, session, conn| {
+                        service.end(session, conn, EndReason::ClientClosed);
+                    });
+                    stream.ending.get_or_insert(CloseCause::ClientClosed);
+                    break;
+                }
+                Err(ReadError::Blocked) => break,
+                Err(ReadError::Reset(_)) => {
+                    outcome = Err(CloseCause::Reset);
+                    break;
+                }
+            }
+        }
+        // Whether the client's window must be raised now: the connection's
+        // next transmit does it either way.
+        let _ = chunks.finalize();
+        if stream.read_paused && outcome.is_ok() {
+            outcome = call_stream(&mut serve, skey, stream, |service, session, conn| {
+                service.writable_changed(session, conn, false);
+            });
+        }
+        outcome
+    }
+
+    /// Calls the service on stream `skey` through [`call_stream`].
+    fn call_service(
+        &mut self,
+        skey: usize,
+        context: &Context,
+        callback: impl FnOnce(&S, &mut S::Session, &mut ConnectionContext<'_>),
+    ) -> Result<(), CloseCause> {
+        let mut serve = Serve {
+            service: &*self.service,
+            handle: &self.handle,
+            max_pending_output: self.max_pending_output,
+            output_capacity: self.max_pending_output + READ_CHUNK * 3,
+            now: context.now,
+            stats: &context.stats,
+            scratch: &mut self.scratch,
+            timers: &mut self.timers,
+        };
+        call_stream(&mut serve, skey, &mut self.streams[skey], callback)
+    }
+
+    /// Writes stream `skey`'s pending output, finishes it once its answer
+    /// is complete, and closes it once finished. Returns whether it is
+    /// still open.
+    fn settle(
+        &mut self,
+        connection: &mut QuicConnection,
+        skey: usize,
+        context: &mut Context,
+    ) -> StreamEnd {
+        let stream = &mut self.streams[skey];
+        let mut send = connection.conn.send_stream(stream.id);
+        let mut stopped = false;
+        while !stream.pending.is_empty() && !stream.finished {
+            match send.write(&stream.pending) {
+                Ok(written) => {
+                    stream.pending.drain(..written);
+                    WorkerStats::add(&context.stats.quic_bytes_out, written as u64);
+                }
+                Err(WriteError::Blocked) => break,
+                Err(WriteError::Stopped(_) | WriteError::ClosedStream) => {
+                    stopped = true;
+                    break;
+                }
+            }
+        }
+        if stream.pending.is_empty() && !stopped {
+            // An idle stream holds no buffer.
+            stream.pending = Vec::new();
+            if !stream.finished && (stream.ending.is_some() || stream.shut_write) {
+                let _ = send.finish();
+                stream.finished = true;
+            }
+        }
+        if stopped {
+            self.abort(connection, skey, CloseCause::Reset, context);
+            return StreamEnd::Closed;
+        }
+        match stream.ending {
+            Some(cause) if stream.finished => {
+                if !stream.input_ended {
+                    let _ = connection.conn.recv_stream(stream.id).stop(STREAM_DONE);
+                }
+                self.remove(connection, skey, cause, context);
+                StreamEnd::Closed
+            }
+            _ => StreamEnd::Open,
+        }
+    }
+
+    /// Closes stream `skey` at once: its sending side reset, its
+    /// receiving side stopped, if still open.
+    fn abort(
+        &mut self,
+        connection: &mut QuicConnection,
+        skey: usize,
+        cause: CloseCause,
+        context: &mut Context,
+    ) {
+        let stream = &self.streams[skey];
+        if !stream.finished {
+            let _ = connection.conn.send_stream(stream.id).reset(STREAM_DONE);
+        }
+        if !stream.input_ended {
+            let _ = connection.conn.recv_stream(stream.id).stop(STREAM_DONE);
+        }
+        self.remove(connection, skey, cause, context);
+    }
+
+    /// Forgets stream `skey` and tells its service, once.
+    fn remove(
+        &mut self,
+        connection: &mut QuicConnection,
+        skey: usize,
+        cause: CloseCause,
+        context: &mut Context,
+    ) {
+        let stream = self.streams.remove(skey);
+        connection.streams.remove(&stream.id);
+        self.timers.cancel_all(skey);
+        log::debug!(
+            "quic {}: stream {} closed ({cause:?})",
+            stream.info.peer,
+            stream.id
+        );
+        let service = &*self.service;
+        let (session, info) = (stream.session, stream.info);
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
+            service.closed(session, &info, cause);
+        })) {
+            note_panic(&context.stats, &info.peer, payload);
+        }
+    }
+
+    /// Closes every stream of `connection`, for `cause`.
+    pub(super) fn close_all(
+        &mut self,
+        connection: &mut QuicConnection,
+        cause: CloseCause,
+        context: &mut Context,
+    ) {
+        let keys: Vec<usize> = connection.streams.values().copied().collect();
+        for skey in keys {
+            self.abort(connection, skey, cause, context);
+        }
+    }
+
+    /// When the next service timer is due.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    /// Calls the service for every timer due. Returns the keys of the
+    /// connections whose streams it called, to be driven.
+    pub(super) fn fire_timers(
+        &mut self,
+        connections: &mut Slab<QuicConnection>,
+        context: &mut Context,
+    ) -> Vec<usize> {
+        let mut touched = Vec::new();
+        while let Some((skey, kind)) = self.timers.expired(context.now) {
+            let (Some(stream), TimerKind::Service(timer)) = (self.streams.get(skey), kind) else {
+                continue;
+            };
+            let key = stream.connection;
+            let connection = &mut connections[key];
+            let called = self.call_service(skey, context, |service, session, conn| {
+                service.timer_fired(session, conn, timer);
+            });
+            match called {
+                Ok(()) => self.pump(connection, skey, context),
+                Err(cause) => self.abort(connection, skey, cause, context),
+            }
+            touched.push(key);
+        }
+        touched
+    }
+
+    /// While stopping, ends each stream quiet for `quiet`: its service's
+    /// last word (`end(Stopping)`), then its FIN. A stream that stopped
+    /// reading for its full output is owed an answer, and goes on. Returns
+    /// the keys of the connections touched.
+    pub(super) fn end_quiet(
+        &mut self,
+        quiet: Duration,
+        connections: &mut Slab<QuicConnection>,
+        context: &mut Context,
+    ) -> Vec<usize> {
+        let quiet_ones: Vec<usize> = (self.streams.iter())
+            .filter(|(_, stream)| {
+                stream.ending.is_none()
+                    && !stream.read_paused
+                    && stream.last_active + quiet <= context.now
+            })
+            .map(|(skey, _)| skey)
+            .collect();
+        let mut touched = Vec::with_capacity(quiet_ones.len());
+        for skey in quiet_ones {
+            let key = self.streams[skey].connection;
+            let connection = &mut connections[key];
+            let ended = if self.streams[skey].input_ended {
+                Ok(())
+            } else {
+                self.call_service(skey, context, |service, session, conn| {
+                    service.end(session, conn, EndReason::Stopping);
+                })
+            };
+            if let Some(stream) = self.streams.get_mut(skey) {
+                stream.ending.get_or_insert(CloseCause::Stopped);
+            }
+            match ended {
+                Ok(()) => {
+                    self.settle(connection, skey, context);
+                }
+                Err(cause) => self.abort(connection, skey, cause, context),
+            }
+            touched.push(key);
+        }
+        touched
+    }
+
+    /// When the stream quiet longest will have been quiet for `quiet`.
+    pub(super) fn next_quiet_deadline(&self, quiet: Duration) -> Option<Instant> {
+        (self.streams.iter())
+            .filter(|(_, stream)| stream.ending.is_none())
+            .map(|(_, stream)| stream.last_active + quiet)
+            .min()
+    }
+}
+
+/// Calls the service on `stream` (key `skey`) through [`call`]: keeps its
+/// output if the stream still takes output, and applies its requests.
+/// Returns `Panicked` if the callback panicked.
+fn call_stream<S: StreamService>(
+    serve: &mut Serve<'_, S>,
+    skey: usize,
+    stream: &mut QuicStream<S::Session>,
+    callback: impl FnOnce(&S, &mut S::Session, &mut ConnectionContext<'_>),
+) -> Result<(), CloseCause> {
+    let accepting = !stream.shut_write && stream.ending.is_none();
+    let service = serve.service;
+    let session = &mut stream.session;
+    let called = call(serve, &stream.info, stream.pending.len(), |conn| {
+        callback(service, session, conn);
+    });
+    let ((), requests) = called.map_err(|payload| {
+        note_panic(serve.stats, &stream.info.peer, payload);
+        CloseCause::Panicked
+    })?;
+    if accepting {
+        stream.pending.extend_from_slice(serve.scratch);
+    }
+    apply(stream, skey, requests, serve.timers);
+    Ok(())
+}
+
+/// Applies what a callback asked of `stream`: its close, its half-close,
+/// its timer.
+fn apply<Session>(
+    stream: &mut QuicStream<Session>,
+    skey: usize,
+    requests: crate::service::Requests,
+    timers: &mut TimerQueue,
+) {
+    if requests.close {
+        stream.ending.get_or_insert(CloseCause::ServiceClosed);
+    }
+    if requests.shutdown_write {
+        stream.shut_write = true;
+    }
+    for (timer, request) in Timer::all().zip(requests.timers) {
+        match request {
+            TimerRequest::Keep => {}
+            TimerRequest::Set(at) => timers.set(skey, TimerKind::Service(timer), at),
+            TimerRequest::Cancel => timers.cancel(skey, TimerKind::Service(timer)),
+        }
+    }
+}
