@@ -10,7 +10,8 @@ use shout_protocol::DEFAULT_PORT;
 use shout_server::rustls::ServerConfig;
 use shout_server::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_CONNECTIONS, Handle, IpPrefix, ServerBuilder, ServerError, Uppercase,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_QUIC_RETRY_ABOVE, DEFAULT_QUIC_STREAMS_PER_CONNECTION, Handle,
+    IpPrefix, ServerBuilder, ServerError, Uppercase,
 };
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::io::Write;
@@ -39,11 +40,13 @@ Examples:
                                           localhost, 127.0.0.1 and ::1, written to
                                           a file named on stderr and removed at
                                           exit (--cert-out FILE: kept)
+  shoutd --quic 127.0.0.1:12443          QUIC (UDP) with a self-signed certificate;
+                                          --tls and --quic may share --cert/--key
   RUST_LOG=debug shoutd                   log every connection
 
 On start-up shoutd prints one line per socket to stdout, e.g.
   listening tcp 127.0.0.1:40123
-with the real port when 0 was asked (tcp, udp, tls, metrics). Logs go to
+with the real port when 0 was asked (tcp, udp, tls, quic, metrics). Logs go to
 stderr.
 
 Under systemd socket activation (LISTEN_FDS) shoutd serves the sockets it
@@ -79,6 +82,22 @@ struct Args {
     /// --cert/--key, a self-signed certificate is generated at start.
     #[arg(long, value_name = "ADDR")]
     tls: Vec<SocketAddr>,
+
+    /// Serve QUIC on UDP ADDR (repeatable; the QUIC port is 12443, as
+    /// HTTP/3 shares 443 with HTTPS): each stream a client opens is
+    /// answered as a TCP connection is. ALPN "shout"; the certificate of
+    /// --cert/--key, or the generated one. One worker serves QUIC.
+    #[arg(long, value_name = "ADDR")]
+    quic: Vec<SocketAddr>,
+
+    /// Streams one QUIC client may have open at once.
+    #[arg(long, default_value_t = DEFAULT_QUIC_STREAMS_PER_CONNECTION, value_name = "N")]
+    quic_streams: u32,
+
+    /// QUIC handshakes in progress past which a new client must first
+    /// prove its address with a Retry (0: every client).
+    #[arg(long, default_value_t = DEFAULT_QUIC_RETRY_ABOVE, value_name = "N")]
+    quic_retry_above: usize,
 
     /// The TLS certificate chain, PEM (with --key).
     #[arg(long, value_name = "FILE", requires = "key")]
@@ -234,13 +253,17 @@ fn start(args: &Args, passed: activation::PassedSockets) -> Result<Started, Star
         .ok_or(ServerError::InvalidSetting(
             "--handshake-timeout must be a number of seconds > 0",
         ))?;
-    let (tcp, udp) =
-        if args.tcp.is_empty() && args.udp.is_empty() && args.tls.is_empty() && passed.is_empty() {
-            let default = SocketAddr::from((Ipv6Addr::UNSPECIFIED, DEFAULT_PORT));
-            (vec![default], vec![default])
-        } else {
-            (args.tcp.clone(), args.udp.clone())
-        };
+    let (tcp, udp) = if args.tcp.is_empty()
+        && args.udp.is_empty()
+        && args.tls.is_empty()
+        && args.quic.is_empty()
+        && passed.is_empty()
+    {
+        let default = SocketAddr::from((Ipv6Addr::UNSPECIFIED, DEFAULT_PORT));
+        (vec![default], vec![default])
+    } else {
+        (args.tcp.clone(), args.udp.clone())
+    };
     let mut builder = ServerBuilder::new(Uppercase, Uppercase)
         .workers(args.workers)
         .max_connections(args.max_connections)
@@ -252,13 +275,19 @@ fn start(args: &Args, passed: activation::PassedSockets) -> Result<Started, Star
         .handshake_timeout(handshake_timeout)
         // Named after the binary, as operators see it in `ps` and `top`.
         .worker_thread_name("shoutd-worker");
-    let mut reload = tls::Reload::Nothing("no --tls");
-    if !args.tls.is_empty() {
+    let mut reload = tls::Reload::Nothing("no --tls or --quic");
+    if !args.tls.is_empty() || !args.quic.is_empty() {
         let config;
         (config, reload) = tls_config(args).map_err(StartError::Tls)?;
         for &addr in &args.tls {
             builder = builder.tls(addr, Arc::clone(&config));
         }
+        for &addr in &args.quic {
+            builder = builder.quic(addr, Arc::clone(&config));
+        }
+        builder = builder
+            .quic_streams_per_connection(args.quic_streams)
+            .quic_retry_above(args.quic_retry_above);
     }
     if args.proxy_protocol {
         let trusted = if args.proxy_from.is_empty() {
@@ -367,6 +396,7 @@ fn announce(
         ("tcp", handle.tcp_addrs()),
         ("udp", handle.udp_addrs()),
         ("tls", handle.tls_addrs()),
+        ("quic", handle.quic_addrs()),
     ] {
         for (index, addr) in addrs.iter().enumerate() {
             let note = notes.suffix(proto, index, addrs.len());

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, UdpSocket};
 
 /// Every metric shoutd exposes today.
-const NAMES: [&str; 18] = [
+const NAMES: [&str; 26] = [
     "shout_connections_refused_per_source_total",
     "shout_connections_accepted_total",
     "shout_connections_closed_total",
@@ -26,6 +26,14 @@ const NAMES: [&str; 18] = [
     "shout_tls_handshake_timeouts_total",
     "shout_tls_truncated_total",
     "shout_proxy_headers_rejected_total",
+    "shout_quic_handshakes_completed_total",
+    "shout_quic_handshakes_failed_total",
+    "shout_quic_connections_refused_total",
+    "shout_quic_retries_sent_total",
+    "shout_quic_streams_total",
+    "shout_quic_bytes_received_total",
+    "shout_quic_bytes_sent_total",
+    "shout_quic_packets_lost_total",
 ];
 
 /// `GET /metrics`: the body, which must come with a 200.

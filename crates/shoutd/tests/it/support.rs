@@ -22,12 +22,12 @@ impl Shoutd {
     }
 
     /// Starts `command`, which must keep shoutd's start-up contract: one
-    /// `listening` line per `--tcp`, `--udp`, `--tls` and `--metrics` it was given.
+    /// `listening` line per `--tcp`, `--udp`, `--tls`, `--quic` and `--metrics` it was given.
     pub(crate) fn start_with(command: &mut Command) -> Self {
         let sockets = command
             .get_args()
             .filter(|arg| {
-                ["--tcp", "--udp", "--tls", "--metrics"]
+                ["--tcp", "--udp", "--tls", "--quic", "--metrics"]
                     .iter()
                     .any(|flag| arg == flag)
             })
