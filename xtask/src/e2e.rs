@@ -40,6 +40,7 @@ mod metrics;
 mod needs;
 mod nginx;
 pub(crate) mod process;
+mod quic;
 mod text;
 mod tls;
 
@@ -334,6 +335,20 @@ const SCENARIOS: &[Scenario] = &[
         run: haproxy::haproxy,
     },
     Scenario {
+        name: "quic-aioquic-client",
+        proves: "aioquic's client (Python, not ours) verifies shoutd --quic's self-signed certificate and gets the uppercase on three streams at once, each ended by its FIN",
+        deadline: Duration::from_secs(30),
+        needs: &["aioquic"],
+        run: quic::aioquic_client_vs_shoutd,
+    },
+    Scenario {
+        name: "quic-aioquic-server",
+        proves: "shout tcp --quic verifies an aioquic server's certificate (--ca) and pipes 1 MiB through it and back, uppercased, byte for byte; a wrong --servername is exit status 7",
+        deadline: Duration::from_secs(30),
+        needs: &["aioquic", "openssl"],
+        run: quic::shout_vs_aioquic_server,
+    },
+    Scenario {
         name: "metrics",
         proves: "shoutd --metrics serves what promtool check metrics accepts, and the values equal the TCP and UDP traffic sent",
         deadline: Duration::from_secs(30),
@@ -360,6 +375,8 @@ pub(crate) struct Env {
     project_peers: PathBuf,
     /// The lecture's programs: `<workspace>/../shared/peers/seed-python`.
     lecture_peers: PathBuf,
+    /// The Python with aioquic installed (`.ci/run` makes it).
+    aioquic_python: PathBuf,
 }
 
 impl Env {
@@ -370,6 +387,7 @@ impl Env {
             shout: Ok(shout),
             project_peers: crate::workspace_root().join("peers"),
             lecture_peers: peers,
+            aioquic_python: aioquic_python(),
         }
     }
 
@@ -409,6 +427,45 @@ impl Env {
         command.arg("-u").arg(path).env("PYTHONIOENCODING", "utf-8");
         Ok(command)
     }
+}
+
+impl Env {
+    /// A command running the project's `script` (in `<workspace>/peers`)
+    /// with the Python that has aioquic, unbuffered.
+    pub(crate) fn aioquic(&self, script: &str) -> Result<Command, String> {
+        let path = self.project_peers.join(script);
+        if !path.is_file() {
+            return Err(format!(
+                "the project's {script} is not at {}",
+                path.display()
+            ));
+        }
+        let mut command = Command::new(&self.aioquic_python);
+        command.arg("-u").arg(path).env("PYTHONIOENCODING", "utf-8");
+        Ok(command)
+    }
+
+    /// Returns whether the Python of [`aioquic`](Self::aioquic) is there
+    /// and imports aioquic.
+    pub(crate) fn has_aioquic(&self) -> bool {
+        Command::new(&self.aioquic_python)
+            .args(["-c", "import aioquic"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    }
+}
+
+/// The Python with aioquic: `$SHOUT_AIOQUIC_PYTHON`, or the virtual
+/// environment `.ci/run` makes, `~/.cache/shout/aioquic-venv`.
+fn aioquic_python() -> PathBuf {
+    if let Some(python) = std::env::var_os("SHOUT_AIOQUIC_PYTHON") {
+        return python.into();
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+    Path::new(&home).join(".cache/shout/aioquic-venv/bin/python3")
 }
 
 /// Whether `SHOUT_REQUIRE_PEERS=1` asks that nothing be skipped.
@@ -551,6 +608,7 @@ fn build(root: &Path) -> Result<Env, String> {
         shout,
         project_peers: root.join("peers"),
         lecture_peers: peers_dir(root),
+        aioquic_python: aioquic_python(),
     })
 }
 

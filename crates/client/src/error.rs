@@ -156,6 +156,15 @@ pub enum ClientError {
         /// Why, in words.
         reason: String,
     },
+    /// A QUIC connection failed or the server closed it; `reason` says why
+    /// in words. A TLS failure inside QUIC is [`ClientError::Tls`].
+    #[error("quic {addr}: {reason}")]
+    Quic {
+        /// The server's address.
+        addr: SocketAddr,
+        /// Why, in words.
+        reason: String,
+    },
     /// The TLS configuration could not be made: a CA file that does not
     /// load, an invalid server name, no system roots.
     #[error("tls: {reason}")]
@@ -195,7 +204,8 @@ impl ClientError {
             }
             ClientError::ClosedEarly { .. }
             | ClientError::ClosedBeforeInputEnd { .. }
-            | ClientError::Network { .. } => ErrorCategory::Connection,
+            | ClientError::Network { .. }
+            | ClientError::Quic { .. } => ErrorCategory::Connection,
             ClientError::Tls { .. } => ErrorCategory::Tls,
             ClientError::Socket(_)
             | ClientError::TlsConfig { .. }

@@ -18,6 +18,8 @@
 //!   replies told apart from the current one.
 //! - [`TlsClient`]: TLS over any of the TCP modes, with the roots and the
 //!   name to check from [`TlsOptions`]; set on the [`Connector`].
+//! - [`QuicClient`]: QUIC, one connection driven from the calling
+//!   thread; [`quic_stream`] is piped mode over one stream.
 //! - [`ping`]: ping-like round-trip measurement over either transport.
 //! - [`delay`]: the lecture's response-time arithmetic, measured: N
 //!   objects fetched non-persistent, in parallel, persistent and
@@ -39,6 +41,7 @@ mod error;
 mod fingerprint;
 mod lines;
 mod ping;
+mod quic;
 mod session;
 mod stream;
 mod target;
@@ -56,6 +59,7 @@ pub use error::{ClientError, ErrorCategory};
 pub use fingerprint::{Fingerprint, FingerprintError};
 pub use lines::{DEFAULT_MAX_LINE, LineError, LineReader, LinesReport};
 pub use ping::{PingOptions, PingSummary, RttStats, ping, probe_payload};
+pub use quic::{QUIC_ALPN, QuicClient, QuicConnection, quic_stream};
 pub use session::{Exchange, LineSession};
 pub use stream::{StreamTotals, shout_stream};
 pub use target::{Resolve, SystemResolver, Target, TargetError};

@@ -9,8 +9,8 @@ use clap::{Args, Parser, Subcommand};
 use shout_bench::{BenchError, BenchOptions, BenchReport, Expect, Stop, bench};
 use shout_client::{
     ClientError, Connector, DelayOptions, ErrorCategory, Fingerprint, LineSession, LinesReport,
-    PingOptions, Rate, Target, TlsClient, TlsOptions, Transport, Trust, UdpClient, delay, ping,
-    shout_stream,
+    PingOptions, QuicClient, Rate, Target, TlsClient, TlsOptions, Transport, Trust, UdpClient,
+    delay, ping, quic_stream, shout_stream,
 };
 use std::fmt;
 use std::io::{self, IsTerminal, Write};
@@ -162,14 +162,21 @@ enum Command {
     Link(link::LinkArgs),
 }
 
-/// TLS over TCP: `--tls` and whom to trust.
+/// TLS over TCP (`--tls`) or QUIC (`--quic`), and whom to trust.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("secure").args(["tls", "quic"]).multiple(false)))]
 struct TlsArgs {
     /// Speak TLS over the TCP connection. The system's trusted roots check
     /// the server's certificate unless --ca, --pin or --insecure says
     /// otherwise.
     #[arg(long)]
     tls: bool,
+    /// Speak QUIC (UDP, TLS 1.3 inside, ALPN "shout") instead of TCP: one
+    /// connection, one stream for the whole input, its FIN the end of
+    /// input. The certificate is checked as with --tls (--ca, --pin,
+    /// --servername, --insecure). shoutd's QUIC port is 12443.
+    #[arg(long)]
+    quic: bool,
     /// Trust only the certificates of this PEM file (a private CA, or the
     /// server's own certificate) instead of the system's roots. A server
     /// certificate that is one of them is trusted as itself, even marked
@@ -178,7 +185,7 @@ struct TlsArgs {
     #[arg(
         long,
         value_name = "FILE",
-        requires = "tls",
+        requires = "secure",
         conflicts_with = "insecure"
     )]
     ca: Option<PathBuf>,
@@ -192,24 +199,24 @@ struct TlsArgs {
     #[arg(
         long,
         value_name = "SHA256",
-        requires = "tls",
+        requires = "secure",
         conflicts_with_all = ["ca", "insecure"]
     )]
     pin: Option<Fingerprint>,
     /// The name sent as SNI and checked in the certificate (default: the
     /// host as typed; an IP address is checked as an IP address).
-    #[arg(long, value_name = "NAME", requires = "tls")]
+    #[arg(long, value_name = "NAME", requires = "secure")]
     servername: Option<String>,
     /// Accept any certificate: encrypted, but the server is not
     /// authenticated. Prints a warning.
-    #[arg(long, requires = "tls")]
+    #[arg(long, requires = "secure")]
     insecure: bool,
 }
 
 impl TlsArgs {
-    /// The TLS options, or `None` without `--tls`.
+    /// The TLS options, or `None` without `--tls` or `--quic`.
     fn options(&self) -> Option<TlsOptions> {
-        if !self.tls {
+        if !self.tls && !self.quic {
             return None;
         }
         let trust = match (&self.ca, self.pin, self.insecure) {
@@ -537,6 +544,27 @@ impl Failure {
     }
 }
 
+/// `shout tcp --quic`: one QUIC connection, one stream, from a terminal
+/// or a pipe alike: the input as it comes, the answer as it comes.
+fn run_quic(args: &TcpArgs, connect_timeout: Option<Duration>, quiet: bool) -> Result<(), Failure> {
+    let connector = Connector::resolve(&args.target, connect_timeout)?;
+    let tls = args.tls.options().unwrap_or_default();
+    let client = QuicClient::new(&TlsClient::new(&tls, &args.target)?)?;
+    let connection = client.connect(connector.addrs(), connect_timeout)?;
+    if io::stdin().is_terminal() && !quiet {
+        let peer = connection.peer();
+        eprintln!("shout: connected to quic {peer}; type lines, end with Ctrl-D");
+    }
+    let totals = quic_stream(
+        connection,
+        io::stdin(),
+        &mut io::stdout().lock(),
+        Some(args.timeout),
+    )?;
+    log::info!("sent {} bytes, received {}", totals.sent, totals.received);
+    Ok(())
+}
+
 /// The exit status of a library failure of class `category`.
 fn category_code(category: ErrorCategory) -> u8 {
     match category {
@@ -575,6 +603,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), Failure> {
     let connect_timeout = Some(cli.connect_timeout);
     match cli.command {
+        Command::Tcp(args) if args.tls.quic => run_quic(&args, connect_timeout, cli.quiet),
         Command::Tcp(args) => {
             let mut connector = Connector::resolve(&args.target, connect_timeout)?;
             if let Some(tls) = args.tls.options() {

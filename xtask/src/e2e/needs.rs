@@ -108,6 +108,11 @@ pub(crate) const NEEDS: &[Need] = &[
         present: |_| Path::new("/dev/net/tun").exists(),
     },
     Need {
+        name: "aioquic",
+        how: "a Python with aioquic from PyPI at ~/.cache/shout/aioquic-venv (python3 -m venv, then pip install aioquic; .ci/run does it), or named by SHOUT_AIOQUIC_PYTHON",
+        present: |env| env.has_aioquic(),
+    },
+    Need {
         name: "promtool",
         how: "install promtool (Debian: prometheus)",
         present: |_| find_in_path("promtool").is_some(),

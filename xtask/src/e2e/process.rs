@@ -267,6 +267,8 @@ pub(crate) struct Shoutd {
     pub(crate) metrics: Option<SocketAddr>,
     /// The TLS listener, when `--tls` was among the options.
     pub(crate) tls: Option<SocketAddr>,
+    /// The QUIC listener, when `--quic` was among the options.
+    pub(crate) quic: Option<SocketAddr>,
 }
 
 impl Shoutd {
@@ -292,6 +294,7 @@ impl Shoutd {
             udp: listening.udp().expect("waited for"),
             metrics: listening.addrs("metrics").first().copied(),
             tls: listening.addrs("tls").first().copied(),
+            quic: listening.addrs("quic").first().copied(),
         })
     }
 }
@@ -320,7 +323,8 @@ pub(crate) fn start_announcing_all(
     let has = |flag: &str| command.get_args().any(|arg| arg == flag);
     let wants_metrics = has("--metrics");
     let wants_tls = has("--tls");
-    let wants_plain = !wants_tls || has("--tcp") || has("--udp");
+    let wants_quic = has("--quic");
+    let wants_plain = !(wants_tls || wants_quic) || has("--tcp") || has("--udp");
     command.stdin(Stdio::null()).stdout(Stdio::piped());
     let mut process = Spawned::start(name, command)?;
     let lines = lines_of(process.take_stdout().expect("stdout is piped"));
@@ -329,6 +333,7 @@ pub(crate) fn start_announcing_all(
     while (wants_plain && (listening.tcp().is_none() || listening.udp().is_none()))
         || (wants_metrics && listening.addrs("metrics").is_empty())
         || (wants_tls && listening.addrs("tls").is_empty())
+        || (wants_quic && listening.addrs("quic").is_empty())
     {
         let line = match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(line) => line,
@@ -402,35 +407,49 @@ pub(crate) fn start_python_server_of(
     script: &str,
     transport: Transport,
 ) -> Result<(Spawned, u16), String> {
+    start_on_free_port(script, transport, "ready to receive", |port| {
+        let mut command = env.python(peers, script)?;
+        command.args([port.to_string().as_str(), "127.0.0.1"]);
+        Ok(command)
+    })
+}
+
+/// Starts the server `command_on(port)` makes on a free loopback port, and
+/// waits for its first line, which must contain `ready`. The port is found
+/// by binding port 0 and letting it go, so another program may take it
+/// first: then the server exits and we try another, a few times.
+pub(crate) fn start_on_free_port(
+    name: &str,
+    transport: Transport,
+    ready: &str,
+    command_on: impl Fn(u16) -> Result<Command, String>,
+) -> Result<(Spawned, u16), String> {
     const ATTEMPTS: usize = 5;
     let mut last_error = String::new();
     for _ in 0..ATTEMPTS {
         let port = free_port(transport)?;
-        let mut command = env.python(peers, script)?;
-        command
-            .args([port.to_string().as_str(), "127.0.0.1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped());
-        let mut server = Spawned::start(script, &mut command)?;
+        let mut command = command_on(port)?;
+        command.stdin(Stdio::null()).stdout(Stdio::piped());
+        let mut server = Spawned::start(name, &mut command)?;
         let lines = lines_of(server.take_stdout().expect("stdout is piped"));
         match lines.recv_timeout(READY_TIMEOUT) {
-            Ok(line) if line.contains("ready to receive") => return Ok((server, port)),
-            Ok(line) => last_error = format!("{script} printed `{}`", line.trim()),
+            Ok(line) if line.contains(ready) => return Ok((server, port)),
+            Ok(line) => last_error = format!("{name} printed `{}`", line.trim()),
             Err(RecvTimeoutError::Timeout) => {
                 return Err(format!(
-                    "{script} did not say it was ready within {} s; {}",
+                    "{name} did not say it was ready within {} s; {}",
                     READY_TIMEOUT.as_secs(),
                     server.stderr_tail()
                 ));
             }
             Err(RecvTimeoutError::Disconnected) => {
                 let _ = server.wait_timeout(Duration::from_secs(2));
-                last_error = format!("{script} exited on port {port}; {}", server.stderr_tail());
+                last_error = format!("{name} exited on port {port}; {}", server.stderr_tail());
             }
         }
     }
     Err(format!(
-        "{script} did not start in {ATTEMPTS} attempts: {last_error}"
+        "{name} did not start in {ATTEMPTS} attempts: {last_error}"
     ))
 }
 

@@ -78,7 +78,7 @@ impl TlsShoutd {
 /// Makes a self-signed leaf certificate for localhost and 127.0.0.1 with
 /// `openssl req`, as `dir/NAME.pem` and `dir/NAME.key`. CA:FALSE because
 /// rustls refuses a CA certificate as a server's own.
-fn openssl_cert(dir: &Path, name: &str) -> Result<(PathBuf, PathBuf), String> {
+pub(crate) fn openssl_cert(dir: &Path, name: &str) -> Result<(PathBuf, PathBuf), String> {
     let (cert, key) = (
         dir.join(format!("{name}.pem")),
         dir.join(format!("{name}.key")),

@@ -8,6 +8,7 @@ mod delay;
 mod errors;
 mod memory;
 mod ping;
+mod quic;
 mod support;
 mod tcp;
 mod tls;

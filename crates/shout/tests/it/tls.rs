@@ -21,7 +21,7 @@ pub(crate) struct Pki {
     dir: PathBuf,
     ca_pem: String,
     pub(crate) chain: Vec<CertificateDer<'static>>,
-    key: Vec<u8>,
+    pub(crate) key: Vec<u8>,
 }
 
 impl Pki {

@@ -1,0 +1,607 @@
+//! QUIC: one connection, blocking, on a std `UdpSocket` with timeouts,
+//! quinn-proto driven by hand (no runtime, no event loop). Each
+//! conversation is one bidirectional stream: the input, then its FIN; the
+//! answer, then the server's.
+//!
+//! This module is not for many connections at once (that is
+//! `shout-bench`), nor for choosing whom to trust: the rustls
+//! configuration comes from [`TlsClient`], with the ALPN `shout` added.
+
+use crate::{ClientError, StreamTotals, TlsClient};
+use bytes::BytesMut;
+use quinn_proto::crypto::rustls::QuicClientConfig;
+use quinn_proto::{
+    ClientConfig, Connection, ConnectionError, ConnectionHandle, DatagramEvent, Dir, Endpoint,
+    EndpointConfig, Event, ReadError, StreamId, VarInt, WriteError,
+};
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::mpsc::{self, TryRecvError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The application protocol shoutd's QUIC listener serves (ALPN).
+pub const QUIC_ALPN: &[u8] = b"shout";
+
+/// Bytes read from the input at a time.
+const CHUNK: usize = 64 * 1024;
+
+/// Input chunks read ahead of the stream, at most: memory stays this many
+/// chunks whatever the input's size.
+const CHUNKS_AHEAD: usize = 2;
+
+/// The largest datagram received.
+const MAX_DATAGRAM: usize = 65_536;
+
+/// How to speak QUIC to a server: the TLS configuration and the name to
+/// check, cheap to clone.
+#[derive(Clone)]
+pub struct QuicClient {
+    config: ClientConfig,
+    server_name: String,
+}
+
+impl std::fmt::Debug for QuicClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuicClient")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QuicClient {
+    /// Returns the QUIC configuration of `tls`: its roots and name, TLS
+    /// 1.3, the ALPN `shout`.
+    pub fn new(tls: &TlsClient) -> Result<Self, ClientError> {
+        let mut rustls = (**tls.config()).clone();
+        rustls.alpn_protocols = vec![QUIC_ALPN.to_vec()];
+        // 0-RTT on a resumed session: the request goes with the first
+        // flight (docs/QUIC.md says why replay is harmless here).
+        rustls.enable_early_data = true;
+        let crypto = QuicClientConfig::try_from(Arc::new(rustls)).map_err(|error| {
+            ClientError::TlsConfig {
+                reason: error.to_string(),
+            }
+        })?;
+        Ok(Self {
+            config: ClientConfig::new(Arc::new(crypto)),
+            server_name: tls.server_name().to_str().into_owned(),
+        })
+    }
+
+    /// Connects to the first of `addrs` that completes a handshake within
+    /// `timeout` each (ten seconds when `None`).
+    pub fn connect(
+        &self,
+        addrs: &[SocketAddr],
+        timeout: Option<Duration>,
+    ) -> Result<QuicConnection, ClientError> {
+        let timeout = timeout.unwrap_or(Duration::from_secs(10));
+        let mut last = None;
+        for &addr in addrs {
+            log::info!("connecting to quic {addr}");
+            match QuicConnection::handshake(self, addr, timeout) {
+                Ok(connection) => return Ok(connection),
+                // The same server presents the same certificate: a TLS
+                // failure is not tried on the next address.
+                Err(error @ ClientError::Tls { .. }) => return Err(error),
+                Err(error) => {
+                    log::info!("{error}");
+                    last = Some(error);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::Resolve {
+            host: self.server_name.clone(),
+            source: io::Error::new(io::ErrorKind::NotFound, "the name has no addresses"),
+        }))
+    }
+}
+
+/// One QUIC connection to a server, driven from the calling thread.
+pub struct QuicConnection {
+    socket: UdpSocket,
+    endpoint: Endpoint,
+    conn: Connection,
+    handle: ConnectionHandle,
+    peer: SocketAddr,
+    handshake_time: Duration,
+    lost: Option<ConnectionError>,
+    transmit: Vec<u8>,
+    received: Box<[u8]>,
+    /// Where a datagram that only wakes the loop comes from.
+    waker: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for QuicConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuicConnection")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QuicConnection {
+    /// Makes the handshake with `addr`, within `timeout`.
+    fn handshake(
+        client: &QuicClient,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
+        let started = Instant::now();
+        let local: SocketAddr = if addr.is_ipv4() {
+            (Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let socket = UdpSocket::bind(local).map_err(|error| network(addr, "binding for", error))?;
+        let mut endpoint = Endpoint::new(Arc::new(EndpointConfig::default()), None, false, None);
+        let (handle, conn) = endpoint
+            .connect(started, client.config.clone(), addr, &client.server_name)
+            .map_err(|error| quic_error(addr, error.to_string()))?;
+        let mut connection = Self {
+            socket,
+            endpoint,
+            conn,
+            handle,
+            peer: addr,
+            handshake_time: Duration::ZERO,
+            lost: None,
+            transmit: Vec::new(),
+            received: vec![0; MAX_DATAGRAM].into_boxed_slice(),
+            waker: None,
+        };
+        let deadline = started + timeout;
+        while connection.conn.is_handshaking() {
+            connection.check_lost()?;
+            if Instant::now() >= deadline {
+                return Err(timed_out(addr, "no QUIC handshake", timeout));
+            }
+            connection.step(deadline.saturating_duration_since(Instant::now()))?;
+        }
+        connection.check_lost()?;
+        connection.handshake_time = started.elapsed();
+        log::info!(
+            "connected to quic {addr} in {:.3} ms",
+            connection.handshake_time.as_secs_f64() * 1e3
+        );
+        Ok(connection)
+    }
+
+    /// Returns the server's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Returns how long the handshake took: QUIC's and TLS's, together.
+    pub fn handshake_time(&self) -> Duration {
+        self.handshake_time
+    }
+
+    /// Sends what quinn-proto has to send, waits up to `wait` for one
+    /// datagram (or a wake), and handles it, the timer and the events.
+    fn step(&mut self, wait: Duration) -> Result<(), ClientError> {
+        self.flush()?;
+        let now = Instant::now();
+        let until_timer = (self.conn.poll_timeout()).map(|at| at.saturating_duration_since(now));
+        let wait = until_timer.map_or(wait, |timer| timer.min(wait));
+        let wait = wait.max(Duration::from_micros(100));
+        (self.socket.set_read_timeout(Some(wait)))
+            .map_err(|error| network(self.peer, "waiting on", error))?;
+        match self.socket.recv_from(&mut self.received) {
+            Ok((_, from)) if Some(from) == self.waker => {}
+            Ok((len, from)) => {
+                let datagram = BytesMut::from(&self.received[..len]);
+                self.transmit.clear();
+                let event = (self.endpoint).handle(
+                    Instant::now(),
+                    from,
+                    None,
+                    None,
+                    datagram,
+                    &mut self.transmit,
+                );
+                if let Some(DatagramEvent::ConnectionEvent(_, event)) = event {
+                    self.conn.handle_event(event);
+                }
+            }
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(error) => return Err(network(self.peer, "receiving from", error)),
+        }
+        let now = Instant::now();
+        if self.conn.poll_timeout().is_some_and(|at| at <= now) {
+            self.conn.handle_timeout(now);
+        }
+        while let Some(event) = self.conn.poll_endpoint_events() {
+            if let Some(event) = self.endpoint.handle_event(self.handle, event) {
+                self.conn.handle_event(event);
+            }
+        }
+        while let Some(event) = self.conn.poll() {
+            if let Event::ConnectionLost { reason } = event {
+                self.lost.get_or_insert(reason);
+            }
+        }
+        self.flush()
+    }
+
+    /// Sends every datagram quinn-proto has ready.
+    fn flush(&mut self) -> Result<(), ClientError> {
+        loop {
+            self.transmit.clear();
+            let Some(transmit) = self
+                .conn
+                .poll_transmit(Instant::now(), 1, &mut self.transmit)
+            else {
+                return Ok(());
+            };
+            let datagram = &self.transmit[..transmit.size];
+            if let Err(error) = self.socket.send_to(datagram, transmit.destination) {
+                // A full buffer is a loss QUIC recovers from; others are not.
+                if error.kind() != io::ErrorKind::WouldBlock {
+                    return Err(network(self.peer, "sending to", error));
+                }
+            }
+        }
+    }
+
+    /// Returns the connection's loss as an error, if it was lost.
+    fn check_lost(&self) -> Result<(), ClientError> {
+        match &self.lost {
+            None => Ok(()),
+            Some(reason) => Err(lost_error(self.peer, reason)),
+        }
+    }
+
+    /// Opens a bidirectional stream.
+    fn open(&mut self) -> Result<StreamId, ClientError> {
+        (self.conn.streams().open(Dir::Bi))
+            .ok_or_else(|| quic_error(self.peer, "the server allows no stream now".into()))
+    }
+
+    /// Sends `request` on a new stream with its FIN and returns the whole
+    /// answer, waiting at most `timeout` with nothing moving.
+    pub fn exchange(&mut self, request: &[u8], timeout: Duration) -> Result<Vec<u8>, ClientError> {
+        let mut answer = Vec::new();
+        let input = io::Cursor::new(request.to_vec());
+        self.stream_in_thread(StreamInput::Given(input), &mut answer, Some(timeout))?;
+        Ok(answer)
+    }
+
+    /// Closes the connection: a CONNECTION_CLOSE (code 0) to the server.
+    pub fn close(mut self) {
+        self.conn
+            .close(Instant::now(), VarInt::from_u32(0), bytes::Bytes::new());
+        let _ = self.flush();
+    }
+
+    /// Streams `input` on one new stream and the answer to `output`, as
+    /// [`quic_stream`] says.
+    fn stream_in_thread<W: Write + ?Sized>(
+        &mut self,
+        input: StreamInput,
+        output: &mut W,
+        idle_timeout: Option<Duration>,
+    ) -> Result<StreamTotals, ClientError> {
+        let id = self.open()?;
+        let mut feed = Feed::start(input, self)?;
+        let mut totals = StreamTotals::default();
+        let mut last_progress = Instant::now();
+        loop {
+            let mut moved = feed.send(self, id, &mut totals)?;
+            let (read, ended) = self.read(id, output)?;
+            totals.received += read as u64;
+            moved |= read > 0;
+            if ended {
+                return Ok(totals);
+            }
+            self.check_lost()?;
+            if moved {
+                last_progress = Instant::now();
+            } else if let Some(timeout) = idle_timeout {
+                if feed.is_done() && last_progress.elapsed() >= timeout {
+                    return Err(ClientError::ReplyStalled {
+                        addr: self.peer,
+                        received: totals.received,
+                        expected: None,
+                        timeout,
+                    });
+                }
+            }
+            self.step(idle_timeout.unwrap_or(Duration::from_secs(1)))?;
+        }
+    }
+
+    /// Writes what stream `id` has now to `output`. Returns the bytes
+    /// written and whether the server's FIN came.
+    fn read<W: Write + ?Sized>(
+        &mut self,
+        id: StreamId,
+        output: &mut W,
+    ) -> Result<(usize, bool), ClientError> {
+        let mut recv = self.conn.recv_stream(id);
+        let Ok(mut chunks) = recv.read(true) else {
+            return Ok((0, true));
+        };
+        let mut read = 0;
+        let ended = loop {
+            match chunks.next(usize::MAX) {
+                Ok(Some(chunk)) => {
+                    read += chunk.bytes.len();
+                    if let Err(error) = output.write_all(&chunk.bytes) {
+                        let _ = chunks.finalize();
+                        return Err(ClientError::Output(error));
+                    }
+                }
+                Ok(None) => break Ok(true),
+                Err(ReadError::Blocked) => break Ok(false),
+                Err(ReadError::Reset(code)) => {
+                    break Err(quic_error(
+                        self.peer,
+                        format!("the server reset the stream (code {code})"),
+                    ));
+                }
+            }
+        };
+        let _ = chunks.finalize();
+        if read > 0 {
+            output.flush().map_err(ClientError::Output)?;
+        }
+        Ok((read, ended?))
+    }
+}
+
+/// Where a stream's input comes from.
+enum StreamInput {
+    /// Bytes in hand: sent from the calling thread.
+    Given(io::Cursor<Vec<u8>>),
+    /// A reader: read on a thread of its own, a few chunks ahead.
+    Reader(Box<dyn Read + Send>),
+}
+
+/// The input of a stream as it is sent: chunks from a reader thread
+/// (bounded), or bytes in hand.
+struct Feed {
+    chunks: Option<mpsc::Receiver<io::Result<Vec<u8>>>>,
+    given: Option<io::Cursor<Vec<u8>>>,
+    /// The chunk being sent, and how much of it is.
+    current: Option<(Vec<u8>, usize)>,
+    done: bool,
+    finished: bool,
+}
+
+impl Feed {
+    /// Starts taking `input`; a reader gets its own thread, which wakes
+    /// `connection` through a datagram after each chunk.
+    fn start(input: StreamInput, connection: &mut QuicConnection) -> Result<Self, ClientError> {
+        let reader = match input {
+            StreamInput::Given(cursor) => {
+                return Ok(Self {
+                    chunks: None,
+                    given: Some(cursor),
+                    current: None,
+                    done: false,
+                    finished: false,
+                });
+            }
+            StreamInput::Reader(reader) => reader,
+        };
+        let own = connection
+            .socket
+            .local_addr()
+            .map_err(|error| network(connection.peer, "preparing", error))?;
+        let loopback: SocketAddr = if own.is_ipv4() {
+            (Ipv4Addr::LOCALHOST, own.port()).into()
+        } else {
+            (Ipv6Addr::LOCALHOST, own.port()).into()
+        };
+        let waker =
+            UdpSocket::bind(SocketAddr::new(loopback.ip(), 0)).map_err(ClientError::Sender)?;
+        connection.waker = Some(waker.local_addr().map_err(ClientError::Sender)?);
+        let (sender, chunks) = mpsc::sync_channel(CHUNKS_AHEAD);
+        thread::Builder::new()
+            .name("shout-quic-input".into())
+            .spawn(move || read_input(reader, &sender, &waker, loopback))
+            .map_err(ClientError::Sender)?;
+        Ok(Self {
+            chunks: Some(chunks),
+            given: None,
+            current: None,
+            done: false,
+            finished: false,
+        })
+    }
+
+    /// Returns whether all input was sent and the FIN queued.
+    fn is_done(&self) -> bool {
+        self.finished
+    }
+
+    /// Takes the next chunk of input, if one is ready.
+    fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
+        if let Some(given) = &mut self.given {
+            let mut chunk = vec![0; CHUNK];
+            let len = given.read(&mut chunk).map_err(ClientError::Input)?;
+            if len == 0 {
+                self.done = true;
+                return Ok(None);
+            }
+            chunk.truncate(len);
+            return Ok(Some(chunk));
+        }
+        let Some(chunks) = &self.chunks else {
+            return Ok(None);
+        };
+        match chunks.try_recv() {
+            Ok(Ok(chunk)) if chunk.is_empty() => {
+                self.done = true;
+                Ok(None)
+            }
+            Ok(Ok(chunk)) => Ok(Some(chunk)),
+            Ok(Err(error)) => Err(ClientError::Input(error)),
+            Err(TryRecvError::Empty) => Ok(None),
+            Err(TryRecvError::Disconnected) => {
+                self.done = true;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Writes input to stream `id` as far as the stream takes it, and the
+    /// FIN after the last byte. Returns whether a byte moved.
+    fn send(
+        &mut self,
+        connection: &mut QuicConnection,
+        id: StreamId,
+        totals: &mut StreamTotals,
+    ) -> Result<bool, ClientError> {
+        let mut moved = false;
+        while !self.finished {
+            if self.current.is_none() && !self.done {
+                self.current = self.next_chunk()?.map(|chunk| (chunk, 0));
+            }
+            let Some((chunk, sent)) = &mut self.current else {
+                if self.done {
+                    let _ = connection.conn.send_stream(id).finish();
+                    self.finished = true;
+                    moved = true;
+                }
+                break;
+            };
+            match connection.conn.send_stream(id).write(&chunk[*sent..]) {
+                Ok(written) => {
+                    *sent += written;
+                    totals.sent += written as u64;
+                    moved = true;
+                    if *sent == chunk.len() {
+                        self.current = None;
+                    }
+                }
+                Err(WriteError::Blocked) => break,
+                Err(WriteError::Stopped(_) | WriteError::ClosedStream) => {
+                    return Err(ClientError::ClosedBeforeInputEnd {
+                        addr: connection.peer,
+                        sent: totals.sent,
+                    });
+                }
+            }
+        }
+        Ok(moved)
+    }
+}
+
+/// Reads `reader` in chunks into `chunks` (an empty chunk: the end), and
+/// wakes the connection's socket at `wake` after each.
+fn read_input(
+    mut reader: Box<dyn Read + Send>,
+    chunks: &mpsc::SyncSender<io::Result<Vec<u8>>>,
+    waker: &UdpSocket,
+    wake: SocketAddr,
+) {
+    loop {
+        let mut chunk = vec![0; CHUNK];
+        let read = match reader.read(&mut chunk) {
+            Ok(len) => {
+                chunk.truncate(len);
+                Ok(chunk)
+            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => Err(error),
+        };
+        let last = !matches!(&read, Ok(chunk) if !chunk.is_empty());
+        if chunks.send(read).is_err() {
+            return;
+        }
+        let _ = waker.send_to(&[0], wake);
+        if last {
+            return;
+        }
+    }
+}
+
+/// Streams `input` to the server on one new stream of `connection` and
+/// the answer to `output`, until the server's FIN; then closes the
+/// connection.
+///
+/// A thread reads `input` a few chunks ahead of the stream (memory stays
+/// a few chunks whatever its size), and the FIN follows its end; the
+/// calling thread drives the connection and writes the answer as it
+/// comes. `idle_timeout` bounds how long the server may stay silent once
+/// all input is sent.
+pub fn quic_stream<R, W>(
+    mut connection: QuicConnection,
+    input: R,
+    output: &mut W,
+    idle_timeout: Option<Duration>,
+) -> Result<StreamTotals, ClientError>
+where
+    R: Read + Send + 'static,
+    W: Write + ?Sized,
+{
+    let totals =
+        connection.stream_in_thread(StreamInput::Reader(Box::new(input)), output, idle_timeout);
+    connection.close();
+    totals
+}
+
+fn network(addr: SocketAddr, action: &'static str, source: io::Error) -> ClientError {
+    ClientError::Network {
+        action,
+        transport: crate::Transport::Udp,
+        addr,
+        source,
+    }
+}
+
+fn quic_error(addr: SocketAddr, reason: String) -> ClientError {
+    ClientError::Quic { addr, reason }
+}
+
+fn timed_out(addr: SocketAddr, what: &str, timeout: Duration) -> ClientError {
+    ClientError::Network {
+        action: "connecting over QUIC to",
+        transport: crate::Transport::Udp,
+        addr,
+        source: io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("{what} within {}s", timeout.as_secs_f64()),
+        ),
+    }
+}
+
+/// Returns the error a lost connection means: a TLS failure (a crypto
+/// error code), the idle timeout, or another close.
+fn lost_error(addr: SocketAddr, reason: &ConnectionError) -> ClientError {
+    match reason {
+        ConnectionError::TransportError(error) if is_crypto(error.code) => ClientError::Tls {
+            addr,
+            reason: error.to_string(),
+        },
+        ConnectionError::ConnectionClosed(close) if is_crypto(close.error_code) => {
+            ClientError::Tls {
+                addr,
+                reason: close.to_string(),
+            }
+        }
+        ConnectionError::TimedOut => ClientError::Network {
+            action: "waiting on",
+            transport: crate::Transport::Udp,
+            addr,
+            source: io::Error::new(io::ErrorKind::TimedOut, "the QUIC connection went idle"),
+        },
+        other => quic_error(addr, other.to_string()),
+    }
+}
+
+/// Returns whether a QUIC transport error code is a TLS alert (0x100 to
+/// 0x1ff, RFC 9001 §4.8).
+fn is_crypto(code: quinn_proto::TransportErrorCode) -> bool {
+    (0x100..0x200).contains(&u64::from(code))
+}

@@ -1,0 +1,104 @@
+//! `shout tcp --quic` against a QUIC server made here: shout-server's
+//! QUIC listener on 127.0.0.1, uppercasing, with certificates rcgen makes
+//! at test time.
+
+use crate::support::run;
+use crate::tls::{LOCAL_NAMES, Pki};
+use rustls::ServerConfig;
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use shout_server::{Handle, ServerBuilder, Uppercase};
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::thread;
+
+/// A QUIC uppercase server presenting `pki`'s certificate; stopped on drop.
+struct QuicServer {
+    handle: Handle,
+}
+
+impl QuicServer {
+    fn start(pki: &Pki) -> Self {
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.key.clone()));
+        let config = ServerConfig::builder_with_provider(shout_server::crypto_provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(pki.chain.clone(), key)
+            .unwrap();
+        let server = ServerBuilder::tcp_only(Uppercase)
+            .quic("127.0.0.1:0".parse().unwrap(), Arc::new(config))
+            .build()
+            .unwrap();
+        let handle = server.handle();
+        thread::spawn(move || server.run());
+        Self { handle }
+    }
+
+    fn target(&self) -> String {
+        self.handle.quic_addrs()[0].to_string()
+    }
+}
+
+impl Drop for QuicServer {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+    }
+}
+
+#[test]
+fn piped_input_streams_over_one_quic_stream_and_ends_with_its_fin() {
+    let pki = Pki::new("quic-piped", LOCAL_NAMES, false);
+    let server = QuicServer::start(&pki);
+    // Larger than any window on the way, so both directions must move.
+    let input = "straße ﬁ and more\n".repeat(200_000);
+    let outcome = run(
+        &["tcp", "--quic", "--ca", &pki.ca_arg(), &server.target()],
+        input.as_bytes(),
+    );
+    assert_eq!(outcome.code, Some(0), "stderr: {}", outcome.stderr);
+    assert_eq!(outcome.stdout_text(), input.to_uppercase());
+    let stats = server.handle.stats();
+    assert_eq!(stats.quic_handshakes_completed, 1);
+    assert_eq!(stats.quic_streams, 1);
+}
+
+#[test]
+fn a_certificate_for_another_name_is_a_tls_failure() {
+    let pki = Pki::new("quic-name", &["elsewhere.example"], false);
+    let server = QuicServer::start(&pki);
+    let outcome = run(
+        &["tcp", "--quic", "--ca", &pki.ca_arg(), &server.target()],
+        b"hello\n",
+    );
+    assert_eq!(outcome.code, Some(7), "stderr: {}", outcome.stderr);
+    assert!(
+        outcome.stderr.contains("tls 127.0.0.1:"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(outcome.stdout.is_empty());
+}
+
+#[test]
+fn no_quic_server_is_a_timeout() {
+    // A UDP port that answers nothing: QUIC's Initial goes unanswered.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target: SocketAddr = silent.local_addr().unwrap();
+    let outcome = run(
+        &[
+            "--connect-timeout",
+            "0.5",
+            "tcp",
+            "--quic",
+            "--insecure",
+            &target.to_string(),
+        ],
+        b"hello\n",
+    );
+    assert_eq!(outcome.code, Some(5), "stderr: {}", outcome.stderr);
+    assert!(
+        outcome.stderr.contains("no QUIC handshake"),
+        "{}",
+        outcome.stderr
+    );
+}
