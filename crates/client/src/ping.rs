@@ -5,14 +5,17 @@
 //! persistent connection costs one round trip per probe, a new connection per
 //! probe (`new_connection`) about two, the lecture's non-persistent HTTP.
 //! With TLS the TLS handshake is timed apart too: TLS 1.3 adds one round
-//! trip to each new connection (TLS 1.2 two).
+//! trip to each new connection (TLS 1.2 two). Over QUIC the transport and
+//! TLS handshakes are one (one round trip, timed as `connect`), and each
+//! probe is a stream of its own on the connection.
 
 use crate::{
-    ClientError, Connector, ErrorCategory, LineSession, Target, TlsClient, TlsOptions, Transport,
-    UdpClient,
+    ClientError, Connector, ErrorCategory, LineSession, QuicClient, QuicConnection, Target,
+    TlsClient, TlsOptions, Transport, UdpClient,
 };
 use std::fmt;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -32,7 +35,12 @@ pub struct PingOptions {
     /// Over TCP, whether each probe opens its own connection.
     pub new_connection: bool,
     /// Over TCP, TLS on the connection; its handshake is timed apart.
+    /// With `quic`, whom QUIC's TLS trusts.
     pub tls: Option<TlsOptions>,
+    /// QUIC instead of TCP (with `transport` TCP): each probe a stream of
+    /// its own, its FIN after the probe; the handshake (QUIC's and TLS's in
+    /// one) timed as `connect`.
+    pub quic: bool,
     /// The probe's size in bytes (its answer is as long); the text
     /// `shout ping seq=N` when `None`. See [`probe_payload`].
     pub size: Option<usize>,
@@ -53,6 +61,7 @@ impl Default for PingOptions {
             connect_timeout: Some(Duration::from_secs(5)),
             new_connection: false,
             tls: None,
+            quic: false,
             size: None,
             json: false,
         }
@@ -197,11 +206,55 @@ struct Probe {
     rtt: Duration,
 }
 
-/// The two ways to probe.
+/// The three ways to probe.
 enum Prober {
     // Boxed: a session holds its TLS state inline, far larger than a UDP client.
     Tcp(Box<LineSession>),
     Udp(UdpClient),
+    Quic(Box<QuicProber>),
+}
+
+/// Probes over QUIC: a stream per probe, on one connection or a new one
+/// per probe.
+struct QuicProber {
+    client: QuicClient,
+    addrs: Vec<SocketAddr>,
+    connection: Option<QuicConnection>,
+    connect_timeout: Option<Duration>,
+    timeout: Duration,
+    new_connection: bool,
+}
+
+impl QuicProber {
+    fn probe(&mut self, payload: &[u8]) -> Result<Probe, ClientError> {
+        let mut connect = None;
+        let connection = match &mut self.connection {
+            Some(connection) => connection,
+            None => {
+                let connection = self.client.connect(&self.addrs, self.connect_timeout)?;
+                connect = Some(connection.handshake_time());
+                self.connection.insert(connection)
+            }
+        };
+        let started = Instant::now();
+        let answer = connection.exchange(payload, self.timeout);
+        let rtt = started.elapsed();
+        let from = connection.peer();
+        // A connection that failed a probe, or that is used once, is closed:
+        // the next probe makes a new one.
+        if answer.is_err() || self.new_connection {
+            if let Some(connection) = self.connection.take() {
+                connection.close();
+            }
+        }
+        Ok(Probe {
+            bytes: answer?.len(),
+            from,
+            connect,
+            tls: None,
+            rtt,
+        })
+    }
 }
 
 impl Prober {
@@ -217,6 +270,7 @@ impl Prober {
                     rtt: exchange.rtt,
                 })
             }
+            Prober::Quic(prober) => prober.probe(&probe_payload(seq, size, Transport::Tcp)),
             Prober::Udp(client) => {
                 let started = Instant::now();
                 let bytes = client
@@ -276,31 +330,7 @@ pub fn ping(
         json: options.json,
         probes: 0,
     };
-    let mut prober = match options.transport {
-        Transport::Udp => {
-            let client = UdpClient::new(target, options.timeout, 0)?;
-            report.header(target, options, "udp", None)?;
-            Prober::Udp(client)
-        }
-        Transport::Tcp => {
-            let mut connector = Connector::resolve(target, options.connect_timeout)?;
-            let over = match &options.tls {
-                Some(tls) => {
-                    connector = connector.with_tls(TlsClient::new(tls, target)?);
-                    "tls"
-                }
-                None => "tcp",
-            };
-            let mut session = LineSession::new(connector, Some(options.timeout));
-            if options.new_connection {
-                report.header(target, options, over, None)?;
-            } else {
-                let connection = session.connect()?;
-                report.header(target, options, over, Some(connection))?;
-            }
-            Prober::Tcp(Box::new(session))
-        }
-    };
+    let mut prober = prober(target, options, &mut report)?;
     let mut summary = PingSummary::default();
     for seq in 1..=options.count {
         let started = Instant::now();
@@ -350,6 +380,64 @@ pub fn ping(
     Ok(summary)
 }
 
+/// Returns the prober of `options`, connected unless each probe makes its
+/// own connection, once the header is written.
+fn prober(
+    target: &Target,
+    options: &PingOptions,
+    report: &mut Report<'_>,
+) -> Result<Prober, ClientError> {
+    if options.transport == Transport::Udp {
+        let client = UdpClient::new(target, options.timeout, 0)?;
+        report.header(target, options, "udp", None)?;
+        return Ok(Prober::Udp(client));
+    }
+    let mut connector = Connector::resolve(target, options.connect_timeout)?;
+    if options.quic {
+        let tls = options.tls.clone().unwrap_or_default();
+        let mut prober = QuicProber {
+            client: QuicClient::new(&TlsClient::new(&tls, target)?)?,
+            addrs: connector.addrs().to_vec(),
+            connection: None,
+            connect_timeout: options.connect_timeout,
+            timeout: options.timeout,
+            new_connection: options.new_connection,
+        };
+        let mut connected = None;
+        if !options.new_connection {
+            let connection = (prober.client).connect(&prober.addrs, options.connect_timeout)?;
+            connected = Some((connection.peer(), connection.handshake_time(), None));
+            prober.connection = Some(connection);
+        }
+        report.header(target, options, "quic", connected)?;
+        return Ok(Prober::Quic(Box::new(prober)));
+    }
+    let over = match &options.tls {
+        Some(tls) => {
+            connector = connector.with_tls(TlsClient::new(tls, target)?);
+            "tls"
+        }
+        None => "tcp",
+    };
+    let mut session = LineSession::new(connector, Some(options.timeout));
+    if options.new_connection {
+        report.header(target, options, over, None)?;
+    } else {
+        let connection = session.connect()?;
+        let connected = (
+            connection.peer(),
+            connection.connect_time(),
+            connection.tls_time(),
+        );
+        report.header(target, options, over, Some(connected))?;
+    }
+    Ok(Prober::Tcp(Box::new(session)))
+}
+
+/// A connection made before the first probe: its peer, its handshake
+/// time, and its TLS handshake's when timed apart.
+type Connected = (SocketAddr, Duration, Option<Duration>);
+
 /// Writes a ping run as it goes: ping's lines, or one JSON document whose
 /// probes are written as they come.
 struct Report<'a> {
@@ -365,7 +453,7 @@ impl Report<'_> {
         target: &Target,
         options: &PingOptions,
         over: &str,
-        connection: Option<&crate::Connection>,
+        connection: Option<Connected>,
     ) -> Result<(), ClientError> {
         if self.json {
             let mut head = serde_json::json!({
@@ -374,10 +462,10 @@ impl Report<'_> {
                 "new_connection": options.new_connection,
                 "size": options.size,
             });
-            if let Some(connection) = connection {
-                head["peer"] = connection.peer().to_string().into();
-                head["connect_ms"] = round(ms(connection.connect_time())).into();
-                head["tls_ms"] = connection.tls_time().map(|tls| round(ms(tls))).into();
+            if let Some((peer, connect, tls)) = connection {
+                head["peer"] = peer.to_string().into();
+                head["connect_ms"] = round(ms(connect)).into();
+                head["tls_ms"] = tls.map(|tls| round(ms(tls))).into();
             }
             // The object stays open for the probes that follow.
             let head = head.to_string();
@@ -387,14 +475,13 @@ impl Report<'_> {
         let line = match connection {
             None if over == "udp" => format!("SHOUT PING {target} over udp"),
             None => format!("SHOUT PING {target} over {over}, a new connection per probe"),
-            Some(connection) => {
-                let tls = connection.tls_time().map_or_else(String::new, |tls| {
+            Some((peer, connect, tls)) => {
+                let tls = tls.map_or_else(String::new, |tls| {
                     format!(", tls handshake in {:.3} ms", ms(tls))
                 });
                 format!(
-                    "SHOUT PING {target} over {over}: connected to {} in {:.3} ms{tls}",
-                    connection.peer(),
-                    ms(connection.connect_time())
+                    "SHOUT PING {target} over {over}: connected to {peer} in {:.3} ms{tls}",
+                    ms(connect)
                 )
             }
         };

@@ -266,7 +266,7 @@ struct PingArgs {
     #[arg(value_name = "HOST:PORT", help = TARGET_HELP)]
     target: Target,
     /// Probe with UDP datagrams instead of over a TCP connection.
-    #[arg(long, conflicts_with_all = ["new_connection", "tls"])]
+    #[arg(long, conflicts_with_all = ["new_connection", "tls", "quic"])]
     udp: bool,
     /// How many probes to send.
     #[arg(short, long, value_name = "N", default_value_t = 5,
@@ -655,6 +655,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 connect_timeout,
                 new_connection: args.new_connection,
                 tls: args.tls.options(),
+                quic: args.tls.quic,
                 size: args.size,
                 json: args.json,
             };

@@ -102,3 +102,51 @@ fn no_quic_server_is_a_timeout() {
         outcome.stderr
     );
 }
+
+#[test]
+fn ping_over_quic_is_a_stream_per_probe_and_times_the_handshake_apart() {
+    let pki = Pki::new("quic-ping", LOCAL_NAMES, false);
+    let server = QuicServer::start(&pki);
+    let ca = pki.ca_arg();
+    let target = server.target();
+    let persistent = run(
+        &[
+            "ping", "--quic", "--ca", &ca, "-c", "3", "-i", "10", &target,
+        ],
+        b"",
+    );
+    assert_eq!(persistent.code, Some(0), "stderr: {}", persistent.stderr);
+    let text = persistent.stdout_text();
+    assert!(text.contains("over quic: connected to"), "{text}");
+    assert!(text.contains("3 sent, 3 received, 0% loss"), "{text}");
+    let stats = server.handle.stats();
+    assert_eq!(stats.quic_handshakes_completed, 1);
+    assert_eq!(stats.quic_streams, 3);
+
+    let fresh = run(
+        &[
+            "ping",
+            "--quic",
+            "--ca",
+            &ca,
+            "--new-connection",
+            "-c",
+            "2",
+            "-i",
+            "10",
+            &target,
+        ],
+        b"",
+    );
+    assert_eq!(fresh.code, Some(0), "stderr: {}", fresh.stderr);
+    let text = fresh.stdout_text();
+    assert_eq!(text.matches(" connect=").count(), 2, "{text}");
+    assert!(
+        !text.contains(" tls="),
+        "one handshake for QUIC and TLS: {text}"
+    );
+    assert!(text.contains("\nconnect min/avg/max/mdev"), "{text}");
+    let stats = server.handle.stats();
+    assert_eq!(stats.quic_handshakes_completed, 3);
+    assert_eq!(stats.quic_streams, 5);
+}
