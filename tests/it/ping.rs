@@ -17,6 +17,7 @@ fn options(transport: Transport, new_connection: bool) -> PingOptions {
         connect_timeout: Some(TIMEOUT),
         new_connection,
         tls: None,
+        quic: false,
         size: None,
         json: false,
     }
