@@ -15,8 +15,11 @@
 //! the socket would not take all of it, and the buffer is freed as soon as
 //! it drains.
 
+#[cfg(feature = "ws")]
+mod websocket;
+
 use crate::proxy::HeaderBuffer;
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "ws"))]
 use crate::service::LocalEnd;
 use crate::service::{CloseCause, ConnectionInfo, Requests, Timer, TimerRequest};
 use crate::sources::Slot;
@@ -26,7 +29,7 @@ use mio::event::Event;
 use shout_socket::StreamReadiness;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "ws"))]
 use std::sync::Arc;
 
 /// Where a connection is in its life. Transitions only go down this list
@@ -39,6 +42,11 @@ enum Phase<Session> {
     Handshake,
     /// The service's session is open.
     Open(Session, Stage),
+    /// Answered over HTTP without an upgrade (a WebSocket listener's page,
+    /// or a refusal): the response goes out, then the stream ends; the
+    /// service never opens.
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
+    Answered,
 }
 
 /// How far an open connection is.
@@ -216,6 +224,10 @@ pub(crate) struct Connection<Session, T> {
     info: ConnectionInfo,
     phase: Phase<Session>,
     transport: TransportLayer,
+    /// WebSocket over the transport, on a WebSocket listener: messages
+    /// between the transport's bytes and the service's.
+    #[cfg(feature = "ws")]
+    websocket: Option<Box<crate::ws::WsLayer>>,
     /// How many held bytes this connection's senders see counted (its
     /// share in the worker's mailbox), updated only when that changes
     /// (never on a read whose answer went straight to the socket).
@@ -271,6 +283,8 @@ impl<Session, T: Stream> Connection<Session, T> {
             info,
             phase,
             transport,
+            #[cfg(feature = "ws")]
+            websocket: None,
             published: 0,
             slot,
             close_cause: None,
@@ -292,7 +306,7 @@ impl<Session, T: Stream> Connection<Session, T> {
             info: self.info,
             session: match self.phase {
                 Phase::Open(session, _) => Some(session),
-                Phase::Prelude(_) | Phase::Handshake => None,
+                Phase::Prelude(_) | Phase::Handshake | Phase::Answered => None,
             },
             decided: self.close_cause,
             slot: self.slot,
@@ -333,11 +347,29 @@ impl<Session, T: Stream> Connection<Session, T> {
         self.transport.has_handshake()
     }
 
+    /// Returns whether the connection speaks WebSocket (or will, once
+    /// upgraded).
+    pub(crate) fn is_websocket(&self) -> bool {
+        #[cfg(feature = "ws")]
+        return self.websocket.is_some();
+        #[cfg(not(feature = "ws"))]
+        false
+    }
+
+    /// Returns whether the connection waits for its WebSocket upgrade
+    /// request.
+    pub(crate) fn awaits_upgrade(&self) -> bool {
+        #[cfg(feature = "ws")]
+        return self.websocket.as_ref().is_some_and(|ws| ws.upgrading());
+        #[cfg(not(feature = "ws"))]
+        false
+    }
+
     /// Returns the stage of an open connection.
     pub(crate) fn stage(&self) -> Option<Stage> {
         match self.phase {
             Phase::Open(_, stage) => Some(stage),
-            Phase::Prelude(_) | Phase::Handshake => None,
+            Phase::Prelude(_) | Phase::Handshake | Phase::Answered => None,
         }
     }
 
@@ -351,7 +383,7 @@ impl<Session, T: Stream> Connection<Session, T> {
     pub(crate) fn session(&mut self) -> Option<(&mut Session, &ConnectionInfo)> {
         match &mut self.phase {
             Phase::Open(session, _) => Some((session, &self.info)),
-            Phase::Prelude(_) | Phase::Handshake => None,
+            Phase::Prelude(_) | Phase::Handshake | Phase::Answered => None,
         }
     }
 
@@ -503,6 +535,16 @@ impl<Session, T: Stream> Connection<Session, T> {
     /// SNI) is the connection's transport from now on, as the service will
     /// see it.
     pub(crate) fn end_handshake(&mut self) {
+        #[cfg(feature = "ws")]
+        if let Some(ws) = &self.websocket {
+            self.info.end = Arc::new(LocalEnd {
+                transport: crate::service::Transport::WebSocket {
+                    secure: ws.secure(),
+                },
+                ..LocalEnd::clone(&self.info.end)
+            });
+            return;
+        }
         match &self.transport {
             TransportLayer::Plain => {}
             #[cfg(feature = "tls")]
@@ -630,6 +672,15 @@ impl<Session, T: Stream> Connection<Session, T> {
     /// pending and the socket takes them, buffering the rest. Returns the
     /// number of bytes the socket took.
     pub(crate) fn send(&mut self, bytes: &[u8], capacity: usize) -> io::Result<usize> {
+        #[cfg(feature = "ws")]
+        if self.websocket.is_some() {
+            return self.send_message(bytes, capacity);
+        }
+        self.send_bytes(bytes, capacity)
+    }
+
+    /// [`send`](Self::send) of bytes that go to the transport as they are.
+    fn send_bytes(&mut self, bytes: &[u8], capacity: usize) -> io::Result<usize> {
         if !self.output.is_empty() {
             self.output.push(bytes, capacity);
             return self.flush();
@@ -650,6 +701,10 @@ impl<Session, T: Stream> Connection<Session, T> {
     /// Appends `bytes` to the pending output without writing; the next
     /// flush sends them.
     pub(crate) fn push_output(&mut self, bytes: &[u8], capacity: usize) {
+        #[cfg(feature = "ws")]
+        if self.websocket.is_some() {
+            return self.push_message(bytes, capacity);
+        }
         self.output.push(bytes, capacity);
     }
 
@@ -713,13 +768,21 @@ impl<Session, T: Stream> Connection<Session, T> {
         if self.has_unsent() || self.flags.awaits_queued() {
             return Ok(true);
         }
-        let Phase::Open(_, stage) = &mut self.phase else {
-            return Ok(!self.flags.input_ended());
+        let answered = matches!(self.phase, Phase::Answered);
+        #[cfg_attr(not(any(feature = "tls", feature = "ws")), allow(unused_variables))]
+        let ending = match &self.phase {
+            Phase::Open(_, stage) => {
+                *stage == Stage::Finishing
+                    || self.flags.write_side() == WriteSide::ShutWhenSent
+                    || self.flags.input_ended()
+            }
+            Phase::Answered => true,
+            Phase::Prelude(_) | Phase::Handshake => return Ok(!self.flags.input_ended()),
         };
-        #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
-        let ending = *stage == Stage::Finishing
-            || self.flags.write_side() == WriteSide::ShutWhenSent
-            || self.flags.input_ended();
+        #[cfg(feature = "ws")]
+        if ending && self.close_websocket_when_due()? {
+            return Ok(true);
+        }
         match &mut self.transport {
             TransportLayer::Plain => {}
             #[cfg(feature = "tls")]
@@ -732,6 +795,10 @@ impl<Session, T: Stream> Connection<Session, T> {
             }
             #[cfg(feature = "tls")]
             TransportLayer::Tls(_) => {}
+        }
+        if answered && self.flags.write_side() != WriteSide::Shut {
+            self.stream.shutdown_write()?;
+            self.flags.set_write_side(WriteSide::Shut);
         }
         let Phase::Open(_, stage) = &mut self.phase else {
             return Ok(!self.flags.input_ended());

@@ -71,6 +71,7 @@ pub struct Handle {
     pub(crate) udp_addrs: Vec<SocketAddr>,
     pub(crate) tls_addrs: Vec<SocketAddr>,
     pub(crate) quic_addrs: Vec<SocketAddr>,
+    pub(crate) ws_addrs: Vec<SocketAddr>,
     pub(crate) shutdown: Arc<ShutdownSignal>,
     pub(crate) stats: Vec<Arc<WorkerStats>>,
     pub(crate) sender: ConnectionSender,
@@ -86,6 +87,13 @@ impl Handle {
     /// The UDP addresses being served, with real ports where 0 was asked.
     pub fn udp_addrs(&self) -> &[SocketAddr] {
         &self.udp_addrs
+    }
+
+    /// The WebSocket addresses being served (plain, then over TLS, in the
+    /// order given), with real ports where 0 was asked. Empty without the
+    /// `ws` feature.
+    pub fn ws_addrs(&self) -> &[SocketAddr] {
+        &self.ws_addrs
     }
 
     /// The TLS addresses being served, with real ports where 0 was asked.

@@ -64,6 +64,8 @@ mod tls;
 mod tls_config;
 mod wake;
 mod worker;
+#[cfg(feature = "ws")]
+mod ws;
 
 /// The code in docs/EMBEDDING.md, compiled and run as doctests so that
 /// the contract's examples stay true.
@@ -94,3 +96,5 @@ pub use service::{
 pub use stats::{COUNTERS, Counter, CounterGroup, Exposure, Stats, TURN_BUCKETS};
 #[cfg(feature = "tls")]
 pub use tls_config::{PemError, certified_key_from_pem, crypto_provider, server_config_from_pem};
+#[cfg(feature = "ws")]
+pub use ws::{DEFAULT_MAX_MESSAGE, MAX_REQUEST_HEAD, WebSocketConfig};

@@ -76,6 +76,8 @@ pub struct ServerBuilder<S, D> {
     quic_streams_per_connection: u32,
     #[cfg(feature = "quic")]
     quic_retry_above: usize,
+    #[cfg(feature = "ws")]
+    websocket: Vec<WebSocketListener>,
     handshake_timeout: Duration,
     proxy: Option<Vec<IpPrefix>>,
     workers: usize,
@@ -151,6 +153,8 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             quic_streams_per_connection: crate::quic::DEFAULT_QUIC_STREAMS_PER_CONNECTION,
             #[cfg(feature = "quic")]
             quic_retry_above: DEFAULT_QUIC_RETRY_ABOVE,
+            #[cfg(feature = "ws")]
+            websocket: Vec::new(),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             proxy: None,
             workers: 1,
@@ -224,6 +228,42 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
     #[cfg(feature = "quic")]
     pub fn quic_retry_above(mut self, handshakes: usize) -> Self {
         self.quic_retry_above = handshakes;
+        self
+    }
+
+    /// Serves WebSocket on `addr` (port 0 picks a free port): the page
+    /// `config` names at `GET /`, the stream service at `GET /ws` upgraded
+    /// (RFC 6455), each data message's payload its input. Repeatable. The
+    /// [`handshake_timeout`](Self::handshake_timeout) bounds the time to
+    /// a finished upgrade. Its address is listed in
+    /// [`Handle::ws_addrs`]. Cargo feature `ws`.
+    #[cfg(feature = "ws")]
+    pub fn websocket(mut self, addr: SocketAddr, config: crate::WebSocketConfig) -> Self {
+        self.websocket.push(WebSocketListener {
+            addr,
+            #[cfg(feature = "tls")]
+            tls: None,
+            config: Arc::new(config),
+        });
+        self
+    }
+
+    /// Serves WebSocket over TLS on `addr` with `tls`: the page over
+    /// https, the socket over wss; otherwise as
+    /// [`websocket`](Self::websocket). The one deadline covers the TLS
+    /// handshake and the upgrade. Cargo features `ws` and `tls`.
+    #[cfg(all(feature = "ws", feature = "tls"))]
+    pub fn websocket_tls(
+        mut self,
+        addr: SocketAddr,
+        tls: Arc<rustls::ServerConfig>,
+        config: crate::WebSocketConfig,
+    ) -> Self {
+        self.websocket.push(WebSocketListener {
+            addr,
+            tls: Some(tls),
+            config: Arc::new(config),
+        });
         self
     }
 
@@ -399,6 +439,7 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             tcp_addrs,
             udp_addrs,
             tls_addrs,
+            ws_addrs,
         } = self.bind()?;
         #[cfg(feature = "quic")]
         let quic_limits = crate::quic::QuicLimits {
@@ -446,6 +487,7 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             udp_addrs,
             tls_addrs,
             quic_addrs,
+            ws_addrs,
             shutdown,
             stats: stats.clone(),
             sender: ConnectionSender::new(post),
@@ -517,6 +559,7 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
         if self.tcp.is_empty()
             && self.tls_addrs().is_empty()
             && self.quic_addresses().is_empty()
+            && self.websocket_count() == 0
             && self.udp.is_empty()
             && self.tcp_listeners.is_empty()
             && self.udp_sockets.is_empty()
@@ -533,11 +576,11 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
                 "handshake timeout must be more than zero",
             ));
         }
-        if (!self.tcp.is_empty()
-            || !self.tls_addrs().is_empty()
-            || !self.quic_addresses().is_empty())
-            && is_no_service::<S>()
-        {
+        let streams = self.tcp.len()
+            + self.tls_addrs().len()
+            + self.quic_addresses().len()
+            + self.websocket_count();
+        if streams > 0 && is_no_service::<S>() {
             return Err(ServerError::InvalidSetting(
                 "a TCP address on a server with no stream service (udp_only)",
             ));
@@ -579,7 +622,8 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
                 "idle timeout must be more than zero (None for no timeout)",
             ));
         }
-        if self.tcp.len() + self.tcp_listeners.len() + self.tls_addrs().len() > MAX_SOCKETS_PER_KIND
+        let tcp_listeners = self.tcp.len() + self.tls_addrs().len() + self.websocket_count();
+        if tcp_listeners + self.tcp_listeners.len() > MAX_SOCKETS_PER_KIND
             || self.udp.len() + self.udp_sockets.len() > MAX_SOCKETS_PER_KIND
             || self.quic_addresses().len() > MAX_SOCKETS_PER_KIND
         {
@@ -687,6 +731,7 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
                 tcp.push((listener, kind.clone()));
             }
         }
+        let ws_addrs = self.bind_websocket(&mut sockets_per_worker, proxy.as_ref())?;
         for socket in &self.udp_sockets {
             socket.set_nonblocking(true)?;
             udp_addrs.push(socket.local_addr()?);
@@ -699,7 +744,60 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             tcp_addrs,
             udp_addrs,
             tls_addrs,
+            ws_addrs,
         })
+    }
+
+    /// How many WebSocket listeners were asked for.
+    fn websocket_count(&self) -> usize {
+        #[cfg(feature = "ws")]
+        return self.websocket.len();
+        #[cfg(not(feature = "ws"))]
+        0
+    }
+
+    /// Binds the WebSocket listeners of every worker, as [`bind`](Self::bind)
+    /// does the others. Returns their addresses.
+    fn bind_websocket(
+        &self,
+        sockets_per_worker: &mut [WorkerSockets],
+        proxy: Option<&Arc<ProxyTrust>>,
+    ) -> Result<Vec<SocketAddr>, ServerError> {
+        #[cfg(not(feature = "ws"))]
+        let _ = (sockets_per_worker, proxy);
+        #[cfg(not(feature = "ws"))]
+        return Ok(Vec::new());
+        #[cfg(feature = "ws")]
+        {
+            let shared_port = self.workers > 1;
+            let mut addrs: Vec<SocketAddr> = self.websocket.iter().map(|ws| ws.addr).collect();
+            let kinds: Vec<ListenerKind> = (self.websocket.iter())
+                .map(|ws| {
+                    #[cfg(feature = "tls")]
+                    let under = match &ws.tls {
+                        Some(config) => ListenerKind::tls(config, proxy),
+                        None => ListenerKind::plain(proxy),
+                    };
+                    #[cfg(not(feature = "tls"))]
+                    let under = ListenerKind::plain(proxy);
+                    ListenerKind {
+                        websocket: Some(Arc::clone(&ws.config)),
+                        ..under
+                    }
+                })
+                .collect();
+            for (tcp, _) in sockets_per_worker {
+                for (addr, kind) in addrs.iter_mut().zip(&kinds) {
+                    let listener = TcpListenerBuilder::new(*addr)
+                        .reuse_port(shared_port)
+                        .nonblocking(true)
+                        .bind()?;
+                    *addr = listener.local_addr().map_err(ServerError::EventLoop)?;
+                    tcp.push((listener, kind.clone()));
+                }
+            }
+            Ok(addrs)
+        }
     }
 }
 
@@ -786,6 +884,18 @@ struct Bound {
     tcp_addrs: Vec<SocketAddr>,
     udp_addrs: Vec<SocketAddr>,
     tls_addrs: Vec<SocketAddr>,
+    ws_addrs: Vec<SocketAddr>,
+}
+
+/// A WebSocket listener asked for: its address, its TLS config (wss),
+/// what it serves.
+#[cfg(feature = "ws")]
+#[derive(Debug, Clone)]
+struct WebSocketListener {
+    addr: SocketAddr,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<rustls::ServerConfig>>,
+    config: Arc<crate::WebSocketConfig>,
 }
 
 #[cfg(test)]

@@ -46,6 +46,13 @@ pub enum Transport {
         /// The server name the client asked for (SNI), if it sent one.
         sni: Option<String>,
     },
+    /// WebSocket, once upgraded (cargo feature `ws`): each data message's
+    /// payload is the service's input (docs/PROTOCOL.md, "WebSocket").
+    #[cfg(feature = "ws")]
+    WebSocket {
+        /// Over TLS (`wss`).
+        secure: bool,
+    },
 }
 
 /// What is known of a connection from its accept to its close.

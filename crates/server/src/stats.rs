@@ -30,6 +30,8 @@ pub enum CounterGroup {
     Proxy,
     /// QUIC connections, their streams and packets.
     Quic,
+    /// WebSocket upgrades, messages and close codes.
+    WebSocket,
     /// The limits: descriptors, per-source shares, panics.
     Limits,
     /// The event loop itself.
@@ -45,6 +47,7 @@ impl CounterGroup {
             Self::Tls => "tls",
             Self::Proxy => "proxy",
             Self::Quic => "quic",
+            Self::WebSocket => "websocket",
             Self::Limits => "limits",
             Self::Loop => "loop",
         }
@@ -101,6 +104,14 @@ const FAMILY_HELP: &[(&str, &str)] = &[
     (
         "shout_connections_closed_by_cause_total",
         "TCP connections closed, by why.",
+    ),
+    (
+        "shout_ws_close_codes_sent_total",
+        "WebSocket close frames sent, by code.",
+    ),
+    (
+        "shout_ws_close_codes_received_total",
+        "WebSocket close frames received, by code.",
     ),
     (
         "shout_datagrams_dropped_by_cause_total",
@@ -315,6 +326,46 @@ counters! {
         /// QUIC packets declared lost, over closed connections.
         quic_packets_lost: "packets lost" => "shout_quic_packets_lost_total";
     }
+    WebSocket {
+        /// WebSocket upgrades done: connections handed to the service.
+        ws_upgrades: "upgrades" => "shout_ws_upgrades_total";
+        /// Requests on a WebSocket listener answered with an error (400,
+        /// 403 for an origin not allowed, 404, 405, 426, 431) or cut at the
+        /// handshake deadline before a whole request.
+        ws_upgrades_refused: "refused" => "shout_ws_upgrades_refused_total";
+        /// Pages served at `/`.
+        ws_pages_served: "pages" => "shout_ws_pages_served_total";
+        /// WebSocket data messages received whole.
+        ws_messages_in: "messages in" => "shout_ws_messages_received_total";
+        /// WebSocket data messages sent whole.
+        ws_messages_out: "out" => "shout_ws_messages_sent_total";
+        /// Close frames sent with 1000 (normal closure).
+        ws_close_sent_1000: "closes sent 1000" =>
+            "shout_ws_close_codes_sent_total"["code" = "1000"];
+        /// Close frames sent with 1001 (going away: the server stops).
+        ws_close_sent_1001: "1001" => "shout_ws_close_codes_sent_total"["code" = "1001"];
+        /// Close frames sent with 1002 (protocol error).
+        ws_close_sent_1002: "1002" => "shout_ws_close_codes_sent_total"["code" = "1002"];
+        /// Close frames sent with 1007 (text that is not UTF-8).
+        ws_close_sent_1007: "1007" => "shout_ws_close_codes_sent_total"["code" = "1007"];
+        /// Close frames sent with 1009 (a message over the size limit).
+        ws_close_sent_1009: "1009" => "shout_ws_close_codes_sent_total"["code" = "1009"];
+        /// Close frames sent with another code (the client's, echoed).
+        ws_close_sent_other: "other" => "shout_ws_close_codes_sent_total"["code" = "other"];
+        /// Close frames received with 1000 (normal closure).
+        ws_close_received_1000: "closes received 1000" =>
+            "shout_ws_close_codes_received_total"["code" = "1000"];
+        /// Close frames received with 1001 (going away: a page closed).
+        ws_close_received_1001: "1001" =>
+            "shout_ws_close_codes_received_total"["code" = "1001"];
+        /// Close frames received with no code (1005 on the client's side,
+        /// never on the wire).
+        ws_close_received_none: "none" =>
+            "shout_ws_close_codes_received_total"["code" = "none"];
+        /// Close frames received with another code.
+        ws_close_received_other: "other" =>
+            "shout_ws_close_codes_received_total"["code" = "other"];
+    }
     Limits {
         /// Connections accepted and closed at once because the process was
         /// out of file descriptors.
@@ -362,6 +413,32 @@ impl WorkerStats {
     pub(crate) fn note_dropped(cause: &AtomicU64, count: u64, total: &AtomicU64) {
         Self::add(total, count);
         Self::add(cause, count);
+    }
+
+    /// Counts a WebSocket close frame sent with `code`.
+    #[cfg(feature = "ws")]
+    pub(crate) fn note_close_sent(&self, code: u16) {
+        let counter = match code {
+            1000 => &self.ws_close_sent_1000,
+            1001 => &self.ws_close_sent_1001,
+            1002 => &self.ws_close_sent_1002,
+            1007 => &self.ws_close_sent_1007,
+            1009 => &self.ws_close_sent_1009,
+            _ => &self.ws_close_sent_other,
+        };
+        Self::add(counter, 1);
+    }
+
+    /// Counts a WebSocket close frame received with `code`, if it had one.
+    #[cfg(feature = "ws")]
+    pub(crate) fn note_close_received(&self, code: Option<u16>) {
+        let counter = match code {
+            Some(1000) => &self.ws_close_received_1000,
+            Some(1001) => &self.ws_close_received_1001,
+            None => &self.ws_close_received_none,
+            Some(_) => &self.ws_close_received_other,
+        };
+        Self::add(counter, 1);
     }
 
     /// Counts one turn of the event loop that took `took`.

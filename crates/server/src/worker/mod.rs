@@ -43,6 +43,8 @@ mod quic_streams;
 mod streams;
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "ws")]
+mod ws;
 
 use crate::connection::{LayerError, TransportLayer};
 use crate::handle::{Handle, ShutdownSignal};
@@ -103,6 +105,9 @@ pub(crate) struct ListenerKind {
     /// The senders trusted for a PROXY header, on a listener that expects
     /// one.
     pub(crate) proxy: Option<Arc<ProxyTrust>>,
+    /// What a WebSocket listener serves besides the service.
+    #[cfg(feature = "ws")]
+    pub(crate) websocket: Option<Arc<crate::ws::WebSocketConfig>>,
 }
 
 impl ListenerKind {
@@ -123,6 +128,8 @@ impl ListenerKind {
         Self {
             tls: Some(crate::tls::recording_sni(config)),
             proxy: proxy.cloned(),
+            #[cfg(feature = "ws")]
+            websocket: None,
         }
     }
 

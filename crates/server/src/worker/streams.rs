@@ -15,6 +15,8 @@ use super::accept::Listener;
 use super::calls::{Serve, add_bytes_out, apply, close_behind_queued, io};
 #[cfg(feature = "tls")]
 use super::tls;
+#[cfg(feature = "ws")]
+use super::ws;
 use super::{Context, Limits, MAX_CONNECTION_KEY, Source, note_panic};
 use crate::connection::{Closed, Connection};
 use crate::handle::Handle;
@@ -226,6 +228,14 @@ impl<S: StreamService> Streams<S> {
             }
         };
         let awaits_header = kind.proxy.is_some();
+        #[cfg(feature = "ws")]
+        if let Some(config) = &kind.websocket {
+            let secure = transport.has_handshake();
+            let layer = crate::ws::WsLayer::new(Arc::clone(config), secure);
+            let connection = Connection::waiting(stream, info, awaits_header, transport, slot);
+            self.admit_waiting(connection.with_websocket(layer), key, context);
+            return;
+        }
         if transport.has_handshake() || awaits_header {
             let connection = Connection::waiting(stream, info, awaits_header, transport, slot);
             self.admit_waiting(connection, key, context);
@@ -272,7 +282,8 @@ impl<S: StreamService> Streams<S> {
         let waits_for = match (connection.in_prelude(), connection.has_handshake()) {
             (true, true) => "its PROXY header, then the TLS handshake",
             (true, false) => "its PROXY header",
-            _ => "the TLS handshake",
+            (false, true) => "the TLS handshake",
+            (false, false) => "its HTTP request",
         };
         let inserted = self.connections.insert(connection);
         debug_assert_eq!(inserted, key, "registered under the slab's next key");
@@ -398,7 +409,7 @@ impl<S: StreamService> Streams<S> {
             };
             active = true;
             WorkerStats::add(&stats.bytes_in, read as u64);
-            receive(&mut serve, connection, key, &self.read_buffer[..read])?;
+            receive(&mut serve, connection, key, &mut self.read_buffer[..read])?;
         }
         if active {
             self.idle.touch(key, context.now);
@@ -441,6 +452,8 @@ impl<S: StreamService> Streams<S> {
         registry: &Registry,
         context: &Context,
     ) {
+        #[cfg(feature = "ws")]
+        ws::note_closing(&mut self.connections[key], &context.stats);
         let Closed {
             mut stream,
             info,
@@ -717,13 +730,13 @@ fn receive<S: StreamService>(
     serve: &mut Serve<'_, S>,
     connection: &mut TcpConnection<S::Session>,
     key: usize,
-    mut data: &[u8],
+    mut data: &mut [u8],
 ) -> Result<(), CloseCause> {
     if connection.in_prelude() {
         let Some(taken) = prelude(serve, connection, key, data)? else {
             return Ok(());
         };
-        data = &data[taken..];
+        data = &mut data[taken..];
         // An empty rest would read as the client's end.
         if data.is_empty() {
             return Ok(());
@@ -732,6 +745,10 @@ fn receive<S: StreamService>(
     #[cfg(feature = "tls")]
     if connection.has_handshake() {
         return tls::receive(serve, connection, key, data);
+    }
+    #[cfg(feature = "ws")]
+    if connection.is_websocket() {
+        return ws::receive(serve, connection, key, data);
     }
     // In the later stages input is discarded: the answer is over.
     if !connection.is_serving() {
@@ -792,19 +809,36 @@ fn prelude<S: StreamService>(
     } else {
         log::debug!("{peer}: PROXY header: the client is {client}");
     }
-    if !connection.has_handshake() {
+    if !connection.has_handshake() && !connection.awaits_upgrade() {
         serve.open_session(connection, key)?;
     }
     Ok(Some(taken))
 }
 
+/// Returns whether the connection is in its TLS handshake.
+fn tls_handshaking<Session>(connection: &TcpConnection<Session>) -> bool {
+    #[cfg(feature = "tls")]
+    return connection.transport_handshaking();
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = connection;
+        false
+    }
+}
+
 /// Counts and logs a connection cut at its handshake deadline: with no
-/// whole PROXY header, or in its TLS handshake.
+/// whole PROXY header, in its TLS handshake, or with no WebSocket upgrade.
 fn note_handshake_timeout<Session>(connection: &TcpConnection<Session>, stats: &WorkerStats) {
     let peer = connection.info().peer;
     if connection.in_prelude() {
         WorkerStats::add(&stats.proxy_headers_rejected, 1);
         log::debug!("{peer}: no whole PROXY header by its deadline, closing");
+    } else if connection.is_websocket() && !tls_handshaking(connection) {
+        // A page answered and lingering is cut here too: not a refusal.
+        if connection.awaits_upgrade() {
+            WorkerStats::add(&stats.ws_upgrades_refused, 1);
+            log::debug!("{peer}: no WebSocket upgrade by the deadline, closing");
+        }
     } else {
         WorkerStats::add(&stats.tls_handshakes_failed, 1);
         WorkerStats::add(&stats.tls_handshake_timeouts, 1);
