@@ -11,7 +11,7 @@ use shout_server::rustls::ServerConfig;
 use shout_server::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_QUIC_RETRY_ABOVE, DEFAULT_QUIC_STREAMS_PER_CONNECTION, Handle,
-    IpPrefix, ServerBuilder, ServerError, Uppercase,
+    IpPrefix, ServerBuilder, ServerError, Uppercase, WebSocketConfig,
 };
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::io::Write;
@@ -42,11 +42,15 @@ Examples:
                                           exit (--cert-out FILE: kept)
   shoutd --quic 127.0.0.1:12443          QUIC (UDP) with a self-signed certificate;
                                           --tls and --quic may share --cert/--key
+  shoutd --ws                             WebSocket on [::]:12080: the page at
+                                          http://HOST:12080/, the socket at /ws
+  shoutd --wss 127.0.0.1:0                the same over TLS (--cert/--key, or a
+                                          generated certificate): https and wss
   RUST_LOG=debug shoutd                   log every connection
 
 On start-up shoutd prints one line per socket to stdout, e.g.
   listening tcp 127.0.0.1:40123
-with the real port when 0 was asked (tcp, udp, tls, quic, metrics). Logs go to
+with the real port when 0 was asked (tcp, udp, tls, quic, ws, wss, metrics). Logs go to
 stderr.
 
 Under systemd socket activation (LISTEN_FDS) shoutd serves the sockets it
@@ -98,6 +102,28 @@ struct Args {
     /// prove its address with a Retry (0: every client).
     #[arg(long, default_value_t = DEFAULT_QUIC_RETRY_ABOVE, value_name = "N")]
     quic_retry_above: usize,
+    /// Serve WebSocket on ADDR (repeatable; without ADDR [::]:12080): the
+    /// page at GET /, the uppercaser at GET /ws, each message answered
+    /// with one message.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "[::]:12080")]
+    ws: Vec<SocketAddr>,
+
+    /// Serve WebSocket over TLS on ADDR (repeatable; without ADDR
+    /// [::]:12444): the page over https, the socket over wss, with the
+    /// --tls certificate.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "[::]:12444")]
+    wss: Vec<SocketAddr>,
+
+    /// Let pages from ORIGIN (e.g. https://example.org) open the
+    /// WebSocket (repeatable). Without it only the server's own page and
+    /// clients that send no Origin header (not browsers) may.
+    #[arg(long, value_name = "ORIGIN")]
+    ws_origin: Vec<String>,
+
+    /// Close a WebSocket whose message (all its fragments) passes BYTES
+    /// with 1009.
+    #[arg(long, default_value_t = shout_server::DEFAULT_MAX_MESSAGE, value_name = "BYTES")]
+    ws_max_message: usize,
 
     /// The TLS certificate chain, PEM (with --key).
     #[arg(long, value_name = "FILE", requires = "key")]
@@ -114,8 +140,8 @@ struct Args {
     cert_out: Option<PathBuf>,
 
     /// Cut a TLS client that has not finished its handshake (or, with
-    /// --proxy-protocol, sent its whole PROXY header) this long after
-    /// connecting.
+    /// --proxy-protocol, sent its whole PROXY header; on --ws and --wss,
+    /// its upgrade) this long after connecting.
     #[arg(long, default_value_t = DEFAULT_HANDSHAKE_TIMEOUT.as_secs_f64(), value_name = "SECS")]
     handshake_timeout: f64,
 
@@ -218,7 +244,8 @@ fn main() -> ExitCode {
         eprintln!("shoutd: cannot install signal handlers: {error}");
         return ExitCode::from(EXIT_SETUP);
     }
-    if let Err(error) = announce(&handle, &notes, metrics.as_ref().map(|m| m.local_addr())) {
+    let metrics_addr = metrics.as_ref().map(|m| m.local_addr());
+    if let Err(error) = announce(&handle, &notes, metrics_addr, args.ws.len()) {
         eprintln!("shoutd: {}", ServerError::EventLoop(error));
         return ExitCode::from(EXIT_SETUP);
     }
@@ -253,12 +280,13 @@ fn start(args: &Args, passed: activation::PassedSockets) -> Result<Started, Star
         .ok_or(ServerError::InvalidSetting(
             "--handshake-timeout must be a number of seconds > 0",
         ))?;
-    let (tcp, udp) = if args.tcp.is_empty()
+    let asked_none = args.tcp.is_empty()
         && args.udp.is_empty()
         && args.tls.is_empty()
         && args.quic.is_empty()
-        && passed.is_empty()
-    {
+        && args.ws.is_empty()
+        && args.wss.is_empty();
+    let (tcp, udp) = if asked_none && passed.is_empty() {
         let default = SocketAddr::from((Ipv6Addr::UNSPECIFIED, DEFAULT_PORT));
         (vec![default], vec![default])
     } else {
@@ -275,8 +303,12 @@ fn start(args: &Args, passed: activation::PassedSockets) -> Result<Started, Star
         .handshake_timeout(handshake_timeout)
         // Named after the binary, as operators see it in `ps` and `top`.
         .worker_thread_name("shoutd-worker");
-    let mut reload = tls::Reload::Nothing("no --tls or --quic");
-    if !args.tls.is_empty() || !args.quic.is_empty() {
+    let mut reload = tls::Reload::Nothing("no --tls, --quic or --wss");
+    let websocket = websocket_config(args);
+    for &addr in &args.ws {
+        builder = builder.websocket(addr, websocket.clone());
+    }
+    if !args.tls.is_empty() || !args.quic.is_empty() || !args.wss.is_empty() {
         let config;
         (config, reload) = tls_config(args).map_err(StartError::Tls)?;
         for &addr in &args.tls {
@@ -288,6 +320,9 @@ fn start(args: &Args, passed: activation::PassedSockets) -> Result<Started, Star
         builder = builder
             .quic_streams_per_connection(args.quic_streams)
             .quic_retry_above(args.quic_retry_above);
+        for &addr in &args.wss {
+            builder = builder.websocket_tls(addr, Arc::clone(&config), websocket.clone());
+        }
     }
     if args.proxy_protocol {
         let trusted = if args.proxy_from.is_empty() {
@@ -383,6 +418,21 @@ fn tls_config(args: &Args) -> Result<(Arc<ServerConfig>, tls::Reload), String> {
     Ok((generated.config, reload))
 }
 
+/// The page served at `/` on the WebSocket listeners: the lecture's client
+/// for a browser, self-contained (nothing fetched from elsewhere).
+const PAGE: &[u8] = include_bytes!("page.html");
+
+/// What the WebSocket listeners serve besides the uppercaser.
+fn websocket_config(args: &Args) -> WebSocketConfig {
+    let mut config = WebSocketConfig::new()
+        .page(PAGE)
+        .max_message_size(args.ws_max_message);
+    for origin in &args.ws_origin {
+        config = config.allow_origin(origin.trim_end_matches('/'));
+    }
+    config
+}
+
 /// The start-up contract: one `listening PROTO ADDR` line per socket on
 /// stdout, flushed, once every socket is bound; a passed socket's line
 /// ends with a note in parentheses, and the metrics endpoint's comes last.
@@ -390,13 +440,17 @@ fn announce(
     handle: &Handle,
     notes: &activation::Notes,
     metrics: Option<SocketAddr>,
+    plain_ws: usize,
 ) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
+    let (ws, wss) = handle.ws_addrs().split_at(plain_ws);
     for (proto, addrs) in [
         ("tcp", handle.tcp_addrs()),
         ("udp", handle.udp_addrs()),
         ("tls", handle.tls_addrs()),
         ("quic", handle.quic_addrs()),
+        ("ws", ws),
+        ("wss", wss),
     ] {
         for (index, addr) in addrs.iter().enumerate() {
             let note = notes.suffix(proto, index, addrs.len());
