@@ -20,3 +20,5 @@ mod tcp;
 mod timers;
 mod tls;
 mod udp;
+#[cfg(feature = "ws")]
+mod ws;
