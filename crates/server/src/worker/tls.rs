@@ -34,12 +34,13 @@ pub(super) fn receive<S: StreamService>(
     let mut rest = ciphertext;
     let ended = rest.is_empty();
     loop {
+        let was_handshaking = connection.transport_handshaking();
         let took = match connection.receive(&mut rest) {
             Ok(took) => took,
             Err(error) => {
                 let _ = connection.flush();
                 let peer = connection.info().peer;
-                if connection.is_handshaking() {
+                if was_handshaking {
                     WorkerStats::add(&stats.tls_handshakes_failed, 1);
                     log::debug!("{peer}: TLS handshake failed: {error}");
                 } else {
@@ -48,25 +49,28 @@ pub(super) fn receive<S: StreamService>(
                 return Err(CloseCause::Error(std::io::ErrorKind::InvalidData));
             }
         };
-        if connection.is_handshaking() {
-            if connection.transport_handshaking() {
-                if ended {
-                    WorkerStats::add(&stats.tls_handshakes_failed, 1);
-                    log::debug!(
-                        "{}: closed during the TLS handshake",
-                        connection.info().peer
-                    );
-                    return Err(CloseCause::ClientClosed);
-                }
-                add_bytes_out(stats, io(connection.flush(), connection.info())?);
-                if rest.is_empty() || !took {
-                    return Ok(());
-                }
-                continue;
+        if connection.transport_handshaking() {
+            if ended {
+                WorkerStats::add(&stats.tls_handshakes_failed, 1);
+                log::debug!(
+                    "{}: closed during the TLS handshake",
+                    connection.info().peer
+                );
+                return Err(CloseCause::ClientClosed);
             }
+            add_bytes_out(stats, io(connection.flush(), connection.info())?);
+            if rest.is_empty() || !took {
+                return Ok(());
+            }
+            continue;
+        }
+        if was_handshaking {
             WorkerStats::add(&stats.tls_handshakes_completed, 1);
             log::debug!("{}: TLS handshake done", connection.info().peer);
-            serve.open_session(connection, key)?;
+            // Over wss the service opens on the upgrade that comes next.
+            if !connection.awaits_upgrade() {
+                serve.open_session(connection, key)?;
+            }
         }
         if deliver_plaintext(serve, connection, key)? {
             break;
@@ -88,10 +92,12 @@ fn deliver_plaintext<S: StreamService>(
     key: usize,
 ) -> Result<bool, CloseCause> {
     loop {
-        if !connection.is_serving() {
+        // A WebSocket connection takes its request head (and discards
+        // input once answered) in its own layer.
+        if !connection.is_serving() && !connection.is_websocket() {
             return Ok(false);
         }
-        let data = match connection.plaintext() {
+        let mut data = match connection.plaintext() {
             Received::Nothing => return Ok(false),
             Received::Data(bytes) => bytes,
             Received::End { truncated } => {
@@ -106,19 +112,34 @@ fn deliver_plaintext<S: StreamService>(
             }
         };
         let over = data.is_empty();
-        let answered = serve.call_and_answer(connection, key, |service, session, conn| {
-            if over {
-                service.end(session, conn, EndReason::ClientClosed);
-            } else {
-                service.data(session, &data, conn);
-            }
-        });
+        let answered = hand_on(serve, connection, key, &mut data);
         recycle(data);
         answered?;
         if over {
             return Ok(true);
         }
     }
+}
+
+/// Hands plaintext (empty: the client's end) on to the service, or to
+/// the WebSocket layer over TLS (wss).
+fn hand_on<S: StreamService>(
+    serve: &mut Serve<'_, S>,
+    connection: &mut TcpConnection<S::Session>,
+    key: usize,
+    data: &mut [u8],
+) -> Result<(), CloseCause> {
+    #[cfg(feature = "ws")]
+    if connection.is_websocket() {
+        return super::ws::receive(serve, connection, key, data);
+    }
+    serve.call_and_answer(connection, key, |service, session, conn| {
+        if data.is_empty() {
+            service.end(session, conn, EndReason::ClientClosed);
+        } else {
+            service.data(session, data, conn);
+        }
+    })
 }
 
 /// Counts and logs a handshake broken by the socket: a reset, or another

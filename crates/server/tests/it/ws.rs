@@ -8,6 +8,7 @@ use crate::support::*;
 use shout_server::{ServerBuilder, Stats, Uppercase, WebSocketConfig};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -26,7 +27,7 @@ fn ws_addr(server: &Running) -> SocketAddr {
 
 /// Sends `head` and returns the server's response head, up to the blank
 /// line.
-fn http(stream: &mut TcpStream, head: &str) -> String {
+fn http(stream: &mut (impl Read + Write), head: &str) -> String {
     stream.write_all(head.as_bytes()).unwrap();
     let mut response = Vec::new();
     let mut byte = [0];
@@ -81,20 +82,29 @@ fn frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
 
 /// Reads one server frame: its first byte and payload. Server frames are
 /// never masked.
-fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
-    let head = read_exactly(stream, 2);
+fn read_frame(stream: &mut impl Read) -> (u8, Vec<u8>) {
+    let head = take(stream, 2);
     assert_eq!(head[1] & 0x80, 0, "a server frame is not masked");
     let len = match head[1] & 0x7f {
-        126 => u16::from_be_bytes(read_exactly(stream, 2).try_into().unwrap()) as usize,
-        127 => u64::from_be_bytes(read_exactly(stream, 8).try_into().unwrap()) as usize,
+        126 => u16::from_be_bytes(take(stream, 2).try_into().unwrap()) as usize,
+        127 => u64::from_be_bytes(take(stream, 8).try_into().unwrap()) as usize,
         n => n as usize,
     };
-    (head[0], read_exactly(stream, len))
+    (head[0], take(stream, len))
+}
+
+/// Reads exactly `len` bytes (the stream's read timeout bounds the wait).
+fn take(stream: &mut impl Read, len: usize) -> Vec<u8> {
+    let mut bytes = vec![0; len];
+    stream
+        .read_exact(&mut bytes)
+        .expect("the bytes arrive in time");
+    bytes
 }
 
 /// Reads one whole data message (its fragments joined): its opcode and
 /// payload.
-fn read_message(stream: &mut TcpStream) -> (u8, Vec<u8>) {
+fn read_message(stream: &mut impl Read) -> (u8, Vec<u8>) {
     let (first, mut payload) = read_frame(stream);
     let opcode = first & 0x0f;
     assert!(opcode == 1 || opcode == 2, "not a data frame: {first:#x}");
@@ -308,4 +318,54 @@ fn no_upgrade_by_the_deadline_is_cut_and_a_stop_sends_1001() {
     drop(ws);
     let stats = server.stop();
     assert_eq!(stats.ws_close_sent_1001, 1, "{stats}");
+}
+
+/// Answers each input with the transport the service sees.
+struct Transports;
+
+impl shout_server::StreamService for Transports {
+    type Session = ();
+
+    fn open(&self, _conn: &mut shout_server::ConnectionContext<'_>) {}
+
+    fn data(&self, _: &mut (), _input: &[u8], conn: &mut shout_server::ConnectionContext<'_>) {
+        let seen = format!("{:?}", conn.transport());
+        conn.output().extend_from_slice(seen.as_bytes());
+    }
+}
+
+#[test]
+fn over_tls_the_page_is_https_the_socket_wss_and_the_service_sees_it() {
+    use shout_server::rustls::{ClientConnection, StreamOwned};
+    let (server_config, client) = crate::tls::configs(&[&shout_server::rustls::version::TLS13]);
+    let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server = run(ServerBuilder::tcp_only(Transports).websocket_tls(
+        loopback,
+        server_config,
+        WebSocketConfig::new().page(&b"over https"[..]),
+    ));
+    let tls = |addr| {
+        let conn = ClientConnection::new(Arc::clone(&client), "localhost".try_into().unwrap());
+        StreamOwned::new(conn.unwrap(), connect(addr))
+    };
+    let addr = ws_addr(&server);
+    let mut page = tls(addr);
+    let head = http(&mut page, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    assert_eq!(take(&mut page, 10), b"over https");
+
+    let mut wss = tls(addr);
+    let origin = "Origin: https://localhost\r\n";
+    let response = http(&mut wss, &upgrade_request(origin));
+    assert!(response.starts_with("HTTP/1.1 101 "), "{response}");
+    wss.write_all(&frame(0x81, b"which?", true)).unwrap();
+    let (_, seen) = read_message(&mut wss);
+    assert_eq!(
+        String::from_utf8(seen).unwrap(),
+        "WebSocket { secure: true }"
+    );
+    let stats = server.stop();
+    assert_eq!(stats.tls_handshakes_completed, 2, "{stats}");
+    assert_eq!(stats.ws_upgrades, 1, "{stats}");
+    assert_eq!(stats.ws_pages_served, 1, "{stats}");
 }
