@@ -38,6 +38,7 @@ mod link;
 mod load;
 mod metrics;
 mod needs;
+mod websocket;
 mod nginx;
 pub(crate) mod process;
 mod quic;
@@ -347,6 +348,20 @@ const SCENARIOS: &[Scenario] = &[
         deadline: Duration::from_secs(30),
         needs: &["aioquic", "openssl"],
         run: quic::shout_vs_aioquic_server,
+    },
+    Scenario {
+        name: "python-websockets-vs-shoutd",
+        proves: "Python's websockets package, as a client, gets text (growing when uppercased), binary, a fragmented message and 300 kB answered exactly, its ping ponged and its close answered with 1000 by shoutd --ws; a foreign Origin gets 403",
+        deadline: Duration::from_secs(40),
+        needs: &["python3-websockets"],
+        run: websocket::python_websockets_vs_shoutd,
+    },
+    Scenario {
+        name: "chromium-page",
+        proves: "headless Chromium loads shoutd --ws's page with ?say=TEXT and shows TEXT's uppercase in #reply, the status line open",
+        deadline: Duration::from_secs(40),
+        needs: &["chromium"],
+        run: websocket::chromium_page,
     },
     Scenario {
         name: "metrics",

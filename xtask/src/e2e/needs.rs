@@ -113,6 +113,23 @@ pub(crate) const NEEDS: &[Need] = &[
         present: |env| env.has_aioquic(),
     },
     Need {
+        name: "python3-websockets",
+        how: "install Python's websockets for /usr/bin/python3 (Debian: python3-websockets)",
+        present: |_| {
+            std::process::Command::new(super::websocket::PYTHON)
+                .args(["-c", "import websockets"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success())
+        },
+    },
+    Need {
+        name: "chromium",
+        how: "install Chromium (Debian: chromium)",
+        present: |_| find_in_path("chromium").is_some(),
+    },
+    Need {
         name: "promtool",
         how: "install promtool (Debian: prometheus)",
         present: |_| find_in_path("promtool").is_some(),

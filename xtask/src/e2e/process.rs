@@ -269,6 +269,8 @@ pub(crate) struct Shoutd {
     pub(crate) tls: Option<SocketAddr>,
     /// The QUIC listener, when `--quic` was among the options.
     pub(crate) quic: Option<SocketAddr>,
+    /// The WebSocket listener, when `--ws` was among the options.
+    pub(crate) ws: Option<SocketAddr>,
 }
 
 impl Shoutd {
@@ -295,6 +297,7 @@ impl Shoutd {
             metrics: listening.addrs("metrics").first().copied(),
             tls: listening.addrs("tls").first().copied(),
             quic: listening.addrs("quic").first().copied(),
+            ws: listening.addrs("ws").first().copied(),
         })
     }
 }
@@ -324,6 +327,7 @@ pub(crate) fn start_announcing_all(
     let wants_metrics = has("--metrics");
     let wants_tls = has("--tls");
     let wants_quic = has("--quic");
+    let wants_ws = has("--ws");
     let wants_plain = !(wants_tls || wants_quic) || has("--tcp") || has("--udp");
     command.stdin(Stdio::null()).stdout(Stdio::piped());
     let mut process = Spawned::start(name, command)?;
@@ -334,6 +338,7 @@ pub(crate) fn start_announcing_all(
         || (wants_metrics && listening.addrs("metrics").is_empty())
         || (wants_tls && listening.addrs("tls").is_empty())
         || (wants_quic && listening.addrs("quic").is_empty())
+        || (wants_ws && listening.addrs("ws").is_empty())
     {
         let line = match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(line) => line,

@@ -1,0 +1,132 @@
+//! Scenarios where shout's WebSocket meets WebSocket written by others:
+//! Python's `websockets` package as a client of `shoutd --ws`, headless
+//! Chromium loading the page with `?say=` and showing the uppercase, and
+//! `shout ws` against an uppercaser on Python's `websockets`.
+//!
+//! Everything is on 127.0.0.1; Chromium runs with the flags that keep it
+//! off the network (no sync, no component updates, no QUIC) and a fresh
+//! profile in a temporary directory. This module does not test WebSocket
+//! itself (crates/server's tests do, frame by frame), only that the sides
+//! agree.
+
+use super::process::{Shoutd, TempDir, one_line_tail, run_with_input};
+use super::{Env, Outcome};
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+/// Time a client process gets for its whole exchange.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The Python that has the `websockets` package (Debian's
+/// python3-websockets): the system's, whatever a virtualenv puts first
+/// in PATH.
+pub(crate) const PYTHON: &str = "/usr/bin/python3";
+
+/// Starts shoutd with a WebSocket listener on 127.0.0.1 and `extra`.
+fn start(env: &Env, extra: &[&str]) -> Result<(Shoutd, SocketAddr), String> {
+    let mut options = vec!["--ws", "127.0.0.1:0"];
+    options.extend_from_slice(extra);
+    let shoutd = Shoutd::start_on(env, "127.0.0.1:0", "127.0.0.1:0", &options)?;
+    let ws = shoutd.ws.ok_or("shoutd printed no `listening ws` line")?;
+    Ok((shoutd, ws))
+}
+
+/// A client on Python's `websockets`: text (Unicode that grows when
+/// uppercased), binary, a fragmented message, 300 kB, a ping, the close
+/// handshake, and an upgrade from a foreign Origin. Prints one line each.
+const PYTHON_CLIENT: &str = r#"
+import asyncio, sys, websockets
+url = "ws://127.0.0.1:%s/ws" % sys.argv[1]
+async def main():
+    out = []
+    async with websockets.connect(url, max_size=None) as ws:
+        await ws.send("hello, straße — ﬁne")
+        out.append(await ws.recv())
+        await ws.send(b"bytes \xff")
+        out.append(repr(await ws.recv()))
+        await ws.send(["frag", "mented"])
+        out.append(await ws.recv())
+        big = "abc " * 75000
+        await ws.send(big)
+        out.append("big " + str(await ws.recv() == big.upper()))
+        pong = await ws.ping(b"are you there")
+        await asyncio.wait_for(pong, 5)
+        out.append("pong")
+    out.append("close %s" % ws.close_code)
+    try:
+        async with websockets.connect(url, origin="http://evil.example"):
+            out.append("foreign origin accepted")
+    except websockets.exceptions.InvalidHandshake as error:
+        status = getattr(error, "status_code", None) or error.response.status_code
+        out.append("foreign origin refused %s" % int(status))
+    print("\n".join(out))
+asyncio.run(main())
+"#;
+
+/// Python's `websockets` client gets every message answered as it should.
+pub(crate) fn python_websockets_vs_shoutd(env: &Env) -> Result<Outcome, String> {
+    let (mut shoutd, ws) = start(env, &[])?;
+    let mut client = Command::new(PYTHON);
+    client
+        .args(["-c", PYTHON_CLIENT, &ws.port().to_string()])
+        .env("PYTHONIOENCODING", "utf-8");
+    let expected = "HELLO, STRASSE — FINE\nb'BYTES \\xff'\nFRAGMENTED\nbig True\npong\n\
+                    close 1000\nforeign origin refused 403\n";
+    run_with_input("python3 websockets", &mut client, b"", CLIENT_TIMEOUT)?
+        .expect("python3 websockets", expected.as_bytes())?;
+    if let Some(status) = shoutd.process.try_wait()? {
+        return Err(format!("shoutd exited ({status}); {}", shoutd.process.stderr_tail()));
+    }
+    Ok(Outcome::Pass(None))
+}
+
+/// Chromium, headless and off the network, with a fresh profile in
+/// `profile`, doing `action` (`--dump-dom`, `--screenshot=FILE`) on `url`.
+pub(crate) fn chromium(profile: &std::path::Path, action: &[&str], url: &str) -> Command {
+    let mut command = Command::new("chromium");
+    command
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(action)
+        .arg(url);
+    command
+}
+
+/// Headless Chromium loads the page with `?say=` and shows the uppercase
+/// in the element with id `reply`, the status line saying it is open.
+pub(crate) fn chromium_page(env: &Env) -> Result<Outcome, String> {
+    let (mut shoutd, ws) = start(env, &[])?;
+    let profile = TempDir::new("chromium")?;
+    let said = "hello from chromium, straße";
+    let url = format!("http://{ws}/?say=hello%20from%20chromium%2C%20stra%C3%9Fe");
+    // Virtual time runs the page's timers and waits for its socket.
+    let mut browser = chromium(&profile.0, &["--virtual-time-budget=10000", "--dump-dom"], &url);
+    let finished = run_with_input("chromium", &mut browser, b"", CLIENT_TIMEOUT)?;
+    let dom = String::from_utf8_lossy(&finished.stdout);
+    let reply = format!(r#"<div id="reply" aria-live="polite">{}</div>"#, said.to_uppercase());
+    if !finished.status.success() || !dom.contains(&reply) {
+        return Err(format!(
+            "chromium ({}) shows no {reply:?} in the DOM: {}; stderr: {}",
+            finished.status,
+            one_line_tail(&dom, 600),
+            one_line_tail(&finished.stderr, 400)
+        ));
+    }
+    if !dom.contains(&format!(r#"<div id="status" class="open">open: ws://{ws}/ws</div>"#)) {
+        return Err(format!("the status line is not open: {}", one_line_tail(&dom, 600)));
+    }
+    if let Some(status) = shoutd.process.try_wait()? {
+        return Err(format!("shoutd exited ({status}); {}", shoutd.process.stderr_tail()));
+    }
+    Ok(Outcome::Pass(None))
+}
