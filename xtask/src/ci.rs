@@ -2,7 +2,7 @@
 //!
 //! Steps, in order, stopping at the first failure: `cargo fmt --check`,
 //! `cargo clippy -D warnings` on every target and on shout-server without
-//! its features, every test (with
+//! its features and with `ws` alone, every test (with
 //! `cargo nextest` when it is installed, plus the doctests it does not run;
 //! `cargo test` otherwise), then `cargo xtask e2e`. The peer tools the e2e
 //! scenarios use (python3, nc, ncat, socat) are installed by the CI script,
@@ -34,6 +34,18 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         "--package",
         "shout-server",
         "--no-default-features",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // WebSocket without TLS: `ws` alone must build on its own too.
+    step(cargo(root).args([
+        "clippy",
+        "--package",
+        "shout-server",
+        "--no-default-features",
+        "--features",
+        "ws",
         "--",
         "-D",
         "warnings",

@@ -38,12 +38,12 @@ mod link;
 mod load;
 mod metrics;
 mod needs;
-mod websocket;
 mod nginx;
 pub(crate) mod process;
 mod quic;
 mod text;
 mod tls;
+mod websocket;
 
 use crate::{cargo, run_inherited, show};
 pub(crate) use activation::{IN_NETNS_TASK, handover_in_netns};

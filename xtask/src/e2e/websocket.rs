@@ -76,7 +76,10 @@ pub(crate) fn python_websockets_vs_shoutd(env: &Env) -> Result<Outcome, String> 
     run_with_input("python3 websockets", &mut client, b"", CLIENT_TIMEOUT)?
         .expect("python3 websockets", expected.as_bytes())?;
     if let Some(status) = shoutd.process.try_wait()? {
-        return Err(format!("shoutd exited ({status}); {}", shoutd.process.stderr_tail()));
+        return Err(format!(
+            "shoutd exited ({status}); {}",
+            shoutd.process.stderr_tail()
+        ));
     }
     Ok(Outcome::Pass(None))
 }
@@ -110,10 +113,17 @@ pub(crate) fn chromium_page(env: &Env) -> Result<Outcome, String> {
     let said = "hello from chromium, straße";
     let url = format!("http://{ws}/?say=hello%20from%20chromium%2C%20stra%C3%9Fe");
     // Virtual time runs the page's timers and waits for its socket.
-    let mut browser = chromium(&profile.0, &["--virtual-time-budget=10000", "--dump-dom"], &url);
+    let mut browser = chromium(
+        &profile.0,
+        &["--virtual-time-budget=10000", "--dump-dom"],
+        &url,
+    );
     let finished = run_with_input("chromium", &mut browser, b"", CLIENT_TIMEOUT)?;
     let dom = String::from_utf8_lossy(&finished.stdout);
-    let reply = format!(r#"<div id="reply" aria-live="polite">{}</div>"#, said.to_uppercase());
+    let reply = format!(
+        r#"<div id="reply" aria-live="polite">{}</div>"#,
+        said.to_uppercase()
+    );
     if !finished.status.success() || !dom.contains(&reply) {
         return Err(format!(
             "chromium ({}) shows no {reply:?} in the DOM: {}; stderr: {}",
@@ -122,11 +132,19 @@ pub(crate) fn chromium_page(env: &Env) -> Result<Outcome, String> {
             one_line_tail(&finished.stderr, 400)
         ));
     }
-    if !dom.contains(&format!(r#"<div id="status" class="open">open: ws://{ws}/ws</div>"#)) {
-        return Err(format!("the status line is not open: {}", one_line_tail(&dom, 600)));
+    if !dom.contains(&format!(
+        r#"<div id="status" class="open">open: ws://{ws}/ws</div>"#
+    )) {
+        return Err(format!(
+            "the status line is not open: {}",
+            one_line_tail(&dom, 600)
+        ));
     }
     if let Some(status) = shoutd.process.try_wait()? {
-        return Err(format!("shoutd exited ({status}); {}", shoutd.process.stderr_tail()));
+        return Err(format!(
+            "shoutd exited ({status}); {}",
+            shoutd.process.stderr_tail()
+        ));
     }
     Ok(Outcome::Pass(None))
 }

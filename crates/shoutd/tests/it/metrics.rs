@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, UdpSocket};
 
 /// Every metric shoutd exposes today.
-const NAMES: [&str; 26] = [
+const NAMES: [&str; 31] = [
     "shout_connections_refused_per_source_total",
     "shout_connections_accepted_total",
     "shout_connections_closed_total",
@@ -34,6 +34,11 @@ const NAMES: [&str; 26] = [
     "shout_quic_bytes_received_total",
     "shout_quic_bytes_sent_total",
     "shout_quic_packets_lost_total",
+    "shout_ws_upgrades_total",
+    "shout_ws_upgrades_refused_total",
+    "shout_ws_pages_served_total",
+    "shout_ws_messages_received_total",
+    "shout_ws_messages_sent_total",
 ];
 
 /// `GET /metrics`: the body, which must come with a 200.
@@ -147,9 +152,13 @@ fn the_counters_equal_the_traffic_sent_over_tcp_and_udp() {
     for (name, value) in expected {
         assert_eq!(after.get(name), Some(&value), "{name}");
     }
-    // The names above, the loop's turns, 8 close causes, 9 drop causes and
-    // 16 turn-time buckets.
-    assert_eq!(after.len(), NAMES.len() + 1 + 8 + 9 + 16, "{after:?}");
+    // The names above, the loop's turns, 8 close causes, 9 drop causes,
+    // 16 turn-time buckets, 6 WebSocket close codes sent and 4 received.
+    assert_eq!(
+        after.len(),
+        NAMES.len() + 1 + 8 + 9 + 16 + 6 + 4,
+        "{after:?}"
+    );
     assert_eq!(
         after["shout_loop_turns_total"],
         after["shout_loop_turns_within_total{at_most_us=\"inf\"}"]
