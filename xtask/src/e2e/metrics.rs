@@ -98,6 +98,20 @@ pub(crate) fn metrics(env: &Env) -> Result<Outcome, String> {
         ("shout_tls_handshake_timeouts_total", 0),
         ("shout_tls_truncated_total", 0),
         ("shout_proxy_headers_rejected_total", 0),
+        ("shout_datagrams_from_senders_total", 0),
+        ("shout_quic_handshakes_completed_total", 0),
+        ("shout_quic_handshakes_failed_total", 0),
+        ("shout_quic_connections_refused_total", 0),
+        ("shout_quic_retries_sent_total", 0),
+        ("shout_quic_streams_total", 0),
+        ("shout_quic_bytes_received_total", 0),
+        ("shout_quic_bytes_sent_total", 0),
+        ("shout_quic_packets_lost_total", 0),
+        ("shout_ws_upgrades_total", 0),
+        ("shout_ws_upgrades_refused_total", 0),
+        ("shout_ws_pages_served_total", 0),
+        ("shout_ws_messages_received_total", 0),
+        ("shout_ws_messages_sent_total", 0),
     ];
     let wrong: Vec<String> = expected
         .iter()
