@@ -47,6 +47,7 @@ mod blocking;
 mod error;
 pub mod format;
 mod payload;
+mod quic;
 mod record;
 mod schedule;
 mod summary;
@@ -58,7 +59,7 @@ pub use summary::{Mode, Summary};
 
 use format::{Count, Latency, Secs};
 use record::{Progress, Recorder};
-use shout_client::{ClientError, Connector, Target, TlsClient, TlsOptions, Transport};
+use shout_client::{ClientError, Connector, QuicClient, Target, TlsClient, TlsOptions, Transport};
 use std::fmt::{self, Write as _};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -137,6 +138,12 @@ pub struct BenchOptions {
     pub tls: Option<TlsOptions>,
     /// What the server answers: every reply is checked against it.
     pub expect: Expect,
+    /// QUIC instead of TCP (with `transport` TCP), trusting what `tls`
+    /// says: each connection a QUIC connection.
+    pub quic: bool,
+    /// Over QUIC, a stream per request (`depth` streams in flight per
+    /// connection) instead of every request pipelined on one stream.
+    pub streams: bool,
 }
 
 impl Default for BenchOptions {
@@ -158,6 +165,8 @@ impl Default for BenchOptions {
             connect_timeout: Duration::from_secs(5),
             tls: None,
             expect: Expect::Upper,
+            quic: false,
+            streams: false,
         }
     }
 }
@@ -232,6 +241,14 @@ impl BenchOptions {
         }
         if self.tls.is_some() && (self.transport == Transport::Udp || self.blocking) {
             return Err("TLS is for the event loops' TCP connections (no UDP, no blocking)".into());
+        }
+        if self.quic && (self.transport == Transport::Udp || self.blocking || self.rate.is_some()) {
+            return Err(
+                "QUIC is closed-loop over the event loops (no UDP, blocking or rate)".into(),
+            );
+        }
+        if self.streams && !self.quic {
+            return Err("a stream per request is QUIC's (--quic)".into());
         }
         if self.stop == Stop::Requests(0) {
             return Err("at least 1 request".into());
@@ -351,7 +368,11 @@ impl BenchReport {
     pub fn summary(&self) -> Summary {
         let us = |duration: Duration| summary::rounded(duration.as_secs_f64() * 1e6, 1);
         Summary {
-            transport: self.options.transport.to_string(),
+            transport: if self.options.quic {
+                "quic".to_owned()
+            } else {
+                self.options.transport.to_string()
+            },
             target: self.target,
             mode: self.mode(),
             connections: self.connections(),
@@ -376,7 +397,7 @@ impl BenchReport {
                 .held
                 .map(|held| summary::rounded(held.open_time.as_secs_f64(), 6)),
             first_error: self.recorder.first_error.clone(),
-            tls: self.options.tls.is_some(),
+            tls: self.options.tls.is_some() || self.options.quic,
             handshakes: self.recorder.handshakes,
             handshake_p50_us: self.handshake_latency(0.5).map(us),
             handshake_p90_us: self.handshake_latency(0.9).map(us),
@@ -403,12 +424,19 @@ impl fmt::Display for BenchReport {
     /// percentiles, errors.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let options = &self.options;
-        let over = if options.tls.is_some() {
-            " over tls"
-        } else {
-            ""
+        let over = match (options.quic, options.tls.is_some()) {
+            (true, _) if options.streams => "quic (a stream per request)",
+            (true, _) => "quic",
+            (false, true) => "tcp over tls",
+            (false, false) => {
+                if options.transport == Transport::Udp {
+                    "udp"
+                } else {
+                    "tcp"
+                }
+            }
         };
-        write!(f, "{}{over} {}: ", options.transport, self.target)?;
+        write!(f, "{over} {}: ", self.target)?;
         match self.held {
             Some(held) => writeln!(
                 f,
@@ -466,11 +494,12 @@ impl fmt::Display for BenchReport {
             Latency(self.latency(0.999)),
             Latency(self.max_latency())
         )?;
-        if options.tls.is_some() {
+        if options.tls.is_some() || options.quic {
             let shown = |quantile| self.handshake_latency(quantile).unwrap_or_default();
             writeln!(
                 f,
-                "  tls      {} handshakes  p50 {}  p90 {}  p99 {}  max {}",
+                "  {:<8} {} handshakes  p50 {}  p90 {}  p99 {}  max {}",
+                if options.quic { "quic" } else { "tls" },
                 Count(self.recorder.handshakes),
                 Latency(shown(0.5)),
                 Latency(shown(0.9)),
@@ -523,6 +552,8 @@ pub(crate) struct Plan {
     pub(crate) connect_timeout: Duration,
     /// The TLS configuration every connection uses, if any.
     pub(crate) tls: Option<TlsClient>,
+    /// Over QUIC, how to connect.
+    pub(crate) quic: Option<quic::QuicPlan>,
 }
 
 /// What the threads share: the progress counters, and a barrier so that
@@ -555,7 +586,24 @@ pub fn bench(
     progress: Option<&mut dyn Write>,
 ) -> Result<BenchReport, BenchError> {
     options.validate()?;
+    let mut quic_plan = None;
     let (addr, tls) = match options.transport {
+        // One QUIC connection first: a server that is not there, or an
+        // untrusted certificate, is one clear error.
+        Transport::Tcp if options.quic => {
+            let connector = Connector::resolve(target, Some(options.connect_timeout))?;
+            let tls = TlsClient::new(&options.tls.clone().unwrap_or_default(), target)?;
+            let client = QuicClient::new(&tls)?;
+            let connection = client.connect(connector.addrs(), Some(options.connect_timeout))?;
+            let peer = connection.peer();
+            connection.close();
+            quic_plan = Some(quic::QuicPlan {
+                config: client.config().clone(),
+                server_name: client.server_name().to_owned(),
+                streams: options.streams,
+            });
+            (peer, None)
+        }
         // One blocking connection first: a server that is not there is one
         // clear error, not thousands of counted ones.
         Transport::Tcp => {
@@ -582,7 +630,7 @@ pub fn bench(
             None,
         ),
     };
-    let plans = plans(addr, options, tls.as_ref());
+    let plans = plans(addr, options, tls.as_ref(), quic_plan.as_ref());
     let threads = plans.len();
     let shared = Arc::new(Shared {
         progress: Progress::default(),
@@ -596,10 +644,13 @@ pub fn bench(
         std::thread::Builder::new()
             .name("shout-bench".into())
             .spawn(move || {
-                let outcome = match transport {
-                    Transport::Tcp if blocking => blocking::run(&plan, &shared),
-                    Transport::Tcp => tcp::run(&plan, &shared),
-                    Transport::Udp => udp::run(&plan, &shared),
+                let outcome = match (transport, &plan.quic) {
+                    (_, Some(quic)) => quic::run(&plan, quic, &shared),
+                    _ => match transport {
+                        Transport::Tcp if blocking => blocking::run(&plan, &shared),
+                        Transport::Tcp => tcp::run(&plan, &shared),
+                        Transport::Udp => udp::run(&plan, &shared),
+                    },
                 };
                 let _ = done.send(outcome);
             })
@@ -632,7 +683,12 @@ pub fn bench(
 }
 
 /// Splits the run among the threads: connections, requests and rate.
-fn plans(addr: SocketAddr, options: &BenchOptions, tls: Option<&TlsClient>) -> Vec<Plan> {
+fn plans(
+    addr: SocketAddr,
+    options: &BenchOptions,
+    tls: Option<&TlsClient>,
+    quic: Option<&quic::QuicPlan>,
+) -> Vec<Plan> {
     let threads = if options.blocking {
         options.connections
     } else {
@@ -674,6 +730,7 @@ fn plans(addr: SocketAddr, options: &BenchOptions, tls: Option<&TlsClient>) -> V
             timeout: options.timeout,
             connect_timeout: options.connect_timeout,
             tls: tls.cloned(),
+            quic: quic.cloned(),
         })
         .filter(|plan| plan.connections > 0)
         .collect()
@@ -832,7 +889,7 @@ mod tests {
             rate: Some(300.0),
             ..BenchOptions::default()
         };
-        let shares = plans("127.0.0.1:1".parse().unwrap(), &options, None);
+        let shares = plans("127.0.0.1:1".parse().unwrap(), &options, None, None);
         assert_eq!(shares.len(), 3);
         assert_eq!(shares.iter().map(|p| p.connections).sum::<usize>(), 10);
         assert_eq!(shares.iter().map(|p| p.quota.unwrap()).sum::<u64>(), 1_000);
@@ -844,7 +901,7 @@ mod tests {
             ..BenchOptions::default()
         };
         assert_eq!(
-            plans("127.0.0.1:1".parse().unwrap(), &options, None).len(),
+            plans("127.0.0.1:1".parse().unwrap(), &options, None, None).len(),
             2
         );
         // Blocking clients: a thread per connection, whatever `threads` says.
@@ -854,7 +911,7 @@ mod tests {
             stop: Stop::Requests(12),
             ..BenchOptions::default()
         };
-        let shares = plans("127.0.0.1:1".parse().unwrap(), &options, None);
+        let shares = plans("127.0.0.1:1".parse().unwrap(), &options, None, None);
         assert_eq!(shares.len(), 5);
         assert!(shares.iter().all(|p| p.connections == 1));
         assert_eq!(shares.iter().map(|p| p.quota.unwrap()).sum::<u64>(), 12);

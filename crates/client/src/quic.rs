@@ -70,6 +70,17 @@ impl QuicClient {
         })
     }
 
+    /// Returns the quinn-proto configuration, for callers that drive
+    /// connections themselves (the load generator).
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// Returns the name sent as SNI and checked in the certificate.
+    pub fn server_name(&self) -> &str {
+        &self.server_name
+    }
+
     /// Connects to the first of `addrs` that completes a handshake within
     /// `timeout` each (ten seconds when `None`).
     pub fn connect(

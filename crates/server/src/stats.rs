@@ -307,7 +307,9 @@ counters! {
         proxy_headers_rejected: "headers rejected" => "shout_proxy_headers_rejected_total";
     }
     Quic {
-        /// QUIC handshakes completed.
+        /// QUIC handshakes completed, counting a resumed client whose early
+        /// (0-RTT) request was answered and which closed before the server
+        /// saw its handshake end.
         quic_handshakes_completed: "handshakes" => "shout_quic_handshakes_completed_total";
         /// QUIC handshakes that failed: refused by the client or the
         /// server, broken, or cut at the handshake deadline.

@@ -375,11 +375,17 @@ struct BenchArgs {
     #[arg(value_name = "HOST:PORT", help = TARGET_HELP)]
     target: Target,
     /// UDP: each of --connections is a socket with --depth datagrams in flight.
-    #[arg(long, conflicts_with = "tls")]
+    #[arg(long, conflicts_with_all = ["tls", "quic"])]
     udp: bool,
-    /// Every connection speaks TLS; handshakes are counted and timed apart.
+    /// Every connection speaks TLS (--tls) or is a QUIC connection
+    /// (--quic); handshakes are counted and timed apart.
     #[command(flatten)]
     tls: TlsArgs,
+    /// Over QUIC, a stream per request (--depth streams in flight per
+    /// connection, up to the server's stream limit) instead of every
+    /// request pipelined on one stream.
+    #[arg(long, requires = "quic")]
+    streams: bool,
     /// Connections (or UDP sockets) at once.
     #[arg(short, long, value_name = "C", default_value_t = 1)]
     connections: usize,
@@ -403,7 +409,7 @@ struct BenchArgs {
     /// Open loop: requests per second in all, on a fixed schedule. Above
     /// 1,000/s per thread the schedule is kept by polling without sleep,
     /// which keeps a core busy.
-    #[arg(long, value_name = "R")]
+    #[arg(long, value_name = "R", conflicts_with = "quic")]
     rate: Option<f64>,
     /// A new TCP connection for every request: connect, send, half-close,
     /// read to the end, close. Latency includes the handshake.
@@ -422,7 +428,7 @@ struct BenchArgs {
     threads: usize,
     /// Blocking clients: a thread per connection, one request and one reply
     /// at a time (std's blocking socket), instead of event loops.
-    #[arg(long, conflicts_with_all = ["udp", "hold", "rate", "new_connection", "threads", "tls"])]
+    #[arg(long, conflicts_with_all = ["udp", "hold", "rate", "new_connection", "threads", "tls", "quic"])]
     blocking: bool,
     /// Seconds without a reply after which a connection has failed, or a
     /// datagram is lost.
@@ -483,6 +489,8 @@ impl BenchArgs {
             connect_timeout,
             tls: self.tls.options(),
             expect: self.expect.into(),
+            quic: self.tls.quic,
+            streams: self.streams,
         }
     }
 }

@@ -85,6 +85,10 @@ pub(super) struct QuicConnection {
     phase: Phase,
     /// The SNI the client sent, known once the handshake data is.
     pub(super) sni: Option<String>,
+    /// Whether a stream was opened: a client that is answered and closes
+    /// before the server sees its handshake end (it resumed, and its
+    /// request came early) did not fail its handshake.
+    pub(super) served: bool,
     /// Its place under the cap and in its source's share.
     _slot: Slot,
 }
@@ -290,6 +294,7 @@ impl<S: StreamService> Quic<S> {
                     peer,
                     phase: Phase::Handshaking,
                     sni: None,
+                    served: false,
                     _slot: slot,
                 });
                 listener.handles.insert(handle, key);
@@ -445,7 +450,7 @@ impl<S: StreamService> Quic<S> {
         let connection = &mut self.connections[key];
         if connection.phase == Phase::Handshaking {
             self.handshaking -= 1;
-            WorkerStats::add(&context.stats.quic_handshakes_failed, 1);
+            note_handshake_end(connection, &context.stats);
         }
         connection.phase = Phase::Closing;
         log::debug!("quic {}: connection closed: {reason}", connection.peer);
@@ -466,7 +471,7 @@ impl<S: StreamService> Quic<S> {
         let mut connection = self.connections.remove(key);
         if connection.phase == Phase::Handshaking {
             self.handshaking -= 1;
-            WorkerStats::add(&context.stats.quic_handshakes_failed, 1);
+            note_handshake_end(&connection, &context.stats);
         }
         self.streams
             .close_all(&mut connection, CloseCause::Reset, context);
@@ -585,6 +590,18 @@ impl<S: StreamService> Quic<S> {
             self.remove(key, context);
         }
     }
+}
+
+/// Counts the handshake of a connection that ends before the server saw
+/// it complete: failed, unless the client was served a stream (a resumed
+/// client whose early request was answered, which closed at once).
+fn note_handshake_end(connection: &QuicConnection, stats: &WorkerStats) {
+    let counter = if connection.served {
+        &stats.quic_handshakes_completed
+    } else {
+        &stats.quic_handshakes_failed
+    };
+    WorkerStats::add(counter, 1);
 }
 
 /// Sends one datagram quinn-proto made. A full socket buffer drops it:

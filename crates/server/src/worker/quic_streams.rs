@@ -163,6 +163,7 @@ impl<S: StreamService> QuicStreams<S> {
         let skey = self.streams.insert(stream);
         apply(&mut self.streams[skey], skey, requests, &mut self.timers);
         connection.streams.insert(id, skey);
+        connection.served = true;
         WorkerStats::add(&context.stats.quic_streams, 1);
         log::debug!("quic {}: stream {id} opened", connection.peer);
         self.pump(connection, skey, context);

@@ -36,6 +36,8 @@ fn configs() -> (Arc<ServerConfig>, ClientConfig) {
     let (server, client) = crate::tls::configs(&[&rustls::version::TLS13]);
     let mut client = (*client).clone();
     client.alpn_protocols = vec![b"shout".to_vec()];
+    // A resumed session may carry its first request (0-RTT).
+    client.enable_early_data = true;
     let client = QuicClientConfig::try_from(Arc::new(client)).unwrap();
     (server, ClientConfig::new(Arc::new(client)))
 }
@@ -479,4 +481,28 @@ fn a_stop_answers_the_streams_in_flight_then_closes_the_connection() {
         client.lost
     );
     assert_eq!(stats.quic_streams, 1);
+}
+
+#[test]
+fn a_resumed_client_is_answered_in_its_first_flight_with_0rtt() {
+    let (server, config) = start_quic(|builder| builder);
+    let addr = quic_addr(&server);
+    // The first connection leaves a session ticket in the client's config.
+    let mut first = Client::connect(addr, config.clone());
+    assert_eq!(first.exchange(b"first"), b"FIRST");
+    assert!(!first.conn.accepted_0rtt());
+    // The second sends its request before its handshake is done.
+    let mut second = Client::begin(addr, config);
+    assert!(second.conn.has_0rtt(), "the client resumes with 0-RTT keys");
+    let id = second.open().expect("a stream in 0-RTT");
+    second.send_all(id, b"early");
+    second.finish(id);
+    assert_eq!(second.read_to_end(id), b"EARLY");
+    assert!(
+        second.conn.accepted_0rtt(),
+        "the server took the early data"
+    );
+    let stats = server.stop();
+    assert_eq!(stats.quic_streams, 2);
+    assert_eq!(stats.quic_handshakes_failed, 0);
 }

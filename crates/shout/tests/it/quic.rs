@@ -150,3 +150,55 @@ fn ping_over_quic_is_a_stream_per_probe_and_times_the_handshake_apart() {
     assert_eq!(stats.quic_handshakes_completed, 3);
     assert_eq!(stats.quic_streams, 5);
 }
+
+/// Runs `shout bench --quic ARGS --json` against `server` and returns its
+/// summary, checking the exit status.
+fn bench_json(pki: &Pki, server: &QuicServer, args: &[&str]) -> serde_json::Value {
+    let ca = pki.ca_arg();
+    let target = server.target();
+    let mut all = vec!["bench", "--quic", "--ca", &ca, "--json"];
+    all.extend_from_slice(args);
+    all.push(&target);
+    let outcome = run(&all, b"");
+    assert_eq!(outcome.code, Some(0), "stderr: {}", outcome.stderr);
+    serde_json::from_str(outcome.stdout_text().trim()).expect("one JSON summary")
+}
+
+#[test]
+fn bench_over_quic_pipelines_on_one_stream_or_a_stream_per_request() {
+    let pki = Pki::new("quic-bench", LOCAL_NAMES, false);
+    let server = QuicServer::start(&pki);
+    let pipelined = bench_json(&pki, &server, &["-c", "2", "-d", "8", "-n", "2000"]);
+    assert_eq!(pipelined["transport"], "quic");
+    assert_eq!(pipelined["messages"], 2000);
+    assert_eq!(pipelined["errors"], 0);
+    // The check connection, then the two measured.
+    assert_eq!(server.handle.stats().quic_streams, 2);
+
+    let streams = bench_json(
+        &pki,
+        &server,
+        &["--streams", "-c", "2", "-d", "8", "-n", "400", "-s", "1000"],
+    );
+    assert_eq!(streams["messages"], 400);
+    assert_eq!(streams["errors"], 0);
+    // A stream per request: at least the 400 measured.
+    assert!(server.handle.stats().quic_streams >= 402);
+}
+
+#[test]
+fn bench_over_quic_can_connect_for_every_request() {
+    let pki = Pki::new("quic-bench-new", LOCAL_NAMES, false);
+    let server = QuicServer::start(&pki);
+    let summary = bench_json(&pki, &server, &["--new-connection", "-c", "2", "-n", "20"]);
+    assert_eq!(summary["messages"], 20);
+    assert_eq!(summary["errors"], 0);
+    assert_eq!(summary["mode"], "new-connection");
+    let stats = server.handle.stats();
+    // The check connection, then one per request at least, each a stream;
+    // a resumed connection answered early is no failed handshake.
+    assert!(stats.quic_streams >= 20, "{stats:?}");
+    assert!(stats.quic_handshakes_completed >= 21, "{stats:?}");
+    assert_eq!(stats.quic_handshakes_failed, 0, "{stats:?}");
+    assert!(summary["handshakes"].as_u64().unwrap() >= 20, "{summary}");
+}
