@@ -12,3 +12,4 @@ mod stream;
 mod tcp;
 mod tidy;
 mod udp;
+mod ws;

@@ -357,6 +357,13 @@ const SCENARIOS: &[Scenario] = &[
         run: websocket::python_websockets_vs_shoutd,
     },
     Scenario {
+        name: "shout-ws-vs-python-server",
+        proves: "shout ws against an uppercaser on Python's websockets: Unicode lines (one without a newline) and 1 MiB piped come back as their exact uppercase; wss:// on its plain port is exit status 7",
+        deadline: Duration::from_secs(40),
+        needs: &["python3-websockets"],
+        run: websocket::shout_ws_vs_python_server,
+    },
+    Scenario {
         name: "chromium-page",
         proves: "headless Chromium loads shoutd --ws's page with ?say=TEXT and shows TEXT's uppercase in #reply, the status line open",
         deadline: Duration::from_secs(40),

@@ -165,6 +165,15 @@ pub enum ClientError {
         /// Why, in words.
         reason: String,
     },
+    /// A WebSocket failed: the upgrade was refused, or the server broke
+    /// the protocol or closed before its reply.
+    #[error("ws {addr}: {reason}")]
+    WebSocket {
+        /// The server's address.
+        addr: SocketAddr,
+        /// Why, in words.
+        reason: String,
+    },
     /// The TLS configuration could not be made: a CA file that does not
     /// load, an invalid server name, no system roots.
     #[error("tls: {reason}")]
@@ -205,7 +214,8 @@ impl ClientError {
             ClientError::ClosedEarly { .. }
             | ClientError::ClosedBeforeInputEnd { .. }
             | ClientError::Network { .. }
-            | ClientError::Quic { .. } => ErrorCategory::Connection,
+            | ClientError::Quic { .. }
+            | ClientError::WebSocket { .. } => ErrorCategory::Connection,
             ClientError::Tls { .. } => ErrorCategory::Tls,
             ClientError::Socket(_)
             | ClientError::TlsConfig { .. }

@@ -20,6 +20,8 @@
 //!   name to check from [`TlsOptions`]; set on the [`Connector`].
 //! - [`QuicClient`]: QUIC, one connection driven from the calling
 //!   thread; [`quic_stream`] is piped mode over one stream.
+//! - [`WsUrl`], [`ws_connect`], [`ws_stream`]: WebSocket (`ws://`,
+//!   `wss://`), a message at a time or piped in constant memory.
 //! - [`ping`]: ping-like round-trip measurement over either transport.
 //! - [`delay`]: the lecture's response-time arithmetic, measured: N
 //!   objects fetched non-persistent, in parallel, persistent and
@@ -49,6 +51,7 @@ mod tls;
 mod transport;
 mod udp;
 mod verify;
+mod ws;
 
 pub use connect::{Connection, Connector};
 pub use delay::{
@@ -66,3 +69,4 @@ pub use target::{Resolve, SystemResolver, Target, TargetError};
 pub use tls::{TlsClient, TlsOptions, Trust, tls_reason};
 pub use transport::Transport;
 pub use udp::{LATE_REPLY_WINDOW, LATE_REPLY_WINDOW_BYTES, UdpClient};
+pub use ws::{WS_MESSAGE_SIZE, WS_WINDOW, WsConnection, WsUrl, ws_connect, ws_stream};

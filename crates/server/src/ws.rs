@@ -346,8 +346,8 @@ impl WsLayer {
 
     /// Ends the reply to the message just taken whole, appending to `out`
     /// what is still owed: the last (empty) fragment of a reply begun, or
-    /// an empty message for an empty one. A reply sent whole, or none
-    /// begun for a message the service did not answer, owes nothing.
+    /// an empty message when the service wrote nothing, so that every
+    /// message has exactly one reply. A reply sent whole owes nothing.
     pub(crate) fn end_reply(&mut self, out: &mut Vec<u8>) {
         let State::Open(frames) = &mut self.state else {
             return;
@@ -357,7 +357,6 @@ impl WsLayer {
         };
         let opcode = match (reply.started, reply.kind) {
             (true, _) => OpCode::Data(Data::Continue),
-            (false, _) if frames.message_len > 0 => return,
             (false, Kind::Text) => OpCode::Data(Data::Text),
             (false, Kind::Binary) => OpCode::Data(Data::Binary),
         };

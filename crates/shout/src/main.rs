@@ -10,7 +10,7 @@ use shout_bench::{BenchError, BenchOptions, BenchReport, Expect, Stop, bench};
 use shout_client::{
     ClientError, Connector, DelayOptions, ErrorCategory, Fingerprint, LineSession, LinesReport,
     PingOptions, QuicClient, Rate, Target, TlsClient, TlsOptions, Transport, Trust, UdpClient,
-    delay, ping, quic_stream, shout_stream,
+    WsConnection, WsUrl, delay, ping, quic_stream, shout_stream, ws_connect, ws_stream,
 };
 use std::fmt;
 use std::io::{self, IsTerminal, Write};
@@ -97,6 +97,17 @@ enum Command {
     /// shout exits once the server has answered every byte. A server that
     /// closes before that is an error (status 6).
     Tcp(TcpArgs),
+    /// Over WebSocket (ws:// or wss://, shoutd --ws's socket is at /ws):
+    /// from a terminal, each line is a message and its reply is printed
+    /// as it comes; from a pipe, the input goes as messages of at most
+    /// 16 KiB (cut between characters) and the replies, written in order,
+    /// are exactly its uppercase. Constant memory whatever the input.
+    ///
+    /// A wss:// server's certificate is checked as with tcp --tls (--ca,
+    /// --pin, --servername, --insecure). A refused upgrade (an HTTP
+    /// status instead of 101) is exit status 6, and so is a server that
+    /// closes before its last reply.
+    Ws(WsArgs),
     /// Over UDP: each input line is one datagram (without its newline); each
     /// reply is printed on its own line.
     ///
@@ -219,7 +230,24 @@ impl TlsArgs {
         if !self.tls && !self.quic {
             return None;
         }
-        let trust = match (&self.ca, self.pin, self.insecure) {
+        Some(trust_options(
+            self.ca.as_ref(),
+            self.pin,
+            self.insecure,
+            self.servername.as_ref(),
+        ))
+    }
+}
+
+/// The TLS options that --ca, --pin, --insecure and --servername give.
+fn trust_options(
+    ca: Option<&PathBuf>,
+    pin: Option<Fingerprint>,
+    insecure: bool,
+    servername: Option<&String>,
+) -> TlsOptions {
+    {
+        let trust = match (ca, pin, insecure) {
             (_, Some(pin), _) => Trust::Pin(pin),
             (Some(ca), None, _) => Trust::CaFile(ca.clone()),
             (None, None, true) => {
@@ -230,10 +258,60 @@ impl TlsArgs {
             }
             (None, None, false) => Trust::System,
         };
-        Some(TlsOptions {
+        TlsOptions {
             trust,
-            server_name: self.servername.clone(),
-        })
+            server_name: servername.cloned(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct WsArgs {
+    /// The socket's URL: ws://HOST:PORT/PATH or wss://HOST:PORT/PATH
+    /// (default ports 80 and 443; shoutd serves ws on 12080 and wss on
+    /// 12444, at /ws).
+    #[arg(value_name = "URL", default_value = "ws://localhost:12080/ws")]
+    url: WsUrl,
+    /// For wss://: trust only the certificates of this PEM file, as with
+    /// tcp --tls.
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    ca: Option<PathBuf>,
+    /// For wss://: trust only the certificate with this SHA-256
+    /// fingerprint, as with tcp --tls.
+    #[arg(long, value_name = "SHA256", conflicts_with_all = ["ca", "insecure"])]
+    pin: Option<Fingerprint>,
+    /// For wss://: the name sent as SNI and checked in the certificate.
+    #[arg(long, value_name = "NAME")]
+    servername: Option<String>,
+    /// For wss://: accept any certificate (a warning is printed).
+    #[arg(long)]
+    insecure: bool,
+    /// Seconds to wait for the server at each step (the upgrade, each
+    /// reply).
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
+    timeout: Duration,
+}
+
+impl WsArgs {
+    /// Connects and upgrades, with TLS for wss://.
+    fn connect(&self, connect_timeout: Option<Duration>) -> Result<WsConnection, Failure> {
+        let target = self.url.target()?;
+        let mut connector = Connector::resolve(&target, connect_timeout)?;
+        if self.url.is_secure() {
+            let options = trust_options(
+                self.ca.as_ref(),
+                self.pin,
+                self.insecure,
+                self.servername.as_ref(),
+            );
+            connector = connector.with_tls(TlsClient::new(&options, &target)?);
+        } else if self.ca.is_some() || self.pin.is_some() || self.insecure {
+            log::warn!(
+                "{} is not wss://: --ca, --pin and --insecure do nothing",
+                self.url
+            );
+        }
+        Ok(ws_connect(&self.url, &connector, Some(self.timeout))?)
     }
 }
 
@@ -641,6 +719,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 log::info!("sent {} bytes, received {}", totals.sent, totals.received);
                 Ok(())
             }
+        }
+        Command::Ws(args) => {
+            let connection = args.connect(connect_timeout)?;
+            if io::stdin().is_terminal() && !cli.quiet {
+                eprintln!(
+                    "shout: connected to {} ({}); type lines, end with Ctrl-D",
+                    args.url,
+                    connection.peer()
+                );
+            }
+            let totals = ws_stream(connection, io::stdin(), &mut io::stdout().lock())?;
+            log::info!("sent {} bytes, received {}", totals.sent, totals.received);
+            Ok(())
         }
         Command::Udp(args) => {
             let mut client = UdpClient::new(&args.target, args.timeout, args.retries)?;

@@ -9,7 +9,9 @@
 //! itself (crates/server's tests do, frame by frame), only that the sides
 //! agree.
 
-use super::process::{Shoutd, TempDir, one_line_tail, run_with_input};
+use super::process::{
+    Shoutd, TempDir, Transport, one_line_tail, run_with_input, start_on_free_port,
+};
 use super::{Env, Outcome};
 use std::net::SocketAddr;
 use std::process::Command;
@@ -144,6 +146,75 @@ pub(crate) fn chromium_page(env: &Env) -> Result<Outcome, String> {
         return Err(format!(
             "shoutd exited ({status}); {}",
             shoutd.process.stderr_tail()
+        ));
+    }
+    Ok(Outcome::Pass(None))
+}
+
+/// An uppercaser on Python's `websockets`: each message answered with its
+/// uppercase (`str.upper` for text, `bytes.upper` for binary), on
+/// 127.0.0.1 and the port given; prints `ready` once listening.
+const PYTHON_SERVER: &str = r#"
+import asyncio, sys, websockets
+async def upper(ws, *path):
+    async for message in ws:
+        await ws.send(message.upper())
+async def main():
+    async with websockets.serve(upper, "127.0.0.1", int(sys.argv[1]), max_size=None):
+        print("ready", flush=True)
+        await asyncio.Future()
+asyncio.run(main())
+"#;
+
+/// `shout ws` against the Python uppercaser: lines of Unicode whose
+/// uppercase is longer, then 1 MiB piped, come back as their exact
+/// uppercase; a path the server does not serve is not, and a wss:// URL
+/// on its plain port is a TLS failure, exit status 7.
+pub(crate) fn shout_ws_vs_python_server(env: &Env) -> Result<Outcome, String> {
+    let (mut server, port) = start_on_free_port(
+        "python3 websockets server",
+        Transport::Tcp,
+        "ready",
+        |port| {
+            let mut command = Command::new(PYTHON);
+            command.args(["-c", PYTHON_SERVER, &port.to_string()]);
+            Ok(command)
+        },
+    )?;
+    let url = format!("ws://127.0.0.1:{port}/");
+    let lines = "hello, straße\nﬁne ǆ 🎉\nlast line without a newline";
+    let mut shout = env.shout()?;
+    shout.args(["ws", &url]);
+    run_with_input("shout ws", &mut shout, lines.as_bytes(), CLIENT_TIMEOUT)?
+        .expect("shout ws", lines.to_uppercase().as_bytes())?;
+
+    let big: String = (0..20_000)
+        .map(|i| format!("line {i}: grüße, ǆ\n"))
+        .collect();
+    let mut shout = env.shout()?;
+    shout.args(["ws", &url]);
+    run_with_input(
+        "shout ws (1 MiB)",
+        &mut shout,
+        big.as_bytes(),
+        CLIENT_TIMEOUT,
+    )?
+    .expect("shout ws (1 MiB)", big.to_uppercase().as_bytes())?;
+
+    let mut shout = env.shout()?;
+    shout.args(["ws", &format!("wss://127.0.0.1:{port}/"), "--insecure"]);
+    let finished = run_with_input("shout ws wss://", &mut shout, b"x", CLIENT_TIMEOUT)?;
+    if finished.status.code() != Some(7) {
+        return Err(format!(
+            "shout ws wss:// on a plain port: {}, not exit status 7; stderr: {}",
+            finished.status,
+            one_line_tail(&finished.stderr, 300)
+        ));
+    }
+    if let Some(status) = server.try_wait()? {
+        return Err(format!(
+            "the Python server exited ({status}); {}",
+            server.stderr_tail()
         ));
     }
     Ok(Outcome::Pass(None))

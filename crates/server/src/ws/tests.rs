@@ -322,6 +322,17 @@ fn replies_are_one_message_per_message_in_the_kind_of_the_input() {
     assert_eq!(out, [&[0x01, 2][..], b"AB", &[0x80, 1], b"C"].concat());
     assert_eq!(ws.take_messages_out(), 1);
 
+    // A message the service wrote nothing for gets an empty reply.
+    out.clear();
+    let mut held = frame(0x81, b"x");
+    let mut rest = &mut held[..];
+    assert!(matches!(
+        ws.next(&mut rest),
+        Ok(Some(Incoming::Data { last: true, .. }))
+    ));
+    ws.end_reply(&mut out);
+    assert_eq!(out, [0x81, 0]);
+
     // An empty binary message gets an empty one; output outside a message
     // is a message of its own, text when it is UTF-8.
     out.clear();
