@@ -25,7 +25,10 @@ fn a_message_gets_its_uppercase_and_the_close_is_clean() {
     let (server, addr) = server();
     let url: WsUrl = format!("ws://{addr}/ws").parse().unwrap();
     let mut connection = ws_connect(&url, &connector(&url, addr), Some(TIMEOUT)).unwrap();
-    assert_eq!(connection.exchange("grüße".as_bytes()).unwrap(), "GRÜSSE".as_bytes());
+    assert_eq!(
+        connection.exchange("grüße".as_bytes()).unwrap(),
+        "GRÜSSE".as_bytes()
+    );
     assert_eq!(connection.exchange(b"\xffbin").unwrap(), b"\xffBIN");
     assert_eq!(connection.exchange(b"").unwrap(), b"", "an empty reply");
     connection.close().unwrap();
