@@ -30,6 +30,7 @@
 
 mod activation;
 mod delay;
+mod examples;
 mod gate;
 pub(crate) mod haproxy;
 mod interop;
@@ -371,6 +372,13 @@ const SCENARIOS: &[Scenario] = &[
         run: websocket::chromium_page,
     },
     Scenario {
+        name: "pubsub-example",
+        proves: "shout-server's examples/pubsub.rs, run as its doc says, listens on 127.0.0.1 (by default and as asked), says so, passes messages to subscribers and says BYE to a client that does not answer its PINGs",
+        deadline: Duration::from_secs(30),
+        needs: &[],
+        run: examples::pubsub_example,
+    },
+    Scenario {
         name: "metrics",
         proves: "shoutd --metrics serves what promtool check metrics accepts, and the values equal the TCP and UDP traffic sent",
         deadline: Duration::from_secs(30),
@@ -411,6 +419,11 @@ impl Env {
             lecture_peers: peers,
             aioquic_python: aioquic_python(),
         }
+    }
+
+    /// The path of shout-server's example `name`, built beside `shoutd`.
+    pub(crate) fn example(&self, name: &str) -> PathBuf {
+        self.shoutd.with_file_name("examples").join(name)
     }
 
     /// A command running `shoutd`.
@@ -625,6 +638,19 @@ fn build(root: &Path) -> Result<Env, String> {
             Err("shout did not build (see the cargo output above)".to_owned())
         }
     };
+    // A scenario runs it; one that did not build fails that scenario.
+    let example = [
+        "build",
+        "--release",
+        "-p",
+        "shout-server",
+        "--example",
+        "pubsub",
+    ];
+    println!("==> {}", show(cargo(root).args(example)));
+    if let Err(error) = run_inherited(cargo(root).args(example)) {
+        println!("e2e: the pubsub example did not build ({error})");
+    }
     Ok(Env {
         shoutd: bin_dir.join("shoutd"),
         shout,
