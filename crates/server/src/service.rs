@@ -287,6 +287,13 @@ impl ConnectionContext<'_> {
         self.requests.timers[timer.index()] = TimerRequest::Set(at);
     }
 
+    /// Sets `timer` to come due at `at`, a time from [`now`](Self::now) or
+    /// one kept from an earlier callback, replacing that timer's earlier
+    /// deadline. A time already past comes due on the loop's next turn.
+    pub fn set_timer_at(&mut self, timer: Timer, at: Instant) {
+        self.requests.timers[timer.index()] = TimerRequest::Set(at);
+    }
+
     /// Cancels `timer`, if set; the connection's other timers stay.
     pub fn cancel_timer_for(&mut self, timer: Timer) {
         self.requests.timers[timer.index()] = TimerRequest::Cancel;

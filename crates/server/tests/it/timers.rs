@@ -4,6 +4,7 @@
 
 use crate::support::*;
 use shout_server::{ConnectionContext, ServerBuilder, StreamService, Timer};
+use std::io::Write;
 use std::time::Duration;
 
 const SLOW: Timer = Timer::new(1);
@@ -77,4 +78,42 @@ fn a_service_with_one_timer_still_gets_it_in_timer() {
     let server = run(ServerBuilder::tcp_only(OnlyTimer).tcp("127.0.0.1:0".parse().unwrap()));
     let mut client = connect(server.tcp());
     assert_eq!(read_to_end(&mut client), b"timer");
+}
+
+/// Keeps the time of its open, and sets a deadline from it in a later
+/// callback: the deadline is the open's time plus 100 ms, however late
+/// the data came.
+struct FromOpen;
+
+impl StreamService for FromOpen {
+    type Session = std::time::Instant;
+
+    fn open(&self, conn: &mut ConnectionContext<'_>) -> std::time::Instant {
+        conn.now()
+    }
+
+    fn data(&self, opened: &mut std::time::Instant, _: &[u8], conn: &mut ConnectionContext<'_>) {
+        // Already past when the data comes 200 ms late: due next turn.
+        conn.set_timer_at(SLOW, *opened + Duration::from_millis(100));
+    }
+
+    fn timer_fired(
+        &self,
+        opened: &mut std::time::Instant,
+        conn: &mut ConnectionContext<'_>,
+        _: Timer,
+    ) {
+        let late = conn.now() >= *opened + Duration::from_millis(100);
+        conn.write(if late { b"due" } else { b"early" });
+        conn.close();
+    }
+}
+
+#[test]
+fn a_timer_set_at_a_time_already_past_comes_due_on_the_next_turn() {
+    let server = run(ServerBuilder::tcp_only(FromOpen).tcp("127.0.0.1:0".parse().unwrap()));
+    let mut client = connect(server.tcp());
+    std::thread::sleep(Duration::from_millis(200));
+    client.write_all(b"go").unwrap();
+    assert_eq!(read_to_end(&mut client), b"due");
 }
