@@ -53,6 +53,7 @@ mod schedule;
 mod summary;
 mod tcp;
 mod udp;
+mod ws;
 
 pub use error::BenchError;
 pub use summary::{Mode, Summary};
@@ -144,6 +145,9 @@ pub struct BenchOptions {
     /// Over QUIC, a stream per request (`depth` streams in flight per
     /// connection) instead of every request pipelined on one stream.
     pub streams: bool,
+    /// Over TCP, WebSocket: each connection upgraded at `/ws`, each
+    /// request one message, its reply one message.
+    pub ws: bool,
 }
 
 impl Default for BenchOptions {
@@ -167,6 +171,7 @@ impl Default for BenchOptions {
             expect: Expect::Upper,
             quic: false,
             streams: false,
+            ws: false,
         }
     }
 }
@@ -238,6 +243,19 @@ impl BenchOptions {
                     "blocking clients are a thread each: at most {MAX_BLOCKING_CLIENTS}"
                 ));
             }
+        }
+        if self.ws
+            && (self.transport == Transport::Udp
+                || self.blocking
+                || self.new_connection
+                || self.quic
+                || self.tls.is_some())
+        {
+            return Err(
+                "WebSocket is for the event loops' plain TCP connections (no UDP, blocking, \
+                 new connections, QUIC or TLS)"
+                    .into(),
+            );
         }
         if self.tls.is_some() && (self.transport == Transport::Udp || self.blocking) {
             return Err("TLS is for the event loops' TCP connections (no UDP, no blocking)".into());
@@ -554,6 +572,8 @@ pub(crate) struct Plan {
     pub(crate) tls: Option<TlsClient>,
     /// Over QUIC, how to connect.
     pub(crate) quic: Option<quic::QuicPlan>,
+    /// Over TCP, WebSocket (`/ws`).
+    pub(crate) ws: bool,
 }
 
 /// What the threads share: the progress counters, and a barrier so that
@@ -731,6 +751,7 @@ fn plans(
             connect_timeout: options.connect_timeout,
             tls: tls.cloned(),
             quic: quic.cloned(),
+            ws: options.ws,
         })
         .filter(|plan| plan.connections > 0)
         .collect()

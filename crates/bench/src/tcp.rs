@@ -25,6 +25,7 @@
 
 use super::record::{Progress, Recorder};
 use super::schedule::{Pacer, Window, wait_until};
+use super::ws::{Piece, WsState};
 use super::{BenchError, Held, Outcome, Plan, Shared};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
@@ -69,6 +70,8 @@ enum State {
     Connecting,
     /// Connected over TCP, the TLS handshake under way.
     Handshaking,
+    /// Connected over TCP, the WebSocket upgrade under way.
+    Upgrading,
     Open,
     Closed,
 }
@@ -91,6 +94,8 @@ struct Conn {
     tls: Option<ClientConnection>,
     /// Over TLS, the close_notify that ends the input is queued.
     close_notify_sent: bool,
+    /// The WebSocket state of the connection, when it speaks WebSocket.
+    ws: Option<Box<WsState>>,
     /// Requests not yet taken by the socket: `out[out_at..]`.
     out: Vec<u8>,
     out_at: usize,
@@ -117,6 +122,7 @@ impl Conn {
             readiness: StreamReadiness::new(),
             tls: None,
             close_notify_sent: false,
+            ws: None,
             out: Vec::new(),
             out_at: 0,
             half_close: false,
@@ -369,7 +375,9 @@ impl<'a> TcpLoad<'a> {
                 continue;
             }
             let overdue = match conn.state {
-                State::Connecting | State::Handshaking => now - conn.since > plan.connect_timeout,
+                State::Connecting | State::Handshaking | State::Upgrading => {
+                    now - conn.since > plan.connect_timeout
+                }
                 State::Open => !conn.inflight.is_empty() && now - conn.since > plan.timeout,
                 State::Unopened | State::Closed => false,
             };
@@ -377,6 +385,11 @@ impl<'a> TcpLoad<'a> {
                 let what = if conn.state == State::Connecting {
                     format!(
                         "tcp {}: no handshake within {:?}",
+                        plan.addr, plan.connect_timeout
+                    )
+                } else if conn.state == State::Upgrading {
+                    format!(
+                        "ws {}: no upgrade within {:?}",
                         plan.addr, plan.connect_timeout
                     )
                 } else if conn.state == State::Handshaking {
@@ -488,10 +501,21 @@ impl Run<'_> {
                     conn.state = State::Handshaking;
                     conn.since = now;
                 }
+                None if self.plan.ws => {
+                    let seed = (key as u64) << 32 | conn.next;
+                    conn.out = super::ws::upgrade_request(self.plan.addr, seed);
+                    conn.out_at = 0;
+                    conn.ws = Some(Box::new(WsState::new(seed)));
+                    conn.state = State::Upgrading;
+                    conn.since = now;
+                }
                 None => self.on_open(conn, now),
             }
         }
         if conn.state == State::Handshaking && !self.handshake(conn)? {
+            return Ok(());
+        }
+        if conn.state == State::Upgrading && !self.upgrade(conn, buffer)? {
             return Ok(());
         }
         if conn.state != State::Open {
@@ -566,6 +590,71 @@ impl Run<'_> {
         Ok(true)
     }
 
+    /// Sends the upgrade request and reads the response as far as the
+    /// socket allows; whether the connection is upgraded (and open).
+    fn upgrade(&mut self, conn: &mut Conn, buffer: &mut [u8]) -> Result<bool, String> {
+        self.flush(conn)?;
+        let addr = self.plan.addr;
+        loop {
+            let stream = conn.stream.as_mut().expect("a connection has a stream");
+            let read = match conn.readiness.read(stream, buffer) {
+                Ok(Some(0)) => {
+                    return Err(format!(
+                        "ws {addr} closed the connection during the upgrade"
+                    ));
+                }
+                Ok(Some(read)) => read,
+                Ok(None) => return Ok(false),
+                Err(error) => return Err(format!("ws {addr}: the upgrade failed: {error}")),
+            };
+            let ws = conn.ws.as_mut().expect("an upgrade has a WebSocket state");
+            let Some(taken) = ws.take_head(addr, &buffer[..read])? else {
+                continue;
+            };
+            if taken < read {
+                return Err(format!("ws {addr} sent frames before any request"));
+            }
+            let now = Instant::now();
+            self.recorder.handshake(now - conn.since);
+            self.on_open(conn, now);
+            return Ok(true);
+        }
+    }
+
+    /// Appends request `n` to the connection's unsent bytes: as a message
+    /// over WebSocket.
+    fn push_request(&self, conn: &mut Conn, n: u64) {
+        let request = self.plan.payload.request(n);
+        match &mut conn.ws {
+            Some(ws) => ws.frame(request, &mut conn.out),
+            None => conn.out.extend_from_slice(request),
+        }
+    }
+
+    /// Checks reply bytes as [`check`](Self::check) does; over WebSocket,
+    /// the payload of the server's frames. Returns whether the server
+    /// closed.
+    fn check_read(
+        &mut self,
+        conn: &mut Conn,
+        mut data: &[u8],
+        now: Instant,
+    ) -> Result<bool, String> {
+        if conn.ws.is_none() {
+            self.check(conn, data, now)?;
+            return Ok(false);
+        }
+        let addr = self.plan.addr;
+        loop {
+            let ws = conn.ws.as_mut().expect("checked above");
+            match ws.next(addr, &mut data)? {
+                None => return Ok(false),
+                Some(Piece::Closed) => return Ok(true),
+                Some(Piece::Payload(payload)) => self.check(conn, payload, now)?,
+            }
+        }
+    }
+
     fn on_open(&mut self, conn: &mut Conn, now: Instant) {
         conn.state = State::Open;
         self.connecting -= 1;
@@ -578,7 +667,7 @@ impl Run<'_> {
                 .front()
                 .expect("a request waits for this connection")
                 .n;
-            conn.out.extend_from_slice(self.plan.payload.request(n));
+            self.push_request(conn, n);
             conn.half_close = true;
         } else {
             self.refill(conn, now);
@@ -603,7 +692,7 @@ impl Run<'_> {
             }
             let n = conn.next;
             conn.next += 1;
-            conn.out.extend_from_slice(self.plan.payload.request(n));
+            self.push_request(conn, n);
             conn.inflight.push_back(Pending { n, start });
         }
     }
@@ -677,7 +766,9 @@ impl Run<'_> {
                 return self.end_of_stream(conn, key, now);
             }
             conn.since = now;
-            self.check(conn, &buffer[..read], now)?;
+            if self.check_read(conn, &buffer[..read], now)? {
+                return self.end_of_stream(conn, key, now);
+            }
             self.refill(conn, now);
         }
         Ok(())
@@ -828,7 +919,7 @@ impl Run<'_> {
             let _ = self.poll.registry().deregister(&mut stream);
         }
         match conn.state {
-            State::Connecting | State::Handshaking => {
+            State::Connecting | State::Handshaking | State::Upgrading => {
                 self.connecting -= 1;
                 self.alive -= 1;
             }

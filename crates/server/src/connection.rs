@@ -228,6 +228,10 @@ pub(crate) struct Connection<Session, T> {
     /// between the transport's bytes and the service's.
     #[cfg(feature = "ws")]
     websocket: Option<Box<crate::ws::WsLayer>>,
+    /// The service's output waits in `output` until the read's frames
+    /// are all taken (WebSocket).
+    #[cfg(feature = "ws")]
+    corked: bool,
     /// How many held bytes this connection's senders see counted (its
     /// share in the worker's mailbox), updated only when that changes
     /// (never on a read whose answer went straight to the socket).
@@ -285,6 +289,8 @@ impl<Session, T: Stream> Connection<Session, T> {
             transport,
             #[cfg(feature = "ws")]
             websocket: None,
+            #[cfg(feature = "ws")]
+            corked: false,
             published: 0,
             slot,
             close_cause: None,

@@ -455,6 +455,11 @@ struct BenchArgs {
     /// UDP: each of --connections is a socket with --depth datagrams in flight.
     #[arg(long, conflicts_with_all = ["tls", "quic"])]
     udp: bool,
+    /// WebSocket: each connection is upgraded at ws://HOST:PORT/ws (shoutd
+    /// --ws), each request sent as one text message, its reply one
+    /// message; the upgrade is counted and timed apart, as a handshake.
+    #[arg(long, conflicts_with_all = ["udp", "tls", "quic", "new_connection", "blocking"])]
+    ws: bool,
     /// Every connection speaks TLS (--tls) or is a QUIC connection
     /// (--quic); handshakes are counted and timed apart.
     #[command(flatten)]
@@ -569,6 +574,7 @@ impl BenchArgs {
             expect: self.expect.into(),
             quic: self.tls.quic,
             streams: self.streams,
+            ws: self.ws,
         }
     }
 }

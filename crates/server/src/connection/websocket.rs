@@ -82,6 +82,10 @@ impl<Session, T: Stream> Connection<Session, T> {
         };
         let mut owed = Vec::new();
         ws.end_reply(&mut owed);
+        if self.corked {
+            self.output.push(&owed, capacity);
+            return Ok(0);
+        }
         self.send_bytes(&owed, capacity)
     }
 
@@ -119,8 +123,27 @@ impl<Session, T: Stream> Connection<Session, T> {
         self.websocket.as_ref().and_then(|ws| ws.close_sent())
     }
 
+    /// Holds the service's output in the connection's buffer instead of
+    /// writing it at once, until [`uncork`](Self::uncork): the replies to
+    /// the messages of one read go out in one write, as one read's answer
+    /// does over TCP.
+    pub(crate) fn cork(&mut self) {
+        self.corked = true;
+    }
+
+    /// Ends [`cork`](Self::cork) and writes what it held. Returns the
+    /// bytes the socket took.
+    pub(crate) fn uncork(&mut self) -> io::Result<usize> {
+        self.corked = false;
+        self.flush()
+    }
+
     /// Sends the service's output as WebSocket frames.
     pub(super) fn send_message(&mut self, bytes: &[u8], capacity: usize) -> io::Result<usize> {
+        if self.corked {
+            self.push_message(bytes, capacity);
+            return Ok(0);
+        }
         with_framed(|framed| {
             if let Some(ws) = &mut self.websocket {
                 ws.frame(bytes, framed);

@@ -49,7 +49,12 @@ pub(super) fn receive<S: StreamService>(
             service.end(session, conn, EndReason::ClientClosed);
         });
     }
+    // The replies to one read's messages go out in one write.
+    connection.cork();
     let taken = frames(serve, connection, key, data);
+    let flushed = io(connection.uncork(), connection.info());
+    let taken = taken.and_then(|()| flushed.map(|written| add_bytes_out(serve.stats, written)));
+    let taken = taken.map(|_| ());
     let sent = connection.take_messages_out();
     WorkerStats::add(&serve.stats.ws_messages_out, u64::from(sent));
     taken
