@@ -373,6 +373,7 @@ fn build(root: &Path, baseline: Option<PathBuf>) -> Result<Programs, String> {
         tokio_1: bin.join("reference-tokio-1"),
         tokio_rustls: bin.join("reference-tokio-rustls"),
         tokio_rustls_1: bin.join("reference-tokio-rustls-1"),
+        quinn_1: bin.join("reference-quinn-1"),
         ceiling: bin.join("reference-ceiling"),
         env: e2e::Env::new(bin.join("shoutd"), bin.join("shout"), peers),
         certificate: Certificate::generate()?,

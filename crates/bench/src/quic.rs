@@ -15,7 +15,7 @@
 //! for `timeout` with requests in flight) counts one error and settles its
 //! requests as failed; in new-connection mode the slot connects again.
 
-use super::record::Recorder;
+use super::record::{Progress, Recorder};
 use super::schedule::{Window, wait_until};
 use super::{BenchError, Held, Outcome, Plan, Shared};
 use bytes::BytesMut;
@@ -25,7 +25,8 @@ use quinn_proto::{
     ClientConfig, Connection, ConnectionHandle, DatagramEvent, Dir, Endpoint, EndpointConfig,
     Event, ReadError, StreamId, VarInt,
 };
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,7 +38,7 @@ const TIMEOUT_SCAN: Duration = Duration::from_millis(50);
 /// The largest datagram received.
 const MAX_DATAGRAM: usize = 65_536;
 /// Handshakes in progress at once while connections open.
-const MAX_CONNECTING: usize = 256;
+const MAX_CONNECTING: usize = 64;
 
 /// How to make a QUIC connection: the configuration and the name.
 #[derive(Clone)]
@@ -85,6 +86,8 @@ struct Conn {
     /// When it began connecting: a request's start in new-connection
     /// mode, so its latency includes the handshake.
     opened_at: Instant,
+    /// Its quinn-proto timer, as last filed in [`QuicLoad::timers`].
+    timer: Option<Instant>,
 }
 
 /// One thread's QUIC load.
@@ -104,6 +107,11 @@ struct QuicLoad<'a> {
     transmit: Vec<u8>,
     received: Box<[u8]>,
     outstanding: usize,
+    /// The connections' timers, soonest first; an entry whose connection
+    /// has filed another since is stale.
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Connections touched since they were last served.
+    dirty: Vec<usize>,
 }
 
 /// Runs one thread's share of a QUIC benchmark.
@@ -162,6 +170,7 @@ impl<'a> QuicLoad<'a> {
                 last_progress: now,
                 answered: 0,
                 opened_at: now,
+                timer: None,
             })
             .collect();
         Ok(Self {
@@ -179,6 +188,8 @@ impl<'a> QuicLoad<'a> {
             transmit: Vec::new(),
             received: vec![0; MAX_DATAGRAM].into_boxed_slice(),
             outstanding: 0,
+            timers: BinaryHeap::new(),
+            dirty: Vec::new(),
         })
     }
 
@@ -200,6 +211,7 @@ impl<'a> QuicLoad<'a> {
                 conn.last_progress = now;
                 conn.answered = 0;
                 conn.opened_at = now;
+                self.dirty.push(key);
             }
             Err(error) => self.recorder.error(|| format!("quic connect: {error}")),
         }
@@ -242,10 +254,12 @@ impl<'a> QuicLoad<'a> {
         Ok(())
     }
 
-    /// One turn: sends what every connection has, waits up to `wait` for
-    /// datagrams, takes them and the timers in.
+    /// One turn: sends what the connections touched since the last turn
+    /// have, waits up to `wait` for datagrams or a timer, and serves the
+    /// connections they concern. Only those are looked at: thousands of
+    /// idle connections cost nothing per turn.
     fn turn(&mut self, wait: Option<Duration>) -> Result<(), BenchError> {
-        self.flush_all();
+        self.serve_dirty(Instant::now());
         let mut events = Events::with_capacity(8);
         let wait = self.next_timer().map_or(wait, |timer| {
             let until = wait_until(Instant::now(), timer);
@@ -258,17 +272,44 @@ impl<'a> QuicLoad<'a> {
         }
         self.receive();
         let now = Instant::now();
-        for key in 0..self.conns.len() {
-            self.service(key, now);
+        while let Some(&Reverse((at, key))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            if self.conns[key].timer == Some(at) {
+                self.dirty.push(key);
+            }
         }
+        self.serve_dirty(now);
         Ok(())
     }
 
-    /// The earliest timer of any connection.
+    /// Serves every connection touched, sends what each has, and keeps
+    /// its timer in the heap.
+    fn serve_dirty(&mut self, now: Instant) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for &key in &dirty {
+            self.service(key, now);
+            self.flush(key, now);
+        }
+        dirty.clear();
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+
+    /// The earliest connection timer, stale ones dropped.
     fn next_timer(&mut self) -> Option<Instant> {
-        (self.conns.iter_mut())
-            .filter_map(|conn| conn.conn.as_mut()?.poll_timeout())
-            .min()
+        while let Some(&Reverse((at, key))) = self.timers.peek() {
+            if self.conns[key].timer == Some(at) {
+                return Some(at);
+            }
+            self.timers.pop();
+        }
+        None
     }
 
     /// Receives every datagram waiting and hands each to its connection.
@@ -294,28 +335,40 @@ impl<'a> QuicLoad<'a> {
                 if let Some(&key) = self.handles.get(&handle) {
                     if let Some(conn) = self.conns[key].conn.as_mut() {
                         conn.handle_event(event);
+                        self.dirty.push(key);
                     }
                 }
             }
         }
     }
 
+    /// Sends every datagram connection `key` has, and files its timer.
+    fn flush(&mut self, key: usize, now: Instant) {
+        let conn = &mut self.conns[key];
+        let Some(connection) = conn.conn.as_mut() else {
+            conn.timer = None;
+            return;
+        };
+        loop {
+            self.transmit.clear();
+            let Some(transmit) = connection.poll_transmit(now, 1, &mut self.transmit) else {
+                break;
+            };
+            let _ = self
+                .socket
+                .send_to(&self.transmit[..transmit.size], transmit.destination);
+        }
+        conn.timer = connection.poll_timeout();
+        if let Some(at) = conn.timer {
+            self.timers.push(Reverse((at, key)));
+        }
+    }
+
     /// Sends every datagram of every connection.
     fn flush_all(&mut self) {
         let now = Instant::now();
-        for conn in &mut self.conns {
-            let Some(connection) = conn.conn.as_mut() else {
-                continue;
-            };
-            loop {
-                self.transmit.clear();
-                let Some(transmit) = connection.poll_transmit(now, 1, &mut self.transmit) else {
-                    break;
-                };
-                let _ = self
-                    .socket
-                    .send_to(&self.transmit[..transmit.size], transmit.destination);
-            }
+        for key in 0..self.conns.len() {
+            self.flush(key, now);
         }
     }
 
@@ -346,6 +399,9 @@ impl<'a> QuicLoad<'a> {
         if connected {
             if let Some(since) = self.conns[key].connecting_since.take() {
                 self.recorder.handshake(now - since);
+                if self.plan.hold {
+                    Progress::add(&self.shared.progress.open, 1);
+                }
             }
         }
         if let Some(reason) = lost {
@@ -476,7 +532,11 @@ impl<'a> QuicLoad<'a> {
         let Some(connection) = conn.conn.as_mut() else {
             return;
         };
-        while conn.inflight.len() < depth {
+        let before = (conn.inflight.len(), conn.unsent.len());
+        while conn.inflight.len() < depth && self.window.issuing() {
+            if self.plan.new_connection && conn.answered + conn.inflight.len() as u64 > 0 {
+                break;
+            }
             let stream = if self.quic.streams || self.plan.new_connection {
                 match connection.streams().open(Dir::Bi) {
                     Some(stream) => stream,
@@ -492,9 +552,6 @@ impl<'a> QuicLoad<'a> {
                     },
                 }
             };
-            if self.plan.new_connection && conn.answered + conn.inflight.len() as u64 > 0 {
-                break;
-            }
             // In new-connection mode a request's time includes its handshake.
             let issued_at = if self.plan.new_connection {
                 conn.opened_at
@@ -502,6 +559,10 @@ impl<'a> QuicLoad<'a> {
                 now
             };
             let Some((start, _)) = self.window.next_request(None, issued_at) else {
+                // The window closed: a stream of its own ends unused.
+                if conn.stream != Some(stream) {
+                    let _ = connection.send_stream(stream).finish();
+                }
                 break;
             };
             let n = self.next_n;
@@ -537,6 +598,9 @@ impl<'a> QuicLoad<'a> {
                 }
             }
         }
+        if (conn.inflight.len(), conn.unsent.len()) != before {
+            self.dirty.push(key);
+        }
     }
 
     /// Counts connection `key` failed: its requests settle as failed, and
@@ -544,6 +608,9 @@ impl<'a> QuicLoad<'a> {
     fn fail(&mut self, key: usize, now: Instant, what: impl FnOnce() -> String) {
         self.recorder.error(what);
         let conn = &mut self.conns[key];
+        if self.plan.hold && conn.connecting_since.is_some() {
+            Progress::add(&self.shared.progress.failed, 1);
+        }
         for pending in conn.inflight.drain(..) {
             self.window.settle(pending.start, now);
             self.outstanding -= 1;

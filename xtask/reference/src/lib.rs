@@ -5,6 +5,9 @@
 //!   (`src/bin/tokio_1.rs`): the server a Rust user would write instead of
 //!   shoutd, with tokio in the most ordinary way ([`tokio_server`]), on the
 //!   multi-thread and on the one-thread runtime.
+//! - `reference-quinn-1` (`src/bin/quinn_1.rs`): the QUIC server a Rust
+//!   user would write instead of `shoutd --quic`, quinn on tokio's
+//!   one-thread runtime ([`quinn_server`]).
 //! - `reference-ceiling` (`src/bin/ceiling.rs`): the cheapest server that
 //!   answers the benchmark's requests correctly, to measure the load
 //!   generator's own ceiling.
@@ -17,6 +20,7 @@
 
 #![deny(missing_docs)]
 
+pub mod quinn_server;
 pub mod tokio_rustls_server;
 pub mod tokio_server;
 

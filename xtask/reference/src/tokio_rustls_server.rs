@@ -44,7 +44,8 @@ impl TlsArgs {
                 .next()
                 .ok_or_else(|| format!("`{flag}` needs a value; {USAGE}"))?;
             match flag.as_str() {
-                "--tls" => {
+                // `--quic` for the QUIC reference, which takes the same.
+                "--tls" | "--quic" => {
                     addr = value
                         .parse()
                         .map_err(|error| format!("`--tls {value}`: {error}"))?;

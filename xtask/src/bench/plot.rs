@@ -207,6 +207,9 @@ fn color(server: Server) -> RGBColor {
         Server::ShoutdTls1 => RGBColor(16, 60, 120),
         Server::TokioRustls1 => RGBColor(130, 20, 25),
         Server::TokioRustlsMt => RGBColor(170, 80, 5),
+        // The QUIC servers: the same hues, lighter.
+        Server::ShoutdQuic1 => RGBColor(120, 170, 230),
+        Server::Quinn1 => RGBColor(240, 120, 120),
     }
 }
 

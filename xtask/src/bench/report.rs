@@ -134,8 +134,19 @@ const TLS_OVER_PLAIN: [(Server, Server); 2] = [
     (Server::TokioRustls1, Server::Tokio1),
 ];
 
-/// One target of the TLS work (issue #16): a ratio of shoutd-1-tls's
-/// median of a figure to tokio-rustls-1's.
+/// The fair peer over QUIC, and the shoutd compared with it.
+const QUIC_PEER: Server = Server::Quinn1;
+const QUIC_ABSOLUTE: [Server; 2] = [Server::ShoutdQuic1, QUIC_PEER];
+
+/// Each QUIC server beside the TLS server of its kind, for what QUIC
+/// costs against TCP + TLS.
+const QUIC_OVER_TLS: [(Server, Server); 2] = [
+    (Server::ShoutdQuic1, Server::ShoutdTls1),
+    (Server::Quinn1, Server::TokioRustls1),
+];
+
+/// One target: a ratio of shoutd's median of a figure (over TLS or QUIC)
+/// to its peer's.
 struct TlsTarget {
     workload: &'static str,
     label: &'static str,
@@ -180,6 +191,65 @@ const TLS_TARGETS: [TlsTarget; 6] = [
         label: "RSS per connection",
         figure: Measurement::rss_per_conn,
         bound: Some(Target::AtMost(0.25)),
+    },
+];
+
+/// The QUIC targets (issue #28): shoutd-1-quic against quinn-1, at
+/// least level on throughput, no more CPU per message.
+const QUIC_TARGETS: [TlsTarget; 9] = [
+    TlsTarget {
+        workload: "quic-new-connection",
+        label: "new connections/s",
+        figure: Measurement::msgs_per_sec,
+        bound: Some(Target::AtLeast(1.0)),
+    },
+    TlsTarget {
+        workload: "quic-pipelined",
+        label: "msgs/s",
+        figure: Measurement::msgs_per_sec,
+        bound: Some(Target::AtLeast(1.0)),
+    },
+    TlsTarget {
+        workload: "quic-pipelined",
+        label: "server CPU per msg",
+        figure: Measurement::server_us_per_msg,
+        bound: Some(Target::AtMost(1.0)),
+    },
+    TlsTarget {
+        workload: "quic-streams",
+        label: "msgs/s",
+        figure: Measurement::msgs_per_sec,
+        bound: Some(Target::AtLeast(1.0)),
+    },
+    TlsTarget {
+        workload: "quic-streams",
+        label: "server CPU per msg",
+        figure: Measurement::server_us_per_msg,
+        bound: Some(Target::AtMost(1.0)),
+    },
+    TlsTarget {
+        workload: "quic-large",
+        label: "msgs/s",
+        figure: Measurement::msgs_per_sec,
+        bound: Some(Target::AtLeast(1.0)),
+    },
+    TlsTarget {
+        workload: "quic-large",
+        label: "server CPU per msg",
+        figure: Measurement::server_us_per_msg,
+        bound: Some(Target::AtMost(1.0)),
+    },
+    TlsTarget {
+        workload: "quic-new-connection",
+        label: "server CPU per connection",
+        figure: Measurement::server_us_per_msg,
+        bound: Some(Target::AtMost(1.0)),
+    },
+    TlsTarget {
+        workload: "quic-idle",
+        label: "RSS per connection",
+        figure: Measurement::rss_per_conn,
+        bound: Some(Target::AtMost(1.0)),
     },
 ];
 
@@ -244,6 +314,11 @@ fn is_tls(index: usize) -> bool {
     WORKLOADS[index].over_tls()
 }
 
+/// Whether a workload runs over QUIC.
+fn is_quic(index: usize) -> bool {
+    WORKLOADS[index].over_quic()
+}
+
 /// The workload tables, as Markdown (also what the terminal shows): the
 /// throughput per client shape, the CPU per message, the baseline, the
 /// busy-poll comparison, the idle connections, then the TLS section.
@@ -252,7 +327,7 @@ pub(crate) fn tables(results: &Results) -> String {
     let loads: Vec<usize> = results
         .workloads()
         .into_iter()
-        .filter(|&i| is_load(i) && !is_tls(i))
+        .filter(|&i| is_load(i) && !is_tls(i) && !is_quic(i))
         .collect();
     for client in Client::ALL {
         let rows: Vec<usize> = loads
@@ -306,11 +381,12 @@ pub(crate) fn tables(results: &Results) -> String {
         out.push('\n');
     }
     for index in results.workloads() {
-        if matches!(WORKLOADS[index].kind, Kind::Hold(_)) && !is_tls(index) {
+        if matches!(WORKLOADS[index].kind, Kind::Hold(_)) && !is_tls(index) && !is_quic(index) {
             out.push_str(&hold_section(results, index));
         }
     }
     out.push_str(&tls_tables(results));
+    out.push_str(&quic_tables(results));
     let mut failures = String::new();
     for index in results.workloads() {
         for &server in WORKLOADS[index].servers {
@@ -545,7 +621,7 @@ fn tls_tables(results: &Results) -> String {
             out.push_str(&hold_section(results, index));
         }
     }
-    let cost = tls_cost_table(results, &measured);
+    let cost = cost_table(results, &measured, &TLS_OVER_PLAIN, workloads::plain_twin);
     if !cost.is_empty() {
         out.push_str(
             "### What TLS costs: a TLS figure ÷ the same server's over TCP in the same shape \
@@ -560,7 +636,72 @@ fn tls_tables(results: &Results) -> String {
         Server::ShoutdTls1.name(),
         TLS_PEER.name()
     );
-    out.push_str(&tls_target_table(results));
+    out.push_str(&target_table(
+        results,
+        &TLS_TARGETS,
+        Server::ShoutdTls1,
+        TLS_PEER,
+    ));
+    out.push('\n');
+    out
+}
+
+/// The QUIC section: throughput and CPU against quinn-1, the handshakes,
+/// the idle connections, what QUIC costs against TCP + TLS, the targets.
+fn quic_tables(results: &Results) -> String {
+    let measured: Vec<usize> = (results.workloads().into_iter())
+        .filter(|&i| is_quic(i))
+        .collect();
+    if measured.is_empty() {
+        return String::new();
+    }
+    let mut out = String::new();
+    let loads: Vec<usize> = measured.iter().copied().filter(|&i| is_load(i)).collect();
+    if !loads.is_empty() {
+        let peer = QUIC_PEER.name();
+        let _ = writeln!(
+            out,
+            "### QUIC: throughput ÷ {peer}'s (in `quic-new-connection` a message is a connection)\n"
+        );
+        let throughput = Measurement::msgs_per_sec;
+        out.push_str(&figure_table(
+            results,
+            &loads,
+            throughput,
+            true,
+            QUIC_ABSOLUTE,
+        ));
+        let _ = writeln!(out, "\n### QUIC: server CPU per message ÷ {peer}'s\n");
+        let cpu = Measurement::server_us_per_msg;
+        out.push_str(&figure_table(results, &loads, cpu, false, QUIC_ABSOLUTE));
+        out.push('\n');
+    }
+    for &index in &measured {
+        if matches!(WORKLOADS[index].kind, Kind::Hold(_)) {
+            out.push_str(&hold_section(results, index));
+        }
+    }
+    let cost = cost_table(results, &measured, &QUIC_OVER_TLS, workloads::tls_twin);
+    if !cost.is_empty() {
+        out.push_str(
+            "### What QUIC costs: a QUIC figure ÷ the same kind of server's over TCP + TLS in \
+             the same shape (`quic-X` ÷ `tls-X`), same runs\n\n",
+        );
+        out.push_str(&cost);
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "### QUIC targets: {} ÷ {}, medians\n",
+        Server::ShoutdQuic1.name(),
+        QUIC_PEER.name()
+    );
+    out.push_str(&target_table(
+        results,
+        &QUIC_TARGETS,
+        Server::ShoutdQuic1,
+        QUIC_PEER,
+    ));
     out.push('\n');
     out
 }
@@ -589,20 +730,26 @@ fn handshake_table(results: &Results) -> String {
     table.markdown()
 }
 
-/// Each TLS workload's figures ÷ its plain twin's, for shoutd-1 and
-/// tokio-1; empty when no twin was measured.
-fn tls_cost_table(results: &Results, measured: &[usize]) -> String {
+/// Each of the `measured` workloads' figures ÷ its `twin`'s, for each
+/// pair of servers (`pairs`: the server, and the one it is compared with
+/// on the twin); empty when no twin was measured.
+fn cost_table(
+    results: &Results,
+    measured: &[usize],
+    pairs: &[(Server, Server)],
+    twin: fn(usize) -> Option<usize>,
+) -> String {
     let mut table = Table::default();
     let mut header = vec!["figure".to_owned()];
     header.extend(
-        TLS_OVER_PLAIN
+        pairs
             .iter()
             .map(|&(tls, plain)| format!("{} ÷ {}", tls.name(), plain.name())),
     );
     table.header_owned(header);
     let mut any = false;
     for &index in measured {
-        let Some(plain) = workloads::plain_twin(index) else {
+        let Some(plain) = twin(index) else {
             continue;
         };
         let figures: &[(&str, Figure)] = match WORKLOADS[index].kind {
@@ -614,7 +761,7 @@ fn tls_cost_table(results: &Results, measured: &[usize]) -> String {
         };
         for &(label, figure) in figures {
             let mut row = vec![format!("`{}` {label}", WORKLOADS[index].name)];
-            for &(tls, tcp) in &TLS_OVER_PLAIN {
+            for &(tls, tcp) in pairs {
                 let ratio = ratio_between(results, (index, tls), (plain, tcp), figure);
                 any |= ratio.is_some();
                 row.push(ratio.map_or("–".into(), ratio_text));
@@ -625,17 +772,16 @@ fn tls_cost_table(results: &Results, measured: &[usize]) -> String {
     if any { table.markdown() } else { String::new() }
 }
 
-/// The TLS targets: the ratio of each figure (shoutd-1-tls's ÷
-/// tokio-rustls-1's, whose absolute figures the tables above give) and the
-/// target it is held to.
-fn tls_target_table(results: &Results) -> String {
+/// The targets: the ratio of each figure (`ours`'s ÷ `peer`'s, whose
+/// absolute figures the tables above give) and the target it is held to.
+fn target_table(results: &Results, targets: &[TlsTarget], ours: Server, peer: Server) -> String {
     let mut table = Table::default();
     table.header(&["figure", "ratio", "target"]);
-    for target in &TLS_TARGETS {
+    for target in targets {
         let Some(index) = WORKLOADS.iter().position(|w| w.name == target.workload) else {
             continue;
         };
-        let ratio = ratio_of(results, index, Server::ShoutdTls1, TLS_PEER, target.figure);
+        let ratio = ratio_of(results, index, ours, peer, target.figure);
         let verdict = match (target.bound, ratio) {
             (Some(bound), Some(ratio)) if bound.met(ratio) => format!("{}: met", bound.text()),
             (Some(bound), Some(_)) => format!("{}: **missed**", bound.text()),
@@ -665,17 +811,25 @@ fn hold_table(results: &Results, index: usize) -> String {
     ]);
     for server in servers_in(results, &[index]) {
         let get = |figure: Figure| results.median(index, server, figure);
-        let all_accepted = get(Measurement::accept_s).map_or_else(
-            || {
-                format!(
-                    "not all: {} of {} by {}",
-                    count_of(get(|m| Some(m.held?.accepted as f64))),
-                    Count(held as u64),
-                    get(|m| Some(m.held?.accepted_s)).map_or("–".into(), seconds)
-                )
-            },
-            seconds,
-        );
+        // QUIC connections share one socket: the load generator says when
+        // all were open, the server's descriptors cannot.
+        let all_open = is_quic(index).then(|| {
+            get(|m| m.summary.open_seconds)
+                .map_or("–".into(), |open| format!("{} (all open)", seconds(open)))
+        });
+        let all_accepted = all_open.unwrap_or_else(|| {
+            get(Measurement::accept_s).map_or_else(
+                || {
+                    format!(
+                        "not all: {} of {} by {}",
+                        count_of(get(|m| Some(m.held?.accepted as f64))),
+                        Count(held as u64),
+                        get(|m| Some(m.held?.accepted_s)).map_or("–".into(), seconds)
+                    )
+                },
+                seconds,
+            )
+        });
         table.row(vec![
             labelled(server),
             get(Measurement::rss_per_conn).map_or("–".into(), bytes),
@@ -1102,11 +1256,14 @@ pub(crate) mod tests {
             .split_whitespace()
             .filter(|word| word.chars().any(char::is_alphanumeric))
             .count();
-        // About 850 for the plain workloads, 270 for the TLS section.
-        assert!(words < 1_200, "{words} words:\n{text}");
+        // About 850 for the plain workloads, 270 for the TLS section, 230
+        // for the QUIC section.
+        assert!(words < 1_450, "{words} words:\n{text}");
         assert!(text.contains("### shoutd-1 ÷ shoutd-base"), "{text}");
         assert!(text.contains("### Busy-poll"), "{text}");
         assert!(text.contains("### TLS targets"), "{text}");
+        assert!(text.contains("### QUIC targets"), "{text}");
+        assert!(text.contains("### What QUIC costs"), "{text}");
     }
 
     #[test]

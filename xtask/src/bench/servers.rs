@@ -40,6 +40,11 @@ pub(crate) enum Server {
     TokioRustls1,
     /// `reference-tokio-rustls`: the same on the multi-thread runtime.
     TokioRustlsMt,
+    /// shoutd-1 serving QUIC alone (`--quic`), with the run's certificate.
+    ShoutdQuic1,
+    /// `reference-quinn-1`: the ordinary quinn server on tokio's
+    /// one-thread runtime, the fair peer of shoutd-1-quic.
+    Quinn1,
 }
 
 /// Every server, in table order.
@@ -56,12 +61,16 @@ pub(crate) const ALL: &[Server] = &[
     Server::ShoutdTls1,
     Server::TokioRustls1,
     Server::TokioRustlsMt,
+    Server::ShoutdQuic1,
+    Server::Quinn1,
 ];
 
 /// The servers that speak plain TCP and UDP, in table order.
-pub(crate) const PLAIN: &[Server] = ALL.split_at(ALL.len() - 3).0;
+pub(crate) const PLAIN: &[Server] = ALL.split_at(ALL.len() - 5).0;
 /// The servers of every TLS workload, in table order.
-pub(crate) const TLS: &[Server] = ALL.split_at(ALL.len() - 3).1;
+pub(crate) const TLS: &[Server] = ALL.split_at(ALL.len() - 5).1.split_at(3).0;
+/// The servers of every QUIC workload, in table order.
+pub(crate) const QUIC: &[Server] = ALL.split_at(ALL.len() - 2).1;
 
 impl Server {
     /// A short name, for tables and the plot's legend.
@@ -79,6 +88,8 @@ impl Server {
             Server::ShoutdTls1 => "shoutd-1-tls",
             Server::TokioRustls1 => "tokio-rustls-1",
             Server::TokioRustlsMt => "tokio-rustls-mt",
+            Server::ShoutdQuic1 => "shoutd-1-quic",
+            Server::Quinn1 => "quinn-1",
         }
     }
 
@@ -88,6 +99,11 @@ impl Server {
             self,
             Server::ShoutdTls1 | Server::TokioRustls1 | Server::TokioRustlsMt
         )
+    }
+
+    /// Whether it speaks QUIC (and only QUIC).
+    pub(crate) fn is_quic(self) -> bool {
+        matches!(self, Server::ShoutdQuic1 | Server::Quinn1)
     }
 
     /// Whether it is one of the ceiling servers, not a server under test.
@@ -105,7 +121,9 @@ impl Server {
             | Server::Ceiling1
             | Server::Python
             | Server::ShoutdTls1
-            | Server::TokioRustls1 => "1",
+            | Server::TokioRustls1
+            | Server::ShoutdQuic1
+            | Server::Quinn1 => "1",
             // One per core of this 2-core machine.
             Server::Shoutd2 | Server::TokioMt | Server::Ceiling2 | Server::TokioRustlsMt => "2",
         }
@@ -149,6 +167,12 @@ impl Server {
             Server::TokioRustlsMt => {
                 "`reference-tokio-rustls`: the same code on tokio's multi-thread runtime"
             }
+            Server::ShoutdQuic1 => {
+                "shoutd serving QUIC alone (`--quic --cert --key`; one worker serves QUIC)"
+            }
+            Server::Quinn1 => {
+                "`reference-quinn-1`: quinn on tokio's one-thread runtime, default transport, a task per connection and per stream, tokio-1's loop on each stream"
+            }
         }
     }
 }
@@ -168,6 +192,7 @@ pub(crate) struct Programs {
     pub(crate) tokio_1: PathBuf,
     pub(crate) tokio_rustls: PathBuf,
     pub(crate) tokio_rustls_1: PathBuf,
+    pub(crate) quinn_1: PathBuf,
     pub(crate) ceiling: PathBuf,
     /// Gives access to the lecture's Python programs, as e2e does.
     pub(crate) env: Env,
@@ -215,6 +240,7 @@ pub(crate) struct Running {
     pub(crate) tcp: Option<SocketAddr>,
     pub(crate) udp: Option<SocketAddr>,
     pub(crate) tls: Option<SocketAddr>,
+    pub(crate) quic: Option<SocketAddr>,
 }
 
 impl Running {
@@ -231,6 +257,7 @@ pub(crate) enum Need {
     Tcp,
     Udp,
     Tls,
+    Quic,
 }
 
 /// What every shoutd measured is given besides its addresses. Held
@@ -250,24 +277,26 @@ pub(crate) fn start(programs: &Programs, server: Server, need: Need) -> Result<R
             tcp: Some(tcp),
             udp: Some(udp),
             tls: None,
+            quic: None,
         })
     };
     let certificate = &programs.certificate;
     let serving_tls = |name: &str, path: &PathBuf, extra: &[&str]| {
+        let flag = if server.is_quic() { "--quic" } else { "--tls" };
         let mut command = std::process::Command::new(path);
         command
-            .args(["--tls", "127.0.0.1:0", "--cert"])
+            .args([flag, "127.0.0.1:0", "--cert"])
             .arg(&certificate.cert)
             .arg("--key")
             .arg(&certificate.key)
             .args(extra);
         let (process, listening) = process::start_announcing_all(name, &mut command)?;
-        let tls = listening.addrs("tls").first().copied();
         Ok(Running {
             process,
             tcp: None,
             udp: None,
-            tls,
+            tls: listening.addrs("tls").first().copied(),
+            quic: listening.addrs("quic").first().copied(),
         })
     };
     let shoutd = SHOUTD_ARGS;
@@ -299,9 +328,11 @@ pub(crate) fn start(programs: &Programs, server: Server, need: Need) -> Result<R
             serving_tls("reference-tokio-rustls-1", &programs.tokio_rustls_1, &[])
         }
         Server::TokioRustlsMt => serving_tls("reference-tokio-rustls", &programs.tokio_rustls, &[]),
+        Server::ShoutdQuic1 => serving_tls("shoutd", &programs.shoutd, &shoutd),
+        Server::Quinn1 => serving_tls("reference-quinn-1", &programs.quinn_1, &[]),
         Server::Python => {
             let (script, transport) = match need {
-                Need::Tcp | Need::Tls => ("tcp_server.py", process::Transport::Tcp),
+                Need::Tcp | Need::Tls | Need::Quic => ("tcp_server.py", process::Transport::Tcp),
                 Need::Udp => ("udp_server.py", process::Transport::Udp),
             };
             let (process, port) = process::start_python_server(&programs.env, script, transport)?;
@@ -311,6 +342,7 @@ pub(crate) fn start(programs: &Programs, server: Server, need: Need) -> Result<R
                 tcp: (need == Need::Tcp).then_some(addr),
                 udp: (need == Need::Udp).then_some(addr),
                 tls: None,
+                quic: None,
             })
         }
     }
@@ -324,7 +356,9 @@ mod tests {
     fn the_plain_and_tls_servers_split_every_server() {
         assert!(PLAIN.iter().all(|server| !server.is_tls()));
         assert!(TLS.iter().all(|server| server.is_tls()));
-        assert_eq!(PLAIN.len() + TLS.len(), ALL.len());
+        assert!(QUIC.iter().all(|server| server.is_quic()));
+        assert!(PLAIN.iter().all(|server| !server.is_quic()));
+        assert_eq!(PLAIN.len() + TLS.len() + QUIC.len(), ALL.len());
         assert_eq!(
             TLS,
             [

@@ -89,6 +89,18 @@ pub(crate) const HELD_TLS: usize = 2_000;
 /// Each TLS workload and the plain workload of its shape, to say what TLS
 /// costs in the same run. `tls-idle` holds fewer connections than
 /// `idle-10k`; its figure is per connection.
+/// Held connections in `quic-idle`, as in `tls-idle`.
+pub(crate) const HELD_QUIC: usize = 2_000;
+
+/// Each QUIC workload and the TLS workload of its shape, to say what QUIC
+/// costs against TCP + TLS in the same run.
+pub(crate) const QUIC_TWINS: &[(&str, &str)] = &[
+    ("quic-new-connection", "tls-new-connection"),
+    ("quic-pipelined", "tls-pipelined"),
+    ("quic-large", "tls-large"),
+    ("quic-idle", "tls-idle"),
+];
+
 pub(crate) const TLS_TWINS: &[(&str, &str)] = &[
     ("tls-new-connection", "new-connection"),
     ("tls-pipelined", "pipelined"),
@@ -243,6 +255,46 @@ pub(crate) const WORKLOADS: &[Workload] = &[
         args: &["-s", "64"],
         servers: servers::TLS,
     },
+    Workload {
+        name: "quic-new-connection",
+        shape: "QUIC, handshake + one 64 B request on a stream + close, 1 at a time (0-RTT after the first)",
+        kind: Kind::Tcp,
+        client: Client::EventLoop,
+        args: &["--new-connection", "-c", "1", "-s", "64"],
+        servers: servers::QUIC,
+    },
+    Workload {
+        name: "quic-pipelined",
+        shape: "QUIC, 100 connections × depth 16 × 64 B on one stream each",
+        kind: Kind::Tcp,
+        client: Client::EventLoop,
+        args: &["-c", "100", "-d", "16", "-s", "64"],
+        servers: servers::QUIC,
+    },
+    Workload {
+        name: "quic-streams",
+        shape: "QUIC, 10 connections × 16 streams in flight, a stream per 64 B request",
+        kind: Kind::Tcp,
+        client: Client::EventLoop,
+        args: &["--streams", "-c", "10", "-d", "16", "-s", "64"],
+        servers: servers::QUIC,
+    },
+    Workload {
+        name: "quic-large",
+        shape: "QUIC, 10 connections × depth 64 × 4 KiB on one stream each",
+        kind: Kind::Tcp,
+        client: Client::EventLoop,
+        args: &["-c", "10", "-d", "64", "-s", "4096"],
+        servers: servers::QUIC,
+    },
+    Workload {
+        name: "quic-idle",
+        shape: "QUIC, 2,000 idle connections after their handshakes, then one 64 B request on each",
+        kind: Kind::Hold(HELD_QUIC),
+        client: Client::EventLoop,
+        args: &["-s", "64"],
+        servers: servers::QUIC,
+    },
 ];
 
 impl Workload {
@@ -250,6 +302,19 @@ impl Workload {
     pub(crate) fn over_tls(&self) -> bool {
         self.servers.iter().all(|server| server.is_tls())
     }
+
+    /// Whether it runs over QUIC (against the QUIC servers).
+    pub(crate) fn over_quic(&self) -> bool {
+        self.servers.iter().all(|server| server.is_quic())
+    }
+}
+
+/// The number of the TLS workload of `index`'s shape, when `index` is a
+/// QUIC workload that has one.
+pub(crate) fn tls_twin(index: usize) -> Option<usize> {
+    let name = WORKLOADS[index].name;
+    let &(_, tls) = QUIC_TWINS.iter().find(|(quic, _)| *quic == name)?;
+    WORKLOADS.iter().position(|workload| workload.name == tls)
 }
 
 /// The number of the plain workload of `index`'s shape, when `index` is a
@@ -358,6 +423,8 @@ pub(crate) fn measure(
 ) -> Result<Measurement, String> {
     let need = if workload.over_tls() {
         Need::Tls
+    } else if workload.over_quic() {
+        Need::Quic
     } else if workload.kind == Kind::Udp {
         Need::Udp
     } else {
@@ -368,6 +435,7 @@ pub(crate) fn measure(
         Need::Tcp => running.tcp,
         Need::Udp => running.udp,
         Need::Tls => running.tls,
+        Need::Quic => running.quic,
     }
     .ok_or("the server has no socket for this transport")?;
     let target = Target { addr, need };
@@ -398,10 +466,13 @@ impl Target {
     /// Adds the address, and over TLS the run's certificate to trust, to
     /// a `shout bench` command line.
     fn add_to(self, command: &mut Command, programs: &Programs) {
-        if self.need == Need::Tls {
-            command
-                .args(["--tls", "--ca"])
-                .arg(&programs.certificate.cert);
+        let secure = match self.need {
+            Need::Tls => Some("--tls"),
+            Need::Quic => Some("--quic"),
+            Need::Tcp | Need::Udp => None,
+        };
+        if let Some(flag) = secure {
+            command.args([flag, "--ca"]).arg(&programs.certificate.cert);
         }
         command.arg(self.addr.to_string());
     }
@@ -562,13 +633,35 @@ mod tests {
                 assert_eq!(workload.servers, servers::TLS);
                 continue;
             }
+            if workload.over_quic() {
+                assert!(workload.name.starts_with("quic-"), "{}", workload.name);
+                assert_eq!(workload.servers, servers::QUIC);
+                continue;
+            }
             assert!(workload.servers.iter().all(|server| !server.is_tls()));
+            assert!(workload.servers.iter().all(|server| !server.is_quic()));
             assert!(workload.servers.contains(&Server::Tokio1));
             assert!(workload.servers.contains(&Server::ShoutdBase));
             assert!(workload.servers.contains(&Server::Ceiling1));
             if workload.name != "trickle" {
                 assert!(workload.servers.contains(&Server::Ceiling2));
             }
+        }
+    }
+
+    #[test]
+    fn every_quic_workload_but_streams_has_a_tls_twin_of_its_shape() {
+        for (index, workload) in WORKLOADS.iter().enumerate() {
+            if !workload.over_quic() || workload.name == "quic-streams" {
+                assert!(workload.over_quic() || tls_twin(index).is_none());
+                continue;
+            }
+            let twin = &WORKLOADS[tls_twin(index).expect(workload.name)];
+            assert!(twin.over_tls(), "{}", twin.name);
+            // The same load generator arguments and count held: only the
+            // transport differs.
+            assert_eq!(twin.args, workload.args, "{}", workload.name);
+            assert_eq!(twin.kind, workload.kind, "{}", workload.name);
         }
     }
 

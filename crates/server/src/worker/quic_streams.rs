@@ -74,6 +74,10 @@ pub(super) struct QuicStreams<S: StreamService> {
     handle: Handle,
     /// Where the service writes its answer.
     scratch: Vec<u8>,
+    /// A pending buffer given up by a stream that sent all it held, for
+    /// the next stream with output: a busy stream does not allocate per
+    /// answer, and an idle one holds no buffer.
+    spare: Vec<u8>,
     /// The services' timers, by stream key.
     timers: TimerQueue,
     max_pending_output: usize,
@@ -88,6 +92,7 @@ impl<S: StreamService> QuicStreams<S> {
             service,
             handle,
             scratch: Vec::new(),
+            spare: Vec::new(),
             timers: TimerQueue::new(),
             max_pending_output: limits.max_pending_output,
             worker,
@@ -271,18 +276,30 @@ impl<S: StreamService> QuicStreams<S> {
                 Ok(Some(chunk)) => {
                     WorkerStats::add(&context.stats.quic_bytes_in, chunk.bytes.len() as u64);
                     stream.last_active = context.now;
-                    outcome = call_stream(&mut serve, skey, stream, |service, session, conn| {
-                        service.data(session, &chunk.bytes, conn);
-                    });
+                    outcome = call_stream(
+                        &mut serve,
+                        skey,
+                        stream,
+                        &mut self.spare,
+                        |service, session, conn| {
+                            service.data(session, &chunk.bytes, conn);
+                        },
+                    );
                     if outcome.is_err() || stream.ending.is_some() {
                         break;
                     }
                 }
                 Ok(None) => {
                     stream.input_ended = true;
-                    outcome = call_stream(&mut serve, skey, stream, |service, session, conn| {
-                        service.end(session, conn, EndReason::ClientClosed);
-                    });
+                    outcome = call_stream(
+                        &mut serve,
+                        skey,
+                        stream,
+                        &mut self.spare,
+                        |service, session, conn| {
+                            service.end(session, conn, EndReason::ClientClosed);
+                        },
+                    );
                     stream.ending.get_or_insert(CloseCause::ClientClosed);
                     break;
                 }
@@ -297,9 +314,15 @@ impl<S: StreamService> QuicStreams<S> {
         // next transmit does it either way.
         let _ = chunks.finalize();
         if stream.read_paused && outcome.is_ok() {
-            outcome = call_stream(&mut serve, skey, stream, |service, session, conn| {
-                service.writable_changed(session, conn, false);
-            });
+            outcome = call_stream(
+                &mut serve,
+                skey,
+                stream,
+                &mut self.spare,
+                |service, session, conn| {
+                    service.writable_changed(session, conn, false);
+                },
+            );
         }
         outcome
     }
@@ -321,7 +344,13 @@ impl<S: StreamService> QuicStreams<S> {
             scratch: &mut self.scratch,
             timers: &mut self.timers,
         };
-        call_stream(&mut serve, skey, &mut self.streams[skey], callback)
+        call_stream(
+            &mut serve,
+            skey,
+            &mut self.streams[skey],
+            &mut self.spare,
+            callback,
+        )
     }
 
     /// Writes stream `skey`'s pending output, finishes it once its answer
@@ -350,8 +379,12 @@ impl<S: StreamService> QuicStreams<S> {
             }
         }
         if stream.pending.is_empty() && !stopped {
-            // An idle stream holds no buffer.
-            stream.pending = Vec::new();
+            // An idle stream holds no buffer: its own goes back as the spare.
+            if self.spare.capacity() < stream.pending.capacity() {
+                self.spare = std::mem::take(&mut stream.pending);
+            } else {
+                stream.pending = Vec::new();
+            }
             if !stream.finished && (stream.ending.is_some() || stream.shut_write) {
                 let _ = send.finish();
                 stream.finished = true;
@@ -520,6 +553,7 @@ fn call_stream<S: StreamService>(
     serve: &mut Serve<'_, S>,
     skey: usize,
     stream: &mut QuicStream<S::Session>,
+    spare: &mut Vec<u8>,
     callback: impl FnOnce(&S, &mut S::Session, &mut ConnectionContext<'_>),
 ) -> Result<(), CloseCause> {
     let accepting = !stream.shut_write && stream.ending.is_none();
@@ -532,7 +566,10 @@ fn call_stream<S: StreamService>(
         note_panic(serve.stats, &stream.info.peer, payload);
         CloseCause::Panicked
     })?;
-    if accepting {
+    if accepting && !serve.scratch.is_empty() {
+        if stream.pending.capacity() == 0 {
+            stream.pending = std::mem::take(spare);
+        }
         stream.pending.extend_from_slice(serve.scratch);
     }
     apply(stream, skey, requests, serve.timers);
