@@ -317,10 +317,12 @@ const RATE_LARGE: u64 = 5_000_000;
 /// 10mbit` (and 10 ms of RTT), each timed inside the client's namespace.
 /// The rate is the slope: the 4 MB more over the time more, so the start
 /// and end of a transfer (processes, handshake, slow start, close) cancel
-/// out. The goodput so measured must be 10 Mbit/s ± 10%; on the wire it is
-/// higher by the ratio of IP bytes to payload the link counted (headers,
-/// 52 bytes of 1,500 per segment, and the other direction's ACKs), and
-/// must be too.
+/// out. The rate on the wire, which the link sets, is the goodput so
+/// measured times the ratio of IP bytes to payload the link counted
+/// (headers, 52 bytes of 1,500 per segment, and the other direction's
+/// ACKs): it must be 10 Mbit/s ± 10%, and the goodput below it. The
+/// goodput alone (about 9.5 Mbit/s) is not held to the 10%: the headers
+/// take 5% of the margin that a loaded machine needs.
 pub(crate) fn link_rate(env: &Env) -> Result<Outcome, String> {
     let dir = TempDir::new("link-rate")?;
     let shout = path_of(&env.shout_path()?);
@@ -383,10 +385,10 @@ pub(crate) fn link_rate(env: &Env) -> Result<Outcome, String> {
         "1 MB in {small_s:.2} s, 5 MB in {large_s:.2} s: goodput {goodput:.2} Mbit/s, \
          on the wire {wire:.2} Mbit/s (IP bytes {overhead:.3} × payload)"
     );
-    if (9.0..=11.0).contains(&goodput) && (9.0..=11.0).contains(&wire) {
+    if (9.0..=11.0).contains(&wire) && goodput < wire {
         Ok(Outcome::Pass(Some(note)))
     } else {
-        Err(format!("{note}: not 10 Mbit/s ± 10%"))
+        Err(format!("{note}: not 10 Mbit/s ± 10% on the wire"))
     }
 }
 
