@@ -374,6 +374,7 @@ fn build(root: &Path, baseline: Option<PathBuf>) -> Result<Programs, String> {
         tokio_rustls: bin.join("reference-tokio-rustls"),
         tokio_rustls_1: bin.join("reference-tokio-rustls-1"),
         quinn_1: bin.join("reference-quinn-1"),
+        tokio_ws_1: bin.join("reference-tokio-ws-1"),
         ceiling: bin.join("reference-ceiling"),
         env: e2e::Env::new(bin.join("shoutd"), bin.join("shout"), peers),
         certificate: Certificate::generate()?,

@@ -8,6 +8,10 @@
 //! - `reference-quinn-1` (`src/bin/quinn_1.rs`): the QUIC server a Rust
 //!   user would write instead of `shoutd --quic`, quinn on tokio's
 //!   one-thread runtime ([`quinn_server`]).
+//! - `reference-tokio-ws-1` (`src/bin/tokio_ws_1.rs`): the ordinary
+//!   tokio-tungstenite WebSocket server ([`tokio_ws_server`]) on the
+//!   one-thread runtime, read buffer tuned to 4 KiB; it takes `--ws ADDR`
+//!   and prints `listening ws ADDR`.
 //! - `reference-ceiling` (`src/bin/ceiling.rs`): the cheapest server that
 //!   answers the benchmark's requests correctly, to measure the load
 //!   generator's own ceiling.
@@ -23,6 +27,7 @@
 pub mod quinn_server;
 pub mod tokio_rustls_server;
 pub mod tokio_server;
+pub mod tokio_ws_server;
 
 use std::net::SocketAddr;
 

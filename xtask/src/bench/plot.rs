@@ -210,6 +210,9 @@ fn color(server: Server) -> RGBColor {
         // The QUIC servers: the same hues, lighter.
         Server::ShoutdQuic1 => RGBColor(120, 170, 230),
         Server::Quinn1 => RGBColor(240, 120, 120),
+        // The WebSocket servers: the same hues, paler still.
+        Server::ShoutdWs1 => RGBColor(170, 200, 240),
+        Server::TokioWs1 => RGBColor(250, 170, 170),
     }
 }
 

@@ -196,6 +196,46 @@ const TLS_TARGETS: [TlsTarget; 6] = [
 
 /// The QUIC targets (issue #28): shoutd-1-quic against quinn-1, at
 /// least level on throughput, no more CPU per message.
+/// The fair peer over WebSocket, and the shoutd compared with it.
+const WS_PEER: Server = Server::TokioWs1;
+const WS_ABSOLUTE: [Server; 2] = [Server::ShoutdWs1, WS_PEER];
+
+/// The targets of the WebSocket work (issue #26), shoutd-1-ws ÷
+/// tokio-ws-1. The idle one has an absolute bound too, 1.6 KiB per
+/// connection, which the idle table's figure shows.
+const WS_TARGETS: [TlsTarget; 5] = [
+    TlsTarget {
+        workload: "ws-pipelined",
+        label: "msgs/s",
+        figure: Measurement::msgs_per_sec,
+        bound: Some(Target::AtLeast(1.0)),
+    },
+    TlsTarget {
+        workload: "ws-pipelined",
+        label: "server CPU per msg",
+        figure: Measurement::server_us_per_msg,
+        bound: Some(Target::AtMost(1.0)),
+    },
+    TlsTarget {
+        workload: "ws-large",
+        label: "msgs/s",
+        figure: Measurement::msgs_per_sec,
+        bound: Some(Target::AtLeast(1.0)),
+    },
+    TlsTarget {
+        workload: "ws-large",
+        label: "server CPU per msg",
+        figure: Measurement::server_us_per_msg,
+        bound: Some(Target::AtMost(1.0)),
+    },
+    TlsTarget {
+        workload: "ws-idle",
+        label: "RSS per connection",
+        figure: Measurement::rss_per_conn,
+        bound: Some(Target::AtMost(0.25)),
+    },
+];
+
 const QUIC_TARGETS: [TlsTarget; 9] = [
     TlsTarget {
         workload: "quic-new-connection",
@@ -319,6 +359,11 @@ fn is_quic(index: usize) -> bool {
     WORKLOADS[index].over_quic()
 }
 
+/// Whether a workload runs over WebSocket.
+fn is_ws(index: usize) -> bool {
+    WORKLOADS[index].over_ws()
+}
+
 /// The workload tables, as Markdown (also what the terminal shows): the
 /// throughput per client shape, the CPU per message, the baseline, the
 /// busy-poll comparison, the idle connections, then the TLS section.
@@ -327,7 +372,7 @@ pub(crate) fn tables(results: &Results) -> String {
     let loads: Vec<usize> = results
         .workloads()
         .into_iter()
-        .filter(|&i| is_load(i) && !is_tls(i) && !is_quic(i))
+        .filter(|&i| is_load(i) && !is_tls(i) && !is_quic(i) && !is_ws(i))
         .collect();
     for client in Client::ALL {
         let rows: Vec<usize> = loads
@@ -381,12 +426,14 @@ pub(crate) fn tables(results: &Results) -> String {
         out.push('\n');
     }
     for index in results.workloads() {
-        if matches!(WORKLOADS[index].kind, Kind::Hold(_)) && !is_tls(index) && !is_quic(index) {
+        let plain = !is_tls(index) && !is_quic(index) && !is_ws(index);
+        if matches!(WORKLOADS[index].kind, Kind::Hold(_)) && plain {
             out.push_str(&hold_section(results, index));
         }
     }
     out.push_str(&tls_tables(results));
     out.push_str(&quic_tables(results));
+    out.push_str(&ws_tables(results));
     let mut failures = String::new();
     for index in results.workloads() {
         for &server in WORKLOADS[index].servers {
@@ -701,6 +748,55 @@ fn quic_tables(results: &Results) -> String {
         &QUIC_TARGETS,
         Server::ShoutdQuic1,
         QUIC_PEER,
+    ));
+    out.push('\n');
+    out
+}
+
+/// The WebSocket section: throughput and CPU per message against
+/// tokio-ws-1, the idle connections, and the targets; empty when no
+/// WebSocket workload was measured.
+fn ws_tables(results: &Results) -> String {
+    let measured: Vec<usize> = (results.workloads().into_iter())
+        .filter(|&i| is_ws(i))
+        .collect();
+    if measured.is_empty() {
+        return String::new();
+    }
+    let mut out = String::new();
+    let loads: Vec<usize> = measured.iter().copied().filter(|&i| is_load(i)).collect();
+    if !loads.is_empty() {
+        let peer = WS_PEER.name();
+        let _ = writeln!(out, "### WebSocket: throughput ÷ {peer}'s\n");
+        let throughput = Measurement::msgs_per_sec;
+        out.push_str(&figure_table(
+            results,
+            &loads,
+            throughput,
+            true,
+            WS_ABSOLUTE,
+        ));
+        let _ = writeln!(out, "\n### WebSocket: server CPU per message ÷ {peer}'s\n");
+        let cpu = Measurement::server_us_per_msg;
+        out.push_str(&figure_table(results, &loads, cpu, false, WS_ABSOLUTE));
+        out.push('\n');
+    }
+    for &index in &measured {
+        if matches!(WORKLOADS[index].kind, Kind::Hold(_)) {
+            out.push_str(&hold_section(results, index));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "### WebSocket targets: {} ÷ {}, medians\n",
+        Server::ShoutdWs1.name(),
+        WS_PEER.name()
+    );
+    out.push_str(&target_table(
+        results,
+        &WS_TARGETS,
+        Server::ShoutdWs1,
+        WS_PEER,
     ));
     out.push('\n');
     out
@@ -1258,10 +1354,12 @@ pub(crate) mod tests {
             .count();
         // About 850 for the plain workloads, 270 for the TLS section, 230
         // for the QUIC section.
-        assert!(words < 1_450, "{words} words:\n{text}");
+        // The WebSocket section adds about 120.
+        assert!(words < 1_600, "{words} words:\n{text}");
         assert!(text.contains("### shoutd-1 ÷ shoutd-base"), "{text}");
         assert!(text.contains("### Busy-poll"), "{text}");
         assert!(text.contains("### TLS targets"), "{text}");
+        assert!(text.contains("### WebSocket targets"), "{text}");
         assert!(text.contains("### QUIC targets"), "{text}");
         assert!(text.contains("### What QUIC costs"), "{text}");
     }

@@ -45,6 +45,11 @@ pub(crate) enum Server {
     /// `reference-quinn-1`: the ordinary quinn server on tokio's
     /// one-thread runtime, the fair peer of shoutd-1-quic.
     Quinn1,
+    /// shoutd-1 serving WebSocket only (`--ws`).
+    ShoutdWs1,
+    /// `reference-tokio-ws-1`: the ordinary tokio-tungstenite server on
+    /// the one-thread runtime, the fair peer of shoutd-1-ws.
+    TokioWs1,
 }
 
 /// Every server, in table order.
@@ -63,14 +68,18 @@ pub(crate) const ALL: &[Server] = &[
     Server::TokioRustlsMt,
     Server::ShoutdQuic1,
     Server::Quinn1,
+    Server::ShoutdWs1,
+    Server::TokioWs1,
 ];
 
 /// The servers that speak plain TCP and UDP, in table order.
-pub(crate) const PLAIN: &[Server] = ALL.split_at(ALL.len() - 5).0;
+pub(crate) const PLAIN: &[Server] = ALL.split_at(ALL.len() - 7).0;
 /// The servers of every TLS workload, in table order.
-pub(crate) const TLS: &[Server] = ALL.split_at(ALL.len() - 5).1.split_at(3).0;
+pub(crate) const TLS: &[Server] = ALL.split_at(ALL.len() - 7).1.split_at(3).0;
 /// The servers of every QUIC workload, in table order.
-pub(crate) const QUIC: &[Server] = ALL.split_at(ALL.len() - 2).1;
+pub(crate) const QUIC: &[Server] = ALL.split_at(ALL.len() - 4).1.split_at(2).0;
+/// The servers of every WebSocket workload, in table order.
+pub(crate) const WS: &[Server] = ALL.split_at(ALL.len() - 2).1;
 
 impl Server {
     /// A short name, for tables and the plot's legend.
@@ -90,6 +99,8 @@ impl Server {
             Server::TokioRustlsMt => "tokio-rustls-mt",
             Server::ShoutdQuic1 => "shoutd-1-quic",
             Server::Quinn1 => "quinn-1",
+            Server::ShoutdWs1 => "shoutd-1-ws",
+            Server::TokioWs1 => "tokio-ws-1",
         }
     }
 
@@ -104,6 +115,11 @@ impl Server {
     /// Whether it speaks QUIC (and only QUIC).
     pub(crate) fn is_quic(self) -> bool {
         matches!(self, Server::ShoutdQuic1 | Server::Quinn1)
+    }
+
+    /// Whether it speaks WebSocket (and only WebSocket).
+    pub(crate) fn is_ws(self) -> bool {
+        matches!(self, Server::ShoutdWs1 | Server::TokioWs1)
     }
 
     /// Whether it is one of the ceiling servers, not a server under test.
@@ -123,7 +139,9 @@ impl Server {
             | Server::ShoutdTls1
             | Server::TokioRustls1
             | Server::ShoutdQuic1
-            | Server::Quinn1 => "1",
+            | Server::Quinn1
+            | Server::ShoutdWs1
+            | Server::TokioWs1 => "1",
             // One per core of this 2-core machine.
             Server::Shoutd2 | Server::TokioMt | Server::Ceiling2 | Server::TokioRustlsMt => "2",
         }
@@ -173,6 +191,10 @@ impl Server {
             Server::Quinn1 => {
                 "`reference-quinn-1`: quinn on tokio's one-thread runtime, default transport, a task per connection and per stream, tokio-1's loop on each stream"
             }
+            Server::ShoutdWs1 => "shoutd-1 serving WebSocket alone (`--ws`)",
+            Server::TokioWs1 => {
+                "`reference-tokio-ws-1`: tokio-tungstenite on the one-thread runtime, `accept_async_with_config` (read buffer 4 KiB), then `next().await` and `send(reply).await` per message, in a task per connection"
+            }
         }
     }
 }
@@ -193,6 +215,7 @@ pub(crate) struct Programs {
     pub(crate) tokio_rustls: PathBuf,
     pub(crate) tokio_rustls_1: PathBuf,
     pub(crate) quinn_1: PathBuf,
+    pub(crate) tokio_ws_1: PathBuf,
     pub(crate) ceiling: PathBuf,
     /// Gives access to the lecture's Python programs, as e2e does.
     pub(crate) env: Env,
@@ -241,6 +264,7 @@ pub(crate) struct Running {
     pub(crate) udp: Option<SocketAddr>,
     pub(crate) tls: Option<SocketAddr>,
     pub(crate) quic: Option<SocketAddr>,
+    pub(crate) ws: Option<SocketAddr>,
 }
 
 impl Running {
@@ -258,6 +282,7 @@ pub(crate) enum Need {
     Udp,
     Tls,
     Quic,
+    Ws,
 }
 
 /// What every shoutd measured is given besides its addresses. Held
@@ -278,6 +303,20 @@ pub(crate) fn start(programs: &Programs, server: Server, need: Need) -> Result<R
             udp: Some(udp),
             tls: None,
             quic: None,
+            ws: None,
+        })
+    };
+    let serving_ws = |name: &str, path: &PathBuf, extra: &[&str]| {
+        let mut command = std::process::Command::new(path);
+        command.args(["--ws", "127.0.0.1:0"]).args(extra);
+        let (process, listening) = process::start_announcing_all(name, &mut command)?;
+        Ok(Running {
+            process,
+            tcp: None,
+            udp: None,
+            tls: None,
+            quic: None,
+            ws: listening.addrs("ws").first().copied(),
         })
     };
     let certificate = &programs.certificate;
@@ -297,6 +336,7 @@ pub(crate) fn start(programs: &Programs, server: Server, need: Need) -> Result<R
             udp: None,
             tls: listening.addrs("tls").first().copied(),
             quic: listening.addrs("quic").first().copied(),
+            ws: None,
         })
     };
     let shoutd = SHOUTD_ARGS;
@@ -330,9 +370,13 @@ pub(crate) fn start(programs: &Programs, server: Server, need: Need) -> Result<R
         Server::TokioRustlsMt => serving_tls("reference-tokio-rustls", &programs.tokio_rustls, &[]),
         Server::ShoutdQuic1 => serving_tls("shoutd", &programs.shoutd, &shoutd),
         Server::Quinn1 => serving_tls("reference-quinn-1", &programs.quinn_1, &[]),
+        Server::ShoutdWs1 => serving_ws("shoutd", &programs.shoutd, &shoutd),
+        Server::TokioWs1 => serving_ws("reference-tokio-ws-1", &programs.tokio_ws_1, &[]),
         Server::Python => {
             let (script, transport) = match need {
-                Need::Tcp | Need::Tls | Need::Quic => ("tcp_server.py", process::Transport::Tcp),
+                Need::Tcp | Need::Tls | Need::Quic | Need::Ws => {
+                    ("tcp_server.py", process::Transport::Tcp)
+                }
                 Need::Udp => ("udp_server.py", process::Transport::Udp),
             };
             let (process, port) = process::start_python_server(&programs.env, script, transport)?;
@@ -343,6 +387,7 @@ pub(crate) fn start(programs: &Programs, server: Server, need: Need) -> Result<R
                 udp: (need == Need::Udp).then_some(addr),
                 tls: None,
                 quic: None,
+                ws: None,
             })
         }
     }
@@ -358,7 +403,9 @@ mod tests {
         assert!(TLS.iter().all(|server| server.is_tls()));
         assert!(QUIC.iter().all(|server| server.is_quic()));
         assert!(PLAIN.iter().all(|server| !server.is_quic()));
-        assert_eq!(PLAIN.len() + TLS.len() + QUIC.len(), ALL.len());
+        assert!(WS.iter().all(|server| server.is_ws()));
+        assert_eq!(PLAIN.len() + TLS.len() + QUIC.len() + WS.len(), ALL.len());
+        assert_eq!(WS, [Server::ShoutdWs1, Server::TokioWs1]);
         assert_eq!(
             TLS,
             [

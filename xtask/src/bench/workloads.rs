@@ -248,6 +248,30 @@ pub(crate) const WORKLOADS: &[Workload] = &[
         servers: servers::TLS,
     },
     Workload {
+        name: "ws-pipelined",
+        shape: "WebSocket, 100 connections × depth 16 × 64 B messages",
+        kind: Kind::Tcp,
+        client: Client::EventLoop,
+        args: &["-c", "100", "-d", "16", "-s", "64"],
+        servers: servers::WS,
+    },
+    Workload {
+        name: "ws-large",
+        shape: "WebSocket, 10 connections × depth 64 × 4 KiB messages",
+        kind: Kind::Tcp,
+        client: Client::EventLoop,
+        args: &["-c", "10", "-d", "64", "-s", "4096"],
+        servers: servers::WS,
+    },
+    Workload {
+        name: "ws-idle",
+        shape: "WebSocket, 2,000 idle connections after their upgrades, then one 64 B message on each",
+        kind: Kind::Hold(HELD_TLS),
+        client: Client::EventLoop,
+        args: &["-s", "64"],
+        servers: servers::WS,
+    },
+    Workload {
         name: "tls-idle",
         shape: "TLS, 2,000 idle connections after their handshakes, then one 64 B request on each",
         kind: Kind::Hold(HELD_TLS),
@@ -306,6 +330,11 @@ impl Workload {
     /// Whether it runs over QUIC (against the QUIC servers).
     pub(crate) fn over_quic(&self) -> bool {
         self.servers.iter().all(|server| server.is_quic())
+    }
+
+    /// Whether it runs over WebSocket (against the WebSocket servers).
+    pub(crate) fn over_ws(&self) -> bool {
+        self.servers.iter().all(|server| server.is_ws())
     }
 }
 
@@ -425,6 +454,8 @@ pub(crate) fn measure(
         Need::Tls
     } else if workload.over_quic() {
         Need::Quic
+    } else if workload.over_ws() {
+        Need::Ws
     } else if workload.kind == Kind::Udp {
         Need::Udp
     } else {
@@ -436,6 +467,7 @@ pub(crate) fn measure(
         Need::Udp => running.udp,
         Need::Tls => running.tls,
         Need::Quic => running.quic,
+        Need::Ws => running.ws,
     }
     .ok_or("the server has no socket for this transport")?;
     let target = Target { addr, need };
@@ -469,8 +501,11 @@ impl Target {
         let secure = match self.need {
             Need::Tls => Some("--tls"),
             Need::Quic => Some("--quic"),
-            Need::Tcp | Need::Udp => None,
+            Need::Tcp | Need::Udp | Need::Ws => None,
         };
+        if self.need == Need::Ws {
+            command.arg("--ws");
+        }
         if let Some(flag) = secure {
             command.args([flag, "--ca"]).arg(&programs.certificate.cert);
         }
@@ -636,6 +671,11 @@ mod tests {
             if workload.over_quic() {
                 assert!(workload.name.starts_with("quic-"), "{}", workload.name);
                 assert_eq!(workload.servers, servers::QUIC);
+                continue;
+            }
+            if workload.over_ws() {
+                assert!(workload.name.starts_with("ws-"), "{}", workload.name);
+                assert_eq!(workload.servers, servers::WS);
                 continue;
             }
             assert!(workload.servers.iter().all(|server| !server.is_tls()));

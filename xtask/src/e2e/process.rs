@@ -328,7 +328,7 @@ pub(crate) fn start_announcing_all(
     let wants_tls = has("--tls");
     let wants_quic = has("--quic");
     let wants_ws = has("--ws");
-    let wants_plain = !(wants_tls || wants_quic) || has("--tcp") || has("--udp");
+    let wants_plain = !(wants_tls || wants_quic || wants_ws) || has("--tcp") || has("--udp");
     command.stdin(Stdio::null()).stdout(Stdio::piped());
     let mut process = Spawned::start(name, command)?;
     let lines = lines_of(process.take_stdout().expect("stdout is piped"));
