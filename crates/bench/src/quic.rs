@@ -449,13 +449,13 @@ impl<'a> QuicLoad<'a> {
                             pending.received += take;
                             // A stream of its own completes at its FIN.
                             if pending.received == payload.size() && !own_streams {
-                                conn.answered += 1;
-                                if let Some(in_window) = self.window.settle(pending.start, now) {
-                                    self.recorder.message(now - pending.start, in_window);
-                                }
-                                self.outstanding -= 1;
-                                conn.last_progress = now;
-                                conn.inflight.remove(index);
+                                let tally = (&mut self.window, &mut self.recorder);
+                                let of_conn = (
+                                    &mut conn.inflight,
+                                    &mut conn.answered,
+                                    &mut conn.last_progress,
+                                );
+                                answered(of_conn, index, now, tally, &mut self.outstanding);
                                 match conn.inflight.get(index) {
                                     Some(next) if next.stream == pending.stream => pending = *next,
                                     _ => {
@@ -491,13 +491,13 @@ impl<'a> QuicLoad<'a> {
                 return;
             }
             if ended && own_streams {
-                conn.answered += 1;
-                if let Some(in_window) = self.window.settle(pending.start, now) {
-                    self.recorder.message(now - pending.start, in_window);
-                }
-                self.outstanding -= 1;
-                conn.last_progress = now;
-                conn.inflight.remove(index);
+                let tally = (&mut self.window, &mut self.recorder);
+                let of_conn = (
+                    &mut conn.inflight,
+                    &mut conn.answered,
+                    &mut conn.last_progress,
+                );
+                answered(of_conn, index, now, tally, &mut self.outstanding);
                 continue;
             }
             if let Some(slot) = conn.inflight.get_mut(index) {
@@ -714,5 +714,25 @@ impl<'a> QuicLoad<'a> {
             elapsed: self.window.elapsed(now),
             held,
         })
+    }
+}
+
+/// Counts a connection's request `index` (of its `inflight`) answered at
+/// `now`: its latency, and in the throughput if the window says so.
+fn answered(
+    (inflight, answered, last_progress): (&mut VecDeque<Pending>, &mut u64, &mut Instant),
+    index: usize,
+    now: Instant,
+    (window, recorder): (&mut Window, &mut Recorder),
+    outstanding: &mut usize,
+) {
+    let Some(pending) = inflight.remove(index) else {
+        return;
+    };
+    *answered += 1;
+    *last_progress = now;
+    *outstanding -= 1;
+    if let Some(in_window) = window.settle(pending.start, now) {
+        recorder.message(now - pending.start, in_window);
     }
 }

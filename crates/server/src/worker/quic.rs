@@ -402,13 +402,8 @@ impl<S: StreamService> Quic<S> {
                             .stop(crate::quic::STREAM_DONE);
                     }
                 }
-                Event::Stream(StreamEvent::Readable { id }) => {
-                    self.streams
-                        .readable(&mut self.connections[key], id, context);
-                }
-                Event::Stream(StreamEvent::Writable { id }) => {
-                    self.streams
-                        .writable(&mut self.connections[key], id, context);
+                Event::Stream(StreamEvent::Readable { id } | StreamEvent::Writable { id }) => {
+                    self.streams.ready(&mut self.connections[key], id, context);
                 }
                 Event::Stream(StreamEvent::Stopped { id, .. }) => {
                     self.streams

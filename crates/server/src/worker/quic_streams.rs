@@ -67,6 +67,14 @@ struct QuicStream<Session> {
     last_active: Instant,
 }
 
+/// What [`QuicStreams::split`] lends: the service calls' context, the
+/// streams, the spare buffer.
+type Split<'a, S> = (
+    Serve<'a, S>,
+    &'a mut Slab<QuicStream<<S as StreamService>::Session>>,
+    &'a mut Vec<u8>,
+);
+
 /// The QUIC streams of a worker and what serving them needs.
 pub(super) struct QuicStreams<S: StreamService> {
     streams: Slab<QuicStream<S::Session>>,
@@ -100,9 +108,10 @@ impl<S: StreamService> QuicStreams<S> {
         }
     }
 
-    /// Returns what one event lends the service calls.
-    fn serve<'a>(&'a mut self, now: Instant, stats: &'a WorkerStats) -> Serve<'a, S> {
-        Serve {
+    /// Returns what one event lends the service calls, beside the streams
+    /// and the spare buffer, borrowed apart.
+    fn split<'a>(&'a mut self, now: Instant, stats: &'a WorkerStats) -> Split<'a, S> {
+        let serve = Serve {
             service: &*self.service,
             handle: &self.handle,
             max_pending_output: self.max_pending_output,
@@ -111,7 +120,8 @@ impl<S: StreamService> QuicStreams<S> {
             stats,
             scratch: &mut self.scratch,
             timers: &mut self.timers,
-        }
+        };
+        (serve, &mut self.streams, &mut self.spare)
     }
 
     /// Opens the service's session on stream `id` of connection `key`,
@@ -140,7 +150,7 @@ impl<S: StreamService> QuicStreams<S> {
             end,
         };
         let service = Arc::clone(&self.service);
-        let mut serve = self.serve(context.now, &context.stats);
+        let (mut serve, _, _) = self.split(context.now, &context.stats);
         let opened = call(&mut serve, &info, 0, |conn| service.open(conn));
         let (session, requests) = match opened {
             Ok(opened) => opened,
@@ -174,20 +184,9 @@ impl<S: StreamService> QuicStreams<S> {
         self.pump(connection, skey, context);
     }
 
-    /// Reads stream `id`, which has bytes or its end waiting.
-    pub(super) fn readable(
-        &mut self,
-        connection: &mut QuicConnection,
-        id: StreamId,
-        context: &mut Context,
-    ) {
-        if let Some(&skey) = connection.streams.get(&id) {
-            self.pump(connection, skey, context);
-        }
-    }
-
-    /// Writes stream `id`'s pending output, which it takes again.
-    pub(super) fn writable(
+    /// Reads, answers and writes stream `id`: it has bytes or its end
+    /// waiting, or takes output again.
+    pub(super) fn ready(
         &mut self,
         connection: &mut QuicConnection,
         id: StreamId,
@@ -248,23 +247,14 @@ impl<S: StreamService> QuicStreams<S> {
         context: &mut Context,
     ) -> Result<(), CloseCause> {
         let max_pending_output = self.max_pending_output;
-        let stream = &mut self.streams[skey];
+        let (mut serve, streams, spare) = self.split(context.now, &context.stats);
+        let stream = &mut streams[skey];
         if stream.input_ended || stream.ending.is_some() || stream.read_paused {
             return Ok(());
         }
         let mut recv = connection.conn.recv_stream(stream.id);
         let Ok(mut chunks) = recv.read(true) else {
             return Ok(());
-        };
-        let mut serve = Serve {
-            service: &*self.service,
-            handle: &self.handle,
-            max_pending_output,
-            output_capacity: max_pending_output + READ_CHUNK * 3,
-            now: context.now,
-            stats: &context.stats,
-            scratch: &mut self.scratch,
-            timers: &mut self.timers,
         };
         let mut outcome = Ok(());
         loop {
@@ -276,30 +266,20 @@ impl<S: StreamService> QuicStreams<S> {
                 Ok(Some(chunk)) => {
                     WorkerStats::add(&context.stats.quic_bytes_in, chunk.bytes.len() as u64);
                     stream.last_active = context.now;
-                    outcome = call_stream(
-                        &mut serve,
-                        skey,
-                        stream,
-                        &mut self.spare,
-                        |service, session, conn| {
+                    outcome =
+                        call_stream(&mut serve, skey, stream, spare, |service, session, conn| {
                             service.data(session, &chunk.bytes, conn);
-                        },
-                    );
+                        });
                     if outcome.is_err() || stream.ending.is_some() {
                         break;
                     }
                 }
                 Ok(None) => {
                     stream.input_ended = true;
-                    outcome = call_stream(
-                        &mut serve,
-                        skey,
-                        stream,
-                        &mut self.spare,
-                        |service, session, conn| {
+                    outcome =
+                        call_stream(&mut serve, skey, stream, spare, |service, session, conn| {
                             service.end(session, conn, EndReason::ClientClosed);
-                        },
-                    );
+                        });
                     stream.ending.get_or_insert(CloseCause::ClientClosed);
                     break;
                 }
@@ -314,15 +294,9 @@ impl<S: StreamService> QuicStreams<S> {
         // next transmit does it either way.
         let _ = chunks.finalize();
         if stream.read_paused && outcome.is_ok() {
-            outcome = call_stream(
-                &mut serve,
-                skey,
-                stream,
-                &mut self.spare,
-                |service, session, conn| {
-                    service.writable_changed(session, conn, false);
-                },
-            );
+            outcome = call_stream(&mut serve, skey, stream, spare, |service, session, conn| {
+                service.writable_changed(session, conn, false);
+            });
         }
         outcome
     }
@@ -334,23 +308,8 @@ impl<S: StreamService> QuicStreams<S> {
         context: &Context,
         callback: impl FnOnce(&S, &mut S::Session, &mut ConnectionContext<'_>),
     ) -> Result<(), CloseCause> {
-        let mut serve = Serve {
-            service: &*self.service,
-            handle: &self.handle,
-            max_pending_output: self.max_pending_output,
-            output_capacity: self.max_pending_output + READ_CHUNK * 3,
-            now: context.now,
-            stats: &context.stats,
-            scratch: &mut self.scratch,
-            timers: &mut self.timers,
-        };
-        call_stream(
-            &mut serve,
-            skey,
-            &mut self.streams[skey],
-            &mut self.spare,
-            callback,
-        )
+        let (mut serve, streams, spare) = self.split(context.now, &context.stats);
+        call_stream(&mut serve, skey, &mut streams[skey], spare, callback)
     }
 
     /// Writes stream `skey`'s pending output, finishes it once its answer
