@@ -65,3 +65,28 @@ fn a_refused_upgrade_is_a_connection_error_naming_the_status() {
     assert_eq!(error.category(), ErrorCategory::Connection);
     assert!(error.to_string().contains("404"), "{error}");
 }
+
+#[test]
+fn ping_over_websocket_times_the_upgrade_apart_on_each_new_connection() {
+    let (server, addr) = server();
+    let target: shout_client::Target = addr.to_string().parse().unwrap();
+    let options = shout_client::PingOptions {
+        count: 3,
+        interval: std::time::Duration::from_millis(10),
+        timeout: TIMEOUT,
+        connect_timeout: Some(TIMEOUT),
+        new_connection: true,
+        ws: true,
+        ..shout_client::PingOptions::default()
+    };
+    let mut out = Vec::new();
+    let summary = shout_client::ping(&target, &options, &mut out).expect("ping runs");
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!((summary.sent, summary.received), (3, 3), "{out}");
+    assert_eq!(summary.upgrade.count(), 3, "{out}");
+    assert_eq!(summary.connect.count(), 3, "{out}");
+    assert!(out.contains(" upgrade="), "{out}");
+    let stats = server.stop();
+    assert_eq!(stats.ws_upgrades, 3, "{stats}");
+    assert_eq!(stats.ws_messages_in, 3, "{stats}");
+}

@@ -7,11 +7,13 @@
 //! With TLS the TLS handshake is timed apart too: TLS 1.3 adds one round
 //! trip to each new connection (TLS 1.2 two). Over QUIC the transport and
 //! TLS handshakes are one (one round trip, timed as `connect`), and each
-//! probe is a stream of its own on the connection.
+//! probe is a stream of its own on the connection. Over WebSocket the
+//! upgrade (request to 101) is timed apart too, after TCP and TLS, and
+//! each probe is one message.
 
 use crate::{
     ClientError, Connector, ErrorCategory, LineSession, QuicClient, QuicConnection, Target,
-    TlsClient, TlsOptions, Transport, UdpClient,
+    TlsClient, TlsOptions, Transport, UdpClient, WsConnection, WsUrl, ws_connect,
 };
 use std::fmt;
 use std::io::Write;
@@ -41,6 +43,9 @@ pub struct PingOptions {
     /// its own, its FIN after the probe; the handshake (QUIC's and TLS's in
     /// one) timed as `connect`.
     pub quic: bool,
+    /// WebSocket over the TCP connection (with `tls`, wss), upgraded at
+    /// `/ws`: each probe a message; the upgrade timed apart.
+    pub ws: bool,
     /// The probe's size in bytes (its answer is as long); the text
     /// `shout ping seq=N` when `None`. See [`probe_payload`].
     pub size: Option<usize>,
@@ -62,6 +67,7 @@ impl Default for PingOptions {
             new_connection: false,
             tls: None,
             quic: false,
+            ws: false,
             size: None,
             json: false,
         }
@@ -157,6 +163,8 @@ pub struct PingSummary {
     pub connect: RttStats,
     /// TLS handshakes made during probes, after their TCP handshakes.
     pub tls: RttStats,
+    /// WebSocket upgrades made during probes, after their handshakes.
+    pub upgrade: RttStats,
     /// Request-and-reply times alone.
     pub rtt: RttStats,
 }
@@ -191,6 +199,9 @@ impl fmt::Display for PingSummary {
             if self.tls.count() > 0 {
                 write!(f, "\ntls {}", self.tls)?;
             }
+            if self.upgrade.count() > 0 {
+                write!(f, "\nupgrade {}", self.upgrade)?;
+            }
             write!(f, "\nrtt {}", self.rtt)?;
         }
         Ok(())
@@ -203,6 +214,7 @@ struct Probe {
     from: std::net::SocketAddr,
     connect: Option<Duration>,
     tls: Option<Duration>,
+    upgrade: Option<Duration>,
     rtt: Duration,
 }
 
@@ -212,6 +224,55 @@ enum Prober {
     Tcp(Box<LineSession>),
     Udp(UdpClient),
     Quic(Box<QuicProber>),
+    Ws(Box<WsProber>),
+}
+
+/// Probes over WebSocket: a message per probe, on one connection or a
+/// new one per probe.
+struct WsProber {
+    url: WsUrl,
+    connector: Connector,
+    connection: Option<WsConnection>,
+    timeout: Duration,
+    new_connection: bool,
+}
+
+impl WsProber {
+    fn probe(&mut self, payload: &[u8]) -> Result<Probe, ClientError> {
+        let mut timed = (None, None, None);
+        let connection = match &mut self.connection {
+            Some(connection) => connection,
+            None => {
+                let connection = ws_connect(&self.url, &self.connector, Some(self.timeout))?;
+                timed = (
+                    Some(connection.connect_time()),
+                    connection.tls_time(),
+                    Some(connection.upgrade_time()),
+                );
+                self.connection.insert(connection)
+            }
+        };
+        let started = Instant::now();
+        let answer = connection.exchange(payload);
+        let rtt = started.elapsed();
+        let from = connection.peer();
+        // A connection that failed a probe, or that is used once, is
+        // closed: the next probe makes a new one.
+        if answer.is_err() || self.new_connection {
+            if let Some(connection) = self.connection.take() {
+                let _ = connection.close();
+            }
+        }
+        let (connect, tls, upgrade) = timed;
+        Ok(Probe {
+            bytes: answer?.len(),
+            from,
+            connect,
+            tls,
+            upgrade,
+            rtt,
+        })
+    }
 }
 
 /// Probes over QUIC: a stream per probe, on one connection or a new one
@@ -252,6 +313,7 @@ impl QuicProber {
             from,
             connect,
             tls: None,
+            upgrade: None,
             rtt,
         })
     }
@@ -267,10 +329,12 @@ impl Prober {
                     from: exchange.peer,
                     connect: exchange.connect_time,
                     tls: exchange.tls_time,
+                    upgrade: None,
                     rtt: exchange.rtt,
                 })
             }
             Prober::Quic(prober) => prober.probe(&probe_payload(seq, size, Transport::Tcp)),
+            Prober::Ws(prober) => prober.probe(&probe_payload(seq, size, Transport::Tcp)),
             Prober::Udp(client) => {
                 let started = Instant::now();
                 let bytes = client
@@ -281,6 +345,7 @@ impl Prober {
                     from: client.peer(),
                     connect: None,
                     tls: None,
+                    upgrade: None,
                     rtt: started.elapsed(),
                 })
             }
@@ -344,14 +409,19 @@ pub fn ping(
             Ok(probe) => {
                 summary.received += 1;
                 summary.rtt.add(probe.rtt);
-                let time =
-                    probe.connect.unwrap_or_default() + probe.tls.unwrap_or_default() + probe.rtt;
+                let time = probe.connect.unwrap_or_default()
+                    + probe.tls.unwrap_or_default()
+                    + probe.upgrade.unwrap_or_default()
+                    + probe.rtt;
                 summary.time.add(time);
                 if let Some(connect) = probe.connect {
                     summary.connect.add(connect);
                 }
                 if let Some(tls) = probe.tls {
                     summary.tls.add(tls);
+                }
+                if let Some(upgrade) = probe.upgrade {
+                    summary.upgrade.add(upgrade);
                 }
                 report.answered(seq, &probe, time)?;
             }
@@ -406,7 +476,7 @@ fn prober(
         let mut connected = None;
         if !options.new_connection {
             let connection = (prober.client).connect(&prober.addrs, options.connect_timeout)?;
-            connected = Some((connection.peer(), connection.handshake_time(), None));
+            connected = Some((connection.peer(), connection.handshake_time(), None, None));
             prober.connection = Some(connection);
         }
         report.header(target, options, "quic", connected)?;
@@ -419,6 +489,9 @@ fn prober(
         }
         None => "tcp",
     };
+    if options.ws {
+        return ws_prober(target, options, connector, report);
+    }
     let mut session = LineSession::new(connector, Some(options.timeout));
     if options.new_connection {
         report.header(target, options, over, None)?;
@@ -428,15 +501,51 @@ fn prober(
             connection.peer(),
             connection.connect_time(),
             connection.tls_time(),
+            None,
         );
         report.header(target, options, over, Some(connected))?;
     }
     Ok(Prober::Tcp(Box::new(session)))
 }
 
+/// Returns the WebSocket prober of `options` over `connector` (with its
+/// TLS for wss), connected unless each probe makes its own connection,
+/// once the header is written.
+fn ws_prober(
+    target: &Target,
+    options: &PingOptions,
+    connector: Connector,
+    report: &mut Report<'_>,
+) -> Result<Prober, ClientError> {
+    let scheme = if options.tls.is_some() { "wss" } else { "ws" };
+    let url: WsUrl = format!("{scheme}://{target}/ws")
+        .parse()
+        .map_err(|reason| ClientError::TlsConfig { reason })?;
+    let mut prober = WsProber {
+        url,
+        connector,
+        connection: None,
+        timeout: options.timeout,
+        new_connection: options.new_connection,
+    };
+    let mut connected = None;
+    if !options.new_connection {
+        let connection = ws_connect(&prober.url, &prober.connector, Some(options.timeout))?;
+        connected = Some((
+            connection.peer(),
+            connection.connect_time(),
+            connection.tls_time(),
+            Some(connection.upgrade_time()),
+        ));
+        prober.connection = Some(connection);
+    }
+    report.header(target, options, scheme, connected)?;
+    Ok(Prober::Ws(Box::new(prober)))
+}
+
 /// A connection made before the first probe: its peer, its handshake
-/// time, and its TLS handshake's when timed apart.
-type Connected = (SocketAddr, Duration, Option<Duration>);
+/// time, and its TLS handshake's and WebSocket upgrade's when timed apart.
+type Connected = (SocketAddr, Duration, Option<Duration>, Option<Duration>);
 
 /// Writes a ping run as it goes: ping's lines, or one JSON document whose
 /// probes are written as they come.
@@ -462,10 +571,13 @@ impl Report<'_> {
                 "new_connection": options.new_connection,
                 "size": options.size,
             });
-            if let Some((peer, connect, tls)) = connection {
+            if let Some((peer, connect, tls, upgrade)) = connection {
                 head["peer"] = peer.to_string().into();
                 head["connect_ms"] = round(ms(connect)).into();
                 head["tls_ms"] = tls.map(|tls| round(ms(tls))).into();
+                if let Some(upgrade) = upgrade {
+                    head["upgrade_ms"] = round(ms(upgrade)).into();
+                }
             }
             // The object stays open for the probes that follow.
             let head = head.to_string();
@@ -475,10 +587,13 @@ impl Report<'_> {
         let line = match connection {
             None if over == "udp" => format!("SHOUT PING {target} over udp"),
             None => format!("SHOUT PING {target} over {over}, a new connection per probe"),
-            Some((peer, connect, tls)) => {
-                let tls = tls.map_or_else(String::new, |tls| {
+            Some((peer, connect, tls, upgrade)) => {
+                let mut tls = tls.map_or_else(String::new, |tls| {
                     format!(", tls handshake in {:.3} ms", ms(tls))
                 });
+                if let Some(upgrade) = upgrade {
+                    tls += &format!(", upgraded in {:.3} ms", ms(upgrade));
+                }
                 format!(
                     "SHOUT PING {target} over {over}: connected to {peer} in {:.3} ms{tls}",
                     ms(connect)
@@ -500,6 +615,7 @@ impl Report<'_> {
                 "rtt_ms": round(ms(probe.rtt)),
                 "connect_ms": probe.connect.map(|connect| round(ms(connect))),
                 "tls_ms": probe.tls.map(|tls| round(ms(tls))),
+                "upgrade_ms": probe.upgrade.map(|upgrade| round(ms(upgrade))),
             });
             return self.probe(&probe);
         }
@@ -508,6 +624,9 @@ impl Report<'_> {
             line += &format!(" connect={:.3} ms", ms(connect));
             if let Some(tls) = probe.tls {
                 line += &format!(" tls={:.3} ms", ms(tls));
+            }
+            if let Some(upgrade) = probe.upgrade {
+                line += &format!(" upgrade={:.3} ms", ms(upgrade));
             }
             line += &format!(" rtt={:.3} ms", ms(probe.rtt));
         }
@@ -546,6 +665,7 @@ impl Report<'_> {
                 "rtt": stats(&summary.rtt),
                 "connect": stats(&summary.connect),
                 "tls": stats(&summary.tls),
+                "upgrade": stats(&summary.upgrade),
             })
             .to_string();
             let tail = tail.strip_prefix('{').unwrap_or(&tail);

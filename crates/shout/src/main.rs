@@ -346,6 +346,11 @@ struct PingArgs {
     /// Probe with UDP datagrams instead of over a TCP connection.
     #[arg(long, conflicts_with_all = ["new_connection", "tls", "quic"])]
     udp: bool,
+    /// Probe over WebSocket at ws://HOST:PORT/ws (with --tls, wss://):
+    /// each probe one message; the TCP handshake, the TLS handshake and
+    /// the upgrade are timed apart from the exchange.
+    #[arg(long, conflicts_with_all = ["udp", "quic"])]
+    ws: bool,
     /// How many probes to send.
     #[arg(short, long, value_name = "N", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -761,6 +766,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 new_connection: args.new_connection,
                 tls: args.tls.options(),
                 quic: args.tls.quic,
+                ws: args.ws,
                 size: args.size,
                 json: args.json,
             };
