@@ -13,3 +13,4 @@ mod signals;
 mod support;
 mod tls;
 mod workers;
+mod ws;

@@ -22,14 +22,23 @@ impl Shoutd {
     }
 
     /// Starts `command`, which must keep shoutd's start-up contract: one
-    /// `listening` line per `--tcp`, `--udp`, `--tls`, `--quic` and `--metrics` it was given.
+    /// `listening` line per `--tcp`, `--udp`, `--tls`, `--quic`, `--ws`,
+    /// `--wss` and `--metrics` it was given.
     pub(crate) fn start_with(command: &mut Command) -> Self {
         let sockets = command
             .get_args()
             .filter(|arg| {
-                ["--tcp", "--udp", "--tls", "--quic", "--metrics"]
-                    .iter()
-                    .any(|flag| arg == flag)
+                [
+                    "--tcp",
+                    "--udp",
+                    "--tls",
+                    "--quic",
+                    "--ws",
+                    "--wss",
+                    "--metrics",
+                ]
+                .iter()
+                .any(|flag| arg == flag)
             })
             .count();
         let process =
