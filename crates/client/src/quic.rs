@@ -369,6 +369,140 @@ impl QuicConnection {
     }
 }
 
+/// When one exchange of [`QuicConnection::exchanges`] went out and its
+/// answer came.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Exchanged {
+    pub(crate) sent: Instant,
+    pub(crate) first: Instant,
+    pub(crate) last: Instant,
+}
+
+/// One exchange under way: its stream, what of its request left, what of
+/// its answer came.
+struct Exchange {
+    stream: Option<StreamId>,
+    written: usize,
+    received: usize,
+    sent: Option<Instant>,
+    first: Option<Instant>,
+    last: Option<Instant>,
+}
+
+impl QuicConnection {
+    /// Sends each of `requests` on a stream of its own, with its FIN, and
+    /// reads each answer to the server's FIN, checking it is the request's
+    /// uppercase (ASCII): all at once (`at_once`, as many streams as the
+    /// server allows), or each once the previous answer is complete.
+    /// Returns each exchange's times; `timeout` bounds a wait with nothing
+    /// moving.
+    pub(crate) fn exchanges(
+        &mut self,
+        requests: &[Vec<u8>],
+        at_once: bool,
+        timeout: Duration,
+    ) -> Result<Vec<Exchanged>, ClientError> {
+        let mut all: Vec<Exchange> = (requests.iter())
+            .map(|_| Exchange {
+                stream: None,
+                written: 0,
+                received: 0,
+                sent: None,
+                first: None,
+                last: None,
+            })
+            .collect();
+        let mut last_progress = Instant::now();
+        loop {
+            let mut moved = false;
+            for (index, request) in requests.iter().enumerate() {
+                let previous_done = index == 0 || all[index - 1].last.is_some();
+                if !at_once && !previous_done {
+                    break;
+                }
+                moved |= self.advance(&mut all[index], request)?;
+            }
+            if all.iter().all(|exchange| exchange.last.is_some()) {
+                return Ok((all.iter())
+                    .map(|exchange| Exchanged {
+                        sent: exchange.sent.expect("sent before answered"),
+                        first: exchange.first.expect("answered"),
+                        last: exchange.last.expect("answered"),
+                    })
+                    .collect());
+            }
+            self.check_lost()?;
+            if moved {
+                last_progress = Instant::now();
+            } else if last_progress.elapsed() >= timeout {
+                return Err(ClientError::ReplyTimeout {
+                    addr: self.peer,
+                    timeout,
+                });
+            }
+            self.step(timeout)?;
+        }
+    }
+
+    /// Moves one exchange on: opens its stream, writes its request and
+    /// FIN, reads and checks its answer. Returns whether a byte moved.
+    fn advance(&mut self, exchange: &mut Exchange, request: &[u8]) -> Result<bool, ClientError> {
+        if exchange.last.is_some() {
+            return Ok(false);
+        }
+        let stream = match exchange.stream {
+            Some(stream) => stream,
+            None => match self.conn.streams().open(Dir::Bi) {
+                Some(stream) => *exchange.stream.insert(stream),
+                // At the server's stream limit: later.
+                None => return Ok(false),
+            },
+        };
+        let mut moved = false;
+        if exchange.written < request.len() {
+            let written = (self.conn.send_stream(stream))
+                .write(&request[exchange.written..])
+                .unwrap_or(0);
+            exchange.written += written;
+            exchange.sent.get_or_insert_with(Instant::now);
+            if exchange.written == request.len() {
+                let _ = self.conn.send_stream(stream).finish();
+            }
+            moved |= written > 0;
+        }
+        let mut answer = Vec::new();
+        let (read, ended) = self.read(stream, &mut answer)?;
+        if read > 0 {
+            let now = Instant::now();
+            exchange.first.get_or_insert(now);
+            let expected = request.to_ascii_uppercase();
+            let at = exchange.received;
+            if expected.get(at..at + read) != Some(&answer[..]) {
+                return Err(quic_error(
+                    self.peer,
+                    "an answer is not its request's uppercase".into(),
+                ));
+            }
+            exchange.received += read;
+            moved = true;
+        }
+        if ended {
+            if exchange.received != request.len() {
+                return Err(ClientError::ClosedEarly {
+                    addr: self.peer,
+                    received: exchange.received as u64,
+                    expected: request.len() as u64,
+                });
+            }
+            let now = Instant::now();
+            exchange.first.get_or_insert(now);
+            exchange.last = Some(now);
+            moved = true;
+        }
+        Ok(moved)
+    }
+}
+
 /// Where a stream's input comes from.
 enum StreamInput {
     /// Bytes in hand: sent from the calling thread.

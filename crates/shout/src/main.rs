@@ -384,7 +384,7 @@ struct DelayArgs {
     #[arg(value_name = "HOST:PORT", help = TARGET_HELP)]
     target: Target,
     /// Over UDP: no handshake, one datagram each way per object.
-    #[arg(long, conflicts_with = "tls")]
+    #[arg(long, conflicts_with_all = ["tls", "quic"])]
     udp: bool,
     #[command(flatten)]
     tls: TlsArgs,
@@ -448,6 +448,7 @@ impl DelayArgs {
             connect_timeout: Some(connect_timeout),
             retries: self.retries,
             tls: self.tls.options(),
+            quic: self.tls.quic,
             ..DelayOptions::default()
         }
     }

@@ -22,6 +22,7 @@
 //! and a lost one is sent again after the timeout, as `shout udp` does.
 
 mod predict;
+mod quic;
 mod report;
 mod svg;
 mod tcp;
@@ -66,7 +67,12 @@ pub struct DelayOptions {
     /// Over UDP, how many times a datagram is sent again.
     pub retries: u32,
     /// Over TCP, TLS on every connection; its handshake is timed apart.
+    /// With `quic`, whom QUIC's TLS trusts.
     pub tls: Option<TlsOptions>,
+    /// QUIC instead of TCP (with `transport` TCP): a connection per
+    /// object, or one connection whose objects each take a stream; the
+    /// one handshake (QUIC's and TLS's) timed as `connect`.
+    pub quic: bool,
 }
 
 /// Ten objects of 10,000 bytes, six connections at a time as browsers
@@ -85,6 +91,7 @@ impl Default for DelayOptions {
             connect_timeout: Some(Duration::from_secs(5)),
             retries: 3,
             tls: None,
+            quic: false,
         }
     }
 }
@@ -387,7 +394,7 @@ pub fn delay_with(
         udp::check_size(options.size.get())?;
     }
     let tls = match (&options.tls, options.transport) {
-        (Some(tls), Transport::Tcp) => Some(TlsClient::new(tls, target)?),
+        (Some(tls), Transport::Tcp) if !options.quic => Some(TlsClient::new(tls, target)?),
         _ => None,
     };
     let lookup = Lookup::run(target, resolver)?;
@@ -407,25 +414,29 @@ pub fn delay_with(
         options,
         tls,
     };
-    let (peer, rtt_stats, samples) = match options.transport {
-        Transport::Tcp => tcp::probe_rtt(&run, &lookup.addrs)?,
-        Transport::Udp => udp::probe_rtt(&run, &lookup.addrs)?,
+    let quic_client = options.quic.then(|| quic::client(&run)).transpose()?;
+    let (peer, rtt_stats, samples) = match (&quic_client, options.transport) {
+        (Some(quic), _) => quic::probe_rtt(&run, quic, &lookup.addrs)?,
+        (None, Transport::Tcp) => tcp::probe_rtt(&run, &lookup.addrs)?,
+        (None, Transport::Udp) => udp::probe_rtt(&run, &lookup.addrs)?,
     };
     log::info!("{peer} answered");
     let rtt = median(samples);
     let (rate, rate_source) = match options.rate {
         Some(rate) => (rate, RateSource::Given),
-        None => match options.transport {
-            Transport::Tcp => tcp::measure_rate(&run, &lookup.addrs)?,
-            Transport::Udp => udp::measure_rate(&run, &lookup.addrs, rtt)?,
+        None => match (&quic_client, options.transport) {
+            (Some(quic), _) => quic::measure_rate(&run, quic, &lookup.addrs, rtt)?,
+            (None, Transport::Tcp) => tcp::measure_rate(&run, &lookup.addrs)?,
+            (None, Transport::Udp) => udp::measure_rate(&run, &lookup.addrs, rtt)?,
         },
     };
     log::info!("rtt {:.3} ms, rate {rate}", ms(rtt));
     let mut ways = Vec::with_capacity(Way::ALL.len());
     for way in Way::ALL {
-        let objects = match options.transport {
-            Transport::Tcp => tcp::fetch(&run, resolver, way)?,
-            Transport::Udp => udp::fetch(&run, resolver, way)?,
+        let objects = match (&quic_client, options.transport) {
+            (Some(quic), _) => quic::fetch(&run, quic, resolver, way)?,
+            (None, Transport::Tcp) => tcp::fetch(&run, resolver, way)?,
+            (None, Transport::Udp) => udp::fetch(&run, resolver, way)?,
         };
         // Each way's own lookup is the prediction's DNS term.
         let dns = objects
@@ -436,6 +447,7 @@ pub fn delay_with(
             way,
             &predict::Link {
                 transport: options.transport,
+                // QUIC's one handshake is TCP's one RTT without TLS's.
                 tls: run.tls.is_some(),
                 objects: options.objects.get(),
                 size: options.size.get() as u64,

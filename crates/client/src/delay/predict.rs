@@ -35,6 +35,11 @@
 //! one per object non-persistent, one per round in parallel, one in all
 //! for persistent and pipelined.
 //!
+//! QUIC's handshake carries TLS 1.3's: one RTT opens a connection, as
+//! TCP's handshake alone does, so QUIC's predictions are TCP's without
+//! TLS. Its objects each take a stream, and the pipelined streams share
+//! the link as pipelined requests share a TCP connection.
+//!
 //! Over UDP there is no handshake, and a datagram is answered only once
 //! all of it came: the answer cannot overlap the request, so each
 //! exchange costs RTT + 2L/R. Non-persistent (a new socket per object)

@@ -170,10 +170,11 @@ impl DelayReport {
         serde_json::to_string(&json).expect("a report has only string keys and serialises")
     }
 
-    /// `tcp`, `tls` or `udp`.
+    /// `tcp`, `tls`, `quic` or `udp`.
     fn over(&self) -> &'static str {
         match (self.options.transport, self.options.tls.is_some()) {
             (Transport::Udp, _) => "udp",
+            (Transport::Tcp, _) if self.options.quic => "quic",
             (Transport::Tcp, true) => "tls",
             (Transport::Tcp, false) => "tcp",
         }
