@@ -366,7 +366,7 @@ const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "chromium-page",
-        proves: "headless Chromium loads shoutd --ws's page with ?say=TEXT and shows TEXT's uppercase in #reply, the status line open",
+        proves: "headless Chromium loads shoutd --ws's page with ?say=TEXT and shows TEXT's uppercase in #reply, the status line open; and the same over https and wss (--wss)",
         deadline: Duration::from_secs(40),
         needs: &["chromium"],
         run: websocket::chromium_page,

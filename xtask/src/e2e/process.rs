@@ -271,6 +271,8 @@ pub(crate) struct Shoutd {
     pub(crate) quic: Option<SocketAddr>,
     /// The WebSocket listener, when `--ws` was among the options.
     pub(crate) ws: Option<SocketAddr>,
+    /// The WebSocket-over-TLS listener, when `--wss` was among them.
+    pub(crate) wss: Option<SocketAddr>,
 }
 
 impl Shoutd {
@@ -298,6 +300,7 @@ impl Shoutd {
             tls: listening.addrs("tls").first().copied(),
             quic: listening.addrs("quic").first().copied(),
             ws: listening.addrs("ws").first().copied(),
+            wss: listening.addrs("wss").first().copied(),
         })
     }
 }
@@ -328,6 +331,7 @@ pub(crate) fn start_announcing_all(
     let wants_tls = has("--tls");
     let wants_quic = has("--quic");
     let wants_ws = has("--ws");
+    let wants_wss = has("--wss");
     let wants_plain = !(wants_tls || wants_quic || wants_ws) || has("--tcp") || has("--udp");
     command.stdin(Stdio::null()).stdout(Stdio::piped());
     let mut process = Spawned::start(name, command)?;
@@ -339,6 +343,7 @@ pub(crate) fn start_announcing_all(
         || (wants_tls && listening.addrs("tls").is_empty())
         || (wants_quic && listening.addrs("quic").is_empty())
         || (wants_ws && listening.addrs("ws").is_empty())
+        || (wants_wss && listening.addrs("wss").is_empty())
     {
         let line = match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(line) => line,

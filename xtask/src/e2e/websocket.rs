@@ -108,18 +108,34 @@ pub(crate) fn chromium(profile: &std::path::Path, action: &[&str], url: &str) ->
 }
 
 /// Headless Chromium loads the page with `?say=` and shows the uppercase
-/// in the element with id `reply`, the status line saying it is open.
+/// in the element with id `reply`, the status line saying it is open;
+/// then the same over https and wss (`--wss`, its generated certificate
+/// accepted with `--ignore-certificate-errors`).
 pub(crate) fn chromium_page(env: &Env) -> Result<Outcome, String> {
-    let (mut shoutd, ws) = start(env, &[])?;
+    let (mut shoutd, ws) = start(env, &["--wss", "127.0.0.1:0"])?;
+    let wss = shoutd.wss.ok_or("shoutd printed no `listening wss` line")?;
+    page_shows_reply(&format!("http://{ws}"), &format!("ws://{ws}/ws"), &[])?;
+    let (https, secure) = (format!("https://{wss}"), format!("wss://{wss}/ws"));
+    page_shows_reply(&https, &secure, &["--ignore-certificate-errors"])?;
+    if let Some(status) = shoutd.process.try_wait()? {
+        return Err(format!(
+            "shoutd exited ({status}); {}",
+            shoutd.process.stderr_tail()
+        ));
+    }
+    Ok(Outcome::Pass(None))
+}
+
+/// Loads `origin`'s page with `?say=` in Chromium (with `extra` flags)
+/// and checks the reply, and the status line naming `socket`.
+fn page_shows_reply(origin: &str, socket: &str, extra: &[&str]) -> Result<(), String> {
     let profile = TempDir::new("chromium")?;
     let said = "hello from chromium, straße";
-    let url = format!("http://{ws}/?say=hello%20from%20chromium%2C%20stra%C3%9Fe");
+    let url = format!("{origin}/?say=hello%20from%20chromium%2C%20stra%C3%9Fe");
     // Virtual time runs the page's timers and waits for its socket.
-    let mut browser = chromium(
-        &profile.0,
-        &["--virtual-time-budget=10000", "--dump-dom"],
-        &url,
-    );
+    let mut action = vec!["--virtual-time-budget=10000", "--dump-dom"];
+    action.extend_from_slice(extra);
+    let mut browser = chromium(&profile.0, &action, &url);
     let finished = run_with_input("chromium", &mut browser, b"", CLIENT_TIMEOUT)?;
     let dom = String::from_utf8_lossy(&finished.stdout);
     let reply = format!(
@@ -128,27 +144,21 @@ pub(crate) fn chromium_page(env: &Env) -> Result<Outcome, String> {
     );
     if !finished.status.success() || !dom.contains(&reply) {
         return Err(format!(
-            "chromium ({}) shows no {reply:?} in the DOM: {}; stderr: {}",
+            "chromium on {origin} ({}) shows no {reply:?} in the DOM: {}; stderr: {}",
             finished.status,
             one_line_tail(&dom, 600),
             one_line_tail(&finished.stderr, 400)
         ));
     }
     if !dom.contains(&format!(
-        r#"<div id="status" class="open">open: ws://{ws}/ws</div>"#
+        r#"<div id="status" class="open">open: {socket}</div>"#
     )) {
         return Err(format!(
-            "the status line is not open: {}",
+            "on {origin} the status line is not open: {}",
             one_line_tail(&dom, 600)
         ));
     }
-    if let Some(status) = shoutd.process.try_wait()? {
-        return Err(format!(
-            "shoutd exited ({status}); {}",
-            shoutd.process.stderr_tail()
-        ));
-    }
-    Ok(Outcome::Pass(None))
+    Ok(())
 }
 
 /// An uppercaser on Python's `websockets`: each message answered with its
