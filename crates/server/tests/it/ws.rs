@@ -364,8 +364,32 @@ fn over_tls_the_page_is_https_the_socket_wss_and_the_service_sees_it() {
         String::from_utf8(seen).unwrap(),
         "WebSocket { secure: true }"
     );
+    drop((page, wss));
     let stats = server.stop();
     assert_eq!(stats.tls_handshakes_completed, 2, "{stats}");
     assert_eq!(stats.ws_upgrades, 1, "{stats}");
     assert_eq!(stats.ws_pages_served, 1, "{stats}");
+}
+
+#[test]
+fn the_per_source_share_applies_to_websocket_connections_as_to_tcp() {
+    let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server = run(ServerBuilder::tcp_only(Uppercase)
+        .websocket(loopback, WebSocketConfig::new())
+        .max_connections_per_source(1));
+    let mut first = open(ws_addr(&server));
+    // A second connection from the same source is closed at once,
+    // unanswered: its upgrade gets no response.
+    let mut second = connect(ws_addr(&server));
+    let _ = second.write_all(upgrade_request("").as_bytes());
+    let mut rest = Vec::new();
+    let _ = second.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    // The first is served all along.
+    first.write_all(&frame(0x81, b"still here", true)).unwrap();
+    assert_eq!(read_message(&mut first).1, b"STILL HERE");
+    drop(first);
+    let stats = server.stop();
+    assert_eq!(stats.connections_refused_per_source, 1, "{stats}");
+    assert_eq!(stats.ws_upgrades, 1, "{stats}");
 }
