@@ -87,11 +87,12 @@ struct Args {
     #[arg(long, value_name = "ADDR")]
     tls: Vec<SocketAddr>,
 
-    /// Serve QUIC on UDP ADDR (repeatable; the QUIC port is 12443, as
-    /// HTTP/3 shares 443 with HTTPS): each stream a client opens is
-    /// answered as a TCP connection is. ALPN "shout"; the certificate of
-    /// --cert/--key, or the generated one. One worker serves QUIC.
-    #[arg(long, value_name = "ADDR")]
+    /// Serve QUIC on UDP ADDR (repeatable; without ADDR [::]:12443, the
+    /// TLS port, as HTTP/3 shares 443 with HTTPS): each stream a client
+    /// opens is answered as a TCP connection is. ALPN "shout"; the
+    /// certificate of --cert/--key, or the generated one. One worker
+    /// serves QUIC.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "[::]:12443")]
     quic: Vec<SocketAddr>,
 
     /// Streams one QUIC client may have open at once.
