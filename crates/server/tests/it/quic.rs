@@ -324,6 +324,16 @@ fn garbage_and_truncated_datagrams_are_dropped_and_clients_served() {
     for datagram in &garbage {
         attacker.send_to(datagram, addr).unwrap();
     }
+    // A real client's Initial cut short, and one with a byte of its
+    // sealed payload flipped (its header intact, its tag wrong).
+    let initial = first_initial(addr, config.clone());
+    for cut in [1, 20, 100, initial.len() - 1] {
+        attacker.send_to(&initial[..cut], addr).unwrap();
+    }
+    let mut forged = initial.clone();
+    let last = forged.len() - 30;
+    forged[last] ^= 0x55;
+    attacker.send_to(&forged, addr).unwrap();
     // A forged packet on a real connection: a short header with its
     // connection's bytes scrambled.
     let mut client = Client::connect(addr, config);
@@ -333,6 +343,7 @@ fn garbage_and_truncated_datagrams_are_dropped_and_clients_served() {
     assert_eq!(client.exchange(b"still served"), b"STILL SERVED");
     let stats = server.stop();
     assert_eq!(stats.quic_handshakes_completed, 1);
+    assert_eq!(stats.quic_streams, 1);
     assert_eq!(stats.service_panics, 0);
 }
 
