@@ -73,6 +73,12 @@ const FIRST_QUIC: usize = FIRST_LISTENER - MAX_SOCKETS_PER_KIND;
 const MAX_CONNECTION_KEY: usize = FIRST_QUIC - 1;
 pub(crate) const WAKER: Token = Token(usize::MAX);
 
+/// The bit that tags a QUIC stream's key in the senders' mailbox, so that
+/// its commands reach the QUIC part, not a TCP connection's slab. The
+/// mailbox keeps keys in 32 bits; a TCP connection's key, its place in a
+/// slab of open connections, stays far below 2^31 (each is a descriptor).
+pub(crate) const QUIC_STREAM_KEY: usize = 1 << 31;
+
 /// Accepts per listener per turn.
 const ACCEPTS_PER_TURN: usize = 256;
 
@@ -323,6 +329,11 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
             }
             let registry = self.poll.registry();
             self.streams.take_commands(&mut self.context);
+            #[cfg(feature = "quic")]
+            if !self.streams.quic_commands.is_empty() {
+                let commands = std::mem::take(&mut self.streams.quic_commands);
+                self.quic.take_commands(commands, &mut self.context);
+            }
             self.datagrams.take_sent(&mut self.context);
             self.streams.fire_timers(registry, &mut self.context);
             #[cfg(feature = "quic")]

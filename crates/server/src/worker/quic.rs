@@ -479,6 +479,24 @@ impl<S: StreamService> Quic<S> {
         log::debug!("quic {}: forgotten", connection.peer);
     }
 
+    /// Carries out what senders asked of QUIC streams since the last
+    /// turn, and drives the connections named.
+    pub(super) fn take_commands(
+        &mut self,
+        mut commands: Vec<crate::sender::Command>,
+        context: &mut Context,
+    ) {
+        for command in commands.drain(..) {
+            if let Some(key) = self
+                .streams
+                .command(command, &mut self.connections, context)
+            {
+                self.dirty.push(key);
+            }
+        }
+        self.drive_dirty(context);
+    }
+
     /// When the next QUIC timer is due.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         super::earliest(self.timers.next_deadline(), self.streams.next_deadline())

@@ -15,11 +15,13 @@
 //! ends it at once (`Reset`, `Panicked`, the connection's cause).
 
 use super::Context;
+use super::QUIC_STREAM_KEY;
 use super::calls::{Serve, call};
 use super::note_panic;
 use super::quic::QuicConnection;
 use crate::handle::Handle;
 use crate::quic::{QuicLimits, STREAM_DONE};
+use crate::sender::{Command, Mailbox};
 use crate::service::{
     CloseCause, ConnectionContext, ConnectionId, ConnectionInfo, EndReason, LocalEnd,
     StreamService, TimerRequest, Transport,
@@ -64,6 +66,11 @@ struct QuicStream<Session> {
     finished: bool,
     /// Reading stopped because the output is full.
     read_paused: bool,
+    /// The service was told the output is full, and not yet that it
+    /// drained.
+    told_full: bool,
+    /// The output the senders' share of this stream counts as held.
+    published: usize,
     last_active: Instant,
 }
 
@@ -172,6 +179,8 @@ impl<S: StreamService> QuicStreams<S> {
             shut_write: false,
             finished: false,
             read_paused: false,
+            told_full: false,
+            published: 0,
             last_active: context.now,
         };
         stream.pending.extend_from_slice(&self.scratch);
@@ -179,6 +188,8 @@ impl<S: StreamService> QuicStreams<S> {
         apply(&mut self.streams[skey], skey, requests, &mut self.timers);
         connection.streams.insert(id, skey);
         connection.served = true;
+        let id = self.streams[skey].info.id;
+        self.mailbox().open(id, QUIC_STREAM_KEY | skey);
         WorkerStats::add(&context.stats.quic_streams, 1);
         log::debug!("quic {}: stream {id} opened", connection.peer);
         self.pump(connection, skey, context);
@@ -222,19 +233,87 @@ impl<S: StreamService> QuicStreams<S> {
             if let StreamEnd::Closed = self.settle(connection, skey, context) {
                 return;
             }
-            let stream = &self.streams[skey];
-            if !stream.read_paused || stream.pending.len() >= self.max_pending_output / 2 {
+            let stream = &mut self.streams[skey];
+            if stream.pending.len() >= self.max_pending_output / 2 {
                 return;
             }
-            self.streams[skey].read_paused = false;
-            let called = self.call_service(skey, context, |service, session, conn| {
-                service.writable_changed(session, conn, true);
-            });
-            if let Err(cause) = called {
-                self.abort(connection, skey, cause, context);
+            let (paused, told) = (stream.read_paused, stream.told_full);
+            stream.read_paused = false;
+            stream.told_full = false;
+            if told {
+                let id = stream.info.id;
+                self.mailbox().drained(id);
+                let called = self.call_service(skey, context, |service, session, conn| {
+                    service.writable_changed(session, conn, true);
+                });
+                if let Err(cause) = called {
+                    self.abort(connection, skey, cause, context);
+                    return;
+                }
+            }
+            if !paused {
                 return;
             }
         }
+    }
+
+    /// Returns this worker's mailbox, where senders post to its streams.
+    fn mailbox(&self) -> &Mailbox {
+        &self.handle.sender.post.mailboxes[self.worker]
+    }
+
+    /// Carries out a sender's command to one of this worker's streams:
+    /// bytes appended to its output, its close, or its output full told
+    /// to the service. Returns the key of the stream's connection, to be
+    /// driven; `None` when the stream is gone.
+    pub(super) fn command(
+        &mut self,
+        command: Command,
+        connections: &mut Slab<QuicConnection>,
+        context: &mut Context,
+    ) -> Option<usize> {
+        let (key, id) = match &command {
+            Command::Send { key, id, .. }
+            | Command::Close { key, id }
+            | Command::Full { key, id } => (*key & !QUIC_STREAM_KEY, *id),
+        };
+        let stream = self
+            .streams
+            .get_mut(key)
+            .filter(|stream| stream.info.id == id)?;
+        let connection_key = stream.connection;
+        match command {
+            Command::Send { bytes, .. } => {
+                // Reserved in the share already: held from now on.
+                stream.published += bytes.len();
+                if !stream.shut_write && stream.ending.is_none() {
+                    if stream.pending.capacity() == 0 {
+                        stream.pending = std::mem::take(&mut self.spare);
+                    }
+                    stream.pending.extend_from_slice(&bytes);
+                }
+            }
+            Command::Close { .. } => {
+                stream.ending.get_or_insert(CloseCause::ServiceClosed);
+            }
+            Command::Full { .. } => {
+                if stream.told_full || stream.pending.len() <= self.max_pending_output / 2 {
+                    // Drained since: the next refusal may tell again.
+                    self.mailbox().drained(id);
+                } else {
+                    stream.told_full = true;
+                    let told = self.call_service(key, context, |service, session, conn| {
+                        service.writable_changed(session, conn, false);
+                    });
+                    if let Err(cause) = told {
+                        self.abort(&mut connections[connection_key], key, cause, context);
+                        return Some(connection_key);
+                    }
+                }
+            }
+        }
+        self.pump(&mut connections[connection_key], key, context);
+        Some(connection_key)
     }
 
     /// Hands what stream `skey` received to its service, until nothing
@@ -293,7 +372,8 @@ impl<S: StreamService> QuicStreams<S> {
         // Whether the client's window must be raised now: the connection's
         // next transmit does it either way.
         let _ = chunks.finalize();
-        if stream.read_paused && outcome.is_ok() {
+        if stream.read_paused && !stream.told_full && outcome.is_ok() {
+            stream.told_full = true;
             outcome = call_stream(&mut serve, skey, stream, spare, |service, session, conn| {
                 service.writable_changed(session, conn, false);
             });
@@ -349,6 +429,12 @@ impl<S: StreamService> QuicStreams<S> {
                 stream.finished = true;
             }
         }
+        // The senders' share of the stream follows the output it holds.
+        if stream.pending.len() != stream.published {
+            let mailbox = &self.handle.sender.post.mailboxes[self.worker];
+            mailbox.publish(stream.info.id, stream.published, stream.pending.len());
+            stream.published = stream.pending.len();
+        }
         if stopped {
             self.abort(connection, skey, CloseCause::Reset, context);
             return StreamEnd::Closed;
@@ -394,6 +480,7 @@ impl<S: StreamService> QuicStreams<S> {
     ) {
         let stream = self.streams.remove(skey);
         connection.streams.remove(&stream.id);
+        self.mailbox().forget(stream.info.id);
         self.timers.cancel_all(skey);
         log::debug!(
             "quic {}: stream {} closed ({cause:?})",

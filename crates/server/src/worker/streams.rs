@@ -105,6 +105,9 @@ pub(super) struct Streams<S: StreamService> {
     post: Arc<Post>,
     /// Commands taken from the mailbox, kept for its capacity.
     commands: Vec<Command>,
+    /// Commands for QUIC streams (their keys tagged
+    /// [`QUIC_STREAM_KEY`](super::QUIC_STREAM_KEY)), for the QUIC part.
+    pub(super) quic_commands: Vec<Command>,
     /// Timers due this turn.
     due: Vec<(usize, TimerKind)>,
     /// The server's ends of connections on listeners with an unspecified
@@ -139,6 +142,7 @@ impl<S: StreamService> Streams<S> {
             next_serial: 0,
             post,
             commands: Vec::new(),
+            quic_commands: Vec::new(),
             due: Vec::new(),
             local_ends: Vec::new(),
         }
@@ -607,6 +611,10 @@ impl<S: StreamService> Streams<S> {
                 | Command::Close { key, id }
                 | Command::Full { key, id } => (*key, *id),
             };
+            if key & super::QUIC_STREAM_KEY != 0 {
+                self.quic_commands.push(command);
+                continue;
+            }
             // A stale id (closed, its key reused) names no connection.
             let Some(connection) = self
                 .connections

@@ -517,3 +517,48 @@ fn a_resumed_client_is_answered_in_its_first_flight_with_0rtt() {
     assert_eq!(stats.quic_streams, 2);
     assert_eq!(stats.quic_handshakes_failed, 0);
 }
+
+/// Notes each stream's id, answers nothing: what reaches the client comes
+/// from a sender.
+struct Quiet {
+    ids: Arc<std::sync::Mutex<Vec<shout_server::ConnectionId>>>,
+}
+
+impl StreamService for Quiet {
+    type Session = ();
+
+    fn open(&self, conn: &mut ConnectionContext<'_>) {
+        self.ids.lock().unwrap().push(conn.id());
+    }
+
+    fn data(&self, _: &mut (), _: &[u8], _: &mut ConnectionContext<'_>) {}
+}
+
+#[test]
+fn a_sender_writes_to_a_quic_stream_and_closes_it() {
+    let (tls, config) = configs();
+    let ids = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let service = Quiet {
+        ids: Arc::clone(&ids),
+    };
+    let server = run(ServerBuilder::tcp_only(service).quic("127.0.0.1:0".parse().unwrap(), tls));
+    let mut client = Client::connect(quic_addr(&server), config);
+    let stream = client.open().unwrap();
+    // The stream opens on the server with its first bytes.
+    client.send_all(stream, b"hello");
+    let mut id = None;
+    client.drive_until("the service opens the stream", |_| {
+        id = ids.lock().unwrap().first().copied();
+        id.is_some()
+    });
+    let id = id.unwrap();
+    let sender = server.handle.sender();
+    sender.send(id, b"pushed from outside").unwrap();
+    sender.close(id).unwrap();
+    // The bytes, then the stream's end (the service's close).
+    assert_eq!(client.read_to_end(stream), b"pushed from outside");
+    // Gone once closed: a sender is told so.
+    wait_until("the stream forgotten", || {
+        sender.send(id, b"late") == Err(shout_server::SendError::Closed)
+    });
+}
