@@ -42,6 +42,10 @@ enum Phase<Session> {
     Handshake,
     /// The service's session is open.
     Open(Session, Stage),
+    /// Our end of stream is sent and the session was handed back to the
+    /// service ([`Connection::end_session`]): input is read and discarded
+    /// until the client's end or the linger timeout, with no session.
+    Lingering,
     /// Answered over HTTP without an upgrade (a WebSocket listener's page,
     /// or a refusal): the response goes out, then the stream ends; the
     /// service never opens.
@@ -56,8 +60,11 @@ pub(crate) enum Stage {
     Serving,
     /// Nothing more will be answered: send what is pending, then close.
     Finishing,
-    /// Our side is shut down after the last byte; we read and discard until
-    /// the client closes, so that a close with unread input (which sends a
+    /// Our side is shut down after the last byte: the connection can send
+    /// nothing more, so the worker ends the session at once
+    /// ([`Connection::end_session`]) and the phase becomes
+    /// [`Phase::Lingering`], where the socket reads and discards until the
+    /// client closes, so that a close with unread input (which sends a
     /// reset) cannot destroy answers the client has not read yet.
     Lingering,
 }
@@ -312,7 +319,7 @@ impl<Session, T: Stream> Connection<Session, T> {
             info: self.info,
             session: match self.phase {
                 Phase::Open(session, _) => Some(session),
-                Phase::Prelude(_) | Phase::Handshake | Phase::Answered => None,
+                Phase::Prelude(_) | Phase::Handshake | Phase::Answered | Phase::Lingering => None,
             },
             decided: self.close_cause,
             slot: self.slot,
@@ -340,7 +347,27 @@ impl<Session, T: Stream> Connection<Session, T> {
     /// Returns whether the connection's service is not open yet: its PROXY
     /// header or its transport's handshake is going on.
     pub(crate) fn is_handshaking(&self) -> bool {
-        !matches!(self.phase, Phase::Open(..))
+        !matches!(self.phase, Phase::Open(..) | Phase::Lingering)
+    }
+
+    /// Returns whether the session ended with our end of stream and the
+    /// socket lingers for the client's.
+    pub(crate) fn is_lingering(&self) -> bool {
+        matches!(self.phase, Phase::Lingering)
+    }
+
+    /// Hands back the session of a connection that can send nothing more
+    /// (its end of stream is sent: [`Stage::Lingering`]), with the cause
+    /// decided for its end; the connection lingers on without it. `None`
+    /// on a connection in any other state.
+    pub(crate) fn end_session(&mut self) -> Option<(Session, Option<CloseCause>)> {
+        if !matches!(self.phase, Phase::Open(_, Stage::Lingering)) {
+            return None;
+        }
+        let Phase::Open(session, _) = std::mem::replace(&mut self.phase, Phase::Lingering) else {
+            return None;
+        };
+        Some((session, self.close_cause))
     }
 
     /// Returns whether the connection reads its PROXY header.
@@ -375,7 +402,7 @@ impl<Session, T: Stream> Connection<Session, T> {
     pub(crate) fn stage(&self) -> Option<Stage> {
         match self.phase {
             Phase::Open(_, stage) => Some(stage),
-            Phase::Prelude(_) | Phase::Handshake | Phase::Answered => None,
+            Phase::Prelude(_) | Phase::Handshake | Phase::Answered | Phase::Lingering => None,
         }
     }
 
@@ -389,7 +416,7 @@ impl<Session, T: Stream> Connection<Session, T> {
     pub(crate) fn session(&mut self) -> Option<(&mut Session, &ConnectionInfo)> {
         match &mut self.phase {
             Phase::Open(session, _) => Some((session, &self.info)),
-            Phase::Prelude(_) | Phase::Handshake | Phase::Answered => None,
+            Phase::Prelude(_) | Phase::Handshake | Phase::Answered | Phase::Lingering => None,
         }
     }
 
@@ -783,7 +810,10 @@ impl<Session, T: Stream> Connection<Session, T> {
                     || self.flags.input_ended()
             }
             Phase::Answered => true,
-            Phase::Prelude(_) | Phase::Handshake => return Ok(!self.flags.input_ended()),
+            // Everything was ended when it began to linger.
+            Phase::Lingering | Phase::Prelude(_) | Phase::Handshake => {
+                return Ok(!self.flags.input_ended());
+            }
         };
         #[cfg(feature = "ws")]
         if ending && self.close_websocket_when_due()? {
@@ -1143,11 +1173,22 @@ mod machine {
         assert_eq!(connection.stage(), Some(Stage::Lingering));
         assert!(wire.0.borrow().shut);
 
+        // Nothing more can be sent: the session is handed back, once, with
+        // its cause, and the socket lingers without it.
+        assert_eq!(
+            connection.end_session(),
+            Some((7, Some(CloseCause::ServiceClosed)))
+        );
+        assert!(connection.is_lingering() && !connection.is_handshaking());
+        assert_eq!(connection.end_session(), None);
+        assert!(connection.session().is_none() && !connection.takes_sent());
+
         // Lingering discards input until the client's end, then closes.
         wire.0.borrow_mut().input.extend(b"late");
         wire.0.borrow_mut().eof = true;
         connection.mark_ready(true, false);
         assert_eq!(read(&mut connection), Some(b"late".to_vec()));
+        assert!(connection.end_if_sent().unwrap(), "lingers on");
         connection.mark_ready(true, false);
         assert_eq!(read(&mut connection), Some(Vec::new()));
         assert!(connection.input_ended());
@@ -1156,7 +1197,7 @@ mod machine {
         let Closed {
             session, decided, ..
         } = connection.into_closed();
-        assert_eq!(session, Some(7));
+        assert_eq!(session, None, "handed back already");
         assert_eq!(decided, Some(CloseCause::ServiceClosed));
         assert_eq!(wire.0.borrow().written, b"BYE");
     }

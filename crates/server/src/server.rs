@@ -87,6 +87,7 @@ pub struct ServerBuilder<S, D> {
     udp_burst_per_source: Option<u32>,
     udp_reply_ratio: u32,
     idle_timeout: Option<Duration>,
+    linger_timeout: Duration,
     drain_timeout: Duration,
     max_pending_output: usize,
     udp_recv_buffer: usize,
@@ -98,6 +99,9 @@ pub struct ServerBuilder<S, D> {
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default idle timeout.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default linger timeout: how long a connection whose end of stream is
+/// sent waits for the client's (nginx's `lingering_timeout` is 5 s too).
+pub const DEFAULT_LINGER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default deadline for a TLS handshake, from the accept.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default drain timeout.
@@ -164,6 +168,7 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             udp_burst_per_source: None,
             udp_reply_ratio: 0,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            linger_timeout: DEFAULT_LINGER_TIMEOUT,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             max_pending_output: DEFAULT_MAX_PENDING_OUTPUT,
             udp_recv_buffer: 4 * 1024 * 1024,
@@ -399,6 +404,21 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
         self
     }
 
+    /// How long a connection lingers once its end of stream is sent (the
+    /// service closed it, or a stop ended it), reading and discarding
+    /// until the client's own end: past it, the socket is closed and
+    /// counted in [`Stats::linger_timeouts`](crate::Stats). Lingering
+    /// keeps a close from resetting answers the client has not read yet;
+    /// this bounds how long a client that never closes holds a connection
+    /// slot. The service's session ended already, when the end of stream
+    /// went out. Default [`DEFAULT_LINGER_TIMEOUT`], 5 s; zero closes at
+    /// once (a reset, if input is unread). The idle timeout, if shorter,
+    /// still applies.
+    pub fn linger_timeout(mut self, timeout: Duration) -> Self {
+        self.linger_timeout = timeout;
+        self
+    }
+
     /// How long a shutdown waits for answers to be flushed before closing
     /// what is left.
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
@@ -530,6 +550,7 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
     fn limits(&self) -> Limits {
         Limits {
             idle_timeout: self.idle_timeout,
+            linger_timeout: self.linger_timeout,
             drain_timeout: self.drain_timeout,
             max_pending_output: self.max_pending_output,
             read_buffer_size: READ_BUFFER_SIZE,

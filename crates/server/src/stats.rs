@@ -224,6 +224,11 @@ counters! {
         /// Connections closed by the idle timeout.
         idle_timeouts: "idle timeouts" => "shout_idle_timeouts_total",
             "shout_connections_closed_by_cause_total"["cause" = "idle_timeout"];
+        /// Connections closed at the linger timeout: their end of stream
+        /// was sent (their session over), and the client never sent its
+        /// own. Each is counted by its cause too (the service's close, or
+        /// the stop).
+        linger_timeouts: "linger timeouts" => "shout_linger_timeouts_total";
         /// Connections closed by the stop (the drain).
         closed_by_stop: "closed by the stop" =>
             "shout_connections_closed_by_cause_total"["cause" = "stop"];

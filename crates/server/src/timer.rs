@@ -22,26 +22,32 @@ pub(crate) enum TimerKind {
     /// The deadline of the handshake (a PROXY header, a TLS handshake),
     /// from the accept.
     Handshake,
+    /// The end of lingering: how long a connection whose session ended
+    /// waits for the client's end of stream.
+    Linger,
     /// One of the service's own timers
     /// ([`ConnectionContext::set_timer_for`](crate::ConnectionContext::set_timer_for)).
     Service(Timer),
 }
 
 impl TimerKind {
-    /// How many kinds there are: the handshake's and the service's.
-    const COUNT: usize = 1 + Timer::COUNT;
+    /// How many kinds there are: the handshake's, the linger's and the
+    /// service's.
+    const COUNT: usize = 2 + Timer::COUNT;
 
     fn index(self) -> usize {
         match self {
             Self::Handshake => 0,
-            Self::Service(timer) => 1 + timer.index(),
+            Self::Linger => 1,
+            Self::Service(timer) => 2 + timer.index(),
         }
     }
 
     fn from_index(index: usize) -> Self {
         match index {
             0 => Self::Handshake,
-            n => Self::Service(Timer::new(n - 1)),
+            1 => Self::Linger,
+            n => Self::Service(Timer::new(n - 2)),
         }
     }
 }

@@ -86,6 +86,9 @@ const ACCEPTS_PER_TURN: usize = 256;
 #[derive(Debug, Clone)]
 pub(crate) struct Limits {
     pub(crate) idle_timeout: Option<Duration>,
+    /// How long a connection whose session ended lingers for the client's
+    /// end of stream.
+    pub(crate) linger_timeout: Duration,
     pub(crate) drain_timeout: Duration,
     pub(crate) max_pending_output: usize,
     pub(crate) read_buffer_size: usize,

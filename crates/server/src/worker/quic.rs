@@ -529,7 +529,8 @@ impl<S: StreamService> Quic<S> {
                         WorkerStats::add(&context.stats.quic_handshakes_failed, 1);
                     }
                 }
-                TimerKind::Service(_) => {
+                // A QUIC connection never lingers: its ends are QUIC's.
+                TimerKind::Service(_) | TimerKind::Linger => {
                     connection.conn.handle_timeout(context.now);
                 }
             }

@@ -18,7 +18,7 @@ use super::tls;
 #[cfg(feature = "ws")]
 use super::ws;
 use super::{Context, Limits, MAX_CONNECTION_KEY, Source, note_panic};
-use crate::connection::{Closed, Connection};
+use crate::connection::{Closed, Connection, Stage};
 use crate::handle::Handle;
 use crate::idle::IdleList;
 use crate::sender::{Command, Post};
@@ -92,6 +92,8 @@ pub(super) struct Streams<S: StreamService> {
     read_buffer: Box<[u8]>,
     handshake_timeout: Duration,
     idle_timeout: Option<Duration>,
+    /// How long a connection lingers once its session ended.
+    linger_timeout: Duration,
     /// No connection's idle timeout ends before this: the deadline of the
     /// connection idle longest when it was last computed. A lower bound
     /// that needs no update per request, because the longest-idle
@@ -137,6 +139,7 @@ impl<S: StreamService> Streams<S> {
             read_buffer: vec![0; limits.read_buffer_size].into_boxed_slice(),
             handshake_timeout: limits.handshake_timeout,
             idle_timeout: limits.idle_timeout,
+            linger_timeout: limits.linger_timeout,
             idle_checked_until: None,
             worker,
             next_serial: 0,
@@ -443,7 +446,49 @@ impl<S: StreamService> Streams<S> {
         if let Some((from, to)) = connection.publish_pending() {
             self.post.mailboxes[self.worker].publish(connection.info().id, from, to);
         }
-        io(connection.end_if_sent(), connection.info())
+        let stays = io(connection.end_if_sent(), connection.info())?;
+        if stays && connection.stage() == Some(Stage::Lingering) {
+            self.end_session(key, context);
+        }
+        Ok(stays)
+    }
+
+    /// Ends the session of connection `key`, whose end of stream is sent:
+    /// it can send nothing more, so the service hears `closed` now, and
+    /// senders and broadcasts no longer find it. The socket lingers on
+    /// without a session, reading and discarding until the client's end
+    /// or the linger timeout.
+    fn end_session(&mut self, key: usize, context: &Context) {
+        let connection = &mut self.connections[key];
+        let Some((session, decided)) = connection.end_session() else {
+            return;
+        };
+        let info = connection.info().clone();
+        self.post.mailboxes[self.worker].forget(info.id);
+        self.calls.timers.cancel_all(key);
+        let deadline = deadline_after(context.now, self.linger_timeout);
+        self.calls.timers.set(key, TimerKind::Linger, deadline);
+        log::debug!("{}: end of stream sent, lingering", info.peer);
+        // Only a close or a stop makes a connection linger: each decides
+        // its cause first.
+        let cause = decided.unwrap_or(CloseCause::ServiceClosed);
+        self.hand_back(session, &info, cause, &context.stats);
+    }
+
+    /// Calls the service's `closed` with `session`, catching a panic.
+    fn hand_back(
+        &self,
+        session: S::Session,
+        info: &ConnectionInfo,
+        cause: CloseCause,
+        stats: &WorkerStats,
+    ) {
+        let service = &*self.calls.service;
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
+            service.closed(session, info, cause);
+        })) {
+            note_panic(stats, &info.peer, payload);
+        }
     }
 
     /// Closes connection `key`, gives its slot under the cap back and tells
@@ -481,15 +526,10 @@ impl<S: StreamService> Streams<S> {
         };
         context.stats.note_close(cause);
         log::debug!("{}: closed ({cause:?})", info.peer);
-        // A connection whose prelude or handshake never ended never opened.
-        let Some(session) = session else {
-            return;
-        };
-        let service = &*self.calls.service;
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
-            service.closed(session, &info, cause);
-        })) {
-            note_panic(&context.stats, &info.peer, payload);
+        // A connection whose prelude or handshake never ended never opened,
+        // and one that lingered handed its session back already.
+        if let Some(session) = session {
+            self.hand_back(session, &info, cause, &context.stats);
         }
     }
 
@@ -551,6 +591,14 @@ impl<S: StreamService> Streams<S> {
                 // Cancelled when the handshake ends: still handshaking.
                 TimerKind::Handshake => {
                     note_handshake_timeout(&self.connections[key], &context.stats);
+                    Err(CloseCause::Error(ErrorKind::TimedOut))
+                }
+                TimerKind::Linger => {
+                    WorkerStats::add(&context.stats.linger_timeouts, 1);
+                    log::debug!(
+                        "{}: no end of stream from the client by the linger timeout, closing",
+                        self.connections[key].info().peer
+                    );
                     Err(CloseCause::Error(ErrorKind::TimedOut))
                 }
                 TimerKind::Service(timer) => {

@@ -762,3 +762,81 @@ fn a_server_of_one_kind_refuses_an_address_of_the_other() {
         Err(shout_server::ServerError::InvalidSetting(_))
     ));
 }
+
+#[test]
+fn a_closed_connection_whose_client_keeps_its_socket_is_gone_for_the_service_at_its_end() {
+    let probe = Probe::default();
+    let server = probe_server(&probe, |builder| builder);
+    let sender = server.handle.sender();
+    let mut listener = connect(server.tcp());
+    let member = probe.journal.wait_opened(0);
+    // Closed by the service, and by a sender; both clients read the end of
+    // stream and keep their sockets open, as the trial's client did.
+    let mut quitter = connect(server.tcp());
+    let quit = probe.journal.wait_opened(1);
+    quitter.write_all(b"quit\n").unwrap();
+    assert_eq!(read_to_end(&mut quitter), b"bye\n");
+    let mut dropped = connect(server.tcp());
+    let by_sender = probe.journal.wait_opened(2);
+    sender.send(by_sender, b"last\n").unwrap();
+    sender.close(by_sender).unwrap();
+    assert_eq!(read_to_end(&mut dropped), b"last\n");
+
+    assert_eq!(probe.journal.wait_closed(quit), CloseCause::ServiceClosed);
+    assert_eq!(
+        probe.journal.wait_closed(by_sender),
+        CloseCause::ServiceClosed
+    );
+    for gone in [quit, by_sender] {
+        assert_eq!(sender.send(gone, b"late\n"), Err(SendError::Closed));
+        assert_eq!(sender.close(gone), Err(SendError::Closed));
+    }
+    let outcome = sender.broadcast(b"all\n");
+    assert_eq!(
+        outcome.queued, 1,
+        "only the member still there: {outcome:?}"
+    );
+    assert_eq!(read_line(&mut listener), "all");
+    assert!(probe.journal.closes(member).is_empty());
+    drop((quitter, dropped));
+}
+
+#[test]
+fn a_lingering_connection_is_cut_at_the_linger_timeout_and_counted() {
+    let probe = Probe::default();
+    let server = probe_server(&probe, |builder| {
+        builder.linger_timeout(Duration::from_millis(200))
+    });
+    let mut client = connect(server.tcp());
+    client.write_all(b"quit\n").unwrap();
+    assert_eq!(read_to_end(&mut client), b"bye\n");
+    // The client keeps its socket open and sends nothing: well before the
+    // idle timeout (300 s), the linger timeout closes it.
+    wait_until("the lingering connection is closed", || {
+        server.handle.stats().connections_closed == 1
+    });
+    let stats = server.handle.stats();
+    assert_eq!(stats.linger_timeouts, 1, "{stats}");
+    assert_eq!(stats.closed_by_service, 1, "its cause stands: {stats}");
+    assert_eq!(stats.idle_timeouts, 0, "{stats}");
+    let id = probe.journal.wait_opened(0);
+    assert_eq!(probe.journal.wait_closed(id), CloseCause::ServiceClosed);
+    drop(client);
+}
+
+#[test]
+fn a_client_that_closes_while_its_connection_lingers_ends_it_uncounted_as_a_timeout() {
+    let probe = Probe::default();
+    let server = probe_server(&probe, |builder| builder);
+    let mut client = connect(server.tcp());
+    client.write_all(b"quit\n").unwrap();
+    assert_eq!(read_to_end(&mut client), b"bye\n");
+    let id = probe.journal.wait_opened(0);
+    assert_eq!(probe.journal.wait_closed(id), CloseCause::ServiceClosed);
+    drop(client);
+    wait_until("the socket is closed", || {
+        server.handle.stats().connections_closed == 1
+    });
+    let stats = server.stop();
+    assert_eq!((stats.linger_timeouts, stats.closed_by_service), (0, 1));
+}
