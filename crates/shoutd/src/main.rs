@@ -9,7 +9,7 @@ use clap::{ArgAction, Parser};
 use shout_protocol::DEFAULT_PORT;
 use shout_server::rustls::ServerConfig;
 use shout_server::{
-    DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_LINGER_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_QUIC_RETRY_ABOVE, DEFAULT_QUIC_STREAMS_PER_CONNECTION, Handle,
     IpPrefix, ServerBuilder, ServerError, Uppercase, WebSocketConfig,
 };
@@ -186,6 +186,13 @@ struct Args {
     #[arg(long, default_value_t = DEFAULT_IDLE_TIMEOUT.as_secs(), value_name = "SECS")]
     idle_timeout: u64,
 
+    /// Once a connection's answer and end of stream are sent (at a stop,
+    /// or after a WebSocket close), wait this long at most for the client
+    /// to close its side, reading and discarding what it sends, before
+    /// closing the socket (0: close at once, which resets unread input).
+    #[arg(long, default_value_t = DEFAULT_LINGER_TIMEOUT.as_secs_f64(), value_name = "SECS")]
+    linger_timeout: f64,
+
     /// On SIGINT/SIGTERM, wait this long at most for answers to be sent.
     #[arg(long, default_value_t = DEFAULT_DRAIN_TIMEOUT.as_secs_f64(), value_name = "SECS")]
     drain_timeout: f64,
@@ -275,6 +282,9 @@ fn start(args: &Args, passed: activation::PassedSockets) -> Result<Started, Star
     let drain_timeout = Duration::try_from_secs_f64(args.drain_timeout).map_err(|_| {
         ServerError::InvalidSetting("--drain-timeout must be a number of seconds >= 0")
     })?;
+    let linger_timeout = Duration::try_from_secs_f64(args.linger_timeout).map_err(|_| {
+        ServerError::InvalidSetting("--linger-timeout must be a number of seconds >= 0")
+    })?;
     let handshake_timeout = Duration::try_from_secs_f64(args.handshake_timeout)
         .ok()
         .filter(|timeout| !timeout.is_zero())
@@ -300,6 +310,7 @@ fn start(args: &Args, passed: activation::PassedSockets) -> Result<Started, Star
         .udp_rate_per_source(args.udp_rate_per_ip)
         .idle_timeout((args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout)))
         .drain_timeout(drain_timeout)
+        .linger_timeout(linger_timeout)
         .busy_poll(Duration::from_micros(args.busy_poll))
         .handshake_timeout(handshake_timeout)
         // Named after the binary, as operators see it in `ps` and `top`.

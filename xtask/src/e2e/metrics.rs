@@ -83,6 +83,7 @@ pub(crate) fn metrics(env: &Env) -> Result<Outcome, String> {
         ("shout_connections_open", 0),
         ("shout_connections_shed_total", 0),
         ("shout_idle_timeouts_total", 0),
+        ("shout_linger_timeouts_total", 0),
         ("shout_bytes_received_total", CONNECTIONS * bytes(TEXT)),
         (
             "shout_bytes_sent_total",

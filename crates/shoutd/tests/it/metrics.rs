@@ -7,13 +7,14 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, UdpSocket};
 
 /// Every metric shoutd exposes today.
-const NAMES: [&str; 31] = [
+const NAMES: [&str; 32] = [
     "shout_connections_refused_per_source_total",
     "shout_connections_accepted_total",
     "shout_connections_closed_total",
     "shout_connections_open",
     "shout_connections_shed_total",
     "shout_idle_timeouts_total",
+    "shout_linger_timeouts_total",
     "shout_bytes_received_total",
     "shout_bytes_sent_total",
     "shout_datagrams_received_total",
@@ -126,6 +127,7 @@ fn the_counters_equal_the_traffic_sent_over_tcp_and_udp() {
         ("shout_connections_open", 0),
         ("shout_connections_shed_total", 0),
         ("shout_idle_timeouts_total", 0),
+        ("shout_linger_timeouts_total", 0),
         (
             "shout_bytes_received_total",
             connections * text.len() as u64,

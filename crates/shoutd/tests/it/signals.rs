@@ -1,9 +1,10 @@
 //! SIGTERM and SIGINT against the `shoutd` binary when a drain cannot
-//! finish: a client that never reads is cut at `--drain-timeout`, and a
+//! finish: a client that never reads is cut at `--drain-timeout`, one that
+//! keeps its socket after the end of stream at `--linger-timeout`, and a
 //! second signal ends the process at once.
 
 use crate::support::{Shoutd, TIMEOUT, summary_figure, wait_until};
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -117,4 +118,36 @@ fn a_second_signal_exits_at_once_with_status_1() {
         !stderr.contains("stopped: "),
         "no summary after a second signal: {stderr}"
     );
+}
+
+#[test]
+fn a_client_that_keeps_its_socket_after_the_stops_end_of_stream_is_cut_at_the_linger_timeout() {
+    // The linger timeout comes long before the drain's deadline, which
+    // would cut the connection as a stop (not a linger timeout) if the
+    // flag were not taken.
+    let mut shoutd = Shoutd::start(&[
+        "--tcp",
+        "127.0.0.1:0",
+        "--drain-timeout",
+        "3",
+        "--linger-timeout",
+        "0.2",
+    ]);
+    let mut client = TcpStream::connect(shoutd.tcp.unwrap()).unwrap();
+    client.set_read_timeout(Some(TIMEOUT)).unwrap();
+    client.write_all(b"hi").unwrap();
+    let mut answer = [0; 2];
+    client.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"HI");
+    shoutd.signal(libc::SIGTERM);
+    // The stop's end of stream; the client reads it and keeps its socket.
+    assert_eq!(client.read(&mut answer).unwrap(), 0);
+    shoutd
+        .wait_timeout(TIMEOUT)
+        .unwrap_or_else(|error| panic!("{error}"));
+    let (code, stderr) = shoutd.wait();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(summary_figure(&stderr, "linger timeouts"), 1, "{stderr}");
+    assert_eq!(summary_figure(&stderr, "closed by the stop"), 1, "{stderr}");
+    drop(client);
 }
