@@ -469,8 +469,10 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
             max_pending_output: self.max_pending_output,
         };
         #[cfg(feature = "quic")]
-        let (mut quic_sockets, quic_addrs) =
-            self.bind_quic(tcp_addrs.len() + tls_addrs.len(), &quic_limits)?;
+        let (mut quic_sockets, quic_addrs) = self.bind_quic(
+            tcp_addrs.len() + tls_addrs.len() + ws_addrs.len(),
+            &quic_limits,
+        )?;
         #[cfg(not(feature = "quic"))]
         let quic_addrs = Vec::new();
 

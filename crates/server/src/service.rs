@@ -95,9 +95,15 @@ impl ConnectionInfo {
         self.end.local
     }
 
-    /// Returns the index of the listener the connection came from: the
-    /// listeners are numbered as [`Handle::tcp_addrs`](crate::Handle::tcp_addrs)
-    /// and then [`Handle::tls_addrs`](crate::Handle::tls_addrs) list them.
+    /// Returns the index of the listener the connection came from. The
+    /// listeners are numbered by kind, whatever the order of the builder's
+    /// calls: first those [`Handle::tcp_addrs`](crate::Handle::tcp_addrs)
+    /// lists (the `tcp()` addresses in order, then the `tcp_listener()`
+    /// sockets), then [`Handle::tls_addrs`](crate::Handle::tls_addrs),
+    /// then [`Handle::ws_addrs`](crate::Handle::ws_addrs), then
+    /// [`Handle::quic_addrs`](crate::Handle::quic_addrs), each in its
+    /// list's order. With one `tcp()` and one `tls()`, the TLS listener
+    /// is 1 even if `tls()` was called first.
     pub fn listener(&self) -> usize {
         self.end.listener
     }
@@ -225,7 +231,9 @@ impl ConnectionContext<'_> {
         self.info.local()
     }
 
-    /// Returns the index of the listener the connection came from.
+    /// Returns the index of the listener the connection came from,
+    /// numbered as [`ConnectionInfo::listener`] says: TCP, then TLS, then
+    /// WebSocket, then QUIC listeners.
     pub fn listener(&self) -> usize {
         self.info.listener()
     }

@@ -270,6 +270,34 @@ fn each_stream_is_its_own_session_told_its_stream_id() {
     });
 }
 
+/// Says on open which listener the connection came from.
+struct WhichListener;
+
+impl StreamService for WhichListener {
+    type Session = ();
+
+    fn open(&self, conn: &mut ConnectionContext<'_>) {
+        conn.write(format!("listener {}", conn.listener()).as_bytes());
+    }
+
+    fn data(&self, _: &mut (), _: &[u8], _: &mut ConnectionContext<'_>) {}
+}
+
+#[test]
+fn quic_listeners_are_numbered_after_every_tcp_tls_and_websocket_one() {
+    let (tls, config) = configs();
+    let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server = run(ServerBuilder::tcp_only(WhichListener)
+        .quic(loopback, Arc::clone(&tls))
+        .tcp(loopback)
+        .websocket(loopback, shout_server::WebSocketConfig::new())
+        .tls(loopback, tls));
+    let mut client = Client::connect(quic_addr(&server), config);
+    // TCP 0, TLS 1, WebSocket 2, QUIC 3, whatever the order of the calls.
+    let said = String::from_utf8(client.exchange(b"")).unwrap();
+    assert_eq!(said, "listener 3");
+}
+
 #[test]
 fn a_client_at_its_stream_limit_waits_for_a_stream_to_end() {
     let (server, config) = start_quic(|builder| builder.quic_streams_per_connection(2));
