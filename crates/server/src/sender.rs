@@ -25,7 +25,9 @@ pub enum SendError {
     /// `max_pending_output` (always so for a message larger than that).
     #[error("the connection's output is full")]
     Full,
-    /// No such connection: it closed, or never existed.
+    /// No such connection: it closed, or never existed; or it can send
+    /// nothing more (its service or a sender closed it, or its service
+    /// shut its sending side), though its last output may still drain.
     #[error("no such connection")]
     Closed,
 }
@@ -96,7 +98,8 @@ impl ConnectionSender {
 
     /// Closes connection `id` once the output it holds and what was queued
     /// to it before this call are sent, as [`ConnectionContext::close`]
-    /// does; what is sent to it after is dropped. Asking twice is harmless.
+    /// does; sends after this call get [`SendError::Closed`], and
+    /// broadcasts skip it. Asking twice is harmless.
     ///
     /// [`ConnectionContext::close`]: crate::ConnectionContext::close
     ///
@@ -109,6 +112,7 @@ impl ConnectionSender {
         let (first, key) = {
             let mut connections = lock(&mailbox.connections);
             let share = connections.get_mut(&id.as_u64()).ok_or(SendError::Closed)?;
+            share.sends_over = true;
             let first = !std::mem::replace(&mut share.close_requested, true);
             (first, share.key as usize)
         };
@@ -122,27 +126,26 @@ impl ConnectionSender {
     /// Posts a close for connection `id` (at `key`) behind the bytes
     /// senders reserved for it that its worker has not taken yet, if any:
     /// its service closed it from a callback, and those bytes were sent
-    /// before. `held` is what the worker last published it holds. Returns
-    /// whether a close command is coming (this one, or one asked before).
+    /// before. Sends from now on are refused. `held` is what the worker
+    /// last published it holds. Returns whether a close command is coming
+    /// (this one, or one asked before).
     pub(crate) fn close_behind_queued(&self, id: ConnectionId, key: usize, held: usize) -> bool {
         let Ok(mailbox) = self.post.mailbox(id) else {
             return false;
         };
-        // Its worker calls this between taking commands: none waiting, none
-        // queued to the connection, and no lock taken (the usual close).
-        if !mailbox.has_commands() {
-            return false;
-        }
         {
             let mut connections = lock(&mailbox.connections);
             let Some(share) = connections.get_mut(&id.as_u64()) else {
                 return false;
             };
+            share.sends_over = true;
             if share.close_requested {
                 return true;
             }
+            // Its worker calls this between taking commands: with none
+            // waiting, none is queued to the connection (the usual close).
             // Nothing reserved beyond what the worker holds: nothing queued.
-            if share.held_and_queued == held {
+            if !mailbox.has_commands() || share.held_and_queued == held {
                 return false;
             }
             share.close_requested = true;
@@ -152,8 +155,18 @@ impl ConnectionSender {
         true
     }
 
+    /// Refuses sends to connection `id` from now on: its service shut its
+    /// sending side.
+    pub(crate) fn end_sends(&self, id: ConnectionId) {
+        if let Ok(mailbox) = self.post.mailbox(id) {
+            mailbox.end_sends(id);
+        }
+    }
+
     /// Queues `bytes` to every open connection of the server; those whose
-    /// output is full miss it, and are counted and named.
+    /// output is full miss it, and are counted and named. Connections that
+    /// can send nothing more (closed or half-closed, their last output
+    /// draining) are neither reached nor counted.
     pub fn broadcast(&self, bytes: &[u8]) -> Broadcast {
         self.broadcast_except(bytes, None)
     }
@@ -171,6 +184,9 @@ impl ConnectionSender {
             for (&id, share) in lock(&mailbox.connections).iter_mut() {
                 let id = ConnectionId(id);
                 if Some(id) == except {
+                    continue;
+                }
+                if share.sends_over {
                     continue;
                 }
                 let key = share.key as usize;
@@ -269,7 +285,9 @@ impl Mailbox {
         limit: usize,
     ) -> Result<(usize, Reserved), SendError> {
         let mut connections = lock(&self.connections);
-        let share = connections.get_mut(&id.as_u64()).ok_or(SendError::Closed)?;
+        let share = (connections.get_mut(&id.as_u64()))
+            .filter(|share| !share.sends_over)
+            .ok_or(SendError::Closed)?;
         Ok((share.key as usize, share.reserve(bytes, limit)))
     }
 
@@ -279,6 +297,7 @@ impl Mailbox {
         let share = Share {
             key,
             close_requested: false,
+            sends_over: false,
             told_full: false,
             held_and_queued: 0,
         };
@@ -290,6 +309,14 @@ impl Mailbox {
     pub(crate) fn drained(&self, id: ConnectionId) {
         if let Some(share) = lock(&self.connections).get_mut(&id.as_u64()) {
             share.told_full = false;
+        }
+    }
+
+    /// Refuses sends to connection `id` from now on: its service shut its
+    /// sending side. A close still reaches it.
+    pub(crate) fn end_sends(&self, id: ConnectionId) {
+        if let Some(share) = lock(&self.connections).get_mut(&id.as_u64()) {
+            share.sends_over = true;
         }
     }
 
@@ -335,6 +362,10 @@ struct Share {
     /// The connection's key in its worker's slab.
     key: u32,
     close_requested: bool,
+    /// The connection can send nothing more (closed, or its sending side
+    /// shut): sends are refused [`SendError::Closed`] and broadcasts skip
+    /// it, while a close still reaches it.
+    sends_over: bool,
     /// A refusal was posted to the worker, and the connection has not
     /// drained since: later refusals post nothing, so a sender retrying
     /// against a full connection cannot grow the mailbox.

@@ -150,17 +150,33 @@ impl<S: StreamService> Serve<'_, S> {
         requests: Requests,
     ) {
         apply(connection, key, requests, self.timers);
-        if requests.close {
-            close_behind_queued(&self.handle.sender, connection, key);
-        }
+        end_sends(&self.handle.sender, connection, key, requests);
+    }
+}
+
+/// Refuses senders' bytes to a connection whose service closed it or shut
+/// its sending side from a callback (`requests`): it can send nothing more
+/// once its output drains. A close still takes what senders queued
+/// before it ([`close_behind_queued`]).
+pub(super) fn end_sends<Session>(
+    sender: &ConnectionSender,
+    connection: &mut TcpConnection<Session>,
+    key: usize,
+    requests: Requests,
+) {
+    if requests.close {
+        close_behind_queued(sender, connection, key);
+    } else if requests.shutdown_write {
+        sender.end_sends(connection.info().id);
     }
 }
 
 /// Keeps a connection its service just closed from a callback taking what
 /// senders queued to it before the close, as [`ConnectionSender::close`]
 /// does: a close command posted behind those bytes ends the wait. Nothing
-/// is posted when nothing is queued, the usual case.
-pub(super) fn close_behind_queued<Session>(
+/// is posted when nothing is queued, the usual case. Sends after it are
+/// refused.
+fn close_behind_queued<Session>(
     sender: &ConnectionSender,
     connection: &mut TcpConnection<Session>,
     key: usize,

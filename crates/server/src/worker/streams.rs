@@ -12,7 +12,7 @@
 
 use super::TcpConnection;
 use super::accept::Listener;
-use super::calls::{Serve, add_bytes_out, apply, close_behind_queued, io};
+use super::calls::{Serve, add_bytes_out, apply, end_sends, io};
 #[cfg(feature = "tls")]
 use super::tls;
 #[cfg(feature = "ws")]
@@ -266,9 +266,7 @@ impl<S: StreamService> Streams<S> {
         connection.push_output(&self.calls.scratch, self.calls.output_capacity);
         if !self.calls.scratch.is_empty() || requests != Requests::NONE {
             apply(connection, key, requests, &mut self.calls.timers);
-            if requests.close {
-                close_behind_queued(&self.calls.handle.sender, connection, key);
-            }
+            end_sends(&self.calls.handle.sender, connection, key, requests);
             context.hot.push(Source::Connection(key));
         }
         self.idle.touch(key, context.now);

@@ -840,3 +840,58 @@ fn a_client_that_closes_while_its_connection_lingers_ends_it_uncounted_as_a_time
     let stats = server.stop();
     assert_eq!((stats.linger_timeouts, stats.closed_by_service), (0, 1));
 }
+
+#[test]
+fn a_connection_closed_or_half_closed_is_gone_for_senders_while_its_output_drains() {
+    let limit = 16 * 1024;
+    let probe = Probe::default();
+    // Clients that never read hold the stop to its drain deadline.
+    let server = probe_server(&probe, |builder| {
+        builder
+            .max_pending_output(limit)
+            .drain_timeout(Duration::from_millis(100))
+    });
+    let sender = server.handle.sender();
+    // Three clients that never read, their outputs full.
+    let mut clients: Vec<TcpStream> = (0..3).map(|_| connect(server.tcp())).collect();
+    let ids: Vec<ConnectionId> = (0..3).map(|nth| probe.journal.wait_opened(nth)).collect();
+    // Chunks that never add up to the limit exactly: the loop still
+    // reads these connections.
+    // Filled side by side: the kernel's buffers take megabytes each first.
+    std::thread::scope(|scope| {
+        for &id in &ids {
+            let sender = &sender;
+            scope.spawn(move || fill_until_full(sender, id, &[b'f'; 4000]));
+        }
+    });
+    // Closed by a sender, closed by its service, half-closed by its service.
+    sender.close(ids[0]).unwrap();
+    clients[1].write_all(b"quit\n").unwrap();
+    clients[2].write_all(b"half\n").unwrap();
+    for &id in &ids {
+        wait_until(
+            &format!("sends to {id:?} are refused as to a closed one"),
+            || sender.send(id, b"late\n") == Err(SendError::Closed),
+        );
+    }
+    // None of them can send again: a broadcast neither reaches nor
+    // names them.
+    let outcome = sender.broadcast(b"all\n");
+    assert_eq!(
+        (outcome.queued, outcome.skipped_full),
+        (0, 0),
+        "{outcome:?}"
+    );
+    // Their output still waits for the clients, so no end of stream went
+    // out and their sessions are still there; the half-closed one still
+    // reads.
+    assert!(ids.iter().all(|&id| probe.journal.closes(id).is_empty()));
+    clients[2].write_all(b"still\n").unwrap();
+    wait_until("the half-closed connection still reads", || {
+        probe
+            .journal
+            .of(ids[2])
+            .contains(&Seen::Line("still".into()))
+    });
+    assert_eq!(sender.close(ids[0]), Ok(()), "asking twice is harmless");
+}
