@@ -262,16 +262,23 @@ impl ConnectionContext<'_> {
 
     /// Closes the connection once its output is sent: what it holds, this
     /// call's output, then what was queued to it through a
-    /// [`ConnectionSender`] before this call. The stream is ended, further
-    /// input is discarded, and no callback but [`StreamService::closed`]
-    /// comes. [`ConnectionSender::close`] means the same.
+    /// [`ConnectionSender`] before this call. From the call on, sends to
+    /// it get [`SendError::Closed`](crate::SendError::Closed) and
+    /// broadcasts skip it. Once the output is sent, the stream is ended
+    /// and [`StreamService::closed`] comes at once, the only callback
+    /// after this one; the socket then reads and discards until the
+    /// client's end or the linger timeout
+    /// ([`ServerBuilder::linger_timeout`](crate::ServerBuilder::linger_timeout)).
+    /// [`ConnectionSender::close`] means the same.
     pub fn close(&mut self) {
         self.requests.close = true;
     }
 
     /// Ends the sending side once its output, this call's included, is
     /// sent, and keeps reading: `data` and `end` still come, but what later
-    /// calls write is discarded.
+    /// calls write is discarded. From the call on, sends to it get
+    /// [`SendError::Closed`](crate::SendError::Closed) and broadcasts skip
+    /// it.
     pub fn shutdown_write(&mut self) {
         self.requests.shutdown_write = true;
     }
@@ -431,7 +438,10 @@ pub trait StreamService: Send + Sync + 'static {
     }
 
     /// Learns that the connection is closed, and why; the session is given
-    /// back to be dropped or kept. Called exactly once per opened connection.
+    /// back to be dropped or kept. Called exactly once per opened
+    /// connection: when the server ended it (a close, a stop), as soon as
+    /// its output and its end of stream are sent, even if the client has
+    /// not closed its side yet.
     fn closed(&self, session: Self::Session, info: &ConnectionInfo, cause: CloseCause) {
         let _ = (session, info, cause);
     }
@@ -452,8 +462,10 @@ pub enum DatagramReply {
 
 /// Serves UDP: every datagram is handled on its own, at most one reply each.
 ///
-/// A panic here drops that datagram (counted as dropped and as a service
-/// panic); the worker goes on.
+/// A panic here drops that datagram: it is counted in
+/// [`Stats::service_panics`](crate::Stats) and as declined
+/// (`datagrams_declined`, and so in `datagrams_dropped`, the sum of every
+/// cause); the worker goes on.
 pub trait DatagramService: Send + Sync + 'static {
     /// Fills `reply` (given empty) for `request` from `peer`.
     fn datagram(&self, request: &[u8], peer: SocketAddr, reply: &mut Vec<u8>) -> DatagramReply;
@@ -462,7 +474,8 @@ pub trait DatagramService: Send + Sync + 'static {
     /// [`ServerBuilder::build`](crate::ServerBuilder::build) has bound every
     /// socket, on the thread that calls `build` and before any datagram.
     /// Keep a clone (in a `OnceLock`, say) to reach the counters, the stop
-    /// or the stop from `datagram`. Does nothing by default.
+    /// or a [`DatagramSender`](crate::DatagramSender) from `datagram`. Does
+    /// nothing by default.
     fn server_built(&self, handle: &Handle) {
         let _ = handle;
     }
