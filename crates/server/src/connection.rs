@@ -352,7 +352,8 @@ impl<Session, T: Stream> Connection<Session, T> {
 
     /// Returns whether the session ended with our end of stream and the
     /// socket lingers for the client's.
-    pub(crate) fn is_lingering(&self) -> bool {
+    #[cfg(test)]
+    fn is_lingering(&self) -> bool {
         matches!(self.phase, Phase::Lingering)
     }
 
