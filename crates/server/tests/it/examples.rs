@@ -361,6 +361,28 @@ fn pubsub_says_bye_to_a_connection_that_does_not_answer_its_pings() {
 }
 
 #[test]
+fn pubsub_forgets_a_subscriber_told_bye_at_its_end_of_stream_though_it_keeps_its_socket() {
+    let server = pubsub_server();
+    let addr = server.tcp();
+    let mut silent = LineClient::connect(addr);
+    assert_eq!(silent.ask_answering_pings("SUB news"), "OK");
+    // It answers no PING from now on: BYE, then the end of stream, which
+    // it reads while keeping its socket open.
+    let bye = (0..10).map(|_| silent.line()).find(|line| line != "PING");
+    assert_eq!(bye.as_deref(), Some("BYE timeout"));
+    let mut rest = String::new();
+    silent
+        .reader
+        .read_line(&mut rest)
+        .expect("the end of stream");
+    assert_eq!(rest, "", "closed after BYE");
+    // Its session ended with that end of stream: not a subscriber any more.
+    let mut publisher = LineClient::connect(addr);
+    assert_eq!(publisher.ask_answering_pings("PUB news gone?"), "OK 0");
+    drop(silent);
+}
+
+#[test]
 fn pubsub_keeps_a_connection_that_answers_its_pings() {
     let server = pubsub_server();
     let mut client = LineClient::connect(server.tcp());
