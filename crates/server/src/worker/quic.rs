@@ -59,6 +59,8 @@ pub(crate) struct QuicSocket {
 /// One QUIC listener: its socket and endpoint.
 struct QuicListener {
     socket: UdpSocket,
+    /// What the kernel offers for sending: segmentation offload (GSO).
+    udp: quinn_udp::UdpSocketState,
     endpoint: Endpoint,
     /// The server's end shared by its streams, before each gets its own.
     end: LocalEnd,
@@ -133,6 +135,7 @@ impl<S: StreamService> Quic<S> {
             let addr = bound.socket.local_addr()?;
             let mut socket = UdpSocket::from_std(bound.socket);
             registry.register(&mut socket, Source::Quic(index).token(), Interest::READABLE)?;
+            let udp = quinn_udp::UdpSocketState::new((&socket).into())?;
             let endpoint = Endpoint::new(
                 Arc::new(EndpointConfig::default()),
                 Some(bound.config),
@@ -147,6 +150,7 @@ impl<S: StreamService> Quic<S> {
             };
             listeners.push(QuicListener {
                 socket,
+                udp,
                 endpoint,
                 end,
                 handles: HashMap::new(),
@@ -238,7 +242,7 @@ impl<S: StreamService> Quic<S> {
                 self.admit(index, incoming, context);
             }
             Some(DatagramEvent::Response(transmit)) => {
-                send(&listener.socket, &transmit, &self.transmit);
+                send(listener, &transmit, &self.transmit);
             }
         }
     }
@@ -258,7 +262,7 @@ impl<S: StreamService> Quic<S> {
         {
             match listener.endpoint.retry(incoming, &mut self.transmit) {
                 Ok(transmit) => {
-                    send(&listener.socket, &transmit, &self.transmit);
+                    send(listener, &transmit, &self.transmit);
                     WorkerStats::add(&stats.quic_retries_sent, 1);
                     log::debug!("quic {peer}: Retry sent, to validate its address");
                 }
@@ -279,7 +283,7 @@ impl<S: StreamService> Quic<S> {
         };
         let Some(slot) = slot else {
             let transmit = listener.endpoint.refuse(incoming, &mut self.transmit);
-            send(&listener.socket, &transmit, &self.transmit);
+            send(listener, &transmit, &self.transmit);
             WorkerStats::add(&stats.quic_connections_refused, 1);
             log::debug!("quic {peer}: refused (stopping, the cap, or its source's share)");
             return;
@@ -306,7 +310,7 @@ impl<S: StreamService> Quic<S> {
             }
             Err(error) => {
                 if let Some(transmit) = error.response {
-                    send(&listener.socket, &transmit, &self.transmit);
+                    send(listener, &transmit, &self.transmit);
                 }
                 WorkerStats::add(&stats.quic_handshakes_failed, 1);
                 log::debug!("quic {peer}: not accepted: {}", error.cause);
@@ -354,13 +358,14 @@ impl<S: StreamService> Quic<S> {
             return;
         }
         let mut sent_all = false;
+        let batch = listener.udp.max_gso_segments();
         for _ in 0..TRANSMITS_PER_DRIVE {
             self.transmit.clear();
             match connection
                 .conn
-                .poll_transmit(context.now, 1, &mut self.transmit)
+                .poll_transmit(context.now, batch, &mut self.transmit)
             {
-                Some(transmit) => send(&listener.socket, &transmit, &self.transmit),
+                Some(transmit) => send(listener, &transmit, &self.transmit),
                 None => {
                     sent_all = true;
                     break;
@@ -599,7 +604,7 @@ impl<S: StreamService> Quic<S> {
                     .conn
                     .poll_transmit(context.now, 1, &mut self.transmit)
             {
-                send(&listener.socket, &transmit, &self.transmit);
+                send(listener, &transmit, &self.transmit);
             }
             self.remove(key, context);
         }
@@ -618,11 +623,19 @@ fn note_handshake_end(connection: &QuicConnection, stats: &WorkerStats) {
     WorkerStats::add(counter, 1);
 }
 
-/// Sends one datagram quinn-proto made. A full socket buffer drops it:
-/// QUIC counts it lost and sends again, as after a loss on the path.
-fn send(socket: &UdpSocket, transmit: &Transmit, buffer: &[u8]) {
-    let datagram = &buffer[..transmit.size.min(buffer.len())];
-    if let Err(error) = socket.send_to(datagram, transmit.destination) {
+/// Sends what quinn-proto made: one datagram, or several of one size in
+/// one system call where the kernel segments them (GSO). A full socket
+/// buffer drops it: QUIC counts it lost and sends again, as after a loss
+/// on the path.
+fn send(listener: &QuicListener, transmit: &Transmit, buffer: &[u8]) {
+    let batch = quinn_udp::Transmit {
+        destination: transmit.destination,
+        ecn: None,
+        contents: &buffer[..transmit.size.min(buffer.len())],
+        segment_size: transmit.segment_size,
+        src_ip: None,
+    };
+    if let Err(error) = listener.udp.try_send((&listener.socket).into(), &batch) {
         log::debug!("quic {}: send failed: {error}", transmit.destination);
     }
 }
