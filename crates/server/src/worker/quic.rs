@@ -30,12 +30,13 @@ use quinn_proto::{
 };
 use slab::Slab;
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Datagrams per QUIC socket per turn, at most.
+/// Datagrams per QUIC socket per turn: no receive starts once this many
+/// are taken (one receive takes up to [`RECEIVE_SLOTS`] buffers).
 const DATAGRAMS_PER_TURN: usize = 256;
 /// Datagrams one connection sends per drive, at most; the rest go on the
 /// next turn.
@@ -45,8 +46,17 @@ const TRANSMITS_PER_DRIVE: usize = 64;
 /// streams' queue does), so its first service slot carries the
 /// transport's.
 const TRANSPORT_TIMER: TimerKind = TimerKind::Service(crate::timer::Timer::DEFAULT);
-/// The largest UDP payload quinn-proto receives or sends.
-const MAX_UDP_PAYLOAD: usize = 65_527;
+/// Datagrams one send carries, at most, where the kernel segments them
+/// (GSO): quinn's own figure. The kernel refuses a send over 64 KiB
+/// (EMSGSIZE), 44 datagrams of 1,472 bytes, and quinn-udp reports such a
+/// refusal as sent, so the cap must stay well under it.
+const GSO_SEGMENTS: usize = 10;
+const _: () = assert!(GSO_SEGMENTS * 1_472 <= 65_507, "a GSO send fits in 64 KiB");
+/// Buffers one receive fills, at most: one `recvmmsg` on Linux.
+const RECEIVE_SLOTS: usize = quinn_udp::BATCH_SIZE;
+/// Bytes one receive buffer holds: the largest UDP payload, or the
+/// datagrams the kernel coalesced into one buffer (GRO, 64 KiB at most).
+const RECEIVE_SLOT_BYTES: usize = 65_536;
 
 /// A QUIC listener's socket as the builder binds it, with its settings.
 pub(crate) struct QuicSocket {
@@ -59,7 +69,9 @@ pub(crate) struct QuicSocket {
 /// One QUIC listener: its socket and endpoint.
 struct QuicListener {
     socket: UdpSocket,
-    /// What the kernel offers for sending: segmentation offload (GSO).
+    /// What the kernel offers: segmentation offload for sending (GSO),
+    /// and coalesced datagrams on receipt (GRO), which this socket asks
+    /// for.
     udp: quinn_udp::UdpSocketState,
     endpoint: Endpoint,
     /// The server's end shared by its streams, before each gets its own.
@@ -111,7 +123,9 @@ pub(super) struct Quic<S: StreamService> {
     dirty: Vec<usize>,
     /// Where quinn-proto writes a datagram to send.
     transmit: Vec<u8>,
-    /// Where a datagram is received.
+    /// Where datagrams are received: [`RECEIVE_SLOTS`] buffers of
+    /// [`RECEIVE_SLOT_BYTES`], allocated zeroed so that the kernel maps
+    /// only the pages datagrams fill.
     receive: Box<[u8]>,
     draining: bool,
 }
@@ -159,7 +173,7 @@ impl<S: StreamService> Quic<S> {
         let receive_size = if listeners.is_empty() {
             0
         } else {
-            MAX_UDP_PAYLOAD
+            RECEIVE_SLOTS * RECEIVE_SLOT_BYTES
         };
         Ok(Self {
             listeners,
@@ -189,10 +203,25 @@ impl<S: StreamService> Quic<S> {
         if index >= self.listeners.len() {
             return false;
         }
+        // Out of `self` while the endpoint takes the datagrams, which
+        // borrows `self` too; put back below.
+        let mut buffer = std::mem::take(&mut self.receive);
         let mut more = true;
-        for _ in 0..DATAGRAMS_PER_TURN {
-            let (len, peer) = match self.listeners[index].socket.recv_from(&mut self.receive) {
-                Ok(received) => received,
+        let mut taken = 0;
+        while taken < DATAGRAMS_PER_TURN {
+            let mut metas = [quinn_udp::RecvMeta::default(); RECEIVE_SLOTS];
+            let received = {
+                let mut slots = buffer.chunks_mut(RECEIVE_SLOT_BYTES).map(IoSliceMut::new);
+                let mut slots: [IoSliceMut<'_>; RECEIVE_SLOTS] = std::array::from_fn(|_| {
+                    slots.next().unwrap_or_else(|| IoSliceMut::new(&mut []))
+                });
+                let listener = &self.listeners[index];
+                listener
+                    .udp
+                    .recv((&listener.socket).into(), &mut slots, &mut metas)
+            };
+            let count = match received {
+                Ok(count) => count,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                     more = false;
                     break;
@@ -201,12 +230,27 @@ impl<S: StreamService> Quic<S> {
                 Err(error) => {
                     // An ICMP error for an earlier datagram: one peer's.
                     log::debug!("quic: receive error: {error}");
+                    taken += 1;
                     continue;
                 }
             };
-            let datagram = BytesMut::from(&self.receive[..len]);
-            self.take_datagram(index, peer, datagram, context);
+            for (meta, slot) in metas
+                .iter()
+                .zip(buffer.chunks(RECEIVE_SLOT_BYTES))
+                .take(count)
+            {
+                // One copy per buffer, then each datagram of a coalesced
+                // buffer is a view of it, `stride` bytes apiece.
+                let mut datagrams = BytesMut::from(&slot[..meta.len.min(slot.len())]);
+                let stride = meta.stride.max(1);
+                while !datagrams.is_empty() {
+                    let datagram = datagrams.split_to(stride.min(datagrams.len()));
+                    self.take_datagram(index, meta.addr, datagram, context);
+                    taken += 1;
+                }
+            }
         }
+        self.receive = buffer;
         self.drive_dirty(context);
         if more {
             context.hot.push(Source::Quic(index));
@@ -358,7 +402,7 @@ impl<S: StreamService> Quic<S> {
             return;
         }
         let mut sent_all = false;
-        let batch = listener.udp.max_gso_segments();
+        let batch = listener.udp.max_gso_segments().min(GSO_SEGMENTS);
         for _ in 0..TRANSMITS_PER_DRIVE {
             self.transmit.clear();
             match connection
