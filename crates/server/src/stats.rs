@@ -347,30 +347,30 @@ counters! {
         /// WebSocket data messages sent whole.
         ws_messages_out: "out" => "shout_ws_messages_sent_total";
         /// Close frames sent with 1000 (normal closure).
-        ws_close_sent_1000: "closes sent 1000" =>
+        ws_close_sent_1000: "close frames sent with 1000" =>
             "shout_ws_close_codes_sent_total"["code" = "1000"];
         /// Close frames sent with 1001 (going away: the server stops).
-        ws_close_sent_1001: "1001" => "shout_ws_close_codes_sent_total"["code" = "1001"];
+        ws_close_sent_1001: "with 1001" => "shout_ws_close_codes_sent_total"["code" = "1001"];
         /// Close frames sent with 1002 (protocol error).
-        ws_close_sent_1002: "1002" => "shout_ws_close_codes_sent_total"["code" = "1002"];
+        ws_close_sent_1002: "with 1002" => "shout_ws_close_codes_sent_total"["code" = "1002"];
         /// Close frames sent with 1007 (text that is not UTF-8).
-        ws_close_sent_1007: "1007" => "shout_ws_close_codes_sent_total"["code" = "1007"];
+        ws_close_sent_1007: "with 1007" => "shout_ws_close_codes_sent_total"["code" = "1007"];
         /// Close frames sent with 1009 (a message over the size limit).
-        ws_close_sent_1009: "1009" => "shout_ws_close_codes_sent_total"["code" = "1009"];
+        ws_close_sent_1009: "with 1009" => "shout_ws_close_codes_sent_total"["code" = "1009"];
         /// Close frames sent with another code (the client's, echoed).
-        ws_close_sent_other: "other" => "shout_ws_close_codes_sent_total"["code" = "other"];
+        ws_close_sent_other: "with another code" => "shout_ws_close_codes_sent_total"["code" = "other"];
         /// Close frames received with 1000 (normal closure).
-        ws_close_received_1000: "closes received 1000" =>
+        ws_close_received_1000: "close frames received with 1000" =>
             "shout_ws_close_codes_received_total"["code" = "1000"];
         /// Close frames received with 1001 (going away: a page closed).
-        ws_close_received_1001: "1001" =>
+        ws_close_received_1001: "with 1001" =>
             "shout_ws_close_codes_received_total"["code" = "1001"];
         /// Close frames received with no code (1005 on the client's side,
         /// never on the wire).
-        ws_close_received_none: "none" =>
+        ws_close_received_none: "without a code" =>
             "shout_ws_close_codes_received_total"["code" = "none"];
         /// Close frames received with another code.
-        ws_close_received_other: "other" =>
+        ws_close_received_other: "with another code" =>
             "shout_ws_close_codes_received_total"["code" = "other"];
     }
     Limits {
