@@ -79,8 +79,14 @@ pub(crate) struct Spawned {
     /// Index in [`RUNNING`] while the child is alive and unreaped.
     slot: Option<usize>,
     stderr: Arc<Mutex<Vec<u8>>>,
+    /// The thread that collects standard error, until the pipe closes.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
     status: Option<ExitStatus>,
 }
+
+/// How long an exited child's standard error may take to be collected:
+/// a grandchild that keeps the pipe open must not hold the run.
+const STDERR_AFTER_EXIT: Duration = Duration::from_secs(1);
 
 impl Spawned {
     /// Starts `command` with its standard error piped (and collected); the
@@ -96,7 +102,7 @@ impl Spawned {
                 .is_ok()
         });
         let stderr = Arc::new(Mutex::new(Vec::new()));
-        if let Some(mut pipe) = child.stderr.take() {
+        let stderr_reader = child.stderr.take().map(|mut pipe| {
             let stderr = Arc::clone(&stderr);
             std::thread::spawn(move || {
                 let mut buffer = [0; 4096];
@@ -106,13 +112,14 @@ impl Spawned {
                         .expect("not poisoned")
                         .extend_from_slice(&buffer[..read]);
                 }
-            });
-        }
+            })
+        });
         Ok(Self {
             name: name.to_owned(),
             child,
             slot,
             stderr,
+            stderr_reader,
             status: None,
         })
     }
@@ -156,6 +163,7 @@ impl Spawned {
             let _ = self.child.kill();
             self.forget();
             self.status = self.child.wait().ok();
+            self.collect_stderr();
         }
     }
 
@@ -186,9 +194,24 @@ impl Spawned {
                 .map_err(|error| format!("cannot wait for {}: {error}", self.name))?;
             if self.status.is_some() {
                 self.forget();
+                self.collect_stderr();
             }
         }
         Ok(self.status)
+    }
+
+    /// Waits, at most [`STDERR_AFTER_EXIT`], for the reader to take the
+    /// last of an exited child's standard error: its exit can be seen
+    /// before its last line is read.
+    fn collect_stderr(&mut self) {
+        let deadline = Instant::now() + STDERR_AFTER_EXIT;
+        while let Some(reader) = &self.stderr_reader {
+            if reader.is_finished() || Instant::now() >= deadline {
+                self.stderr_reader = None;
+            } else {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
     }
 
     /// Everything the child wrote to standard error so far.
