@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The longest line passed on; a longer one is not, and its sender is told.
-const MAX_LINE: usize = 4096;
+pub(crate) const MAX_LINE: usize = 4096;
 
 /// How long a member's output may stay full before it is disconnected:
 /// long enough for a member that reads to catch up after a burst.

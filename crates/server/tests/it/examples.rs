@@ -288,6 +288,70 @@ fn chat_disconnects_a_member_whose_output_stays_full_and_the_room_goes_on() {
     assert!(held.starts_with(b"welcome"), "{held:?}");
 }
 
+#[test]
+fn chat_disconnects_a_member_whose_own_answers_fill_its_output() {
+    let _heavy = heavy_test();
+    let room = chat::Chat::default();
+    let disconnected = Arc::clone(&room.disconnected);
+    let server = run(ServerBuilder::tcp_only(room)
+        .tcp(loopback())
+        .max_pending_output(16 * 1024));
+    let addr = server.tcp();
+    // A member that reads nothing, through a small receive buffer, and
+    // sends only lines too long to pass on: its output comes only from its
+    // own callbacks ("line too long, not sent"), none from broadcasts.
+    let silent = connect_with_receive_buffer(addr, 4096);
+    let writer = {
+        let mut silent = silent.try_clone().unwrap();
+        let disconnected = Arc::clone(&disconnected);
+        silent
+            .set_write_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        std::thread::spawn(move || {
+            let mut line = vec![b'x'; chat::MAX_LINE + 1];
+            line.push(b'\n');
+            let bound = std::time::Instant::now() + TIMEOUT + chat::FULL_FOR;
+            while disconnected.load(Ordering::Relaxed) == 0 && std::time::Instant::now() < bound {
+                // A timeout is the server not reading: its output is full.
+                if let Err(error) = silent.write_all(&line)
+                    && !matches!(
+                        error.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    )
+                {
+                    break;
+                }
+            }
+        })
+    };
+    join_within(writer, TIMEOUT + chat::FULL_FOR + TIMEOUT).expect("the writer ends");
+    assert_eq!(
+        disconnected.load(Ordering::Relaxed),
+        1,
+        "the silent member is disconnected for its own answers"
+    );
+    // The room goes on.
+    let mut ann = chat_member(addr);
+    let mut bob = chat_member(addr);
+    ann.send("still here");
+    assert!(bob.line().ends_with(": still here"));
+    drop(silent);
+}
+
+/// Connects to `addr` with a receive buffer of about `bytes`, set before
+/// the handshake so that the window the server sees is small.
+fn connect_with_receive_buffer(addr: SocketAddr, bytes: usize) -> TcpStream {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    socket.set_recv_buffer_size(bytes).unwrap();
+    socket.connect_timeout(&addr.into(), TIMEOUT).unwrap();
+    socket.into()
+}
+
 fn pubsub_server() -> Running {
     run(ServerBuilder::tcp_only(pubsub::PubSub::default()).tcp(loopback()))
 }
