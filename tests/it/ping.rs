@@ -18,6 +18,7 @@ fn options(transport: Transport, new_connection: bool) -> PingOptions {
         new_connection,
         tls: None,
         quic: false,
+        zero_rtt: true,
         ws: false,
         size: None,
         json: false,

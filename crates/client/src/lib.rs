@@ -61,8 +61,8 @@ pub use delay::{
 pub use error::{ClientError, ErrorCategory};
 pub use fingerprint::{Fingerprint, FingerprintError};
 pub use lines::{DEFAULT_MAX_LINE, LineError, LineReader, LinesReport};
-pub use ping::{PingOptions, PingSummary, RttStats, ping, probe_payload};
-pub use quic::{QUIC_ALPN, QuicClient, QuicConnection, quic_stream};
+pub use ping::{PingOptions, PingSummary, RttStats, ZeroRttCounts, ping, probe_payload};
+pub use quic::{QUIC_ALPN, QuicClient, QuicConnection, ZeroRtt, quic_stream};
 pub use session::{Exchange, LineSession};
 pub use stream::{StreamTotals, shout_stream};
 pub use target::{Resolve, SystemResolver, Target, TargetError};

@@ -7,13 +7,16 @@
 //! With TLS the TLS handshake is timed apart too: TLS 1.3 adds one round
 //! trip to each new connection (TLS 1.2 two). Over QUIC the transport and
 //! TLS handshakes are one (one round trip, timed as `connect`), and each
-//! probe is a stream of its own on the connection. Over WebSocket the
+//! probe is a stream of its own on the connection; with a new connection
+//! per probe, a probe after the first resumes the previous session and
+//! goes in the first flight (0-RTT), beside the handshake rather than
+//! after it. Over WebSocket the
 //! upgrade (request to 101) is timed apart too, after TCP and TLS, and
 //! each probe is one message.
 
 use crate::{
     ClientError, Connector, ErrorCategory, LineSession, QuicClient, QuicConnection, Target,
-    TlsClient, TlsOptions, Transport, UdpClient, WsConnection, WsUrl, ws_connect,
+    TlsClient, TlsOptions, Transport, UdpClient, WsConnection, WsUrl, ZeroRtt, ws_connect,
 };
 use std::fmt;
 use std::io::Write;
@@ -43,6 +46,10 @@ pub struct PingOptions {
     /// its own, its FIN after the probe; the handshake (QUIC's and TLS's in
     /// one) timed as `connect`.
     pub quic: bool,
+    /// With `quic` and `new_connection`, whether a probe after the first
+    /// goes in its connection's first flight (0-RTT), on the session the
+    /// previous connection left, instead of after the handshake.
+    pub zero_rtt: bool,
     /// WebSocket over the TCP connection (with `tls`, wss), upgraded at
     /// `/ws`: each probe a message; the upgrade timed apart.
     pub ws: bool,
@@ -67,6 +74,7 @@ impl Default for PingOptions {
             new_connection: false,
             tls: None,
             quic: false,
+            zero_rtt: true,
             ws: false,
             size: None,
             json: false,
@@ -150,6 +158,30 @@ impl fmt::Display for RttStats {
     }
 }
 
+/// How many probes of a QUIC new-connection run went in 0-RTT.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ZeroRttCounts {
+    /// Answered probes whose early data the server took.
+    pub accepted: u32,
+    /// Answered probes whose early data the server refused, sent again
+    /// after the handshake.
+    pub rejected: u32,
+    /// Answered probes sent after the handshake: the first, with no
+    /// session to resume, or all with `zero_rtt` off.
+    pub not_sent: u32,
+}
+
+impl ZeroRttCounts {
+    /// Counts one answered probe.
+    fn add(&mut self, zero_rtt: ZeroRtt) {
+        match zero_rtt {
+            ZeroRtt::Accepted => self.accepted += 1,
+            ZeroRtt::Rejected => self.rejected += 1,
+            ZeroRtt::NotSent | ZeroRtt::Pending => self.not_sent += 1,
+        }
+    }
+}
+
 /// The outcome of a ping run.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct PingSummary {
@@ -167,6 +199,9 @@ pub struct PingSummary {
     pub upgrade: RttStats,
     /// Request-and-reply times alone.
     pub rtt: RttStats,
+    /// Over QUIC with a new connection per probe, how the answered probes
+    /// used 0-RTT.
+    pub zero_rtt: Option<ZeroRttCounts>,
 }
 
 impl PingSummary {
@@ -204,6 +239,13 @@ impl fmt::Display for PingSummary {
             }
             write!(f, "\nrtt {}", self.rtt)?;
         }
+        if let Some(counts) = &self.zero_rtt {
+            write!(
+                f,
+                "\n0rtt yes={} rejected={} no={}",
+                counts.accepted, counts.rejected, counts.not_sent
+            )?;
+        }
         Ok(())
     }
 }
@@ -216,6 +258,11 @@ struct Probe {
     tls: Option<Duration>,
     upgrade: Option<Duration>,
     rtt: Duration,
+    /// From the start to the answer, when the exchange overlapped the
+    /// handshake (0-RTT); otherwise the handshakes plus `rtt`.
+    time: Option<Duration>,
+    /// Over QUIC with a new connection per probe, what it did with 0-RTT.
+    zero_rtt: Option<ZeroRtt>,
 }
 
 /// The three ways to probe.
@@ -271,6 +318,8 @@ impl WsProber {
             tls,
             upgrade,
             rtt,
+            time: None,
+            zero_rtt: None,
         })
     }
 }
@@ -284,10 +333,17 @@ struct QuicProber {
     connect_timeout: Option<Duration>,
     timeout: Duration,
     new_connection: bool,
+    zero_rtt: bool,
+    /// The address the last connection reached: a resumed connection goes
+    /// there, since its first flight cannot wait to learn which answers.
+    last_peer: Option<SocketAddr>,
 }
 
 impl QuicProber {
     fn probe(&mut self, payload: &[u8]) -> Result<Probe, ClientError> {
+        if self.new_connection {
+            return self.probe_new(payload);
+        }
         let mut connect = None;
         let connection = match &mut self.connection {
             Some(connection) => connection,
@@ -301,12 +357,12 @@ impl QuicProber {
         let answer = connection.exchange(payload, self.timeout);
         let rtt = started.elapsed();
         let from = connection.peer();
-        // A connection that failed a probe, or that is used once, is closed:
-        // the next probe makes a new one.
-        if answer.is_err() || self.new_connection {
-            if let Some(connection) = self.connection.take() {
-                connection.close();
-            }
+        // A connection that failed a probe is closed: the next probe makes
+        // a new one.
+        if answer.is_err()
+            && let Some(connection) = self.connection.take()
+        {
+            connection.close();
         }
         Ok(Probe {
             bytes: answer?.len(),
@@ -315,6 +371,60 @@ impl QuicProber {
             tls: None,
             upgrade: None,
             rtt,
+            time: None,
+            zero_rtt: None,
+        })
+    }
+
+    /// Probes on a connection of its own. After the first, with 0-RTT on,
+    /// the probe goes in the first flight: the answer may then come before
+    /// the handshake's end, so `time` is the start to the answer and
+    /// `connect` the start to the handshake's end, side by side.
+    fn probe_new(&mut self, payload: &[u8]) -> Result<Probe, ClientError> {
+        let started = Instant::now();
+        let mut connection = match self.last_peer {
+            Some(peer) if self.zero_rtt => self.client.connect_early(peer, self.connect_timeout)?,
+            _ => self.client.connect(&self.addrs, self.connect_timeout)?,
+        };
+        let exchanged = Instant::now();
+        let answer = connection
+            .exchange(payload, self.timeout)
+            .and_then(|answer| {
+                let answered = Instant::now();
+                // Whether the server took the early data is known at the
+                // handshake's end, which an early answer may precede.
+                connection.wait_handshake(Some(self.timeout))?;
+                Ok((answer, answered))
+            });
+        let from = connection.peer();
+        let connect = connection.handshake_time();
+        let zero_rtt = connection.zero_rtt();
+        if self.zero_rtt && answer.is_ok() {
+            // The next probe resumes with this connection's ticket; a
+            // resumed connection gets it after its answer. Not timed.
+            connection.wait_ticket(self.timeout);
+        }
+        connection.close();
+        // After a failure the next probe tries every address again.
+        self.last_peer = answer.is_ok().then_some(from);
+        let (answer, answered) = answer?;
+        let time = answered - started;
+        let (rtt, time) = match zero_rtt {
+            // Sent with the first flight: request to answer is the whole.
+            ZeroRtt::Accepted => (time, Some(time)),
+            // Sent again once the handshake ended.
+            ZeroRtt::Rejected => (time.saturating_sub(connect), Some(time)),
+            ZeroRtt::NotSent | ZeroRtt::Pending => (answered - exchanged, None),
+        };
+        Ok(Probe {
+            bytes: answer.len(),
+            from,
+            connect: Some(connect),
+            tls: None,
+            upgrade: None,
+            rtt,
+            time,
+            zero_rtt: Some(zero_rtt),
         })
     }
 }
@@ -331,6 +441,8 @@ impl Prober {
                     tls: exchange.tls_time,
                     upgrade: None,
                     rtt: exchange.rtt,
+                    time: None,
+                    zero_rtt: None,
                 })
             }
             Prober::Quic(prober) => prober.probe(&probe_payload(seq, size, Transport::Tcp)),
@@ -347,6 +459,8 @@ impl Prober {
                     tls: None,
                     upgrade: None,
                     rtt: started.elapsed(),
+                    time: None,
+                    zero_rtt: None,
                 })
             }
         }
@@ -396,7 +510,10 @@ pub fn ping(
         probes: 0,
     };
     let mut prober = prober(target, options, &mut report)?;
-    let mut summary = PingSummary::default();
+    let mut summary = PingSummary {
+        zero_rtt: (options.quic && options.new_connection).then(ZeroRttCounts::default),
+        ..PingSummary::default()
+    };
     for seq in 1..=options.count {
         let started = Instant::now();
         if let Prober::Tcp(session) = &mut prober
@@ -409,11 +526,16 @@ pub fn ping(
             Ok(probe) => {
                 summary.received += 1;
                 summary.rtt.add(probe.rtt);
-                let time = probe.connect.unwrap_or_default()
-                    + probe.tls.unwrap_or_default()
-                    + probe.upgrade.unwrap_or_default()
-                    + probe.rtt;
+                let time = probe.time.unwrap_or_else(|| {
+                    probe.connect.unwrap_or_default()
+                        + probe.tls.unwrap_or_default()
+                        + probe.upgrade.unwrap_or_default()
+                        + probe.rtt
+                });
                 summary.time.add(time);
+                if let (Some(counts), Some(zero_rtt)) = (&mut summary.zero_rtt, probe.zero_rtt) {
+                    counts.add(zero_rtt);
+                }
                 if let Some(connect) = probe.connect {
                     summary.connect.add(connect);
                 }
@@ -472,6 +594,8 @@ fn prober(
             connect_timeout: options.connect_timeout,
             timeout: options.timeout,
             new_connection: options.new_connection,
+            zero_rtt: options.zero_rtt,
+            last_peer: None,
         };
         let mut connected = None;
         if !options.new_connection {
@@ -605,8 +729,13 @@ impl Report<'_> {
 
     /// One answered probe; `time` is its handshakes and exchange.
     fn answered(&mut self, seq: u32, probe: &Probe, time: Duration) -> Result<(), ClientError> {
+        let probe_zero_rtt = probe.zero_rtt.map(|zero_rtt| match zero_rtt {
+            ZeroRtt::Accepted => "yes",
+            ZeroRtt::Rejected => "rejected",
+            ZeroRtt::NotSent | ZeroRtt::Pending => "no",
+        });
         if self.json {
-            let probe = serde_json::json!({
+            let mut probe = serde_json::json!({
                 "seq": seq,
                 "answered": true,
                 "bytes": probe.bytes,
@@ -617,6 +746,11 @@ impl Report<'_> {
                 "tls_ms": probe.tls.map(|tls| round(ms(tls))),
                 "upgrade_ms": probe.upgrade.map(|upgrade| round(ms(upgrade))),
             });
+            if let (Some(zero_rtt), serde_json::Value::Object(fields)) =
+                (probe_zero_rtt, &mut probe)
+            {
+                fields.insert("zero_rtt".into(), zero_rtt.into());
+            }
             return self.probe(&probe);
         }
         let mut line = format!("{} bytes from {}: seq={seq}", probe.bytes, probe.from);
@@ -631,6 +765,9 @@ impl Report<'_> {
             line += &format!(" rtt={:.3} ms", ms(probe.rtt));
         }
         line += &format!(" time={:.3} ms", ms(time));
+        if let Some(zero_rtt) = probe_zero_rtt {
+            line += &format!(" 0rtt={zero_rtt}");
+        }
         self.write(&format!("{line}\n"))
     }
 
@@ -657,7 +794,7 @@ impl Report<'_> {
                     })
                 })
             };
-            let tail = serde_json::json!({
+            let mut tail = serde_json::json!({
                 "sent": summary.sent,
                 "received": summary.received,
                 "loss_percent": round(summary.loss_percent()),
@@ -666,8 +803,18 @@ impl Report<'_> {
                 "connect": stats(&summary.connect),
                 "tls": stats(&summary.tls),
                 "upgrade": stats(&summary.upgrade),
-            })
-            .to_string();
+            });
+            if let (Some(counts), serde_json::Value::Object(fields)) =
+                (&summary.zero_rtt, &mut tail)
+            {
+                let counts = serde_json::json!({
+                    "accepted": counts.accepted,
+                    "rejected": counts.rejected,
+                    "not_sent": counts.not_sent,
+                });
+                fields.insert("zero_rtt".into(), counts);
+            }
+            let tail = tail.to_string();
             let tail = tail.strip_prefix('{').unwrap_or(&tail);
             return self.write(&format!("\n],{tail}\n"));
         }

@@ -14,9 +14,16 @@ use quinn_proto::{
     ClientConfig, Connection, ConnectionError, ConnectionHandle, DatagramEvent, Dir, Endpoint,
     EndpointConfig, Event, ReadError, StreamId, VarInt, WriteError,
 };
+use rustls::NamedGroup;
+use rustls::client::{
+    ClientSessionMemoryCache, ClientSessionStore, Resumption, Tls12ClientSessionValue,
+    Tls13ClientSessionValue,
+};
+use rustls::pki_types::ServerName;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, TryRecvError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -40,6 +47,8 @@ const MAX_DATAGRAM: usize = 65_536;
 pub struct QuicClient {
     config: ClientConfig,
     server_name: String,
+    /// How many TLS 1.3 session tickets its connections have received.
+    tickets: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for QuicClient {
@@ -59,6 +68,11 @@ impl QuicClient {
         // 0-RTT on a resumed session: the request goes with the first
         // flight (docs/QUIC.md says why replay is harmless here).
         rustls.enable_early_data = true;
+        let tickets = Arc::new(AtomicU64::new(0));
+        rustls.resumption = Resumption::store(Arc::new(CountedSessions {
+            sessions: ClientSessionMemoryCache::new(256),
+            tickets: Arc::clone(&tickets),
+        }));
         let crypto = QuicClientConfig::try_from(Arc::new(rustls)).map_err(|error| {
             ClientError::TlsConfig {
                 reason: error.to_string(),
@@ -67,6 +81,7 @@ impl QuicClient {
         Ok(Self {
             config: ClientConfig::new(Arc::new(crypto)),
             server_name: tls.server_name().to_str().into_owned(),
+            tickets,
         })
     }
 
@@ -108,6 +123,91 @@ impl QuicClient {
             source: io::Error::new(io::ErrorKind::NotFound, "the name has no addresses"),
         }))
     }
+
+    /// Connects to `addr` and returns the connection before its handshake
+    /// ends when it can send early data (0-RTT): when this client, or a
+    /// clone, holds a session ticket from an earlier connection to the
+    /// server. The first [`QuicConnection::exchange`] then goes in the
+    /// first flight. Without a ticket it waits for the handshake within
+    /// `timeout` (ten seconds when `None`), as [`connect`](Self::connect)
+    /// does.
+    ///
+    /// Early data can be replayed by whoever captures it: use this only for
+    /// requests that are safe to repeat (docs/QUIC.md).
+    pub fn connect_early(
+        &self,
+        addr: SocketAddr,
+        timeout: Option<Duration>,
+    ) -> Result<QuicConnection, ClientError> {
+        log::info!("connecting to quic {addr}, 0-RTT if resumed");
+        let mut connection = QuicConnection::begin(self, addr)?;
+        if connection.conn.has_0rtt() {
+            return Ok(connection);
+        }
+        connection.wait_handshake(timeout)?;
+        Ok(connection)
+    }
+}
+
+/// rustls's memory cache of sessions, counting the TLS 1.3 tickets it is
+/// given, so that a connection can wait for the ticket the next one will
+/// resume with.
+#[derive(Debug)]
+struct CountedSessions {
+    sessions: ClientSessionMemoryCache,
+    tickets: Arc<AtomicU64>,
+}
+
+impl ClientSessionStore for CountedSessions {
+    fn set_kx_hint(&self, server_name: ServerName<'static>, group: NamedGroup) {
+        self.sessions.set_kx_hint(server_name, group);
+    }
+
+    fn kx_hint(&self, server_name: &ServerName<'_>) -> Option<NamedGroup> {
+        self.sessions.kx_hint(server_name)
+    }
+
+    fn set_tls12_session(&self, server_name: ServerName<'static>, value: Tls12ClientSessionValue) {
+        self.sessions.set_tls12_session(server_name, value);
+    }
+
+    fn tls12_session(&self, server_name: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
+        self.sessions.tls12_session(server_name)
+    }
+
+    fn remove_tls12_session(&self, server_name: &ServerName<'static>) {
+        self.sessions.remove_tls12_session(server_name);
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        server_name: ServerName<'static>,
+        value: Tls13ClientSessionValue,
+    ) {
+        self.sessions.insert_tls13_ticket(server_name, value);
+        self.tickets.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        server_name: &ServerName<'static>,
+    ) -> Option<Tls13ClientSessionValue> {
+        self.sessions.take_tls13_ticket(server_name)
+    }
+}
+
+/// What a connection did with 0-RTT, as [`QuicConnection::zero_rtt`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZeroRtt {
+    /// No stream was opened before the handshake's end.
+    NotSent,
+    /// Early data went out; the handshake is still under way.
+    Pending,
+    /// The server took the early data.
+    Accepted,
+    /// The server refused the early data: what [`QuicConnection::exchange`]
+    /// sent early, it sent again once the handshake ended.
+    Rejected,
 }
 
 /// One QUIC connection to a server, driven from the calling thread.
@@ -117,7 +217,14 @@ pub struct QuicConnection {
     conn: Connection,
     handle: ConnectionHandle,
     peer: SocketAddr,
-    handshake_time: Duration,
+    /// When the connection began, and when its handshake ended.
+    started: Instant,
+    handshake_done: Option<Instant>,
+    /// Whether a stream was opened before the handshake's end (0-RTT).
+    sent_early: bool,
+    /// The client's count of session tickets, and its value at the start.
+    tickets: Arc<AtomicU64>,
+    tickets_before: u64,
     lost: Option<ConnectionError>,
     transmit: Vec<u8>,
     received: Box<[u8]>,
@@ -140,6 +247,13 @@ impl QuicConnection {
         addr: SocketAddr,
         timeout: Duration,
     ) -> Result<Self, ClientError> {
+        let mut connection = Self::begin(client, addr)?;
+        connection.handshake_until(connection.started + timeout, timeout)?;
+        Ok(connection)
+    }
+
+    /// Begins a connection to `addr`: its first flight is ready to go.
+    fn begin(client: &QuicClient, addr: SocketAddr) -> Result<Self, ClientError> {
         let started = Instant::now();
         let local: SocketAddr = if addr.is_ipv4() {
             (Ipv4Addr::UNSPECIFIED, 0).into()
@@ -151,33 +265,88 @@ impl QuicConnection {
         let (handle, conn) = endpoint
             .connect(started, client.config.clone(), addr, &client.server_name)
             .map_err(|error| quic_error(addr, error.to_string()))?;
-        let mut connection = Self {
+        Ok(Self {
             socket,
             endpoint,
             conn,
             handle,
             peer: addr,
-            handshake_time: Duration::ZERO,
+            started,
+            handshake_done: None,
+            sent_early: false,
+            tickets: Arc::clone(&client.tickets),
+            tickets_before: client.tickets.load(Ordering::Relaxed),
             lost: None,
             transmit: Vec::new(),
             received: vec![0; MAX_DATAGRAM].into_boxed_slice(),
             waker: None,
-        };
-        let deadline = started + timeout;
-        while connection.conn.is_handshaking() {
-            connection.check_lost()?;
+        })
+    }
+
+    /// Waits for the handshake's end, within `timeout` from now (ten
+    /// seconds when `None`). Returns at once when it has ended.
+    pub fn wait_handshake(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
+        let timeout = timeout.unwrap_or(Duration::from_secs(10));
+        self.handshake_until(Instant::now() + timeout, timeout)
+    }
+
+    /// Drives the connection until its handshake ends, failing at
+    /// `deadline` (`timeout` is what the error says).
+    fn handshake_until(&mut self, deadline: Instant, timeout: Duration) -> Result<(), ClientError> {
+        while self.handshake_done.is_none() {
+            self.check_lost()?;
             if Instant::now() >= deadline {
-                return Err(timed_out(addr, "no QUIC handshake", timeout));
+                return Err(timed_out(self.peer, "no QUIC handshake", timeout));
             }
-            connection.step(deadline.saturating_duration_since(Instant::now()))?;
+            self.step(deadline.saturating_duration_since(Instant::now()))?;
         }
-        connection.check_lost()?;
-        connection.handshake_time = started.elapsed();
-        log::info!(
-            "connected to quic {addr} in {:.3} ms",
-            connection.handshake_time.as_secs_f64() * 1e3
-        );
-        Ok(connection)
+        self.check_lost()
+    }
+
+    /// Waits up to `timeout` for a session ticket from this connection, so
+    /// that the client's next connection can resume with 0-RTT, and returns
+    /// whether one came. A server sends its tickets once the client's
+    /// handshake reaches it, half a round trip after its end, so an answer
+    /// that came in 0-RTT comes before them. Returns false at once when no
+    /// connection of this client ever received a ticket: the server gives
+    /// none.
+    pub fn wait_ticket(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let tickets = self.tickets.load(Ordering::Relaxed);
+            if tickets > self.tickets_before {
+                return true;
+            }
+            let now = Instant::now();
+            if tickets == 0 || self.lost.is_some() || now >= deadline {
+                return false;
+            }
+            if self.step(deadline - now).is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// Returns whether the handshake is still under way.
+    pub fn is_handshaking(&self) -> bool {
+        self.handshake_done.is_none()
+    }
+
+    /// Returns what the connection did with 0-RTT: whether a stream went
+    /// before the handshake's end, and if so whether the server took it.
+    pub fn zero_rtt(&self) -> ZeroRtt {
+        match (self.sent_early, self.handshake_done) {
+            (false, _) => ZeroRtt::NotSent,
+            (true, None) => ZeroRtt::Pending,
+            (true, Some(_)) if self.conn.accepted_0rtt() => ZeroRtt::Accepted,
+            (true, Some(_)) => ZeroRtt::Rejected,
+        }
+    }
+
+    /// Returns whether early data went out and the server refused it: its
+    /// streams are gone, and must be opened and sent again.
+    fn rejected_0rtt(&self) -> bool {
+        self.zero_rtt() == ZeroRtt::Rejected
     }
 
     /// Returns the server's address.
@@ -185,9 +354,10 @@ impl QuicConnection {
         self.peer
     }
 
-    /// Returns how long the handshake took: QUIC's and TLS's, together.
+    /// Returns how long the handshake took: QUIC's and TLS's, together,
+    /// from the connection's start (zero while it is under way).
     pub fn handshake_time(&self) -> Duration {
-        self.handshake_time
+        (self.handshake_done).map_or(Duration::ZERO, |done| done - self.started)
     }
 
     /// Sends what quinn-proto has to send, waits up to `wait` for one
@@ -240,6 +410,14 @@ impl QuicConnection {
                 self.lost.get_or_insert(reason);
             }
         }
+        if self.handshake_done.is_none() && !self.conn.is_handshaking() && !self.conn.is_closed() {
+            self.handshake_done = Some(Instant::now());
+            log::info!(
+                "connected to quic {} in {:.3} ms",
+                self.peer,
+                self.handshake_time().as_secs_f64() * 1e3
+            );
+        }
         self.flush()
     }
 
@@ -271,19 +449,32 @@ impl QuicConnection {
         }
     }
 
-    /// Opens a bidirectional stream.
+    /// Opens a bidirectional stream; before the handshake's end, one whose
+    /// data goes as 0-RTT.
     fn open(&mut self) -> Result<StreamId, ClientError> {
-        (self.conn.streams().open(Dir::Bi))
-            .ok_or_else(|| quic_error(self.peer, "the server allows no stream now".into()))
+        let id = (self.conn.streams().open(Dir::Bi))
+            .ok_or_else(|| quic_error(self.peer, "the server allows no stream now".into()))?;
+        self.sent_early |= self.handshake_done.is_none();
+        Ok(id)
     }
 
     /// Sends `request` on a new stream with its FIN and returns the whole
     /// answer, waiting at most `timeout` with nothing moving.
+    ///
+    /// On a connection still in its handshake ([`QuicClient::connect_early`])
+    /// the request goes as 0-RTT; if the server refuses it, the request
+    /// goes again on a new stream once the handshake ends.
     pub fn exchange(&mut self, request: &[u8], timeout: Duration) -> Result<Vec<u8>, ClientError> {
-        let mut answer = Vec::new();
-        let input = io::Cursor::new(request.to_vec());
-        self.stream_in_thread(StreamInput::Given(input), &mut answer, Some(timeout))?;
-        Ok(answer)
+        loop {
+            let mut answer = Vec::new();
+            let input = io::Cursor::new(request.to_vec());
+            match self.stream_in_thread(StreamInput::Given(input), &mut answer, Some(timeout))? {
+                Streamed::Done(_) => return Ok(answer),
+                // Only once: the handshake has ended, so the next stream is
+                // not early.
+                Streamed::Rejected => log::info!("0-RTT rejected: the request goes again"),
+            }
+        }
     }
 
     /// Closes the connection: a CONNECTION_CLOSE (code 0) to the server.
@@ -294,30 +485,40 @@ impl QuicConnection {
     }
 
     /// Streams `input` on one new stream and the answer to `output`, as
-    /// [`quic_stream`] says.
+    /// [`quic_stream`] says. A stream opened in 0-RTT that the server
+    /// refused is [`Streamed::Rejected`]: nothing of it reached the server.
     fn stream_in_thread<W: Write + ?Sized>(
         &mut self,
         input: StreamInput,
         output: &mut W,
         idle_timeout: Option<Duration>,
-    ) -> Result<StreamTotals, ClientError> {
+    ) -> Result<Streamed, ClientError> {
         let id = self.open()?;
+        let early = self.handshake_done.is_none();
         let mut feed = Feed::start(input, self)?;
         let mut totals = StreamTotals::default();
         let mut last_progress = Instant::now();
         loop {
+            // A refused 0-RTT stream is gone from quinn-proto, and its id
+            // is the next stream's: check before touching it.
+            if early && self.rejected_0rtt() {
+                return Ok(Streamed::Rejected);
+            }
             let mut moved = feed.send(self, id, &mut totals)?;
             let (read, ended) = self.read(id, output)?;
             totals.received += read as u64;
             moved |= read > 0;
             if ended {
-                return Ok(totals);
+                return Ok(Streamed::Done(totals));
             }
             self.check_lost()?;
             if moved {
                 last_progress = Instant::now();
             } else if let Some(timeout) = idle_timeout {
                 if feed.is_done() && last_progress.elapsed() >= timeout {
+                    if self.handshake_done.is_none() {
+                        return Err(timed_out(self.peer, "no QUIC handshake", timeout));
+                    }
                     return Err(ClientError::ReplyStalled {
                         addr: self.peer,
                         received: totals.received,
@@ -367,6 +568,14 @@ impl QuicConnection {
         }
         Ok((read, ended?))
     }
+}
+
+/// How a stream of [`QuicConnection::stream_in_thread`] ended.
+enum Streamed {
+    /// The answer came to the server's FIN.
+    Done(StreamTotals),
+    /// The stream went in 0-RTT and the server refused it.
+    Rejected,
 }
 
 /// When one exchange of [`QuicConnection::exchanges`] went out and its
@@ -690,10 +899,17 @@ where
     R: Read + Send + 'static,
     W: Write + ?Sized,
 {
-    let totals =
-        connection.stream_in_thread(StreamInput::Reader(Box::new(input)), output, idle_timeout);
+    // Input read from a reader cannot be sent again if the server refused
+    // it as early data: the stream waits for the handshake.
+    let peer = connection.peer();
+    let streamed = connection.wait_handshake(idle_timeout).and_then(|()| {
+        connection.stream_in_thread(StreamInput::Reader(Box::new(input)), output, idle_timeout)
+    });
     connection.close();
-    totals
+    match streamed? {
+        Streamed::Done(totals) => Ok(totals),
+        Streamed::Rejected => Err(quic_error(peer, "the server refused 0-RTT data".into())),
+    }
 }
 
 fn network(addr: SocketAddr, action: &'static str, source: io::Error) -> ClientError {

@@ -44,6 +44,8 @@ Examples:
                                        SHA-256 (shoutd prints it at start)
   shout ping --tls --new-connection localhost:12443
                                        TCP handshake, TLS handshake and exchange apart
+  shout ping --quic --new-connection localhost:12443
+                                       a QUIC connection per probe, 0-RTT from the second
   shout ping -s 1400 --json -c 20 localhost:12000
                                        probes of 1,400 bytes, as one JSON document
   shout delay -n 10 -s 10000 --rate 20mbit --svg waterfall.svg 198.18.0.1:12000
@@ -65,6 +67,21 @@ Exit status:
 Logging: -v shows connections, retries and UDP replies that differ from the
 uppercase, -vv every late UDP reply dropped;
 RUST_LOG (e.g. RUST_LOG=debug) overrides both.";
+
+const PING_AFTER_HELP: &str = "\
+Examples:
+  shout ping localhost:12000           round trips over one TCP connection
+  shout ping --tls --new-connection localhost:12443
+                                       TCP handshake, TLS handshake and exchange apart
+  shout ping --quic --new-connection -c 3 localhost:12443
+                                       a QUIC connection per probe; from the second on,
+                                       the probe goes in the first flight (0-RTT):
+    17 bytes from 198.18.0.1:12443: seq=2 connect=21.318 ms rtt=21.375 ms time=21.375 ms 0rtt=yes
+                                       connect= ends with the handshake; the answer
+                                       came with it, so time= is rtt=, not their sum
+                                       (with --no-0rtt, about 42 ms over a 20 ms link)
+  shout ping --quic --new-connection --no-0rtt -c 3 localhost:12443
+                                       the same, each probe after its handshake (0rtt=no)";
 
 /// How a server is named; in a help attribute, since rustdoc would take the
 /// brackets for a link.
@@ -122,8 +139,12 @@ enum Command {
     ///
     /// Over TCP the handshake is timed apart from the request and reply:
     /// one connection for all probes costs about one round trip per probe,
-    /// --new-connection about two. The exit status is 5 when no probe was
+    /// --new-connection about two. Over QUIC the handshake is one round
+    /// trip, and with --new-connection a probe after the first resumes the
+    /// session and goes in the first flight (0-RTT; docs/QUIC.md says why
+    /// an uppercaser may take it). The exit status is 5 when no probe was
     /// answered.
+    #[command(after_help = PING_AFTER_HELP)]
     Ping(PingArgs),
     /// Load generator: many connections, requests pipelined on each, every
     /// reply checked byte for byte, latency percentiles.
@@ -362,17 +383,27 @@ struct PingArgs {
     #[arg(long, value_name = "SECS", default_value = "1", value_parser = seconds)]
     timeout: Duration,
     /// Open a new TCP connection for every probe, to see the handshake's cost.
+    /// With --quic, each probe after the first resumes the previous
+    /// connection's session and goes in the first flight (0-RTT), its
+    /// answer as early as the handshake's end: each line ends with
+    /// 0rtt=yes, no, or rejected (the server refused the early data and
+    /// the probe went again after the handshake).
     #[arg(long)]
     new_connection: bool,
+    /// With --quic --new-connection: wait for each handshake before the
+    /// probe, as without a session to resume, to compare with 0-RTT.
+    #[arg(long = "no-0rtt", requires_all = ["quic", "new_connection"])]
+    no_0rtt: bool,
     /// The probe's size in bytes (its answer is as long): the text
     /// `shout ping seq=N` cut or padded with dots, over TCP ending in a
     /// newline. Default: that text alone (17 bytes over TCP, 16 over UDP).
     #[arg(short, long, value_name = "BYTES", value_parser = at_least_one::<usize>)]
     size: Option<usize>,
     /// One JSON document instead of ping's lines: each probe as it comes
-    /// (seq, answered, bytes, from, time_ms, rtt_ms, connect_ms, tls_ms, or
-    /// error), then sent, received, loss_percent and the min/avg/max/mdev
-    /// of time, rtt, connect and tls.
+    /// (seq, answered, bytes, from, time_ms, rtt_ms, connect_ms, tls_ms,
+    /// zero_rtt with --quic --new-connection, or error), then sent,
+    /// received, loss_percent, the min/avg/max/mdev of time, rtt, connect
+    /// and tls, and zero_rtt's counts.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -767,6 +798,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 new_connection: args.new_connection,
                 tls: args.tls.options(),
                 quic: args.tls.quic,
+                zero_rtt: !args.no_0rtt,
                 ws: args.ws,
                 size: args.size,
                 json: args.json,

@@ -6,18 +6,26 @@ use crate::support::run;
 use crate::tls::{LOCAL_NAMES, Pki};
 use rustls::ServerConfig;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use shout_client::{QuicClient, Target, TlsClient, TlsOptions, Trust, ZeroRtt};
 use shout_server::{Handle, ServerBuilder, Uppercase};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::thread;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 /// A QUIC uppercase server presenting `pki`'s certificate; stopped on drop.
 struct QuicServer {
     handle: Handle,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl QuicServer {
     fn start(pki: &Pki) -> Self {
+        Self::start_at(pki, "127.0.0.1:0".parse().unwrap())
+    }
+
+    /// Starts the server on `addr`; port 0 picks one.
+    fn start_at(pki: &Pki, addr: SocketAddr) -> Self {
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.key.clone()));
         let config = ServerConfig::builder_with_provider(shout_server::crypto_provider())
             .with_safe_default_protocol_versions()
@@ -26,12 +34,22 @@ impl QuicServer {
             .with_single_cert(pki.chain.clone(), key)
             .unwrap();
         let server = ServerBuilder::tcp_only(Uppercase)
-            .quic("127.0.0.1:0".parse().unwrap(), Arc::new(config))
+            .quic(addr, Arc::new(config))
             .build()
             .unwrap();
         let handle = server.handle();
-        thread::spawn(move || server.run());
-        Self { handle }
+        let thread = thread::spawn(move || drop(server.run()));
+        Self {
+            handle,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the server and waits until its socket is closed.
+    fn stop(mut self) {
+        self.handle.shutdown();
+        let thread = self.thread.take().unwrap();
+        shout_testkit::join_within(thread, shout_testkit::TIMEOUT).expect("the server stops");
     }
 
     fn target(&self) -> String {
@@ -242,4 +260,176 @@ fn delay_over_quic_fetches_every_way_a_stream_per_object() {
     });
     // The 5 probes, then a stream per object: 4 ways × 3.
     assert_eq!(server.handle.stats().quic_streams, 5 + 12);
+}
+
+/// Runs `shout ping --quic --new-connection --json -c 3 EXTRA` against
+/// `server` and returns its document, checking the exit status.
+fn ping_new_connections_json(pki: &Pki, server: &QuicServer, extra: &[&str]) -> serde_json::Value {
+    let ca = pki.ca_arg();
+    let target = server.target();
+    let mut args = vec![
+        "ping",
+        "--quic",
+        "--ca",
+        &ca,
+        "--new-connection",
+        "--json",
+        "-c",
+        "3",
+        "-i",
+        "10",
+    ];
+    args.extend_from_slice(extra);
+    args.push(&target);
+    let outcome = run(&args, b"");
+    assert_eq!(outcome.code, Some(0), "stderr: {}", outcome.stderr);
+    serde_json::from_str(outcome.stdout_text().trim()).expect("one JSON document")
+}
+
+#[test]
+fn ping_over_new_quic_connections_sends_probes_after_the_first_in_0rtt() {
+    let pki = Pki::new("quic-ping-0rtt", LOCAL_NAMES, false);
+    let server = QuicServer::start(&pki);
+    let report = ping_new_connections_json(&pki, &server, &[]);
+    let probes = report["probes"].as_array().expect("probes");
+    let zero_rtt: Vec<&str> = (probes.iter())
+        .map(|probe| probe["zero_rtt"].as_str().expect("zero_rtt"))
+        .collect();
+    assert_eq!(zero_rtt, ["no", "yes", "yes"], "{report}");
+    for probe in probes {
+        assert_eq!(probe["answered"], true, "{probe}");
+        assert_eq!(probe["bytes"], 17, "{probe}");
+        assert!(probe["connect_ms"].as_f64().unwrap() > 0.0, "{probe}");
+    }
+    // Sent with the first flight, a 0-RTT probe's exchange is its whole time.
+    assert_eq!(probes[1]["rtt_ms"], probes[1]["time_ms"], "{report}");
+    let counts = &report["zero_rtt"];
+    assert_eq!(counts["accepted"], 2, "{report}");
+    assert_eq!(counts["rejected"], 0, "{report}");
+    assert_eq!(counts["not_sent"], 1, "{report}");
+    shout_testkit::wait_until("three QUIC handshakes counted", || {
+        server.handle.stats().quic_handshakes_completed == 3
+    });
+    assert_eq!(server.handle.stats().quic_streams, 3);
+
+    // The lines say the same.
+    let ca = pki.ca_arg();
+    let target = server.target();
+    let args = [
+        "ping",
+        "--quic",
+        "--ca",
+        &ca,
+        "--new-connection",
+        "-c",
+        "2",
+        "-i",
+        "10",
+        &target,
+    ];
+    let outcome = run(&args, b"");
+    assert_eq!(outcome.code, Some(0), "stderr: {}", outcome.stderr);
+    let text = outcome.stdout_text();
+    assert!(text.contains(" seq=1 connect="), "{text}");
+    assert!(text.contains(" 0rtt=no\n"), "{text}");
+    assert!(text.contains(" 0rtt=yes\n"), "{text}");
+    assert!(text.contains("\n0rtt yes=1 rejected=0 no=1\n"), "{text}");
+}
+
+#[test]
+fn ping_with_no_0rtt_waits_for_every_handshake() {
+    let pki = Pki::new("quic-ping-no-0rtt", LOCAL_NAMES, false);
+    let server = QuicServer::start(&pki);
+    let report = ping_new_connections_json(&pki, &server, &["--no-0rtt"]);
+    let probes = report["probes"].as_array().expect("probes");
+    assert_eq!(probes.len(), 3, "{report}");
+    for probe in probes {
+        assert_eq!(probe["answered"], true, "{probe}");
+        assert_eq!(probe["bytes"], 17, "{probe}");
+        assert_eq!(probe["zero_rtt"], "no", "{probe}");
+    }
+    assert_eq!(report["zero_rtt"]["accepted"], 0, "{report}");
+    assert_eq!(report["zero_rtt"]["not_sent"], 3, "{report}");
+}
+
+#[test]
+fn no_0rtt_needs_quic_and_new_connections() {
+    for args in [
+        &["ping", "--no-0rtt", "--new-connection", "127.0.0.1:9"][..],
+        &["ping", "--no-0rtt", "--quic", "--insecure", "127.0.0.1:9"][..],
+    ] {
+        let outcome = run(args, b"");
+        assert_eq!(outcome.code, Some(2), "{args:?}: {}", outcome.stderr);
+        assert!(
+            outcome
+                .stderr
+                .contains("required arguments were not provided"),
+            "{}",
+            outcome.stderr
+        );
+    }
+    // Without --new-connection, ping over QUIC prints no 0rtt field.
+    let pki = Pki::new("quic-ping-one", LOCAL_NAMES, false);
+    let server = QuicServer::start(&pki);
+    let ca = pki.ca_arg();
+    let target = server.target();
+    let args = ["ping", "--quic", "--ca", &ca, "-c", "1", &target];
+    let outcome = run(&args, b"");
+    assert_eq!(outcome.code, Some(0), "stderr: {}", outcome.stderr);
+    assert!(
+        !outcome.stdout_text().contains("0rtt"),
+        "{}",
+        outcome.stdout_text()
+    );
+}
+
+/// Returns a QUIC client of `server` trusting `pki`.
+fn quic_client(pki: &Pki, server: &QuicServer) -> QuicClient {
+    let target: Target = server.target().parse().unwrap();
+    let options = TlsOptions {
+        trust: Trust::CaFile(pki.ca_file()),
+        server_name: None,
+    };
+    QuicClient::new(&TlsClient::new(&options, &target).unwrap()).unwrap()
+}
+
+#[test]
+fn an_early_request_is_answered_whether_the_server_takes_it_or_not() {
+    let timeout = shout_testkit::TIMEOUT;
+    let pki = Pki::new("quic-early", LOCAL_NAMES, false);
+    let server = QuicServer::start(&pki);
+    let addr: SocketAddr = server.target().parse().unwrap();
+    let client = quic_client(&pki, &server);
+
+    // The first connection leaves a ticket; the second resumes with it.
+    let mut first = client.connect(&[addr], Some(timeout)).unwrap();
+    assert_eq!(first.exchange(b"first\n", timeout).unwrap(), b"FIRST\n");
+    assert_eq!(first.zero_rtt(), ZeroRtt::NotSent);
+    assert!(first.wait_ticket(timeout), "a ticket");
+    first.close();
+    let mut early = client.connect_early(addr, Some(timeout)).unwrap();
+    assert!(
+        early.is_handshaking(),
+        "returned before the handshake's end"
+    );
+    assert_eq!(early.exchange(b"early\n", timeout).unwrap(), b"EARLY\n");
+    early.wait_handshake(Some(timeout)).unwrap();
+    assert_eq!(early.zero_rtt(), ZeroRtt::Accepted);
+    assert!(early.handshake_time() > Duration::ZERO);
+    assert!(early.wait_ticket(timeout), "a ticket for the next");
+    early.close();
+
+    // A server started again on the same port knows none of its tickets:
+    // it refuses the early data, and the request goes again.
+    server.stop();
+    let server = QuicServer::start_at(&pki, addr);
+    let mut refused = client.connect_early(addr, Some(timeout)).unwrap();
+    assert!(refused.is_handshaking());
+    assert_eq!(refused.exchange(b"again\n", timeout).unwrap(), b"AGAIN\n");
+    assert_eq!(refused.zero_rtt(), ZeroRtt::Rejected);
+    refused.close();
+    shout_testkit::wait_until("the request counted once", || {
+        server.handle.stats().quic_handshakes_completed == 1
+    });
+    assert_eq!(server.handle.stats().quic_streams, 1);
 }
