@@ -36,6 +36,31 @@ impl ShutdownSignal {
         self.requested.load(Ordering::Acquire)
     }
 
+    /// Runs `work`, a worker's loop, and requests the stop if it fails by
+    /// an error or a panic: the other workers must not go on as half a
+    /// server, holding sockets nobody serves for long.
+    pub(crate) fn stop_on_failure<T>(
+        &self,
+        work: impl FnOnce() -> std::io::Result<T>,
+    ) -> std::io::Result<T> {
+        /// Requests the stop when dropped armed: on an error, or while a
+        /// panic unwinds.
+        struct Armed<'a>(Option<&'a ShutdownSignal>);
+        impl Drop for Armed<'_> {
+            fn drop(&mut self) {
+                if let Some(signal) = self.0 {
+                    signal.request();
+                }
+            }
+        }
+        let mut armed = Armed(Some(self));
+        let result = work();
+        if result.is_ok() {
+            armed.0 = None;
+        }
+        result
+    }
+
     fn request(&self) {
         self.requested.store(true, Ordering::Release);
         *self.waited.lock().unwrap_or_else(PoisonError::into_inner) = true;
@@ -162,5 +187,39 @@ impl Handle {
             .iter()
             .map(|worker| Stats::sum(std::slice::from_ref(worker)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signal() -> ShutdownSignal {
+        ShutdownSignal::new(Arc::new(Wakers::new(Vec::new())))
+    }
+
+    #[test]
+    fn a_loop_that_ends_well_requests_no_stop() {
+        let signal = signal();
+        assert_eq!(signal.stop_on_failure(|| Ok(7)).unwrap(), 7);
+        assert!(!signal.is_requested());
+    }
+
+    #[test]
+    fn a_loop_that_fails_requests_the_stop() {
+        let signal = signal();
+        let failed = signal.stop_on_failure(|| Err::<(), _>(std::io::Error::other("epoll")));
+        assert!(failed.is_err());
+        assert!(signal.is_requested());
+    }
+
+    #[test]
+    fn a_loop_that_panics_requests_the_stop() {
+        let signal = signal();
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            signal.stop_on_failure(|| -> std::io::Result<()> { panic!("a bug in the loop") })
+        }));
+        assert!(unwound.is_err());
+        assert!(signal.is_requested());
     }
 }

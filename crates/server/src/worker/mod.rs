@@ -294,8 +294,17 @@ impl<S: StreamService, D: DatagramService> Worker<S, D> {
         })
     }
 
-    /// Runs until shutdown is requested and the drain is over.
-    pub(crate) fn run(mut self) -> io::Result<()> {
+    /// Runs until shutdown is requested and the drain is over. A worker
+    /// whose loop fails (an error of `epoll`, a panic outside the
+    /// service's callbacks) requests the stop, so that every worker ends
+    /// and [`Server::run`](crate::Server::run) returns the failure.
+    pub(crate) fn run(self) -> io::Result<()> {
+        let shutdown = Arc::clone(&self.shutdown);
+        shutdown.stop_on_failure(|| self.serve())
+    }
+
+    /// The loop of [`run`](Self::run).
+    fn serve(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.poll_timeout();
