@@ -417,6 +417,7 @@ impl BenchReport {
             first_error: self.recorder.first_error.clone(),
             tls: self.options.tls.is_some() || self.options.quic,
             handshakes: self.recorder.handshakes,
+            zero_rtt: self.recorder.zero_rtt,
             handshake_p50_us: self.handshake_latency(0.5).map(us),
             handshake_p90_us: self.handshake_latency(0.9).map(us),
             handshake_p99_us: self.handshake_latency(0.99).map(us),
@@ -514,9 +515,14 @@ impl fmt::Display for BenchReport {
         )?;
         if options.tls.is_some() || options.quic {
             let shown = |quantile| self.handshake_latency(quantile).unwrap_or_default();
+            let early = if options.quic && options.new_connection {
+                format!(" ({} 0-RTT)", Count(self.recorder.zero_rtt))
+            } else {
+                String::new()
+            };
             writeln!(
                 f,
-                "  {:<8} {} handshakes  p50 {}  p90 {}  p99 {}  max {}",
+                "  {:<8} {} handshakes{early}  p50 {}  p90 {}  p99 {}  max {}",
                 if options.quic { "quic" } else { "tls" },
                 Count(self.recorder.handshakes),
                 Latency(shown(0.5)),

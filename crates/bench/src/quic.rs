@@ -15,6 +15,7 @@
 //! for `timeout` with requests in flight) counts one error and settles its
 //! requests as failed; in new-connection mode the slot connects again.
 
+use super::payload::Payload;
 use super::record::{Progress, Recorder};
 use super::schedule::{Window, wait_until};
 use super::{BenchError, Held, Outcome, Plan, Shared};
@@ -396,7 +397,16 @@ impl<'a> QuicLoad<'a> {
                 _ => {}
             }
         }
+        // A resumed connection in new-connection mode sends its request in
+        // its first flight (0-RTT), without waiting for the handshake.
+        let early =
+            self.plan.new_connection && connection.is_handshaking() && connection.has_0rtt();
         if connected {
+            if connection.accepted_0rtt() {
+                self.recorder.zero_rtt += 1;
+            } else if self.plan.new_connection {
+                resend_refused_early_requests(connection, &mut conn.inflight, &self.plan.payload);
+            }
             if let Some(since) = self.conns[key].connecting_since.take() {
                 self.recorder.handshake(now - since);
                 if self.plan.hold {
@@ -408,7 +418,7 @@ impl<'a> QuicLoad<'a> {
             self.fail(key, now, || format!("quic connection lost: {reason}"));
             return;
         }
-        if self.conns[key].connecting_since.is_none() {
+        if self.conns[key].connecting_since.is_none() || early {
             self.read_replies(key, now);
             self.send_requests(key, now);
         }
@@ -719,6 +729,34 @@ impl<'a> QuicLoad<'a> {
 
 /// Counts a connection's request `index` (of its `inflight`) answered at
 /// `now`: its latency, and in the throughput if the window says so.
+/// Sends again, each on a new stream, the requests `inflight` that went in
+/// its first flight when the server refused early data: quinn-proto drops
+/// the streams opened early, and the server never saw them. Their start
+/// times stay, so their latency counts the refusal.
+fn resend_refused_early_requests(
+    connection: &mut Connection,
+    inflight: &mut VecDeque<Pending>,
+    payload: &Payload,
+) {
+    for pending in inflight.iter_mut() {
+        let Some(stream) = connection.streams().open(Dir::Bi) else {
+            return;
+        };
+        let request = payload.request(pending.n);
+        let mut send = connection.send_stream(stream);
+        // A fresh stream's window takes a request whole (as in
+        // `send_requests`).
+        if send
+            .write(request)
+            .is_ok_and(|written| written == request.len())
+        {
+            let _ = send.finish();
+        }
+        pending.stream = stream;
+        pending.received = 0;
+    }
+}
+
 fn answered(
     (inflight, answered, last_progress): (&mut VecDeque<Pending>, &mut u64, &mut Instant),
     index: usize,

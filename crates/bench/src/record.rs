@@ -25,6 +25,8 @@ pub(crate) struct Recorder {
     pub(crate) late: u64,
     /// TLS handshakes completed, warm-up included.
     pub(crate) handshakes: u64,
+    /// QUIC handshakes whose early data (0-RTT) the server took.
+    pub(crate) zero_rtt: u64,
     /// Time per TLS handshake, from the TCP connection's opening to the
     /// handshake's end, in nanoseconds.
     pub(crate) handshake: Histogram<u64>,
@@ -44,6 +46,7 @@ impl Recorder {
             lost: 0,
             late: 0,
             handshakes: 0,
+            zero_rtt: 0,
             handshake: Histogram::new_with_bounds(1, HIGHEST_NANOS, 3)
                 .expect("constant bounds are valid"),
             first_error: None,
@@ -99,6 +102,7 @@ impl Recorder {
         self.lost += other.lost;
         self.late += other.late;
         self.handshakes += other.handshakes;
+        self.zero_rtt += other.zero_rtt;
         self.handshake
             .add(&other.handshake)
             .expect("histograms with the same bounds add up");

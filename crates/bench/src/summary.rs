@@ -63,6 +63,11 @@ pub struct Summary {
     /// TLS handshakes completed (warm-up included); 0 without TLS.
     #[serde(default)]
     pub handshakes: u64,
+    /// QUIC handshakes whose early data (0-RTT) the server took: in
+    /// new-connection mode, the resumed connections that sent their
+    /// request in their first flight; 0 without QUIC.
+    #[serde(default)]
+    pub zero_rtt: u64,
     /// The median TLS handshake, from the TCP connection's opening to the
     /// handshake's end; `null` without TLS.
     #[serde(default)]

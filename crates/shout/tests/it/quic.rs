@@ -225,6 +225,12 @@ fn bench_over_quic_can_connect_for_every_request() {
     assert!(stats.quic_streams >= 20, "{stats:?}");
     assert_eq!(stats.quic_handshakes_failed, 0, "{stats:?}");
     assert!(summary["handshakes"].as_u64().unwrap() >= 20, "{summary}");
+    // Resumed connections send their request in their first flight. Not
+    // every one: a resumed connection's own ticket comes after its answer,
+    // when the load generator has closed it, so the tickets of a full
+    // handshake run out and the next connection makes a full one.
+    let early = summary["zero_rtt"].as_u64().unwrap();
+    assert!(early >= 5, "{summary}");
 }
 
 #[test]
