@@ -60,7 +60,9 @@ pub use summary::{Mode, Summary};
 
 use format::{Count, Latency, Secs};
 use record::{Progress, Recorder};
-use shout_client::{ClientError, Connector, QuicClient, Target, TlsClient, TlsOptions, Transport};
+use shout_client::{
+    ClientError, Connector, QuicClient, Target, TlsClient, TlsOptions, Transport, WsUrl, ws_connect,
+};
 use std::fmt::{self, Write as _};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -388,6 +390,8 @@ impl BenchReport {
         Summary {
             transport: if self.options.quic {
                 "quic".to_owned()
+            } else if self.options.ws {
+                "ws".to_owned()
             } else {
                 self.options.transport.to_string()
             },
@@ -447,6 +451,7 @@ impl fmt::Display for BenchReport {
             (true, _) if options.streams => "quic (a stream per request)",
             (true, _) => "quic",
             (false, true) => "tcp over tls",
+            (false, false) if options.ws => "ws",
             (false, false) => {
                 if options.transport == Transport::Udp {
                     "udp"
@@ -513,17 +518,23 @@ impl fmt::Display for BenchReport {
             Latency(self.latency(0.999)),
             Latency(self.max_latency())
         )?;
-        if options.tls.is_some() || options.quic {
+        if options.tls.is_some() || options.quic || options.ws {
             let shown = |quantile| self.handshake_latency(quantile).unwrap_or_default();
             let early = if options.quic && options.new_connection {
                 format!(" ({} 0-RTT)", Count(self.recorder.zero_rtt))
             } else {
                 String::new()
             };
+            let (label, what) = if options.quic {
+                ("quic", "handshakes")
+            } else if options.ws {
+                ("ws", "upgrades")
+            } else {
+                ("tls", "handshakes")
+            };
             writeln!(
                 f,
-                "  {:<8} {} handshakes{early}  p50 {}  p90 {}  p99 {}  max {}",
-                if options.quic { "quic" } else { "tls" },
+                "  {label:<8} {} {what}{early}  p50 {}  p90 {}  p99 {}  max {}",
                 Count(self.recorder.handshakes),
                 Latency(shown(0.5)),
                 Latency(shown(0.9)),
@@ -603,9 +614,10 @@ pub(crate) struct Outcome {
 ///
 /// # Errors
 /// Only when the run cannot start: the options make no run, the name does
-/// not resolve, nothing accepts a first TCP connection, a socket, event loop
-/// or thread cannot be made. Wrong replies and broken connections during the
-/// run are counted in the report instead.
+/// not resolve, nothing accepts a first TCP connection (with `ws`, nothing
+/// upgrades it), a socket, event loop or thread cannot be made. Wrong
+/// replies and broken connections during the run are counted in the report
+/// instead.
 pub fn bench(
     target: &Target,
     options: &BenchOptions,
@@ -639,7 +651,20 @@ pub fn bench(
                 // untrusted certificate is one clear error at the start.
                 connector = connector.with_tls(TlsClient::new(tls, target)?);
             }
-            let peer = connector.connect()?.peer();
+            let peer = if options.ws {
+                // Upgraded and closed cleanly, so the server counts an
+                // upgrade, not a refusal, and a server that does not
+                // upgrade is one clear error too.
+                let url: WsUrl = format!("ws://{target}{}", ws::RESOURCE)
+                    .parse()
+                    .map_err(BenchError::InvalidOptions)?;
+                let connection = ws_connect(&url, &connector, Some(options.connect_timeout))?;
+                let peer = connection.peer();
+                connection.close()?;
+                peer
+            } else {
+                connector.connect()?.peer()
+            };
             (peer, connector.tls().cloned())
         }
         Transport::Udp => (

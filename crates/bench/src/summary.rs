@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 /// microseconds to 0.1 µs; `null` stands for what does not apply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
-    /// `tcp` or `udp`.
+    /// `tcp`, `udp`, `quic` or `ws` (WebSocket over TCP).
     pub transport: String,
     /// The address the load went to.
     pub target: SocketAddr,
@@ -60,7 +60,8 @@ pub struct Summary {
     /// Whether the connections spoke TLS.
     #[serde(default)]
     pub tls: bool,
-    /// TLS handshakes completed (warm-up included); 0 without TLS.
+    /// TLS or QUIC handshakes, or WebSocket upgrades, completed (warm-up
+    /// included); 0 without any.
     #[serde(default)]
     pub handshakes: u64,
     /// QUIC handshakes whose early data (0-RTT) the server took: in
@@ -68,8 +69,8 @@ pub struct Summary {
     /// request in their first flight; 0 without QUIC.
     #[serde(default)]
     pub zero_rtt: u64,
-    /// The median TLS handshake, from the TCP connection's opening to the
-    /// handshake's end; `null` without TLS.
+    /// The median TLS handshake (or WebSocket upgrade), from the TCP
+    /// connection's opening to its end; `null` without any.
     #[serde(default)]
     pub handshake_p50_us: Option<f64>,
     /// The 90th percentile TLS handshake.

@@ -14,3 +14,4 @@ mod tcp;
 mod tls;
 mod tls_trust;
 mod udp;
+mod ws;
