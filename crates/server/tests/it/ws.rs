@@ -393,3 +393,58 @@ fn the_per_source_share_applies_to_websocket_connections_as_to_tcp() {
     assert_eq!(stats.connections_refused_per_source, 1, "{stats}");
     assert_eq!(stats.ws_upgrades, 1, "{stats}");
 }
+
+#[test]
+fn at_the_connection_cap_a_websocket_client_waits_until_one_leaves_as_on_tcp() {
+    let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server = run(ServerBuilder::tcp_only(Uppercase)
+        .websocket(loopback, WebSocketConfig::new())
+        .max_connections(2));
+    let mut held: Vec<TcpStream> = (0..2).map(|_| open(ws_addr(&server))).collect();
+    // The third completes its TCP handshake (the listen backlog) but is
+    // not accepted, as on TCP: its upgrade gets no answer yet, and no
+    // counter moves.
+    let mut waiting = connect(ws_addr(&server));
+    waiting
+        .write_all(upgrade_request("").as_bytes())
+        .expect("the backlog takes the request");
+    waiting
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let error = waiting.read(&mut [0; 1]).unwrap_err();
+    assert!(
+        matches!(
+            error.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "{error}"
+    );
+    let stats = server.handle.stats();
+    assert_eq!(stats.connections_accepted, 2, "{stats}");
+    assert_eq!(stats.ws_upgrades_refused, 0, "{stats}");
+    // Those held are served all along.
+    for stream in &mut held {
+        stream.write_all(&frame(0x81, b"held", true)).unwrap();
+        assert_eq!(read_message(stream).1, b"HELD");
+    }
+
+    // One leaves (a close handshake): the third is accepted and upgraded.
+    let mut leaving = held.pop().unwrap();
+    leaving
+        .write_all(&frame(0x88, &1000u16.to_be_bytes(), true))
+        .unwrap();
+    assert_eq!(read_close(&mut leaving), 1000);
+    drop(leaving);
+    waiting.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let response = http(&mut waiting, "");
+    assert!(response.starts_with("HTTP/1.1 101 "), "{response}");
+    waiting.write_all(&frame(0x81, b"let in", true)).unwrap();
+    assert_eq!(read_message(&mut waiting).1, b"LET IN");
+    held[0].write_all(&frame(0x81, b"still", true)).unwrap();
+    assert_eq!(read_message(&mut held[0]).1, b"STILL");
+    drop((held, waiting));
+    let stats = server.stop();
+    assert_eq!(stats.connections_accepted, 3, "{stats}");
+    assert_eq!(stats.ws_upgrades, 3, "{stats}");
+    assert_eq!(stats.ws_upgrades_refused, 0, "{stats}");
+}
