@@ -359,7 +359,7 @@ const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "shout-ws-vs-python-server",
-        proves: "shout ws against an uppercaser on Python's websockets: Unicode lines (one without a newline) and 1 MiB piped come back as their exact uppercase; wss:// on its plain port is exit status 7",
+        proves: "shout ws against an uppercaser on Python's websockets: Unicode lines (one without a newline) and 1 MiB piped come back as their exact uppercase; a path it does not serve is exit status 6 naming the 404; wss:// on its plain port is exit status 7",
         deadline: Duration::from_secs(40),
         needs: &["python3-websockets"],
         run: websocket::shout_ws_vs_python_server,

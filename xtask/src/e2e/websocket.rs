@@ -163,14 +163,24 @@ fn page_shows_reply(origin: &str, socket: &str, extra: &[&str]) -> Result<(), St
 
 /// An uppercaser on Python's `websockets`: each message answered with its
 /// uppercase (`str.upper` for text, `bytes.upper` for binary), on
-/// 127.0.0.1 and the port given; prints `ready` once listening.
+/// 127.0.0.1 and the port given, at `/` only (another path gets 404);
+/// prints `ready` once listening.
 const PYTHON_SERVER: &str = r#"
-import asyncio, sys, websockets
+import asyncio, http, sys, websockets
 async def upper(ws, *path):
     async for message in ws:
         await ws.send(message.upper())
+async def only_root(*request):
+    # websockets before 14 passes (path, headers); from 14, (connection, request).
+    if isinstance(request[0], str):
+        if request[0] != "/":
+            return http.HTTPStatus.NOT_FOUND, [], b"not here\n"
+    elif request[1].path != "/":
+        return request[0].respond(http.HTTPStatus.NOT_FOUND, "not here\n")
+    return None
 async def main():
-    async with websockets.serve(upper, "127.0.0.1", int(sys.argv[1]), max_size=None):
+    async with websockets.serve(upper, "127.0.0.1", int(sys.argv[1]), max_size=None,
+                                process_request=only_root):
         print("ready", flush=True)
         await asyncio.Future()
 asyncio.run(main())
@@ -178,8 +188,9 @@ asyncio.run(main())
 
 /// `shout ws` against the Python uppercaser: lines of Unicode whose
 /// uppercase is longer, then 1 MiB piped, come back as their exact
-/// uppercase; a path the server does not serve is not, and a wss:// URL
-/// on its plain port is a TLS failure, exit status 7.
+/// uppercase; a path the server does not serve is a refused upgrade,
+/// exit status 6 naming the 404, and a wss:// URL on its plain port is a
+/// TLS failure, exit status 7.
 pub(crate) fn shout_ws_vs_python_server(env: &Env) -> Result<Outcome, String> {
     let (mut server, port) = start_on_free_port(
         "python3 websockets server",
@@ -210,6 +221,17 @@ pub(crate) fn shout_ws_vs_python_server(env: &Env) -> Result<Outcome, String> {
         CLIENT_TIMEOUT,
     )?
     .expect("shout ws (1 MiB)", big.to_uppercase().as_bytes())?;
+
+    let mut shout = env.shout()?;
+    shout.args(["ws", &format!("ws://127.0.0.1:{port}/elsewhere")]);
+    let finished = run_with_input("shout ws (another path)", &mut shout, b"x", CLIENT_TIMEOUT)?;
+    if finished.status.code() != Some(6) || !finished.stderr.contains("404") {
+        return Err(format!(
+            "shout ws to a path the server does not serve: {}, not exit status 6 naming 404; stderr: {}",
+            finished.status,
+            one_line_tail(&finished.stderr, 300)
+        ));
+    }
 
     let mut shout = env.shout()?;
     shout.args(["ws", &format!("wss://127.0.0.1:{port}/"), "--insecure"]);
