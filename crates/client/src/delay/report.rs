@@ -170,8 +170,8 @@ impl DelayReport {
         serde_json::to_string(&json).expect("a report has only string keys and serialises")
     }
 
-    /// `tcp`, `tls`, `quic` or `udp`.
-    fn over(&self) -> &'static str {
+    /// Returns `tcp`, `tls`, `quic` or `udp`: the transport measured.
+    pub(super) fn over(&self) -> &'static str {
         match (self.options.transport, self.options.tls.is_some()) {
             (Transport::Udp, _) => "udp",
             (Transport::Tcp, _) if self.options.quic => "quic",

@@ -54,11 +54,7 @@ impl DelayReport {
             out,
             r#"<rect class="background" width="{WIDTH}" height="{height}" fill="white"/>"#
         );
-        let over = match (self.options.transport, self.options.tls.is_some()) {
-            (Transport::Udp, _) => "UDP",
-            (Transport::Tcp, true) => "TLS",
-            (Transport::Tcp, false) => "TCP",
-        };
+        let over = self.over().to_uppercase();
         let _ = writeln!(
             out,
             r#"<text x="{LEFT}" y="24" font-size="16" font-weight="bold">shout delay {}: {} objects of {} bytes over {over}</text>"#,
@@ -77,9 +73,10 @@ impl DelayReport {
             self.options.parallel
         );
         // The legend.
-        let connect = match self.options.transport {
-            Transport::Tcp => "TCP handshake",
-            Transport::Udp => "socket opened",
+        let connect = match (self.options.transport, self.options.quic) {
+            (Transport::Udp, _) => "socket opened",
+            (Transport::Tcp, false) => "TCP handshake",
+            (Transport::Tcp, true) => "QUIC handshake (TLS inside)",
         };
         let labels = [
             "name lookup",
@@ -89,8 +86,8 @@ impl DelayReport {
             "rest of the answer",
         ];
         let mut legend_x = LEFT;
-        let tls = self.options.tls.is_some();
-        // TLS has no phase to show without it.
+        // TLS has a phase of its own only over TCP: QUIC's is in `connect`.
+        let tls = self.options.tls.is_some() && !self.options.quic;
         let shown = labels
             .iter()
             .zip(COLOURS)

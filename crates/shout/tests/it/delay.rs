@@ -479,7 +479,7 @@ fn the_library_resolves_through_the_resolver_it_is_given() {
 }
 
 /// Removes a file when dropped, so a failed test leaves nothing behind.
-struct RemoveOnDrop(PathBuf);
+pub(crate) struct RemoveOnDrop(pub(crate) PathBuf);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {

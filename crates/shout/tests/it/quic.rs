@@ -2,6 +2,7 @@
 //! QUIC listener on 127.0.0.1, uppercasing, with certificates rcgen makes
 //! at test time.
 
+use crate::delay::RemoveOnDrop;
 use crate::support::run;
 use crate::tls::{LOCAL_NAMES, Pki};
 use rustls::ServerConfig;
@@ -266,6 +267,43 @@ fn delay_over_quic_fetches_every_way_a_stream_per_object() {
     });
     // The 5 probes, then a stream per object: 4 ways × 3.
     assert_eq!(server.handle.stats().quic_streams, 5 + 12);
+}
+
+#[test]
+fn the_waterfall_over_quic_names_quic_and_its_one_handshake() {
+    let pki = Pki::new("quic-delay-svg", LOCAL_NAMES, false);
+    let server = QuicServer::start(&pki);
+    let ca = pki.ca_arg();
+    let target = server.target();
+    let path = std::env::temp_dir().join(format!("shout-delay-quic-{}.svg", std::process::id()));
+    let _remove = RemoveOnDrop(path.clone());
+    let args = [
+        "delay",
+        "--quic",
+        "--ca",
+        &ca,
+        "-n",
+        "2",
+        "-s",
+        "500",
+        "--rate",
+        "100mbit",
+        "--svg",
+        path.to_str().unwrap(),
+        &target,
+    ];
+    let outcome = run(&args, b"");
+    assert_eq!(outcome.code, Some(0), "stderr: {}", outcome.stderr);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let svg = roxmltree::Document::parse(&text).unwrap_or_else(|error| panic!("{error}"));
+    let texts: Vec<&str> = svg.descendants().filter_map(|node| node.text()).collect();
+    let title = "objects of 500 bytes over QUIC";
+    assert!(texts.iter().any(|text| text.ends_with(title)), "{texts:?}");
+    // The legend names QUIC's handshake, and no TLS phase apart from it.
+    assert!(texts.contains(&"QUIC handshake (TLS inside)"), "{texts:?}");
+    for absent in ["TCP handshake", "TLS handshake"] {
+        assert!(!texts.contains(&absent), "{absent}: {texts:?}");
+    }
 }
 
 /// Runs `shout ping --quic --new-connection --json -c 3 EXTRA` against
