@@ -535,14 +535,8 @@ impl<S: StreamService> Quic<S> {
         mut commands: Vec<crate::sender::Command>,
         context: &mut Context,
     ) {
-        for command in commands.drain(..) {
-            if let Some(key) = self
-                .streams
-                .command(command, &mut self.connections, context)
-            {
-                self.dirty.push(key);
-            }
-        }
+        let touched = (self.streams).take_commands(&mut commands, &mut self.connections, context);
+        self.dirty.extend(touched);
         self.drive_dirty(context);
     }
 

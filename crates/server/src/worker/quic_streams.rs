@@ -21,7 +21,7 @@ use super::note_panic;
 use super::quic::QuicConnection;
 use crate::handle::Handle;
 use crate::quic::{QuicLimits, STREAM_DONE};
-use crate::sender::{Command, Mailbox};
+use crate::sender::{Command, ConnectionSender, Mailbox};
 use crate::service::{
     CloseCause, ConnectionContext, ConnectionId, ConnectionInfo, EndReason, LocalEnd,
     StreamService, TimerRequest, Transport,
@@ -60,6 +60,10 @@ struct QuicStream<Session> {
     input_ended: bool,
     /// Why the stream closes once its output is sent, once decided.
     ending: Option<CloseCause>,
+    /// Its service closed it while senders' bytes queued before the close
+    /// were on their way: it takes them, and is not finished, until the
+    /// close command posted behind them comes.
+    awaits_queued: bool,
     /// The service asked for `shutdown_write`.
     shut_write: bool,
     /// The FIN is queued: nothing more is written.
@@ -176,6 +180,7 @@ impl<S: StreamService> QuicStreams<S> {
             pending: Vec::new(),
             input_ended: false,
             ending: None,
+            awaits_queued: false,
             shut_write: false,
             finished: false,
             read_paused: false,
@@ -185,11 +190,20 @@ impl<S: StreamService> QuicStreams<S> {
         };
         stream.pending.extend_from_slice(&self.scratch);
         let skey = self.streams.insert(stream);
-        apply(&mut self.streams[skey], skey, requests, &mut self.timers);
         connection.streams.insert(id, skey);
         connection.served = true;
         let id = self.streams[skey].info.id;
+        // Listed before its requests apply: a close or a half-close in
+        // `open` refuses senders from the start.
         self.mailbox().open(id, QUIC_STREAM_KEY | skey);
+        let sender = &self.handle.sender;
+        apply(
+            &mut self.streams[skey],
+            skey,
+            requests,
+            &mut self.timers,
+            sender,
+        );
         WorkerStats::add(&context.stats.quic_streams, 1);
         log::debug!("quic {}: stream {id} opened", connection.peer);
         self.pump(connection, skey, context);
@@ -262,58 +276,82 @@ impl<S: StreamService> QuicStreams<S> {
         &self.handle.sender.post.mailboxes[self.worker]
     }
 
-    /// Carries out a sender's command to one of this worker's streams:
-    /// bytes appended to its output, its close, or its output full told
-    /// to the service. Returns the key of the stream's connection, to be
-    /// driven; `None` when the stream is gone.
-    pub(super) fn command(
+    /// Carries out what senders asked of this worker's streams: bytes
+    /// appended to a stream's output, its close, its output full told to
+    /// the service. Every command is applied before any service call, so
+    /// that a callback's close sees the bytes queued before it as taken.
+    /// Returns the keys of the connections whose streams were named, to be
+    /// driven; a stream gone is skipped.
+    pub(super) fn take_commands(
         &mut self,
-        command: Command,
+        commands: &mut Vec<Command>,
         connections: &mut Slab<QuicConnection>,
         context: &mut Context,
-    ) -> Option<usize> {
-        let (key, id) = match &command {
-            Command::Send { key, id, .. }
-            | Command::Close { key, id }
-            | Command::Full { key, id } => (*key & !QUIC_STREAM_KEY, *id),
-        };
-        let stream = self
-            .streams
-            .get_mut(key)
-            .filter(|stream| stream.info.id == id)?;
-        let connection_key = stream.connection;
-        match command {
-            Command::Send { bytes, .. } => {
-                // Reserved in the share already: held from now on.
-                stream.published += bytes.len();
-                if !stream.shut_write && stream.ending.is_none() {
-                    if stream.pending.capacity() == 0 {
-                        stream.pending = std::mem::take(&mut self.spare);
+    ) -> Vec<usize> {
+        // Each stream named: its key, its id, whether a refusal came.
+        let mut named: Vec<(usize, ConnectionId, bool)> = Vec::new();
+        for command in commands.drain(..) {
+            let (key, id) = match &command {
+                Command::Send { key, id, .. }
+                | Command::Close { key, id }
+                | Command::Full { key, id } => (*key & !QUIC_STREAM_KEY, *id),
+            };
+            let Some(stream) = (self.streams.get_mut(key)).filter(|stream| stream.info.id == id)
+            else {
+                continue;
+            };
+            let mut full = false;
+            match command {
+                Command::Send { bytes, .. } => {
+                    // Reserved in the share already: held from now on.
+                    stream.published += bytes.len();
+                    let takes = stream.ending.is_none() || stream.awaits_queued;
+                    if !stream.shut_write && takes {
+                        if stream.pending.capacity() == 0 {
+                            stream.pending = std::mem::take(&mut self.spare);
+                        }
+                        stream.pending.extend_from_slice(&bytes);
                     }
-                    stream.pending.extend_from_slice(&bytes);
                 }
+                Command::Close { .. } => {
+                    stream.ending.get_or_insert(CloseCause::ServiceClosed);
+                    // The close a callback's close posted behind the bytes
+                    // queued before it, or a sender's: nothing more comes.
+                    stream.awaits_queued = false;
+                }
+                Command::Full { .. } => full = true,
             }
-            Command::Close { .. } => {
-                stream.ending.get_or_insert(CloseCause::ServiceClosed);
-            }
-            Command::Full { .. } => {
+            named.push((key, id, full));
+        }
+        named.sort_unstable_by_key(|&(key, _, full)| (key, !full));
+        named.dedup_by_key(|&mut (key, id, _)| (key, id));
+        let mut touched = Vec::with_capacity(named.len());
+        for (skey, id, full) in named {
+            // An earlier stream's calls cannot close this one, but stay safe.
+            let Some(stream) = (self.streams.get_mut(skey)).filter(|stream| stream.info.id == id)
+            else {
+                continue;
+            };
+            let key = stream.connection;
+            touched.push(key);
+            if full {
                 if stream.told_full || stream.pending.len() <= self.max_pending_output / 2 {
                     // Drained since: the next refusal may tell again.
                     self.mailbox().drained(id);
                 } else {
                     stream.told_full = true;
-                    let told = self.call_service(key, context, |service, session, conn| {
+                    let told = self.call_service(skey, context, |service, session, conn| {
                         service.writable_changed(session, conn, false);
                     });
                     if let Err(cause) = told {
-                        self.abort(&mut connections[connection_key], key, cause, context);
-                        return Some(connection_key);
+                        self.abort(&mut connections[key], skey, cause, context);
+                        continue;
                     }
                 }
             }
+            self.pump(&mut connections[key], skey, context);
         }
-        self.pump(&mut connections[connection_key], key, context);
-        Some(connection_key)
+        touched
     }
 
     /// Hands what stream `skey` received to its service, until nothing
@@ -424,7 +462,8 @@ impl<S: StreamService> QuicStreams<S> {
             } else {
                 stream.pending = Vec::new();
             }
-            if !stream.finished && (stream.ending.is_some() || stream.shut_write) {
+            let ended = stream.ending.is_some() && !stream.awaits_queued;
+            if !stream.finished && (ended || stream.shut_write) {
                 let _ = send.finish();
                 stream.finished = true;
             }
@@ -618,23 +657,36 @@ fn call_stream<S: StreamService>(
         }
         stream.pending.extend_from_slice(serve.scratch);
     }
-    apply(stream, skey, requests, serve.timers);
+    apply(stream, skey, requests, serve.timers, &serve.handle.sender);
     Ok(())
 }
 
 /// Applies what a callback asked of `stream`: its close, its half-close,
-/// its timer.
+/// its timer. From a close or a half-close on, senders' new bytes are
+/// refused; a close still takes what senders queued before it, as over
+/// TCP: a close command posted behind those bytes ends the wait.
 fn apply<Session>(
     stream: &mut QuicStream<Session>,
     skey: usize,
     requests: crate::service::Requests,
     timers: &mut TimerQueue,
+    sender: &ConnectionSender,
 ) {
-    if requests.close {
-        stream.ending.get_or_insert(CloseCause::ServiceClosed);
+    if requests.close && stream.ending.is_none() {
+        stream.ending = Some(CloseCause::ServiceClosed);
+        // Called between the worker's takes of the commands: a command
+        // posted now comes behind every byte queued before it.
+        let id = stream.info.id;
+        stream.awaits_queued =
+            sender.close_behind_queued(id, QUIC_STREAM_KEY | skey, stream.published);
+    } else if requests.close {
+        // Ending already (the client's end, a stop, a sender's close
+        // taken): what was queued before is in or dropped; refuse the rest.
+        sender.end_sends(stream.info.id);
     }
     if requests.shutdown_write {
         stream.shut_write = true;
+        sender.end_sends(stream.info.id);
     }
     for (timer, request) in Timer::all().zip(requests.timers) {
         match request {

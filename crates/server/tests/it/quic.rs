@@ -689,3 +689,45 @@ fn a_sender_writes_to_a_quic_stream_and_closes_it() {
         sender.send(id, b"late") == Err(shout_server::SendError::Closed)
     });
 }
+
+/// At its first bytes, queues `pushed` to its own stream through a
+/// sender, answers `bye` and closes; notes how each stream closed.
+struct PushQuit {
+    closes: Arc<std::sync::Mutex<Vec<CloseCause>>>,
+}
+
+impl StreamService for PushQuit {
+    type Session = ();
+
+    fn open(&self, _: &mut ConnectionContext<'_>) {}
+
+    fn data(&self, _: &mut (), _: &[u8], conn: &mut ConnectionContext<'_>) {
+        // Queued, and not delivered before the close below.
+        conn.sender().send(conn.id(), b"pushed\n").unwrap();
+        conn.write(b"bye\n");
+        conn.close();
+    }
+
+    fn closed(&self, _: (), _: &ConnectionInfo, cause: CloseCause) {
+        self.closes.lock().unwrap().push(cause);
+    }
+}
+
+#[test]
+fn a_close_from_a_callback_sends_what_senders_queued_before_it_on_a_quic_stream() {
+    let (tls, config) = configs();
+    let closes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let service = PushQuit {
+        closes: Arc::clone(&closes),
+    };
+    let server = run(ServerBuilder::tcp_only(service).quic("127.0.0.1:0".parse().unwrap(), tls));
+    let mut client = Client::connect(quic_addr(&server), config);
+    let stream = client.open().unwrap();
+    // No FIN: the service's close ends the stream.
+    client.send_all(stream, b"push-quit\n");
+    // The call's own output first, then what was queued before the close,
+    // then the FIN.
+    assert_eq!(client.read_to_end(stream), b"bye\npushed\n");
+    wait_until("the stream closed", || !closes.lock().unwrap().is_empty());
+    assert_eq!(*closes.lock().unwrap(), [CloseCause::ServiceClosed]);
+}
