@@ -332,6 +332,9 @@ counters! {
         quic_bytes_out: "bytes out" => "shout_quic_bytes_sent_total";
         /// QUIC packets declared lost, over closed connections.
         quic_packets_lost: "packets lost" => "shout_quic_packets_lost_total";
+        /// QUIC connections closed by their idle timeout: nothing came
+        /// from the client for that long.
+        quic_idle_timeouts: "idle timeouts" => "shout_quic_idle_timeouts_total";
     }
     WebSocket {
         /// WebSocket upgrades done: connections handed to the service.

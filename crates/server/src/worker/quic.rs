@@ -326,9 +326,10 @@ impl<S: StreamService> Quic<S> {
             None => None,
         };
         let Some(slot) = slot else {
+            // Counted before the client can learn of it.
+            WorkerStats::add(&stats.quic_connections_refused, 1);
             let transmit = listener.endpoint.refuse(incoming, &mut self.transmit);
             send(listener, &transmit, &self.transmit);
-            WorkerStats::add(&stats.quic_connections_refused, 1);
             log::debug!("quic {peer}: refused (stopping, the cap, or its source's share)");
             return;
         };
@@ -499,7 +500,10 @@ impl<S: StreamService> Quic<S> {
         connection.phase = Phase::Closing;
         log::debug!("quic {}: connection closed: {reason}", connection.peer);
         let cause = match reason {
-            ConnectionError::TimedOut => CloseCause::IdleTimeout,
+            ConnectionError::TimedOut => {
+                WorkerStats::add(&context.stats.quic_idle_timeouts, 1);
+                CloseCause::IdleTimeout
+            }
             ConnectionError::LocallyClosed => CloseCause::Stopped,
             ConnectionError::ApplicationClosed(_)
             | ConnectionError::ConnectionClosed(_)

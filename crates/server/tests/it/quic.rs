@@ -68,7 +68,32 @@ impl Client {
             !client.conn.is_handshaking() || client.lost.is_some()
         });
         assert!(client.lost.is_none(), "handshake failed: {:?}", client.lost);
+        // Its last handshake flight (Finished) out now, not with its next
+        // request: the server sees the handshake end.
+        client.transmit();
         client
+    }
+
+    /// Connects to `server`, or returns why the connection ended in its
+    /// handshake (a refusal).
+    fn try_connect(server: SocketAddr, config: ClientConfig) -> Result<Self, ConnectionError> {
+        let mut client = Self::begin(server, config);
+        client.drive_until("the handshake or its end", |client| {
+            !client.conn.is_handshaking() || client.lost.is_some()
+        });
+        match client.lost.take() {
+            Some(reason) => Err(reason),
+            None => {
+                client.transmit();
+                Ok(client)
+            }
+        }
+    }
+
+    /// Closes the connection (application code 0) and sends the close.
+    fn close(&mut self) {
+        (self.conn).close(Instant::now(), 0u32.into(), bytes::Bytes::new());
+        self.transmit();
     }
 
     /// Starts connecting to `server`, sending nothing yet.
@@ -730,4 +755,175 @@ fn a_close_from_a_callback_sends_what_senders_queued_before_it_on_a_quic_stream(
     assert_eq!(client.read_to_end(stream), b"bye\npushed\n");
     wait_until("the stream closed", || !closes.lock().unwrap().is_empty());
     assert_eq!(*closes.lock().unwrap(), [CloseCause::ServiceClosed]);
+}
+
+/// Whether `outcome` is the server's CONNECTION_REFUSED.
+fn refused<T>(outcome: &Result<T, ConnectionError>) -> bool {
+    matches!(
+        outcome,
+        Err(ConnectionError::ConnectionClosed(close))
+            if close.error_code == quinn_proto::TransportErrorCode::CONNECTION_REFUSED
+    )
+}
+
+/// Connects to `addr` until a connection is accepted (at most `TIMEOUT`):
+/// a place freed on the server comes back once the connection that held it
+/// is drained. Returns the client and how many tries were refused.
+fn connect_once_room(addr: SocketAddr, config: &ClientConfig) -> (Client, u64) {
+    let deadline = Instant::now() + TIMEOUT;
+    let mut refusals = 0;
+    loop {
+        let outcome = Client::try_connect(addr, config.clone());
+        match outcome {
+            Ok(client) => return (client, refusals),
+            Err(_) if refused(&outcome) => refusals += 1,
+            Err(error) => panic!("not a refusal: {error:?}"),
+        }
+        assert!(Instant::now() < deadline, "a place within {TIMEOUT:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn at_the_connection_cap_a_quic_client_is_refused_until_one_closes() {
+    let (server, config) = start_quic(|builder| builder.max_connections(2));
+    let addr = quic_addr(&server);
+    let mut first = Client::connect(addr, config.clone());
+    let mut second = Client::connect(addr, config.clone());
+    let third = Client::try_connect(addr, config.clone());
+    assert!(refused(&third), "{:?}", third.err());
+    assert_eq!(server.handle.stats().quic_connections_refused, 1);
+    // Those in are served meanwhile.
+    assert_eq!(second.exchange(b"second"), b"SECOND");
+    first.close();
+    let (mut next, refusals) = connect_once_room(addr, &config);
+    assert_eq!(next.exchange(b"next"), b"NEXT");
+    let stats = server.stop();
+    assert_eq!(stats.quic_connections_refused, 1 + refusals);
+    assert_eq!(stats.quic_handshakes_completed, 3);
+    assert_eq!(stats.quic_handshakes_failed, 0);
+    // The source's share is off: no refusal is counted there.
+    assert_eq!(stats.connections_refused_per_source, 0);
+}
+
+#[test]
+fn over_its_source_share_a_quic_client_is_refused_until_one_closes() {
+    let (server, config) = start_quic(|builder| builder.max_connections_per_source(2));
+    let addr = quic_addr(&server);
+    // Every client is 127.0.0.1, whatever its port.
+    let mut first = Client::connect(addr, config.clone());
+    let mut second = Client::connect(addr, config.clone());
+    let third = Client::try_connect(addr, config.clone());
+    assert!(refused(&third), "{:?}", third.err());
+    let stats = server.handle.stats();
+    assert_eq!(stats.connections_refused_per_source, 1);
+    assert_eq!(stats.quic_connections_refused, 1);
+    assert_eq!(second.exchange(b"second"), b"SECOND");
+    first.close();
+    let (mut next, refusals) = connect_once_room(addr, &config);
+    assert_eq!(next.exchange(b"next"), b"NEXT");
+    let stats = server.stop();
+    assert_eq!(stats.connections_refused_per_source, 1 + refusals);
+    assert_eq!(stats.quic_connections_refused, 1 + refusals);
+    assert_eq!(stats.quic_handshakes_completed, 3);
+}
+
+/// Notes how each stream closed.
+struct CloseCauses {
+    causes: Arc<std::sync::Mutex<Vec<CloseCause>>>,
+}
+
+impl StreamService for CloseCauses {
+    type Session = ();
+
+    fn open(&self, _: &mut ConnectionContext<'_>) {}
+
+    fn data(&self, _: &mut (), input: &[u8], conn: &mut ConnectionContext<'_>) {
+        conn.write(&input.to_ascii_uppercase());
+    }
+
+    fn closed(&self, _: (), _: &ConnectionInfo, cause: CloseCause) {
+        self.causes.lock().unwrap().push(cause);
+    }
+}
+
+#[test]
+fn an_idle_quic_connection_is_closed_by_the_idle_timeout_and_a_busy_one_is_not() {
+    let idle_timeout = Duration::from_millis(300);
+    let (tls, config) = configs();
+    let causes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let service = CloseCauses {
+        causes: Arc::clone(&causes),
+    };
+    let server = run(ServerBuilder::tcp_only(service)
+        .quic("127.0.0.1:0".parse().unwrap(), tls)
+        .idle_timeout(Some(idle_timeout)));
+    let addr = quic_addr(&server);
+    let mut idle = Client::connect(addr, config.clone());
+    let mut busy = Client::connect(addr, config);
+    // The idle one holds a stream open and sends nothing more.
+    let held = idle.open().unwrap();
+    idle.send_all(held, b"then quiet");
+    let mut echo = Vec::new();
+    idle.drive_until("the echo", |client| {
+        let _ = client.read_some(held, &mut echo);
+        echo == b"THEN QUIET"
+    });
+    let started = Instant::now();
+    // The busy one exchanges every 50 ms for four idle timeouts.
+    let mut exchanges = 0;
+    while started.elapsed() < idle_timeout * 4 {
+        assert_eq!(busy.exchange(b"busy"), b"BUSY");
+        exchanges += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(exchanges >= 8, "{exchanges} exchanges");
+    wait_until("the idle connection's stream closed", || {
+        causes.lock().unwrap().contains(&CloseCause::IdleTimeout)
+    });
+    assert_eq!(server.handle.stats().quic_idle_timeouts, 1);
+    // The idle client learns it too: on its own timer, or from the
+    // stateless reset its next packet gets (the server forgot it).
+    idle.drive_until("the idle client's end", |client| client.lost.is_some());
+    assert!(
+        matches!(
+            idle.lost,
+            Some(ConnectionError::TimedOut | ConnectionError::Reset)
+        ),
+        "{:?}",
+        idle.lost
+    );
+    // The busy one is still served, on the connection it had.
+    assert_eq!(busy.exchange(b"still"), b"STILL");
+    assert!(busy.lost.is_none());
+    let stats = server.stop();
+    assert_eq!(stats.quic_idle_timeouts, 1);
+    let idle_closes = (causes.lock().unwrap().iter())
+        .filter(|cause| **cause == CloseCause::IdleTimeout)
+        .count();
+    assert_eq!(idle_closes, 1, "only the idle connection's stream");
+}
+
+#[test]
+fn a_clean_exchange_on_loopback_loses_no_packet_and_counts_what_it_did() {
+    let (server, config) = start_quic(|builder| builder);
+    let mut client = Client::connect(quic_addr(&server), config);
+    let requests: [&[u8]; 3] = [b"one", b"two two", b"three three three"];
+    for request in requests {
+        assert_eq!(client.exchange(request), request.to_ascii_uppercase());
+    }
+    assert_eq!(client.conn.stats().path.lost_packets, 0);
+    let stats = server.stop();
+    let bytes: u64 = requests.iter().map(|request| request.len() as u64).sum();
+    assert_eq!(stats.quic_handshakes_completed, 1);
+    assert_eq!(stats.quic_handshakes_failed, 0);
+    assert_eq!(stats.quic_connections_refused, 0);
+    assert_eq!(stats.quic_retries_sent, 0);
+    assert_eq!(stats.quic_streams, 3);
+    assert_eq!(stats.quic_bytes_in, bytes);
+    assert_eq!(stats.quic_bytes_out, bytes);
+    assert_eq!(stats.quic_idle_timeouts, 0);
+    // Added as the connection ends: the stop ended it.
+    assert_eq!(stats.quic_packets_lost, 0);
+    assert_eq!(stats.service_panics, 0);
 }
