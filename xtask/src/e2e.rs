@@ -344,6 +344,13 @@ const SCENARIOS: &[Scenario] = &[
         run: quic::aioquic_client_vs_shoutd,
     },
     Scenario {
+        name: "quic-over-stream-limit",
+        proves: "aioquic made to ignore shoutd's --quic-streams 4 opens 20 streams at once: shoutd closes that connection with STREAM_LIMIT_ERROR (0x4), and a well-behaved aioquic client is served after it",
+        deadline: Duration::from_secs(40),
+        needs: &["aioquic"],
+        run: quic::aioquic_over_the_stream_limit,
+    },
+    Scenario {
         name: "quic-aioquic-server",
         proves: "shout tcp --quic verifies an aioquic server's certificate (--ca) and pipes 1 MiB through it and back, uppercased, byte for byte; a wrong --servername is exit status 7",
         deadline: Duration::from_secs(30),

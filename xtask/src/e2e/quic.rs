@@ -1,13 +1,17 @@
 //! Scenarios where shout's QUIC meets QUIC written by others: aioquic's
 //! client (`peers/quic_client.py`) against `shoutd --quic`, and
-//! `shout tcp --quic` against an aioquic server (`peers/quic_server.py`).
+//! `shout tcp --quic` against an aioquic server (`peers/quic_server.py`);
+//! and aioquic made to break shoutd's stream limit
+//! (`peers/quic_over_stream_limit.py`), which no compliant client does.
 //!
 //! Everything is on 127.0.0.1; certificates live in a temporary
 //! directory. This module does not test QUIC itself, only that the two
 //! sides agree: the handshake (ALPN `shout`, the certificate checked),
 //! streams and their FINs.
 
-use super::process::{Shoutd, TempDir, Transport, run_with_input, start_on_free_port};
+use super::process::{
+    Shoutd, TempDir, Transport, one_line_tail, quote, run_with_input, start_on_free_port,
+};
 use super::{Env, Outcome};
 use std::time::Duration;
 
@@ -48,6 +52,72 @@ pub(crate) fn aioquic_client_vs_shoutd(env: &Env) -> Result<Outcome, String> {
         "HELLO FROM AIOQUIC\nSTRASSE FI\nTHIRD STREAM\n".as_bytes(),
     )?;
     Ok(Outcome::Pass(None))
+}
+
+/// Streams a client may have open at once in the stream-limit scenario.
+const STREAM_LIMIT: usize = 4;
+
+/// aioquic, told to ignore the stream limit shoutd announced, opens five
+/// times as many streams at once: shoutd must close that connection with
+/// STREAM_LIMIT_ERROR (0x4) and go on serving a well-behaved client.
+pub(crate) fn aioquic_over_the_stream_limit(env: &Env) -> Result<Outcome, String> {
+    let dir = TempDir::new("quic-stream-limit")?;
+    let cert = dir.0.as_path().join("shoutd.pem");
+    let cert_arg = cert.to_string_lossy().into_owned();
+    let limit = STREAM_LIMIT.to_string();
+    let shoutd = Shoutd::start_on(
+        env,
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &[
+            "--quic",
+            "127.0.0.1:0",
+            "--cert-out",
+            &cert_arg,
+            "--quic-streams",
+            &limit,
+        ],
+    )?;
+    let quic = shoutd
+        .quic
+        .ok_or("shoutd printed no `listening quic` line")?;
+    let port = quic.port().to_string();
+    let mut breaker = env.aioquic("quic_over_stream_limit.py")?;
+    let streams = (STREAM_LIMIT * 5).to_string();
+    breaker.args(["127.0.0.1", &port, &cert_arg, &streams]);
+    let broke = run_with_input(
+        "quic_over_stream_limit.py",
+        &mut breaker,
+        b"",
+        CLIENT_TIMEOUT,
+    )?;
+    let expected = format!("limit {STREAM_LIMIT}\nclosed error_code=0x4 ");
+    let said = String::from_utf8_lossy(&broke.stdout);
+    if !broke.status.success() || !said.starts_with(&expected) {
+        return Err(format!(
+            "a client over the stream limit: expected {expected:?}..., got {} (exit {}); stderr: {}",
+            quote(&broke.stdout),
+            broke.status,
+            one_line_tail(&broke.stderr, 400)
+        ));
+    }
+    let mut client = env.aioquic("quic_client.py")?;
+    client.args(["127.0.0.1", &port, &cert_arg, "localhost"]);
+    let finished = run_with_input(
+        "quic_client.py",
+        &mut client,
+        b"after\nthe breaker\n",
+        CLIENT_TIMEOUT,
+    )?;
+    finished.expect(
+        "a well-behaved client after the stream-limit breaker",
+        b"AFTER\nTHE BREAKER\n",
+    )?;
+    Ok(Outcome::Pass(Some(format!(
+        "{}: {}",
+        said.lines().next().unwrap_or_default(),
+        said.lines().nth(1).unwrap_or_default()
+    ))))
 }
 
 /// `shout tcp --quic` pipes 1 MiB through an aioquic uppercase server and

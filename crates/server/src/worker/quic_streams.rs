@@ -192,6 +192,11 @@ impl<S: StreamService> QuicStreams<S> {
         let skey = self.streams.insert(stream);
         connection.streams.insert(id, skey);
         connection.served = true;
+        log::debug!(
+            "quic {}: {id} opened as connection {}",
+            connection.peer,
+            self.streams[skey].info.id
+        );
         let id = self.streams[skey].info.id;
         // Listed before its requests apply: a close or a half-close in
         // `open` refuses senders from the start.
@@ -205,7 +210,6 @@ impl<S: StreamService> QuicStreams<S> {
             sender,
         );
         WorkerStats::add(&context.stats.quic_streams, 1);
-        log::debug!("quic {}: stream {id} opened", connection.peer);
         self.pump(connection, skey, context);
     }
 
@@ -522,7 +526,7 @@ impl<S: StreamService> QuicStreams<S> {
         self.mailbox().forget(stream.info.id);
         self.timers.cancel_all(skey);
         log::debug!(
-            "quic {}: stream {} closed ({cause:?})",
+            "quic {}: {} closed ({cause:?})",
             stream.info.peer,
             stream.id
         );
