@@ -8,6 +8,7 @@ mod busy_poll;
 mod load;
 mod metrics;
 mod proxy;
+mod quic;
 mod reload;
 mod signals;
 mod support;
