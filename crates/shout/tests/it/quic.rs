@@ -15,13 +15,13 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 /// A QUIC uppercase server presenting `pki`'s certificate; stopped on drop.
-struct QuicServer {
+pub(crate) struct QuicServer {
     handle: Handle,
     thread: Option<JoinHandle<()>>,
 }
 
 impl QuicServer {
-    fn start(pki: &Pki) -> Self {
+    pub(crate) fn start(pki: &Pki) -> Self {
         Self::start_at(pki, "127.0.0.1:0".parse().unwrap())
     }
 
@@ -53,7 +53,7 @@ impl QuicServer {
         shout_testkit::join_within(thread, shout_testkit::TIMEOUT).expect("the server stops");
     }
 
-    fn target(&self) -> String {
+    pub(crate) fn target(&self) -> String {
         self.handle.quic_addrs()[0].to_string()
     }
 }

@@ -15,14 +15,14 @@ use std::thread::{self, JoinHandle};
 type Builder = ServerBuilder<Uppercase, NoService>;
 
 /// An uppercase server with one WebSocket listener; stopped on drop.
-struct WsServer {
+pub(crate) struct WsServer {
     handle: Handle,
     thread: Option<JoinHandle<Stats>>,
 }
 
 impl WsServer {
     /// Serves ws:// on a free port.
-    fn plain() -> Self {
+    pub(crate) fn plain() -> Self {
         Self::start(|builder, addr| builder.websocket(addr, WebSocketConfig::new()))
     }
 
@@ -54,7 +54,7 @@ impl WsServer {
         }
     }
 
-    fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.handle.ws_addrs()[0].port()
     }
 
