@@ -379,6 +379,13 @@ const SCENARIOS: &[Scenario] = &[
         run: websocket::chromium_page,
     },
     Scenario {
+        name: "chromium-page-reconnects",
+        proves: "the page in headless Chromium, its line over shoutd's --ws-max-message closed with 1009, reconnects after its backoff and is answered on the new socket (reply, status open, log and chart summary in the DOM); shoutd counts 2 upgrades and 1 close with 1009",
+        deadline: Duration::from_secs(40),
+        needs: &["chromium", "python3-websockets"],
+        run: websocket::chromium_page_reconnects,
+    },
+    Scenario {
         name: "pubsub-example",
         proves: "shout-server's examples/pubsub.rs, run as its doc says, listens on 127.0.0.1 (by default and as asked), says so, passes messages to subscribers and says BYE to a client that does not answer its PINGs",
         deadline: Duration::from_secs(30),

@@ -1,7 +1,8 @@
 //! Scenarios where shout's WebSocket meets WebSocket written by others:
 //! Python's `websockets` package as a client of `shoutd --ws`, headless
-//! Chromium loading the page with `?say=` and showing the uppercase, and
-//! `shout ws` against an uppercaser on Python's `websockets`.
+//! Chromium loading the page with `?say=` and showing the uppercase (and
+//! reconnecting once shoutd closes its socket), and `shout ws` against an
+//! uppercaser on Python's `websockets`.
 //!
 //! Everything is on 127.0.0.1; Chromium runs with the flags that keep it
 //! off the network (no sync, no component updates, no QUIC) and a fresh
@@ -10,11 +11,11 @@
 //! agree.
 
 use super::process::{
-    Shoutd, TempDir, Transport, one_line_tail, run_with_input, start_on_free_port,
+    Shoutd, Spawned, TempDir, Transport, one_line_tail, run_with_input, start_on_free_port,
 };
 use super::{Env, Outcome};
 use std::net::SocketAddr;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Time a client process gets for its whole exchange.
@@ -159,6 +160,105 @@ fn page_shows_reply(origin: &str, socket: &str, extra: &[&str]) -> Result<(), St
         ));
     }
     Ok(())
+}
+
+/// Watches a page in a Chromium started with `--remote-debugging-port=0`
+/// through the DevTools protocol (on Python's `websockets`): finds the
+/// port in `DevToolsActivePort` in the profile directory (argv 1), then
+/// reads the page's reply, status, log and chart summary every 100 ms
+/// until the reply is argv 2 and the status open, or 15 s have passed.
+/// Prints the last state read as JSON (`null` if none).
+const PAGE_WATCHER: &str = r#"
+import asyncio, json, os, sys, time, urllib.request, websockets
+profile, want = sys.argv[1], sys.argv[2]
+STATE = """(() => { try { const $ = (id) => document.getElementById(id); return JSON.stringify({
+  reply: $("reply").textContent, status: $("status").textContent, kind: $("status").className,
+  log: [...$("log").querySelectorAll("li:first-child span")].map((span) => span.textContent).join("|"),
+  summary: $("summary").textContent }); } catch (e) { return "null"; } })()"""
+async def main():
+    deadline = time.monotonic() + 15
+    pages = []
+    while not pages and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        try:
+            port = open(os.path.join(profile, "DevToolsActivePort")).readline().strip()
+            listed = json.load(urllib.request.urlopen("http://127.0.0.1:%s/json/list" % port))
+            pages = [target for target in listed if target["type"] == "page"]
+        except (OSError, ValueError):
+            pass
+    state = None
+    if pages:
+        async with websockets.connect(pages[0]["webSocketDebuggerUrl"], max_size=None) as devtools:
+            asked = 0
+            while time.monotonic() < deadline:
+                asked += 1
+                await devtools.send(json.dumps({"id": asked, "method": "Runtime.evaluate",
+                    "params": {"expression": STATE, "returnByValue": True}}))
+                answer = {}
+                while answer.get("id") != asked:
+                    answer = json.loads(await devtools.recv())
+                state = json.loads(answer.get("result", {}).get("result", {}).get("value", "null"))
+                if state and state["reply"] == want and state["kind"] == "open":
+                    break
+                await asyncio.sleep(0.1)
+    print(json.dumps(state))
+asyncio.run(main())
+"#;
+
+/// The page's socket closed by the server: shoutd with a 16-byte message
+/// limit, the page told to say a longer line, then `again`. shoutd closes
+/// with 1009; the page must reconnect after its backoff and send `again`
+/// on the new socket, so that the reply becomes `AGAIN`, the status open,
+/// with the exchange in the log and the chart's summary. Chromium runs in
+/// real time, watched through the DevTools protocol (virtual time races
+/// ahead of a socket's handshake). shoutd's stop summary must count two
+/// upgrades and one close with 1009.
+pub(crate) fn chromium_page_reconnects(env: &Env) -> Result<Outcome, String> {
+    let (mut shoutd, ws) = start(env, &["--ws-max-message", "16"])?;
+    let profile = TempDir::new("chromium-reconnect")?;
+    let url = format!("http://{ws}/?say=longer%20than%20sixteen%20bytes&say=again");
+    let mut command = chromium(&profile.0, &["--remote-debugging-port=0"], &url);
+    command.stdin(Stdio::null()).stdout(Stdio::null());
+    let mut browser = Spawned::start("chromium", &mut command)?;
+    let mut watcher = Command::new(PYTHON);
+    watcher
+        .args(["-c", PAGE_WATCHER])
+        .arg(&profile.0)
+        .arg("AGAIN");
+    let watched = run_with_input("the page watcher", &mut watcher, b"", CLIENT_TIMEOUT)?;
+    browser.signal(libc::SIGTERM)?;
+    let _ = browser.wait_timeout(Duration::from_secs(5));
+    let state = String::from_utf8_lossy(&watched.stdout);
+    let wanted = [
+        r#""reply": "AGAIN""#.to_owned(),
+        format!(r#""status": "open: ws://{ws}/ws""#),
+        r#""kind": "open""#.to_owned(),
+        r#""log": "again|AGAIN|"#.to_owned(),
+        r#""summary": "1 message, median "#.to_owned(),
+    ];
+    if let Some(missing) = wanted
+        .iter()
+        .find(|wanted| !state.contains(wanted.as_str()))
+    {
+        return Err(format!(
+            "after the 1009 close the page shows no {missing}: {} (watcher {}; stderr: {}); chromium: {}",
+            state.trim(),
+            watched.status,
+            one_line_tail(&watched.stderr, 400),
+            browser.stderr_tail()
+        ));
+    }
+    super::activation::stop(&mut shoutd.process, "shoutd")?;
+    let stderr = shoutd.process.stderr();
+    for counted in ["websocket: 2 upgrades", ", 1 with 1009,"] {
+        if !stderr.contains(counted) {
+            return Err(format!(
+                "shoutd's stop summary does not say {counted:?}: {}",
+                one_line_tail(&stderr, 800)
+            ));
+        }
+    }
+    Ok(Outcome::Pass(None))
 }
 
 /// An uppercaser on Python's `websockets`: each message answered with its
