@@ -335,6 +335,9 @@ counters! {
         /// QUIC connections closed by their idle timeout: nothing came
         /// from the client for that long.
         quic_idle_timeouts: "idle timeouts" => "shout_quic_idle_timeouts_total";
+        /// QUIC connections counted in `quic_handshakes_completed` that
+        /// have closed since, once drained and forgotten.
+        quic_connections_closed: "closed" => "shout_quic_connections_closed_total";
     }
     WebSocket {
         /// WebSocket upgrades done: connections handed to the service.
@@ -471,6 +474,14 @@ impl Stats {
     pub fn connections_open(&self) -> u64 {
         self.connections_accepted
             .saturating_sub(self.connections_closed)
+    }
+
+    /// QUIC connections open now: through their handshake and not yet
+    /// forgotten (a closed connection is forgotten once drained, about
+    /// three round trips after its close).
+    pub fn quic_connections_open(&self) -> u64 {
+        self.quic_handshakes_completed
+            .saturating_sub(self.quic_connections_closed)
     }
 }
 

@@ -17,7 +17,7 @@ pub(crate) fn serve(addr: SocketAddr, handle: Handle) -> Result<MetricsEndpoint,
 /// ([`shout_server::COUNTERS`]), the connections open now as a gauge, and
 /// the turn-time buckets.
 fn snapshot(stats: &Stats) -> Vec<Metric> {
-    let mut metrics = Vec::with_capacity(shout_server::COUNTERS.len() + 1 + TURN_BUCKETS);
+    let mut metrics = Vec::with_capacity(shout_server::COUNTERS.len() + 2 + TURN_BUCKETS);
     for (counter, value) in stats.counters() {
         for exposure in counter.exposures {
             let metric = Metric::counter(exposure.name, exposure.help(counter.help()), value);
@@ -31,6 +31,11 @@ fn snapshot(stats: &Stats) -> Vec<Metric> {
         "shout_connections_open",
         "TCP connections open now.",
         stats.connections_open(),
+    ));
+    metrics.push(Metric::gauge(
+        "shout_quic_connections_open",
+        "QUIC connections open now: handshakes completed minus connections closed.",
+        stats.quic_connections_open(),
     ));
     // A histogram in counter form (shout_metrics has no histogram type):
     // cumulative, as Prometheus buckets are. Its label is not `le`, which
@@ -71,6 +76,8 @@ mod tests {
         stats.datagrams_rate_limited = 24;
         stats.datagrams_from_reserved_port = 33;
         stats.loop_turns = 26;
+        stats.quic_handshakes_completed = 9;
+        stats.quic_connections_closed = 2;
         stats.turn_durations = [1; TURN_BUCKETS];
         let snapshot = snapshot(&stats);
         let found = |name: &str, label: Option<(&str, &str)>| {
@@ -99,6 +106,7 @@ mod tests {
         assert_eq!(found(dropped, Some(("cause", "reserved_port"))), 33);
         assert_eq!(found("shout_bytes_received_total", None), 5);
         assert_eq!(found("shout_connections_open", None), 7);
+        assert_eq!(found("shout_quic_connections_open", None), 7);
         assert_eq!(found("shout_loop_turns_total", None), 26);
         let within = "shout_loop_turns_within_total";
         assert_eq!(found(within, Some(("at_most_us", "1"))), 1);
@@ -109,7 +117,7 @@ mod tests {
             .iter()
             .map(|counter| counter.exposures.len())
             .sum();
-        assert_eq!(snapshot.len(), exposures + 1 + 16);
+        assert_eq!(snapshot.len(), exposures + 2 + 16);
         shout_metrics::encode(&snapshot).expect("valid names, one help per family");
     }
 }

@@ -109,6 +109,8 @@ pub(crate) fn metrics(env: &Env) -> Result<Outcome, String> {
         ("shout_quic_bytes_sent_total", 0),
         ("shout_quic_packets_lost_total", 0),
         ("shout_quic_idle_timeouts_total", 0),
+        ("shout_quic_connections_closed_total", 0),
+        ("shout_quic_connections_open", 0),
         ("shout_ws_upgrades_total", 0),
         ("shout_ws_upgrades_refused_total", 0),
         ("shout_ws_pages_served_total", 0),

@@ -103,6 +103,10 @@ pub(super) struct QuicConnection {
     /// before the server sees its handshake end (it resumed, and its
     /// request came early) did not fail its handshake.
     pub(super) served: bool,
+    /// Whether it was counted in `quic_handshakes_completed`: it is
+    /// counted in `quic_connections_closed` once forgotten, so that the
+    /// two differ by the connections open.
+    completed: bool,
     /// Its place under the cap and in its source's share.
     _slot: Slot,
 }
@@ -344,6 +348,7 @@ impl<S: StreamService> Quic<S> {
                     phase: Phase::Handshaking,
                     sni: None,
                     served: false,
+                    completed: false,
                     _slot: slot,
                 });
                 listener.handles.insert(handle, key);
@@ -484,6 +489,7 @@ impl<S: StreamService> Quic<S> {
             connection.phase = Phase::Connected;
             self.handshaking -= 1;
             self.timers.cancel(key, TimerKind::Handshake);
+            connection.completed = true;
             WorkerStats::add(&context.stats.quic_handshakes_completed, 1);
             log::debug!("quic {}: connected", connection.peer);
         }
@@ -519,12 +525,15 @@ impl<S: StreamService> Quic<S> {
         let mut connection = self.connections.remove(key);
         if connection.phase == Phase::Handshaking {
             self.handshaking -= 1;
-            note_handshake_end(&connection, &context.stats);
+            note_handshake_end(&mut connection, &context.stats);
         }
         self.streams
             .close_all(&mut connection, CloseCause::Reset, context);
         let lost = connection.conn.stats().path.lost_packets;
         WorkerStats::add(&context.stats.quic_packets_lost, lost);
+        if connection.completed {
+            WorkerStats::add(&context.stats.quic_connections_closed, 1);
+        }
         self.listeners[connection.listener]
             .handles
             .remove(&connection.handle);
@@ -656,7 +665,8 @@ impl<S: StreamService> Quic<S> {
 /// Counts the handshake of a connection that ends before the server saw
 /// it complete: failed, unless the client was served a stream (a resumed
 /// client whose early request was answered, which closed at once).
-fn note_handshake_end(connection: &QuicConnection, stats: &WorkerStats) {
+fn note_handshake_end(connection: &mut QuicConnection, stats: &WorkerStats) {
+    connection.completed = connection.served;
     let counter = if connection.served {
         &stats.quic_handshakes_completed
     } else {

@@ -927,3 +927,28 @@ fn a_clean_exchange_on_loopback_loses_no_packet_and_counts_what_it_did() {
     assert_eq!(stats.quic_packets_lost, 0);
     assert_eq!(stats.service_panics, 0);
 }
+
+#[test]
+fn the_open_quic_connections_follow_handshakes_and_closes() {
+    let (server, config) = start_quic(|builder| builder);
+    let addr = quic_addr(&server);
+    let mut first = Client::connect(addr, config.clone());
+    let mut second = Client::connect(addr, config);
+    assert_eq!(first.exchange(b"first"), b"FIRST");
+    assert_eq!(second.exchange(b"second"), b"SECOND");
+    wait_until("both handshakes are counted", || {
+        server.handle.stats().quic_connections_open() == 2
+    });
+    first.close();
+    // Counted closed once drained and forgotten, a few round trips later.
+    wait_until("the closed connection is forgotten", || {
+        server.handle.stats().quic_connections_closed == 1
+    });
+    let stats = server.handle.stats();
+    assert_eq!(stats.quic_connections_open(), 1);
+    assert_eq!(stats.quic_handshakes_completed, 2);
+    let stats = server.stop();
+    // The stop closed the second.
+    assert_eq!(stats.quic_connections_closed, 2);
+    assert_eq!(stats.quic_connections_open(), 0);
+}

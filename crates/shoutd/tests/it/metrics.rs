@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, UdpSocket};
 
 /// Every metric shoutd exposes today.
-const NAMES: [&str; 33] = [
+const NAMES: [&str; 35] = [
     "shout_connections_refused_per_source_total",
     "shout_connections_accepted_total",
     "shout_connections_closed_total",
@@ -36,6 +36,8 @@ const NAMES: [&str; 33] = [
     "shout_quic_bytes_sent_total",
     "shout_quic_packets_lost_total",
     "shout_quic_idle_timeouts_total",
+    "shout_quic_connections_closed_total",
+    "shout_quic_connections_open",
     "shout_ws_upgrades_total",
     "shout_ws_upgrades_refused_total",
     "shout_ws_pages_served_total",
