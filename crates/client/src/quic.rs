@@ -7,6 +7,8 @@
 //! `shout-bench`), nor for choosing whom to trust: the rustls
 //! configuration comes from [`TlsClient`], with the ALPN `shout` added.
 
+use crate::tls::tls_reason;
+use crate::verify::Refusal;
 use crate::{ClientError, StreamTotals, TlsClient};
 use bytes::BytesMut;
 use quinn_proto::crypto::rustls::QuicClientConfig;
@@ -49,6 +51,9 @@ pub struct QuicClient {
     server_name: String,
     /// How many TLS 1.3 session tickets its connections have received.
     tickets: Arc<AtomicU64>,
+    /// The last certificate its connections refused, named in words when
+    /// a handshake fails with a TLS alert.
+    refusal: Refusal,
 }
 
 impl std::fmt::Debug for QuicClient {
@@ -82,6 +87,7 @@ impl QuicClient {
             config: ClientConfig::new(Arc::new(crypto)),
             server_name: tls.server_name().to_str().into_owned(),
             tickets,
+            refusal: tls.refusal().clone(),
         })
     }
 
@@ -225,6 +231,8 @@ pub struct QuicConnection {
     /// The client's count of session tickets, and its value at the start.
     tickets: Arc<AtomicU64>,
     tickets_before: u64,
+    /// Its client's last certificate refusal.
+    refusal: Refusal,
     lost: Option<ConnectionError>,
     transmit: Vec<u8>,
     received: Box<[u8]>,
@@ -276,6 +284,7 @@ impl QuicConnection {
             sent_early: false,
             tickets: Arc::clone(&client.tickets),
             tickets_before: client.tickets.load(Ordering::Relaxed),
+            refusal: client.refusal.clone(),
             lost: None,
             transmit: Vec::new(),
             received: vec![0; MAX_DATAGRAM].into_boxed_slice(),
@@ -445,7 +454,7 @@ impl QuicConnection {
     fn check_lost(&self) -> Result<(), ClientError> {
         match &self.lost {
             None => Ok(()),
-            Some(reason) => Err(lost_error(self.peer, reason)),
+            Some(reason) => Err(lost_error(self.peer, reason, &self.refusal)),
         }
     }
 
@@ -938,12 +947,15 @@ fn timed_out(addr: SocketAddr, what: &str, timeout: Duration) -> ClientError {
 }
 
 /// Returns the error a lost connection means: a TLS failure (a crypto
-/// error code), the idle timeout, or another close.
-fn lost_error(addr: SocketAddr, reason: &ConnectionError) -> ClientError {
+/// error code), the idle timeout, or another close. A certificate this
+/// client refused is named as over TCP, from `refusal`.
+fn lost_error(addr: SocketAddr, reason: &ConnectionError, refusal: &Refusal) -> ClientError {
     match reason {
         ConnectionError::TransportError(error) if is_crypto(error.code) => ClientError::Tls {
             addr,
-            reason: error.to_string(),
+            reason: refusal
+                .take()
+                .map_or_else(|| error.to_string(), |refused| tls_reason(&refused)),
         },
         ConnectionError::ConnectionClosed(close) if is_crypto(close.error_code) => {
             ClientError::Tls {

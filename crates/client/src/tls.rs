@@ -15,11 +15,16 @@
 //!
 //! A CA file, a pin and `--insecure` each have a verifier of their own (the
 //! `verify` module): a CA file's also trusts a server certificate that is
-//! one of the file's, as OpenSSL does; a pin trusts one fingerprint.
+//! one of the file's, as OpenSSL does; a pin trusts one fingerprint. Each
+//! is wrapped in one that keeps its last refusal, which the QUIC client
+//! names in words.
 
-use crate::verify::{AnyCertificate, CaFileVerifier, PinMismatch, PinnedVerifier};
+use crate::verify::{
+    AnyCertificate, CaFileVerifier, PinMismatch, PinnedVerifier, RecordingVerifier, Refusal,
+};
 use crate::{ClientError, Fingerprint, Target};
 use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{CertificateError, ClientConfig, ClientConnection, RootCertStore};
@@ -64,6 +69,8 @@ pub struct TlsOptions {
 pub struct TlsClient {
     config: Arc<ClientConfig>,
     server_name: ServerName<'static>,
+    /// The last certificate refusal of its connections.
+    refusal: Refusal,
 }
 
 impl TlsClient {
@@ -84,15 +91,9 @@ impl TlsClient {
             .map_err(|error| ClientError::TlsConfig {
                 reason: error.to_string(),
             })?;
-        let config = match &options.trust {
-            Trust::Insecure => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyCertificate { provider }))
-                .with_no_client_auth(),
-            Trust::Pin(pin) => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(PinnedVerifier::new(*pin, provider)))
-                .with_no_client_auth(),
+        let verifier: Arc<dyn ServerCertVerifier> = match &options.trust {
+            Trust::Insecure => Arc::new(AnyCertificate { provider }),
+            Trust::Pin(pin) => Arc::new(PinnedVerifier::new(*pin, provider)),
             Trust::CaFile(path) => {
                 let listed = ca_file(path)?;
                 let mut roots = RootCertStore::empty();
@@ -111,20 +112,28 @@ impl TlsClient {
                 .map_err(|error| ClientError::TlsConfig {
                     reason: format!("{}: {error}", path.display()),
                 })?;
-                builder
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(CaFileVerifier::new(
-                        webpki, listed, provider,
-                    )))
-                    .with_no_client_auth()
+                Arc::new(CaFileVerifier::new(webpki, listed, provider))
             }
-            Trust::System => builder
-                .with_root_certificates(system_roots()?)
-                .with_no_client_auth(),
+            Trust::System => {
+                WebPkiServerVerifier::builder_with_provider(Arc::new(system_roots()?), provider)
+                    .build()
+                    .map_err(|error| ClientError::TlsConfig {
+                        reason: format!("the system's certificates: {error}"),
+                    })?
+            }
         };
+        let refusal = Refusal::default();
+        let config = builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(RecordingVerifier::new(
+                verifier,
+                refusal.clone(),
+            )))
+            .with_no_client_auth();
         Ok(Self {
             config: Arc::new(config),
             server_name,
+            refusal,
         })
     }
 
@@ -136,6 +145,12 @@ impl TlsClient {
     /// The name sent as SNI and checked in the certificate.
     pub fn server_name(&self) -> &ServerName<'static> {
         &self.server_name
+    }
+
+    /// Returns where its connections keep their last certificate refusal:
+    /// what a QUIC handshake reports only as an alert.
+    pub(crate) fn refusal(&self) -> &Refusal {
+        &self.refusal
     }
 
     /// Starts a connection: nothing is sent until it is driven.

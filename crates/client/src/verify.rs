@@ -1,5 +1,7 @@
 //! The certificate verifiers beyond rustls's own: a `--ca` file that lists
-//! the server's own certificate, a pinned fingerprint, and `--insecure`.
+//! the server's own certificate, a pinned fingerprint, and `--insecure`;
+//! and a wrapper that keeps the last refusal of any of them, for QUIC,
+//! which reports a refused certificate only as a TLS alert.
 //!
 //! Each checks only the certificate. The handshake's signature is always
 //! checked by the provider's algorithms, so a server must hold the key of
@@ -12,7 +14,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, DigitallySignedStruct, OtherError, SignatureScheme};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Trusts what rustls's WebPki verifier trusts with the `--ca` roots, and
 /// also a server certificate that is, byte for byte, one of those roots,
@@ -308,6 +310,96 @@ impl ServerCertVerifier for PinnedVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         schemes(&self.provider)
+    }
+}
+
+/// The last certificate refusal of a [`RecordingVerifier`], shared with
+/// whoever reports the failure; clones share it.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Refusal(Arc<Mutex<Option<rustls::Error>>>);
+
+impl Refusal {
+    /// Keeps `error` as the last refusal.
+    fn keep(&self, error: &rustls::Error) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.clone());
+    }
+
+    /// Takes the last refusal, if any.
+    pub(crate) fn take(&self) -> Option<rustls::Error> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// Checks certificates with the verifier it wraps, and keeps the last
+/// refusal. Over TCP rustls hands the refusal back as it is; over QUIC,
+/// quinn-proto reports it only as an alert number and a string, so the
+/// QUIC client takes the refusal from here to name it in words.
+#[derive(Debug)]
+pub(crate) struct RecordingVerifier {
+    inner: Arc<dyn ServerCertVerifier>,
+    refusal: Refusal,
+}
+
+impl RecordingVerifier {
+    /// Wraps `inner`, keeping its refusals in `refusal`.
+    pub(crate) fn new(inner: Arc<dyn ServerCertVerifier>, refusal: Refusal) -> Self {
+        Self { inner, refusal }
+    }
+
+    fn keep<T>(&self, outcome: Result<T, rustls::Error>) -> Result<T, rustls::Error> {
+        if let Err(error) = &outcome {
+            self.refusal.keep(error);
+        }
+        outcome
+    }
+}
+
+impl ServerCertVerifier for RecordingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.keep(self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.keep(self.inner.verify_tls12_signature(message, cert, dss))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.keep(self.inner.verify_tls13_signature(message, cert, dss))
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        self.inner.requires_raw_public_keys()
+    }
+
+    fn root_hint_subjects(&self) -> Option<&[rustls::DistinguishedName]> {
+        self.inner.root_hint_subjects()
     }
 }
 
