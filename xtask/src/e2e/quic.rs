@@ -13,26 +13,36 @@ use super::process::{
     Shoutd, TempDir, Transport, one_line_tail, quote, run_with_input, start_on_free_port,
 };
 use super::{Env, Outcome};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Time a client process gets to finish.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Starts `shoutd --quic 127.0.0.1:0` with `extra`, its generated
+/// certificate written to `dir`. Returns it, its QUIC address and the
+/// certificate's path.
+fn start_shoutd(
+    env: &Env,
+    dir: &TempDir,
+    extra: &[&str],
+) -> Result<(Shoutd, SocketAddr, String), String> {
+    let cert = dir.0.as_path().join("shoutd.pem");
+    let cert_arg = cert.to_string_lossy().into_owned();
+    let mut options = vec!["--quic", "127.0.0.1:0", "--cert-out", &cert_arg];
+    options.extend_from_slice(extra);
+    let shoutd = Shoutd::start_on(env, "127.0.0.1:0", "127.0.0.1:0", &options)?;
+    let quic = shoutd
+        .quic
+        .ok_or("shoutd printed no `listening quic` line")?;
+    Ok((shoutd, quic, cert_arg))
+}
+
 /// aioquic's client sends three lines on three streams at once to
 /// `shoutd --quic` and checks each answer.
 pub(crate) fn aioquic_client_vs_shoutd(env: &Env) -> Result<Outcome, String> {
     let dir = TempDir::new("quic-client")?;
-    let cert = dir.0.as_path().join("shoutd.pem");
-    let cert_arg = cert.to_string_lossy().into_owned();
-    let shoutd = Shoutd::start_on(
-        env,
-        "127.0.0.1:0",
-        "127.0.0.1:0",
-        &["--quic", "127.0.0.1:0", "--cert-out", &cert_arg],
-    )?;
-    let quic = shoutd
-        .quic
-        .ok_or("shoutd printed no `listening quic` line")?;
+    let (_shoutd, quic, cert_arg) = start_shoutd(env, &dir, &[])?;
     let mut client = env.aioquic("quic_client.py")?;
     client.args([
         "127.0.0.1",
@@ -62,25 +72,8 @@ const STREAM_LIMIT: usize = 4;
 /// STREAM_LIMIT_ERROR (0x4) and go on serving a well-behaved client.
 pub(crate) fn aioquic_over_the_stream_limit(env: &Env) -> Result<Outcome, String> {
     let dir = TempDir::new("quic-stream-limit")?;
-    let cert = dir.0.as_path().join("shoutd.pem");
-    let cert_arg = cert.to_string_lossy().into_owned();
     let limit = STREAM_LIMIT.to_string();
-    let shoutd = Shoutd::start_on(
-        env,
-        "127.0.0.1:0",
-        "127.0.0.1:0",
-        &[
-            "--quic",
-            "127.0.0.1:0",
-            "--cert-out",
-            &cert_arg,
-            "--quic-streams",
-            &limit,
-        ],
-    )?;
-    let quic = shoutd
-        .quic
-        .ok_or("shoutd printed no `listening quic` line")?;
+    let (_shoutd, quic, cert_arg) = start_shoutd(env, &dir, &["--quic-streams", &limit])?;
     let port = quic.port().to_string();
     let mut breaker = env.aioquic("quic_over_stream_limit.py")?;
     let streams = (STREAM_LIMIT * 5).to_string();
