@@ -399,6 +399,15 @@ impl<Session, T: Stream> Connection<Session, T> {
         false
     }
 
+    /// Returns whether a WebSocket connection still awaiting its upgrade
+    /// has sent part of its request head.
+    pub(crate) fn upgrade_begun(&self) -> bool {
+        #[cfg(feature = "ws")]
+        return self.websocket.as_ref().is_some_and(|ws| ws.request_begun());
+        #[cfg(not(feature = "ws"))]
+        false
+    }
+
     /// Returns the stage of an open connection.
     pub(crate) fn stage(&self) -> Option<Stage> {
         match self.phase {

@@ -343,8 +343,9 @@ counters! {
         /// WebSocket upgrades done: connections handed to the service.
         ws_upgrades: "upgrades" => "shout_ws_upgrades_total";
         /// Requests on a WebSocket listener answered with an error (400,
-        /// 403 for an origin not allowed, 404, 405, 426, 431) or cut at the
-        /// handshake deadline before a whole request.
+        /// 403 for an origin not allowed, 404, 405, 426, 431), or ended by
+        /// the client or the handshake deadline with part of a request. A
+        /// connection that sends no byte made no request: not counted.
         ws_upgrades_refused: "refused" => "shout_ws_upgrades_refused_total";
         /// Pages served at `/`.
         ws_pages_served: "pages" => "shout_ws_pages_served_total";

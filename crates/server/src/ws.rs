@@ -209,6 +209,13 @@ impl WsLayer {
         matches!(self.state, State::Upgrade(_))
     }
 
+    /// Returns whether some of a request head came: a connection that
+    /// never sends a byte (a browser's speculative preconnect) made no
+    /// request to refuse.
+    pub(crate) fn request_begun(&self) -> bool {
+        matches!(&self.state, State::Upgrade(held) if !held.is_empty())
+    }
+
     /// Returns whether a close frame went out.
     pub(crate) fn closed(&self) -> bool {
         matches!(self.state, State::Closed)

@@ -889,9 +889,11 @@ fn note_handshake_timeout<Session>(connection: &TcpConnection<Session>, stats: &
         log::debug!("{peer}: no whole PROXY header by its deadline, closing");
     } else if connection.is_websocket() && !tls_handshaking(connection) {
         // A page answered and lingering is cut here too: not a refusal.
-        if connection.awaits_upgrade() {
+        if connection.upgrade_begun() {
             WorkerStats::add(&stats.ws_upgrades_refused, 1);
-            log::debug!("{peer}: no WebSocket upgrade by the deadline, closing");
+            log::debug!("{peer}: no whole WebSocket request by the deadline, closing");
+        } else if connection.awaits_upgrade() {
+            log::debug!("{peer}: no request by the deadline, closing");
         }
     } else {
         WorkerStats::add(&stats.tls_handshakes_failed, 1);

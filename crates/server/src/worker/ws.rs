@@ -27,7 +27,11 @@ pub(super) fn receive<S: StreamService>(
 ) -> Result<(), CloseCause> {
     if connection.awaits_upgrade() {
         if data.is_empty() {
-            WorkerStats::add(&serve.stats.ws_upgrades_refused, 1);
+            // A connection that sent nothing (a browser's preconnect left
+            // unused) made no request to refuse.
+            if connection.upgrade_begun() {
+                WorkerStats::add(&serve.stats.ws_upgrades_refused, 1);
+            }
             return Err(CloseCause::ClientClosed);
         }
         let Some(taken) = upgrade(serve, connection, key, data)? else {

@@ -320,6 +320,23 @@ fn no_upgrade_by_the_deadline_is_cut_and_a_stop_sends_1001() {
     assert_eq!(stats.ws_close_sent_1001, 1, "{stats}");
 }
 
+#[test]
+fn a_connection_that_sends_nothing_is_not_a_refused_upgrade() {
+    let server = server(WebSocketConfig::new(), Duration::from_millis(300));
+    // A browser's speculative preconnects: one closed unused, one left
+    // silent until the deadline cuts it.
+    drop(connect(ws_addr(&server)));
+    let mut silent = connect(ws_addr(&server));
+    let mut sent = Vec::new();
+    silent
+        .read_to_end(&mut sent)
+        .expect("cut before the read timeout");
+    assert!(sent.is_empty(), "{sent:?}");
+    wait_until("both are closed", || stats(&server).connections_closed == 2);
+    let stats = server.stop();
+    assert_eq!(stats.ws_upgrades_refused, 0, "{stats}");
+}
+
 /// Answers each input with the transport the service sees.
 struct Transports;
 
