@@ -372,6 +372,20 @@ const SCENARIOS: &[Scenario] = &[
         run: websocket::shout_ws_vs_python_server,
     },
     Scenario {
+        name: "python-websockets-15-vs-shoutd",
+        proves: "the same client as python-websockets-vs-shoutd on websockets 15, whose asyncio API is new (Debian's is older)",
+        deadline: Duration::from_secs(40),
+        needs: &["websockets-15"],
+        run: websocket::python_websockets_15_vs_shoutd,
+    },
+    Scenario {
+        name: "shout-ws-vs-python-websockets-15",
+        proves: "shout-ws-vs-python-server against the uppercaser on websockets 15 (its request hook takes the connection and the request, where older ones took the path and the headers)",
+        deadline: Duration::from_secs(40),
+        needs: &["websockets-15"],
+        run: websocket::shout_ws_vs_python_websockets_15,
+    },
+    Scenario {
         name: "chromium-page",
         proves: "headless Chromium loads shoutd --ws's page with ?say=TEXT and shows TEXT's uppercase in #reply, the status line open; and the same over https and wss (--wss)",
         deadline: Duration::from_secs(40),
@@ -492,6 +506,21 @@ impl Env {
         let mut command = Command::new(&self.aioquic_python);
         command.arg("-u").arg(path).env("PYTHONIOENCODING", "utf-8");
         Ok(command)
+    }
+
+    /// Returns whether the Python of [`aioquic`](Self::aioquic) has
+    /// `websockets` 14 or later, whose asyncio API is the new one.
+    pub(crate) fn has_new_websockets(&self) -> bool {
+        Command::new(&self.aioquic_python)
+            .args([
+                "-c",
+                "import sys, websockets; sys.exit(int(websockets.__version__.split('.')[0]) < 14)",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
     }
 
     /// Returns whether the Python of [`aioquic`](Self::aioquic) is there

@@ -113,6 +113,11 @@ pub(crate) const NEEDS: &[Need] = &[
         present: |env| env.has_aioquic(),
     },
     Need {
+        name: "websockets-15",
+        how: "Python's websockets 14 or later beside aioquic in ~/.cache/shout/aioquic-venv (pip install websockets==15.0.1; .ci/run does it), or in the Python SHOUT_AIOQUIC_PYTHON names",
+        present: |env| env.has_new_websockets(),
+    },
+    Need {
         name: "python3-websockets",
         how: "install Python's websockets for /usr/bin/python3 (Debian: python3-websockets)",
         present: |_| {

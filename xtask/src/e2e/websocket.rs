@@ -15,6 +15,7 @@ use super::process::{
 };
 use super::{Env, Outcome};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -67,10 +68,22 @@ async def main():
 asyncio.run(main())
 "#;
 
-/// Python's `websockets` client gets every message answered as it should.
+/// Python's `websockets` client (Debian's, before version 14) gets every
+/// message answered as it should.
 pub(crate) fn python_websockets_vs_shoutd(env: &Env) -> Result<Outcome, String> {
+    python_client_vs_shoutd(env, Path::new(PYTHON))
+}
+
+/// The same with `websockets` 14 or later, whose asyncio API is new:
+/// the Python of `.ci/run`'s virtual environment.
+pub(crate) fn python_websockets_15_vs_shoutd(env: &Env) -> Result<Outcome, String> {
+    python_client_vs_shoutd(env, &env.aioquic_python)
+}
+
+/// [`PYTHON_CLIENT`] run by `python` against a fresh `shoutd --ws`.
+fn python_client_vs_shoutd(env: &Env, python: &Path) -> Result<Outcome, String> {
     let (mut shoutd, ws) = start(env, &[])?;
-    let mut client = Command::new(PYTHON);
+    let mut client = Command::new(python);
     client
         .args(["-c", PYTHON_CLIENT, &ws.port().to_string()])
         .env("PYTHONIOENCODING", "utf-8");
@@ -294,12 +307,23 @@ asyncio.run(main())
 /// exit status 6 naming the 404, and a wss:// URL on its plain port is a
 /// TLS failure, exit status 7.
 pub(crate) fn shout_ws_vs_python_server(env: &Env) -> Result<Outcome, String> {
+    shout_ws_vs_python_server_on(env, Path::new(PYTHON))
+}
+
+/// The same against the uppercaser on `websockets` 14 or later (the
+/// Python of `.ci/run`'s virtual environment).
+pub(crate) fn shout_ws_vs_python_websockets_15(env: &Env) -> Result<Outcome, String> {
+    shout_ws_vs_python_server_on(env, &env.aioquic_python)
+}
+
+/// `shout ws` against [`PYTHON_SERVER`] run by `python`.
+fn shout_ws_vs_python_server_on(env: &Env, python: &Path) -> Result<Outcome, String> {
     let (mut server, port) = start_on_free_port(
         "python3 websockets server",
         Transport::Tcp,
         "ready",
         |port| {
-            let mut command = Command::new(PYTHON);
+            let mut command = Command::new(python);
             command.args(["-c", PYTHON_SERVER, &port.to_string()]);
             Ok(command)
         },
