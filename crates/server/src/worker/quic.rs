@@ -247,6 +247,12 @@ impl<S: StreamService> Quic<S> {
                 // buffer is a view of it, `stride` bytes apiece.
                 let mut datagrams = BytesMut::from(&slot[..meta.len.min(slot.len())]);
                 let stride = meta.stride.max(1);
+                if datagrams.is_empty() {
+                    // An empty datagram is nothing for quinn-proto, but it
+                    // counts in the turn's share: a flood of them must not
+                    // hold the worker in this loop.
+                    taken += 1;
+                }
                 while !datagrams.is_empty() {
                     let datagram = datagrams.split_to(stride.min(datagrams.len()));
                     self.take_datagram(index, meta.addr, datagram, context);
