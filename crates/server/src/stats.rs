@@ -478,8 +478,9 @@ impl Stats {
     }
 
     /// QUIC connections open now: through their handshake and not yet
-    /// forgotten (a closed connection is forgotten once drained, about
-    /// three round trips after its close).
+    /// forgotten (a closed connection is forgotten once drained, three
+    /// probe timeouts after its close: each a round trip, four times its
+    /// variation and the client's ack delay, 25 ms by default).
     pub fn quic_connections_open(&self) -> u64 {
         self.quic_handshakes_completed
             .saturating_sub(self.quic_connections_closed)
