@@ -9,8 +9,9 @@ any number of streams, and opens STREAMS streams at once, each carrying
 connection with STREAM_LIMIT_ERROR (RFC 9000 section 4.6).
 
 It prints two lines: `limit N`, the streams the server allowed at the
-handshake, and `closed error_code=0xE reason=TEXT` once the server
-closed the connection, or `not closed answers=K` if the server answered
+handshake, and `closed error_code=0x4 reason=TEXT` once the server
+closed the connection (0x4 is STREAM_LIMIT_ERROR; another code is
+printed as it came), or `not closed answers=K` if the server answered
 K streams and did not close it within 10 seconds. Exit status 0 in both
 cases: the caller judges; 1 when the connection cannot be made.
 """
