@@ -178,8 +178,9 @@ fn page_shows_reply(origin: &str, socket: &str, extra: &[&str]) -> Result<(), St
 /// Watches a page in a Chromium started with `--remote-debugging-port=0`
 /// through the DevTools protocol (on Python's `websockets`): finds the
 /// port in `DevToolsActivePort` in the profile directory (argv 1), then
-/// reads the page's reply, status, log and chart summary every 100 ms
-/// until the reply is argv 2 and the status open, or 15 s have passed.
+/// reads the page's reply, status, log, chart summary and whether the
+/// chart has a bar drawn, every 100 ms until the reply is argv 2 and the
+/// status open, or 15 s have passed.
 /// Prints the last state read as JSON (`null` if none).
 const PAGE_WATCHER: &str = r#"
 import asyncio, json, os, sys, time, urllib.request, websockets
@@ -187,7 +188,9 @@ profile, want = sys.argv[1], sys.argv[2]
 STATE = """(() => { try { const $ = (id) => document.getElementById(id); return JSON.stringify({
   reply: $("reply").textContent, status: $("status").textContent, kind: $("status").className,
   log: [...$("log").querySelectorAll("li:first-child span")].map((span) => span.textContent).join("|"),
-  summary: $("summary").textContent }); } catch (e) { return "null"; } })()"""
+  summary: $("summary").textContent,
+  bars: Array.from($("chart").getContext("2d").getImageData(0, 0, $("chart").width, $("chart").height).data)
+    .filter((value, index) => index % 4 === 3 && value > 0).length > 0 }); } catch (e) { return "null"; } })()"""
 async def main():
     deadline = time.monotonic() + 15
     pages = []
@@ -222,7 +225,7 @@ asyncio.run(main())
 /// limit, the page told to say a longer line, then `again`. shoutd closes
 /// with 1009; the page must reconnect after its backoff and send `again`
 /// on the new socket, so that the reply becomes `AGAIN`, the status open,
-/// with the exchange in the log and the chart's summary. Chromium runs in
+/// with the exchange in the log, the chart's summary and a bar drawn. Chromium runs in
 /// real time, watched through the DevTools protocol (virtual time races
 /// ahead of a socket's handshake). shoutd's stop summary must count two
 /// upgrades, no refused request (the page names no icon to fetch) and
@@ -249,6 +252,7 @@ pub(crate) fn chromium_page_reconnects(env: &Env) -> Result<Outcome, String> {
         r#""kind": "open""#.to_owned(),
         r#""log": "again|AGAIN|"#.to_owned(),
         r#""summary": "1 message, median "#.to_owned(),
+        r#""bars": true"#.to_owned(),
     ];
     if let Some(missing) = wanted
         .iter()
