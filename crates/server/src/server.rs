@@ -682,7 +682,8 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
                 .recv_buffer_size(self.udp_recv_buffer)
                 .send_buffer_size(self.udp_recv_buffer)
                 .nonblocking(true)
-                .bind()?;
+                .bind()
+                .map_err(|error| error.serving("quic"))?;
             addrs.push(socket.local_addr().map_err(ServerError::EventLoop)?);
             sockets.push(crate::worker::quic::QuicSocket {
                 socket,
@@ -749,7 +750,8 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
                 let listener = TcpListenerBuilder::new(*addr)
                     .reuse_port(shared_port)
                     .nonblocking(true)
-                    .bind()?;
+                    .bind()
+                    .map_err(|error| error.serving("tls"))?;
                 *addr = listener.local_addr().map_err(ServerError::EventLoop)?;
                 tcp.push((listener, kind.clone()));
             }
@@ -810,11 +812,12 @@ impl<S: StreamService, D: DatagramService> ServerBuilder<S, D> {
                 })
                 .collect();
             for (tcp, _) in sockets_per_worker {
-                for (addr, kind) in addrs.iter_mut().zip(&kinds) {
+                for ((addr, kind), ws) in addrs.iter_mut().zip(&kinds).zip(&self.websocket) {
                     let listener = TcpListenerBuilder::new(*addr)
                         .reuse_port(shared_port)
                         .nonblocking(true)
-                        .bind()?;
+                        .bind()
+                        .map_err(|error| error.serving(ws.name()))?;
                     *addr = listener.local_addr().map_err(ServerError::EventLoop)?;
                     tcp.push((listener, kind.clone()));
                 }
@@ -919,6 +922,19 @@ struct WebSocketListener {
     #[cfg(feature = "tls")]
     tls: Option<Arc<rustls::ServerConfig>>,
     config: Arc<crate::WebSocketConfig>,
+}
+
+#[cfg(feature = "ws")]
+impl WebSocketListener {
+    /// Returns what an error message calls this listener: `wss` over TLS,
+    /// `ws` otherwise.
+    fn name(&self) -> &'static str {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return "wss";
+        }
+        "ws"
+    }
 }
 
 #[cfg(test)]

@@ -33,14 +33,14 @@ Examples:
   shoutd --tcp [::]:7000 --udp [::]:7001  TCP and UDP on different ports
   shoutd --workers 2 --max-connections 50000
   shoutd --metrics 127.0.0.1:9190         also serve Prometheus metrics at /metrics
-  shoutd --tls [::]:12443 --cert chain.pem --key key.pem
-                                          TLS on 12443, the TLS port (plain TCP and
-                                          UDP only if asked too)
+  shoutd --tls --cert chain.pem --key key.pem
+                                          TLS on [::]:12443, the TLS port (plain
+                                          TCP and UDP only if asked too)
   shoutd --tls 127.0.0.1:0                TLS with a self-signed certificate for
                                           localhost, 127.0.0.1 and ::1, written to
                                           a file named on stderr and removed at
                                           exit (--cert-out FILE: kept)
-  shoutd --quic 127.0.0.1:12443          QUIC (UDP) with a self-signed certificate;
+  shoutd --quic 127.0.0.1:12443           QUIC (UDP) with a self-signed certificate;
                                           --tls and --quic may share --cert/--key
   shoutd --ws                             WebSocket on [::]:12080: the page at
                                           http://HOST:12080/, the socket at /ws
@@ -55,9 +55,9 @@ stderr.
 
 Under systemd socket activation (LISTEN_FDS) shoutd serves the sockets it
 was given, TCP or UDP by their type, instead of the default addresses, and
-their lines end with a note: listening tcp 0.0.0.0:12000 (socket activation,
-fd 3, shoutd). With NOTIFY_SOCKET set it sends READY=1 once serving and
-STOPPING=1 when a stop begins (Type=notify).
+says so: listening tcp [::]:12000 (socket activation, fd 3, shoutd), the
+last word the unit's FileDescriptorName. With NOTIFY_SOCKET set it sends
+READY=1 once serving and STOPPING=1 when a stop begins (Type=notify).
 SIGINT or SIGTERM stops it gracefully: no new clients, answers to what was
 received are sent (up to --drain-timeout), then a summary is logged. A second
 signal exits at once. SIGHUP reloads the --cert and --key files: new
@@ -68,31 +68,51 @@ Exit status: 0 after a graceful stop, 2 when a socket cannot be bound, a
 setting is invalid, or a certificate or key does not load or match, 1 when
 serving fails.";
 
+/// Where `--tls` and `--quic` listen when given no address: 12443, the TLS
+/// port, on TCP for one and UDP for the other.
+const DEFAULT_TLS_ADDR: &str = "[::]:12443";
+
+/// Parses a listening address. shoutd resolves no names (it binds before
+/// anything could answer for one), so the error says what to give instead.
+fn socket_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        "shoutd takes an IP address and a port, not a host name (e.g. 127.0.0.1:0 or [::1]:0)"
+            .to_string()
+    })
+}
+
 /// The shout server: uppercases every line (every byte, really) it gets over
 /// TCP and UDP, for thousands of clients at once.
 #[derive(Debug, Parser)]
 #[command(version, after_help = EXAMPLES)]
 struct Args {
-    /// Serve TCP on ADDR (repeatable). Giving --tcp or --udp replaces the
-    /// default of both on [::]:12000.
-    #[arg(long, value_name = "ADDR")]
+    /// Serve TCP on ADDR (repeatable). Naming any listener (--tcp, --udp,
+    /// --tls, --quic, --ws or --wss) replaces the default, TCP and UDP on
+    /// [::]:12000; --metrics does not.
+    #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
     tcp: Vec<SocketAddr>,
 
-    /// Serve UDP on ADDR (repeatable).
-    #[arg(long, value_name = "ADDR")]
+    /// Serve UDP on ADDR (repeatable). Like any listener named, replaces the
+    /// default TCP and UDP on [::]:12000.
+    #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
     udp: Vec<SocketAddr>,
 
-    /// Serve TLS on ADDR (repeatable; the TLS port is 12443). Without
-    /// --cert/--key, a self-signed certificate is generated at start.
-    #[arg(long, value_name = "ADDR")]
+    /// Serve TLS on ADDR (repeatable; without ADDR [::]:12443, the TLS
+    /// port). Without --cert/--key, a self-signed certificate is generated
+    /// at start. Like any listener named, replaces the default TCP and UDP
+    /// on [::]:12000.
+    #[arg(long, value_name = "ADDR", value_parser = socket_addr,
+          num_args = 0..=1, default_missing_value = DEFAULT_TLS_ADDR)]
     tls: Vec<SocketAddr>,
 
     /// Serve QUIC on UDP ADDR (repeatable; without ADDR [::]:12443, the
-    /// TLS port, as HTTP/3 shares 443 with HTTPS): each stream a client
-    /// opens is answered as a TCP connection is. ALPN "shout"; the
-    /// certificate of --cert/--key, or the generated one. One worker
-    /// serves QUIC.
-    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "[::]:12443")]
+    /// TLS port, as HTTP/3 shares 443 with HTTPS; --tls on the same port
+    /// is TCP, so both may use it): each stream a client opens is answered
+    /// as a TCP connection is. ALPN "shout"; the certificate of
+    /// --cert/--key, or the generated one. One worker serves QUIC. Like
+    /// any listener named, replaces the default TCP and UDP on [::]:12000.
+    #[arg(long, value_name = "ADDR", value_parser = socket_addr,
+          num_args = 0..=1, default_missing_value = DEFAULT_TLS_ADDR)]
     quic: Vec<SocketAddr>,
 
     /// Streams one QUIC client may have open at once.
@@ -103,21 +123,27 @@ struct Args {
     /// prove its address with a Retry (0: every client).
     #[arg(long, default_value_t = DEFAULT_QUIC_RETRY_ABOVE, value_name = "N")]
     quic_retry_above: usize,
+
     /// Serve WebSocket on ADDR (repeatable; without ADDR [::]:12080): the
     /// page at GET /, the uppercaser at GET /ws, each message answered
-    /// with one message.
-    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "[::]:12080")]
+    /// with one message. Like any listener named, replaces the default TCP
+    /// and UDP on [::]:12000.
+    #[arg(long, value_name = "ADDR", value_parser = socket_addr,
+          num_args = 0..=1, default_missing_value = "[::]:12080")]
     ws: Vec<SocketAddr>,
 
     /// Serve WebSocket over TLS on ADDR (repeatable; without ADDR
     /// [::]:12444): the page over https, the socket over wss, with the
-    /// --tls certificate.
-    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "[::]:12444")]
+    /// --tls certificate. Like any listener named, replaces the default TCP
+    /// and UDP on [::]:12000.
+    #[arg(long, value_name = "ADDR", value_parser = socket_addr,
+          num_args = 0..=1, default_missing_value = "[::]:12444")]
     wss: Vec<SocketAddr>,
 
     /// Let pages from ORIGIN (e.g. https://example.org) open the
-    /// WebSocket (repeatable). Without it only the server's own page and
-    /// clients that send no Origin header (not browsers) may.
+    /// WebSocket (repeatable). Without it, a browser may open it only from
+    /// the server's own page; clients that send no Origin header (not
+    /// browsers) are let in whatever this says.
     #[arg(long, value_name = "ORIGIN")]
     ws_origin: Vec<String>,
 
@@ -204,7 +230,7 @@ struct Args {
     busy_poll: u64,
 
     /// Serve Prometheus metrics at http://ADDR/metrics (port 0: a free port).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
     metrics: Option<SocketAddr>,
 
     /// More logging: -v debug, -vv trace.
@@ -493,11 +519,14 @@ fn handle_signals(handle: Handle, reload: tls::Reload) -> std::io::Result<()> {
                     tls::remove_generated();
                     std::process::exit(i32::from(EXIT_RUNTIME));
                 }
+                // Logged before the stop is requested: once it is, the
+                // workers may finish and `main` log its summary at once.
+                // A second signal sent on reading this line is still the
+                // second: this thread takes it only after this turn, when
+                // the stop is requested.
+                log::info!("signal {signal}: stopping gracefully");
                 activation::notify_stopping();
                 handle.shutdown();
-                // Logged once the stop is requested: a reader of this line
-                // may send a second signal and expect it to be the second.
-                log::info!("signal {signal}: stopping gracefully");
             }
         })?;
     Ok(())
@@ -514,4 +543,19 @@ fn init_logging(verbose: u8, quiet: u8) {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
         .format_timestamp_millis()
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_and_quic_without_an_address_take_12443() {
+        let args = Args::try_parse_from(["shoutd", "--tls", "--quic"]).unwrap();
+        let default: SocketAddr = "[::]:12443".parse().unwrap();
+        assert_eq!(args.tls, [default]);
+        assert_eq!(args.quic, [default]);
+        let args = Args::try_parse_from(["shoutd", "--tls", "127.0.0.1:0", "--tls"]).unwrap();
+        assert_eq!(args.tls, ["127.0.0.1:0".parse().unwrap(), default]);
+    }
 }

@@ -5,12 +5,20 @@
 
 use shout_metrics::{Limits, Metric, MetricsEndpoint, MetricsError};
 use shout_server::{Handle, Stats, TURN_BUCKETS};
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 
 /// Serves `handle`'s counters at `http://ADDR/metrics`, read afresh at each
-/// scrape.
-pub(crate) fn serve(addr: SocketAddr, handle: Handle) -> Result<MetricsEndpoint, MetricsError> {
-    MetricsEndpoint::start(addr, Limits::default(), move || snapshot(&handle.stats()))
+/// scrape. A port in use is said as the other listeners say it.
+pub(crate) fn serve(addr: SocketAddr, handle: Handle) -> Result<MetricsEndpoint, String> {
+    MetricsEndpoint::start(addr, Limits::default(), move || snapshot(&handle.stats())).map_err(
+        |error| match error {
+            MetricsError::Bind { addr, source } if source.kind() == ErrorKind::AddrInUse => {
+                format!("metrics {addr} is already in use — is another shoutd running?")
+            }
+            error => error.to_string(),
+        },
+    )
 }
 
 /// Every counter of `stats` under the names its table gives

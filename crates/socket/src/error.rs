@@ -50,6 +50,15 @@ impl SocketError {
         }
     }
 
+    /// Names the socket by what it serves, e.g. `ws` or `quic`, instead of
+    /// its transport (`tcp` or `udp`), so that a message says which
+    /// listener failed.
+    #[must_use]
+    pub fn serving(mut self, kind: &'static str) -> Self {
+        self.transport = kind;
+        self
+    }
+
     /// The step that failed.
     pub fn operation(&self) -> SocketOperation {
         self.operation

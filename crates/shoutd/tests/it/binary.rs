@@ -1,9 +1,9 @@
 //! The `shoutd` binary: start-up contract, exit statuses, signals, and the
 //! project's lecture-style Python clients (`peers/`) as real peers.
 
-use crate::support::{Shoutd, TIMEOUT, read_to_end, summary_figure, wait_until};
+use crate::support::{Shoutd, TIMEOUT, join_within, read_to_end, summary_figure, wait_until};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -63,6 +63,103 @@ fn port_in_use_exits_2_with_a_clear_message() {
         stderr.trim(),
         format!("shoutd: tcp {taken} is already in use — is another shoutd running?")
     );
+}
+
+/// Runs shoutd with `args` to its exit (bounded: it fails at start-up).
+/// Returns its exit code and stderr.
+fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shoutd"));
+    let child = command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waiting = std::thread::spawn(move || child.wait_with_output());
+    let output = join_within(waiting, TIMEOUT)
+        .unwrap_or_else(|| panic!("shoutd {args:?} did not exit"))
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_port_in_use_is_named_with_the_kind_of_its_listener() {
+    // One port number taken on both TCP and UDP, as a running server
+    // would hold it.
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = tcp.local_addr().unwrap();
+    let _udp = UdpSocket::bind(taken).unwrap();
+    let port = taken.to_string();
+    for (kind, args) in [
+        ("ws", vec!["--ws", &port]),
+        ("wss", vec!["--wss", &port]),
+        ("tls", vec!["--tls", &port]),
+        ("quic", vec!["--quic", &port]),
+        ("metrics", vec!["--tcp", "127.0.0.1:0", "--metrics", &port]),
+    ] {
+        let (code, stderr) = run_to_exit(&args);
+        assert_eq!(code, Some(2), "{kind}: {stderr}");
+        let last = stderr.lines().last().unwrap_or_default();
+        assert_eq!(
+            last,
+            format!("shoutd: {kind} {taken} is already in use — is another shoutd running?"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_host_name_for_an_address_is_refused_with_an_example() {
+    for flag in [
+        "--tcp",
+        "--udp",
+        "--tls",
+        "--quic",
+        "--ws",
+        "--wss",
+        "--metrics",
+    ] {
+        let (code, stderr) = run_to_exit(&[flag, "localhost:0"]);
+        assert_eq!(code, Some(2), "{stderr}");
+        // "for '--tcp <ADDR>'", or "for '--ws [<ADDR>]'" where ADDR is optional.
+        let (start, reason) = stderr
+            .lines()
+            .next()
+            .and_then(|line| line.split_once(">]': ").or(line.split_once(">': ")))
+            .unwrap_or_else(|| panic!("{flag}: {stderr}"));
+        assert!(
+            start.starts_with(&format!("error: invalid value 'localhost:0' for '{flag} ")),
+            "{stderr}"
+        );
+        assert_eq!(
+            reason,
+            "shoutd takes an IP address and a port, not a host name (e.g. 127.0.0.1:0 or [::1]:0)"
+        );
+    }
+}
+
+#[test]
+fn tls_and_quic_serve_one_port_number_on_tcp_and_udp() {
+    // `--tls` and `--quic` without an address both take [::]:12443; a
+    // test cannot hold that port, so it checks the same sharing on a
+    // port number free on both transports.
+    let port = loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = tcp.local_addr().unwrap();
+        if UdpSocket::bind(addr).is_ok() {
+            break addr.to_string();
+        }
+    };
+    let shoutd = Shoutd::start(&["--tls", &port, "--quic", &port]);
+    assert_eq!(shoutd.listening().addrs("tls")[0].to_string(), port);
+    assert_eq!(shoutd.listening().addrs("quic")[0].to_string(), port);
+    shoutd.signal(libc::SIGTERM);
+    let (code, stderr) = shoutd.wait();
+    assert_eq!(code, Some(0), "{stderr}");
 }
 
 #[test]
