@@ -20,7 +20,8 @@ pub enum ErrorCategory {
     /// Nothing came back in time: a connection attempt, a TCP reply, or every
     /// try of a datagram.
     Timeout,
-    /// A connection was made but broke, or the network failed otherwise.
+    /// A connection was made but broke, the server broke the protocol (a
+    /// plain port that answers with TLS), or the network failed otherwise.
     Connection,
     /// The TLS handshake failed: the server's certificate is not trusted,
     /// or the server does not speak TLS as the client does.
@@ -136,6 +137,14 @@ pub enum ClientError {
         #[source]
         source: io::Error,
     },
+    /// A plain TCP reply began with a TLS record header (an alert or a
+    /// handshake) instead of the request's uppercase: the port speaks TLS.
+    /// Nothing of it was written out.
+    #[error("tcp {addr}: the server answered with TLS: use --tls")]
+    TlsAnswer {
+        /// The server's address.
+        addr: SocketAddr,
+    },
     /// A request, or its uppercase reply, does not fit in one datagram; it was
     /// not sent.
     #[error(
@@ -213,6 +222,7 @@ impl ClientError {
             }
             ClientError::ClosedEarly { .. }
             | ClientError::ClosedBeforeInputEnd { .. }
+            | ClientError::TlsAnswer { .. }
             | ClientError::Network { .. }
             | ClientError::Quic { .. }
             | ClientError::WebSocket { .. } => ErrorCategory::Connection,

@@ -549,13 +549,13 @@ pub fn ping(
             }
             Err(error)
                 if summary.received == 0
-                    && matches!(
+                    && (matches!(
                         error.category(),
                         ErrorCategory::Resolve
                             | ErrorCategory::Refused
                             | ErrorCategory::Local
                             | ErrorCategory::Tls
-                    ) =>
+                    ) || matches!(error, ClientError::TlsAnswer { .. })) =>
             {
                 return Err(error);
             }

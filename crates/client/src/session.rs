@@ -6,6 +6,7 @@
 //! ([`shout_protocol::uppercased_len`]) and reads exactly that many.
 
 use crate::lines::{DEFAULT_MAX_LINE, LineOutcome, run_lines};
+use crate::sniff::{self, TLS_HEAD, Verdict};
 use crate::{ClientError, Connection, Connector, LinesReport, Transport};
 use shout_protocol::uppercased_len;
 use std::io::{self, BufRead, Read, Write};
@@ -50,6 +51,8 @@ enum Failure {
     /// No further byte came within the timeout; `received` reply bytes had
     /// come.
     Timeout { received: usize },
+    /// The reply began with a TLS record header: the port speaks TLS.
+    TlsAnswer,
     /// Another error while doing `action`.
     Io {
         action: &'static str,
@@ -140,6 +143,7 @@ impl LineSession {
                     expected: Some(expected as u64),
                     timeout: self.reply_timeout.unwrap_or_default(),
                 },
+                Failure::TlsAnswer => ClientError::TlsAnswer { addr: peer },
                 Failure::Io { action, error } => ClientError::Network {
                     action,
                     transport: Transport::Tcp,
@@ -202,6 +206,9 @@ impl LineSession {
 }
 
 /// Writes `request` and reads `expected` bytes into `reply`.
+///
+/// On a plain connection, a reply that begins with a TLS record header
+/// is [`Failure::TlsAnswer`], whether the rest came or not.
 fn exchange(
     stream: &mut Connection,
     request: &[u8],
@@ -215,21 +222,52 @@ fn exchange(
     reply.clear();
     reply.resize(expected, 0);
     let mut received = 0;
+    let mut outcome = Ok(());
     while received < expected {
         match stream.read(&mut reply[received..]) {
             Ok(0) => {
-                reply.truncate(received);
-                return Err(Failure::Closed { received });
+                outcome = Err(Failure::Closed { received });
+                break;
             }
             Ok(n) => received += n,
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(error) => {
-                reply.truncate(received);
-                return Err(classify(error, "receiving from", received));
+                outcome = Err(classify(error, "receiving from", received));
+                break;
             }
         }
     }
-    Ok(started.elapsed())
+    reply.truncate(received);
+    if !stream.is_tls() && answers_with_tls(stream, reply, request, outcome.is_ok()) {
+        return Err(Failure::TlsAnswer);
+    }
+    outcome.map(|()| started.elapsed())
+}
+
+/// Whether the reply so far, on a plain connection, is a TLS server's.
+///
+/// A `complete` reply shorter than a TLS record header that could begin
+/// one is completed by a look at the bytes waiting (a TLS alert is 7
+/// bytes, sent at once), which are left unread.
+fn answers_with_tls(stream: &Connection, reply: &[u8], request: &[u8], complete: bool) -> bool {
+    match sniff::judge(reply, request) {
+        Verdict::Tls => true,
+        Verdict::Plain => false,
+        // The bytes that could begin a header are their own uppercase: a
+        // reply that repeats the request's is the server's answer.
+        Verdict::Undecided if !complete || request.starts_with(reply) => false,
+        Verdict::Undecided => {
+            let mut waiting = [0; TLS_HEAD];
+            // Waits at most the reply timeout, and only for a reply that
+            // is not the request's uppercase already.
+            let Ok(n) = stream.stream().peek(&mut waiting) else {
+                return false;
+            };
+            let mut head = reply.to_vec();
+            head.extend_from_slice(&waiting[..n]);
+            sniff::judge(&head, request) == Verdict::Tls
+        }
+    }
 }
 
 fn classify(error: io::Error, action: &'static str, received: usize) -> Failure {

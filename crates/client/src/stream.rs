@@ -18,6 +18,7 @@
 //! made. Memory stays a few chunks: each encrypted chunk is sent before the
 //! next is made, and decrypted bytes are written out before more are read.
 
+use crate::sniff::{self, TLS_HEAD, Verdict};
 use crate::{ClientError, Connection, Transport};
 use rustls::ClientConnection;
 use shout_protocol::Uppercaser;
@@ -59,6 +60,9 @@ struct Sent {
 struct Progress {
     sent: AtomicU64,
     writing: AtomicBool,
+    /// The input's first bytes (up to [`TLS_HEAD`]), kept before they are
+    /// sent, so that they are known when their reply comes.
+    head: Mutex<Vec<u8>>,
 }
 
 /// Streams `input` to the server over `connection` and the server's reply
@@ -71,7 +75,9 @@ struct Progress {
 ///
 /// The reply must be exactly as long as the uppercase of the input (the
 /// thread computes it as it sends): a server that closes before that gives
-/// [`ClientError::ClosedEarly`]. `idle_timeout` bounds how long the server
+/// [`ClientError::ClosedEarly`]. Over plain TCP, a reply that begins with
+/// a TLS record header is [`ClientError::TlsAnswer`], and none of it is
+/// written out. `idle_timeout` bounds how long the server
 /// may stay silent once all input is sent, or while a send is stuck.
 ///
 /// On error the connection is shut down; the sending thread ends when its
@@ -140,6 +146,8 @@ where
     let mut incoming = Incoming {
         tls: tls.as_deref(),
         plain: Vec::new(),
+        head: Vec::new(),
+        verdict: Verdict::Undecided,
     };
     let outcome = receive(
         &stream,
@@ -246,6 +254,7 @@ fn receive<W: Write + ?Sized>(
                 if let Some(error) = sender.failure() {
                     return Err(error);
                 }
+                incoming.release(output)?;
                 if incoming.tls.is_some() {
                     log::warn!(
                         "tls {peer} closed the connection without close_notify: the reply may be cut"
@@ -255,7 +264,7 @@ fn receive<W: Write + ?Sized>(
                 return Ok(received);
             }
             Ok(n) => {
-                let delivered = incoming.deliver(&buf[..n], output, peer)?;
+                let delivered = incoming.deliver(&buf[..n], output, peer, &sender.progress)?;
                 received += delivered.bytes;
                 if delivered.closed {
                     if let Some(error) = sender.failure() {
@@ -338,20 +347,41 @@ struct Delivered {
 struct Incoming<'a> {
     tls: Option<&'a Mutex<ClientConnection>>,
     plain: Vec<u8>,
+    /// Over plain TCP, the reply's first bytes, held back while they could
+    /// begin a TLS record header.
+    head: Vec<u8>,
+    /// Over plain TCP, what the reply's first bytes said.
+    verdict: Verdict,
 }
 
 impl Incoming<'_> {
-    /// Writes the plaintext in `raw` to `output`.
+    /// Writes the plaintext in `raw` to `output`. Over plain TCP, the
+    /// reply's first bytes are held until they tell whether a TLS server
+    /// answered, which is an error.
     fn deliver<W: Write + ?Sized>(
         &mut self,
         mut raw: &[u8],
         output: &mut W,
         peer: SocketAddr,
+        progress: &Progress,
     ) -> Result<Delivered, ClientError> {
         let Some(tls) = self.tls else {
+            let bytes = raw.len() as u64;
+            if self.verdict == Verdict::Undecided {
+                let take = raw.len().min(TLS_HEAD - self.head.len());
+                self.head.extend_from_slice(&raw[..take]);
+                raw = &raw[take..];
+                let request = lock(&progress.head).clone();
+                self.verdict = sniff::judge(&self.head, &request);
+                match self.verdict {
+                    Verdict::Tls => return Err(ClientError::TlsAnswer { addr: peer }),
+                    Verdict::Plain => self.release(output)?,
+                    Verdict::Undecided => {}
+                }
+            }
             output.write_all(raw).map_err(ClientError::Output)?;
             return Ok(Delivered {
-                bytes: raw.len() as u64,
+                bytes,
                 closed: false,
             });
         };
@@ -392,6 +422,14 @@ impl Incoming<'_> {
             }
         }
         Ok(delivered)
+    }
+
+    /// Writes out the reply's first bytes held back, if any: they are not
+    /// a TLS server's answer, or the reply ended before they could be.
+    fn release<W: Write + ?Sized>(&mut self, output: &mut W) -> Result<(), ClientError> {
+        output.write_all(&self.head).map_err(ClientError::Output)?;
+        self.head.clear();
+        Ok(())
     }
 }
 
@@ -449,11 +487,12 @@ impl Sink<'_> {
     }
 }
 
-/// Locks the shared TLS state; a panic of the other thread while holding it
-/// leaves rustls's state whole enough to report errors, so the poison is
-/// ignored.
-fn lock(tls: &Mutex<ClientConnection>) -> MutexGuard<'_, ClientConnection> {
-    tls.lock()
+/// Locks state the two threads share (the TLS connection, the input's
+/// first bytes); a panic of the other thread while holding it leaves that
+/// state whole enough to report errors, so the poison is ignored.
+fn lock<T>(shared: &Mutex<T>) -> MutexGuard<'_, T> {
+    shared
+        .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -479,6 +518,11 @@ fn send<R: Read>(
             Err(error) => return Err(ClientError::Input(error)),
         };
         let mut rest = &buf[..n];
+        {
+            let mut head = lock(&progress.head);
+            let take = n.min(TLS_HEAD.saturating_sub(head.len()));
+            head.extend_from_slice(&rest[..take]);
+        }
         progress.writing.store(true, Ordering::Relaxed);
         while !rest.is_empty() {
             match socket.write(rest) {

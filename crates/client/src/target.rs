@@ -28,6 +28,16 @@ where
     }
 }
 
+/// shoutd's TLS and QUIC port (TLS over TCP, QUIC over UDP), which a host
+/// typed without a port gets with `--tls` or `--quic`.
+pub const DEFAULT_TLS_PORT: u16 = 12443;
+
+/// shoutd's WebSocket port (`ws://`).
+pub const DEFAULT_WS_PORT: u16 = 12080;
+
+/// shoutd's WebSocket port over TLS (`wss://`).
+pub const DEFAULT_WSS_PORT: u16 = 12444;
+
 /// The system's resolver, through std's [`ToSocketAddrs`]: IP literals at
 /// once, names by `getaddrinfo` (the hosts file, DNS, whatever the system is
 /// set up to ask).
@@ -44,7 +54,9 @@ impl Resolve for SystemResolver {
 /// port.
 ///
 /// Parsed from `HOST:PORT`, `HOST` alone (port [`DEFAULT_PORT`]),
-/// `[IPV6]:PORT`, `[IPV6]` or a bare IPv6 literal such as `::1`.
+/// `[IPV6]:PORT`, `[IPV6]` or a bare IPv6 literal such as `::1`;
+/// [`Target::parse_with_default_port`] gives a host without a port
+/// another port, such as [`DEFAULT_TLS_PORT`].
 ///
 /// ```
 /// use shout_client::Target;
@@ -77,6 +89,58 @@ impl Target {
             host: host.into(),
             port,
         }
+    }
+
+    /// Parses `text` as [`FromStr`] does, giving `default_port` to a host
+    /// typed without a port.
+    ///
+    /// ```
+    /// use shout_client::{DEFAULT_TLS_PORT, Target};
+    ///
+    /// let tls = Target::parse_with_default_port("localhost", DEFAULT_TLS_PORT).unwrap();
+    /// assert_eq!(tls.to_string(), "localhost:12443");
+    /// let given = Target::parse_with_default_port("[::1]:9", DEFAULT_TLS_PORT).unwrap();
+    /// assert_eq!(given.port(), 9);
+    /// ```
+    pub fn parse_with_default_port(text: &str, default_port: u16) -> Result<Self, TargetError> {
+        let fail = |reason| TargetError {
+            text: text.to_owned(),
+            reason,
+        };
+        let parse_port = |port: &str| {
+            port.parse::<u16>()
+                .map_err(|_| fail("the port is not a number from 0 to 65535"))
+        };
+        if let Some(bracketed) = text.strip_prefix('[') {
+            let (host, rest) = bracketed
+                .split_once(']')
+                .ok_or_else(|| fail("an IPv6 address opened with '[' needs its ']'"))?;
+            if host.parse::<Ipv6Addr>().is_err() {
+                return Err(fail("only an IPv6 address goes between brackets"));
+            }
+            let port = match rest {
+                "" => default_port,
+                _ => parse_port(
+                    rest.strip_prefix(':')
+                        .ok_or_else(|| fail("expected ':PORT' after ']'"))?,
+                )?,
+            };
+            return Ok(Self::new(host, port));
+        }
+        if text.parse::<Ipv6Addr>().is_ok() {
+            return Ok(Self::new(text, default_port));
+        }
+        let (host, port) = match text.rsplit_once(':') {
+            Some((host, port)) => (host, parse_port(port)?),
+            None => (text, default_port),
+        };
+        if host.is_empty() {
+            return Err(fail("the host is missing"));
+        }
+        if host.contains(':') {
+            return Err(fail("write an IPv6 address with a port as [ADDRESS]:PORT"));
+        }
+        Ok(Self::new(host, port))
     }
 
     /// The host, as given (an IPv6 literal without its brackets).
@@ -138,44 +202,7 @@ impl FromStr for Target {
     type Err = TargetError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let fail = |reason| TargetError {
-            text: text.to_owned(),
-            reason,
-        };
-        let parse_port = |port: &str| {
-            port.parse::<u16>()
-                .map_err(|_| fail("the port is not a number from 0 to 65535"))
-        };
-        if let Some(bracketed) = text.strip_prefix('[') {
-            let (host, rest) = bracketed
-                .split_once(']')
-                .ok_or_else(|| fail("an IPv6 address opened with '[' needs its ']'"))?;
-            if host.parse::<Ipv6Addr>().is_err() {
-                return Err(fail("only an IPv6 address goes between brackets"));
-            }
-            let port = match rest {
-                "" => DEFAULT_PORT,
-                _ => parse_port(
-                    rest.strip_prefix(':')
-                        .ok_or_else(|| fail("expected ':PORT' after ']'"))?,
-                )?,
-            };
-            return Ok(Self::new(host, port));
-        }
-        if text.parse::<Ipv6Addr>().is_ok() {
-            return Ok(Self::new(text, DEFAULT_PORT));
-        }
-        let (host, port) = match text.rsplit_once(':') {
-            Some((host, port)) => (host, parse_port(port)?),
-            None => (text, DEFAULT_PORT),
-        };
-        if host.is_empty() {
-            return Err(fail("the host is missing"));
-        }
-        if host.contains(':') {
-            return Err(fail("write an IPv6 address with a port as [ADDRESS]:PORT"));
-        }
-        Ok(Self::new(host, port))
+        Self::parse_with_default_port(text, DEFAULT_PORT)
     }
 }
 
@@ -198,6 +225,21 @@ mod tests {
         assert_eq!(parse("[::1]"), ok("::1", DEFAULT_PORT));
         assert_eq!(parse("::1"), ok("::1", DEFAULT_PORT));
         assert_eq!(parse("fe80::1"), ok("fe80::1", DEFAULT_PORT));
+    }
+
+    #[test]
+    fn a_host_without_a_port_takes_the_default_given() {
+        let parse = |text| {
+            Target::parse_with_default_port(text, DEFAULT_TLS_PORT)
+                .map(|target| (target.host().to_owned(), target.port()))
+        };
+        let ok = |host: &str, port| Ok((host.to_owned(), port));
+        assert_eq!(parse("localhost"), ok("localhost", 12443));
+        assert_eq!(parse("[::1]"), ok("::1", 12443));
+        assert_eq!(parse("::1"), ok("::1", 12443));
+        assert_eq!(parse("localhost:12000"), ok("localhost", 12000));
+        assert_eq!(parse("[::1]:7"), ok("::1", 7));
+        assert!(parse("host:port").is_err());
     }
 
     #[test]

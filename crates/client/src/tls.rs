@@ -27,7 +27,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{CertificateError, ClientConfig, ClientConnection, RootCertStore};
+use rustls::{CertificateError, ClientConfig, ClientConnection, HandshakeType, RootCertStore};
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -274,14 +274,23 @@ pub(crate) fn handshake_error(peer: SocketAddr, error: rustls::Error) -> ClientE
     }
 }
 
+/// What a client that speaks TLS to a plain port is told: such a port
+/// answers the ClientHello with its uppercase, which is not TLS.
+const NOT_TLS_HINT: &str =
+    "is it a TLS server? a plain shoutd port answers with the uppercase of what it got";
+
 /// Words for a TLS failure: the certificate's fault named plainly.
 pub fn tls_reason(error: &rustls::Error) -> String {
     match error {
         rustls::Error::InvalidCertificate(cert) => certificate_reason(cert),
         rustls::Error::AlertReceived(alert) => format!("the server sent the alert {alert:?}"),
         rustls::Error::InvalidMessage(_) => {
-            format!("the server does not speak TLS ({error})")
+            format!("the server does not speak TLS ({error}); {NOT_TLS_HINT}")
         }
+        rustls::Error::InappropriateHandshakeMessage {
+            got_type: HandshakeType::ClientHello,
+            ..
+        } => format!("the server does not speak TLS: it sent the ClientHello back; {NOT_TLS_HINT}"),
         other => other.to_string(),
     }
 }

@@ -419,10 +419,26 @@ fn ws_error(addr: SocketAddr, error: tungstenite::Error) -> ClientError {
             addr,
             reason: format!("TLS: {error}"),
         },
-        tungstenite::Error::Http(response) => ClientError::WebSocket {
-            addr,
-            reason: format!("the server refused the upgrade: HTTP {}", response.status()),
-        },
+        tungstenite::Error::Http(response) => {
+            let status = response.status();
+            // shoutd answers the page's path with 200 and others with 404.
+            let hint = match status.as_u16() {
+                200 | 404 => " (shoutd serves its WebSocket at /ws)",
+                _ => "",
+            };
+            ClientError::WebSocket {
+                addr,
+                reason: format!("the server refused the upgrade: HTTP {status}{hint}"),
+            }
+        }
+        tungstenite::Error::Protocol(tungstenite::error::ProtocolError::HttparseError(error)) => {
+            ClientError::WebSocket {
+                addr,
+                reason: format!(
+                    "the server did not answer with HTTP ({error}): is it a WebSocket server?"
+                ),
+            }
+        }
         error => ClientError::WebSocket {
             addr,
             reason: error.to_string(),

@@ -8,15 +8,17 @@ mod link;
 use clap::{Args, Parser, Subcommand};
 use shout_bench::{BenchError, BenchOptions, BenchReport, Expect, Stop, bench};
 use shout_client::{
-    ClientError, Connector, DelayOptions, ErrorCategory, Fingerprint, LineSession, LinesReport,
-    PingOptions, QuicClient, Rate, Target, TlsClient, TlsOptions, Transport, Trust, UdpClient,
-    WsConnection, WsUrl, delay, ping, quic_stream, shout_stream, ws_connect, ws_stream,
+    ClientError, Connector, DEFAULT_PORT, DEFAULT_TLS_PORT, DEFAULT_WS_PORT, DEFAULT_WSS_PORT,
+    DelayOptions, ErrorCategory, Fingerprint, LineSession, LinesReport, PingOptions, QuicClient,
+    Rate, Target, TargetError, TlsClient, TlsOptions, Transport, Trust, UdpClient, WsConnection,
+    WsUrl, delay, ping, quic_stream, shout_stream, ws_connect, ws_stream,
 };
 use std::fmt;
 use std::io::{self, IsTerminal, Write};
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::str::FromStr;
 use std::time::Duration;
 
 const AFTER_HELP: &str = "\
@@ -61,7 +63,8 @@ Exit status:
   4  connection refused (TCP reset, or ICMP port unreachable for UDP)
   5  timeout: connecting, waiting for a reply, no UDP reply after every
      retry, or no ping probe answered (bench: no reply at all)
-  6  the connection broke or the network failed otherwise
+  6  the connection broke, the server broke the protocol (a plain TCP port
+     that answers with TLS: use --tls), or the network failed otherwise
   7  TLS: the server's certificate is not trusted, or the handshake failed
 
 Logging: -v shows connections, retries and UDP replies that differ from the
@@ -84,8 +87,51 @@ Examples:
                                        the same, each probe after its handshake (0rtt=no)";
 
 /// How a server is named; in a help attribute, since rustdoc would take the
-/// brackets for a link.
-const TARGET_HELP: &str = "The server, as HOST:PORT, [IPV6]:PORT or HOST (port 12000)";
+/// brackets for a link. A HOST alone gets shoutd's port for the transport.
+const TARGET_HELP: &str = "The server, as HOST:PORT, [IPV6]:PORT or HOST (port 12000; \
+                           with --tls or --quic 12443, shoutd's TLS and QUIC port)";
+
+/// [`TARGET_HELP`] for `shout udp`, which has one transport.
+const UDP_TARGET_HELP: &str = "The server, as HOST:PORT, [IPV6]:PORT or HOST (port 12000)";
+
+/// [`TARGET_HELP`] for the commands that also speak WebSocket.
+const WS_TARGET_HELP: &str = "The server, as HOST:PORT, [IPV6]:PORT or HOST (port 12000; \
+                              with --tls or --quic 12443, shoutd's TLS and QUIC port; \
+                              with --ws 12080, and with --ws --tls 12444)";
+
+/// A server as typed: its port, when the text has none, depends on the
+/// transport the other flags choose, so it is set once they are known.
+#[derive(Debug, Clone)]
+struct TargetArg {
+    target: Target,
+    port_given: bool,
+}
+
+impl FromStr for TargetArg {
+    type Err = TargetError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        // A port typed is the same whatever the default; one left out is
+        // the default, so two defaults tell the cases apart.
+        let target = Target::parse_with_default_port(text, 0)?;
+        let other = Target::parse_with_default_port(text, 1)?;
+        Ok(Self {
+            port_given: target.port() == other.port(),
+            target,
+        })
+    }
+}
+
+impl TargetArg {
+    /// Returns the target, with `default_port` when none was typed.
+    fn with_default_port(&self, default_port: u16) -> Target {
+        if self.port_given {
+            self.target.clone()
+        } else {
+            Target::new(self.target.host(), default_port)
+        }
+    }
+}
 
 /// Talk to a shout server: send lines, get them back in upper case.
 #[derive(Debug, Parser)]
@@ -98,7 +144,8 @@ struct Cli {
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
     /// Seconds a TCP handshake may take, per address.
-    #[arg(long, global = true, value_name = "SECS", default_value = "5", value_parser = seconds)]
+    #[arg(long, global = true, value_name = "SECS", default_value = "5", value_parser = timeout,
+          allow_negative_numbers = true)]
     connect_timeout: Duration,
     #[command(subcommand)]
     command: Command,
@@ -246,6 +293,16 @@ struct TlsArgs {
 }
 
 impl TlsArgs {
+    /// Returns shoutd's port for the transport: 12443 with `--tls` or
+    /// `--quic`, else 12000.
+    fn default_port(&self) -> u16 {
+        if self.tls || self.quic {
+            DEFAULT_TLS_PORT
+        } else {
+            DEFAULT_PORT
+        }
+    }
+
     /// The TLS options, or `None` without `--tls` or `--quic`.
     fn options(&self) -> Option<TlsOptions> {
         if !self.tls && !self.quic {
@@ -309,7 +366,8 @@ struct WsArgs {
     insecure: bool,
     /// Seconds to wait for the server at each step (the upgrade, each
     /// reply).
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = timeout,
+          allow_negative_numbers = true)]
     timeout: Duration,
 }
 
@@ -338,32 +396,60 @@ impl WsArgs {
 
 #[derive(Debug, Args)]
 struct TcpArgs {
-    #[arg(value_name = "HOST:PORT", default_value = "localhost:12000", help = TARGET_HELP)]
-    target: Target,
+    #[arg(value_name = "HOST:PORT", default_value = "localhost", help = TARGET_HELP)]
+    target: TargetArg,
     #[command(flatten)]
     tls: TlsArgs,
     /// Seconds to wait for a reply (interactive), or for the rest of the
     /// reply once all input is sent (piped).
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = timeout,
+          allow_negative_numbers = true)]
     timeout: Duration,
+}
+
+impl TcpArgs {
+    /// Returns the server, with the port of the transport when none was typed.
+    fn target(&self) -> Target {
+        self.target.with_default_port(self.tls.default_port())
+    }
 }
 
 #[derive(Debug, Args)]
 struct UdpArgs {
-    #[arg(value_name = "HOST:PORT", default_value = "localhost:12000", help = TARGET_HELP)]
-    target: Target,
+    #[arg(value_name = "HOST:PORT", default_value = "localhost", help = UDP_TARGET_HELP)]
+    target: TargetArg,
     /// Seconds to wait for each reply before sending again.
-    #[arg(long, value_name = "SECS", default_value = "1", value_parser = seconds)]
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = timeout,
+          allow_negative_numbers = true)]
     timeout: Duration,
     /// How many times to send a line again when no reply comes.
     #[arg(long, value_name = "N", default_value_t = 3)]
     retries: u32,
 }
 
+impl PingArgs {
+    /// Returns the server, with the port of the transport when none was typed.
+    fn target(&self) -> Target {
+        let port = match (self.ws, self.tls.tls) {
+            (true, true) => DEFAULT_WSS_PORT,
+            (true, false) => DEFAULT_WS_PORT,
+            (false, _) => self.tls.default_port(),
+        };
+        self.target.with_default_port(port)
+    }
+}
+
+impl UdpArgs {
+    /// Returns the server, with port 12000 when none was typed.
+    fn target(&self) -> Target {
+        self.target.with_default_port(DEFAULT_PORT)
+    }
+}
+
 #[derive(Debug, Args)]
 struct PingArgs {
-    #[arg(value_name = "HOST:PORT", help = TARGET_HELP)]
-    target: Target,
+    #[arg(value_name = "HOST:PORT", help = WS_TARGET_HELP)]
+    target: TargetArg,
     /// Probe with UDP datagrams instead of over a TCP connection.
     #[arg(long, conflicts_with_all = ["new_connection", "tls", "quic"])]
     udp: bool,
@@ -380,7 +466,8 @@ struct PingArgs {
     #[arg(short, long, value_name = "MS", default_value_t = 1000)]
     interval: u64,
     /// Seconds to wait for each reply.
-    #[arg(long, value_name = "SECS", default_value = "1", value_parser = seconds)]
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = timeout,
+          allow_negative_numbers = true)]
     timeout: Duration,
     /// Open a new TCP connection for every probe, to see the handshake's cost.
     /// With --quic, each probe after the first resumes the previous
@@ -413,7 +500,7 @@ struct PingArgs {
 #[derive(Debug, Args)]
 struct DelayArgs {
     #[arg(value_name = "HOST:PORT", help = TARGET_HELP)]
-    target: Target,
+    target: TargetArg,
     /// Over UDP: no handshake, one datagram each way per object.
     #[arg(long, conflicts_with_all = ["tls", "quic"])]
     udp: bool,
@@ -443,7 +530,8 @@ struct DelayArgs {
     probes: NonZeroU32,
     /// Seconds to wait for an answer or its next byte (default 10), or over
     /// UDP for each datagram's answer before sending it again (default 1).
-    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    #[arg(long, value_name = "SECS", value_parser = timeout,
+          allow_negative_numbers = true)]
     timeout: Option<Duration>,
     /// Over UDP, how many times a datagram is sent again.
     #[arg(long, value_name = "N", default_value_t = 3, requires = "udp")]
@@ -458,6 +546,11 @@ struct DelayArgs {
 }
 
 impl DelayArgs {
+    /// Returns the server, with the port of the transport when none was typed.
+    fn target(&self) -> Target {
+        self.target.with_default_port(self.tls.default_port())
+    }
+
     fn options(&self, connect_timeout: Duration) -> DelayOptions {
         let transport = if self.udp {
             Transport::Udp
@@ -487,8 +580,8 @@ impl DelayArgs {
 
 #[derive(Debug, Args)]
 struct BenchArgs {
-    #[arg(value_name = "HOST:PORT", help = TARGET_HELP)]
-    target: Target,
+    #[arg(value_name = "HOST:PORT", help = WS_TARGET_HELP)]
+    target: TargetArg,
     /// UDP: each of --connections is a socket with --depth datagrams in flight.
     #[arg(long, conflicts_with_all = ["tls", "quic"])]
     udp: bool,
@@ -517,14 +610,15 @@ struct BenchArgs {
     #[arg(short, long, value_name = "BYTES", default_value_t = 64)]
     size: usize,
     /// Seconds to measure for.
-    #[arg(long, value_name = "SECS", value_parser = seconds,
+    #[arg(long, value_name = "SECS", value_parser = seconds, allow_negative_numbers = true,
           required_unless_present_any = ["requests", "hold"], conflicts_with = "requests")]
     duration: Option<Duration>,
     /// Requests to measure (in all), then stop.
     #[arg(short = 'n', long, value_name = "N")]
     requests: Option<u64>,
     /// Seconds run before measuring: replies checked, not counted.
-    #[arg(long, value_name = "SECS", value_parser = seconds_or_zero, default_value = "0")]
+    #[arg(long, value_name = "SECS", value_parser = seconds_or_zero, default_value = "0",
+          allow_negative_numbers = true)]
     warmup: Duration,
     /// Open loop: requests per second in all, on a fixed schedule. Above
     /// 1,000/s per thread the schedule is kept by polling without sleep,
@@ -541,7 +635,7 @@ struct BenchArgs {
     hold: Option<usize>,
     /// Seconds held connections stay idle before they are used.
     #[arg(long, value_name = "SECS", value_parser = seconds_or_zero, default_value = "1",
-          requires = "hold")]
+          allow_negative_numbers = true, requires = "hold")]
     idle: Duration,
     /// Event-loop threads sharing the connections.
     #[arg(long, value_name = "N", default_value_t = 1)]
@@ -552,7 +646,8 @@ struct BenchArgs {
     blocking: bool,
     /// Seconds without a reply after which a connection has failed, or a
     /// datagram is lost.
-    #[arg(long, value_name = "SECS", default_value = "2", value_parser = seconds)]
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = timeout,
+          allow_negative_numbers = true)]
     timeout: Duration,
     /// What the server answers, which every reply is checked against byte
     /// for byte: the request's uppercase (a shout server), or the request
@@ -583,6 +678,16 @@ impl From<ExpectArg> for Expect {
 }
 
 impl BenchArgs {
+    /// Returns the server, with the port of the transport when none was typed.
+    fn target(&self) -> Target {
+        let port = if self.ws {
+            DEFAULT_WS_PORT
+        } else {
+            self.tls.default_port()
+        };
+        self.target.with_default_port(port)
+    }
+
     fn options(&self, connect_timeout: Duration) -> BenchOptions {
         BenchOptions {
             transport: if self.udp {
@@ -676,9 +781,10 @@ impl Failure {
 /// `shout tcp --quic`: one QUIC connection, one stream, from a terminal
 /// or a pipe alike: the input as it comes, the answer as it comes.
 fn run_quic(args: &TcpArgs, connect_timeout: Option<Duration>, quiet: bool) -> Result<(), Failure> {
-    let connector = Connector::resolve(&args.target, connect_timeout)?;
+    let target = args.target();
+    let connector = Connector::resolve(&target, connect_timeout)?;
     let tls = args.tls.options().unwrap_or_default();
-    let client = QuicClient::new(&TlsClient::new(&tls, &args.target)?)?;
+    let client = QuicClient::new(&TlsClient::new(&tls, &target)?)?;
     let connection = client.connect(connector.addrs(), connect_timeout)?;
     if io::stdin().is_terminal() && !quiet {
         let peer = connection.peer();
@@ -734,9 +840,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Tcp(args) if args.tls.quic => run_quic(&args, connect_timeout, cli.quiet),
         Command::Tcp(args) => {
-            let mut connector = Connector::resolve(&args.target, connect_timeout)?;
+            let target = args.target();
+            let mut connector = Connector::resolve(&target, connect_timeout)?;
             if let Some(tls) = args.tls.options() {
-                connector = connector.with_tls(TlsClient::new(&tls, &args.target)?);
+                connector = connector.with_tls(TlsClient::new(&tls, &target)?);
             }
             if io::stdin().is_terminal() {
                 let mut session = LineSession::new(connector, Some(args.timeout));
@@ -777,7 +884,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Udp(args) => {
-            let mut client = UdpClient::new(&args.target, args.timeout, args.retries)?;
+            let mut client = UdpClient::new(&args.target(), args.timeout, args.retries)?;
             let stdin = io::stdin();
             let mut stderr = io::stderr();
             let prompt = stdin.is_terminal().then_some(&mut stderr as &mut dyn Write);
@@ -803,7 +910,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 size: args.size,
                 json: args.json,
             };
-            let summary = ping(&args.target, &options, &mut io::stdout().lock())?;
+            let summary = ping(&args.target(), &options, &mut io::stdout().lock())?;
             if summary.received == 0 {
                 return Err(Failure::NoProbeAnswered(summary.sent));
             }
@@ -813,12 +920,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let options = args.options(cli.connect_timeout);
             let mut stderr = io::stderr();
             let progress = (!cli.quiet).then_some(&mut stderr as &mut dyn Write);
-            let report = bench(&args.target, &options, progress)?;
+            let report = bench(&args.target(), &options, progress)?;
             print_report(&report, args.json)?;
             check_bench(&report)
         }
         Command::Delay(args) => {
-            let report = delay(&args.target, &args.options(cli.connect_timeout))?;
+            let report = delay(&args.target(), &args.options(cli.connect_timeout))?;
             let mut stdout = io::stdout().lock();
             let written = if args.json {
                 writeln!(stdout, "{}", report.to_json())
@@ -879,8 +986,15 @@ fn init_logging(cli: &Cli) {
         (false, 2) => log::LevelFilter::Debug,
         (false, _) => log::LevelFilter::Trace,
     };
-    env_logger::Builder::new()
-        .filter_level(level)
+    let mut builder = env_logger::Builder::new();
+    builder.filter_level(level);
+    // rustls warns of what a failed handshake then returns as an error,
+    // which shout words itself: its lines show from -v on. RUST_LOG, when
+    // set, decides alone.
+    if cli.verbose == 0 && std::env::var_os("RUST_LOG").is_none() {
+        builder.filter_module("rustls", log::LevelFilter::Error);
+    }
+    builder
         .parse_default_env()
         .format(|buf, record| match record.level() {
             log::Level::Error => writeln!(buf, "shout: {}", record.args()),
@@ -909,10 +1023,22 @@ fn at_least_one<T: std::str::FromStr>(text: &str) -> Result<T, String> {
 
 /// Parses a number of seconds that may be zero.
 fn seconds_or_zero(text: &str) -> Result<Duration, String> {
-    if text.trim().parse::<f64>() == Ok(0.0) {
-        return Ok(Duration::ZERO);
+    match text.trim().parse::<f64>() {
+        Ok(0.0) => Ok(Duration::ZERO),
+        Ok(secs) if secs < 0.0 => Err("must be 0 seconds or more".into()),
+        _ => seconds(text),
     }
-    seconds(text)
+}
+
+/// Parses a timeout: a positive number of seconds, as [`seconds`] does.
+///
+/// Its argument takes negative numbers as values, so that `--timeout -1`
+/// gets this error rather than clap's advice to write `-- -1`.
+fn timeout(text: &str) -> Result<Duration, String> {
+    match text.trim().parse::<f64>() {
+        Ok(secs) if secs <= 0.0 => Err("a timeout is a positive number of seconds".into()),
+        _ => seconds(text),
+    }
 }
 
 /// Parses a positive number of seconds, fractions allowed (`0.25`).
@@ -940,6 +1066,49 @@ mod tests {
         assert_eq!(seconds("0.25"), Ok(Duration::from_millis(250)));
         for bad in ["1e19", "31536001", "inf"] {
             assert!(seconds(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Returns the port `shout ARGS` connects to.
+    fn port_of(args: &[&str]) -> u16 {
+        let cli = Cli::try_parse_from(std::iter::once("shout").chain(args.iter().copied()))
+            .unwrap_or_else(|error| panic!("{args:?}: {error}"));
+        let target = match cli.command {
+            Command::Tcp(args) => args.target(),
+            Command::Udp(args) => args.target(),
+            Command::Ping(args) => args.target(),
+            Command::Bench(args) => args.target(),
+            Command::Delay(args) => args.target(),
+            other => panic!("{other:?} has no HOST:PORT"),
+        };
+        target.port()
+    }
+
+    #[test]
+    fn a_host_alone_gets_shoutds_port_for_the_transport() {
+        for (args, port) in [
+            (&["tcp"][..], 12000),
+            (&["tcp", "--tls"], 12443),
+            (&["tcp", "--quic", "example.org"], 12443),
+            (&["tcp", "--tls", "[::1]"], 12443),
+            (&["tcp", "--tls", "localhost:12000"], 12000),
+            (&["udp", "localhost"], 12000),
+            (&["ping", "localhost"], 12000),
+            (&["ping", "--tls", "localhost"], 12443),
+            (&["ping", "--quic", "localhost"], 12443),
+            (&["ping", "--ws", "localhost"], 12080),
+            (&["ping", "--ws", "--tls", "localhost"], 12444),
+            (&["ping", "--ws", "localhost:9"], 9),
+            (&["bench", "-n", "1", "localhost"], 12000),
+            (&["bench", "-n", "1", "--tls", "localhost"], 12443),
+            (&["bench", "-n", "1", "--quic", "localhost"], 12443),
+            (&["bench", "-n", "1", "--ws", "localhost"], 12080),
+            (&["delay", "localhost"], 12000),
+            (&["delay", "--udp", "localhost"], 12000),
+            (&["delay", "--tls", "localhost"], 12443),
+            (&["delay", "--quic", "localhost"], 12443),
+        ] {
+            assert_eq!(port_of(args), port, "{args:?}");
         }
     }
 

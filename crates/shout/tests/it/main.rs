@@ -14,4 +14,5 @@ mod tcp;
 mod tls;
 mod tls_trust;
 mod udp;
+mod wrong_port;
 mod ws;
