@@ -78,7 +78,8 @@ Examples:
                                        TCP handshake, TLS handshake and exchange apart
   shout ping --quic --new-connection -c 3 localhost:12443
                                        a QUIC connection per probe; from the second on,
-                                       the probe goes in the first flight (0-RTT):
+                                       the probe goes in the first flight (0-RTT). Over
+                                       a 20 ms link (shout link), a line reads:
     17 bytes from 198.18.0.1:12443: seq=2 connect=21.318 ms rtt=21.375 ms time=21.375 ms 0rtt=yes
                                        connect= ends with the handshake; the answer
                                        came with it, so time= is rtt=, not their sum
@@ -137,13 +138,14 @@ impl TargetArg {
 #[derive(Debug, Parser)]
 #[command(name = "shout", version, after_help = AFTER_HELP)]
 struct Cli {
-    /// More messages on standard error: -v connections and retries, -vv late replies dropped.
+    /// More messages on standard error: -v connections and retries, -vv also each late UDP reply dropped.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
     /// Errors only on standard error.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
-    /// Seconds a TCP handshake may take, per address.
+    /// Seconds a connection's handshake may take, per address: TCP's, and
+    /// TLS's, QUIC's or the WebSocket upgrade when used (udp has none).
     #[arg(long, global = true, value_name = "SECS", default_value = "5", value_parser = timeout,
           allow_negative_numbers = true)]
     connect_timeout: Duration,
@@ -232,10 +234,9 @@ enum Command {
     /// Runs a server and a client joined by an emulated link: real delay,
     /// rate, loss and queue between two network namespaces (Linux, root).
     ///
-    /// For example `shout link --rtt 50ms --rate 10mbit --server 'shoutd' --
-    /// 'shout ping $SHOUT_LINK_SERVER:12000'`. The TCP handshake, slow
-    /// start and retransmissions happen in the real kernel stacks, across a
-    /// link that takes its time (docs/LINK.md).
+    /// The TCP handshake, slow start and retransmissions happen in the real
+    /// kernel stacks, across a link that takes its time (docs/LINK.md). The
+    /// examples below show how a server and a client are named.
     #[cfg(target_os = "linux")]
     #[command(after_help = link::LINK_AFTER_HELP)]
     Link(link::LinkArgs),
@@ -250,10 +251,12 @@ struct TlsArgs {
     /// otherwise.
     #[arg(long)]
     tls: bool,
-    /// Speak QUIC (UDP, TLS 1.3 inside, ALPN "shout") instead of TCP: one
-    /// connection, one stream for the whole input, its FIN the end of
-    /// input. The certificate is checked as with --tls (--ca, --pin,
-    /// --servername, --insecure). shoutd's QUIC port is 12443.
+    /// Speak QUIC (UDP, TLS 1.3 inside, ALPN "shout") instead of TCP.
+    /// `tcp` sends its whole input on one stream, its FIN the end of input;
+    /// `ping` and `delay` open a stream per probe or object; `bench` one
+    /// per connection, or per request with --streams. The certificate is
+    /// checked as with --tls (--ca, --pin, --servername, --insecure).
+    /// shoutd's QUIC port is 12443.
     #[arg(long)]
     quic: bool,
     /// Trust only the certificates of this PEM file (a private CA, or the
