@@ -5,12 +5,9 @@
 use crate::delay::RemoveOnDrop;
 use crate::support::run;
 use crate::tls::{LOCAL_NAMES, Pki};
-use rustls::ServerConfig;
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use shout_client::{QuicClient, Target, TlsClient, TlsOptions, Trust, ZeroRtt};
 use shout_server::{Handle, ServerBuilder, Uppercase};
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -27,15 +24,9 @@ impl QuicServer {
 
     /// Starts the server on `addr`; port 0 picks one.
     fn start_at(pki: &Pki, addr: SocketAddr) -> Self {
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.key.clone()));
-        let config = ServerConfig::builder_with_provider(shout_server::crypto_provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(pki.chain.clone(), key)
-            .unwrap();
+        let config = pki.server_config();
         let server = ServerBuilder::tcp_only(Uppercase)
-            .quic(addr, Arc::new(config))
+            .quic(addr, config)
             .build()
             .unwrap();
         let handle = server.handle();

@@ -69,6 +69,19 @@ impl Pki {
     pub(crate) fn ca_arg(&self) -> String {
         self.ca_file().display().to_string()
     }
+
+    /// Returns a server configuration presenting this certificate, on
+    /// the crypto provider shout-server uses.
+    pub(crate) fn server_config(&self) -> Arc<ServerConfig> {
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.clone()));
+        let config = ServerConfig::builder_with_provider(shout_server::crypto_provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(self.chain.clone(), key)
+            .unwrap();
+        Arc::new(config)
+    }
 }
 
 impl Drop for Pki {

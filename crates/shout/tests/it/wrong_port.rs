@@ -5,13 +5,10 @@
 
 use crate::support::{UppercaseServer, run, start_tcp_server, uppercase};
 use crate::tls::{LOCAL_NAMES, Pki};
-use rustls::ServerConfig;
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use shout_client::{ClientError, Connector, LineSession, Target};
 use shout_server::{Handle, ServerBuilder, Uppercase, WebSocketConfig};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -27,15 +24,9 @@ struct TlsPort {
 impl TlsPort {
     fn start() -> Self {
         let pki = Pki::new("tls-port", LOCAL_NAMES, false);
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.key.clone()));
-        let config = ServerConfig::builder_with_provider(shout_server::crypto_provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(pki.chain.clone(), key)
-            .unwrap();
+        let config = pki.server_config();
         let server = ServerBuilder::tcp_only(Uppercase)
-            .tls("127.0.0.1:0".parse().unwrap(), Arc::new(config))
+            .tls("127.0.0.1:0".parse().unwrap(), config)
             .build()
             .unwrap();
         let handle = server.handle();

@@ -4,12 +4,9 @@
 
 use crate::support::run;
 use crate::tls::{LOCAL_NAMES, Pki};
-use rustls::ServerConfig;
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use shout_bench::{Mode, Summary};
 use shout_server::{Handle, NoService, ServerBuilder, Stats, Uppercase, WebSocketConfig};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 type Builder = ServerBuilder<Uppercase, NoService>;
@@ -28,14 +25,7 @@ impl WsServer {
 
     /// Serves wss:// on a free port, presenting `pki`'s certificate.
     fn secure(pki: &Pki) -> Self {
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.key.clone()));
-        let config = ServerConfig::builder_with_provider(shout_server::crypto_provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(pki.chain.clone(), key)
-            .unwrap();
-        let config = Arc::new(config);
+        let config = pki.server_config();
         Self::start(move |builder, addr| {
             builder.websocket_tls(addr, config, WebSocketConfig::new())
         })
