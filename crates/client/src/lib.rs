@@ -65,14 +65,11 @@ pub use lines::{DEFAULT_MAX_LINE, LineError, LineReader, LinesReport};
 pub use ping::{PingOptions, PingSummary, RttStats, ZeroRttCounts, ping, probe_payload};
 pub use quic::{QUIC_ALPN, QuicClient, QuicConnection, ZeroRtt, quic_stream};
 pub use session::{Exchange, LineSession};
-/// shoutd's port for plain TCP and UDP, which a host typed without a port
-/// gets; the other ports are beside [`Target`].
-pub use shout_protocol::DEFAULT_PORT;
+/// shoutd's ports, which a host typed without a port gets: 12000 for plain
+/// TCP and UDP, the others by transport ([`Target::parse_with_default_port`]).
+pub use shout_protocol::{DEFAULT_PORT, DEFAULT_TLS_PORT, DEFAULT_WS_PORT, DEFAULT_WSS_PORT};
 pub use stream::{StreamTotals, shout_stream};
-pub use target::{
-    DEFAULT_TLS_PORT, DEFAULT_WS_PORT, DEFAULT_WSS_PORT, Resolve, SystemResolver, Target,
-    TargetError,
-};
+pub use target::{Resolve, SystemResolver, Target, TargetError};
 pub use tls::{TlsClient, TlsOptions, Trust, tls_reason};
 pub use transport::Transport;
 pub use udp::{LATE_REPLY_WINDOW, LATE_REPLY_WINDOW_BYTES, UdpClient};

@@ -28,16 +28,6 @@ where
     }
 }
 
-/// shoutd's TLS and QUIC port (TLS over TCP, QUIC over UDP), which a host
-/// typed without a port gets with `--tls` or `--quic`.
-pub const DEFAULT_TLS_PORT: u16 = 12443;
-
-/// shoutd's WebSocket port (`ws://`).
-pub const DEFAULT_WS_PORT: u16 = 12080;
-
-/// shoutd's WebSocket port over TLS (`wss://`).
-pub const DEFAULT_WSS_PORT: u16 = 12444;
-
 /// The system's resolver, through std's [`ToSocketAddrs`]: IP literals at
 /// once, names by `getaddrinfo` (the hosts file, DNS, whatever the system is
 /// set up to ask).
@@ -56,7 +46,7 @@ impl Resolve for SystemResolver {
 /// Parsed from `HOST:PORT`, `HOST` alone (port [`DEFAULT_PORT`]),
 /// `[IPV6]:PORT`, `[IPV6]` or a bare IPv6 literal such as `::1`;
 /// [`Target::parse_with_default_port`] gives a host without a port
-/// another port, such as [`DEFAULT_TLS_PORT`].
+/// another port, such as [`DEFAULT_TLS_PORT`](crate::DEFAULT_TLS_PORT).
 ///
 /// ```
 /// use shout_client::Target;
@@ -209,6 +199,7 @@ impl FromStr for Target {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shout_protocol::DEFAULT_TLS_PORT;
 
     fn parse(text: &str) -> Result<(String, u16), TargetError> {
         text.parse::<Target>()

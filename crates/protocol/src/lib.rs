@@ -8,7 +8,8 @@
 //!   stream arriving in chunks of any size.
 //! - [`uppercase_datagram`]: the one-datagram-in, one-datagram-out rule for UDP,
 //!   with its size limit.
-//! - Shared constants: [`DEFAULT_PORT`], [`MAX_DATAGRAM_PAYLOAD`].
+//! - Shared constants: the ports ([`DEFAULT_PORT`], [`DEFAULT_TLS_PORT`],
+//!   [`DEFAULT_WS_PORT`], [`DEFAULT_WSS_PORT`]), [`MAX_DATAGRAM_PAYLOAD`].
 //! - [`LineFramer`]: lines of at most a maximum length out of a byte
 //!   stream cut anywhere, for the services built on `shout-server` that
 //!   speak in lines. shout's own protocol has none over TCP, and a
@@ -32,6 +33,16 @@ pub use transform::{Uppercaser, uppercase, uppercased_len};
 
 /// The port both ends use when none is given: the lecture's 12000.
 pub const DEFAULT_PORT: u16 = 12000;
+
+/// The TLS port, 12443: TLS over TCP, and QUIC over UDP (as HTTP/3 shares
+/// 443 with HTTPS).
+pub const DEFAULT_TLS_PORT: u16 = 12443;
+
+/// The WebSocket port (`ws://`).
+pub const DEFAULT_WS_PORT: u16 = 12080;
+
+/// The WebSocket port over TLS (`wss://`).
+pub const DEFAULT_WSS_PORT: u16 = 12444;
 
 /// The largest number of bytes the uppercase of one byte can grow to, per input
 /// byte. Unicode's full mapping turns some 2-byte characters into 6 bytes

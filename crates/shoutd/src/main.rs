@@ -69,8 +69,17 @@ setting is invalid, or a certificate or key does not load or match, 1 when
 serving fails.";
 
 /// Where `--tls` and `--quic` listen when given no address: 12443, the TLS
-/// port, on TCP for one and UDP for the other.
+/// port ([`shout_protocol::DEFAULT_TLS_PORT`]), on TCP for one and UDP for
+/// the other. clap takes these defaults as text; a test checks each port.
 const DEFAULT_TLS_ADDR: &str = "[::]:12443";
+
+/// Where `--ws` listens when given no address
+/// ([`shout_protocol::DEFAULT_WS_PORT`]).
+const DEFAULT_WS_ADDR: &str = "[::]:12080";
+
+/// Where `--wss` listens when given no address
+/// ([`shout_protocol::DEFAULT_WSS_PORT`]).
+const DEFAULT_WSS_ADDR: &str = "[::]:12444";
 
 /// Parses a listening address. shoutd resolves no names (it binds before
 /// anything could answer for one), so the error says what to give instead.
@@ -129,7 +138,7 @@ struct Args {
     /// with one message. Like any listener named, replaces the default TCP
     /// and UDP on [::]:12000.
     #[arg(long, value_name = "ADDR", value_parser = socket_addr,
-          num_args = 0..=1, default_missing_value = "[::]:12080")]
+          num_args = 0..=1, default_missing_value = DEFAULT_WS_ADDR)]
     ws: Vec<SocketAddr>,
 
     /// Serve WebSocket over TLS on ADDR (repeatable; without ADDR
@@ -137,7 +146,7 @@ struct Args {
     /// --tls certificate. Like any listener named, replaces the default TCP
     /// and UDP on [::]:12000.
     #[arg(long, value_name = "ADDR", value_parser = socket_addr,
-          num_args = 0..=1, default_missing_value = "[::]:12444")]
+          num_args = 0..=1, default_missing_value = DEFAULT_WSS_ADDR)]
     wss: Vec<SocketAddr>,
 
     /// Let pages from ORIGIN (e.g. https://example.org) open the
@@ -557,5 +566,15 @@ mod tests {
         assert_eq!(args.quic, [default]);
         let args = Args::try_parse_from(["shoutd", "--tls", "127.0.0.1:0", "--tls"]).unwrap();
         assert_eq!(args.tls, ["127.0.0.1:0".parse().unwrap(), default]);
+    }
+
+    #[test]
+    fn the_default_listener_addresses_are_the_protocols_ports() {
+        let args = Args::try_parse_from(["shoutd", "--tls", "--quic", "--ws", "--wss"]).unwrap();
+        let port = |addrs: &[SocketAddr]| addrs[0].port();
+        assert_eq!(port(&args.tls), shout_protocol::DEFAULT_TLS_PORT);
+        assert_eq!(port(&args.quic), shout_protocol::DEFAULT_TLS_PORT);
+        assert_eq!(port(&args.ws), shout_protocol::DEFAULT_WS_PORT);
+        assert_eq!(port(&args.wss), shout_protocol::DEFAULT_WSS_PORT);
     }
 }
