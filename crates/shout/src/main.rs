@@ -296,13 +296,15 @@ struct TlsArgs {
 }
 
 impl TlsArgs {
-    /// Returns shoutd's port for the transport: 12443 with `--tls` or
+    /// Returns shoutd's port for the transport: over WebSocket (`ws`)
+    /// 12080, or 12444 with `--tls`; otherwise 12443 with `--tls` or
     /// `--quic`, else 12000.
-    fn default_port(&self) -> u16 {
-        if self.tls || self.quic {
-            DEFAULT_TLS_PORT
-        } else {
-            DEFAULT_PORT
+    fn default_port(&self, ws: bool) -> u16 {
+        match (ws, self.tls || self.quic) {
+            (true, true) => DEFAULT_WSS_PORT,
+            (true, false) => DEFAULT_WS_PORT,
+            (false, true) => DEFAULT_TLS_PORT,
+            (false, false) => DEFAULT_PORT,
         }
     }
 
@@ -413,7 +415,7 @@ struct TcpArgs {
 impl TcpArgs {
     /// Returns the server, with the port of the transport when none was typed.
     fn target(&self) -> Target {
-        self.target.with_default_port(self.tls.default_port())
+        self.target.with_default_port(self.tls.default_port(false))
     }
 }
 
@@ -428,18 +430,6 @@ struct UdpArgs {
     /// How many times to send a line again when no reply comes.
     #[arg(long, value_name = "N", default_value_t = 3)]
     retries: u32,
-}
-
-impl PingArgs {
-    /// Returns the server, with the port of the transport when none was typed.
-    fn target(&self) -> Target {
-        let port = match (self.ws, self.tls.tls) {
-            (true, true) => DEFAULT_WSS_PORT,
-            (true, false) => DEFAULT_WS_PORT,
-            (false, _) => self.tls.default_port(),
-        };
-        self.target.with_default_port(port)
-    }
 }
 
 impl UdpArgs {
@@ -500,6 +490,14 @@ struct PingArgs {
     tls: TlsArgs,
 }
 
+impl PingArgs {
+    /// Returns the server, with the port of the transport when none was typed.
+    fn target(&self) -> Target {
+        self.target
+            .with_default_port(self.tls.default_port(self.ws))
+    }
+}
+
 #[derive(Debug, Args)]
 struct DelayArgs {
     #[arg(value_name = "HOST:PORT", help = TARGET_HELP)]
@@ -551,7 +549,7 @@ struct DelayArgs {
 impl DelayArgs {
     /// Returns the server, with the port of the transport when none was typed.
     fn target(&self) -> Target {
-        self.target.with_default_port(self.tls.default_port())
+        self.target.with_default_port(self.tls.default_port(false))
     }
 
     fn options(&self, connect_timeout: Duration) -> DelayOptions {
@@ -683,12 +681,8 @@ impl From<ExpectArg> for Expect {
 impl BenchArgs {
     /// Returns the server, with the port of the transport when none was typed.
     fn target(&self) -> Target {
-        let port = if self.ws {
-            DEFAULT_WS_PORT
-        } else {
-            self.tls.default_port()
-        };
-        self.target.with_default_port(port)
+        self.target
+            .with_default_port(self.tls.default_port(self.ws))
     }
 
     fn options(&self, connect_timeout: Duration) -> BenchOptions {
