@@ -28,6 +28,7 @@
 mod announce;
 mod limits;
 mod lock;
+mod port;
 mod process;
 mod proxy;
 mod stream;
@@ -36,6 +37,7 @@ mod text;
 pub use announce::{Listening, ParseListeningError};
 pub use limits::{ensure_descriptor_limit, small_datagrams_that_fit};
 pub use lock::{HeavyTest, heavy_test};
+pub use port::free_port;
 pub use process::{ServerProcess, join_within};
 pub use proxy::proxy_v2_header;
 pub use stream::{

@@ -300,21 +300,6 @@ pub(crate) fn start_java_udp_server(late_duplicates: bool) -> UdpTestServer {
     })
 }
 
-/// A port that was free a moment ago on 127.0.0.1, for servers that take a
-/// port number rather than reporting the one they got.
-pub(crate) fn free_port() -> u16 {
-    for _ in 0..16 {
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        // The Python servers bind the number for one transport; make sure it
-        // is free for both, whichever the test starts.
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port free for both TCP and UDP in 16 tries");
-}
-
 /// One of the project's lecture-style Python servers (`peers/` at the
 /// workspace root), stopped when dropped.
 pub(crate) struct PythonPeer {
@@ -330,7 +315,7 @@ impl PythonPeer {
     pub(crate) fn start(script: &str) -> Self {
         let path = peers_dir().join(script);
         assert!(path.is_file(), "{} is missing", path.display());
-        let port = free_port();
+        let port = shout_testkit::free_port();
         let mut child = Command::new("python3")
             .arg(&path)
             .args([port.to_string().as_str(), "127.0.0.1"])

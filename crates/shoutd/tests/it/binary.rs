@@ -1,7 +1,9 @@
 //! The `shoutd` binary: start-up contract, exit statuses, signals, and the
 //! project's lecture-style Python clients (`peers/`) as real peers.
 
-use crate::support::{Shoutd, TIMEOUT, join_within, read_to_end, summary_figure, wait_until};
+use crate::support::{
+    SOCKET_FLAGS, Shoutd, TIMEOUT, free_port, join_within, read_to_end, summary_figure, wait_until,
+};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
@@ -114,15 +116,7 @@ fn a_port_in_use_is_named_with_the_kind_of_its_listener() {
 
 #[test]
 fn a_host_name_for_an_address_is_refused_with_an_example() {
-    for flag in [
-        "--tcp",
-        "--udp",
-        "--tls",
-        "--quic",
-        "--ws",
-        "--wss",
-        "--metrics",
-    ] {
+    for flag in SOCKET_FLAGS {
         let (code, stderr) = run_to_exit(&[flag, "localhost:0"]);
         assert_eq!(code, Some(2), "{stderr}");
         // "for '--tcp <ADDR>'", or "for '--ws [<ADDR>]'" where ADDR is optional.
@@ -147,13 +141,7 @@ fn tls_and_quic_serve_one_port_number_on_tcp_and_udp() {
     // `--tls` and `--quic` without an address both take [::]:12443; a
     // test cannot hold that port, so it checks the same sharing on a
     // port number free on both transports.
-    let port = loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = tcp.local_addr().unwrap();
-        if UdpSocket::bind(addr).is_ok() {
-            break addr.to_string();
-        }
-    };
+    let port = format!("127.0.0.1:{}", free_port());
     let shoutd = Shoutd::start(&["--tls", &port, "--quic", &port]);
     assert_eq!(shoutd.listening().addrs("tls")[0].to_string(), port);
     assert_eq!(shoutd.listening().addrs("quic")[0].to_string(), port);

@@ -6,6 +6,18 @@ use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::process::Command;
 
+/// shoutd's flags that each name a socket to listen on, with a
+/// `listening` line of its own.
+pub(crate) const SOCKET_FLAGS: [&str; 7] = [
+    "--tcp",
+    "--udp",
+    "--tls",
+    "--quic",
+    "--ws",
+    "--wss",
+    "--metrics",
+];
+
 /// A running `shoutd` and the first TCP, UDP and metrics addresses it
 /// announced; killed on drop if still running.
 pub(crate) struct Shoutd {
@@ -27,19 +39,7 @@ impl Shoutd {
     pub(crate) fn start_with(command: &mut Command) -> Self {
         let sockets = command
             .get_args()
-            .filter(|arg| {
-                [
-                    "--tcp",
-                    "--udp",
-                    "--tls",
-                    "--quic",
-                    "--ws",
-                    "--wss",
-                    "--metrics",
-                ]
-                .iter()
-                .any(|flag| arg == flag)
-            })
+            .filter(|arg| SOCKET_FLAGS.iter().any(|flag| arg == flag))
             .count();
         let process =
             ServerProcess::start("shoutd", command, sockets).unwrap_or_else(|e| panic!("{e}"));
