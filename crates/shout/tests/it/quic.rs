@@ -3,19 +3,16 @@
 //! at test time.
 
 use crate::delay::RemoveOnDrop;
-use crate::support::run;
+use crate::support::{LibraryServer, run};
 use crate::tls::{LOCAL_NAMES, Pki};
 use shout_client::{QuicClient, Target, TlsClient, TlsOptions, Trust, ZeroRtt};
-use shout_server::{Handle, ServerBuilder, Uppercase};
+use shout_server::{ServerBuilder, Uppercase};
 use std::net::{SocketAddr, UdpSocket};
-use std::thread::{self, JoinHandle};
+use std::ops::Deref;
 use std::time::Duration;
 
 /// A QUIC uppercase server presenting `pki`'s certificate; stopped on drop.
-pub(crate) struct QuicServer {
-    handle: Handle,
-    thread: Option<JoinHandle<()>>,
-}
+pub(crate) struct QuicServer(LibraryServer);
 
 impl QuicServer {
     pub(crate) fn start(pki: &Pki) -> Self {
@@ -24,24 +21,13 @@ impl QuicServer {
 
     /// Starts the server on `addr`; port 0 picks one.
     fn start_at(pki: &Pki, addr: SocketAddr) -> Self {
-        let config = pki.server_config();
-        let server = ServerBuilder::tcp_only(Uppercase)
-            .quic(addr, config)
-            .build()
-            .unwrap();
-        let handle = server.handle();
-        let thread = thread::spawn(move || drop(server.run()));
-        Self {
-            handle,
-            thread: Some(thread),
-        }
+        let builder = ServerBuilder::tcp_only(Uppercase).quic(addr, pki.server_config());
+        Self(LibraryServer::start(builder))
     }
 
     /// Stops the server and waits until its socket is closed.
-    fn stop(mut self) {
-        self.handle.shutdown();
-        let thread = self.thread.take().unwrap();
-        shout_testkit::join_within(thread, shout_testkit::TIMEOUT).expect("the server stops");
+    fn stop(self) {
+        self.0.stop();
     }
 
     pub(crate) fn target(&self) -> String {
@@ -49,9 +35,11 @@ impl QuicServer {
     }
 }
 
-impl Drop for QuicServer {
-    fn drop(&mut self) {
-        self.handle.shutdown();
+impl Deref for QuicServer {
+    type Target = LibraryServer;
+
+    fn deref(&self) -> &LibraryServer {
+        &self.0
     }
 }
 

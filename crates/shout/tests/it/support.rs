@@ -90,6 +90,44 @@ pub(crate) fn wait_bounded(child: &mut Child, what: &[&str]) -> Option<i32> {
     }
 }
 
+/// A shout-server the test built, running on a thread of its own:
+/// shoutd's listeners without the binary. Told to stop when dropped.
+pub(crate) struct LibraryServer {
+    pub(crate) handle: shout_server::Handle,
+    thread: Option<thread::JoinHandle<shout_server::Stats>>,
+}
+
+impl LibraryServer {
+    /// Builds `builder` and runs the server.
+    pub(crate) fn start<S, D>(builder: shout_server::ServerBuilder<S, D>) -> Self
+    where
+        S: shout_server::StreamService,
+        D: shout_server::DatagramService,
+    {
+        let server = builder.build().expect("the server builds");
+        let handle = server.handle();
+        let thread = thread::spawn(move || server.run().expect("the server runs"));
+        Self {
+            handle,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the server once its connections are drained, and returns
+    /// what it counted.
+    pub(crate) fn stop(mut self) -> shout_server::Stats {
+        self.handle.shutdown();
+        let thread = self.thread.take().expect("stopped once");
+        shout_testkit::join_within(thread, shout_testkit::TIMEOUT).expect("the server stops")
+    }
+}
+
+impl Drop for LibraryServer {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+    }
+}
+
 /// A TCP server that streams back the uppercase of what it receives and
 /// closes after the client's half-close: the shoutd contract.
 pub(crate) struct UppercaseServer {

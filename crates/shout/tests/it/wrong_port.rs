@@ -3,20 +3,18 @@
 //! at the page's path, and a host typed without its port. Each gets one
 //! clear error, on loopback, against shout-server or the test's servers.
 
-use crate::support::{UppercaseServer, run, start_tcp_server, uppercase};
+use crate::support::{LibraryServer, UppercaseServer, run, start_tcp_server, uppercase};
 use crate::tls::{LOCAL_NAMES, Pki};
 use shout_client::{ClientError, Connector, LineSession, Target};
-use shout_server::{Handle, ServerBuilder, Uppercase, WebSocketConfig};
+use shout_server::{ServerBuilder, Uppercase, WebSocketConfig};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 /// shout-server's TLS listener on 127.0.0.1, as shoutd --tls serves it;
 /// stopped on drop.
 struct TlsPort {
-    handle: Handle,
-    thread: Option<JoinHandle<()>>,
+    _server: LibraryServer,
     addr: SocketAddr,
     _pki: Pki,
 }
@@ -24,28 +22,13 @@ struct TlsPort {
 impl TlsPort {
     fn start() -> Self {
         let pki = Pki::new("tls-port", LOCAL_NAMES, false);
-        let config = pki.server_config();
-        let server = ServerBuilder::tcp_only(Uppercase)
-            .tls("127.0.0.1:0".parse().unwrap(), config)
-            .build()
-            .unwrap();
-        let handle = server.handle();
-        let addr = handle.tls_addrs()[0];
-        let thread = thread::spawn(move || drop(server.run()));
+        let builder = ServerBuilder::tcp_only(Uppercase)
+            .tls("127.0.0.1:0".parse().unwrap(), pki.server_config());
+        let server = LibraryServer::start(builder);
         Self {
-            handle,
-            thread: Some(thread),
-            addr,
+            addr: server.handle.tls_addrs()[0],
+            _server: server,
             _pki: pki,
-        }
-    }
-}
-
-impl Drop for TlsPort {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-        if let Some(thread) = self.thread.take() {
-            let _ = shout_testkit::join_within(thread, shout_testkit::TIMEOUT);
         }
     }
 }
@@ -203,16 +186,11 @@ fn websocket_at_a_plain_port_says_the_server_did_not_answer_with_http() {
 #[test]
 fn websocket_at_another_path_of_shoutd_names_ws() {
     // As shoutd --ws serves it: the page at /, the socket at /ws.
-    let server = ServerBuilder::tcp_only(Uppercase)
-        .websocket(
-            "127.0.0.1:0".parse().unwrap(),
-            WebSocketConfig::new().page(&b"<!doctype html><title>shout</title>"[..]),
-        )
-        .build()
-        .unwrap();
-    let handle = server.handle();
-    let port = handle.ws_addrs()[0].port();
-    let thread = thread::spawn(move || drop(server.run()));
+    let server = LibraryServer::start(ServerBuilder::tcp_only(Uppercase).websocket(
+        "127.0.0.1:0".parse().unwrap(),
+        WebSocketConfig::new().page(&b"<!doctype html><title>shout</title>"[..]),
+    ));
+    let port = server.handle.ws_addrs()[0].port();
     for (path, status) in [("/", "HTTP 200 OK"), ("/nothing", "HTTP 404 Not Found")] {
         let url = format!("ws://127.0.0.1:{port}{path}");
         let outcome = run(&["ws", &url], b"hi\n");
@@ -225,8 +203,7 @@ fn websocket_at_another_path_of_shoutd_names_ws() {
             outcome.stderr
         );
     }
-    handle.shutdown();
-    shout_testkit::join_within(thread, shout_testkit::TIMEOUT).expect("the server stops");
+    server.stop();
 }
 
 #[test]

@@ -2,20 +2,16 @@
 //! WebSocket listeners on 127.0.0.1: plain, and over TLS (wss) with
 //! certificates rcgen makes at test time.
 
-use crate::support::run;
+use crate::support::{LibraryServer, run};
 use crate::tls::{LOCAL_NAMES, Pki};
 use shout_bench::{Mode, Summary};
-use shout_server::{Handle, NoService, ServerBuilder, Stats, Uppercase, WebSocketConfig};
+use shout_server::{NoService, ServerBuilder, Stats, Uppercase, WebSocketConfig};
 use std::net::SocketAddr;
-use std::thread::{self, JoinHandle};
 
 type Builder = ServerBuilder<Uppercase, NoService>;
 
 /// An uppercase server with one WebSocket listener; stopped on drop.
-pub(crate) struct WsServer {
-    handle: Handle,
-    thread: Option<JoinHandle<Stats>>,
-}
+pub(crate) struct WsServer(LibraryServer);
 
 impl WsServer {
     /// Serves ws:// on a free port.
@@ -33,33 +29,18 @@ impl WsServer {
 
     fn start(listen: impl FnOnce(Builder, SocketAddr) -> Builder) -> Self {
         let loopback = "127.0.0.1:0".parse().unwrap();
-        let server = listen(ServerBuilder::tcp_only(Uppercase), loopback)
-            .build()
-            .unwrap();
-        let handle = server.handle();
-        let thread = thread::spawn(move || server.run().expect("the server runs"));
-        Self {
-            handle,
-            thread: Some(thread),
-        }
+        let builder = listen(ServerBuilder::tcp_only(Uppercase), loopback);
+        Self(LibraryServer::start(builder))
     }
 
     pub(crate) fn port(&self) -> u16 {
-        self.handle.ws_addrs()[0].port()
+        self.0.handle.ws_addrs()[0].port()
     }
 
     /// Stops the server once its connections are drained, and returns
     /// what it counted.
-    fn stop(mut self) -> Stats {
-        self.handle.shutdown();
-        let thread = self.thread.take().unwrap();
-        shout_testkit::join_within(thread, shout_testkit::TIMEOUT).expect("the server stops")
-    }
-}
-
-impl Drop for WsServer {
-    fn drop(&mut self) {
-        self.handle.shutdown();
+    fn stop(self) -> Stats {
+        self.0.stop()
     }
 }
 
